@@ -1,0 +1,361 @@
+// Package client is longlink's Go SDK: it connects a device to a gateway over
+// TCP or WebSocket, logs in with the device token, keeps the heartbeat,
+// hands every push to a handler, and reconnects with exponential backoff and
+// jitter until it is closed or the server says not to come back.
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/longlink/longlink/protocol"
+)
+
+// Push is a message pushed to the device.
+type Push struct {
+	App  string
+	ID   string
+	Seq  uint64 // 0 for online-only messages
+	Data []byte
+}
+
+// Welcome is what the server granted at login.
+type Welcome struct {
+	Device    string
+	Apps      []string
+	Heartbeat time.Duration
+}
+
+// Config configures a Client. Addr or DispatchURL, and Token, are required.
+type Config struct {
+	// Addr is the gateway: host:port for TCP, ws://host:port/ws for WebSocket.
+	Addr string
+	// DispatchURL is the API's base URL (http://host:port); when Addr is
+	// empty, every (re)connect asks its /v1/dispatch where to go.
+	DispatchURL string
+	// Transport is TCP, WebSocket or WebSocketJSON. Empty means TCP.
+	Transport Transport
+	// Token is the device token (a JWT from the app backend).
+	Token string
+	// Heartbeat is proposed to the server, which clamps it. Zero lets the
+	// server choose.
+	Heartbeat time.Duration
+
+	// OnPush receives pushes in order, on one goroutine; a slow handler
+	// delays the next push, not the heartbeat.
+	OnPush func(Push)
+	// OnConnect is called after every successful login.
+	OnConnect func(Welcome)
+	// OnDisconnect is called when a connection ends, with why. The client
+	// reconnects unless the error is final (see Client.Err).
+	OnDisconnect func(error)
+
+	// MinBackoff and MaxBackoff bound the wait between reconnects, which
+	// doubles per failed attempt, with jitter. Zero means 500ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// DialTimeout bounds one connect and login. Zero means 10s.
+	DialTimeout time.Duration
+	// HTTPClient is used for dispatch. Nil means http.DefaultClient.
+	HTTPClient *http.Client
+}
+
+// Client is a device's connection to longlink. Safe for concurrent use.
+type Client struct {
+	cfg    Config
+	ctx    context.Context // ends when the client is closed
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	current *Conn   // guarded by mu
+	err     error   // guarded by mu; why the client stopped
+	welcome Welcome // guarded by mu
+}
+
+// Dial connects and logs in once, then keeps the connection up in the
+// background. It fails if the first login fails.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Transport == "" {
+		cfg.Transport = TCP
+	}
+	setDefault := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	setDefault(&cfg.MinBackoff, 500*time.Millisecond)
+	setDefault(&cfg.MaxBackoff, 30*time.Second)
+	setDefault(&cfg.DialTimeout, 10*time.Second)
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	if cfg.Token == "" || (cfg.Addr == "" && cfg.DispatchURL == "") {
+		return nil, errors.New("client: Token and one of Addr or DispatchURL are required")
+	}
+	c := &Client{cfg: cfg, done: make(chan struct{})}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	w, welcome, err := c.connect(ctx)
+	if err != nil {
+		c.cancel()
+		return nil, err
+	}
+	c.current, c.welcome = w, welcome
+	go c.run(w, welcome)
+	return c, nil
+}
+
+// Close ends the connection and stops reconnecting.
+func (c *Client) Close() error {
+	c.cancel()
+	c.mu.Lock()
+	if c.current != nil {
+		c.current.nc.Close()
+	}
+	c.mu.Unlock()
+	<-c.done
+	return nil
+}
+
+// Done is closed when the client has stopped: after Close, or after a final
+// error from the server.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns the final error that stopped the client: a *protocol.Error
+// with code 4001 (auth failed), 4003 (replaced by a newer connection of the
+// same device) or 4008 (kicked). Nil while running and after Close.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Welcome returns what the server granted at the latest login.
+func (c *Client) Welcome() Welcome {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.welcome
+}
+
+// isFinal reports whether reconnecting after err is pointless.
+func isFinal(err error) bool {
+	var pe *protocol.Error
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code {
+	case protocol.CodeAuthFailed, protocol.CodeReplaced, protocol.CodeKicked:
+		return true
+	}
+	return false
+}
+
+func (c *Client) run(w *Conn, welcome Welcome) {
+	defer close(c.done)
+	for {
+		err := c.serve(w, welcome)
+		w.nc.Close()
+		if c.ctx.Err() != nil {
+			return
+		}
+		if c.cfg.OnDisconnect != nil {
+			c.cfg.OnDisconnect(err)
+		}
+		for attempt := 0; ; attempt++ {
+			if isFinal(err) {
+				c.mu.Lock()
+				c.err = err
+				c.mu.Unlock()
+				return
+			}
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(c.backoff(attempt)):
+			}
+			if w, welcome, err = c.connect(c.ctx); err == nil {
+				break
+			}
+		}
+	}
+}
+
+// backoff is the wait before reconnect attempt n: doubling from MinBackoff up
+// to MaxBackoff, then a random point in its upper half, so that many devices
+// cut off at once do not come back at once.
+func (c *Client) backoff(n int) time.Duration {
+	d := c.cfg.MaxBackoff
+	if n < 30 {
+		d = min(c.cfg.MinBackoff<<n, c.cfg.MaxBackoff)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// connect dials, logs in and waits for the welcome.
+func (c *Client) connect(ctx context.Context) (*Conn, Welcome, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	addr := c.cfg.Addr
+	if addr == "" {
+		var err error
+		if addr, err = c.dispatch(ctx); err != nil {
+			return nil, Welcome{}, err
+		}
+	}
+	w, err := DialConn(ctx, c.cfg.Transport, addr)
+	if err != nil {
+		return nil, Welcome{}, err
+	}
+	deadline, _ := ctx.Deadline()
+	w.nc.SetDeadline(deadline)
+	login := &protocol.Frame{Op: protocol.OpLogin, Token: []byte(c.cfg.Token),
+		Heartbeat: uint32(c.cfg.Heartbeat / time.Second)}
+	var f protocol.Frame
+	err = w.WriteFrame(login, c.cfg.DialTimeout)
+	if err == nil {
+		err = w.ReadFrame(&f)
+	}
+	if err == nil {
+		switch f.Op {
+		case protocol.OpWelcome:
+		case protocol.OpError:
+			err = &protocol.Error{Code: f.Code, Reason: string(f.Reason)}
+		default:
+			err = fmt.Errorf("login: got %s before welcome", f.Op)
+		}
+	}
+	if err != nil {
+		w.nc.Close()
+		return nil, Welcome{}, err
+	}
+	w.nc.SetDeadline(time.Time{})
+	welcome := Welcome{Device: string(f.Device), Heartbeat: time.Duration(f.Heartbeat) * time.Second}
+	for _, a := range f.Apps {
+		welcome.Apps = append(welcome.Apps, string(a))
+	}
+	return w, welcome, nil
+}
+
+// serve runs one logged-in connection until it ends.
+func (c *Client) serve(w *Conn, welcome Welcome) error {
+	c.mu.Lock()
+	c.current, c.welcome = w, welcome
+	c.mu.Unlock()
+	if c.ctx.Err() != nil { // Close ran before current was set
+		return c.ctx.Err()
+	}
+	if c.cfg.OnConnect != nil {
+		c.cfg.OnConnect(welcome)
+	}
+	hb := welcome.Heartbeat
+	if hb <= 0 {
+		hb = 30 * time.Second
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(hb)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if w.WriteFrame(&protocol.Frame{Op: protocol.OpPing}, hb) != nil {
+					w.nc.Close()
+					return
+				}
+			}
+		}
+	}()
+	var serverErr error // the last error frame: why the server closes
+	for {
+		w.nc.SetReadDeadline(time.Now().Add(3 * hb))
+		var f protocol.Frame
+		if err := w.ReadFrame(&f); err != nil {
+			if serverErr != nil {
+				return serverErr
+			}
+			return err
+		}
+		switch f.Op {
+		case protocol.OpPush:
+			if c.cfg.OnPush != nil {
+				c.cfg.OnPush(Push{App: string(f.App), ID: string(f.ID), Seq: f.Seq, Data: f.Data})
+			}
+		case protocol.OpError:
+			serverErr = &protocol.Error{Code: f.Code, Reason: string(f.Reason)}
+		}
+	}
+}
+
+// dispatch asks the API where to connect.
+func (c *Client) dispatch(ctx context.Context) (string, error) {
+	app, device, err := tokenIdentity(c.cfg.Token)
+	if err != nil {
+		return "", err
+	}
+	u := strings.TrimRight(c.cfg.DispatchURL, "/") + "/v1/dispatch?" +
+		url.Values{"app": {app}, "device": {device}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("dispatch: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Endpoints []struct {
+			Transport string `json:"transport"`
+			Address   string `json:"address"`
+			URL       string `json:"url"`
+		} `json:"endpoints"`
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return "", fmt.Errorf("dispatch: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("dispatch: %s: %s", resp.Status, body.Error)
+	}
+	for _, e := range body.Endpoints {
+		switch {
+		case c.cfg.Transport == TCP && e.Transport == "tcp":
+			return e.Address, nil
+		case c.cfg.Transport != TCP && e.Transport == "ws":
+			return e.URL, nil
+		}
+	}
+	return "", fmt.Errorf("dispatch: no %s endpoint offered", c.cfg.Transport)
+}
+
+// tokenIdentity reads app and device from a token without verifying it (the
+// server verifies); dispatch needs them.
+func tokenIdentity(token string) (app, device string, err error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", "", errors.New("token is not a JWT")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", "", fmt.Errorf("token payload: %w", err)
+	}
+	var claims struct {
+		App string `json:"app"`
+		Sub string `json:"sub"`
+	}
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		return "", "", fmt.Errorf("token payload: %w", err)
+	}
+	return claims.App, claims.Sub, nil
+}

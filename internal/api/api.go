@@ -1,0 +1,168 @@
+// Package api serves the HTTP API for app backends and devices: push,
+// presence, dispatch, health and metrics.
+package api
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/metrics"
+)
+
+// Fanout hands messages to connected devices. In one process the gateway is
+// the Fanout; a cluster puts a router and a bus behind the same methods.
+type Fanout interface {
+	PushDevices(app string, devices []string, m *gateway.Message) int
+	PushUsers(app string, users []string, m *gateway.Message) int
+	Broadcast(app string, m *gateway.Message) int
+	Online(app, device string) bool
+}
+
+// Endpoints is what /v1/dispatch tells devices.
+type Endpoints struct {
+	TCP       string // host:port of the native protocol
+	WS        string // ws:// URL of the WebSocket endpoint
+	Heartbeat time.Duration
+}
+
+// Options configure a Server.
+type Options struct {
+	Config    *config.Config // validated
+	Fanout    Fanout
+	Endpoints Endpoints
+	Metrics   *metrics.Metrics
+	Logger    *slog.Logger // nil means slog.Default()
+}
+
+// Server is the HTTP API. Safe for concurrent use.
+type Server struct {
+	// Static after construction.
+	cfg       *config.Config
+	fanout    Fanout
+	endpoints Endpoints
+	metrics   *metrics.Metrics
+	log       *slog.Logger
+	mux       *http.ServeMux
+
+	msgSeq atomic.Uint64 // message id counter
+}
+
+// Limits of one API call.
+const (
+	maxBodyBytes = 8 << 20
+	maxTargets   = 10000 // devices or users in one push
+	maxPresence  = 1000  // devices in one presence query
+)
+
+// New returns the API server; serve its Handler.
+func New(o Options) *Server {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: o.Config, fanout: o.Fanout, endpoints: o.Endpoints, metrics: o.Metrics,
+		log: log, mux: http.NewServeMux()}
+	s.msgSeq.Store(uint64(time.Now().UnixNano()))
+	s.mux.HandleFunc("POST /v1/push", s.handlePush)
+	s.mux.HandleFunc("GET /v1/presence", s.handlePresence)
+	s.mux.HandleFunc("GET /v1/dispatch", s.handleDispatch)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.Node})
+	})
+	s.mux.Handle("GET /metrics", o.Metrics.Handler())
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &httpError{http.StatusNotFound, "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	return s
+}
+
+// Handler returns the API's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// httpError is an error with the HTTP status it is answered with.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) *httpError {
+	return &httpError{status, fmt.Sprintf(format, args...)}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var he *httpError
+	if !errors.As(err, &he) {
+		he = &httpError{http.StatusInternalServerError, err.Error()}
+	}
+	writeJSON(w, he.status, map[string]string{"error": he.msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// authorize checks the Bearer key against app: 401 without a key or with a
+// key of no app, 404 for an unknown app, 403 for a key of another app.
+func (s *Server) authorize(r *http.Request, app string) error {
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || key == "" {
+		return errorf(http.StatusUnauthorized, "missing Authorization: Bearer <api_key>")
+	}
+	var owner string
+	for _, a := range s.cfg.Apps {
+		if subtle.ConstantTimeCompare([]byte(a.APIKey), []byte(key)) == 1 {
+			owner = a.ID
+		}
+	}
+	if owner == "" {
+		return errorf(http.StatusUnauthorized, "unknown API key")
+	}
+	if app == "" {
+		return errorf(http.StatusBadRequest, "app is required")
+	}
+	if _, ok := s.cfg.App(app); !ok {
+		return errorf(http.StatusNotFound, "unknown app %q", app)
+	}
+	if owner != app {
+		return errorf(http.StatusForbidden, "this API key belongs to another app")
+	}
+	return nil
+}
+
+// decodeBody decodes a JSON body strictly: unknown keys and trailing data are
+// errors, and so is a body over maxBodyBytes (413).
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errorf(http.StatusRequestEntityTooLarge, "request body over %d bytes", maxBodyBytes)
+		}
+		return errorf(http.StatusBadRequest, "bad JSON body: %v", err)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "bad JSON body: data after the object")
+	}
+	return nil
+}
+
+// newMessageID returns an id unique in this node: node, then a counter
+// seeded from the clock at start.
+func (s *Server) newMessageID() string {
+	return s.cfg.Node + "-" + strconv.FormatUint(s.msgSeq.Add(1), 36)
+}

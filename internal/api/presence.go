@@ -1,0 +1,62 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/longlink/longlink/internal/auth"
+)
+
+type presence struct {
+	Online bool `json:"online"`
+}
+
+func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	app := q.Get("app")
+	if err := s.authorize(r, app); err != nil {
+		writeError(w, err)
+		return
+	}
+	devices := q["device"]
+	if len(devices) == 0 || len(devices) > maxPresence {
+		writeError(w, errorf(http.StatusBadRequest, "give 1 to %d device parameters", maxPresence))
+		return
+	}
+	out := make(map[string]presence, len(devices))
+	for _, d := range devices {
+		if auth.CheckDevice(d) != nil {
+			writeError(w, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", d))
+			return
+		}
+		out[d] = presence{Online: s.fanout.Online(app, d)}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
+}
+
+type endpoint struct {
+	Transport string `json:"transport"`
+	Address   string `json:"address,omitempty"`
+	URL       string `json:"url,omitempty"`
+}
+
+// handleDispatch tells a device where to connect. It needs no key: devices
+// call it before they have anything but their token.
+func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	app, device := q.Get("app"), q.Get("device")
+	if _, ok := s.cfg.App(app); !ok {
+		writeError(w, errorf(http.StatusNotFound, "unknown app %q", app))
+		return
+	}
+	if auth.CheckDevice(device) != nil {
+		writeError(w, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", device))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"endpoints": []endpoint{
+			{Transport: "tcp", Address: s.endpoints.TCP},
+			{Transport: "ws", URL: s.endpoints.WS},
+		},
+		"heartbeat": int(s.endpoints.Heartbeat.Seconds()),
+	})
+}

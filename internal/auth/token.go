@@ -1,0 +1,81 @@
+// Package auth mints and verifies device tokens: HS256 JWTs signed with the
+// app's secret, carrying app, sub (device), optional uid (user) and exp.
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Claims are what a verified token says about a device.
+type Claims struct {
+	App    string
+	Device string
+	User   string
+}
+
+type tokenClaims struct {
+	App string `json:"app"`
+	UID string `json:"uid,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// Mint returns a token for device (and user, if not empty) of app, valid for ttl.
+func Mint(app, secret, device, user string, ttl time.Duration) (string, error) {
+	if err := CheckDevice(device); err != nil {
+		return "", err
+	}
+	c := tokenClaims{App: app, UID: user, RegisteredClaims: jwt.RegisteredClaims{
+		Subject:   device,
+		ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl)),
+		IssuedAt:  jwt.NewNumericDate(time.Now()),
+	}}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+}
+
+// SecretFunc returns the secret of an app, or false for an unknown app.
+type SecretFunc func(app string) (secret string, ok bool)
+
+var parser = jwt.NewParser(
+	jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+	jwt.WithExpirationRequired(),
+)
+
+// Verify checks a token's algorithm (HS256 only), signature (with the secret
+// of the app it names), expiry and claims. The error is fit to show the client.
+func Verify(token string, secretOf SecretFunc) (Claims, error) {
+	var c tokenClaims
+	_, err := parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) {
+		if c.App == "" {
+			return nil, errors.New("no app claim")
+		}
+		secret, ok := secretOf(c.App)
+		if !ok {
+			return nil, fmt.Errorf("unknown app %q", c.App)
+		}
+		return []byte(secret), nil
+	})
+	if err != nil {
+		return Claims{}, fmt.Errorf("bad token: %w", err)
+	}
+	if err := CheckDevice(c.Subject); err != nil {
+		return Claims{}, fmt.Errorf("bad token: sub: %w", err)
+	}
+	return Claims{App: c.App, Device: c.Subject, User: c.UID}, nil
+}
+
+// CheckDevice checks a device id: 1-128 printable ASCII bytes.
+func CheckDevice(id string) error {
+	if len(id) == 0 || len(id) > 128 {
+		return fmt.Errorf("device id must be 1-128 bytes, got %d", len(id))
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return fmt.Errorf("device id %q has a byte that is not printable ASCII", id)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,79 @@
+// Package cli implements longlink's subcommands: one file each.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+const usage = `longlink: a long-connection push server
+
+Usage:
+  longlink serve  [--config FILE]                    run every role in one process
+  longlink token  [--config FILE] --device D [--app A] [--user U] [--ttl 24h]
+                                                     print a device token
+  longlink listen --token JWT [--addr HOST:PORT] [--transport tcp|ws|ws-json]
+                                                     connect as a device and print every push
+  longlink push   [--app A] (--device D... | --user U... | --broadcast) DATA
+                                                     push through the HTTP API
+
+Run 'longlink COMMAND --help' for a command's flags.
+`
+
+// command is one subcommand: it parses args and runs.
+type command func(args []string, stdout, stderr io.Writer) error
+
+var commands = map[string]command{
+	"serve":  serve,
+	"token":  token,
+	"listen": listen,
+	"push":   push,
+}
+
+// Main runs the subcommand named by args[0] and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "longlink: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err := cmd(args[1:], stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "longlink %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("longlink "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// self is how the user ran this binary, for commands we print to paste:
+// "go run ./cmd/longlink" under go run, else the program's name.
+func self() string {
+	if strings.Contains(os.Args[0], "go-build") {
+		return "go run ./cmd/longlink"
+	}
+	return filepath.Base(os.Args[0])
+}

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/longlink/longlink/internal/config"
+)
+
+func push(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("push", stderr)
+	api := fs.String("api", "", "API base URL (default: http:// + the config's api.listen)")
+	key := fs.String("key", "", "the app's API key (default: from the config)")
+	path := fs.String("config", "", "YAML config `file`; without it: the demo app in ./longlink-data")
+	app := fs.String("app", "", "app id (default: the only app, or demo)")
+	var devices, users listFlag
+	fs.Var(&devices, "device", "device to push to (repeatable)")
+	fs.Var(&users, "user", "user to push to (repeatable)")
+	broadcast := fs.Bool("broadcast", false, "push to every connection of the app")
+	ttl := fs.Int64("ttl", 0, "seconds to keep the message for offline devices; 0 = online only")
+	id := fs.String("id", "", "idempotency key")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("give the data to push as one argument")
+	}
+	if *key == "" || *api == "" || *app == "" {
+		cfg, err := config.LoadOrDemo(*path, false)
+		if err != nil {
+			return err
+		}
+		a, err := pickApp(cfg, *app)
+		if err != nil {
+			return err
+		}
+		*app = a.ID
+		if *key == "" {
+			*key = a.APIKey
+		}
+		if *api == "" {
+			*api = "http://" + cfg.API.Listen
+		}
+	}
+	body := map[string]any{"app": *app, "data": fs.Arg(0), "ttl": *ttl}
+	if len(devices) > 0 {
+		body["devices"] = devices
+	}
+	if len(users) > 0 {
+		body["users"] = users
+	}
+	if *broadcast {
+		body["broadcast"] = true
+	}
+	if *id != "" {
+		body["id"] = *id
+	}
+	raw, _ := json.Marshal(body)
+	req, err := http.NewRequest(http.MethodPost, strings.TrimRight(*api, "/")+"/v1/push", bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+*key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(answer))
+	}
+	_, err = stdout.Write(answer)
+	return err
+}

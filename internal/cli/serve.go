@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/server"
+)
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	path := fs.String("config", "", "YAML config `file`; without it: defaults and the demo app")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	cfg, err := config.LoadOrDemo(*path, true)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := server.Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := printBanner(stdout, s, *path == ""); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-s.Err():
+		if err != nil {
+			log.Error("listener failed", "err", err)
+		}
+	}
+	log.Info("shutting down: closing connections with 4009")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.Shutdown(shutdownCtx)
+}
+
+// printBanner tells a newcomer where everything is and, for the demo app,
+// two lines to paste: one to listen as a device, one to push to it.
+func printBanner(w io.Writer, s *server.Server, demo bool) error {
+	cfg := s.Config()
+	dataDir, _ := filepath.Abs(cfg.DataDir)
+	fmt.Fprintf(w, "longlink node %s is serving\n", cfg.Node)
+	fmt.Fprintf(w, "  gateway   tcp://%s   ws://%s/ws\n", s.GatewayAddr(), s.GatewayAddr())
+	fmt.Fprintf(w, "  api       http://%s   (push, presence, dispatch, /healthz, /metrics)\n", s.APIAddr())
+	fmt.Fprintf(w, "  data dir  %s\n", dataDir)
+	if !demo {
+		for _, a := range cfg.Apps {
+			fmt.Fprintf(w, "  app       %s\n", a.ID)
+		}
+		return nil
+	}
+	app := cfg.Apps[0]
+	token, err := auth.Mint(app.ID, app.Secret, "d1", "", 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\ndemo app %q (credentials generated once, kept in the data dir)\n", app.ID)
+	fmt.Fprintf(w, "  api key   %s\n", app.APIKey)
+	fmt.Fprintf(w, "  secret    %s   (signs device tokens; keep it on your backend)\n", app.Secret)
+	fmt.Fprintf(w, "\n1. In another terminal, connect as device d1 and print its pushes:\n")
+	fmt.Fprintf(w, "   %s listen --addr %s --token %s\n", self(), s.GatewayAddr(), token)
+	fmt.Fprintf(w, "\n2. Push to it:\n")
+	fmt.Fprintf(w, "   curl -s -H 'Authorization: Bearer %s' -d '{\"app\":\"demo\",\"devices\":[\"d1\"],\"data\":\"hello\"}' http://%s/v1/push\n",
+		app.APIKey, s.APIAddr())
+	fmt.Fprintf(w, "\n(stop with Ctrl-C)\n")
+	return nil
+}

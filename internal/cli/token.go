@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/config"
+)
+
+func token(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("token", stderr)
+	path := fs.String("config", "", "YAML config `file`; without it: the demo app in ./longlink-data")
+	app := fs.String("app", "", "app id (default: the only app, or demo)")
+	device := fs.String("device", "", "device id (required)")
+	user := fs.String("user", "", "user id to bind the device to")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *device == "" {
+		return errors.New("--device is required")
+	}
+	cfg, err := config.LoadOrDemo(*path, false)
+	if err != nil {
+		return err
+	}
+	a, err := pickApp(cfg, *app)
+	if err != nil {
+		return err
+	}
+	tok, err := auth.Mint(a.ID, a.Secret, *device, *user, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// pickApp returns the app named id, or the only app when id is empty.
+func pickApp(cfg *config.Config, id string) (*config.App, error) {
+	if id == "" {
+		if len(cfg.Apps) != 1 {
+			return nil, errors.New("--app is required: the config has several apps")
+		}
+		return &cfg.Apps[0], nil
+	}
+	a, ok := cfg.App(id)
+	if !ok {
+		return nil, fmt.Errorf("--app: no app %q in the config", id)
+	}
+	return a, nil
+}

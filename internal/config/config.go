@@ -1,0 +1,239 @@
+// Package config holds longlink's configuration: the YAML file of the
+// contract, its defaults, validation that names the bad key, and the demo app
+// whose credentials are generated on first start.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/longlink/longlink/protocol"
+)
+
+// Config is the whole configuration. Zero values mean the documented default;
+// call Load, or Default then Validate, to get one that is ready to use.
+type Config struct {
+	// Node is this node's name. Empty means "n1".
+	Node string `yaml:"node"`
+	// DataDir holds the embedded store and generated credentials.
+	// Empty means "./longlink-data".
+	DataDir string  `yaml:"data_dir"`
+	Gateway Gateway `yaml:"gateway"`
+	API     API     `yaml:"api"`
+	Apps    []App   `yaml:"apps"`
+}
+
+// Gateway configures the device-facing port.
+type Gateway struct {
+	// Listen is the one port for native TCP and WebSocket (/ws).
+	// Empty means "127.0.0.1:7070"; port 0 picks a free port.
+	Listen string `yaml:"listen"`
+	// Advertise is the host:port that /v1/dispatch gives devices.
+	// Empty means the address the listener is bound to.
+	Advertise string `yaml:"advertise"`
+	// LoginTimeout is how long a new connection may take to log in.
+	// Zero means 10s.
+	LoginTimeout time.Duration `yaml:"login_timeout"`
+	// Heartbeat is granted when a client proposes none. Zero means 30s.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// HeartbeatMin and HeartbeatMax clamp what clients propose.
+	// Zero means 5s and 300s.
+	HeartbeatMin time.Duration `yaml:"heartbeat_min"`
+	HeartbeatMax time.Duration `yaml:"heartbeat_max"`
+	// MaxFrameBytes is the largest frame body a client may send.
+	// Zero means 65536.
+	MaxFrameBytes int `yaml:"max_frame_bytes"`
+	// SendQueue is how many frames may wait for one connection before it is
+	// closed as too slow (4004). Zero means 1024.
+	SendQueue int `yaml:"send_queue"`
+	// WriteTimeout bounds one write to a device; a device that cannot take
+	// its frames in time is closed as too slow. Zero means 10s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+}
+
+// API configures the HTTP port for backends.
+type API struct {
+	// Listen is the push API's address. Empty means "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// MaxDataBytes is the largest push payload (413 above it).
+	// Zero means 16384.
+	MaxDataBytes int `yaml:"max_data_bytes"`
+}
+
+// App is one tenant.
+type App struct {
+	ID       string   `yaml:"id"`
+	Secret   string   `yaml:"secret"`  // HS256 key for device tokens
+	APIKey   string   `yaml:"api_key"` // Bearer key for the push API
+	Webhooks Webhooks `yaml:"webhooks"`
+}
+
+// Webhooks are the app backend's URLs.
+type Webhooks struct {
+	Upstream map[string]string `yaml:"upstream"` // biz -> URL
+	Status   string            `yaml:"status"`
+}
+
+// Default returns the configuration used without a file: every default, and
+// no apps (serve adds the demo app; see DemoApp).
+func Default() *Config {
+	c := &Config{}
+	c.setDefaults()
+	return c
+}
+
+// Load reads and validates a YAML file. Unknown keys are errors.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(raw)
+}
+
+// Parse decodes and validates a YAML document.
+func Parse(raw []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.setDefaults()
+	if len(c.Apps) == 0 {
+		return nil, errors.New("config: apps: at least one app is required")
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.Node, "n1")
+	def(&c.DataDir, "./longlink-data")
+	def(&c.Gateway.Listen, "127.0.0.1:7070")
+	def(&c.API.Listen, "127.0.0.1:8080")
+	defDur(&c.Gateway.LoginTimeout, 10*time.Second)
+	defDur(&c.Gateway.Heartbeat, 30*time.Second)
+	defDur(&c.Gateway.HeartbeatMin, 5*time.Second)
+	defDur(&c.Gateway.HeartbeatMax, 300*time.Second)
+	defDur(&c.Gateway.WriteTimeout, 10*time.Second)
+	defInt(&c.Gateway.MaxFrameBytes, 65536)
+	defInt(&c.Gateway.SendQueue, 1024)
+	defInt(&c.API.MaxDataBytes, 16384)
+}
+
+var (
+	nodeRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	appRe  = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+)
+
+// Validate checks every key and names the first bad one.
+func (c *Config) Validate() error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...))
+	}
+	if !nodeRe.MatchString(c.Node) {
+		return bad("node", "%q must be 1-64 letters, digits, '_' or '-'", c.Node)
+	}
+	for key, addr := range map[string]string{"gateway.listen": c.Gateway.Listen, "api.listen": c.API.Listen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return bad(key, "%q is not host:port", addr)
+		}
+	}
+	if a := c.Gateway.Advertise; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return bad("gateway.advertise", "%q is not host:port", a)
+		}
+	}
+	g := c.Gateway
+	switch {
+	case g.LoginTimeout < 0:
+		return bad("gateway.login_timeout", "must be positive")
+	case g.HeartbeatMin < time.Second:
+		return bad("gateway.heartbeat_min", "must be at least 1s")
+	case g.HeartbeatMax < g.HeartbeatMin:
+		return bad("gateway.heartbeat_max", "must not be below heartbeat_min (%v)", g.HeartbeatMin)
+	case g.Heartbeat < g.HeartbeatMin || g.Heartbeat > g.HeartbeatMax:
+		return bad("gateway.heartbeat", "must lie between heartbeat_min and heartbeat_max")
+	case g.WriteTimeout < 0:
+		return bad("gateway.write_timeout", "must be positive")
+	case g.MaxFrameBytes < 1024 || g.MaxFrameBytes > protocol.MaxFrameLimit:
+		return bad("gateway.max_frame_bytes", "must lie between 1024 and %d", protocol.MaxFrameLimit)
+	case g.SendQueue < 1:
+		return bad("gateway.send_queue", "must be at least 1")
+	case c.API.MaxDataBytes < 1 || c.API.MaxDataBytes > g.MaxFrameBytes-512:
+		return bad("api.max_data_bytes", "must lie between 1 and gateway.max_frame_bytes-512 (%d)", g.MaxFrameBytes-512)
+	}
+	ids, keys := map[string]bool{}, map[string]bool{}
+	for i, a := range c.Apps {
+		key := fmt.Sprintf("apps[%d]", i)
+		switch {
+		case !appRe.MatchString(a.ID):
+			return bad(key+".id", "%q must match [a-z0-9_-]{1,64}", a.ID)
+		case ids[a.ID]:
+			return bad(key+".id", "%q is used by another app", a.ID)
+		case len(a.Secret) < 16:
+			return bad(key+".secret", "must be at least 16 bytes")
+		case len(a.APIKey) < 16:
+			return bad(key+".api_key", "must be at least 16 bytes")
+		case keys[a.APIKey]:
+			return bad(key+".api_key", "is used by another app")
+		}
+		ids[a.ID], keys[a.APIKey] = true, true
+		for biz, u := range a.Webhooks.Upstream {
+			if err := checkURL(u); err != nil {
+				return bad(fmt.Sprintf("%s.webhooks.upstream.%s", key, biz), "%v", err)
+			}
+		}
+		if a.Webhooks.Status != "" {
+			if err := checkURL(a.Webhooks.Status); err != nil {
+				return bad(key+".webhooks.status", "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", s)
+	}
+	return nil
+}
+
+// App returns the app with that id.
+func (c *Config) App(id string) (*App, bool) {
+	for i := range c.Apps {
+		if c.Apps[i].ID == id {
+			return &c.Apps[i], true
+		}
+	}
+	return nil, false
+}

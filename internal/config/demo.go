@@ -1,0 +1,67 @@
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// DemoAppID is the app that `longlink serve` runs without a config file.
+const DemoAppID = "demo"
+
+const demoFile = "demo-app.json"
+
+// DemoApp returns the demo app whose secret and API key live in dataDir, so
+// that serve, token, listen and push agree without a config file. With create
+// (serve) they are generated and saved (mode 0600) on first use; without it a
+// missing file is an error, so that a command run elsewhere does not invent
+// credentials the server does not know.
+func DemoApp(dataDir string, create bool) (App, error) {
+	path := filepath.Join(dataDir, demoFile)
+	raw, err := os.ReadFile(path)
+	if err == nil {
+		var app App
+		if err := json.Unmarshal(raw, &app); err != nil {
+			return App{}, fmt.Errorf("demo app: %s: %w", path, err)
+		}
+		return app, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) || !create {
+		return App{}, fmt.Errorf("demo app: %w (start `longlink serve` here first, or pass --config)", err)
+	}
+	app := App{ID: DemoAppID, Secret: randomKey(), APIKey: randomKey()}
+	raw, _ = json.Marshal(app)
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return App{}, fmt.Errorf("demo app: %w", err)
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		return App{}, fmt.Errorf("demo app: %w", err)
+	}
+	return app, nil
+}
+
+func randomKey() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// LoadOrDemo loads path when it is set; otherwise it returns the defaults
+// with the demo app from the default data dir (see DemoApp for create).
+func LoadOrDemo(path string, create bool) (*Config, error) {
+	if path != "" {
+		return Load(path)
+	}
+	c := Default()
+	app, err := DemoApp(c.DataDir, create)
+	if err != nil {
+		return nil, err
+	}
+	c.Apps = []App{app}
+	return c, c.Validate()
+}

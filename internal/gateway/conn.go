@@ -1,0 +1,334 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/protocol"
+)
+
+// state is where a connection is in its life (docs/protocol.md draws it):
+//
+//	accepted --sniff/upgrade--> stateLogin --login ok--> stateLive
+//	stateLogin, stateLive --close(code)--> stateClosing --queue flushed--> stateClosed
+//
+// Only stateLive connections are registered and receive pushes.
+type state uint8
+
+const (
+	stateLogin   state = iota // waiting for the login frame, under the login deadline
+	stateLive                 // logged in: registered, served, heartbeat enforced
+	stateClosing              // a close was decided: the final frames are being flushed
+	stateClosed               // the socket is closed
+)
+
+// session is one app a connection is logged into.
+type session struct {
+	app  string
+	user string
+}
+
+// conn is one device connection. An idle conn has one goroutine (the reader,
+// blocked reading a header into hdr) and no buffers; a writer goroutine runs
+// only while frames are queued.
+type conn struct {
+	// Static after construction.
+	gw  *Gateway
+	nc  net.Conn
+	raw syscall.RawConn // nc's raw form, to wait for input; nil if it has none
+	id  uint64
+
+	// Set by the reader before login completes; read-only once registered.
+	kind      wireKind
+	device    string
+	sessions  []session // nil until logged in
+	heartbeat time.Duration
+
+	// Owned by the reader.
+	hdr      [ws.MaxHeaderSize]byte
+	prefixed bool // hdr[:4] holds the first frame's length prefix, read by the sniffer
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	state   state
+	queue   [][]byte // encoded frames waiting for the writer
+	writing bool     // a writer goroutine is running
+	reason  string   // why the connection closed, for metrics
+}
+
+var (
+	errPeerClosed = errors.New("peer closed the connection")
+	errGoingAway  = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "server going away"}
+)
+
+func (c *conn) serves(app string) bool {
+	for _, s := range c.sessions {
+		if s.app == app {
+			return true
+		}
+	}
+	return false
+}
+
+// serve runs a new connection up to its login. The logged-in connection goes
+// on in a fresh goroutine (serveLive): the stack that the handshake and the
+// token check grew is freed with this one instead of being kept for the
+// connection's life.
+func (c *conn) serve() {
+	g := c.gw
+	c.nc.SetReadDeadline(time.Now().Add(g.cfg.LoginTimeout))
+	err := c.handshake()
+	var he handshakeError
+	if errors.As(err, &he) {
+		// The peer never spoke our protocol: there is nobody to tell why.
+		c.mu.Lock()
+		c.state = stateClosed
+		c.mu.Unlock()
+		c.nc.Close()
+		g.forgetPending(c)
+		g.metrics.Rejected.WithLabelValues("handshake").Inc()
+		return
+	}
+	if err == nil {
+		err = c.readOne()
+	}
+	if err == nil {
+		g.track(c.serveLive)
+		return
+	}
+	c.end(err)
+}
+
+// serveLive waits for a logged-in connection's next frame, serves it, and
+// hands the next wait to a fresh goroutine. The wait is shallow and starts on
+// a new minimal stack, so an idle connection keeps one small stack however
+// deep serving a frame went. Devices send rarely (a ping per heartbeat), so
+// the goroutine per frame is cheap.
+func (c *conn) serveLive() {
+	c.nc.SetReadDeadline(time.Now().Add(3 * c.heartbeat))
+	err := c.waitReadable()
+	if err == nil {
+		err = c.readOne()
+	}
+	if err != nil {
+		c.end(err)
+		return
+	}
+	c.gw.track(c.serveLive)
+}
+
+// readOne reads and handles one frame; an error is fatal to the connection.
+func (c *conn) readOne() error {
+	var f protocol.Frame
+	buf, err := c.readFrame(&f)
+	if err == nil {
+		err = c.handle(&f)
+	}
+	putBuf(buf)
+	return err
+}
+
+// end closes the connection for the reader's final error and forgets it.
+func (c *conn) end(err error) {
+	g := c.gw
+	c.close(c.classify(err))
+	g.forgetPending(c)
+	c.mu.Lock()
+	label := c.reason
+	c.mu.Unlock()
+	if c.sessions == nil {
+		g.metrics.Rejected.WithLabelValues(label).Inc()
+		return
+	}
+	g.hub.unregister(c)
+	for _, s := range c.sessions {
+		g.metrics.Connections.WithLabelValues(s.app).Dec()
+	}
+	g.metrics.Disconnects.WithLabelValues(label).Inc()
+	g.log.Debug("disconnected", "device", c.device, "reason", label)
+}
+
+// classify turns the reader's final error into a close code and reason.
+func (c *conn) classify(err error) (protocol.Code, string) {
+	var pe *protocol.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &pe):
+		return pe.Code, pe.Reason
+	case errors.As(err, &ne) && ne.Timeout():
+		if c.sessions == nil {
+			return protocol.CodeLoginTimeout, "no login before the deadline"
+		}
+		return protocol.CodeHeartbeatTimeout, "silent for 3 heartbeats"
+	}
+	return 0, "closed"
+}
+
+// handshakeError is a failure before the peer spoke our protocol.
+type handshakeError struct{ error }
+
+// handshake tells the protocol from the first bytes: "GET " starts a
+// WebSocket upgrade; a 0x00 starts the length prefix of a native frame. A
+// peer silent until the login deadline is taken for a native one, so that it
+// learns why it is closed (4002).
+func (c *conn) handshake() error {
+	if _, err := io.ReadFull(c.nc, c.hdr[:4]); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return err
+		}
+		return handshakeError{err}
+	}
+	if string(c.hdr[:4]) != "GET " {
+		if c.hdr[0] != 0 {
+			return handshakeError{errors.New("unknown protocol")}
+		}
+		c.kind, c.prefixed = wireTCP, true
+		return nil
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{io.MultiReader(bytesReader(c.hdr[:4]), c.nc), c.nc}
+	hs, err := upgrader.Upgrade(rw)
+	if err != nil {
+		return handshakeError{err}
+	}
+	c.kind = wireWSJSON
+	if hs.Protocol == SubprotocolBinary {
+		c.kind = wireWSBinary
+	}
+	return nil
+}
+
+// handle serves one frame; an error it returns is fatal to the connection.
+func (c *conn) handle(f *protocol.Frame) error {
+	if c.sessions == nil {
+		if f.Op != protocol.OpLogin {
+			return protocol.Errorf(protocol.CodeAuthFailed, "the first frame must be a login, not %s", f.Op)
+		}
+		return c.login(f)
+	}
+	switch f.Op {
+	case protocol.OpPing:
+		c.reply(&protocol.Frame{Op: protocol.OpPong, Ref: f.Ref})
+	case protocol.OpAck:
+		// Online-only messages need no ack; stored messages are trimmed here
+		// once the store exists.
+	case protocol.OpLogin:
+		c.replyError(f.Ref, protocol.CodeBadFrame, "already logged in")
+	case protocol.OpJoin, protocol.OpLeave, protocol.OpUp:
+		c.replyError(f.Ref, protocol.CodeBadFrame, "op "+f.Op.String()+" is not available on this server yet")
+	default:
+		return protocol.Errorf(protocol.CodeBadFrame, "op %s is sent by servers, not clients", f.Op)
+	}
+	return nil
+}
+
+// login verifies the token(s), grants a heartbeat, queues the welcome and
+// registers the connection, replacing the device's older one.
+func (c *conn) login(f *protocol.Frame) error {
+	g := c.gw
+	if g.closing.Load() {
+		return errGoingAway
+	}
+	tokens := f.Tokens
+	switch {
+	case len(f.Token) > 0 && len(tokens) > 0:
+		return protocol.Errorf(protocol.CodeAuthFailed, "send token or tokens, not both")
+	case len(f.Token) > 0:
+		tokens = [][]byte{f.Token}
+	case len(tokens) == 0:
+		return protocol.Errorf(protocol.CodeAuthFailed, "login needs a token")
+	}
+	sessions := make([]session, 0, len(tokens))
+	var device string
+	for _, t := range tokens {
+		claims, err := auth.Verify(string(t), g.secrets)
+		if err != nil {
+			return protocol.Errorf(protocol.CodeAuthFailed, "%v", err)
+		}
+		if device != "" && claims.Device != device {
+			return protocol.Errorf(protocol.CodeAuthFailed, "tokens name different devices (%q, %q)", device, claims.Device)
+		}
+		device = claims.Device
+		for _, s := range sessions {
+			if s.app == claims.App {
+				return protocol.Errorf(protocol.CodeAuthFailed, "two tokens for app %q", s.app)
+			}
+		}
+		sessions = append(sessions, session{app: claims.App, user: claims.User})
+	}
+	c.device, c.heartbeat = device, g.grantHeartbeat(f.Heartbeat)
+
+	welcome := &protocol.Frame{Op: protocol.OpWelcome, Ref: f.Ref, Device: []byte(device),
+		Heartbeat: uint32(c.heartbeat / time.Second)}
+	for _, s := range sessions {
+		welcome.Apps = append(welcome.Apps, []byte(s.app))
+	}
+	c.mu.Lock()
+	if c.state != stateLogin {
+		c.mu.Unlock()
+		return errGoingAway
+	}
+	c.state = stateLive
+	c.queue = append(c.queue, c.kind.encode(nil, welcome))
+	c.startWriterLocked()
+	c.mu.Unlock()
+
+	c.sessions = sessions
+	g.forgetPending(c)
+	if old := g.hub.register(c); old != nil {
+		old.close(protocol.CodeReplaced, "replaced by a newer connection")
+	}
+	g.metrics.Connects.WithLabelValues(c.kind.String()).Inc()
+	for _, s := range sessions {
+		g.metrics.Connections.WithLabelValues(s.app).Inc()
+	}
+	g.log.Debug("logged in", "device", device, "transport", c.kind.String())
+	return nil
+}
+
+// reply queues a frame for this connection.
+func (c *conn) reply(f *protocol.Frame) { c.send(c.kind.encode(nil, f)) }
+
+func (c *conn) replyError(ref []byte, code protocol.Code, reason string) {
+	c.reply(&protocol.Frame{Op: protocol.OpError, Ref: ref, Code: code, Reason: []byte(reason)})
+}
+
+// reasonLabel names a close code for metrics.
+func reasonLabel(code protocol.Code) string {
+	switch code {
+	case 0:
+		return "closed"
+	case protocol.CodeBadFrame:
+		return "bad_frame"
+	case protocol.CodeAuthFailed:
+		return "auth_failed"
+	case protocol.CodeLoginTimeout:
+		return "login_timeout"
+	case protocol.CodeReplaced:
+		return "replaced"
+	case protocol.CodeTooSlow:
+		return "too_slow"
+	case protocol.CodeRateLimited:
+		return "rate_limited"
+	case protocol.CodeFrameTooLarge:
+		return "frame_too_large"
+	case protocol.CodeHeartbeatTimeout:
+		return "timeout"
+	case protocol.CodeKicked:
+		return "kicked"
+	case protocol.CodeGoingAway:
+		return "shutdown"
+	default:
+		return "error"
+	}
+}

@@ -1,0 +1,155 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/gobwas/ws"
+
+	"github.com/longlink/longlink/protocol"
+)
+
+// upgrader accepts WebSocket upgrades at /ws with either subprotocol.
+var upgrader = ws.Upgrader{
+	Protocol: func(p []byte) bool {
+		return string(p) == SubprotocolBinary || string(p) == SubprotocolJSON
+	},
+	OnRequest: func(uri []byte) error {
+		if path, _, _ := bytes.Cut(uri, []byte("?")); string(path) != "/ws" {
+			return ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound),
+				ws.RejectionReason("the WebSocket endpoint is /ws"))
+		}
+		return nil
+	},
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// Read buffers are pooled: an idle connection holds none.
+const pooledBufSize = 4096
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, pooledBufSize); return &b }}
+
+func getBuf(n int) *[]byte {
+	if n > pooledBufSize {
+		b := make([]byte, n)
+		return &b
+	}
+	b := bufPool.Get().(*[]byte)
+	*b = (*b)[:n]
+	return b
+}
+
+func putBuf(b *[]byte) {
+	if b != nil && cap(*b) == pooledBufSize {
+		bufPool.Put(b)
+	}
+}
+
+// readFrame reads the next frame into f. f aliases the returned buffer, which
+// the caller gives back with putBuf once done with f.
+func (c *conn) readFrame(f *protocol.Frame) (*[]byte, error) {
+	if c.kind == wireTCP {
+		return c.readNative(f)
+	}
+	buf, err := c.readWSMessage()
+	if err != nil {
+		return buf, err
+	}
+	msg := *buf
+	if c.kind == wireWSJSON {
+		return buf, protocol.DecodeJSON(msg, f)
+	}
+	// A binary WebSocket message holds one native frame, length prefix included.
+	if len(msg) < protocol.LengthSize || int(binary.BigEndian.Uint32(msg)) != len(msg)-protocol.LengthSize {
+		return buf, protocol.Errorf(protocol.CodeBadFrame, "length prefix does not match the message")
+	}
+	return buf, protocol.DecodeBinary(msg[protocol.LengthSize:], f)
+}
+
+func (c *conn) readNative(f *protocol.Frame) (*[]byte, error) {
+	if !c.prefixed {
+		if _, err := io.ReadFull(c.nc, c.hdr[:protocol.LengthSize]); err != nil {
+			return nil, err
+		}
+	}
+	c.prefixed = false
+	n, err := protocol.BodyLength([protocol.LengthSize]byte(c.hdr[:protocol.LengthSize]), c.gw.cfg.MaxFrameBytes)
+	if err != nil {
+		return nil, err
+	}
+	buf := getBuf(n)
+	if _, err := io.ReadFull(c.nc, *buf); err != nil {
+		return buf, err
+	}
+	return buf, protocol.DecodeBinary(*buf, f)
+}
+
+// readWSMessage reads one whole data message, answering pings and
+// reassembling fragments on the way. The payload is unmasked in place.
+func (c *conn) readWSMessage() (*[]byte, error) {
+	var msg *[]byte
+	max := c.gw.cfg.MaxFrameBytes + protocol.LengthSize
+	for {
+		h, err := ws.ReadHeaderBuffer(c.nc, c.hdr[:])
+		if err != nil {
+			return msg, err
+		}
+		if !h.Masked || h.Rsv != 0 {
+			return msg, protocol.Errorf(protocol.CodeBadFrame, "client frames must be masked and use no extensions")
+		}
+		if h.OpCode.IsControl() {
+			if err := c.wsControl(h); err != nil {
+				return msg, err
+			}
+			continue
+		}
+		have := 0
+		if msg != nil {
+			have = len(*msg)
+		}
+		if (h.OpCode == ws.OpContinuation) != (msg != nil) {
+			return msg, protocol.Errorf(protocol.CodeBadFrame, "bad WebSocket fragment sequence")
+		}
+		if h.Length > int64(max-have) {
+			return msg, protocol.Errorf(protocol.CodeFrameTooLarge, "message exceeds the limit of %d bytes", max)
+		}
+		next := getBuf(have + int(h.Length))
+		if msg != nil {
+			copy(*next, *msg)
+			putBuf(msg)
+		}
+		msg = next
+		part := (*msg)[have:]
+		if _, err := io.ReadFull(c.nc, part); err != nil {
+			return msg, err
+		}
+		ws.Cipher(part, h.Mask, 0)
+		if h.Fin {
+			return msg, nil
+		}
+	}
+}
+
+// wsControl answers a ping, ignores a pong, and ends the read on a close.
+func (c *conn) wsControl(h ws.Header) error {
+	if h.Length > 125 || !h.Fin {
+		return protocol.Errorf(protocol.CodeBadFrame, "bad WebSocket control frame")
+	}
+	var payload [125]byte
+	p := payload[:h.Length]
+	if _, err := io.ReadFull(c.nc, p); err != nil {
+		return err
+	}
+	ws.Cipher(p, h.Mask, 0)
+	switch h.OpCode {
+	case ws.OpClose:
+		return errPeerClosed
+	case ws.OpPing:
+		c.send(appendWSMessage(nil, ws.OpPong, func(b []byte) []byte { return append(b, p...) }))
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+// Package gateway holds device connections on one port: it tells the native
+// binary protocol from WebSocket by the first bytes, logs devices in, enforces
+// heartbeats, keeps a bounded send queue per connection, and hands pushed
+// messages to the connections of devices, users and whole apps.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/protocol"
+)
+
+// Options configure a Gateway.
+type Options struct {
+	Config  config.Gateway   // must have been validated (defaults filled in)
+	Secrets auth.SecretFunc  // token secrets per app
+	Metrics *metrics.Metrics // required
+	Logger  *slog.Logger     // nil means slog.Default()
+}
+
+// Gateway serves device connections. Safe for concurrent use.
+type Gateway struct {
+	// Static after construction.
+	cfg     config.Gateway
+	secrets auth.SecretFunc
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	hub     *hub
+
+	nextID  atomic.Uint64
+	closing atomic.Bool
+	wg      sync.WaitGroup // every goroutine the gateway starts
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	ln      net.Listener
+	pending map[*conn]struct{} // accepted, not yet logged in
+}
+
+// New returns a Gateway; call Serve to accept connections.
+func New(o Options) *Gateway {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Gateway{cfg: o.Config, secrets: o.Secrets, metrics: o.Metrics, log: log,
+		hub: newHub(), pending: make(map[*conn]struct{})}
+}
+
+// Serve accepts connections on ln until Shutdown. It returns nil after Shutdown.
+func (g *Gateway) Serve(ln net.Listener) error {
+	g.mu.Lock()
+	g.ln = ln
+	g.mu.Unlock()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if g.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				g.log.Warn("accept", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := &conn{gw: g, nc: nc, raw: readWaiter(nc), id: g.nextID.Add(1)}
+		g.mu.Lock()
+		g.pending[c] = struct{}{}
+		g.mu.Unlock()
+		g.track(c.serve)
+	}
+}
+
+// track runs fn in a goroutine that Shutdown waits for.
+func (g *Gateway) track(fn func()) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		fn()
+	}()
+}
+
+func (g *Gateway) forgetPending(c *conn) {
+	g.mu.Lock()
+	delete(g.pending, c)
+	g.mu.Unlock()
+}
+
+// Shutdown stops accepting, closes every connection with 4009 (server going
+// away, reconnect) and waits for the connections' goroutines or ctx.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.closing.Store(true)
+	g.mu.Lock()
+	if g.ln != nil {
+		g.ln.Close()
+	}
+	for c := range g.pending {
+		c.nc.Close()
+	}
+	g.mu.Unlock()
+	g.hub.eachConn(func(c *conn) { c.close(protocol.CodeGoingAway, "server going away") })
+
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// grantHeartbeat clamps a client's proposed heartbeat (seconds; 0 = none).
+func (g *Gateway) grantHeartbeat(proposed uint32) time.Duration {
+	if proposed == 0 {
+		return g.cfg.Heartbeat
+	}
+	d := time.Duration(proposed) * time.Second
+	return min(max(d, g.cfg.HeartbeatMin), g.cfg.HeartbeatMax)
+}
+
+// PushDevices hands m to the connections of those devices that are logged
+// into app, and returns how many took it. devices must not repeat.
+func (g *Gateway) PushDevices(app string, devices []string, m *Message) int {
+	n := 0
+	for _, d := range devices {
+		if c := g.hub.lookup(app, d); c != nil && c.send(m.bytes(c.kind)) {
+			n++
+		}
+	}
+	g.delivered(app, n)
+	return n
+}
+
+// PushUsers hands m to every connection of those users in app, and returns
+// how many took it. users must not repeat.
+func (g *Gateway) PushUsers(app string, users []string, m *Message) int {
+	n := 0
+	for _, u := range users {
+		g.hub.eachUserConn(app, u, func(c *conn) {
+			if c.send(m.bytes(c.kind)) {
+				n++
+			}
+		})
+	}
+	g.delivered(app, n)
+	return n
+}
+
+// Broadcast hands m to every connection of app, and returns how many took it.
+func (g *Gateway) Broadcast(app string, m *Message) int {
+	n := 0
+	g.hub.eachAppConn(app, func(c *conn) {
+		if c.send(m.bytes(c.kind)) {
+			n++
+		}
+	})
+	g.delivered(app, n)
+	return n
+}
+
+func (g *Gateway) delivered(app string, n int) {
+	if n > 0 {
+		g.metrics.Delivered.WithLabelValues(app).Add(float64(n))
+	}
+}
+
+// Online reports whether device has a live connection logged into app.
+func (g *Gateway) Online(app, device string) bool { return g.hub.lookup(app, device) != nil }

@@ -1,0 +1,60 @@
+// Package metrics defines longlink's Prometheus metrics on a registry of its
+// own, so that several servers in one process (tests) do not collide.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds every metric of one server. Safe for concurrent use.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	Connections *prometheus.GaugeVec   // app: live logged-in connections
+	Connects    *prometheus.CounterVec // transport: logins accepted
+	Disconnects *prometheus.CounterVec // reason: connections closed after login
+	Rejected    *prometheus.CounterVec // reason: connections closed before login
+	Pushed      *prometheus.CounterVec // app, target: messages accepted by the push API
+	Delivered   *prometheus.CounterVec // app: frames handed to connections' send queues
+}
+
+// New creates the metrics and registers them with the Go runtime and process
+// collectors.
+func New() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		Connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "longlink_connections", Help: "Live logged-in connections, per app.",
+		}, []string{"app"}),
+		Connects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_connects_total", Help: "Logins accepted, per transport.",
+		}, []string{"transport"}),
+		Disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_disconnects_total", Help: "Logged-in connections closed, per reason.",
+		}, []string{"reason"}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_rejected_total", Help: "Connections closed before a login succeeded, per reason.",
+		}, []string{"reason"}),
+		Pushed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_messages_pushed_total", Help: "Messages accepted by the push API, per app and target.",
+		}, []string{"app", "target"}),
+		Delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_messages_delivered_total", Help: "Message frames handed to device connections, per app.",
+		}, []string{"app"}),
+	}
+	m.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered,
+	)
+	return m
+}
+
+// Handler serves the metrics in Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}

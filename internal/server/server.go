@@ -1,0 +1,99 @@
+// Package server runs every longlink role in one process: the gateway on one
+// port and the HTTP API on another, sharing metrics.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/longlink/longlink/internal/api"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/metrics"
+)
+
+// Server is a running longlink node.
+type Server struct {
+	// Static after Start.
+	cfg     *config.Config
+	gw      *gateway.Gateway
+	http    *http.Server
+	gwAddr  string
+	apiAddr string
+	errc    chan error // the first error of a serving goroutine
+
+	shutdown    sync.Once
+	shutdownErr error
+}
+
+// Start listens on the configured ports and serves until Shutdown.
+func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	gwLn, err := net.Listen("tcp", cfg.Gateway.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("gateway.listen: %w", err)
+	}
+	apiLn, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		gwLn.Close()
+		return nil, fmt.Errorf("api.listen: %w", err)
+	}
+	m := metrics.New()
+	secrets := func(app string) (string, bool) {
+		a, ok := cfg.App(app)
+		if !ok {
+			return "", false
+		}
+		return a.Secret, true
+	}
+	gw := gateway.New(gateway.Options{Config: cfg.Gateway, Secrets: secrets, Metrics: m, Logger: log})
+	advertise := cfg.Gateway.Advertise
+	if advertise == "" {
+		advertise = gwLn.Addr().String()
+	}
+	a := api.New(api.Options{Config: cfg, Fanout: gw, Metrics: m, Logger: log, Endpoints: api.Endpoints{
+		TCP: advertise, WS: "ws://" + advertise + "/ws", Heartbeat: cfg.Gateway.Heartbeat,
+	}})
+	s := &Server{
+		cfg:     cfg,
+		gw:      gw,
+		http:    &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second},
+		gwAddr:  gwLn.Addr().String(),
+		apiAddr: apiLn.Addr().String(),
+		errc:    make(chan error, 2),
+	}
+	go func() { s.errc <- gw.Serve(gwLn) }()
+	go func() {
+		if err := s.http.Serve(apiLn); !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- err
+		}
+	}()
+	return s, nil
+}
+
+// GatewayAddr is the address devices connect to.
+func (s *Server) GatewayAddr() string { return s.gwAddr }
+
+// APIAddr is the address of the HTTP API.
+func (s *Server) APIAddr() string { return s.apiAddr }
+
+// Config is the configuration the server runs with.
+func (s *Server) Config() *config.Config { return s.cfg }
+
+// Err delivers the error that stopped a listener early, if any.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Shutdown stops the API, then closes every device connection with 4009 and
+// waits for them, or for ctx. Later calls return the first call's result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Do(func() { s.shutdownErr = errors.Join(s.http.Shutdown(ctx), s.gw.Shutdown(ctx)) })
+	return s.shutdownErr
+}

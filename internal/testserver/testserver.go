@@ -1,0 +1,173 @@
+// Package testserver starts real longlink servers for tests: every role in one
+// process, listening on 127.0.0.1:0, with its data in t.TempDir().
+package testserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/server"
+)
+
+// Apps of every test server: "demo" and "other", with fixed credentials.
+var (
+	Demo  = config.App{ID: "demo", Secret: "demo-secret-0123456789", APIKey: "demo-key-0123456789"}
+	Other = config.App{ID: "other", Secret: "other-secret-0123456789", APIKey: "other-key-0123456789"}
+)
+
+// TS is a running test server.
+type TS struct {
+	*server.Server
+	t testing.TB
+}
+
+// Start starts a server; edit, if given, changes the config before it starts.
+// The server shuts down when the test ends.
+func Start(t testing.TB, edit ...func(*config.Config)) *TS {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg.API.Listen = "127.0.0.1:0"
+	cfg.Apps = []config.App{Demo, Other}
+	for _, e := range edit {
+		e(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	s, err := server.Start(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return &TS{Server: s, t: t}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// Token mints a demo-app token for device (and user, if not empty).
+func (ts *TS) Token(device, user string) string {
+	return MintToken(ts.t, Demo, device, user)
+}
+
+// MintToken mints a token for device of app, valid for an hour.
+func MintToken(t testing.TB, app config.App, device, user string) string {
+	t.Helper()
+	tok, err := auth.Mint(app.ID, app.Secret, device, user, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Addr is where a client of transport tr connects.
+func (ts *TS) Addr(tr client.Transport) string {
+	if tr == client.TCP {
+		return ts.GatewayAddr()
+	}
+	return "ws://" + ts.GatewayAddr() + "/ws"
+}
+
+// APIURL is the base URL of the HTTP API.
+func (ts *TS) APIURL() string { return "http://" + ts.APIAddr() }
+
+// Call makes an API request with key as Bearer (none if empty) and body as
+// JSON (a string is sent as is), and decodes the JSON answer into a map.
+func (ts *TS) Call(method, path, key string, body any) (int, map[string]any) {
+	ts.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			ts.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, ts.APIURL()+path, rd)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		ts.t.Fatalf("%s %s: answer is not JSON: %v", method, path, err)
+	}
+	return resp.StatusCode, out
+}
+
+// Push pushes body (a JSON object) with the demo key and fails the test
+// unless the answer is 200.
+func (ts *TS) Push(body map[string]any) map[string]any {
+	ts.t.Helper()
+	if _, ok := body["app"]; !ok {
+		body["app"] = Demo.ID
+	}
+	status, out := ts.Call(http.MethodPost, "/v1/push", Demo.APIKey, body)
+	if status != http.StatusOK {
+		ts.t.Fatalf("push: %d %v", status, out)
+	}
+	return out
+}
+
+// Eventually polls cond until it holds, failing the test after 10s.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Metrics returns the /metrics page.
+func (ts *TS) Metrics() string {
+	ts.t.Helper()
+	resp, err := http.Get(ts.APIURL() + "/metrics")
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return string(raw)
+}

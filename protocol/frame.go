@@ -1,0 +1,124 @@
+// Package protocol defines longlink's device protocol: the ops, the close and
+// error codes, and the two encodings of a frame, the native binary layout
+// (docs/protocol.md documents every byte) and the JSON form used by the
+// longlink.json WebSocket subprotocol.
+//
+// Decoded frames alias the buffer they were decoded from: a Frame is valid
+// until that buffer is reused, and callers copy what they keep.
+package protocol
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Op names what a frame asks for or tells.
+type Op uint8
+
+// The ops, with their wire numbers. c = client to server, s = server to client.
+const (
+	OpLogin   Op = 1  // c: authenticate; must be the first frame
+	OpWelcome Op = 2  // s: login accepted
+	OpPush    Op = 3  // s: a message for the device
+	OpAck     Op = 4  // c: cumulative ack of stored messages
+	OpPing    Op = 5  // c: heartbeat
+	OpPong    Op = 6  // s: heartbeat answer
+	OpJoin    Op = 7  // c: join a group
+	OpLeave   Op = 8  // c: leave a group
+	OpOK      Op = 9  // s: the op with this ref succeeded
+	OpUp      Op = 10 // c: data for the app's backend
+	OpUpReply Op = 11 // s: the backend's answer to an up
+	OpError   Op = 12 // s: an error, fatal or not
+)
+
+var opNames = [...]string{
+	OpLogin: "login", OpWelcome: "welcome", OpPush: "push", OpAck: "ack",
+	OpPing: "ping", OpPong: "pong", OpJoin: "join", OpLeave: "leave", OpOK: "ok",
+	OpUp: "up", OpUpReply: "up_reply", OpError: "error",
+}
+
+// String returns the op's JSON name.
+func (o Op) String() string {
+	if o.Valid() {
+		return opNames[o]
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Valid reports whether o is a known op.
+func (o Op) Valid() bool { return o >= OpLogin && int(o) < len(opNames) }
+
+func parseOp(s string) (Op, bool) {
+	for i, name := range opNames {
+		if name != "" && name == s {
+			return Op(i), true
+		}
+	}
+	return 0, false
+}
+
+// Code is an error code carried by an error frame and, when the server closes
+// a connection, by the WebSocket close frame.
+type Code uint16
+
+// The codes of the contract, plus CodeHeartbeatTimeout (a longlink extension).
+const (
+	CodeBadFrame            Code = 4000
+	CodeAuthFailed          Code = 4001
+	CodeLoginTimeout        Code = 4002
+	CodeReplaced            Code = 4003
+	CodeTooSlow             Code = 4004
+	CodeRateLimited         Code = 4005
+	CodeFrameTooLarge       Code = 4006
+	CodeHeartbeatTimeout    Code = 4007
+	CodeKicked              Code = 4008
+	CodeGoingAway           Code = 4009
+	CodeUpstreamUnavailable Code = 4010
+)
+
+// Error is a protocol-visible failure: it travels as an error frame.
+type Error struct {
+	Code   Code
+	Reason string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
+
+// Errorf returns an *Error with a formatted reason.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Frame is one protocol message. Which fields matter depends on Op; a zero
+// field is absent on the wire. Byte-slice fields alias the decoded buffer.
+type Frame struct {
+	Op        Op
+	Ref       []byte   // any client op; echoed on the reply
+	Token     []byte   // login
+	Tokens    [][]byte // login into several apps
+	LastSeq   uint64   // login: highest stored seq processed
+	Heartbeat uint32   // login (proposed), welcome (granted); seconds
+	Device    []byte   // welcome
+	Apps      [][]byte // welcome
+	App       []byte   // push, join, leave, up
+	ID        []byte   // push: message id
+	Seq       uint64   // push (stored messages only), ack
+	Data      []byte   // push, up, up_reply
+	Group     []byte   // join, leave
+	Biz       []byte   // up
+	Status    uint32   // up_reply: the webhook's HTTP status
+	Code      Code     // error
+	Reason    []byte   // error
+}
+
+// Reset clears f for reuse, keeping the capacity of its repeated fields so
+// that decoding into a reused Frame does not allocate.
+func (f *Frame) Reset() {
+	tokens, apps := f.Tokens[:0], f.Apps[:0]
+	*f = Frame{Tokens: tokens, Apps: apps}
+}
+
+// ErrorFrame returns the frame that reports e to a client.
+func ErrorFrame(e *Error) *Frame {
+	return &Frame{Op: OpError, Code: e.Code, Reason: []byte(e.Reason)}
+}
