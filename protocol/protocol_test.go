@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -238,4 +239,16 @@ func BenchmarkAppendJSON(b *testing.B) {
 		buf = AppendJSON(buf[:0], benchPush)
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// TestDocumentedBytes keeps the example in docs/protocol.md true.
+func TestDocumentedBytes(t *testing.T) {
+	push := &Frame{Op: OpPush, App: b("demo"), ID: b("m1"), Seq: 7, Data: b("hi")}
+	want := "00000011" + "03" + "110464656d6f" + "13026d31" + "1407" + "17026869"
+	if got := hex.EncodeToString(AppendBinary(nil, push)); got != want {
+		t.Errorf("push encodes as %s, docs say %s", got, want)
+	}
+	if got := hex.EncodeToString(AppendBinary(nil, &Frame{Op: OpPing})); got != "0000000105" {
+		t.Errorf("ping encodes as %s, docs say 0000000105", got)
+	}
 }

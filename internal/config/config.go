@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -106,7 +107,7 @@ func Parse(raw []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %s", nameKeys(raw, err))
 	}
 	c.setDefaults()
 	if len(c.Apps) == 0 {
@@ -116,6 +117,54 @@ func Parse(raw []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// nameKeys rewrites yaml's "line N: ..." errors as "key.path (line N): ...",
+// so that every decoding error names its key.
+func nameKeys(raw []byte, err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err.Error()
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(raw, &root) != nil {
+		return err.Error()
+	}
+	keys := map[int]string{}
+	collectKeys(&root, "", keys)
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = m
+		var line int
+		if _, scanErr := fmt.Sscanf(m, "line %d:", &line); scanErr == nil && keys[line] != "" {
+			msgs[i] = keys[line] + " (" + m + ")"
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// collectKeys maps the line of every key and value to its dotted path.
+func collectKeys(n *yaml.Node, path string, keys map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			collectKeys(c, path, keys)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			keys[k.Line], keys[v.Line] = p, p
+			collectKeys(v, p, keys)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			collectKeys(c, fmt.Sprintf("%s[%d]", path, i), keys)
+		}
+	}
 }
 
 func (c *Config) setDefaults() {

@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testserver"
+)
+
+// syncBuffer is a bytes.Buffer safe for a command writing while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestNewcomerPath follows the banner of `serve` to the letter: the printed
+// listen line, then the printed curl request, must put the push on the
+// listener's terminal.
+func TestNewcomerPath(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) { c.Apps = c.Apps[:1] })
+	var banner bytes.Buffer
+	if err := printBanner(&banner, ts.Server, true); err != nil {
+		t.Fatal(err)
+	}
+	listenLine := regexp.MustCompile(`(?m) listen (.*)$`).FindStringSubmatch(banner.String())
+	curl := regexp.MustCompile(`Bearer ([^']+)' -d '([^']+)' (\S+)`).FindStringSubmatch(banner.String())
+	if listenLine == nil || curl == nil {
+		t.Fatalf("banner lacks the listen or curl line:\n%s", banner.String())
+	}
+
+	var out, errOut syncBuffer
+	exit := make(chan int)
+	go func() { exit <- Main(append([]string{"listen"}, strings.Fields(listenLine[1])...), &out, &errOut) }()
+	testserver.Eventually(t, "listen to connect", func() bool { return strings.Contains(errOut.String(), "connected as d1") })
+
+	req, _ := http.NewRequest(http.MethodPost, curl[3], strings.NewReader(curl[2]))
+	req.Header.Set("Authorization", "Bearer "+curl[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the printed curl: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	testserver.Eventually(t, "the push on the listener's terminal", func() bool {
+		return regexp.MustCompile(`(?m)^\[demo\] id=n1-\w+ hello$`).MatchString(out.String())
+	})
+
+	// A newer connection of d1 replaces the listener: it exits 1, saying why.
+	c, err := client.Dial(context.Background(), client.Config{Addr: ts.GatewayAddr(), Token: ts.Token("d1", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if code := <-exit; code != 1 || !strings.Contains(errOut.String(), "4003") {
+		t.Fatalf("listen exited %d: %s", code, errOut.String())
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	path := filepath.Join(t.TempDir(), "longlink.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestTokenCommand(t *testing.T) {
+	path := writeConfig(t, `
+apps:
+  - id: shop
+    secret: "shop-secret-0123456789"
+    api_key: "shop-key-0123456789"
+`)
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"token", "--config", path, "--device", "d9", "--user", "u9"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	claims, err := auth.Verify(strings.TrimSpace(out.String()), func(app string) (string, bool) {
+		return "shop-secret-0123456789", app == "shop"
+	})
+	if err != nil || claims != (auth.Claims{App: "shop", Device: "d9", User: "u9"}) {
+		t.Fatalf("token: %+v %v", claims, err)
+	}
+	for _, args := range [][]string{
+		{"token", "--config", path},                                    // no device
+		{"token", "--config", path, "--device", "d1", "--app", "nope"}, // unknown app
+		{"token", "--config", path, "--device", "a b"},                 // bad device id
+		{"token", "--config", filepath.Join(t.TempDir(), "missing.yaml"), "--device", "d1"},
+	} {
+		errOut.Reset()
+		if code := Main(args, &out, &errOut); code != 1 || errOut.Len() == 0 {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut.String())
+		}
+	}
+}
+
+func TestPushCommand(t *testing.T) {
+	ts := testserver.Start(t)
+	got := make(chan client.Push, 1)
+	c, err := client.Dial(context.Background(), client.Config{Addr: ts.GatewayAddr(), Token: ts.Token("d1", ""),
+		OnPush: func(p client.Push) { got <- p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out, errOut bytes.Buffer
+	args := []string{"push", "--api", ts.APIURL(), "--key", testserver.Demo.APIKey, "--app", "demo", "--device", "d1", "from the CLI"}
+	if code := Main(args, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var answer map[string]any
+	if err := json.Unmarshal(out.Bytes(), &answer); err != nil || answer["online"] != 1.0 {
+		t.Fatalf("answer %q: %v", out.String(), err)
+	}
+	if p := <-got; string(p.Data) != "from the CLI" || p.ID != answer["id"] {
+		t.Fatalf("push %+v, answer %v", p, answer)
+	}
+	errOut.Reset()
+	bad := []string{"push", "--api", ts.APIURL(), "--key", testserver.Demo.APIKey, "--app", "demo", "--device", "d1", ""}
+	if code := Main(bad, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "data is empty") {
+		t.Fatalf("empty data: exit %d, %q", code, errOut.String())
+	}
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	path := writeConfig(t, "gateway:\n  send_queue: many\napps: []\n")
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"serve", "--config", path}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "gateway.send_queue") {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	if code := Main([]string{"frobnicate"}, &out, &errOut); code != 2 {
+		t.Fatalf("unknown command: exit %d", code)
+	}
+}

@@ -1,0 +1,116 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodApps = `
+apps:
+  - id: demo
+    secret: "0123456789abcdef"
+    api_key: "key-0123456789abcdef"
+`
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse([]byte(goodApps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node != "n1" || c.Gateway.Listen != "127.0.0.1:7070" || c.API.Listen != "127.0.0.1:8080" ||
+		c.Gateway.Heartbeat != 30*time.Second || c.Gateway.SendQueue != 1024 || c.DataDir != "./longlink-data" {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+func TestParseFull(t *testing.T) {
+	c, err := Parse([]byte(`
+node: edge-7
+data_dir: /var/lib/longlink
+gateway:
+  listen: 0.0.0.0:7070
+  heartbeat: 45s
+  heartbeat_min: 10s
+  max_frame_bytes: 8192
+api:
+  listen: 0.0.0.0:8080
+  max_data_bytes: 4096
+apps:
+  - id: chat
+    secret: "0123456789abcdef"
+    api_key: "key-0123456789abcdef"
+    webhooks:
+      upstream: {msg: "http://127.0.0.1:9000/up"}
+      status: "https://backend.example/status"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node != "edge-7" || c.Gateway.Heartbeat != 45*time.Second || c.Gateway.MaxFrameBytes != 8192 ||
+		c.Apps[0].Webhooks.Upstream["msg"] != "http://127.0.0.1:9000/up" {
+		t.Fatalf("parsed %+v", c)
+	}
+	if a, ok := c.App("chat"); !ok || a.APIKey != "key-0123456789abcdef" {
+		t.Fatal("App(chat) not found")
+	}
+}
+
+// TestErrorsNameTheKey: every bad value is reported with its key.
+func TestErrorsNameTheKey(t *testing.T) {
+	app := func(extra string) string {
+		return "apps:\n  - id: demo\n    secret: \"0123456789abcdef\"\n    api_key: \"key-0123456789abcdef\"\n" + extra
+	}
+	cases := map[string]string{
+		"node: 'a b'\n" + goodApps:                     "node:",
+		"gateway:\n  lisen: x\n" + goodApps:            "lisen",
+		"gateway:\n  listen: nope\n" + goodApps:        "gateway.listen:",
+		"api:\n  listen: ':x:y'\n" + goodApps:          "api.listen:",
+		"gateway:\n  heartbeat_min: 1ms\n" + goodApps:  "gateway.heartbeat_min:",
+		"gateway:\n  heartbeat_max: 2s\n" + goodApps:   "gateway.heartbeat_max:",
+		"gateway:\n  heartbeat: 1h\n" + goodApps:       "gateway.heartbeat:",
+		"gateway:\n  max_frame_bytes: 10\n" + goodApps: "gateway.max_frame_bytes:",
+		"gateway:\n  send_queue: -1\n" + goodApps:      "gateway.send_queue:",
+		"gateway:\n  login_timeout: -1s\n" + goodApps:  "gateway.login_timeout:",
+		"api:\n  max_data_bytes: 100000\n" + goodApps:  "api.max_data_bytes:",
+		"gateway:\n  heartbeat: soon\n" + goodApps:     "heartbeat",
+		"node: n1\n":                               "apps:",
+		"apps:\n  - id: Demo!\n    secret: x\n":    "apps[0].id:",
+		"apps:\n  - id: demo\n    secret: short\n": "apps[0].secret:",
+		"apps:\n  - id: demo\n    secret: \"0123456789abcdef\"\n    api_key: k\n":                      "apps[0].api_key:",
+		app("    webhooks:\n      status: ftp://x\n"):                                                  "apps[0].webhooks.status:",
+		app("    webhooks:\n      upstream: {chat: nope}\n"):                                           "apps[0].webhooks.upstream.chat:",
+		app("  - id: demo\n    secret: \"0123456789abcdef\"\n    api_key: \"key-fedcba9876543210\"\n"): "apps[1].id:",
+		app("  - id: two\n    secret: \"0123456789abcdef\"\n    api_key: \"key-0123456789abcdef\"\n"):  "apps[1].api_key:",
+	}
+	for in, want := range cases {
+		_, err := Parse([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config\n%s\ngot %v, want an error naming %q", in, err, want)
+		}
+	}
+}
+
+func TestDemoApp(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := DemoApp(dir, false); err == nil {
+		t.Fatal("DemoApp without create invented credentials")
+	}
+	first, err := DemoApp(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.ID != DemoAppID || len(first.Secret) < 16 || len(first.APIKey) < 16 || first.Secret == first.APIKey {
+		t.Fatalf("demo app %+v", first)
+	}
+	again, err := DemoApp(dir, false)
+	if err != nil || again.Secret != first.Secret || again.APIKey != first.APIKey {
+		t.Fatalf("second read: %+v, %v; want %+v", again, err, first)
+	}
+	info, err := os.Stat(filepath.Join(dir, demoFile))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials file: %v %v", info.Mode(), err)
+	}
+}
