@@ -1,0 +1,51 @@
+package client_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/testserver"
+)
+
+// TestCloseWhileReconnecting: Close returns promptly while the client waits
+// to reconnect to a server that is gone, and nothing runs after it.
+func TestCloseWhileReconnecting(t *testing.T) {
+	ts := testserver.Start(t)
+	disconnected := make(chan error, 1)
+	c, err := client.Dial(context.Background(), client.Config{Addr: ts.GatewayAddr(), Token: ts.Token("d1", ""),
+		MinBackoff: time.Hour, MaxBackoff: time.Hour,
+		OnDisconnect: func(err error) { disconnected <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Shutdown(context.Background())
+	<-disconnected
+	start := time.Now()
+	c.Close()
+	if waited := time.Since(start); waited > time.Second {
+		t.Fatalf("Close took %v", waited)
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done not closed after Close")
+	}
+	if c.Err() != nil {
+		t.Fatalf("Err after Close: %v", c.Err())
+	}
+}
+
+func TestDialErrors(t *testing.T) {
+	if _, err := client.Dial(context.Background(), client.Config{Addr: "127.0.0.1:1"}); err == nil {
+		t.Fatal("dial without a token succeeded")
+	}
+	ts := testserver.Start(t)
+	if _, err := client.Dial(context.Background(), client.Config{Addr: ts.GatewayAddr(), Token: "x.y.z"}); err == nil {
+		t.Fatal("dial with a bad token succeeded")
+	}
+	if _, err := client.Dial(context.Background(), client.Config{DispatchURL: ts.APIURL(), Token: "not-a-jwt"}); err == nil {
+		t.Fatal("dispatch with an unreadable token succeeded")
+	}
+}
