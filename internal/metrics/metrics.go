@@ -20,6 +20,10 @@ type Metrics struct {
 	Rejected    *prometheus.CounterVec // reason: connections closed before login
 	Pushed      *prometheus.CounterVec // app, target: messages accepted by the push API
 	Delivered   *prometheus.CounterVec // app: frames handed to connections' send queues
+
+	MailboxDropped *prometheus.CounterVec // app: stored messages dropped from full mailboxes
+	StoreCommits   prometheus.Counter     // store batches committed
+	StoreBatchOps  prometheus.Histogram   // operations per committed batch
 }
 
 // New creates the metrics and registers them with the Go runtime and process
@@ -45,11 +49,22 @@ func New() *Metrics {
 		Delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_messages_delivered_total", Help: "Message frames handed to device connections, per app.",
 		}, []string{"app"}),
+		MailboxDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_mailbox_dropped_total", Help: "Stored messages dropped because a mailbox was full, per app.",
+		}, []string{"app"}),
+		StoreCommits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "longlink_store_commits_total", Help: "Store batches committed.",
+		}),
+		StoreBatchOps: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "longlink_store_batch_ops", Help: "Operations sharing one store commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 7),
+		}),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered,
+		m.MailboxDropped, m.StoreCommits, m.StoreBatchOps,
 	)
 	return m
 }

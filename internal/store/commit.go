@@ -1,0 +1,400 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+)
+
+type opKind uint8
+
+const (
+	opAppend    opKind = iota // a message into mailboxes, and/or an idempotency key
+	opBroadcast               // a message into an app's broadcast log
+	opCatchUp                 // copy an app's log into a device's mailbox
+	opAck                     // trim mailboxes
+	opBind                    // user <-> device
+	opSweep                   // delete what expired
+)
+
+// op is one operation for the committer.
+type op struct {
+	kind    opKind
+	msg     Message // msg.App is the app of every kind that has one
+	devices []string
+	device  string
+	user    string
+	apps    []string
+	seq     uint64
+	key     string        // idempotency key
+	done    chan struct{} // closed once committed; nil when nobody waits
+
+	// Results, valid once done is closed.
+	res     Appended
+	n       int
+	err     error
+	durable bool // the op must be synced before it is visible
+}
+
+// sweepChunk bounds the expired keys one sweep deletes.
+const sweepChunk = 10000
+
+func (s *Store) run() {
+	defer close(s.done)
+	sweep := time.NewTicker(s.opts.SweepInterval)
+	defer sweep.Stop()
+	for {
+		var first *op
+		select {
+		case first = <-s.ops:
+		case <-sweep.C:
+			first = &op{kind: opSweep}
+		case <-s.stop:
+			for {
+				select {
+				case o := <-s.ops:
+					s.commit([]*op{o})
+				default:
+					return
+				}
+			}
+		}
+		ops := []*op{first}
+	gather:
+		for len(ops) < maxBatchOps {
+			select {
+			case o := <-s.ops:
+				ops = append(ops, o)
+			default:
+				break gather
+			}
+		}
+		s.commit(ops)
+	}
+}
+
+// commit applies ops to one batch and commits it, with an fsync if any op
+// needs one. An op that fails is left out and the others are retried in a
+// fresh batch, so that a failed op changes nothing.
+func (s *Store) commit(ops []*op) {
+	for len(ops) > 0 {
+		batch := s.db.NewIndexedBatch()
+		now := s.opts.Now()
+		sync, failed := false, -1
+		for i, o := range ops {
+			if o.err = s.apply(batch, o, now); o.err != nil {
+				failed = i
+				break
+			}
+			sync = sync || o.durable
+		}
+		if failed >= 0 {
+			batch.Close()
+			s.meta.reset()
+			finish(ops[failed])
+			ops = append(ops[:failed:failed], ops[failed+1:]...)
+			continue
+		}
+		opts := pebble.NoSync
+		if sync {
+			opts = pebble.Sync
+		}
+		err := batch.Commit(opts)
+		batch.Close()
+		if err != nil {
+			s.meta.reset()
+		}
+		for _, o := range ops {
+			if err != nil {
+				o.err = fmt.Errorf("store commit: %w", err)
+			}
+			finish(o)
+		}
+		if s.opts.Metrics != nil {
+			s.opts.Metrics.StoreCommits.Inc()
+			s.opts.Metrics.StoreBatchOps.Observe(float64(len(ops)))
+		}
+		return
+	}
+}
+
+func finish(o *op) {
+	if o.done != nil {
+		close(o.done)
+	}
+}
+
+func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
+	switch o.kind {
+	case opAppend, opBroadcast:
+		return s.applyAppend(b, o, now)
+	case opCatchUp:
+		return s.applyCatchUp(b, o, now)
+	case opAck:
+		return s.applyAck(b, o)
+	case opBind:
+		return s.applyBind(b, o)
+	case opSweep:
+		return s.applySweep(b, now)
+	}
+	return fmt.Errorf("store: unknown op %d", o.kind)
+}
+
+func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
+	o.durable = true
+	m := o.msg
+	if o.key != "" {
+		ik := key(prefixIdem, m.App, o.key)
+		v, ok, err := get(b, ik)
+		if err != nil {
+			return err
+		}
+		if ok {
+			r, err := decodeRecord(v)
+			if err != nil {
+				return err
+			}
+			if r.expires > now.UnixMilli() {
+				o.res = Appended{ID: r.id, Dup: true}
+				return nil
+			}
+		}
+		exp := now.Add(s.opts.IdempotencyWindow)
+		b.Set(ik, record{expires: exp.UnixMilli(), id: m.ID}.encode(), nil)
+		b.Set(expiryKey(exp, ik), nil, nil)
+	}
+	o.res.ID = m.ID
+	if o.kind == opBroadcast {
+		hk := key(prefixHead, m.App)
+		bseq, err := getUint(b, hk)
+		if err != nil {
+			return err
+		}
+		bseq++
+		b.Set(hk, binary.AppendUvarint(nil, bseq), nil)
+		lk := logKey(m.App, bseq)
+		b.Set(lk, record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode(), nil)
+		b.Set(expiryKey(m.Expires, lk), nil, nil)
+		o.res.Seqs = []uint64{bseq}
+		return nil
+	}
+	o.res.Seqs = make([]uint64, len(o.devices))
+	for i, d := range o.devices {
+		seq, err := s.appendMessage(b, d, m)
+		if err != nil {
+			return err
+		}
+		o.res.Seqs[i] = seq
+	}
+	return nil
+}
+
+// appendMessage puts m in device's mailbox for m.App with the device's next
+// seq, dropping the mailbox's oldest message when it is full.
+func (s *Store) appendMessage(b *pebble.Batch, device string, m Message) (uint64, error) {
+	seq, err := s.meta.lastSeq(b, device)
+	if err != nil {
+		return 0, err
+	}
+	seq++
+	s.meta.setLastSeq(b, device, seq)
+	mk := messageKey(device, m.App, seq)
+	b.Set(mk, record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode(), nil)
+	b.Set(expiryKey(m.Expires, mk), nil, nil)
+
+	mb, err := s.meta.mailbox(b, device, m.App)
+	if err != nil {
+		return 0, err
+	}
+	mb.count++
+	if mb.first == 0 {
+		mb.first = seq
+	}
+	if mb.count > uint64(s.opts.MailboxLimit) {
+		oldest, err := mb.oldest(b, device, m.App)
+		if err != nil {
+			return 0, err
+		}
+		if oldest > 0 {
+			b.Delete(messageKey(device, m.App, oldest), nil)
+			mb.count--
+			mb.first = oldest + 1
+			if s.opts.Metrics != nil {
+				s.opts.Metrics.MailboxDropped.WithLabelValues(m.App).Inc()
+			}
+		}
+	}
+	s.meta.setMailbox(b, device, m.App, mb)
+	return seq, nil
+}
+
+func (s *Store) applyCatchUp(b *pebble.Batch, o *op, now time.Time) error {
+	app := o.msg.App
+	ck := key(prefixCursor, o.device, app)
+	cursor, err := getUint(b, ck)
+	if err != nil {
+		return err
+	}
+	head, err := getUint(b, key(prefixHead, app))
+	if err != nil || cursor >= head {
+		return err
+	}
+	o.durable = true
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: logKey(app, cursor+1), UpperBound: logKey(app, head+1)})
+	if err != nil {
+		return err
+	}
+	var entries []record
+	for it.First(); it.Valid(); it.Next() {
+		r, err := decodeRecord(it.Value())
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if r.expires > now.UnixMilli() {
+			entries = append(entries, r)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, r := range entries {
+		if _, err := s.appendMessage(b, o.device, Message{App: app, ID: r.id, Data: r.data,
+			Expires: time.UnixMilli(r.expires)}); err != nil {
+			return err
+		}
+	}
+	o.n = len(entries)
+	b.Set(ck, binary.AppendUvarint(nil, head), nil)
+	return nil
+}
+
+func (s *Store) applyAck(b *pebble.Batch, o *op) error {
+	last, err := s.meta.lastSeq(b, o.device)
+	if err != nil {
+		return err
+	}
+	if o.seq > last {
+		s.meta.setLastSeq(b, o.device, o.seq)
+		o.durable = true
+	}
+	for _, app := range o.apps {
+		mb, err := s.meta.mailbox(b, o.device, app)
+		if err != nil {
+			return err
+		}
+		if mb.count == 0 || o.seq < mb.first {
+			continue
+		}
+		start, end := messageKey(o.device, app, mb.first), messageKey(o.device, app, o.seq+1)
+		it, err := b.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
+		if err != nil {
+			return err
+		}
+		n := uint64(0)
+		for it.First(); it.Valid(); it.Next() {
+			n++
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+		b.DeleteRange(mailboxPrefix(o.device, app), end, nil)
+		mb.count -= min(n, mb.count)
+		mb.first = o.seq + 1
+		s.meta.setMailbox(b, o.device, app, mb)
+	}
+	return nil
+}
+
+func (s *Store) applyBind(b *pebble.Batch, o *op) error {
+	app := o.msg.App
+	wk := key(prefixWho, app, o.device)
+	old, _, err := get(b, wk)
+	if err != nil || string(old) == o.user {
+		return err
+	}
+	if len(old) > 0 {
+		b.Delete(key(prefixUser, app, string(old), o.device), nil)
+	}
+	if o.user == "" {
+		b.Delete(wk, nil)
+		return nil
+	}
+	b.Set(key(prefixUser, app, o.user, o.device), nil, nil)
+	b.Set(wk, []byte(o.user), nil)
+	return nil
+}
+
+// applySweep deletes what expired, through the expiry index, a chunk at a time.
+func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
+	it, err := b.NewIter(&pebble.IterOptions{
+		LowerBound: []byte(prefixExpiry),
+		UpperBound: expiryKey(now, nil),
+	})
+	if err != nil {
+		return err
+	}
+	var expired [][]byte
+	for it.First(); it.Valid() && len(expired) < sweepChunk; it.Next() {
+		expired = append(expired, append([]byte(nil), it.Key()...))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for _, xk := range expired {
+		target := xk[len(prefixExpiry)+8:]
+		if bytes.HasPrefix(target, []byte(prefixMessage)) {
+			// A mailbox message may be gone already (acked, dropped):
+			// count it out only if it is still there.
+			_, ok, err := get(b, target)
+			if err != nil {
+				return err
+			}
+			if ok {
+				device, app := mailboxOf(target)
+				mb, err := s.meta.mailbox(b, device, app)
+				if err != nil {
+					return err
+				}
+				mb.count -= min(1, mb.count)
+				s.meta.setMailbox(b, device, app, mb)
+			}
+		}
+		b.Delete(target, nil)
+		b.Delete(xk, nil)
+	}
+	if len(expired) == sweepChunk {
+		go s.queue(&op{kind: opSweep}) // more to do: continue after what waits
+	}
+	return nil
+}
+
+// mailboxOf splits m/<device>\0<app>\0<seq:8> into device and app.
+func mailboxOf(k []byte) (device, app string) {
+	rest := k[len(prefixMessage) : len(k)-9]
+	i := bytes.IndexByte(rest, 0)
+	return string(rest[:i]), string(rest[i+1:])
+}
+
+// get reads k through the batch (so it sees the batch's own writes).
+func get(b *pebble.Batch, k []byte) ([]byte, bool, error) {
+	v, closer, err := b.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	v = append([]byte(nil), v...)
+	closer.Close()
+	return v, true, nil
+}
+
+func getUint(b *pebble.Batch, k []byte) (uint64, error) {
+	v, _, err := get(b, k)
+	return uvarint(v), err
+}

@@ -1,0 +1,114 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+)
+
+// The key space. Device ids are printable ASCII and app ids [a-z0-9_-], so
+// 0x00 separates parts unambiguously; numbers are big-endian so that keys sort
+// by them.
+//
+//	d/<device>                        last seq given to the device (uvarint)
+//	m/<device>\0<app>\0<seq:8>        a stored message: record
+//	n/<device>\0<app>                 that mailbox's count and lowest seq (uvarints)
+//	b/<app>\0<bseq:8>                 the app's broadcast log: record
+//	h/<app>                           last bseq of the app's log (uvarint)
+//	c/<device>\0<app>                 highest bseq copied into the device's mailbox (uvarint)
+//	u/<app>\0<user>\0<device>         the user's devices (empty value)
+//	w/<app>\0<device>                 the device's current user
+//	i/<app>\0<key>                    idempotency key: record (id and time; no data)
+//	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms)
+const (
+	prefixDevice    = "d/"
+	prefixMessage   = "m/"
+	prefixCount     = "n/"
+	prefixBroadcast = "b/"
+	prefixHead      = "h/"
+	prefixCursor    = "c/"
+	prefixUser      = "u/"
+	prefixWho       = "w/"
+	prefixIdem      = "i/"
+	prefixExpiry    = "x/"
+)
+
+func key(prefix string, parts ...string) []byte {
+	k := []byte(prefix)
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}
+
+// mailboxPrefix is the prefix of every message in one (device, app) mailbox.
+func mailboxPrefix(device, app string) []byte { return append(key(prefixMessage, device, app), 0) }
+
+func messageKey(device, app string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(mailboxPrefix(device, app), seq)
+}
+
+func logPrefix(app string) []byte { return append(key(prefixBroadcast, app), 0) }
+
+func logKey(app string, bseq uint64) []byte {
+	return binary.BigEndian.AppendUint64(logPrefix(app), bseq)
+}
+
+func expiryKey(when time.Time, target []byte) []byte {
+	k := binary.BigEndian.AppendUint64([]byte(prefixExpiry), uint64(when.UnixMilli()))
+	return append(k, target...)
+}
+
+// seqOf reads the trailing 8-byte number of a message or log key.
+func seqOf(k []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) }
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// record is the value of a message, a log entry or an idempotency key:
+// expires (unix ms), id, data.
+type record struct {
+	expires int64
+	id      string
+	data    []byte
+}
+
+func (r record) encode() []byte {
+	b := binary.AppendUvarint(nil, uint64(r.expires))
+	b = binary.AppendUvarint(b, uint64(len(r.id)))
+	b = append(b, r.id...)
+	return append(b, r.data...)
+}
+
+var errCorrupt = errors.New("store: corrupt record")
+
+func decodeRecord(b []byte) (record, error) {
+	exp, n := binary.Uvarint(b)
+	if n <= 0 {
+		return record{}, errCorrupt
+	}
+	b = b[n:]
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > uint64(len(b)-n) {
+		return record{}, errCorrupt
+	}
+	b = b[n:]
+	return record{expires: int64(exp), id: string(b[:l]), data: append([]byte(nil), b[l:]...)}, nil
+}
+
+func uvarint(b []byte) uint64 {
+	v, _ := binary.Uvarint(b)
+	return v
+}

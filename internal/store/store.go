@@ -1,0 +1,278 @@
+// Package store keeps longlink's durable state in an embedded Pebble
+// database in data_dir: per-device mailboxes of stored messages, each app's
+// broadcast log, user bindings and idempotency keys.
+//
+// One committer goroutine makes every write. It takes all the operations
+// waiting for it, applies them to one batch and commits it with one fsync,
+// so concurrent pushers share syncs. Being the only writer, it gives each
+// device's seqs in order; a batch becomes visible only once it is durable, so
+// no seq a device has seen can be lost and given again after a crash.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
+
+	"github.com/longlink/longlink/internal/metrics"
+)
+
+// Message is a message to store.
+type Message struct {
+	App     string
+	ID      string
+	Data    []byte
+	Expires time.Time
+}
+
+// Stored is a message in a device's mailbox.
+type Stored struct {
+	Seq uint64
+	Message
+}
+
+// Appended is the result of an append.
+type Appended struct {
+	ID   string   // the message id; the first message's id when Dup
+	Dup  bool     // the idempotency key was used before: nothing was stored
+	Seqs []uint64 // per device (Append), or the log's bseq (AppendBroadcast)
+}
+
+// Options configure a Store. Zero values mean the documented defaults.
+type Options struct {
+	// MailboxLimit bounds each (device, app) mailbox; when full the oldest
+	// message is dropped and counted. Zero means 1000.
+	MailboxLimit int
+	// IdempotencyWindow is how long an idempotency key is remembered.
+	// Zero means 24h.
+	IdempotencyWindow time.Duration
+	// SweepInterval is how often expired data is deleted. Zero means 30s.
+	SweepInterval time.Duration
+	Metrics       *metrics.Metrics // required
+	Logger        *slog.Logger     // nil means slog.Default()
+	// Now is the clock; nil means time.Now. Tests move it.
+	Now func() time.Time
+}
+
+// ErrClosed is returned by operations on a closed store.
+var ErrClosed = errors.New("store: closed")
+
+// Store is the embedded durable store. Safe for concurrent use.
+type Store struct {
+	// Static after Open.
+	db   *pebble.DB
+	opts Options
+	ops  chan *op
+	stop chan struct{}
+	done chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+
+	meta metaCache // owned by the committer
+}
+
+// maxBatchOps bounds how many operations share one commit.
+const maxBatchOps = 1024
+
+// Open opens (creating if needed) the store in dir and starts its committer.
+func Open(dir string, o Options) (*Store, error) {
+	if o.MailboxLimit == 0 {
+		o.MailboxLimit = 1000
+	}
+	if o.IdempotencyWindow == 0 {
+		o.IdempotencyWindow = 24 * time.Hour
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	opts := &pebble.Options{Logger: quietLogger{o.Logger}, Cache: pebble.NewCache(64 << 20)}
+	defer opts.Cache.Unref()
+	// Bloom filters: most Gets of a commit are for keys of devices that
+	// have none yet, which filters answer without reading blocks.
+	opts.Levels = make([]pebble.LevelOptions, 7)
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	s := &Store{db: db, opts: o, ops: make(chan *op, maxBatchOps),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go s.run()
+	return s, nil
+}
+
+// Close stops the committer after the operations already queued, and closes
+// the database. Later calls return the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// do queues o and waits until it is committed. Once queued, an operation is
+// waited for even if ctx ends, so that an error always means "not done".
+func (s *Store) do(ctx context.Context, o *op) error {
+	o.done = make(chan struct{})
+	select {
+	case s.ops <- o:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stop:
+		return ErrClosed
+	}
+	<-o.done
+	return o.err
+}
+
+// queue queues o without waiting for it.
+func (s *Store) queue(o *op) {
+	select {
+	case s.ops <- o:
+	case <-s.stop:
+	}
+}
+
+// Append stores m in the mailbox of every device (for m.App) and returns
+// their seqs, once durable. With a key, a repeat of the key within the
+// idempotency window stores nothing and returns the first message's id;
+// with no devices only the key is recorded (online-only messages).
+func (s *Store) Append(ctx context.Context, devices []string, m Message, key string) (Appended, error) {
+	o := &op{kind: opAppend, devices: devices, msg: m, key: key}
+	err := s.do(ctx, o)
+	return o.res, err
+}
+
+// AppendBroadcast writes m once to its app's broadcast log, once durable;
+// devices copy it into their mailboxes at their next CatchUp.
+func (s *Store) AppendBroadcast(ctx context.Context, m Message, key string) (Appended, error) {
+	o := &op{kind: opBroadcast, msg: m, key: key}
+	err := s.do(ctx, o)
+	return o.res, err
+}
+
+// CatchUp copies into device's mailbox every unexpired entry of app's
+// broadcast log it has not had yet, and returns how many.
+func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
+	o := &op{kind: opCatchUp, msg: Message{App: app}, device: device}
+	err := s.do(ctx, o)
+	return o.n, err
+}
+
+// Ack marks every stored message of device with seq <= seq done in the
+// mailboxes of apps, and deletes them. A seq beyond any given to the device
+// (the client knows more than this store: restored from an older backup)
+// moves the device's seqs past it, so that new messages are not mistaken for
+// seen ones; that ack is durable before Ack returns. Otherwise Ack does not
+// wait: a lost ack only means a redelivery.
+func (s *Store) Ack(ctx context.Context, device string, apps []string, seq uint64) error {
+	o := &op{kind: opAck, device: device, apps: apps, seq: seq}
+	if s.lastSeq(device) >= seq {
+		s.queue(o)
+		return nil
+	}
+	return s.do(ctx, o)
+}
+
+// Bind records that device belongs to user in app (user "" unbinds it).
+// It does not wait.
+func (s *Store) Bind(app, device, user string) {
+	s.queue(&op{kind: opBind, msg: Message{App: app}, device: device, user: user})
+}
+
+// Since returns up to limit unexpired messages of device for apps with seq
+// greater than after, in seq order.
+func (s *Store) Since(device string, apps []string, after uint64, limit int) ([]Stored, error) {
+	now := s.opts.Now().UnixMilli()
+	var out []Stored
+	for _, app := range apps {
+		it, err := s.db.NewIter(&pebble.IterOptions{
+			LowerBound: messageKey(device, app, after+1),
+			UpperBound: prefixEnd(mailboxPrefix(device, app)),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store since: %w", err)
+		}
+		n := 0
+		for it.First(); it.Valid() && n < limit; it.Next() {
+			r, err := decodeRecord(it.Value())
+			if err != nil {
+				it.Close()
+				return nil, err
+			}
+			if r.expires <= now {
+				continue
+			}
+			out = append(out, Stored{Seq: seqOf(it.Key()), Message: Message{
+				App: app, ID: r.id, Data: r.data, Expires: time.UnixMilli(r.expires)}})
+			n++
+		}
+		if err := it.Close(); err != nil {
+			return nil, fmt.Errorf("store since: %w", err)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// UserDevices returns the devices bound to any of users in app.
+func (s *Store) UserDevices(app string, users []string) ([]string, error) {
+	var devices []string
+	for _, u := range users {
+		p := append(key(prefixUser, app, u), 0)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return nil, fmt.Errorf("store user devices: %w", err)
+		}
+		for it.First(); it.Valid(); it.Next() {
+			devices = append(devices, string(it.Key()[len(p):]))
+		}
+		if err := it.Close(); err != nil {
+			return nil, fmt.Errorf("store user devices: %w", err)
+		}
+	}
+	return devices, nil
+}
+
+// lastSeq is the last seq given to device, as committed.
+func (s *Store) lastSeq(device string) uint64 {
+	v, closer, err := s.db.Get(key(prefixDevice, device))
+	if err != nil {
+		return 0
+	}
+	defer closer.Close()
+	return uvarint(v)
+}
+
+// quietLogger sends Pebble's informational chatter to debug level.
+type quietLogger struct{ log *slog.Logger }
+
+func (q quietLogger) Infof(format string, args ...any) { q.log.Debug(fmt.Sprintf(format, args...)) }
+func (q quietLogger) Errorf(format string, args ...any) {
+	q.log.Error(fmt.Sprintf(format, args...))
+}
+func (q quietLogger) Fatalf(format string, args ...any) {
+	q.log.Error(fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}
