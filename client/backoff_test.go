@@ -28,3 +28,19 @@ func TestBackoffDoublesWithJitter(t *testing.T) {
 		t.Fatalf("no cap for a large attempt count: %v", d)
 	}
 }
+
+func TestRecentIDs(t *testing.T) {
+	r := newRecentIDs(3)
+	for _, id := range []string{"a", "b", "c"} {
+		if r.add(id) {
+			t.Fatalf("%s seen before it was added", id)
+		}
+	}
+	if !r.add("a") || !r.add("c") {
+		t.Fatal("a repeat was not recognised")
+	}
+	r.add("d") // pushes "a" out
+	if r.add("a") {
+		t.Fatal("the oldest id was not forgotten")
+	}
+}

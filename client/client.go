@@ -50,9 +50,19 @@ type Config struct {
 	// server choose.
 	Heartbeat time.Duration
 
+	// LastSeq is where to resume: the highest stored seq the application
+	// has processed, as persisted from OnAck. Zero means from the oldest
+	// message kept for the device.
+	LastSeq uint64
+
 	// OnPush receives pushes in order, on one goroutine; a slow handler
-	// delays the next push, not the heartbeat.
+	// delays the next push, not the heartbeat. A stored message (Seq > 0)
+	// is acked when OnPush returns; one that arrives again (after a
+	// reconnect before the ack landed) is not handed over twice.
 	OnPush func(Push)
+	// OnAck is called after a stored message was handled and acked, with
+	// the new last seq; persist it to resume there after a restart.
+	OnAck func(seq uint64)
 	// OnConnect is called after every successful login.
 	OnConnect func(Welcome)
 	// OnDisconnect is called when a connection ends, with why. The client
@@ -79,6 +89,9 @@ type Client struct {
 	current *Conn   // guarded by mu
 	err     error   // guarded by mu; why the client stopped
 	welcome Welcome // guarded by mu
+	lastSeq uint64  // guarded by mu
+
+	seen recentIDs // owned by the reading goroutine
 }
 
 // Dial connects and logs in once, then keeps the connection up in the
@@ -101,7 +114,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Token == "" || (cfg.Addr == "" && cfg.DispatchURL == "") {
 		return nil, errors.New("client: Token and one of Addr or DispatchURL are required")
 	}
-	c := &Client{cfg: cfg, done: make(chan struct{})}
+	c := &Client{cfg: cfg, done: make(chan struct{}), lastSeq: cfg.LastSeq, seen: newRecentIDs(recentIDCount)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	w, welcome, err := c.connect(ctx)
 	if err != nil {
@@ -217,7 +230,7 @@ func (c *Client) connect(ctx context.Context) (*Conn, Welcome, error) {
 	deadline, _ := ctx.Deadline()
 	w.nc.SetDeadline(deadline)
 	login := &protocol.Frame{Op: protocol.OpLogin, Token: []byte(c.cfg.Token),
-		Heartbeat: uint32(c.cfg.Heartbeat / time.Second)}
+		Heartbeat: uint32(c.cfg.Heartbeat / time.Second), LastSeq: c.LastSeq()}
 	var f protocol.Frame
 	err = w.WriteFrame(login, c.cfg.DialTimeout)
 	if err == nil {
@@ -288,13 +301,44 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 		}
 		switch f.Op {
 		case protocol.OpPush:
-			if c.cfg.OnPush != nil {
-				c.cfg.OnPush(Push{App: string(f.App), ID: string(f.ID), Seq: f.Seq, Data: f.Data})
+			if err := c.handlePush(w, Push{App: string(f.App), ID: string(f.ID), Seq: f.Seq, Data: f.Data}, hb); err != nil {
+				return err
 			}
 		case protocol.OpError:
 			serverErr = &protocol.Error{Code: f.Code, Reason: string(f.Reason)}
 		}
 	}
+}
+
+// LastSeq returns the highest stored seq handled and acked.
+func (c *Client) LastSeq() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastSeq
+}
+
+// handlePush hands p to OnPush unless it was handled already, then acks it
+// if it is stored.
+func (c *Client) handlePush(w *Conn, p Push, timeout time.Duration) error {
+	if p.Seq > 0 && p.Seq <= c.LastSeq() {
+		return nil // handled and acked before
+	}
+	if !c.seen.add(p.ID) && c.cfg.OnPush != nil {
+		c.cfg.OnPush(p)
+	}
+	if p.Seq == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	c.lastSeq = p.Seq
+	c.mu.Unlock()
+	if err := w.WriteFrame(&protocol.Frame{Op: protocol.OpAck, Seq: p.Seq}, timeout); err != nil {
+		return err
+	}
+	if c.cfg.OnAck != nil {
+		c.cfg.OnAck(p.Seq)
+	}
+	return nil
 }
 
 // dispatch asks the API where to connect.

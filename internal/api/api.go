@@ -3,6 +3,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,8 @@ import (
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/protocol"
 )
 
 // Fanout hands messages to connected devices. In one process the gateway is
@@ -25,7 +28,16 @@ type Fanout interface {
 	PushDevices(app string, devices []string, m *gateway.Message) int
 	PushUsers(app string, users []string, m *gateway.Message) int
 	Broadcast(app string, m *gateway.Message) int
+	PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) int
+	NotifyBroadcast(app string) int
 	Online(app, device string) bool
+}
+
+// Store keeps stored messages and idempotency keys. *store.Store is one.
+type Store interface {
+	Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error)
+	AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error)
+	UserDevices(app string, users []string) ([]string, error)
 }
 
 // Endpoints is what /v1/dispatch tells devices.
@@ -39,6 +51,7 @@ type Endpoints struct {
 type Options struct {
 	Config    *config.Config // validated
 	Fanout    Fanout
+	Store     Store
 	Endpoints Endpoints
 	Metrics   *metrics.Metrics
 	Logger    *slog.Logger // nil means slog.Default()
@@ -49,6 +62,7 @@ type Server struct {
 	// Static after construction.
 	cfg       *config.Config
 	fanout    Fanout
+	store     Store
 	endpoints Endpoints
 	metrics   *metrics.Metrics
 	log       *slog.Logger
@@ -70,7 +84,7 @@ func New(o Options) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: o.Config, fanout: o.Fanout, endpoints: o.Endpoints, metrics: o.Metrics,
+	s := &Server{cfg: o.Config, fanout: o.Fanout, store: o.Store, endpoints: o.Endpoints, metrics: o.Metrics,
 		log: log, mux: http.NewServeMux()}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.HandleFunc("POST /v1/push", s.handlePush)

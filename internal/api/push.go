@@ -1,11 +1,14 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"net/http"
+	"time"
 
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -23,10 +26,14 @@ type pushRequest struct {
 }
 
 type pushResponse struct {
-	ID      string `json:"id"`
-	Online  int    `json:"online"`
-	Offline int    `json:"offline"`
+	ID        string `json:"id"`
+	Online    int    `json:"online"`
+	Offline   int    `json:"offline"`
+	Duplicate bool   `json:"duplicate,omitempty"` // a repeated id: nothing was sent
 }
+
+// maxKeyBytes bounds an idempotency key.
+const maxKeyBytes = 256
 
 func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 	var req pushRequest
@@ -43,8 +50,60 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	id := s.newMessageID()
-	m := gateway.NewMessage(&protocol.Frame{Op: protocol.OpPush, App: []byte(req.App), ID: []byte(id), Data: data})
+	f := protocol.Frame{Op: protocol.OpPush, App: []byte(req.App), ID: []byte(s.newMessageID()), Data: data}
+	var resp pushResponse
+	if req.TTL > 0 {
+		resp, err = s.pushStored(r.Context(), &req, target, f)
+	} else {
+		resp, err = s.pushOnline(r.Context(), &req, target, f)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !resp.Duplicate {
+		s.metrics.Pushed.WithLabelValues(req.App, target).Inc()
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// pushStored stores the message (durably, before answering) and hands it to
+// the devices online now; the others get it when they log in.
+func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string, f protocol.Frame) (pushResponse, error) {
+	m := store.Message{App: req.App, ID: string(f.ID), Data: f.Data,
+		Expires: time.Now().Add(time.Duration(req.TTL) * time.Second)}
+	if target == "broadcast" {
+		res, err := s.store.AppendBroadcast(ctx, m, req.ID)
+		if err != nil || res.Dup {
+			return duplicate(res), unavailable(err)
+		}
+		return pushResponse{ID: res.ID, Online: s.fanout.NotifyBroadcast(req.App)}, nil
+	}
+	devices := req.Devices
+	if target == "users" {
+		var err error
+		if devices, err = s.store.UserDevices(req.App, req.Users); err != nil {
+			return pushResponse{}, unavailable(err)
+		}
+	}
+	res, err := s.store.Append(ctx, devices, m, req.ID)
+	if err != nil || res.Dup {
+		return duplicate(res), unavailable(err)
+	}
+	online := s.fanout.PushStored(req.App, devices, res.Seqs, f)
+	return pushResponse{ID: res.ID, Online: online, Offline: len(devices) - online}, nil
+}
+
+// pushOnline hands the message to the connections live now; with an id, the
+// key is recorded (durably) first so that a repeat sends nothing.
+func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string, f protocol.Frame) (pushResponse, error) {
+	if req.ID != "" {
+		res, err := s.store.Append(ctx, nil, store.Message{App: req.App, ID: string(f.ID)}, req.ID)
+		if err != nil || res.Dup {
+			return duplicate(res), unavailable(err)
+		}
+	}
+	m := gateway.NewMessage(&f)
 	var online int
 	switch target {
 	case "devices":
@@ -54,8 +113,17 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 	case "broadcast":
 		online = s.fanout.Broadcast(req.App, m)
 	}
-	s.metrics.Pushed.WithLabelValues(req.App, target).Inc()
-	writeJSON(w, http.StatusOK, pushResponse{ID: id, Online: online})
+	return pushResponse{ID: string(f.ID), Online: online}, nil
+}
+
+func duplicate(res store.Appended) pushResponse { return pushResponse{ID: res.ID, Duplicate: true} }
+
+// unavailable turns a store failure into 503; nil stays nil.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errorf(http.StatusServiceUnavailable, "cannot store the message now: %v", err)
 }
 
 // checkPush validates a push request, deduplicates its targets in place, and
@@ -89,14 +157,11 @@ func (s *Server) checkPush(req *pushRequest) (data []byte, target string, err er
 	case "group":
 		return nil, "", errorf(http.StatusBadRequest, "group pushes are not available on this server yet")
 	}
-	if req.TTL < 0 {
-		return nil, "", errorf(http.StatusBadRequest, "ttl must be 0 (online only) or more seconds")
+	if maxTTL := int64(s.cfg.API.MaxTTL / time.Second); req.TTL < 0 || req.TTL > maxTTL {
+		return nil, "", errorf(http.StatusBadRequest, "ttl must be 0 (online only) to %d seconds", maxTTL)
 	}
-	if req.TTL > 0 {
-		return nil, "", errorf(http.StatusBadRequest, "stored messages (ttl > 0) are not available on this server yet; use ttl 0")
-	}
-	if req.ID != "" {
-		return nil, "", errorf(http.StatusBadRequest, "idempotency keys (id) come with stored messages and are not available on this server yet")
+	if len(req.ID) > maxKeyBytes {
+		return nil, "", errorf(http.StatusBadRequest, "id is %d bytes; the limit is %d", len(req.ID), maxKeyBytes)
 	}
 	if data, err = pushData(req); err != nil {
 		return nil, "", err

@@ -30,7 +30,18 @@ type Config struct {
 	DataDir string  `yaml:"data_dir"`
 	Gateway Gateway `yaml:"gateway"`
 	API     API     `yaml:"api"`
+	Store   Store   `yaml:"store"`
 	Apps    []App   `yaml:"apps"`
+}
+
+// Store configures the embedded store of stored messages (in data_dir/store).
+type Store struct {
+	// MailboxLimit bounds each device's mailbox per app; when full, the
+	// oldest message is dropped (longlink_mailbox_dropped_total). Zero means 1000.
+	MailboxLimit int `yaml:"mailbox_limit"`
+	// SweepInterval is how often expired messages and keys are deleted.
+	// Zero means 30s.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
 }
 
 // Gateway configures the device-facing port.
@@ -68,6 +79,8 @@ type API struct {
 	// MaxDataBytes is the largest push payload (413 above it).
 	// Zero means 16384.
 	MaxDataBytes int `yaml:"max_data_bytes"`
+	// MaxTTL is the longest a stored message may be kept. Zero means 720h.
+	MaxTTL time.Duration `yaml:"max_ttl"`
 }
 
 // App is one tenant.
@@ -195,6 +208,9 @@ func (c *Config) setDefaults() {
 	defInt(&c.Gateway.MaxFrameBytes, 65536)
 	defInt(&c.Gateway.SendQueue, 1024)
 	defInt(&c.API.MaxDataBytes, 16384)
+	defDur(&c.API.MaxTTL, 720*time.Hour)
+	defInt(&c.Store.MailboxLimit, 1000)
+	defDur(&c.Store.SweepInterval, 30*time.Second)
 }
 
 var (
@@ -238,6 +254,12 @@ func (c *Config) Validate() error {
 		return bad("gateway.send_queue", "must be at least 1")
 	case c.API.MaxDataBytes < 1 || c.API.MaxDataBytes > g.MaxFrameBytes-512:
 		return bad("api.max_data_bytes", "must lie between 1 and gateway.max_frame_bytes-512 (%d)", g.MaxFrameBytes-512)
+	case c.API.MaxTTL < time.Second:
+		return bad("api.max_ttl", "must be at least 1s")
+	case c.Store.MailboxLimit < 1:
+		return bad("store.mailbox_limit", "must be at least 1")
+	case c.Store.SweepInterval < 10*time.Millisecond:
+		return bad("store.sweep_interval", "must be at least 10ms")
 	}
 	ids, keys := map[string]bool{}, map[string]bool{}
 	for i, a := range c.Apps {

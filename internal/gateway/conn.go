@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -49,6 +50,7 @@ type conn struct {
 	kind      wireKind
 	device    string
 	sessions  []session // nil until logged in
+	apps      []string  // the sessions' apps
 	heartbeat time.Duration
 
 	// Owned by the reader.
@@ -61,6 +63,10 @@ type conn struct {
 	queue   [][]byte // encoded frames waiting for the writer
 	writing bool     // a writer goroutine is running
 	reason  string   // why the connection closed, for metrics
+	sentSeq uint64   // highest stored seq queued (or acked by the client at login)
+	syncing bool     // a sync loop runs (see syncMailbox)
+	dirty   bool     // a stored message arrived that the sync loop must read
+	catchUp bool     // the broadcast log grew: the sync loop must copy it
 }
 
 var (
@@ -220,8 +226,9 @@ func (c *conn) handle(f *protocol.Frame) error {
 	case protocol.OpPing:
 		c.reply(&protocol.Frame{Op: protocol.OpPong, Ref: f.Ref})
 	case protocol.OpAck:
-		// Online-only messages need no ack; stored messages are trimmed here
-		// once the store exists.
+		if err := c.gw.mailboxes.Ack(context.Background(), c.device, c.apps, f.Seq); err != nil {
+			c.gw.log.Error("ack", "device", c.device, "err", err)
+		}
 	case protocol.OpLogin:
 		c.replyError(f.Ref, protocol.CodeBadFrame, "already logged in")
 	case protocol.OpJoin, protocol.OpLeave, protocol.OpUp:
@@ -273,6 +280,14 @@ func (c *conn) login(f *protocol.Frame) error {
 	for _, s := range sessions {
 		welcome.Apps = append(welcome.Apps, []byte(s.app))
 	}
+	c.apps = make([]string, len(sessions))
+	for i, s := range sessions {
+		c.apps[i] = s.app
+		g.mailboxes.Bind(s.app, device, s.user)
+	}
+	// Live from here: the welcome is queued first, and stored messages wait
+	// for the replay, which acks last_seq, copies unseen broadcasts and
+	// delivers the mailbox after last_seq.
 	c.mu.Lock()
 	if c.state != stateLogin {
 		c.mu.Unlock()
@@ -281,6 +296,8 @@ func (c *conn) login(f *protocol.Frame) error {
 	c.state = stateLive
 	c.queue = append(c.queue, c.kind.encode(nil, welcome))
 	c.startWriterLocked()
+	c.sentSeq, c.catchUp = f.LastSeq, true
+	c.startSyncLocked(f.LastSeq)
 	c.mu.Unlock()
 
 	c.sessions = sessions

@@ -18,20 +18,30 @@ const closeGrace = time.Second
 // in which case the connection is closed as too slow (4004).
 func (c *conn) send(b []byte) bool {
 	c.mu.Lock()
+	ok, full := c.enqueueLocked(b)
+	c.mu.Unlock()
+	if full {
+		c.closeTooSlow()
+	}
+	return ok
+}
+
+// enqueueLocked queues b if the connection is live and its queue has room;
+// full reports that it had none, and the caller must then closeTooSlow
+// (without c.mu). c.mu must be held.
+func (c *conn) enqueueLocked(b []byte) (ok, full bool) {
 	if c.state != stateLive {
-		c.mu.Unlock()
-		return false
+		return false, false
 	}
 	if len(c.queue) >= c.gw.cfg.SendQueue {
-		c.mu.Unlock()
-		c.close(protocol.CodeTooSlow, "too slow to read: send queue full")
-		return false
+		return false, true
 	}
 	c.queue = append(c.queue, b)
 	c.startWriterLocked()
-	c.mu.Unlock()
-	return true
+	return true, false
 }
+
+func (c *conn) closeTooSlow() { c.close(protocol.CodeTooSlow, "too slow to read: send queue full") }
 
 // startWriterLocked starts the writer unless it runs. c.mu must be held.
 func (c *conn) startWriterLocked() {

@@ -17,23 +17,39 @@ import (
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
 )
 
+// Mailboxes is the durable side of stored messages, as the gateway uses it.
+// *store.Store implements it.
+type Mailboxes interface {
+	// Since returns up to limit messages of device for apps after seq.
+	Since(device string, apps []string, after uint64, limit int) ([]store.Stored, error)
+	// Ack trims device's mailboxes for apps up to seq (cumulative).
+	Ack(ctx context.Context, device string, apps []string, seq uint64) error
+	// CatchUp copies unseen entries of app's broadcast log into device's mailbox.
+	CatchUp(ctx context.Context, app, device string) (int, error)
+	// Bind records the device's user in app, learned from its token.
+	Bind(app, device, user string)
+}
+
 // Options configure a Gateway.
 type Options struct {
-	Config  config.Gateway   // must have been validated (defaults filled in)
-	Secrets auth.SecretFunc  // token secrets per app
-	Metrics *metrics.Metrics // required
-	Logger  *slog.Logger     // nil means slog.Default()
+	Config    config.Gateway   // must have been validated (defaults filled in)
+	Secrets   auth.SecretFunc  // token secrets per app
+	Mailboxes Mailboxes        // required
+	Metrics   *metrics.Metrics // required
+	Logger    *slog.Logger     // nil means slog.Default()
 }
 
 // Gateway serves device connections. Safe for concurrent use.
 type Gateway struct {
 	// Static after construction.
-	cfg     config.Gateway
-	secrets auth.SecretFunc
-	metrics *metrics.Metrics
+	cfg       config.Gateway
+	secrets   auth.SecretFunc
+	mailboxes Mailboxes
+	metrics   *metrics.Metrics
 	log     *slog.Logger
 	hub     *hub
 
@@ -53,7 +69,7 @@ func New(o Options) *Gateway {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Gateway{cfg: o.Config, secrets: o.Secrets, metrics: o.Metrics, log: log,
+	return &Gateway{cfg: o.Config, secrets: o.Secrets, mailboxes: o.Mailboxes, metrics: o.Metrics, log: log,
 		hub: newHub(), pending: make(map[*conn]struct{})}
 }
 
@@ -175,6 +191,37 @@ func (g *Gateway) Broadcast(app string, m *Message) int {
 		}
 	})
 	g.delivered(app, n)
+	return n
+}
+
+// PushStored hands the stored message f to the connections of devices,
+// each with its own seq (seqs[i] for devices[i]), and returns how many
+// devices are online to receive it now. Stored frames are counted as
+// delivered where they are queued (sendStored, syncMailbox).
+func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) int {
+	n := 0
+	for i, d := range devices {
+		c := g.hub.lookup(app, d)
+		if c == nil {
+			continue
+		}
+		f.Seq = seqs[i]
+		if c.sendStored(app, f.Seq, c.kind.encode(nil, &f)) {
+			n++
+		}
+	}
+	return n
+}
+
+// NotifyBroadcast tells every connection of app that its broadcast log grew,
+// and returns how many connections will copy and receive the new entry.
+func (g *Gateway) NotifyBroadcast(app string) int {
+	n := 0
+	g.hub.eachAppConn(app, func(c *conn) {
+		if c.notifyBroadcast() {
+			n++
+		}
+	})
 	return n
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -52,10 +53,17 @@ const secret = "bench-secret-0123456789"
 func startGateway(b *testing.B) (*gateway.Gateway, *pipeListener) {
 	cfg := config.Default()
 	cfg.Gateway.SendQueue = 64
+	m := metrics.New()
+	st, err := store.Open(b.TempDir(), store.Options{Metrics: m})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
 	g := gateway.New(gateway.Options{
-		Config:  cfg.Gateway,
-		Secrets: func(app string) (string, bool) { return secret, app == "bench" },
-		Metrics: metrics.New(),
+		Config:    cfg.Gateway,
+		Secrets:   func(app string) (string, bool) { return secret, app == "bench" },
+		Mailboxes: st,
+		Metrics:   m,
 	})
 	ln := newPipeListener()
 	go g.Serve(ln)

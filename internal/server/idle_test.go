@@ -25,6 +25,9 @@ import (
 const idleAddrEnv = "LONGLINK_IDLE_CLIENTS_ADDR"
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(serveConfigEnv); path != "" {
+		os.Exit(serveForTest(path))
+	}
 	if addr := os.Getenv(idleAddrEnv); addr != "" {
 		n, _ := strconv.Atoi(os.Getenv("LONGLINK_IDLE_CLIENTS_N"))
 		if err := idleClients(addr, n); err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/store"
 )
 
 // Server is a running longlink node.
@@ -23,6 +25,7 @@ type Server struct {
 	// Static after Start.
 	cfg     *config.Config
 	gw      *gateway.Gateway
+	store   *store.Store
 	http    *http.Server
 	gwAddr  string
 	apiAddr string
@@ -47,6 +50,14 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
 	m := metrics.New()
+	st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{
+		MailboxLimit: cfg.Store.MailboxLimit, SweepInterval: cfg.Store.SweepInterval, Metrics: m, Logger: log,
+	})
+	if err != nil {
+		gwLn.Close()
+		apiLn.Close()
+		return nil, err
+	}
 	secrets := func(app string) (string, bool) {
 		a, ok := cfg.App(app)
 		if !ok {
@@ -54,17 +65,18 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 		return a.Secret, true
 	}
-	gw := gateway.New(gateway.Options{Config: cfg.Gateway, Secrets: secrets, Metrics: m, Logger: log})
+	gw := gateway.New(gateway.Options{Config: cfg.Gateway, Secrets: secrets, Mailboxes: st, Metrics: m, Logger: log})
 	advertise := cfg.Gateway.Advertise
 	if advertise == "" {
 		advertise = gwLn.Addr().String()
 	}
-	a := api.New(api.Options{Config: cfg, Fanout: gw, Metrics: m, Logger: log, Endpoints: api.Endpoints{
+	a := api.New(api.Options{Config: cfg, Fanout: gw, Store: st, Metrics: m, Logger: log, Endpoints: api.Endpoints{
 		TCP: advertise, WS: "ws://" + advertise + "/ws", Heartbeat: cfg.Gateway.Heartbeat,
 	}})
 	s := &Server{
 		cfg:     cfg,
 		gw:      gw,
+		store:   st,
 		http:    &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second},
 		gwAddr:  gwLn.Addr().String(),
 		apiAddr: apiLn.Addr().String(),
@@ -92,8 +104,11 @@ func (s *Server) Config() *config.Config { return s.cfg }
 func (s *Server) Err() <-chan error { return s.errc }
 
 // Shutdown stops the API, then closes every device connection with 4009 and
-// waits for them, or for ctx. Later calls return the first call's result.
+// waits for them, or for ctx, and closes the store. Later calls return the
+// first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutdown.Do(func() { s.shutdownErr = errors.Join(s.http.Shutdown(ctx), s.gw.Shutdown(ctx)) })
+	s.shutdown.Do(func() {
+		s.shutdownErr = errors.Join(s.http.Shutdown(ctx), s.gw.Shutdown(ctx), s.store.Close())
+	})
 	return s.shutdownErr
 }

@@ -139,7 +139,15 @@ func (s *Store) do(ctx context.Context, o *op) error {
 	case <-s.stop:
 		return ErrClosed
 	}
-	<-o.done
+	select {
+	case <-o.done:
+	case <-s.done: // the committer stopped; o may have come after its last drain
+		select {
+		case <-o.done:
+		default:
+			return ErrClosed
+		}
+	}
 	return o.err
 }
 

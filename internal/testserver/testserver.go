@@ -86,11 +86,14 @@ func MintToken(t testing.TB, app config.App, device, user string) string {
 }
 
 // Addr is where a client of transport tr connects.
-func (ts *TS) Addr(tr client.Transport) string {
+func (ts *TS) Addr(tr client.Transport) string { return AddrFor(tr, ts.GatewayAddr()) }
+
+// AddrFor is where a client of transport tr connects to the gateway at gateway.
+func AddrFor(tr client.Transport, gateway string) string {
 	if tr == client.TCP {
-		return ts.GatewayAddr()
+		return gateway
 	}
-	return "ws://" + ts.GatewayAddr() + "/ws"
+	return "ws://" + gateway + "/ws"
 }
 
 // APIURL is the base URL of the HTTP API.
@@ -100,6 +103,12 @@ func (ts *TS) APIURL() string { return "http://" + ts.APIAddr() }
 // JSON (a string is sent as is), and decodes the JSON answer into a map.
 func (ts *TS) Call(method, path, key string, body any) (int, map[string]any) {
 	ts.t.Helper()
+	return CallAPI(ts.t, ts.APIURL(), method, path, key, body)
+}
+
+// CallAPI is Call against the API at base (http://host:port).
+func CallAPI(t testing.TB, base, method, path, key string, body any) (int, map[string]any) {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -108,25 +117,25 @@ func (ts *TS) Call(method, path, key string, body any) (int, map[string]any) {
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
-			ts.t.Fatal(err)
+			t.Fatal(err)
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, ts.APIURL()+path, rd)
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
-		ts.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		ts.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var out map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		ts.t.Fatalf("%s %s: answer is not JSON: %v", method, path, err)
+		t.Fatalf("%s %s: answer is not JSON: %v", method, path, err)
 	}
 	return resp.StatusCode, out
 }

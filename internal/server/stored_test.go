@@ -1,0 +1,357 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/protocol"
+)
+
+// The seeds' acceptance table for stored messages, and the contract's
+// semantics around it, end to end over every transport.
+
+func stored(devices []string, data string) map[string]any {
+	return map[string]any{"devices": devices, "data": data, "ttl": 3600}
+}
+
+// visit logs d1 in and out once, so that the server has seen it.
+func visit(t *testing.T, ts *testserver.TS, tr client.Transport, device, user string) {
+	d := connect(t, ts, tr, ts.Token(device, user))
+	d.Close()
+	testserver.Eventually(t, device+" offline", func() bool { return !online(t, ts, device) })
+}
+
+func online(t *testing.T, ts *testserver.TS, device string) bool {
+	_, out := ts.Call(http.MethodGet, "/v1/presence?app=demo&device="+device, testserver.Demo.APIKey, nil)
+	return out["devices"].(map[string]any)[device].(map[string]any)["online"] == true
+}
+
+func TestUnicastOfflineCompensation(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		out := ts.Push(stored([]string{"d1", "d2"}, "kept for you"))
+		if out["online"] != 0.0 || out["offline"] != 2.0 {
+			t.Fatalf("answer %v", out)
+		}
+		d1 := connect(t, ts, tr, ts.Token("d1", ""))
+		p := d1.expect(t, "kept for you")
+		if p.Seq != 1 || p.ID != out["id"] {
+			t.Fatalf("push %+v, answer %v", p, out)
+		}
+	})
+}
+
+func TestBroadcastOfflineCompensation(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		var mu sync.Mutex
+		var acked uint64
+		onlineDev := connect(t, ts, tr, ts.Token("online", ""), func(c *client.Config) {
+			c.OnAck = func(seq uint64) { mu.Lock(); acked = seq; mu.Unlock() }
+		})
+		out := ts.Push(map[string]any{"broadcast": true, "data": "to everyone", "ttl": 3600})
+		if out["online"] != 1.0 {
+			t.Fatalf("answer %v", out)
+		}
+		onlineDev.expect(t, "to everyone")
+		testserver.Eventually(t, "the ack", func() bool { mu.Lock(); defer mu.Unlock(); return acked > 0 })
+		onlineDev.Close()
+
+		// A device that was offline gets it at login; the one that had it
+		// does not get it again.
+		late := connect(t, ts, tr, ts.Token("late", ""))
+		late.expect(t, "to everyone")
+		mu.Lock()
+		resume := acked
+		mu.Unlock()
+		again := connect(t, ts, tr, ts.Token("online", ""), func(c *client.Config) { c.LastSeq = resume })
+		ts.Push(stored([]string{"online"}, "only this"))
+		again.expect(t, "only this")
+		// Another app's devices never see it.
+		other := connect(t, ts, tr, testserver.MintToken(t, testserver.Other, "other-dev", ""))
+		testserver.CallAPI(t, ts.APIURL(), http.MethodPost, "/v1/push", testserver.Other.APIKey,
+			map[string]any{"app": "other", "devices": []string{"other-dev"}, "data": "own", "ttl": 60})
+		other.expect(t, "own")
+	})
+}
+
+func TestEmptyStoredMessageRefused(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		for _, body := range []map[string]any{
+			stored([]string{"d1"}, ""),
+			{"broadcast": true, "data": "", "ttl": 60},
+			{"devices": []string{"d1"}, "data_base64": "", "ttl": 60},
+		} {
+			body["app"] = "demo"
+			if status, out := ts.Call(http.MethodPost, "/v1/push", testserver.Demo.APIKey, body); status != 400 {
+				t.Fatalf("%v: %d %v", body, status, out)
+			}
+		}
+		ts.Push(stored([]string{"d1"}, "the only one"))
+		d1 := connect(t, ts, tr, ts.Token("d1", ""))
+		d1.expect(t, "the only one") // nothing of the refused pushes came first
+	})
+}
+
+func TestStoredMessageReconnectSameServer(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		visit(t, ts, tr, "d1", "")
+		out := ts.Push(stored([]string{"d1"}, "while you were away"))
+		if out["offline"] != 1.0 {
+			t.Fatalf("answer %v", out)
+		}
+		connect(t, ts, tr, ts.Token("d1", "")).expect(t, "while you were away")
+	})
+}
+
+func TestStoredMessageReconnectFreshServer(t *testing.T) {
+	eachTransport(t, func(t *testing.T, first *testserver.TS, tr client.Transport) {
+		visit(t, first, tr, "d1", "")
+		first.Push(stored([]string{"d1"}, "survives a restart"))
+		if err := first.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		second := testserver.Start(t, func(c *config.Config) { c.DataDir = first.Config().DataDir })
+		connect(t, second, tr, second.Token("d1", "")).expect(t, "survives a restart")
+	})
+}
+
+func TestOnlineOnlyNotReplayed(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		visit(t, ts, tr, "d1", "")
+		out := ts.Push(map[string]any{"devices": []string{"d1"}, "data": "now or never", "ttl": 0})
+		if out["online"] != 0.0 || out["offline"] != 0.0 {
+			t.Fatalf("answer %v", out)
+		}
+		ts.Push(stored([]string{"d1"}, "stored"))
+		connect(t, ts, tr, ts.Token("d1", "")).expect(t, "stored") // not "now or never"
+	})
+}
+
+func TestOnlineOnlyToOnlineDevice(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		d1 := connect(t, ts, tr, ts.Token("d1", ""))
+		ts.Push(map[string]any{"devices": []string{"d1"}, "data": "live", "ttl": 0})
+		if p := d1.expect(t, "live"); p.Seq != 0 {
+			t.Fatalf("online-only message with seq %d", p.Seq)
+		}
+	})
+}
+
+func TestAckThenReconnectNoRedelivery(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		acks := make(chan uint64, 4)
+		d1 := connect(t, ts, tr, ts.Token("d1", ""), func(c *client.Config) { c.OnAck = func(s uint64) { acks <- s } })
+		ts.Push(stored([]string{"d1"}, "once"))
+		d1.expect(t, "once")
+		seq := <-acks
+		d1.Close()
+		// A fresh client (a restarted app) resumes at the persisted seq; the
+		// server trimmed the mailbox on the ack anyway, so even from 0 the
+		// message must not come again.
+		for _, resume := range []uint64{seq, 0} {
+			d := connect(t, ts, tr, ts.Token("d1", ""), func(c *client.Config) { c.LastSeq = resume })
+			ts.Push(map[string]any{"devices": []string{"d1"}, "data": fmt.Sprint("marker ", resume)})
+			d.expect(t, fmt.Sprint("marker ", resume))
+			d.Close()
+		}
+	})
+}
+
+func TestNoAckThenReconnectRedelivered(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		ts.Push(stored([]string{"d1"}, "ack me"))
+		for i := 0; i < 2; i++ { // a raw device that never acks gets it every time
+			c := rawLoginSeq(t, ts, tr, ts.Token("d1", ""), 0)
+			if f := readPush(t, c); string(f.Data) != "ack me" || f.Seq != 1 {
+				t.Fatalf("round %d: %+v", i, f)
+			}
+			c.Close()
+		}
+		// last_seq at login acks too.
+		c := rawLoginSeq(t, ts, tr, ts.Token("d1", ""), 1)
+		ts.Push(stored([]string{"d1"}, "next"))
+		if f := readPush(t, c); string(f.Data) != "next" || f.Seq != 2 {
+			t.Fatalf("after last_seq 1: %+v", f)
+		}
+	})
+}
+
+func rawLoginSeq(t *testing.T, ts *testserver.TS, tr client.Transport, token string, lastSeq uint64) *rawConn {
+	t.Helper()
+	c := rawDial(t, ts, tr)
+	if err := c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(token), LastSeq: lastSeq}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// readPush reads frames until a push, within 10s.
+func readPush(t *testing.T, c *rawConn) protocol.Frame {
+	t.Helper()
+	c.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		var f protocol.Frame
+		if err := c.ReadFrame(&f); err != nil {
+			t.Fatalf("no push: %v", err)
+		}
+		if f.Op == protocol.OpPush {
+			return f
+		}
+	}
+}
+
+func TestStoredMessageExpires(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		ts.Push(map[string]any{"devices": []string{"d1"}, "data": "brief", "ttl": 1})
+		time.Sleep(1100 * time.Millisecond) // the ttl itself is what is tested
+		ts.Push(stored([]string{"d1"}, "lasting"))
+		connect(t, ts, tr, ts.Token("d1", "")).expect(t, "lasting")
+	})
+}
+
+func TestMailboxLimit(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		for i := 1; i <= 5; i++ {
+			ts.Push(stored([]string{"d1"}, fmt.Sprint("m", i)))
+		}
+		d1 := connect(t, ts, tr, ts.Token("d1", ""))
+		for _, want := range []string{"m3", "m4", "m5"} {
+			d1.expect(t, want)
+		}
+		if !strings.Contains(ts.Metrics(), `longlink_mailbox_dropped_total{app="demo"} 2`) {
+			t.Error("dropped messages not counted")
+		}
+	}, func(c *config.Config) { c.Store.MailboxLimit = 3 })
+}
+
+func TestIdempotentRepeat(t *testing.T) {
+	eachTransport(t, func(t *testing.T, first *testserver.TS, tr client.Transport) {
+		d1 := connect(t, first, tr, first.Token("d1", ""))
+		body := func(data string, ttl int) map[string]any {
+			return map[string]any{"devices": []string{"d1"}, "data": data, "ttl": ttl, "id": "order-42-shipped"}
+		}
+		out := first.Push(body("shipped", 3600))
+		d1.expect(t, "shipped")
+		again := first.Push(body("shipped, again", 3600))
+		if again["id"] != out["id"] || again["duplicate"] != true || again["online"] != 0.0 {
+			t.Fatalf("repeat answered %v, first %v", again, out)
+		}
+		// An online-only push with a key is deduplicated the same way.
+		live := first.Push(map[string]any{"devices": []string{"d1"}, "data": "live", "id": "live-1"})
+		d1.expect(t, "live")
+		if liveAgain := first.Push(map[string]any{"devices": []string{"d1"}, "data": "live", "id": "live-1"}); liveAgain["id"] != live["id"] {
+			t.Fatalf("online-only repeat: %v", liveAgain)
+		}
+		d1.Close()
+
+		// Keys survive a restart.
+		first.Shutdown(context.Background())
+		second := testserver.Start(t, func(c *config.Config) { c.DataDir = first.Config().DataDir })
+		d := connect(t, second, tr, second.Token("d1", ""), func(c *client.Config) { c.LastSeq = d1.LastSeq() })
+		if after := second.Push(body("shipped, third time", 3600)); after["id"] != out["id"] {
+			t.Fatalf("after restart: %v", after)
+		}
+		second.Push(map[string]any{"devices": []string{"d1"}, "data": "marker"})
+		d.expect(t, "marker") // nothing of the repeats arrived first
+	})
+}
+
+func TestUsersStoredReachOfflineDevices(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		visit(t, ts, tr, "phone", "alice") // the binding is learned from the token
+		laptop := connect(t, ts, tr, ts.Token("laptop", "alice"))
+		out := ts.Push(map[string]any{"users": []string{"alice"}, "data": "for alice", "ttl": 3600})
+		if out["online"] != 1.0 || out["offline"] != 1.0 {
+			t.Fatalf("answer %v", out)
+		}
+		laptop.expect(t, "for alice")
+		connect(t, ts, tr, ts.Token("phone", "alice")).expect(t, "for alice")
+	})
+}
+
+// TestStoredOrderUnderConcurrentPushes: stored messages pushed while the
+// device logs in and replays arrive once each, in seq order, with no gap.
+func TestStoredOrderUnderConcurrentPushes(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		const before, during = 300, 300
+		for i := 0; i < before; i++ {
+			ts.Push(stored([]string{"d1"}, fmt.Sprint(i)))
+		}
+		d1 := connect(t, ts, tr, ts.Token("d1", ""))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := before; i < before+during; i++ {
+				testserver.CallAPI(t, ts.APIURL(), http.MethodPost, "/v1/push", testserver.Demo.APIKey,
+					map[string]any{"app": "demo", "devices": []string{"d1"}, "data": fmt.Sprint(i), "ttl": 3600})
+			}
+		}()
+		for i := 0; i < before+during; i++ {
+			if p := d1.expect(t, fmt.Sprint(i)); p.Seq != uint64(i+1) {
+				t.Fatalf("message %d has seq %d", i, p.Seq)
+			}
+		}
+		<-done
+	})
+}
+
+// TestCrashAfterAnswer: every stored message answered 200 survives a kill -9
+// of the server process right after.
+func TestCrashAfterAnswer(t *testing.T) {
+	for _, tr := range []client.Transport{client.TCP, client.WebSocket} {
+		t.Run(string(tr), func(t *testing.T) {
+			dataDir := t.TempDir()
+			srv := startChild(t, dataDir)
+			const n = 200
+			var wg sync.WaitGroup
+			ids := make([]string, n)
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					status, out := testserver.CallAPI(t, "http://"+srv.api, http.MethodPost, "/v1/push", testserver.Demo.APIKey,
+						map[string]any{"app": "demo", "devices": []string{"d1"}, "data": fmt.Sprint("m", i), "ttl": 3600})
+					if status != 200 {
+						t.Errorf("push %d: %d %v", i, status, out)
+						return
+					}
+					ids[i] = out["id"].(string)
+				}()
+			}
+			wg.Wait()
+			srv.kill9(t)
+
+			again := startChild(t, dataDir)
+			got := make(chan client.Push, n)
+			c, err := client.Dial(context.Background(), client.Config{Addr: testserver.AddrFor(tr, again.gateway),
+				Transport: tr, Token: testserver.MintToken(t, testserver.Demo, "d1", ""),
+				OnPush: func(p client.Push) { got <- p }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			want := map[string]bool{}
+			for _, id := range ids {
+				want[id] = true
+			}
+			for len(want) > 0 {
+				select {
+				case p := <-got:
+					if !want[p.ID] {
+						t.Fatalf("unexpected or repeated message %s", p.ID)
+					}
+					delete(want, p.ID)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%d acknowledged messages lost in the crash", len(want))
+				}
+			}
+		})
+	}
+}
