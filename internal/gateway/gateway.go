@@ -50,8 +50,8 @@ type Gateway struct {
 	secrets   auth.SecretFunc
 	mailboxes Mailboxes
 	metrics   *metrics.Metrics
-	log     *slog.Logger
-	hub     *hub
+	log       *slog.Logger
+	hub       *hub
 
 	nextID  atomic.Uint64
 	closing atomic.Bool
