@@ -122,3 +122,17 @@ func (f *Frame) Reset() {
 func ErrorFrame(e *Error) *Frame {
 	return &Frame{Op: OpError, Code: e.Code, Reason: []byte(e.Reason)}
 }
+
+// ValidName reports whether s is a valid device id, user id or group name:
+// 1-128 printable ASCII bytes, no spaces.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

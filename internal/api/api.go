@@ -4,7 +4,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +29,9 @@ type Fanout interface {
 	Broadcast(app string, m *gateway.Message) int
 	PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) int
 	NotifyBroadcast(app string) int
+	PushGroup(app, group string, m *gateway.Message) int
+	JoinGroup(app, group string, devices []string, leave bool) int
+	Kick(app string, devices []string) int
 	Online(app, device string) bool
 }
 
@@ -37,7 +39,7 @@ type Fanout interface {
 type Store interface {
 	Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error)
 	AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error)
-	UserDevices(app string, users []string) ([]string, error)
+	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
 }
 
 // Endpoints is what /v1/dispatch tells devices.
@@ -49,7 +51,8 @@ type Endpoints struct {
 
 // Options configure a Server.
 type Options struct {
-	Config    *config.Config // validated
+	Config    *config.Config   // validated; its apps are not used (see Apps)
+	Apps      *config.LiveApps // the apps, swapped on reload
 	Fanout    Fanout
 	Store     Store
 	Endpoints Endpoints
@@ -61,6 +64,7 @@ type Options struct {
 type Server struct {
 	// Static after construction.
 	cfg       *config.Config
+	apps      *config.LiveApps
 	fanout    Fanout
 	store     Store
 	endpoints Endpoints
@@ -84,11 +88,14 @@ func New(o Options) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: o.Config, fanout: o.Fanout, store: o.Store, endpoints: o.Endpoints, metrics: o.Metrics,
+	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, endpoints: o.Endpoints, metrics: o.Metrics,
 		log: log, mux: http.NewServeMux()}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.HandleFunc("POST /v1/push", s.handlePush)
 	s.mux.HandleFunc("GET /v1/presence", s.handlePresence)
+	s.mux.HandleFunc("POST /v1/groups/join", s.handleGroup(false))
+	s.mux.HandleFunc("POST /v1/groups/leave", s.handleGroup(true))
+	s.mux.HandleFunc("POST /v1/kick", s.handleKick)
 	s.mux.HandleFunc("GET /v1/dispatch", s.handleDispatch)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.Node})
@@ -136,22 +143,18 @@ func (s *Server) authorize(r *http.Request, app string) error {
 	if !ok || key == "" {
 		return errorf(http.StatusUnauthorized, "missing Authorization: Bearer <api_key>")
 	}
-	var owner string
-	for _, a := range s.cfg.Apps {
-		if subtle.ConstantTimeCompare([]byte(a.APIKey), []byte(key)) == 1 {
-			owner = a.ID
-		}
-	}
-	if owner == "" {
+	apps := s.apps.Get()
+	owner, ok := apps.ByKey(key)
+	if !ok {
 		return errorf(http.StatusUnauthorized, "unknown API key")
 	}
 	if app == "" {
 		return errorf(http.StatusBadRequest, "app is required")
 	}
-	if _, ok := s.cfg.App(app); !ok {
+	if _, ok := apps.ByID(app); !ok {
 		return errorf(http.StatusNotFound, "unknown app %q", app)
 	}
-	if owner != app {
+	if owner.ID != app {
 		return errorf(http.StatusForbidden, "this API key belongs to another app")
 	}
 	return nil

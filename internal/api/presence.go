@@ -44,7 +44,7 @@ type endpoint struct {
 func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	app, device := q.Get("app"), q.Get("device")
-	if _, ok := s.cfg.App(app); !ok {
+	if _, ok := s.apps.Get().ByID(app); !ok {
 		writeError(w, errorf(http.StatusNotFound, "unknown app %q", app))
 		return
 	}

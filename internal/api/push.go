@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
@@ -52,7 +51,7 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 	}
 	f := protocol.Frame{Op: protocol.OpPush, App: []byte(req.App), ID: []byte(s.newMessageID()), Data: data}
 	var resp pushResponse
-	if req.TTL > 0 {
+	if req.TTL > 0 && target != "group" { // groups are online-only: ttl is ignored
 		resp, err = s.pushStored(r.Context(), &req, target, f)
 	} else {
 		resp, err = s.pushOnline(r.Context(), &req, target, f)
@@ -82,7 +81,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 	devices := req.Devices
 	if target == "users" {
 		var err error
-		if devices, err = s.store.UserDevices(req.App, req.Users); err != nil {
+		if devices, err = s.store.UserDevices(ctx, req.App, req.Users); err != nil {
 			return pushResponse{}, unavailable(err)
 		}
 	}
@@ -110,6 +109,8 @@ func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string
 		online = s.fanout.PushDevices(req.App, req.Devices, m)
 	case "users":
 		online = s.fanout.PushUsers(req.App, req.Users, m)
+	case "group":
+		online = s.fanout.PushGroup(req.App, req.Group, m)
 	case "broadcast":
 		online = s.fanout.Broadcast(req.App, m)
 	}
@@ -155,7 +156,9 @@ func (s *Server) checkPush(req *pushRequest) (data []byte, target string, err er
 			return nil, "", err
 		}
 	case "group":
-		return nil, "", errorf(http.StatusBadRequest, "group pushes are not available on this server yet")
+		if !protocol.ValidName(req.Group) {
+			return nil, "", errorf(http.StatusBadRequest, "group %q must be 1-128 printable ASCII bytes, no spaces", req.Group)
+		}
 	}
 	if maxTTL := int64(s.cfg.API.MaxTTL / time.Second); req.TTL < 0 || req.TTL > maxTTL {
 		return nil, "", errorf(http.StatusBadRequest, "ttl must be 0 (online only) to %d seconds", maxTTL)
@@ -199,8 +202,8 @@ func checkIDs(key string, ids []string) ([]string, error) {
 	seen := make(map[string]struct{}, len(ids))
 	out := ids[:0]
 	for _, id := range ids {
-		if auth.CheckDevice(id) != nil {
-			return nil, errorf(http.StatusBadRequest, "%s: %q must be 1-128 printable ASCII bytes", key, id)
+		if !protocol.ValidName(id) {
+			return nil, errorf(http.StatusBadRequest, "%s: %q must be 1-128 printable ASCII bytes, no spaces", key, id)
 		}
 		if _, dup := seen[id]; !dup {
 			seen[id] = struct{}{}

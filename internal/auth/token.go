@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/longlink/longlink/protocol"
 )
 
 // Claims are what a verified token says about a device.
@@ -67,15 +69,10 @@ func Verify(token string, secretOf SecretFunc) (Claims, error) {
 	return Claims{App: c.App, Device: c.Subject, User: c.UID}, nil
 }
 
-// CheckDevice checks a device id: 1-128 printable ASCII bytes.
+// CheckDevice checks a device id (see protocol.ValidName).
 func CheckDevice(id string) error {
-	if len(id) == 0 || len(id) > 128 {
-		return fmt.Errorf("device id must be 1-128 bytes, got %d", len(id))
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < 0x21 || id[i] > 0x7e {
-			return fmt.Errorf("device id %q has a byte that is not printable ASCII", id)
-		}
+	if !protocol.ValidName(id) {
+		return fmt.Errorf("device id %q must be 1-128 printable ASCII bytes, no spaces", id)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -40,17 +41,45 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := printBanner(stdout, s, *path == ""); err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-	case err := <-s.Err():
-		if err != nil {
-			log.Error("listener failed", "err", err)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case err := <-s.Err():
+			if err != nil {
+				log.Error("listener failed", "err", err)
+			}
+			running = false
+		case <-hup:
+			reload(s, *path, log)
 		}
 	}
 	log.Info("shutting down: closing connections with 4009")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return s.Shutdown(shutdownCtx)
+}
+
+// reload re-reads the config file on SIGHUP and applies its apps and
+// webhooks; a file that does not load changes nothing.
+func reload(s *server.Server, path string, log *slog.Logger) {
+	if path == "" {
+		log.Warn("SIGHUP: nothing to reload without --config")
+		return
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		log.Error("SIGHUP: config not reloaded", "err", err)
+		return
+	}
+	if keys := s.Reload(cfg); len(keys) > 0 {
+		log.Warn("SIGHUP: apps reloaded; these keys changed but need a restart", "keys", keys)
+		return
+	}
+	log.Info("SIGHUP: apps reloaded", "apps", len(cfg.Apps))
 }
 
 // printBanner tells a newcomer where everything is and, for the demo app,

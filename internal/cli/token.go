@@ -47,7 +47,7 @@ func pickApp(cfg *config.Config, id string) (*config.App, error) {
 		}
 		return &cfg.Apps[0], nil
 	}
-	a, ok := cfg.App(id)
+	a, ok := config.NewAppSet(cfg.Apps).ByID(id)
 	if !ok {
 		return nil, fmt.Errorf("--app: no app %q in the config", id)
 	}

@@ -31,7 +31,34 @@ type Config struct {
 	Gateway Gateway `yaml:"gateway"`
 	API     API     `yaml:"api"`
 	Store   Store   `yaml:"store"`
+	Hooks   Hooks   `yaml:"hooks"`
 	Apps    []App   `yaml:"apps"`
+}
+
+// Hooks configures the calls to app backends: upstream data and status events.
+type Hooks struct {
+	// UpstreamWorkers is how many long-lived workers make upstream calls,
+	// over persistent connections. Zero means 64.
+	UpstreamWorkers int `yaml:"upstream_workers"`
+	// UpstreamQueue bounds the upstream calls waiting for a worker; above it
+	// devices get 4010 at once. Zero means 4096.
+	UpstreamQueue int `yaml:"upstream_queue"`
+	// UpstreamTimeout bounds one upstream call. Zero means 5s.
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
+	// UpstreamRate and UpstreamBurst limit each connection's up frames
+	// (a token bucket: per second, and at once); above it, 4005.
+	// Zero means 20 and 40.
+	UpstreamRate  float64 `yaml:"upstream_rate"`
+	UpstreamBurst int     `yaml:"upstream_burst"`
+	// StatusBatch is the most events in one status call. Zero means 100.
+	StatusBatch int `yaml:"status_batch"`
+	// StatusLinger is how long events wait for a fuller batch. Zero means 200ms.
+	StatusLinger time.Duration `yaml:"status_linger"`
+	// StatusBuffer bounds the events kept per app while its backend does not
+	// answer; when full the oldest are dropped and counted. Zero means 100000.
+	StatusBuffer int `yaml:"status_buffer"`
+	// StatusTimeout bounds one status call. Zero means 5s.
+	StatusTimeout time.Duration `yaml:"status_timeout"`
 }
 
 // Store configures the embedded store of stored messages (in data_dir/store).
@@ -70,6 +97,8 @@ type Gateway struct {
 	// WriteTimeout bounds one write to a device; a device that cannot take
 	// its frames in time is closed as too slow. Zero means 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// MaxGroups bounds the groups one connection may be in. Zero means 4096.
+	MaxGroups int `yaml:"max_groups"`
 }
 
 // API configures the HTTP port for backends.
@@ -207,9 +236,21 @@ func (c *Config) setDefaults() {
 	defDur(&c.Gateway.WriteTimeout, 10*time.Second)
 	defInt(&c.Gateway.MaxFrameBytes, 65536)
 	defInt(&c.Gateway.SendQueue, 1024)
+	defInt(&c.Gateway.MaxGroups, 4096)
 	defInt(&c.API.MaxDataBytes, 16384)
 	defDur(&c.API.MaxTTL, 720*time.Hour)
 	defInt(&c.Store.MailboxLimit, 1000)
+	defInt(&c.Hooks.UpstreamWorkers, 64)
+	defInt(&c.Hooks.UpstreamQueue, 4096)
+	defDur(&c.Hooks.UpstreamTimeout, 5*time.Second)
+	if c.Hooks.UpstreamRate == 0 {
+		c.Hooks.UpstreamRate = 20
+	}
+	defInt(&c.Hooks.UpstreamBurst, 40)
+	defInt(&c.Hooks.StatusBatch, 100)
+	defDur(&c.Hooks.StatusLinger, 200*time.Millisecond)
+	defInt(&c.Hooks.StatusBuffer, 100000)
+	defDur(&c.Hooks.StatusTimeout, 5*time.Second)
 	defDur(&c.Store.SweepInterval, 30*time.Second)
 }
 
@@ -252,6 +293,8 @@ func (c *Config) Validate() error {
 		return bad("gateway.max_frame_bytes", "must lie between 1024 and %d", protocol.MaxFrameLimit)
 	case g.SendQueue < 1:
 		return bad("gateway.send_queue", "must be at least 1")
+	case g.MaxGroups < 1:
+		return bad("gateway.max_groups", "must be at least 1")
 	case c.API.MaxDataBytes < 1 || c.API.MaxDataBytes > g.MaxFrameBytes-512:
 		return bad("api.max_data_bytes", "must lie between 1 and gateway.max_frame_bytes-512 (%d)", g.MaxFrameBytes-512)
 	case c.API.MaxTTL < time.Second:
@@ -260,6 +303,27 @@ func (c *Config) Validate() error {
 		return bad("store.mailbox_limit", "must be at least 1")
 	case c.Store.SweepInterval < 10*time.Millisecond:
 		return bad("store.sweep_interval", "must be at least 10ms")
+	}
+	h := c.Hooks
+	switch {
+	case h.UpstreamWorkers < 1:
+		return bad("hooks.upstream_workers", "must be at least 1")
+	case h.UpstreamQueue < 1:
+		return bad("hooks.upstream_queue", "must be at least 1")
+	case h.UpstreamTimeout <= 0:
+		return bad("hooks.upstream_timeout", "must be positive")
+	case h.UpstreamRate <= 0:
+		return bad("hooks.upstream_rate", "must be positive")
+	case h.UpstreamBurst < 1:
+		return bad("hooks.upstream_burst", "must be at least 1")
+	case h.StatusBatch < 1:
+		return bad("hooks.status_batch", "must be at least 1")
+	case h.StatusLinger <= 0:
+		return bad("hooks.status_linger", "must be positive")
+	case h.StatusBuffer < h.StatusBatch:
+		return bad("hooks.status_buffer", "must be at least hooks.status_batch")
+	case h.StatusTimeout <= 0:
+		return bad("hooks.status_timeout", "must be positive")
 	}
 	ids, keys := map[string]bool{}, map[string]bool{}
 	for i, a := range c.Apps {
@@ -297,14 +361,4 @@ func checkURL(s string) error {
 		return fmt.Errorf("%q is not an http(s) URL", s)
 	}
 	return nil
-}
-
-// App returns the app with that id.
-func (c *Config) App(id string) (*App, bool) {
-	for i := range c.Apps {
-		if c.Apps[i].ID == id {
-			return &c.Apps[i], true
-		}
-	}
-	return nil, false
 }

@@ -53,7 +53,7 @@ apps:
 		c.Apps[0].Webhooks.Upstream["msg"] != "http://127.0.0.1:9000/up" {
 		t.Fatalf("parsed %+v", c)
 	}
-	if a, ok := c.App("chat"); !ok || a.APIKey != "key-0123456789abcdef" {
+	if a, ok := NewAppSet(c.Apps).ByID("chat"); !ok || a.APIKey != "key-0123456789abcdef" {
 		t.Fatal("App(chat) not found")
 	}
 }

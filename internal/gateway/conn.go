@@ -55,18 +55,22 @@ type conn struct {
 
 	// Owned by the reader.
 	hdr      [ws.MaxHeaderSize]byte
-	prefixed bool // hdr[:4] holds the first frame's length prefix, read by the sniffer
+	prefixed bool    // hdr[:4] holds the first frame's length prefix, read by the sniffer
+	upTokens float64 // token bucket for up frames (allowUp)
+	upAt     int64
 
 	// mu guards the fields below.
-	mu      sync.Mutex
-	state   state
-	queue   [][]byte // encoded frames waiting for the writer
-	writing bool     // a writer goroutine is running
-	reason  string   // why the connection closed, for metrics
-	sentSeq uint64   // highest stored seq queued (or acked by the client at login)
-	syncing bool     // a sync loop runs (see syncMailbox)
-	dirty   bool     // a stored message arrived that the sync loop must read
-	catchUp bool     // the broadcast log grew: the sync loop must copy it
+	mu          sync.Mutex
+	state       state
+	queue       [][]byte              // encoded frames waiting for the writer
+	writing     bool                  // a writer goroutine is running
+	reason      string                // why the connection closed, for metrics
+	sentSeq     uint64                // highest stored seq queued (or acked by the client at login)
+	syncing     bool                  // a sync loop runs (see syncMailbox)
+	dirty       bool                  // a stored message arrived that the sync loop must read
+	catchUp     bool                  // the broadcast log grew: the sync loop must copy it
+	groups      map[groupKey]struct{} // nil until the first join
+	offlineSent bool                  // the offline status event went out
 }
 
 var (
@@ -154,6 +158,8 @@ func (c *conn) end(err error) {
 		return
 	}
 	g.hub.unregister(c)
+	g.groups.leaveAll(c)
+	c.sendOffline(label)
 	for _, s := range c.sessions {
 		g.metrics.Connections.WithLabelValues(s.app).Dec()
 	}
@@ -231,8 +237,10 @@ func (c *conn) handle(f *protocol.Frame) error {
 		}
 	case protocol.OpLogin:
 		c.replyError(f.Ref, protocol.CodeBadFrame, "already logged in")
-	case protocol.OpJoin, protocol.OpLeave, protocol.OpUp:
-		c.replyError(f.Ref, protocol.CodeBadFrame, "op "+f.Op.String()+" is not available on this server yet")
+	case protocol.OpJoin, protocol.OpLeave:
+		c.joinOrLeave(f)
+	case protocol.OpUp:
+		c.up(f)
 	default:
 		return protocol.Errorf(protocol.CodeBadFrame, "op %s is sent by servers, not clients", f.Op)
 	}
@@ -304,6 +312,10 @@ func (c *conn) login(f *protocol.Frame) error {
 	g.forgetPending(c)
 	if old := g.hub.register(c); old != nil {
 		old.close(protocol.CodeReplaced, "replaced by a newer connection")
+		old.sendOffline(reasonLabel(protocol.CodeReplaced))
+	}
+	for _, s := range sessions {
+		g.events.Online(s.app, device, s.user)
 	}
 	g.metrics.Connects.WithLabelValues(c.kind.String()).Inc()
 	for _, s := range sessions {

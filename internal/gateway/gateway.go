@@ -16,6 +16,7 @@ import (
 
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
@@ -34,13 +35,31 @@ type Mailboxes interface {
 	Bind(app, device, user string)
 }
 
+// Upstream forwards up frames to app backends; *hooks.Upstream is one.
+type Upstream interface {
+	HasBiz(app, biz string) bool
+	Forward(hooks.UpCall) bool
+}
+
+// Events is told when devices come online and go offline, per app;
+// *hooks.Status is one.
+type Events interface {
+	Online(app, device, user string)
+	Offline(app, device, user, reason string)
+}
+
 // Options configure a Gateway.
 type Options struct {
-	Config    config.Gateway   // must have been validated (defaults filled in)
-	Secrets   auth.SecretFunc  // token secrets per app
-	Mailboxes Mailboxes        // required
-	Metrics   *metrics.Metrics // required
-	Logger    *slog.Logger     // nil means slog.Default()
+	Config    config.Gateway  // must have been validated (defaults filled in)
+	Secrets   auth.SecretFunc // token secrets per app
+	Mailboxes Mailboxes       // required
+	Upstream  Upstream        // required
+	Events    Events          // required
+	// UpRate and UpBurst limit each connection's up frames (per second, at once).
+	UpRate  float64
+	UpBurst int
+	Metrics *metrics.Metrics // required
+	Logger  *slog.Logger     // nil means slog.Default()
 }
 
 // Gateway serves device connections. Safe for concurrent use.
@@ -49,9 +68,14 @@ type Gateway struct {
 	cfg       config.Gateway
 	secrets   auth.SecretFunc
 	mailboxes Mailboxes
+	upstream  Upstream
+	events    Events
+	upRate    float64
+	upBurst   int
 	metrics   *metrics.Metrics
 	log       *slog.Logger
 	hub       *hub
+	groups    *groups
 
 	nextID  atomic.Uint64
 	closing atomic.Bool
@@ -69,8 +93,9 @@ func New(o Options) *Gateway {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Gateway{cfg: o.Config, secrets: o.Secrets, mailboxes: o.Mailboxes, metrics: o.Metrics, log: log,
-		hub: newHub(), pending: make(map[*conn]struct{})}
+	return &Gateway{cfg: o.Config, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
+		events: o.Events, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
+		hub: newHub(), groups: newGroups(), pending: make(map[*conn]struct{})}
 }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after Shutdown.
@@ -229,6 +254,51 @@ func (g *Gateway) delivered(app string, n int) {
 	if n > 0 {
 		g.metrics.Delivered.WithLabelValues(app).Add(float64(n))
 	}
+}
+
+// PushGroup hands m to every connection in app's group, and returns how many
+// took it. The frame is encoded once per wire kind for all of them.
+func (g *Gateway) PushGroup(app, group string, m *Message) int {
+	n := 0
+	g.groups.each(groupKey{app: app, name: group}, func(c *conn) {
+		if c.send(m.bytes(c.kind)) {
+			n++
+		}
+	})
+	g.delivered(app, n)
+	return n
+}
+
+// JoinGroup adds the connections of devices (logged into app) to group, or
+// removes them when leave is set, and returns how many devices were online.
+func (g *Gateway) JoinGroup(app, group string, devices []string, leave bool) int {
+	k, n := groupKey{app: app, name: group}, 0
+	for _, d := range devices {
+		c := g.hub.lookup(app, d)
+		if c == nil {
+			continue
+		}
+		if leave {
+			g.groups.leave(c, k)
+		} else if g.groups.join(c, k, g.cfg.MaxGroups) != nil {
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// Kick closes the connections of devices logged into app with 4008, and
+// returns how many there were.
+func (g *Gateway) Kick(app string, devices []string) int {
+	n := 0
+	for _, d := range devices {
+		if c := g.hub.lookup(app, d); c != nil {
+			c.close(protocol.CodeKicked, "kicked by the app")
+			n++
+		}
+	}
+	return n
 }
 
 // Online reports whether device has a live connection logged into app.

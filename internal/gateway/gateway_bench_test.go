@@ -12,6 +12,7 @@ import (
 
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
@@ -59,10 +60,18 @@ func startGateway(b *testing.B) (*gateway.Gateway, *pipeListener) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
+	apps := config.NewLiveApps([]config.App{{ID: "bench", Secret: secret, APIKey: "bench-key-0123456789"}})
+	hookOpts := hooks.Options{Config: cfg.Hooks, Apps: apps, Node: "n1", MaxReplySize: 1024, Metrics: m}
+	upstream, status := hooks.NewUpstream(hookOpts), hooks.NewStatus(hookOpts)
+	b.Cleanup(func() { upstream.Close(); status.Close() })
 	g := gateway.New(gateway.Options{
 		Config:    cfg.Gateway,
-		Secrets:   func(app string) (string, bool) { return secret, app == "bench" },
+		Secrets:   apps.Secret,
 		Mailboxes: st,
+		Upstream:  upstream,
+		Events:    status,
+		UpRate:    cfg.Hooks.UpstreamRate,
+		UpBurst:   cfg.Hooks.UpstreamBurst,
 		Metrics:   m,
 	})
 	ln := newPipeListener()

@@ -24,6 +24,9 @@ type Metrics struct {
 	MailboxDropped *prometheus.CounterVec // app: stored messages dropped from full mailboxes
 	StoreCommits   prometheus.Counter     // store batches committed
 	StoreBatchOps  prometheus.Histogram   // operations per committed batch
+
+	Upstream     *prometheus.CounterVec // app, result: upstream calls
+	StatusEvents *prometheus.CounterVec // app, result: status events
 }
 
 // New creates the metrics and registers them with the Go runtime and process
@@ -59,12 +62,20 @@ func New() *Metrics {
 			Name: "longlink_store_batch_ops", Help: "Operations sharing one store commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 7),
 		}),
+		Upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_upstream_calls_total",
+			Help: "Upstream calls to app backends, per app and result: answered, unreachable, too_large, busy (queue full), rate_limited, unknown_biz.",
+		}, []string{"app", "result"}),
+		StatusEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_status_events_total",
+			Help: "Status events, per app and result: sent, retried (counted per failed attempt), dropped (buffer full).",
+		}, []string{"app", "result"}),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered,
-		m.MailboxDropped, m.StoreCommits, m.StoreBatchOps,
+		m.MailboxDropped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.StatusEvents,
 	)
 	return m
 }

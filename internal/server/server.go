@@ -16,6 +16,7 @@ import (
 	"github.com/longlink/longlink/internal/api"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
 )
@@ -23,13 +24,16 @@ import (
 // Server is a running longlink node.
 type Server struct {
 	// Static after Start.
-	cfg     *config.Config
-	gw      *gateway.Gateway
-	store   *store.Store
-	http    *http.Server
-	gwAddr  string
-	apiAddr string
-	errc    chan error // the first error of a serving goroutine
+	cfg      *config.Config
+	apps     *config.LiveApps
+	gw       *gateway.Gateway
+	upstream *hooks.Upstream
+	status   *hooks.Status
+	store    *store.Store
+	http     *http.Server
+	gwAddr   string
+	apiAddr  string
+	errc     chan error // the first error of a serving goroutine
 
 	shutdown    sync.Once
 	shutdownErr error
@@ -58,29 +62,31 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		apiLn.Close()
 		return nil, err
 	}
-	secrets := func(app string) (string, bool) {
-		a, ok := cfg.App(app)
-		if !ok {
-			return "", false
-		}
-		return a.Secret, true
-	}
-	gw := gateway.New(gateway.Options{Config: cfg.Gateway, Secrets: secrets, Mailboxes: st, Metrics: m, Logger: log})
+	apps := config.NewLiveApps(cfg.Apps)
+	hookOpts := hooks.Options{Config: cfg.Hooks, Apps: apps, Node: cfg.Node, MaxReplySize: cfg.API.MaxDataBytes,
+		Metrics: m, Logger: log}
+	upstream, status := hooks.NewUpstream(hookOpts), hooks.NewStatus(hookOpts)
+	gw := gateway.New(gateway.Options{Config: cfg.Gateway, Secrets: apps.Secret, Mailboxes: st,
+		Upstream: upstream, Events: status, UpRate: cfg.Hooks.UpstreamRate, UpBurst: cfg.Hooks.UpstreamBurst,
+		Metrics: m, Logger: log})
 	advertise := cfg.Gateway.Advertise
 	if advertise == "" {
 		advertise = gwLn.Addr().String()
 	}
-	a := api.New(api.Options{Config: cfg, Fanout: gw, Store: st, Metrics: m, Logger: log, Endpoints: api.Endpoints{
+	a := api.New(api.Options{Config: cfg, Apps: apps, Fanout: gw, Store: st, Metrics: m, Logger: log, Endpoints: api.Endpoints{
 		TCP: advertise, WS: "ws://" + advertise + "/ws", Heartbeat: cfg.Gateway.Heartbeat,
 	}})
 	s := &Server{
-		cfg:     cfg,
-		gw:      gw,
-		store:   st,
-		http:    &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second},
-		gwAddr:  gwLn.Addr().String(),
-		apiAddr: apiLn.Addr().String(),
-		errc:    make(chan error, 2),
+		cfg:      cfg,
+		apps:     apps,
+		gw:       gw,
+		upstream: upstream,
+		status:   status,
+		store:    st,
+		http:     &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second},
+		gwAddr:   gwLn.Addr().String(),
+		apiAddr:  apiLn.Addr().String(),
+		errc:     make(chan error, 2),
 	}
 	go func() { s.errc <- gw.Serve(gwLn) }()
 	go func() {
@@ -89,6 +95,30 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 	}()
 	return s, nil
+}
+
+// Reload applies a new configuration's apps (ids, secrets, API keys,
+// webhooks) without touching connections. Other keys need a restart: their
+// names are returned, and they keep their running values.
+func (s *Server) Reload(next *config.Config) (needRestart []string) {
+	cur := s.cfg
+	for _, k := range []struct {
+		key  string
+		same bool
+	}{
+		{"node", cur.Node == next.Node},
+		{"data_dir", cur.DataDir == next.DataDir},
+		{"gateway", cur.Gateway == next.Gateway},
+		{"api", cur.API == next.API},
+		{"store", cur.Store == next.Store},
+		{"hooks", cur.Hooks == next.Hooks},
+	} {
+		if !k.same {
+			needRestart = append(needRestart, k.key)
+		}
+	}
+	s.apps.Set(next.Apps)
+	return needRestart
 }
 
 // GatewayAddr is the address devices connect to.
@@ -104,11 +134,14 @@ func (s *Server) Config() *config.Config { return s.cfg }
 func (s *Server) Err() <-chan error { return s.errc }
 
 // Shutdown stops the API, then closes every device connection with 4009 and
-// waits for them, or for ctx, and closes the store. Later calls return the
-// first call's result.
+// waits for them, or for ctx, then stops the hooks and closes the store.
+// Later calls return the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdown.Do(func() {
-		s.shutdownErr = errors.Join(s.http.Shutdown(ctx), s.gw.Shutdown(ctx), s.store.Close())
+		httpErr, gwErr := s.http.Shutdown(ctx), s.gw.Shutdown(ctx)
+		s.upstream.Close()
+		s.status.Close()
+		s.shutdownErr = errors.Join(httpErr, gwErr, s.store.Close())
 	})
 	return s.shutdownErr
 }

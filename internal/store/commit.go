@@ -19,6 +19,7 @@ const (
 	opAck                     // trim mailboxes
 	opBind                    // user <-> device
 	opSweep                   // delete what expired
+	opUsers                   // read: the devices of users (o.apps holds the users)
 )
 
 // op is one operation for the committer.
@@ -140,6 +141,8 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 		return s.applyBind(b, o)
 	case opSweep:
 		return s.applySweep(b, now)
+	case opUsers:
+		return s.applyUsers(b, o)
 	}
 	return fmt.Errorf("store: unknown op %d", o.kind)
 }
@@ -326,6 +329,23 @@ func (s *Store) applyBind(b *pebble.Batch, o *op) error {
 	}
 	b.Set(key(prefixUser, app, o.user, o.device), nil, nil)
 	b.Set(wk, []byte(o.user), nil)
+	return nil
+}
+
+func (s *Store) applyUsers(b *pebble.Batch, o *op) error {
+	for _, u := range o.apps {
+		p := append(key(prefixUser, o.msg.App, u), 0)
+		it, err := b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			o.devices = append(o.devices, string(it.Key()[len(p):]))
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

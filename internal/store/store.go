@@ -244,23 +244,13 @@ func (s *Store) Since(device string, apps []string, after uint64, limit int) ([]
 	return out, nil
 }
 
-// UserDevices returns the devices bound to any of users in app.
-func (s *Store) UserDevices(app string, users []string) ([]string, error) {
-	var devices []string
-	for _, u := range users {
-		p := append(key(prefixUser, app, u), 0)
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-		if err != nil {
-			return nil, fmt.Errorf("store user devices: %w", err)
-		}
-		for it.First(); it.Valid(); it.Next() {
-			devices = append(devices, string(it.Key()[len(p):]))
-		}
-		if err := it.Close(); err != nil {
-			return nil, fmt.Errorf("store user devices: %w", err)
-		}
-	}
-	return devices, nil
+// UserDevices returns the devices bound to any of users in app. It is served
+// by the committer, after every Bind queued before it, so a push right after
+// a login finds the binding that login made.
+func (s *Store) UserDevices(ctx context.Context, app string, users []string) ([]string, error) {
+	o := &op{kind: opUsers, msg: Message{App: app}, apps: users}
+	err := s.do(ctx, o)
+	return o.devices, err
 }
 
 // lastSeq is the last seq given to device, as committed.

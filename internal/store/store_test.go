@@ -258,16 +258,14 @@ func TestUserBinding(t *testing.T) {
 	s.Bind("demo", "laptop", "alice")
 	s.Bind("demo", "tablet", "bob")
 	s.Bind("other", "phone", "carol")
-	flush(t, s)
-	got, _ := s.UserDevices("demo", []string{"alice"})
+	got, _ := s.UserDevices(ctx, "demo", []string{"alice"})
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"laptop", "phone"}) {
 		t.Fatalf("alice: %v", got)
 	}
 	s.Bind("demo", "laptop", "bob") // the laptop changes hands
 	s.Bind("demo", "tablet", "")    // and the tablet logs in without a user
-	flush(t, s)
-	if got, _ := s.UserDevices("demo", []string{"alice", "bob"}); !slices.Equal(got, []string{"phone", "laptop"}) {
+	if got, _ := s.UserDevices(ctx, "demo", []string{"alice", "bob"}); !slices.Equal(got, []string{"phone", "laptop"}) {
 		t.Fatalf("after rebinding: %v", got)
 	}
 }

@@ -1,0 +1,59 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/longlink/longlink/protocol"
+)
+
+// devicesRequest is the body of the calls that act on devices' connections.
+type devicesRequest struct {
+	App     string   `json:"app"`
+	Group   string   `json:"group,omitempty"`
+	Devices []string `json:"devices"`
+}
+
+// decodeDevices decodes and checks a devicesRequest; withGroup says whether
+// the call names a group.
+func (s *Server) decodeDevices(w http.ResponseWriter, r *http.Request, withGroup bool) (*devicesRequest, error) {
+	var req devicesRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return nil, err
+	}
+	if err := s.authorize(r, req.App); err != nil {
+		return nil, err
+	}
+	if withGroup && !protocol.ValidName(req.Group) {
+		return nil, errorf(http.StatusBadRequest, "group %q must be 1-128 printable ASCII bytes, no spaces", req.Group)
+	}
+	if !withGroup && req.Group != "" {
+		return nil, errorf(http.StatusBadRequest, "unknown key group")
+	}
+	var err error
+	req.Devices, err = checkIDs("devices", req.Devices)
+	return &req, err
+}
+
+// handleGroup adds devices' connections to a group, or removes them. Only
+// connections live now are members: membership ends with the connection.
+func (s *Server) handleGroup(leave bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := s.decodeDevices(w, r, true)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		n := s.fanout.JoinGroup(req.App, req.Group, req.Devices, leave)
+		writeJSON(w, http.StatusOK, map[string]int{"online": n})
+	}
+}
+
+// handleKick closes devices' connections with 4008.
+func (s *Server) handleKick(w http.ResponseWriter, r *http.Request) {
+	req, err := s.decodeDevices(w, r, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"kicked": s.fanout.Kick(req.App, req.Devices)})
+}

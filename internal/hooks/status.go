@@ -1,0 +1,216 @@
+package hooks
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Event is an online or offline event of one device in one app.
+type Event struct {
+	Type   string `json:"type"` // "online" or "offline"
+	App    string `json:"app"`
+	Device string `json:"device"`
+	User   string `json:"user,omitempty"`
+	Node   string `json:"node"`
+	At     string `json:"at"`
+	Reason string `json:"reason"` // online: "login"; offline: closed, timeout, replaced, kicked, too_slow, ...
+}
+
+// Backoff between attempts to deliver a batch.
+const (
+	minRetry = 100 * time.Millisecond
+	maxRetry = 30 * time.Second
+)
+
+// Status delivers status events to each app's status webhook: in batches (by
+// count and by time), in order, retried with backoff until a 2xx. While a
+// backend does not answer, its app's events wait in a buffer bounded by
+// hooks.status_buffer; when it is full the oldest are dropped and counted.
+// Safe for concurrent use.
+type Status struct {
+	// Static after construction.
+	opts   Options
+	client *http.Client
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	// mu guards queues.
+	mu     sync.Mutex
+	queues map[string]*eventQueue // per app, each with its sender goroutine
+}
+
+// NewStatus returns a Status; senders start with each app's first event.
+func NewStatus(o Options) *Status {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Status{opts: o, client: &http.Client{Timeout: o.Config.StatusTimeout},
+		stop: make(chan struct{}), queues: make(map[string]*eventQueue)}
+}
+
+// Close stops the senders; events not yet delivered are dropped.
+func (s *Status) Close() {
+	close(s.stop)
+	s.wg.Wait()
+}
+
+// Online records that device came online in app.
+func (s *Status) Online(app, device, user string) {
+	s.emit(Event{Type: "online", App: app, Device: device, User: user, Reason: "login"})
+}
+
+// Offline records that device went offline in app, and why.
+func (s *Status) Offline(app, device, user, reason string) {
+	s.emit(Event{Type: "offline", App: app, Device: device, User: user, Reason: reason})
+}
+
+func (s *Status) emit(e Event) {
+	if a, ok := s.opts.Apps.Get().ByID(e.App); !ok || a.Webhooks.Status == "" {
+		return // nobody to tell
+	}
+	e.Node, e.At = s.opts.Node, timestamp(time.Now())
+	if dropped := s.queue(e.App).push(e, s.opts.Config.StatusBuffer); dropped {
+		s.opts.Metrics.StatusEvents.WithLabelValues(e.App, "dropped").Inc()
+	}
+}
+
+// queue returns app's queue, starting its sender on first use.
+func (s *Status) queue(app string) *eventQueue {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[app]
+	if q == nil {
+		q = &eventQueue{wake: make(chan struct{}, 1)}
+		s.queues[app] = q
+		s.wg.Add(1)
+		go s.send(app, q)
+	}
+	return q
+}
+
+// send delivers app's events, a batch at a time, until Close.
+func (s *Status) send(app string, q *eventQueue) {
+	defer s.wg.Done()
+	cfg := s.opts.Config
+	for {
+		if q.len() == 0 && !s.wait(q.wake, 0) {
+			return
+		}
+		// Give the batch a moment to fill, unless it is full already.
+		if q.len() < cfg.StatusBatch {
+			linger := time.NewTimer(cfg.StatusLinger)
+			select {
+			case <-linger.C:
+			case <-s.stop:
+				linger.Stop()
+				return
+			}
+		}
+		batch := q.take(cfg.StatusBatch)
+		for retry := minRetry; ; retry = min(2*retry, maxRetry) {
+			err := s.post(app, batch)
+			if err == nil {
+				s.opts.Metrics.StatusEvents.WithLabelValues(app, "sent").Add(float64(len(batch)))
+				break
+			}
+			s.opts.Metrics.StatusEvents.WithLabelValues(app, "retried").Add(float64(len(batch)))
+			s.opts.Logger.Warn("status webhook", "app", app, "err", err, "retry_in", retry)
+			if !s.wait(nil, retry) {
+				return
+			}
+		}
+	}
+}
+
+// wait waits for wake (if not nil), for d (if not 0), or for Close, and
+// reports whether the sender should go on.
+func (s *Status) wait(wake <-chan struct{}, d time.Duration) bool {
+	var timeout <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-wake:
+	case <-timeout:
+	case <-s.stop:
+		return false
+	}
+	return true
+}
+
+func (s *Status) post(app string, batch []Event) error {
+	a, ok := s.opts.Apps.Get().ByID(app)
+	if !ok || a.Webhooks.Status == "" {
+		return nil // the webhook was removed in a reload: nobody to tell
+	}
+	raw, _ := json.Marshal(struct {
+		Events []Event `json:"events"`
+	}{batch})
+	resp, err := s.client.Post(a.Webhooks.Status, "application/json", bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("status webhook answered %s", resp.Status)
+	}
+	return nil
+}
+
+// eventQueue is a FIFO of events with a bound; safe for concurrent use.
+type eventQueue struct {
+	mu     sync.Mutex
+	events []Event // events[head:] are waiting
+	head   int
+	wake   chan struct{} // signalled when events arrive
+}
+
+// push appends e, dropping the oldest event if the queue holds max already.
+func (q *eventQueue) push(e Event, max int) (dropped bool) {
+	q.mu.Lock()
+	if len(q.events)-q.head >= max {
+		q.events[q.head] = Event{}
+		q.head++
+		dropped = true
+	}
+	if q.head > len(q.events)/2 && q.head > 64 { // reclaim the consumed front
+		q.events = append(q.events[:0], q.events[q.head:]...)
+		q.head = 0
+	}
+	q.events = append(q.events, e)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return dropped
+}
+
+func (q *eventQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.events) - q.head
+}
+
+// take removes and returns up to n of the oldest events.
+func (q *eventQueue) take(n int) []Event {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n = min(n, len(q.events)-q.head)
+	batch := append([]Event(nil), q.events[q.head:q.head+n]...)
+	clear(q.events[q.head : q.head+n])
+	q.head += n
+	if q.head == len(q.events) {
+		q.events, q.head = q.events[:0], 0
+	}
+	return batch
+}
