@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/longlink/longlink/protocol"
@@ -46,6 +47,9 @@ type Config struct {
 	Transport Transport
 	// Token is the device token (a JWT from the app backend).
 	Token string
+	// Tokens log one connection into several apps (one channel, many apps):
+	// one token per app, all naming this device. Used instead of Token.
+	Tokens []string
 	// Heartbeat is proposed to the server, which clamps it. Zero lets the
 	// server choose.
 	Heartbeat time.Duration
@@ -60,6 +64,9 @@ type Config struct {
 	// is acked when OnPush returns; one that arrives again (after a
 	// reconnect before the ack landed) is not handed over twice.
 	OnPush func(Push)
+	// Handlers route pushes by app, for connections logged into several
+	// apps; an app without a handler goes to OnPush. Same rules as OnPush.
+	Handlers map[string]func(Push)
 	// OnAck is called after a stored message was handled and acked, with
 	// the new last seq; persist it to resume there after a restart.
 	OnAck func(seq uint64)
@@ -86,10 +93,13 @@ type Client struct {
 	done   chan struct{}
 
 	mu      sync.Mutex
-	current *Conn   // guarded by mu
-	err     error   // guarded by mu; why the client stopped
-	welcome Welcome // guarded by mu
-	lastSeq uint64  // guarded by mu
+	current *Conn                          // guarded by mu
+	err     error                          // guarded by mu; why the client stopped
+	welcome Welcome                        // guarded by mu
+	lastSeq uint64                         // guarded by mu
+	pending map[string]chan protocol.Frame // guarded by mu: requests waiting for their reply, by ref
+	groups  map[[2]string]bool             // guarded by mu: (app, group) joined, rejoined after a reconnect
+	nextRef atomic.Uint64
 
 	seen recentIDs // owned by the reading goroutine
 }
@@ -111,10 +121,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
-	if cfg.Token == "" || (cfg.Addr == "" && cfg.DispatchURL == "") {
-		return nil, errors.New("client: Token and one of Addr or DispatchURL are required")
+	if (cfg.Token == "") == (len(cfg.Tokens) == 0) || (cfg.Addr == "" && cfg.DispatchURL == "") {
+		return nil, errors.New("client: one of Token or Tokens, and one of Addr or DispatchURL, are required")
 	}
-	c := &Client{cfg: cfg, done: make(chan struct{}), lastSeq: cfg.LastSeq, seen: newRecentIDs(recentIDCount)}
+	c := &Client{cfg: cfg, done: make(chan struct{}), lastSeq: cfg.LastSeq, seen: newRecentIDs(recentIDCount),
+		pending: make(map[string]chan protocol.Frame), groups: make(map[[2]string]bool)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	w, welcome, err := c.connect(ctx)
 	if err != nil {
@@ -231,6 +242,9 @@ func (c *Client) connect(ctx context.Context) (*Conn, Welcome, error) {
 	w.nc.SetDeadline(deadline)
 	login := &protocol.Frame{Op: protocol.OpLogin, Token: []byte(c.cfg.Token),
 		Heartbeat: uint32(c.cfg.Heartbeat / time.Second), LastSeq: c.LastSeq()}
+	for _, t := range c.cfg.Tokens {
+		login.Tokens = append(login.Tokens, []byte(t))
+	}
 	var f protocol.Frame
 	err = w.WriteFrame(login, c.cfg.DialTimeout)
 	if err == nil {
@@ -272,6 +286,10 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 	if hb <= 0 {
 		hb = 30 * time.Second
 	}
+	defer c.failPending()
+	if err := c.rejoin(w, hb); err != nil {
+		return err
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -304,8 +322,12 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 			if err := c.handlePush(w, Push{App: string(f.App), ID: string(f.ID), Seq: f.Seq, Data: f.Data}, hb); err != nil {
 				return err
 			}
+		case protocol.OpOK, protocol.OpUpReply:
+			c.answer(f)
 		case protocol.OpError:
-			serverErr = &protocol.Error{Code: f.Code, Reason: string(f.Reason)}
+			if !c.answer(f) {
+				serverErr = &protocol.Error{Code: f.Code, Reason: string(f.Reason)}
+			}
 		}
 	}
 }
@@ -323,8 +345,12 @@ func (c *Client) handlePush(w *Conn, p Push, timeout time.Duration) error {
 	if p.Seq > 0 && p.Seq <= c.LastSeq() {
 		return nil // handled and acked before
 	}
-	if !c.seen.add(p.ID) && c.cfg.OnPush != nil {
-		c.cfg.OnPush(p)
+	handler := c.cfg.OnPush
+	if h, ok := c.cfg.Handlers[p.App]; ok {
+		handler = h
+	}
+	if !c.seen.add(p.ID) && handler != nil {
+		handler(p)
 	}
 	if p.Seq == 0 {
 		return nil
@@ -343,7 +369,11 @@ func (c *Client) handlePush(w *Conn, p Push, timeout time.Duration) error {
 
 // dispatch asks the API where to connect.
 func (c *Client) dispatch(ctx context.Context) (string, error) {
-	app, device, err := tokenIdentity(c.cfg.Token)
+	token := c.cfg.Token
+	if token == "" {
+		token = c.cfg.Tokens[0]
+	}
+	app, device, err := tokenIdentity(token)
 	if err != nil {
 		return "", err
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/config"
-	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"

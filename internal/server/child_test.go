@@ -3,51 +3,47 @@ package server_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
+	"regexp"
 	"testing"
 
+	"github.com/longlink/longlink/internal/cli"
 	"github.com/longlink/longlink/internal/config"
-	"github.com/longlink/longlink/internal/server"
 	"github.com/longlink/longlink/internal/testserver"
 )
 
-// serveConfigEnv makes the test binary a server: it serves the config file
-// it names, prints "ready <gateway> <api>", and runs until it is killed.
+// serveConfigEnv makes the test binary `longlink serve --config <file>`,
+// signals and all.
 const serveConfigEnv = "LONGLINK_TEST_SERVE_CONFIG"
 
 func serveForTest(path string) int {
-	cfg, err := config.Load(path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	s, err := server.Start(cfg, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Printf("ready %s %s\n", s.GatewayAddr(), s.APIAddr())
-	select {}
+	return cli.Main([]string{"serve", "--config", path}, os.Stdout, os.Stderr)
 }
 
-// child is a server in a process of its own, to be killed for real.
+// child is a server in a process of its own, to be killed or signalled.
 type child struct {
 	cmd          *exec.Cmd
+	config       string // its config file
 	gateway, api string
+}
+
+// childConfig is the YAML of a child server on dataDir serving apps.
+func childConfig(dataDir string, apps ...config.App) string {
+	yaml := fmt.Sprintf("data_dir: %s\ngateway: {listen: 127.0.0.1:0}\napi: {listen: 127.0.0.1:0}\napps:\n", dataDir)
+	for _, a := range apps {
+		yaml += fmt.Sprintf("  - {id: %s, secret: %q, api_key: %q}\n", a.ID, a.Secret, a.APIKey)
+	}
+	return yaml
 }
 
 // startChild runs a server process on dataDir with the test apps.
 func startChild(t *testing.T, dataDir string) *child {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "longlink.yaml")
-	yaml := fmt.Sprintf("data_dir: %s\ngateway: {listen: 127.0.0.1:0}\napi: {listen: 127.0.0.1:0}\napps:\n", dataDir)
-	for _, a := range []config.App{testserver.Demo, testserver.Other} {
-		yaml += fmt.Sprintf("  - {id: %s, secret: %q, api_key: %q}\n", a.ID, a.Secret, a.APIKey)
-	}
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(childConfig(dataDir, testserver.Demo, testserver.Other)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -61,12 +57,22 @@ func startChild(t *testing.T, dataDir string) *child {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	f := strings.Fields(line)
-	if err != nil || len(f) != 3 || f[0] != "ready" {
-		t.Fatalf("server process: %q %v", line, err)
+	c := &child{cmd: cmd, config: path}
+	// The banner of `longlink serve` says where everything is.
+	sc := bufio.NewScanner(out)
+	for (c.gateway == "" || c.api == "") && sc.Scan() {
+		if m := regexp.MustCompile(`gateway\s+tcp://(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			c.gateway = m[1]
+		}
+		if m := regexp.MustCompile(`api\s+http://(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			c.api = m[1]
+		}
 	}
-	return &child{cmd: cmd, gateway: f[1], api: f[2]}
+	if c.gateway == "" || c.api == "" {
+		t.Fatalf("server process printed no addresses: %v", sc.Err())
+	}
+	go io.Copy(io.Discard, out)
+	return c
 }
 
 // kill9 kills the server process at once, as a crash would.
