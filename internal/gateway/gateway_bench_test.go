@@ -120,28 +120,50 @@ func benchDevice(b *testing.B, nc net.Conn, device string, got *sync.WaitGroup) 
 // BenchmarkBroadcast10k measures one 256-byte broadcast reaching 10,000
 // in-process connections: encode once, queue to each, write, read.
 func BenchmarkBroadcast10k(b *testing.B) {
+	benchFanout(b, func(g *gateway.Gateway, m *gateway.Message) int { return g.Broadcast("bench", m) }, nil)
+}
+
+// BenchmarkGroupPush10k measures one 256-byte push reaching a group of
+// 10,000 in-process connections.
+func BenchmarkGroupPush10k(b *testing.B) {
+	benchFanout(b, func(g *gateway.Gateway, m *gateway.Message) int { return g.PushGroup("bench", "room", m) },
+		func(g *gateway.Gateway, devices []string) {
+			if n := g.JoinGroup("bench", "room", devices, false); n != len(devices) {
+				b.Fatalf("%d of %d joined", n, len(devices))
+			}
+		})
+}
+
+// benchFanout connects 10,000 in-process devices, runs setup, then times
+// push until every device has read the message.
+func benchFanout(b *testing.B, push func(*gateway.Gateway, *gateway.Message) int, setup func(*gateway.Gateway, []string)) {
 	const n = 10000
 	g, ln := startGateway(b)
 	defer ln.Close()
 	var got sync.WaitGroup
 	conns := make([]net.Conn, n)
+	devices := make([]string, n)
 	for i := range conns {
+		devices[i] = fmt.Sprintf("d%d", i)
 		conns[i] = ln.dial()
-		benchDevice(b, conns[i], fmt.Sprintf("d%d", i), &got)
+		benchDevice(b, conns[i], devices[i], &got)
 	}
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
+	if setup != nil {
+		setup(g, devices)
+	}
 	data := []byte(strings.Repeat("x", 256))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		got.Add(n)
 		m := gateway.NewMessage(&protocol.Frame{Op: protocol.OpPush, App: []byte("bench"), ID: []byte("m"), Data: data})
-		if sent := g.Broadcast("bench", m); sent != n {
-			b.Fatalf("broadcast reached %d of %d", sent, n)
+		if sent := push(g, m); sent != n {
+			b.Fatalf("push reached %d of %d", sent, n)
 		}
 		got.Wait()
 	}

@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"fmt"
+	"testing"
+)
+
+func liveConn(id uint64) *conn { return &conn{id: id, state: stateLive} }
+
+func members(g *groups, k groupKey) int {
+	n := 0
+	g.each(k, func(*conn) { n++ })
+	return n
+}
+
+func TestGroupsIndex(t *testing.T) {
+	g := newGroups()
+	a, b := liveConn(1), liveConn(2)
+	room, other := groupKey{"demo", "room"}, groupKey{"other", "room"}
+	for _, c := range []*conn{a, b} {
+		if err := g.join(c, room, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.join(a, room, 10) // joining twice is once
+	g.join(a, other, 10)
+	if n := members(g, room); n != 2 {
+		t.Fatalf("room has %d members", n)
+	}
+	g.leave(b, room)
+	if n := members(g, room); n != 1 {
+		t.Fatalf("after leave: %d members", n)
+	}
+	if err := g.join(a, groupKey{"demo", "x"}, 2); err != errTooManyGroups {
+		t.Fatalf("over the limit: %v", err)
+	}
+	a.state = stateClosing
+	if err := g.join(a, groupKey{"demo", "late"}, 10); err != errNotLive {
+		t.Fatalf("join while closing: %v", err)
+	}
+	g.leaveAll(a)
+	if members(g, room)+members(g, other) != 0 || len(g.shards[0].members)+len(g.shard(room).members) != 0 {
+		t.Fatal("leaveAll left memberships (or empty groups) behind")
+	}
+}
+
+// BenchmarkGroupJoinLeave: joining and leaving a group costs the same in a
+// group of 1,000 or of 100,000 members.
+func BenchmarkGroupJoinLeave(b *testing.B) {
+	for _, size := range []int{1000, 100000} {
+		b.Run(fmt.Sprintf("members=%d", size), func(b *testing.B) {
+			g, k := newGroups(), groupKey{"demo", "big"}
+			for i := range size {
+				g.join(liveConn(uint64(i)), k, 10)
+			}
+			c := liveConn(uint64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				g.join(c, k, 10)
+				g.leave(c, k)
+			}
+		})
+	}
+}
+
+// BenchmarkLeaveAllPerGroup: closing a connection costs the same per group
+// whether it is in 10 groups or in 1,000.
+func BenchmarkLeaveAllPerGroup(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("groups=%d", n), func(b *testing.B) {
+			g := newGroups()
+			keys := make([]groupKey, n)
+			for i := range keys {
+				keys[i] = groupKey{"demo", fmt.Sprint("g", i)}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				c := liveConn(1)
+				for _, k := range keys {
+					g.join(c, k, n)
+				}
+				g.leaveAll(c)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/group")
+		})
+	}
+}
