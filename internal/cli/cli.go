@@ -21,6 +21,8 @@ Usage:
                                                      connect as a device and print every push
   longlink push   [--app A] (--device D... | --user U... | --broadcast) DATA
                                                      push through the HTTP API
+  longlink bench  SCENARIO [--gateway H:P --api URL] [-n N] [--rate R] [--json]
+                                                     load a running server and measure it
 
 Run 'longlink COMMAND --help' for a command's flags.
 `
@@ -29,10 +31,12 @@ Run 'longlink COMMAND --help' for a command's flags.
 type command func(args []string, stdout, stderr io.Writer) error
 
 var commands = map[string]command{
-	"serve":  serve,
-	"token":  token,
-	"listen": listen,
-	"push":   push,
+	"serve":        serve,
+	"token":        token,
+	"listen":       listen,
+	"push":         push,
+	"bench":        benchCmd,
+	"bench-worker": benchWorker, // not in the usage: started by bench itself
 }
 
 // Main runs the subcommand named by args[0] and returns the exit code.

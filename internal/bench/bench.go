@@ -1,0 +1,435 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Scenarios are the loads the tool knows.
+var Scenarios = []string{"connect", "idle", "unicast", "batch", "group", "broadcast", "storm"}
+
+// Options configure one run. Every loop of a run is bounded by N, by
+// Duration and by timeouts, and it talks only to Gateways and APIs.
+type Options struct {
+	Scenario  string
+	Gateways  []string // host:port; device i uses Gateways[i%len]
+	APIs      []string // http://host:port, paired with Gateways
+	Transport string   // tcp, ws or ws-json
+	App       string
+	Secret    string        // to mint device tokens
+	APIKey    string        // to push
+	N         int           // devices
+	Rate      float64       // connect: logins/s; unicast, batch: messages/s; group: messages/s
+	Duration  time.Duration // idle: hold; unicast, batch, group: send for
+	Size      int           // payload bytes
+	Batch     int           // devices per API call (unicast, batch)
+	PerWorker int           // devices per worker process
+	Heartbeat time.Duration // proposed by the devices
+	Self      string        // this executable, to start workers
+	// Progress, if set, is told every 250ms what the run is doing.
+	Progress func(phase string, done, total int64)
+}
+
+// Result is what a run measured. Times are in milliseconds.
+type Result struct {
+	Scenario       string       `json:"scenario"`
+	Transport      string       `json:"transport"`
+	Devices        int          `json:"devices"`
+	Connected      int          `json:"connected"`
+	ConnectErrors  int          `json:"connect_errors"`
+	ConnectSeconds float64      `json:"connect_seconds"`
+	ConnectRate    float64      `json:"connect_rate"`
+	ConnectLatency Percentiles  `json:"connect_latency_ms"`
+	Sent           int64        `json:"sent,omitempty"`          // API calls
+	SendErrors     int64        `json:"send_errors,omitempty"`   // API calls that failed
+	Expected       int64        `json:"expected,omitempty"`      // deliveries expected
+	Delivered      int64        `json:"delivered,omitempty"`     // deliveries seen
+	Reach          float64      `json:"reach,omitempty"`         // delivered / expected
+	DeliveryRate   float64      `json:"delivery_rate,omitempty"` // deliveries per second while sending
+	Latency        *Percentiles `json:"latency_ms,omitempty"`
+	StormSeconds   float64      `json:"storm_seconds,omitempty"` // all back after a storm
+	StoredExpected int64        `json:"stored_expected,omitempty"`
+	StoredReceived int64        `json:"stored_received,omitempty"`
+	Servers        []Server     `json:"servers,omitempty"`
+}
+
+// Percentiles of a latency distribution, in milliseconds.
+type Percentiles struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+	N    int64   `json:"n"`
+}
+
+func percentiles(h *hdrhistogram.Histogram) Percentiles {
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return Percentiles{P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
+		P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max()), N: h.TotalCount()}
+}
+
+// Run runs one scenario and returns what it measured.
+func Run(o Options) (*Result, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	before := scrapeAll(o.APIs)
+	f, err := startFleet(&o)
+	if err != nil {
+		return nil, err
+	}
+	defer f.stop()
+	r := &Result{Scenario: o.Scenario, Transport: o.Transport, Devices: o.N}
+
+	if err := o.connect(f, r); err != nil {
+		return nil, err
+	}
+	p := &pusher{o: &o, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}}
+	switch o.Scenario {
+	case "idle":
+		o.phase("holding", o.Duration, func() int64 { c, _, _, _ := f.progress(); return int64(c) })
+	case "unicast", "batch":
+		err = o.sendLoad(f, r, p, func(data []byte) (int64, error) { return p.toDevices(data) })
+	case "group":
+		if err = p.joinGroup(); err == nil {
+			err = o.sendLoad(f, r, p, func(data []byte) (int64, error) { return p.toGroup(data) })
+		}
+	case "broadcast":
+		err = o.broadcast(f, r, p)
+	case "storm":
+		err = o.storm(f, r, p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.Servers = serverStats(o.APIs, before, scrapeAll(o.APIs))
+	return r, nil
+}
+
+func (o *Options) check() error {
+	known := false
+	for _, s := range Scenarios {
+		known = known || s == o.Scenario
+	}
+	switch {
+	case !known:
+		return fmt.Errorf("unknown scenario %q (one of %s)", o.Scenario, strings.Join(Scenarios, ", "))
+	case len(o.Gateways) == 0:
+		return errors.New("--gateway is required")
+	case len(o.APIs) != len(o.Gateways) && o.Scenario != "connect":
+		return errors.New("give one --api per --gateway")
+	case o.N < 1 || o.PerWorker < 1:
+		return errors.New("-n and --per-worker must be at least 1")
+	case o.Secret == "":
+		return errors.New("the app's secret is needed to mint device tokens (--secret or --config)")
+	case o.APIKey == "" && o.Scenario != "connect" && o.Scenario != "idle":
+		return errors.New("the app's API key is needed to push (--key or --config)")
+	}
+	return nil
+}
+
+// phase waits for d while reporting progress.
+func (o *Options) phase(name string, d time.Duration, done func() int64) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if o.Progress != nil {
+			o.Progress(name, done(), int64(o.N))
+		}
+		time.Sleep(min(250*time.Millisecond, time.Until(end)))
+	}
+}
+
+// waitFor polls cond every 50ms until it holds or timeout passes.
+func (o *Options) waitFor(name string, timeout time.Duration, total int64, done func() int64) bool {
+	end := time.Now().Add(timeout)
+	for {
+		n := done()
+		if o.Progress != nil {
+			o.Progress(name, n, total)
+		}
+		if n >= total || time.Now().After(end) {
+			return n >= total
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// connect logs every device in at o.Rate (0: as fast as possible).
+func (o *Options) connect(f *fleet, r *Result) error {
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := f.ask(command{Cmd: "connect", Rate: o.Rate / float64(len(f.workers))}, "connected", 30*time.Minute)
+		done <- err
+	}()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return err
+			}
+			r.ConnectSeconds = time.Since(start).Seconds()
+			connected, errs, _, _, connect, _, err := f.report()
+			if err != nil {
+				return err
+			}
+			r.Connected, r.ConnectErrors = connected, errs
+			r.ConnectRate = float64(connected) / r.ConnectSeconds
+			r.ConnectLatency = percentiles(connect)
+			return nil
+		case <-time.After(250 * time.Millisecond):
+			if o.Progress != nil {
+				c, e, _, _ := f.progress()
+				o.Progress("connecting", int64(c+e), int64(o.N))
+			}
+		}
+	}
+}
+
+// sendLoad sends at o.Rate messages per second for o.Duration, with send,
+// then waits for the deliveries and reports reach and latency.
+func (o *Options) sendLoad(f *fleet, r *Result, p *pusher, send func([]byte) (int64, error)) error {
+	if err := f.reset(); err != nil {
+		return err
+	}
+	var expected, calls, failed atomic.Int64
+	interval := time.Duration(float64(time.Second) / o.Rate)
+	jobs := make(chan struct{}, 1024)
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				n, err := send(payload(time.Now(), o.Size))
+				calls.Add(1)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				expected.Add(n)
+			}
+		}()
+	}
+	start := time.Now()
+	end := start.Add(o.Duration)
+	for next := start; next.Before(end); next = next.Add(interval) {
+		if wait := time.Until(next); wait > 0 {
+			time.Sleep(wait)
+		}
+		select {
+		case jobs <- struct{}{}:
+		default: // the senders cannot keep up: count it as a failed send
+			failed.Add(1)
+		}
+		if o.Progress != nil && calls.Load()%1000 == 0 {
+			_, _, d, _ := f.progress()
+			o.Progress("sending", d, expected.Load())
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	sendSeconds := time.Since(start).Seconds()
+	r.Sent, r.SendErrors, r.Expected = calls.Load(), failed.Load(), expected.Load()
+	o.waitFor("delivering", 30*time.Second, r.Expected, func() int64 { _, _, d, _ := f.progress(); return d })
+	_, _, delivered, _, _, latency, err := f.report()
+	if err != nil {
+		return err
+	}
+	r.Delivered = delivered
+	r.DeliveryRate = float64(delivered) / sendSeconds
+	if r.Expected > 0 {
+		r.Reach = float64(delivered) / float64(r.Expected)
+	}
+	lat := percentiles(latency)
+	r.Latency = &lat
+	return nil
+}
+
+// broadcast sends one broadcast and waits until it reached every device.
+func (o *Options) broadcast(f *fleet, r *Result, p *pusher) error {
+	if err := f.reset(); err != nil {
+		return err
+	}
+	n, err := p.broadcast(payload(time.Now(), o.Size))
+	if err != nil {
+		return err
+	}
+	r.Sent, r.Expected = 1, n
+	o.waitFor("delivering", 30*time.Second, n, func() int64 { _, _, d, _ := f.progress(); return d })
+	_, _, delivered, _, _, latency, err := f.report()
+	if err != nil {
+		return err
+	}
+	r.Delivered = delivered
+	if n > 0 {
+		r.Reach = float64(delivered) / float64(n)
+	}
+	lat := percentiles(latency)
+	r.Latency = &lat
+	return nil
+}
+
+// storm: every device disconnects; each gets a stored message while away;
+// all reconnect at once. It measures the time until all are back and
+// whether every stored message arrived.
+func (o *Options) storm(f *fleet, r *Result, p *pusher) error {
+	if _, err := f.ask(command{Cmd: "drop"}, "dropped", 5*time.Minute); err != nil {
+		return err
+	}
+	if err := f.reset(); err != nil {
+		return err
+	}
+	n, err := p.storeForAll(payload(time.Now(), o.Size))
+	if err != nil {
+		return err
+	}
+	r.StoredExpected = n
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.ask(command{Cmd: "reconnect"}, "back", 10*time.Minute)
+		done <- err
+	}()
+	o.waitFor("reconnecting", 10*time.Minute, int64(o.N), func() int64 { c, e, _, _ := f.progress(); return int64(c + e) })
+	if err := <-done; err != nil {
+		return err
+	}
+	r.StormSeconds = time.Since(start).Seconds()
+	o.waitFor("stored messages", 30*time.Second, n, func() int64 { _, _, _, s := f.progress(); return s })
+	connected, _, delivered, stored, _, latency, err := f.report()
+	if err != nil {
+		return err
+	}
+	r.Connected, r.Delivered, r.StoredReceived = connected, delivered, stored
+	lat := percentiles(latency)
+	r.Latency = &lat
+	return nil
+}
+
+// pusher calls the push API.
+type pusher struct {
+	o      *Options
+	client *http.Client
+}
+
+func (p *pusher) post(api, path string, body any) (map[string]any, error) {
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, api+path, bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+p.o.APIKey)
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	json.Unmarshal(answer, &out)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(answer))
+	}
+	return out, nil
+}
+
+// toDevices pushes data to o.Batch random devices (all on one server, so
+// that one call reaches them) and returns how many were online.
+func (p *pusher) toDevices(data []byte) (int64, error) {
+	servers := len(p.o.Gateways)
+	server := rand.IntN(servers)
+	devices := make([]string, 0, p.o.Batch)
+	seen := map[int]bool{}
+	for len(devices) < min(p.o.Batch, p.o.N/servers) {
+		i := rand.IntN(p.o.N/servers)*servers + server
+		if i < p.o.N && !seen[i] {
+			seen[i] = true
+			devices = append(devices, deviceID(i))
+		}
+	}
+	out, err := p.post(p.o.APIs[server], "/v1/push", map[string]any{"app": p.o.App, "devices": devices, "data": string(data)})
+	if err != nil {
+		return 0, err
+	}
+	n, _ := out["online"].(float64)
+	return int64(n), nil
+}
+
+const groupName = "bench"
+
+// joinGroup puts every device in the bench group, 10,000 per call.
+func (p *pusher) joinGroup() error {
+	for s, api := range p.o.APIs {
+		var devices []string
+		for i := s; i < p.o.N; i += len(p.o.APIs) {
+			devices = append(devices, deviceID(i))
+		}
+		for len(devices) > 0 {
+			chunk := devices[:min(10000, len(devices))]
+			devices = devices[len(chunk):]
+			if _, err := p.post(api, "/v1/groups/join", map[string]any{"app": p.o.App, "group": groupName, "devices": chunk}); err != nil {
+				return fmt.Errorf("join group: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (p *pusher) toGroup(data []byte) (int64, error) { return p.everyServer("group", data, 0) }
+
+func (p *pusher) broadcast(data []byte) (int64, error) { return p.everyServer("broadcast", data, 0) }
+
+// everyServer pushes data to the group or broadcast target of every server.
+func (p *pusher) everyServer(target string, data []byte, ttl int) (int64, error) {
+	var total int64
+	for _, api := range p.o.APIs {
+		body := map[string]any{"app": p.o.App, "data": string(data), "ttl": ttl}
+		if target == "group" {
+			body["group"] = groupName
+		} else {
+			body["broadcast"] = true
+		}
+		out, err := p.post(api, "/v1/push", body)
+		if err != nil {
+			return total, err
+		}
+		n, _ := out["online"].(float64)
+		total += int64(n)
+	}
+	return total, nil
+}
+
+// storeForAll pushes one stored message to every device, 10,000 per call,
+// and returns how many devices it was stored for.
+func (p *pusher) storeForAll(data []byte) (int64, error) {
+	var total int64
+	for s, api := range p.o.APIs {
+		var devices []string
+		for i := s; i < p.o.N; i += len(p.o.APIs) {
+			devices = append(devices, deviceID(i))
+		}
+		for len(devices) > 0 {
+			chunk := devices[:min(10000, len(devices))]
+			devices = devices[len(chunk):]
+			out, err := p.post(api, "/v1/push", map[string]any{"app": p.o.App, "devices": chunk, "data": string(data), "ttl": 600})
+			if err != nil {
+				return total, fmt.Errorf("stored push: %w", err)
+			}
+			on, _ := out["online"].(float64)
+			off, _ := out["offline"].(float64)
+			total += int64(on + off)
+		}
+	}
+	return total, nil
+}

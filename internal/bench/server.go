@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"bufio"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Server is what a run saw of one server, from its /metrics.
+type Server struct {
+	API          string  `json:"api"`
+	Connections  float64 `json:"connections"`      // longlink_connections, summed over apps
+	RSSBefore    float64 `json:"rss_before_bytes"` // before the devices connected
+	RSSAfter     float64 `json:"rss_after_bytes"`  // at the end
+	BytesPerConn float64 `json:"rss_bytes_per_connection"`
+	CPUSeconds   float64 `json:"cpu_seconds"`     // spent during the run
+	GCMaxPauseMs float64 `json:"gc_max_pause_ms"` // longest recent stop-the-world pause
+	Goroutines   float64 `json:"goroutines"`
+}
+
+// metrics is one scrape: series name (labels dropped, values summed) or
+// name{quantile="1"} for the summary's maximum.
+type metrics map[string]float64
+
+func scrapeAll(apis []string) []metrics {
+	out := make([]metrics, len(apis))
+	for i, api := range apis {
+		out[i] = scrape(api)
+	}
+	return out
+}
+
+func scrape(api string) metrics {
+	m := metrics{}
+	client := http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(api + "/metrics")
+	if err != nil {
+		return m
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		name := line[:sp]
+		if strings.HasPrefix(name, "go_gc_duration_seconds{") {
+			m[name] = v // keep the quantiles apart
+			continue
+		}
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+		}
+		m[name] += v
+	}
+	return m
+}
+
+func serverStats(apis []string, before, after []metrics) []Server {
+	out := make([]Server, len(apis))
+	for i, api := range apis {
+		b, a := before[i], after[i]
+		s := Server{API: api, Connections: a["longlink_connections"], RSSBefore: b["process_resident_memory_bytes"],
+			RSSAfter: a["process_resident_memory_bytes"], CPUSeconds: a["process_cpu_seconds_total"] - b["process_cpu_seconds_total"],
+			GCMaxPauseMs: a[`go_gc_duration_seconds{quantile="1"}`] * 1000, Goroutines: a["go_goroutines"]}
+		if s.Connections > 0 {
+			s.BytesPerConn = (s.RSSAfter - s.RSSBefore) / s.Connections
+		}
+		out[i] = s
+	}
+	return out
+}

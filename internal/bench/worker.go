@@ -1,0 +1,190 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/auth"
+)
+
+// dialConcurrency bounds the logins a worker has in flight.
+const dialConcurrency = 512
+
+// worker runs one process's share of the devices.
+type worker struct {
+	cfg workerConfig
+
+	outMu sync.Mutex
+	out   *json.Encoder
+
+	connected atomic.Int64
+	errors    atomic.Int64
+	delivered atomic.Int64
+	stored    atomic.Int64
+	connect   *latencies
+	latency   *latencies
+
+	mu      sync.Mutex
+	clients []*client.Client // by device index - From; nil while not connected
+}
+
+// Worker runs a worker process: its devices come from the environment
+// (WorkerEnv), its commands from in, and its events go to out.
+func Worker(in io.Reader, out io.Writer) error {
+	var cfg workerConfig
+	if err := json.Unmarshal([]byte(os.Getenv(WorkerEnv)), &cfg); err != nil {
+		return fmt.Errorf("bench worker: %s: %w", WorkerEnv, err)
+	}
+	w := &worker{cfg: cfg, out: json.NewEncoder(out), connect: newLatencies(), latency: newLatencies(),
+		clients: make([]*client.Client, cfg.To-cfg.From)}
+	stop := make(chan struct{})
+	defer close(stop)
+	go w.reportProgress(stop)
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		var cmd command
+		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {
+			return fmt.Errorf("bench worker: bad command: %w", err)
+		}
+		switch cmd.Cmd {
+		case "connect":
+			took := w.dialAll(cmd.Rate)
+			w.send(event{Type: "connected", Connected: int(w.connected.Load()), Errors: int(w.errors.Load()), Took: took.Seconds()})
+		case "reset":
+			w.delivered.Store(0)
+			w.stored.Store(0)
+			w.latency.snapshot(true)
+			w.send(event{Type: "reset"})
+		case "report":
+			w.send(event{Type: "report", Connected: int(w.connected.Load()), Errors: int(w.errors.Load()),
+				Delivered: w.delivered.Load(), Stored: w.stored.Load(),
+				Connect: w.connect.snapshot(false), Latency: w.latency.snapshot(false)})
+		case "drop":
+			w.closeAll()
+			w.send(event{Type: "dropped"})
+		case "reconnect":
+			took := w.dialAll(0)
+			w.send(event{Type: "back", Connected: int(w.connected.Load()), Errors: int(w.errors.Load()), Took: took.Seconds()})
+		case "quit":
+			w.closeAll()
+			return nil
+		}
+	}
+	w.closeAll()
+	return sc.Err()
+}
+
+func (w *worker) send(e event) {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	w.out.Encode(e)
+}
+
+func (w *worker) reportProgress(stop <-chan struct{}) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			w.send(event{Type: "progress", Connected: int(w.connected.Load()), Errors: int(w.errors.Load()),
+				Delivered: w.delivered.Load(), Stored: w.stored.Load()})
+		}
+	}
+}
+
+// dialAll logs every device that is not connected in, at rate per second
+// (0: all at once, bounded by dialConcurrency), and returns how long it took.
+func (w *worker) dialAll(rate float64) time.Duration {
+	start := time.Now()
+	sem := make(chan struct{}, dialConcurrency)
+	var wg sync.WaitGroup
+	for i := range w.clients {
+		if rate > 0 {
+			if wait := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			w.dial(i)
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+func (w *worker) dial(i int) {
+	w.mu.Lock()
+	connected := w.clients[i] != nil
+	w.mu.Unlock()
+	if connected {
+		return
+	}
+	n := w.cfg.From + i
+	device := deviceID(n)
+	token, err := auth.Mint(w.cfg.App, w.cfg.Secret, device, "", time.Hour)
+	if err != nil {
+		w.errors.Add(1)
+		return
+	}
+	gw := w.cfg.Gateways[n%len(w.cfg.Gateways)]
+	tr := client.Transport(w.cfg.Transport)
+	addr := gw
+	if tr != client.TCP {
+		addr = "ws://" + gw + "/ws"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := client.Dial(ctx, client.Config{Addr: addr, Transport: tr, Token: token,
+		Heartbeat: time.Duration(w.cfg.Heartbeat) * time.Second, MinBackoff: time.Second,
+		OnPush: func(p client.Push) { w.received(n, p) }})
+	if err != nil {
+		w.errors.Add(1)
+		return
+	}
+	w.connect.record(n, time.Since(start))
+	w.mu.Lock()
+	w.clients[i] = c
+	w.mu.Unlock()
+	w.connected.Add(1)
+}
+
+func (w *worker) received(n int, p client.Push) {
+	if sent, ok := sentAt(p.Data); ok {
+		w.latency.record(n, time.Since(sent))
+	}
+	w.delivered.Add(1)
+	if p.Seq > 0 {
+		w.stored.Add(1)
+	}
+}
+
+// closeAll closes every client, concurrently.
+func (w *worker) closeAll() {
+	w.mu.Lock()
+	clients := w.clients
+	w.clients = make([]*client.Client, len(clients))
+	w.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		if c != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.Close() }()
+		}
+	}
+	wg.Wait()
+	w.connected.Store(0)
+}

@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/longlink/longlink/internal/bench"
+	"github.com/longlink/longlink/internal/config"
+)
+
+func benchCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: longlink bench SCENARIO [flags]\n\nScenarios: %s\n\nFlags:\n", strings.Join(bench.Scenarios, ", "))
+		fs.PrintDefaults()
+	}
+	var gateways, apis listFlag
+	fs.Var(&gateways, "gateway", "gateway host:port (repeatable: devices are spread over the servers)")
+	fs.Var(&apis, "api", "API base URL of the same server (repeatable, one per --gateway)")
+	path := fs.String("config", "", "YAML config `file` for defaults and app credentials; without it: ./longlink-data's demo app")
+	app := fs.String("app", "", "app id (default: the only app, or demo)")
+	secret := fs.String("secret", "", "the app's secret, to mint device tokens (default: from the config)")
+	key := fs.String("key", "", "the app's API key (default: from the config)")
+	transport := fs.String("transport", "tcp", "tcp, ws or ws-json")
+	n := fs.Int("n", 1000, "devices (connections)")
+	rate := fs.Float64("rate", 0, "connect: logins/s (0: as fast as possible); unicast, batch, group: API calls/s (default 100)")
+	duration := fs.Duration("duration", 10*time.Second, "idle: how long to hold; unicast, batch, group: how long to send")
+	size := fs.Int("size", 256, "payload bytes (at least 20: it carries the send time)")
+	batch := fs.Int("batch", 0, "devices per API call (default: unicast 1, batch 100)")
+	perWorker := fs.Int("per-worker", 15000, "devices per worker process (one process may hold 20,000 files here)")
+	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat the devices propose")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fs.Usage()
+		return errors.New("give a scenario")
+	}
+	scenario := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *size < 20 {
+		return errors.New("--size must be at least 20")
+	}
+	o := bench.Options{Scenario: scenario, Gateways: gateways, APIs: apis, Transport: *transport,
+		App: *app, Secret: *secret, APIKey: *key, N: *n, Rate: *rate, Duration: *duration, Size: *size,
+		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat}
+	if err := benchDefaults(&o, *path); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	o.Self = self
+	if f, ok := stderr.(*os.File); ok && !*asJSON && term.IsTerminal(int(f.Fd())) {
+		o.Progress = progressBar(stderr)
+	}
+	r, err := bench.Run(o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	printResult(stdout, r)
+	return nil
+}
+
+// benchDefaults fills what the flags left out from the config (or the demo app).
+func benchDefaults(o *bench.Options, path string) error {
+	if o.Rate == 0 && o.Scenario != "connect" {
+		o.Rate = 100
+	}
+	if o.Batch == 0 {
+		o.Batch = 1
+		if o.Scenario == "batch" {
+			o.Batch = 100
+		}
+	}
+	if o.Secret != "" && o.App != "" && (o.APIKey != "" || o.Scenario == "connect" || o.Scenario == "idle") &&
+		len(o.Gateways) > 0 && (len(o.APIs) > 0 || o.Scenario == "connect") {
+		return nil
+	}
+	cfg, err := config.LoadOrDemo(path, false)
+	if err != nil {
+		return err
+	}
+	a, err := pickApp(cfg, o.App)
+	if err != nil {
+		return err
+	}
+	o.App = a.ID
+	if o.Secret == "" {
+		o.Secret = a.Secret
+	}
+	if o.APIKey == "" {
+		o.APIKey = a.APIKey
+	}
+	if len(o.Gateways) == 0 {
+		o.Gateways = []string{cfg.Gateway.Listen}
+	}
+	if len(o.APIs) == 0 {
+		o.APIs = []string{"http://" + cfg.API.Listen}
+	}
+	return nil
+}
+
+// progressBar draws the run's progress on a terminal, one bar per phase.
+func progressBar(w io.Writer) func(phase string, done, total int64) {
+	var bar *progressbar.ProgressBar
+	current := ""
+	return func(phase string, done, total int64) {
+		if phase != current || bar == nil {
+			if bar != nil {
+				bar.Finish()
+			}
+			current = phase
+			bar = progressbar.NewOptions64(max(total, 1), progressbar.OptionSetWriter(w),
+				progressbar.OptionSetDescription(fmt.Sprintf("%-16s", phase)), progressbar.OptionShowCount(),
+				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+		}
+		bar.ChangeMax64(max(total, 1))
+		bar.Set64(min(done, max(total, 1)))
+	}
+}
+
+func printResult(w io.Writer, r *bench.Result) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	lat := func(name string, l bench.Percentiles) {
+		p("  %-22s p50 %.2f  p90 %.2f  p99 %.2f  p999 %.2f  max %.2f ms  (%d samples)", name, l.P50, l.P90, l.P99, l.P999, l.Max, l.N)
+	}
+	p("longlink bench %s over %s, %d devices", r.Scenario, r.Transport, r.Devices)
+	p("  connected              %d (%d errors) in %.2fs: %.0f logins/s", r.Connected, r.ConnectErrors, r.ConnectSeconds, r.ConnectRate)
+	lat("connect + login", r.ConnectLatency)
+	if r.Expected > 0 || r.Sent > 0 {
+		p("  API calls              %d (%d failed)", r.Sent, r.SendErrors)
+		p("  delivered              %d of %d expected: reach %.2f%%", r.Delivered, r.Expected, 100*r.Reach)
+		if r.DeliveryRate > 0 {
+			p("  delivery rate          %.0f/s", r.DeliveryRate)
+		}
+	}
+	if r.Latency != nil {
+		lat("push to device", *r.Latency)
+	}
+	if r.Scenario == "storm" {
+		p("  storm                  all back in %.2fs; stored messages received %d of %d", r.StormSeconds, r.StoredReceived, r.StoredExpected)
+	}
+	for _, s := range r.Servers {
+		p("  server %s: %.0f connections, RSS %.1f -> %.1f MB (%.0f bytes/connection), CPU %.2fs, goroutines %.0f, GC max pause %.3f ms",
+			s.API, s.Connections, s.RSSBefore/1e6, s.RSSAfter/1e6, s.BytesPerConn, s.CPUSeconds, s.Goroutines, s.GCMaxPauseMs)
+	}
+}
+
+// benchWorker is the hidden subcommand that runs a bench worker process.
+func benchWorker(_ []string, stdout, _ io.Writer) error {
+	return bench.Worker(os.Stdin, stdout)
+}
