@@ -62,7 +62,8 @@ type Config struct {
 	// OnPush receives pushes in order, on one goroutine; a slow handler
 	// delays the next push, not the heartbeat. A stored message (Seq > 0)
 	// is acked when OnPush returns; one that arrives again (after a
-	// reconnect before the ack landed) is not handed over twice.
+	// reconnect before the ack landed) is not handed over twice. (An
+	// online-only message is never sent twice.)
 	OnPush func(Push)
 	// Handlers route pushes by app, for connections logged into several
 	// apps; an app without a handler goes to OnPush. Same rules as OnPush.
@@ -349,7 +350,8 @@ func (c *Client) handlePush(w *Conn, p Push, timeout time.Duration) error {
 	if h, ok := c.cfg.Handlers[p.App]; ok {
 		handler = h
 	}
-	if !c.seen.add(p.ID) && handler != nil {
+	// Only stored messages can come twice (replayed after a lost ack).
+	if (p.Seq == 0 || !c.seen.add(p.ID)) && handler != nil {
 		handler(p)
 	}
 	if p.Seq == 0 {

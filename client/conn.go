@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -25,6 +26,10 @@ const (
 	WebSocket     Transport = "ws"
 	WebSocketJSON Transport = "ws-json"
 )
+
+// readBufferSize is the client's read buffer: a server under load sends many
+// frames in one write, and they are read in one call.
+const readBufferSize = 4096
 
 // controlWriteTimeout bounds the answer to a WebSocket control frame.
 const controlWriteTimeout = 10 * time.Second
@@ -54,7 +59,7 @@ func DialConn(ctx context.Context, t Transport, addr string) (*Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Conn{transport: t, nc: nc, rd: nc}, nil
+		return &Conn{transport: t, nc: nc, rd: bufio.NewReaderSize(nc, readBufferSize)}, nil
 	case WebSocket, WebSocketJSON:
 		proto := "longlink.v1"
 		if t == WebSocketJSON {
@@ -69,9 +74,9 @@ func DialConn(ctx context.Context, t Transport, addr string) (*Conn, error) {
 			nc.Close()
 			return nil, fmt.Errorf("server chose subprotocol %q, not %q", hs.Protocol, proto)
 		}
-		cn := &Conn{transport: t, nc: nc, rd: nc}
-		if br != nil {
-			cn.rd = io.MultiReader(io.LimitReader(br, int64(br.Buffered())), nc)
+		cn := &Conn{transport: t, nc: nc, rd: bufio.NewReaderSize(nc, readBufferSize)}
+		if br != nil { // what the handshake read past the response
+			cn.rd = bufio.NewReaderSize(io.MultiReader(io.LimitReader(br, int64(br.Buffered())), nc), readBufferSize)
 		}
 		return cn, nil
 	}

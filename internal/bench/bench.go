@@ -22,21 +22,22 @@ var Scenarios = []string{"connect", "idle", "unicast", "batch", "group", "broadc
 // Options configure one run. Every loop of a run is bounded by N, by
 // Duration and by timeouts, and it talks only to Gateways and APIs.
 type Options struct {
-	Scenario  string
-	Gateways  []string // host:port; device i uses Gateways[i%len]
-	APIs      []string // http://host:port, paired with Gateways
-	Transport string   // tcp, ws or ws-json
-	App       string
-	Secret    string        // to mint device tokens
-	APIKey    string        // to push
-	N         int           // devices
-	Rate      float64       // connect: logins/s; unicast, batch: messages/s; group: messages/s
-	Duration  time.Duration // idle: hold; unicast, batch, group: send for
-	Size      int           // payload bytes
-	Batch     int           // devices per API call (unicast, batch)
-	PerWorker int           // devices per worker process
-	Heartbeat time.Duration // proposed by the devices
-	Self      string        // this executable, to start workers
+	Scenario    string
+	Gateways    []string // host:port; device i uses Gateways[i%len]
+	APIs        []string // http://host:port, paired with Gateways
+	Transport   string   // tcp, ws or ws-json
+	App         string
+	Secret      string        // to mint device tokens
+	APIKey      string        // to push
+	N           int           // devices
+	ConnectRate float64       // logins/s while connecting; 0: as fast as possible
+	Rate        float64       // unicast, batch, group: API calls/s
+	Duration    time.Duration // idle: hold; unicast, batch, group: send for
+	Size        int           // payload bytes
+	Batch       int           // devices per API call (unicast, batch)
+	PerWorker   int           // devices per worker process
+	Heartbeat   time.Duration // proposed by the devices
+	Self        string        // this executable, to start workers
 	// Progress, if set, is told every 250ms what the run is doing.
 	Progress func(phase string, done, total int64)
 }
@@ -137,6 +138,8 @@ func (o *Options) check() error {
 		return errors.New("the app's secret is needed to mint device tokens (--secret or --config)")
 	case o.APIKey == "" && o.Scenario != "connect" && o.Scenario != "idle":
 		return errors.New("the app's API key is needed to push (--key or --config)")
+	case o.Rate <= 0 && (o.Scenario == "unicast" || o.Scenario == "batch" || o.Scenario == "group"):
+		return errors.New("--rate must be positive")
 	}
 	return nil
 }
@@ -167,12 +170,12 @@ func (o *Options) waitFor(name string, timeout time.Duration, total int64, done 
 	}
 }
 
-// connect logs every device in at o.Rate (0: as fast as possible).
+// connect logs every device in at o.ConnectRate (0: as fast as possible).
 func (o *Options) connect(f *fleet, r *Result) error {
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := f.ask(command{Cmd: "connect", Rate: o.Rate / float64(len(f.workers))}, "connected", 30*time.Minute)
+		_, err := f.ask(command{Cmd: "connect", Rate: o.ConnectRate / float64(len(f.workers))}, "connected", 30*time.Minute)
 		done <- err
 	}()
 	for {

@@ -30,7 +30,7 @@ func TestScenarios(t *testing.T) {
 			const n = 40
 			r, err := Run(Options{Scenario: scenario, Gateways: []string{ts.GatewayAddr()}, APIs: []string{ts.APIURL()},
 				Transport: "tcp", App: "demo", Secret: testserver.Demo.Secret, APIKey: testserver.Demo.APIKey,
-				N: n, Rate: 40, Duration: 500 * time.Millisecond, Size: 64, Batch: 4, PerWorker: 15,
+				N: n, ConnectRate: 400, Rate: 40, Duration: 500 * time.Millisecond, Size: 64, Batch: 4, PerWorker: 15,
 				Heartbeat: 30 * time.Second, Self: os.Args[0]})
 			if err != nil {
 				t.Fatal(err)

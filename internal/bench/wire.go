@@ -106,14 +106,17 @@ func payload(sent time.Time, size int) []byte {
 	return b
 }
 
-// sentAt reads the send time back out of a payload.
+// sentAt reads the send time back out of a payload, without allocating.
 func sentAt(data []byte) (time.Time, bool) {
-	end := 0
-	for end < len(data) && data[end] != ' ' {
-		end++
+	var ns int64
+	i := 0
+	for ; i < len(data) && data[i] != ' '; i++ {
+		if data[i] < '0' || data[i] > '9' || i >= 19 {
+			return time.Time{}, false
+		}
+		ns = ns*10 + int64(data[i]-'0')
 	}
-	ns, err := strconv.ParseInt(string(data[:end]), 10, 64)
-	if err != nil {
+	if i == 0 || i == len(data) {
 		return time.Time{}, false
 	}
 	return time.Unix(0, ns), true

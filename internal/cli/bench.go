@@ -31,7 +31,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	key := fs.String("key", "", "the app's API key (default: from the config)")
 	transport := fs.String("transport", "tcp", "tcp, ws or ws-json")
 	n := fs.Int("n", 1000, "devices (connections)")
-	rate := fs.Float64("rate", 0, "connect: logins/s (0: as fast as possible); unicast, batch, group: API calls/s (default 100)")
+	connectRate := fs.Float64("connect-rate", 0, "logins per second while connecting (0: as fast as possible)")
+	rate := fs.Float64("rate", 100, "unicast, batch, group: API calls per second")
 	duration := fs.Duration("duration", 10*time.Second, "idle: how long to hold; unicast, batch, group: how long to send")
 	size := fs.Int("size", 256, "payload bytes (at least 20: it carries the send time)")
 	batch := fs.Int("batch", 0, "devices per API call (default: unicast 1, batch 100)")
@@ -50,7 +51,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		return errors.New("--size must be at least 20")
 	}
 	o := bench.Options{Scenario: scenario, Gateways: gateways, APIs: apis, Transport: *transport,
-		App: *app, Secret: *secret, APIKey: *key, N: *n, Rate: *rate, Duration: *duration, Size: *size,
+		App: *app, Secret: *secret, APIKey: *key, N: *n, ConnectRate: *connectRate, Rate: *rate, Duration: *duration, Size: *size,
 		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat}
 	if err := benchDefaults(&o, *path); err != nil {
 		return err
@@ -78,9 +79,6 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 
 // benchDefaults fills what the flags left out from the config (or the demo app).
 func benchDefaults(o *bench.Options, path string) error {
-	if o.Rate == 0 && o.Scenario != "connect" {
-		o.Rate = 100
-	}
 	if o.Batch == 0 {
 		o.Batch = 1
 		if o.Scenario == "batch" {

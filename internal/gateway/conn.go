@@ -37,8 +37,8 @@ type session struct {
 }
 
 // conn is one device connection. An idle conn has one goroutine (the reader,
-// blocked reading a header into hdr) and no buffers; a writer goroutine runs
-// only while frames are queued.
+// waiting for input) and no buffers; while frames are queued, the conn waits
+// in the writer pool's FIFO (see writerPool).
 type conn struct {
 	// Static after construction.
 	gw  *Gateway

@@ -43,55 +43,86 @@ func (c *conn) enqueueLocked(b []byte) (ok, full bool) {
 
 func (c *conn) closeTooSlow() { c.close(protocol.CodeTooSlow, "too slow to read: send queue full") }
 
-// startWriterLocked starts the writer unless it runs. c.mu must be held.
+// startWriterLocked makes sure the queued frames get written: it puts the
+// connection in the writer pool's FIFO unless it is there or being written.
+// c.mu must be held.
 func (c *conn) startWriterLocked() {
 	if !c.writing {
 		c.writing = true
-		c.gw.track(c.writeLoop)
+		c.gw.writers.schedule(c)
 	}
 }
 
-// writeLoop writes whatever is queued, every queued frame in one writev, until
-// the queue is empty; then it exits, or closes the socket if the connection is
-// closing.
-func (c *conn) writeLoop() {
-	for {
-		c.mu.Lock()
-		batch := c.queue
-		c.queue = nil
-		closing := c.state == stateClosing
-		if len(batch) == 0 {
-			c.writing = false
-			if closing {
-				c.state = stateClosed
-			}
-			c.mu.Unlock()
-			if closing {
-				c.nc.Close()
-			}
-			return
-		}
-		c.mu.Unlock()
-
-		timeout := c.gw.cfg.WriteTimeout
-		if closing {
-			timeout = min(timeout, closeGrace)
-		}
-		c.nc.SetWriteDeadline(time.Now().Add(timeout))
+// flush is one turn of a pool worker: it writes every frame queued so far in
+// one writev, under a short deadline. A socket that cannot take them that
+// fast gets the rest written by a goroutine of its own (writeSlow).
+func (c *conn) flush() {
+	c.mu.Lock()
+	batch := c.queue
+	c.queue = nil
+	closing := c.state == stateClosing
+	c.mu.Unlock()
+	if len(batch) > 0 {
 		bufs := net.Buffers(batch)
-		if _, err := bufs.WriteTo(c.nc); err != nil {
+		c.nc.SetWriteDeadline(time.Now().Add(poolWriteTimeout))
+		if _, err := bufs.WriteTo(c.nc); err != nil && len(bufs) > 0 {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				c.close(protocol.CodeTooSlow, "too slow to read: write timed out")
+				c.gw.track(func() { c.writeSlow(bufs, closing) })
 			} else {
-				c.close(0, "closed")
+				c.writeFailed(err)
 			}
-			c.mu.Lock()
-			c.queue, c.writing, c.state = nil, false, stateClosed
-			c.mu.Unlock()
-			c.nc.Close()
 			return
 		}
 	}
+	c.afterWrite()
+}
+
+// writeSlow finishes a write the pool could not, with the full write
+// timeout (closeGrace for a closing connection).
+func (c *conn) writeSlow(bufs net.Buffers, closing bool) {
+	timeout := c.gw.cfg.WriteTimeout
+	if closing {
+		timeout = min(timeout, closeGrace)
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := bufs.WriteTo(c.nc); err != nil && len(bufs) > 0 {
+		c.writeFailed(err)
+		return
+	}
+	c.afterWrite()
+}
+
+// afterWrite decides what follows a write: more frames came meanwhile, so
+// back to the end of the FIFO; or the connection is closing and all is
+// written, so close the socket; or nothing, so the writer is done.
+func (c *conn) afterWrite() {
+	c.mu.Lock()
+	switch {
+	case len(c.queue) > 0:
+		c.mu.Unlock()
+		c.gw.writers.schedule(c)
+	case c.state == stateClosing:
+		c.state, c.writing = stateClosed, false
+		c.mu.Unlock()
+		c.nc.Close()
+	default:
+		c.writing = false
+		c.mu.Unlock()
+	}
+}
+
+// writeFailed ends a connection whose socket took no more: too slow (4004)
+// when the write timed out, else gone.
+func (c *conn) writeFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.close(protocol.CodeTooSlow, "too slow to read: write timed out")
+	} else {
+		c.close(0, "closed")
+	}
+	c.mu.Lock()
+	c.queue, c.writing, c.state = nil, false, stateClosed
+	c.mu.Unlock()
+	c.nc.Close()
 }
 
 // close decides to end the connection with code (0 when the peer went away)

@@ -76,6 +76,7 @@ type Gateway struct {
 	log       *slog.Logger
 	hub       *hub
 	groups    *groups
+	writers   *writerPool
 
 	nextID  atomic.Uint64
 	closing atomic.Bool
@@ -95,7 +96,7 @@ func New(o Options) *Gateway {
 	}
 	return &Gateway{cfg: o.Config, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
 		events: o.Events, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
-		hub: newHub(), groups: newGroups(), pending: make(map[*conn]struct{})}
+		hub: newHub(), groups: newGroups(), writers: newWriterPool(), pending: make(map[*conn]struct{})}
 }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after Shutdown.
@@ -162,6 +163,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.wg.Wait()
 		close(done)
 	}()
+	defer g.writers.stop()
 	select {
 	case <-done:
 		return nil

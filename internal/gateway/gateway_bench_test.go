@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -76,6 +77,7 @@ func startGateway(b *testing.B) (*gateway.Gateway, *pipeListener) {
 	})
 	ln := newPipeListener()
 	go g.Serve(ln)
+	b.Cleanup(func() { g.Shutdown(context.Background()) })
 	return g, ln
 }
 
