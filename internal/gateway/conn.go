@@ -47,30 +47,30 @@ type conn struct {
 	id  uint64
 
 	// Set by the reader before login completes; read-only once registered.
-	kind      wireKind
 	device    string
 	sessions  []session // nil until logged in
 	apps      []string  // the sessions' apps
 	heartbeat time.Duration
+	kind      wireKind
 
 	// Owned by the reader.
+	prefixed bool // hdr[:4] holds the first frame's length prefix, read by the sniffer
 	hdr      [ws.MaxHeaderSize]byte
-	prefixed bool    // hdr[:4] holds the first frame's length prefix, read by the sniffer
 	upTokens float64 // token bucket for up frames (allowUp)
 	upAt     int64
 
 	// mu guards the fields below.
 	mu          sync.Mutex
-	state       state
 	queue       [][]byte              // encoded frames waiting for the writer
-	writing     bool                  // a writer goroutine is running
 	reason      string                // why the connection closed, for metrics
 	sentSeq     uint64                // highest stored seq queued (or acked by the client at login)
-	syncing     bool                  // a sync loop runs (see syncMailbox)
-	dirty       bool                  // a stored message arrived that the sync loop must read
-	catchUp     bool                  // the broadcast log grew: the sync loop must copy it
 	groups      map[groupKey]struct{} // nil until the first join
-	offlineSent bool                  // the offline status event went out
+	state       state
+	writing     bool // in the writer pool's FIFO, or being written
+	syncing     bool // a sync loop runs (see syncMailbox)
+	dirty       bool // a stored message arrived that the sync loop must read
+	catchUp     bool // the broadcast log grew: the sync loop must copy it
+	offlineSent bool // the offline status event went out
 }
 
 var (
