@@ -371,8 +371,9 @@ func (p *pusher) toDevices(data []byte) (int64, error) {
 
 const groupName = "bench"
 
-// joinGroup puts every device in the bench group, 10,000 per call.
-func (p *pusher) joinGroup() error {
+// inChunks calls fn for each server's devices, up to 10,000 (the API's
+// limit) at a time.
+func (p *pusher) inChunks(fn func(api string, devices []string) error) error {
 	for s, api := range p.o.APIs {
 		var devices []string
 		for i := s; i < p.o.N; i += len(p.o.APIs) {
@@ -381,23 +382,35 @@ func (p *pusher) joinGroup() error {
 		for len(devices) > 0 {
 			chunk := devices[:min(10000, len(devices))]
 			devices = devices[len(chunk):]
-			if _, err := p.post(api, "/v1/groups/join", map[string]any{"app": p.o.App, "group": groupName, "devices": chunk}); err != nil {
-				return fmt.Errorf("join group: %w", err)
+			if err := fn(api, chunk); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-func (p *pusher) toGroup(data []byte) (int64, error) { return p.everyServer("group", data, 0) }
+// joinGroup puts every device in the bench group.
+func (p *pusher) joinGroup() error {
+	return p.inChunks(func(api string, devices []string) error {
+		_, err := p.post(api, "/v1/groups/join", map[string]any{"app": p.o.App, "group": groupName, "devices": devices})
+		if err != nil {
+			return fmt.Errorf("join group: %w", err)
+		}
+		return nil
+	})
+}
 
-func (p *pusher) broadcast(data []byte) (int64, error) { return p.everyServer("broadcast", data, 0) }
+func (p *pusher) toGroup(data []byte) (int64, error) { return p.everyServer("group", data) }
 
-// everyServer pushes data to the group or broadcast target of every server.
-func (p *pusher) everyServer(target string, data []byte, ttl int) (int64, error) {
+func (p *pusher) broadcast(data []byte) (int64, error) { return p.everyServer("broadcast", data) }
+
+// everyServer pushes data (online only) to the group or broadcast target of
+// every server, and returns how many connections took it.
+func (p *pusher) everyServer(target string, data []byte) (int64, error) {
 	var total int64
 	for _, api := range p.o.APIs {
-		body := map[string]any{"app": p.o.App, "data": string(data), "ttl": ttl}
+		body := map[string]any{"app": p.o.App, "data": string(data)}
 		if target == "group" {
 			body["group"] = groupName
 		} else {
@@ -413,26 +426,19 @@ func (p *pusher) everyServer(target string, data []byte, ttl int) (int64, error)
 	return total, nil
 }
 
-// storeForAll pushes one stored message to every device, 10,000 per call,
-// and returns how many devices it was stored for.
+// storeForAll pushes one stored message to every device and returns how
+// many devices it was stored for.
 func (p *pusher) storeForAll(data []byte) (int64, error) {
 	var total int64
-	for s, api := range p.o.APIs {
-		var devices []string
-		for i := s; i < p.o.N; i += len(p.o.APIs) {
-			devices = append(devices, deviceID(i))
+	err := p.inChunks(func(api string, devices []string) error {
+		out, err := p.post(api, "/v1/push", map[string]any{"app": p.o.App, "devices": devices, "data": string(data), "ttl": 600})
+		if err != nil {
+			return fmt.Errorf("stored push: %w", err)
 		}
-		for len(devices) > 0 {
-			chunk := devices[:min(10000, len(devices))]
-			devices = devices[len(chunk):]
-			out, err := p.post(api, "/v1/push", map[string]any{"app": p.o.App, "devices": chunk, "data": string(data), "ttl": 600})
-			if err != nil {
-				return total, fmt.Errorf("stored push: %w", err)
-			}
-			on, _ := out["online"].(float64)
-			off, _ := out["offline"].(float64)
-			total += int64(on + off)
-		}
-	}
-	return total, nil
+		on, _ := out["online"].(float64)
+		off, _ := out["offline"].(float64)
+		total += int64(on + off)
+		return nil
+	})
+	return total, err
 }

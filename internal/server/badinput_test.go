@@ -36,16 +36,16 @@ func rawDial(t *testing.T, ts *testserver.TS, tr client.Transport) *rawConn {
 	return &rawConn{Conn: c, tr: tr}
 }
 
-func rawLogin(t *testing.T, ts *testserver.TS, tr client.Transport, token string, heartbeat uint32) *rawConn {
+// rawLogin logs a raw connection in with token, proposing heartbeat
+// seconds and resuming at lastSeq, and reads the welcome.
+func rawLogin(t *testing.T, ts *testserver.TS, tr client.Transport, token string, heartbeat uint32, lastSeq uint64) *rawConn {
 	t.Helper()
 	c := rawDial(t, ts, tr)
-	if err := c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(token), Heartbeat: heartbeat}, time.Second); err != nil {
+	login := &protocol.Frame{Op: protocol.OpLogin, Token: []byte(token), Heartbeat: heartbeat, LastSeq: lastSeq}
+	if err := c.WriteFrame(login, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	c.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
-	if err := c.ReadFrame(&c.welcome); err != nil || c.welcome.Op != protocol.OpWelcome {
-		t.Fatalf("login: %v %+v", err, c.welcome)
-	}
+	c.welcome = readUntil(t, c, protocol.OpWelcome)
 	return c
 }
 
@@ -66,19 +66,27 @@ func (c *rawConn) writeRaw(t *testing.T, b []byte) {
 	}
 }
 
-// readUntilError reads frames until an error frame, within 10s.
-func readUntilError(t *testing.T, c *rawConn) protocol.Frame {
+// readUntil reads frames until one of op, within 10s; an error frame ends
+// the wait for anything else too.
+func readUntil(t *testing.T, c *rawConn, op protocol.Op) protocol.Frame {
 	t.Helper()
 	c.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		var f protocol.Frame
 		if err := c.ReadFrame(&f); err != nil {
-			t.Fatalf("no error frame: %v", err)
+			t.Fatalf("no %s frame: %v", op, err)
 		}
-		if f.Op == protocol.OpError {
+		if f.Op == op {
 			return f
 		}
+		if f.Op == protocol.OpError {
+			t.Fatalf("error frame while waiting for %s: %d %s", op, f.Code, f.Reason)
+		}
 	}
+}
+
+func readUntilError(t *testing.T, c *rawConn) protocol.Frame {
+	return readUntil(t, c, protocol.OpError)
 }
 
 // expectClosed checks that the server closes the connection.
@@ -138,7 +146,7 @@ func TestBadDeviceInput(t *testing.T) {
 		for _, tc := range cases {
 			var c *rawConn
 			if tc.loggedIn {
-				c = rawLogin(t, ts, tr, ts.Token("offender", ""), 0)
+				c = rawLogin(t, ts, tr, ts.Token("offender", ""), 0, 0)
 			} else {
 				c = rawDial(t, ts, tr)
 			}

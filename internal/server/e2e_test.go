@@ -187,7 +187,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 		// after 3 heartbeats with 4007.
 		connect(t, ts, tr, ts.Token("alive", ""), func(c *client.Config) { c.Heartbeat = time.Second })
 
-		silent := rawLogin(t, ts, tr, ts.Token("silent", ""), 1)
+		silent := rawLogin(t, ts, tr, ts.Token("silent", ""), 1, 0)
 		start := time.Now()
 		f := readUntilError(t, silent)
 		if f.Code != protocol.CodeHeartbeatTimeout {
@@ -207,7 +207,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 func TestHeartbeatClamped(t *testing.T) {
 	ts := testserver.Start(t)
 	for proposed, want := range map[uint32]uint32{1: 5, 60: 60, 100000: 300} {
-		conn := rawLogin(t, ts, client.TCP, ts.Token(fmt.Sprintf("d%d", proposed), ""), proposed)
+		conn := rawLogin(t, ts, client.TCP, ts.Token(fmt.Sprintf("d%d", proposed), ""), proposed, 0)
 		if got := conn.welcome.Heartbeat; got != want {
 			t.Errorf("proposed %d: granted %d, want %d", proposed, got, want)
 		}

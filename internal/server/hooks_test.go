@@ -125,20 +125,10 @@ func TestUpstreamRoundTrip(t *testing.T) {
 			t.Fatalf("the backend got %v", call)
 		}
 		// The raw protocol: the reply carries the request's ref.
-		c := rawLoginSeq(t, ts, tr, ts.Token("raw", ""), 0)
+		c := rawLogin(t, ts, tr, ts.Token("raw", ""), 0, 0)
 		c.WriteFrame(&protocol.Frame{Op: protocol.OpUp, Ref: []byte("r-77"), App: []byte("demo"), Biz: []byte("chat"), Data: []byte("x")}, time.Second)
-		c.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
-		for {
-			var f protocol.Frame
-			if err := c.ReadFrame(&f); err != nil {
-				t.Fatal(err)
-			}
-			if f.Op == protocol.OpUpReply {
-				if string(f.Ref) != "r-77" || f.Status != 201 || string(f.Data) != "echo: x" {
-					t.Fatalf("up_reply %+v", f)
-				}
-				break
-			}
+		if f := readUntil(t, c, protocol.OpUpReply); string(f.Ref) != "r-77" || f.Status != 201 || string(f.Data) != "echo: x" {
+			t.Fatalf("up_reply %+v", f)
 		}
 	})
 }
@@ -233,7 +223,7 @@ func TestStatusEvents(t *testing.T) {
 		ts.Call(http.MethodPost, "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{prefix + "kicked"}})
 		want[prefix+"kicked"] = []string{"online:login", "offline:kicked"}
 		// Heartbeat timeout.
-		rawLogin(t, ts, tr, ts.Token(prefix+"silent", ""), 1)
+		rawLogin(t, ts, tr, ts.Token(prefix+"silent", ""), 1, 0)
 		want[prefix+"silent"] = []string{"online:login", "offline:timeout"}
 		waitFor()
 

@@ -168,43 +168,19 @@ func TestNoAckThenReconnectRedelivered(t *testing.T) {
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		ts.Push(stored([]string{"d1"}, "ack me"))
 		for i := 0; i < 2; i++ { // a raw device that never acks gets it every time
-			c := rawLoginSeq(t, ts, tr, ts.Token("d1", ""), 0)
-			if f := readPush(t, c); string(f.Data) != "ack me" || f.Seq != 1 {
+			c := rawLogin(t, ts, tr, ts.Token("d1", ""), 0, 0)
+			if f := readUntil(t, c, protocol.OpPush); string(f.Data) != "ack me" || f.Seq != 1 {
 				t.Fatalf("round %d: %+v", i, f)
 			}
 			c.Close()
 		}
 		// last_seq at login acks too.
-		c := rawLoginSeq(t, ts, tr, ts.Token("d1", ""), 1)
+		c := rawLogin(t, ts, tr, ts.Token("d1", ""), 0, 1)
 		ts.Push(stored([]string{"d1"}, "next"))
-		if f := readPush(t, c); string(f.Data) != "next" || f.Seq != 2 {
+		if f := readUntil(t, c, protocol.OpPush); string(f.Data) != "next" || f.Seq != 2 {
 			t.Fatalf("after last_seq 1: %+v", f)
 		}
 	})
-}
-
-func rawLoginSeq(t *testing.T, ts *testserver.TS, tr client.Transport, token string, lastSeq uint64) *rawConn {
-	t.Helper()
-	c := rawDial(t, ts, tr)
-	if err := c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(token), LastSeq: lastSeq}, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// readPush reads frames until a push, within 10s.
-func readPush(t *testing.T, c *rawConn) protocol.Frame {
-	t.Helper()
-	c.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		var f protocol.Frame
-		if err := c.ReadFrame(&f); err != nil {
-			t.Fatalf("no push: %v", err)
-		}
-		if f.Op == protocol.OpPush {
-			return f
-		}
-	}
 }
 
 func TestStoredMessageExpires(t *testing.T) {
