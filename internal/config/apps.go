@@ -7,14 +7,13 @@ import (
 // AppSet is an immutable set of apps, found by id or by API key. A reload
 // replaces the whole set.
 type AppSet struct {
-	list  []App
 	byID  map[string]*App
 	byKey map[string]*App
 }
 
 // NewAppSet indexes apps (which must have passed Validate).
 func NewAppSet(apps []App) *AppSet {
-	s := &AppSet{list: apps, byID: make(map[string]*App, len(apps)), byKey: make(map[string]*App, len(apps))}
+	s := &AppSet{byID: make(map[string]*App, len(apps)), byKey: make(map[string]*App, len(apps))}
 	for i := range apps {
 		s.byID[apps[i].ID] = &apps[i]
 		s.byKey[apps[i].APIKey] = &apps[i]
@@ -27,9 +26,6 @@ func (s *AppSet) ByID(id string) (*App, bool) { a, ok := s.byID[id]; return a, o
 
 // ByKey returns the app whose API key is key.
 func (s *AppSet) ByKey(key string) (*App, bool) { a, ok := s.byKey[key]; return a, ok }
-
-// List returns the apps in config order.
-func (s *AppSet) List() []App { return s.list }
 
 // Secret returns an app's token secret (an auth.SecretFunc).
 func (s *AppSet) Secret(app string) (string, bool) {

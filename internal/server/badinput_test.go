@@ -175,7 +175,7 @@ func malformed(tr client.Transport) []byte {
 	case client.WebSocket:
 		return []byte{0, 0, 0, 9, byte(protocol.OpPing)} // prefix says 9, message has 1
 	}
-	return []byte{0, 0, 0, 3, byte(protocol.OpAck), 10<<1 | 0, 0x80} // truncated varint
+	return []byte{0, 0, 0, 3, byte(protocol.OpAck), 10 << 1, 0x80} // field 10 (seq), wiretype 0: a truncated varint
 }
 
 func TestLoginDeadline(t *testing.T) {

@@ -70,6 +70,7 @@ func idleClients(addr string, n int) error {
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
+	runtime.KeepAlive(conns) // unreferenced sockets are closed by their finalizers
 	return nil
 }
 
