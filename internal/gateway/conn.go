@@ -6,7 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -36,15 +36,22 @@ type session struct {
 	user string
 }
 
-// conn is one device connection. An idle conn has one goroutine (the reader,
-// waiting for input) and no buffers; while frames are queued, the conn waits
-// in the writer pool's FIFO (see writerPool).
+// conn is one device connection. An idle logged-in conn has no goroutine and
+// no buffers: it waits in the poller's epoll set (elsewhere than Linux, a
+// reader goroutine blocks in Read); while frames are queued, it waits in the
+// writer pool's FIFO (see writerPool).
 type conn struct {
 	// Static after construction.
-	gw  *Gateway
-	nc  net.Conn
-	raw syscall.RawConn // nc's raw form, to wait for input; nil if it has none
-	id  uint64
+	gw *Gateway
+	nc net.Conn
+	id uint64
+	fd int32 // nc's descriptor, for the poller; -1 if it has none
+
+	reader    atomic.Int32 // readerBusy, readerIdle (armed in the poller) or readerDone
+	ended     atomic.Bool  // end has run
+	closed    atomic.Bool  // closeSocket has run
+	forgotten bool         // guarded by gw.poller.mu: out of the epoll set for good
+	hbTimer   *time.Timer  // closes a connection silent for 3 heartbeats (poller path)
 
 	// Set by the reader before login completes; read-only once registered.
 	device    string
@@ -87,10 +94,17 @@ func (c *conn) serves(app string) bool {
 	return false
 }
 
-// serve runs a new connection up to its login. The logged-in connection goes
-// on in a fresh goroutine (serveLive): the stack that the handshake and the
-// token check grew is freed with this one instead of being kept for the
-// connection's life.
+// Reader states, for the poller path: a frame is being read (busy), the
+// connection waits in the epoll set (idle), or its reading is over (done).
+const (
+	readerBusy int32 = iota
+	readerIdle
+	readerDone
+)
+
+// serve runs a new connection up to its login. The logged-in connection then
+// waits for input in the poller, with no goroutine; the stack that the
+// handshake and the token check grew is freed with this one.
 func (c *conn) serve() {
 	g := c.gw
 	c.nc.SetReadDeadline(time.Now().Add(g.cfg.LoginTimeout))
@@ -101,7 +115,7 @@ func (c *conn) serve() {
 		c.mu.Lock()
 		c.state = stateClosed
 		c.mu.Unlock()
-		c.nc.Close()
+		c.closeSocket()
 		g.forgetPending(c)
 		g.metrics.Rejected.WithLabelValues("handshake").Inc()
 		return
@@ -109,29 +123,53 @@ func (c *conn) serve() {
 	if err == nil {
 		err = c.readOne()
 	}
-	if err == nil {
-		g.track(c.serveLive)
-		return
-	}
-	c.end(err)
-}
-
-// serveLive waits for a logged-in connection's next frame, serves it, and
-// hands the next wait to a fresh goroutine. The wait is shallow and starts on
-// a new minimal stack, so an idle connection keeps one small stack however
-// deep serving a frame went. Devices send rarely (a ping per heartbeat), so
-// the goroutine per frame is cheap.
-func (c *conn) serveLive() {
-	c.nc.SetReadDeadline(time.Now().Add(3 * c.heartbeat))
-	err := c.waitReadable()
-	if err == nil {
-		err = c.readOne()
-	}
 	if err != nil {
 		c.end(err)
 		return
 	}
-	c.gw.track(c.serveLive)
+	if g.poller == nil || c.fd < 0 {
+		c.serveBlocking()
+		return
+	}
+	c.hbTimer = time.AfterFunc(3*c.heartbeat, c.heartbeatTimeout)
+	c.idle()
+}
+
+// idle arms the poller for the connection's next frame.
+func (c *conn) idle() {
+	c.reader.Store(readerIdle)
+	if !c.gw.poller.arm(c) && c.reader.CompareAndSwap(readerIdle, readerDone) {
+		c.end(errPeerClosed) // the socket is closing
+	}
+}
+
+// serveReady serves the frame the poller saw coming, in a goroutine of its
+// own, then arms the poller again.
+func (c *conn) serveReady() {
+	c.nc.SetReadDeadline(time.Now().Add(3 * c.heartbeat)) // for a frame split across packets
+	if err := c.readOne(); err != nil {
+		c.end(err)
+		return
+	}
+	c.hbTimer.Reset(3 * c.heartbeat)
+	c.idle()
+}
+
+// heartbeatTimeout closes a connection that sent nothing for 3 heartbeats.
+func (c *conn) heartbeatTimeout() {
+	c.close(protocol.CodeHeartbeatTimeout, "silent for 3 heartbeats")
+}
+
+// serveBlocking reads a logged-in connection's frames in this goroutine,
+// where the poller is not available.
+func (c *conn) serveBlocking() {
+	for {
+		c.nc.SetReadDeadline(time.Now().Add(3 * c.heartbeat))
+		if err := c.readOne(); err != nil {
+			c.end(err)
+			return
+		}
+	}
 }
 
 // readOne reads and handles one frame; an error is fatal to the connection.
@@ -145,9 +183,32 @@ func (c *conn) readOne() error {
 	return err
 }
 
-// end closes the connection for the reader's final error and forgets it.
+// closeSocket closes the socket, out of the poller first; a reader waiting
+// in the poller will not see it, so the connection is ended here.
+func (c *conn) closeSocket() {
+	if !c.closed.CompareAndSwap(false, true) {
+		return
+	}
+	if c.gw.poller != nil && c.fd >= 0 {
+		c.gw.poller.forget(c)
+	}
+	c.nc.Close()
+	c.gw.sockets.Add(-1)
+	if c.reader.CompareAndSwap(readerIdle, readerDone) {
+		c.gw.track(func() { c.end(errPeerClosed) })
+	}
+}
+
+// end closes the connection for the reader's final error and forgets it,
+// once.
 func (c *conn) end(err error) {
+	if !c.ended.CompareAndSwap(false, true) {
+		return
+	}
 	g := c.gw
+	if c.hbTimer != nil {
+		c.hbTimer.Stop()
+	}
 	c.close(c.classify(err))
 	g.forgetPending(c)
 	c.mu.Lock()

@@ -104,7 +104,7 @@ func (c *conn) afterWrite() {
 	case c.state == stateClosing:
 		c.state, c.writing = stateClosed, false
 		c.mu.Unlock()
-		c.nc.Close()
+		c.closeSocket()
 	default:
 		c.writing = false
 		c.mu.Unlock()
@@ -122,7 +122,7 @@ func (c *conn) writeFailed(err error) {
 	c.mu.Lock()
 	c.queue, c.writing, c.state = nil, false, stateClosed
 	c.mu.Unlock()
-	c.nc.Close()
+	c.closeSocket()
 }
 
 // close decides to end the connection with code (0 when the peer went away)

@@ -77,10 +77,15 @@ type Gateway struct {
 	hub       *hub
 	groups    *groups
 	writers   *writerPool
+	poller    *poller // nil where epoll is not available
 
 	nextID  atomic.Uint64
 	closing atomic.Bool
-	wg      sync.WaitGroup // every goroutine the gateway starts
+	// Shutdown waits until both are zero. (Not a WaitGroup: an idle
+	// connection holds no goroutine, so the count of goroutines may rise
+	// from zero while Shutdown waits.)
+	running atomic.Int64 // goroutines started with track
+	sockets atomic.Int64 // accepted sockets not yet closed
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -94,9 +99,11 @@ func New(o Options) *Gateway {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Gateway{cfg: o.Config, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
+	g := &Gateway{cfg: o.Config, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
 		events: o.Events, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), pending: make(map[*conn]struct{})}
+	g.poller = newPoller(g)
+	return g
 }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after Shutdown.
@@ -121,7 +128,8 @@ func (g *Gateway) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		c := &conn{gw: g, nc: nc, raw: readWaiter(nc), id: g.nextID.Add(1)}
+		g.sockets.Add(1)
+		c := &conn{gw: g, nc: nc, id: g.nextID.Add(1), fd: fdOf(nc)}
 		g.mu.Lock()
 		g.pending[c] = struct{}{}
 		g.mu.Unlock()
@@ -131,9 +139,9 @@ func (g *Gateway) Serve(ln net.Listener) error {
 
 // track runs fn in a goroutine that Shutdown waits for.
 func (g *Gateway) track(fn func()) {
-	g.wg.Add(1)
+	g.running.Add(1)
 	go func() {
-		defer g.wg.Done()
+		defer g.running.Add(-1)
 		fn()
 	}()
 }
@@ -158,18 +166,20 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Unlock()
 	g.hub.eachConn(func(c *conn) { c.close(protocol.CodeGoingAway, "server going away") })
 
-	done := make(chan struct{})
-	go func() {
-		g.wg.Wait()
-		close(done)
+	defer func() {
+		g.writers.stop()
+		if g.poller != nil {
+			g.poller.close()
+		}
 	}()
-	defer g.writers.stop()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for g.running.Load() > 0 || g.sockets.Load() > 0 {
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // grantHeartbeat clamps a client's proposed heartbeat (seconds; 0 = none).

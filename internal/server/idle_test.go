@@ -120,9 +120,10 @@ func BenchmarkIdleConnections(b *testing.B) {
 	after := memorySnapshot(b)
 	for b.Loop() {
 	}
-	b.ReportMetric(float64(after.rss-before.rss)/n, "rss-bytes/conn")
-	b.ReportMetric(float64(after.heap-before.heap)/n, "heap-bytes/conn")
-	b.ReportMetric(float64(after.stacks-before.stacks)/n, "stack-bytes/conn")
+	per := func(a, b uint64) float64 { return float64(int64(a)-int64(b)) / n } // may be below 0
+	b.ReportMetric(per(after.rss, before.rss), "rss-bytes/conn")
+	b.ReportMetric(per(after.heap, before.heap), "heap-bytes/conn")
+	b.ReportMetric(per(after.stacks, before.stacks), "stack-bytes/conn")
 }
 
 type memory struct{ rss, heap, stacks uint64 }

@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// poller waits for input on idle logged-in connections with one epoll
+// instance, so that an idle connection holds no goroutine: its reader
+// exists only while a frame is being served. Each connection is armed
+// one-shot; input hands it to a fresh goroutine, which serves the frame and
+// re-arms it. Safe for concurrent use.
+type poller struct {
+	epfd int
+	stop chan struct{}
+	done chan struct{}
+
+	// mu guards conns and every epoll_ctl: a connection is removed before
+	// its socket closes, so its fd number, once reused, is never mistaken.
+	mu    sync.Mutex
+	conns map[int32]*conn // by fd
+}
+
+// newPoller returns a running poller, or nil where epoll is not available.
+func newPoller(g *Gateway) *poller {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		g.log.Warn("epoll unavailable: idle connections keep a goroutine", "err", err)
+		return nil
+	}
+	p := &poller{epfd: epfd, stop: make(chan struct{}), done: make(chan struct{}), conns: make(map[int32]*conn)}
+	go p.run(g)
+	return p
+}
+
+// fdOf returns the socket's descriptor, or -1 when nc has none (in-process
+// pipes), in which case the connection reads in a goroutine of its own.
+func fdOf(nc net.Conn) int32 {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := int32(-1)
+	rc.Control(func(f uintptr) { fd = int32(f) })
+	return fd
+}
+
+// arm waits for c's next input. It reports false when c was forgotten (its
+// socket is closing), and the caller then ends c.
+func (p *poller) arm(c *conn) bool {
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: c.fd}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.forgotten {
+		return false
+	}
+	op := syscall.EPOLL_CTL_MOD
+	if p.conns[c.fd] != c {
+		op = syscall.EPOLL_CTL_ADD
+	}
+	if syscall.EpollCtl(p.epfd, op, int(c.fd), &ev) != nil {
+		return false
+	}
+	p.conns[c.fd] = c
+	return true
+}
+
+// forget removes c from the epoll set for good. It must run before c's
+// socket is closed.
+func (p *poller) forget(c *conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.forgotten = true
+	if p.conns[c.fd] == c {
+		delete(p.conns, c.fd)
+		syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(c.fd), nil)
+	}
+}
+
+func (p *poller) run(g *Gateway) {
+	defer close(p.done)
+	events := make([]syscall.EpollEvent, 256)
+	for {
+		select {
+		case <-p.stop:
+			syscall.Close(p.epfd)
+			return
+		default:
+		}
+		n, err := syscall.EpollWait(p.epfd, events, 200)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			g.log.Error("epoll", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		for _, ev := range events[:n] {
+			p.mu.Lock()
+			c := p.conns[ev.Fd]
+			p.mu.Unlock()
+			if c != nil && c.reader.CompareAndSwap(readerIdle, readerBusy) {
+				g.track(c.serveReady)
+			}
+		}
+	}
+}
+
+func (p *poller) close() {
+	close(p.stop)
+	<-p.done
+}
