@@ -1,0 +1,91 @@
+package hooks
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/metrics"
+)
+
+// TestStatusBufferDropsOldest: while the backend is down, the events waiting
+// are bounded by status_buffer; the oldest are dropped and counted, and the
+// rest arrive in order once it is back.
+func TestStatusBufferDropsOldest(t *testing.T) {
+	var up atomic.Bool
+	var attempts atomic.Int64
+	var mu sync.Mutex
+	var got []string
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attempts.Add(1)
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		var batch struct{ Events []Event }
+		json.NewDecoder(r.Body).Decode(&batch)
+		mu.Lock()
+		for _, e := range batch.Events {
+			got = append(got, e.Device)
+		}
+		mu.Unlock()
+	}))
+	defer backend.Close()
+
+	cfg := config.Default().Hooks
+	cfg.StatusBatch, cfg.StatusBuffer, cfg.StatusLinger = 2, 3, time.Millisecond
+	m := metrics.New()
+	apps := config.NewLiveApps([]config.App{{ID: "demo", Webhooks: config.Webhooks{Status: backend.URL}}})
+	s := NewStatus(Options{Config: cfg, Apps: apps, Node: "n1", Metrics: m})
+	defer s.Close()
+
+	s.Online("demo", "e1", "")
+	for attempts.Load() == 0 { // e1 is in flight, being retried
+		time.Sleep(time.Millisecond)
+	}
+	for _, d := range []string{"e2", "e3", "e4", "e5", "e6", "e7", "e8"} {
+		s.Online("demo", d, "")
+	}
+	if n := testutil.ToFloat64(m.StatusEvents.WithLabelValues("demo", "dropped")); n != 4 {
+		t.Fatalf("dropped %v events, want 4 (e2-e5)", n)
+	}
+	up.Store(true)
+	want := []string{"e1", "e6", "e7", "e8"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		done := slices.Equal(got, want)
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend got %v, want %v", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(m.StatusEvents.WithLabelValues("demo", "sent")); n != 4 {
+		t.Fatalf("sent counted %v, want 4", n)
+	}
+}
+
+// TestStatusWithoutWebhook: an app without a status webhook queues nothing.
+func TestStatusWithoutWebhook(t *testing.T) {
+	m := metrics.New()
+	s := NewStatus(Options{Config: config.Default().Hooks, Apps: config.NewLiveApps([]config.App{{ID: "demo"}}), Metrics: m})
+	defer s.Close()
+	s.Offline("demo", "d1", "", "closed")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queues) != 0 {
+		t.Fatal("events queued for an app with no webhook")
+	}
+}
