@@ -120,7 +120,7 @@ func (c *conn) serve() {
 		g.metrics.Rejected.WithLabelValues("handshake").Inc()
 		return
 	}
-	if err == nil {
+	for err == nil && c.sessions == nil { // WebSocket pings may come before the login
 		err = c.readOne()
 	}
 	if err != nil {
@@ -172,12 +172,16 @@ func (c *conn) serveBlocking() {
 	}
 }
 
-// readOne reads and handles one frame; an error is fatal to the connection.
+// readOne reads and handles one frame (a WebSocket control frame counts,
+// with nothing to handle); an error is fatal to the connection.
 func (c *conn) readOne() error {
 	var f protocol.Frame
 	buf, err := c.readFrame(&f)
-	if err == nil {
+	switch {
+	case err == nil:
 		err = c.handle(&f)
+	case errors.Is(err, errControlFrame):
+		err = nil
 	}
 	putBuf(buf)
 	return err

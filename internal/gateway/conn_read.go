@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net/http"
 	"sync"
@@ -88,8 +89,13 @@ func (c *conn) readNative(f *protocol.Frame) (*[]byte, error) {
 	return buf, protocol.DecodeBinary(*buf, f)
 }
 
+// errControlFrame reports that a WebSocket control frame was read (and
+// answered) and no data message: it counts as input, but there is no op.
+var errControlFrame = errors.New("websocket control frame")
+
 // readWSMessage reads one whole data message, answering pings and
-// reassembling fragments on the way. The payload is unmasked in place.
+// reassembling fragments on the way; a control frame between messages ends
+// the read with errControlFrame. The payload is unmasked in place.
 func (c *conn) readWSMessage() (*[]byte, error) {
 	var msg *[]byte
 	max := c.gw.cfg.MaxFrameBytes + protocol.LengthSize
@@ -104,6 +110,9 @@ func (c *conn) readWSMessage() (*[]byte, error) {
 		if h.OpCode.IsControl() {
 			if err := c.wsControl(h); err != nil {
 				return msg, err
+			}
+			if msg == nil { // between messages: a frame, for the heartbeat
+				return nil, errControlFrame
 			}
 			continue
 		}

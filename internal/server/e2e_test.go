@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/testserver"
@@ -282,5 +285,26 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// TestWebSocketPingsKeepAlive: WebSocket ping control frames count as
+// input for the heartbeat, and are answered with pongs.
+func TestWebSocketPingsKeepAlive(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) { c.Gateway.HeartbeatMin = time.Second })
+	c := rawLogin(t, ts, client.WebSocket, ts.Token("pinger", ""), 1, 0)
+	for i := 0; i < 8; i++ { // 4s: past 3 heartbeats of 1s
+		c.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+		if err := wsutil.WriteClientMessage(c.NetConn(), ws.OpPing, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !online(t, ts, "pinger") {
+		t.Fatal("a connection sending WebSocket pings was closed")
+	}
+	ts.Push(map[string]any{"devices": []string{"pinger"}, "data": "still here"})
+	if f := readUntil(t, c, protocol.OpPush); string(f.Data) != "still here" {
+		t.Fatalf("got %+v", f)
 	}
 }
