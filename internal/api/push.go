@@ -73,8 +73,11 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 		Expires: time.Now().Add(time.Duration(req.TTL) * time.Second)}
 	if target == "broadcast" {
 		res, err := s.store.AppendBroadcast(ctx, m, req.ID)
-		if err != nil || res.Dup {
-			return duplicate(res), unavailable(err)
+		if err != nil {
+			return pushResponse{}, unavailable(err)
+		}
+		if res.Dup {
+			return duplicate(res), nil
 		}
 		return pushResponse{ID: res.ID, Online: s.fanout.NotifyBroadcast(req.App)}, nil
 	}
@@ -86,8 +89,11 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 		}
 	}
 	res, err := s.store.Append(ctx, devices, m, req.ID)
-	if err != nil || res.Dup {
-		return duplicate(res), unavailable(err)
+	if err != nil {
+		return pushResponse{}, unavailable(err)
+	}
+	if res.Dup {
+		return duplicate(res), nil
 	}
 	online := s.fanout.PushStored(req.App, devices, res.Seqs, f)
 	return pushResponse{ID: res.ID, Online: online, Offline: len(devices) - online}, nil
@@ -98,8 +104,11 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string, f protocol.Frame) (pushResponse, error) {
 	if req.ID != "" {
 		res, err := s.store.Append(ctx, nil, store.Message{App: req.App, ID: string(f.ID)}, req.ID)
-		if err != nil || res.Dup {
-			return duplicate(res), unavailable(err)
+		if err != nil {
+			return pushResponse{}, unavailable(err)
+		}
+		if res.Dup {
+			return duplicate(res), nil
 		}
 	}
 	m := gateway.NewMessage(&f)
@@ -119,11 +128,8 @@ func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string
 
 func duplicate(res store.Appended) pushResponse { return pushResponse{ID: res.ID, Duplicate: true} }
 
-// unavailable turns a store failure into 503; nil stays nil.
+// unavailable turns a store failure into 503.
 func unavailable(err error) error {
-	if err == nil {
-		return nil
-	}
 	return errorf(http.StatusServiceUnavailable, "cannot store the message now: %v", err)
 }
 

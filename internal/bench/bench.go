@@ -229,6 +229,7 @@ func (o *Options) sendLoad(f *fleet, r *Result, p *pusher, send func([]byte) (in
 	}
 	start := time.Now()
 	end := start.Add(o.Duration)
+	lastProgress := start
 	for next := start; next.Before(end); next = next.Add(interval) {
 		if wait := time.Until(next); wait > 0 {
 			time.Sleep(wait)
@@ -238,7 +239,8 @@ func (o *Options) sendLoad(f *fleet, r *Result, p *pusher, send func([]byte) (in
 		default: // the senders cannot keep up: count it as a failed send
 			failed.Add(1)
 		}
-		if o.Progress != nil && calls.Load()%1000 == 0 {
+		if o.Progress != nil && time.Since(lastProgress) >= 250*time.Millisecond {
+			lastProgress = time.Now()
 			_, _, d, _ := f.progress()
 			o.Progress("sending", d, expected.Load())
 		}

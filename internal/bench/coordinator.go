@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -95,23 +96,30 @@ func (f *fleet) ask(c command, want string, timeout time.Duration) ([]event, err
 	deadline := time.After(timeout)
 	out := make([]event, len(f.workers))
 	for i, w := range f.workers {
-		for {
-			select {
-			case e, ok := <-w.replies:
-				if !ok {
-					return nil, fmt.Errorf("bench: worker %d exited", i)
-				}
-				if e.Type != want {
-					continue
-				}
-				out[i] = e
-			case <-deadline:
-				return nil, fmt.Errorf("bench: no %q from worker %d within %v", want, i, timeout)
-			}
-			break
+		e, err := w.await(want, deadline)
+		if err != nil {
+			return nil, fmt.Errorf("bench: worker %d: %w", i, err)
 		}
+		out[i] = e
 	}
 	return out, nil
+}
+
+// await returns the worker's next reply of type want, skipping others.
+func (w *workerProc) await(want string, deadline <-chan time.Time) (event, error) {
+	for {
+		select {
+		case e, ok := <-w.replies:
+			if !ok {
+				return event{}, errors.New("exited")
+			}
+			if e.Type == want {
+				return e, nil
+			}
+		case <-deadline:
+			return event{}, fmt.Errorf("no %q in time", want)
+		}
+	}
 }
 
 // reset zeroes the workers' delivery counts and latencies, and returns once

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -273,7 +274,7 @@ func (c *conn) handshake() error {
 	rw := struct {
 		io.Reader
 		io.Writer
-	}{io.MultiReader(bytesReader(c.hdr[:4]), c.nc), c.nc}
+	}{io.MultiReader(bytes.NewReader(c.hdr[:4]), c.nc), c.nc}
 	hs, err := upgrader.Upgrade(rw)
 	if err != nil {
 		return handshakeError{err}

@@ -27,8 +27,6 @@ var upgrader = ws.Upgrader{
 	},
 }
 
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
-
 // Read buffers are pooled: an idle connection holds none.
 const pooledBufSize = 4096
 

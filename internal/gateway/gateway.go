@@ -153,7 +153,8 @@ func (g *Gateway) forgetPending(c *conn) {
 }
 
 // Shutdown stops accepting, closes every connection with 4009 (server going
-// away, reconnect) and waits for the connections' goroutines or ctx.
+// away, reconnect) and waits until every socket is closed and every
+// goroutine it started has ended, or for ctx.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.closing.Store(true)
 	g.mu.Lock()
