@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -298,9 +297,7 @@ func (c *conn) handle(f *protocol.Frame) error {
 	case protocol.OpPing:
 		c.reply(&protocol.Frame{Op: protocol.OpPong, Ref: f.Ref})
 	case protocol.OpAck:
-		if err := c.gw.mailboxes.Ack(context.Background(), c.device, c.apps, f.Seq); err != nil {
-			c.gw.log.Error("ack", "device", c.device, "err", err)
-		}
+		c.gw.mailboxes.Ack(c.device, c.apps, f.Seq)
 	case protocol.OpLogin:
 		c.replyError(f.Ref, protocol.CodeBadFrame, "already logged in")
 	case protocol.OpJoin, protocol.OpLeave:

@@ -73,10 +73,7 @@ func (c *conn) syncMailbox(ack uint64) {
 	mb := c.gw.mailboxes
 	ctx := context.Background()
 	if ack > 0 {
-		if err := mb.Ack(ctx, c.device, c.apps, ack); err != nil {
-			c.storeFailed(err)
-			return
-		}
+		mb.Ack(c.device, c.apps, ack)
 	}
 	for {
 		c.mu.Lock()

@@ -27,8 +27,9 @@ import (
 type Mailboxes interface {
 	// Since returns up to limit messages of device for apps after seq.
 	Since(device string, apps []string, after uint64, limit int) ([]store.Stored, error)
-	// Ack trims device's mailboxes for apps up to seq (cumulative).
-	Ack(ctx context.Context, device string, apps []string, seq uint64) error
+	// Ack trims device's mailboxes for apps up to seq (cumulative); it
+	// does not wait.
+	Ack(device string, apps []string, seq uint64)
 	// CatchUp copies unseen entries of app's broadcast log into device's mailbox.
 	CatchUp(ctx context.Context, app, device string) (int, error)
 	// Bind records the device's user in app, learned from its token.

@@ -186,18 +186,13 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 }
 
 // Ack marks every stored message of device with seq <= seq done in the
-// mailboxes of apps, and deletes them. A seq beyond any given to the device
-// (the client knows more than this store: restored from an older backup)
-// moves the device's seqs past it, so that new messages are not mistaken for
-// seen ones; that ack is durable before Ack returns. Otherwise Ack does not
-// wait: a lost ack only means a redelivery.
-func (s *Store) Ack(ctx context.Context, device string, apps []string, seq uint64) error {
-	o := &op{kind: opAck, device: device, apps: apps, seq: seq}
-	if s.lastSeq(device) >= seq {
-		s.queue(o)
-		return nil
-	}
-	return s.do(ctx, o)
+// mailboxes of apps, and deletes them. It does not wait: a lost ack only
+// means a redelivery. A seq beyond any given to the device (the client knows
+// more than this store: restored from an older copy) moves the device's seqs
+// past it; that commit is synced, and since the committer applies operations
+// in order, no seq given after it can be visible before it is durable.
+func (s *Store) Ack(device string, apps []string, seq uint64) {
+	s.queue(&op{kind: opAck, device: device, apps: apps, seq: seq})
 }
 
 // Bind records that device belongs to user in app (user "" unbinds it).
@@ -251,16 +246,6 @@ func (s *Store) UserDevices(ctx context.Context, app string, users []string) ([]
 	o := &op{kind: opUsers, msg: Message{App: app}, apps: users}
 	err := s.do(ctx, o)
 	return o.devices, err
-}
-
-// lastSeq is the last seq given to device, as committed.
-func (s *Store) lastSeq(device string) uint64 {
-	v, closer, err := s.db.Get(key(prefixDevice, device))
-	if err != nil {
-		return 0
-	}
-	defer closer.Close()
-	return uvarint(v)
 }
 
 // quietLogger sends Pebble's informational chatter to debug level.
