@@ -365,21 +365,32 @@ func (c *conn) login(f *protocol.Frame) error {
 		return errGoingAway
 	}
 	c.state = stateLive
+	// The welcome is the first frame, but it is not written before the
+	// connection is registered: a client that has its welcome may log in
+	// again at once, and that newer login must find this one to replace.
+	// Holding the writer (writing, not scheduled) keeps everything queued
+	// meanwhile behind the welcome.
 	c.queue = append(c.queue, c.kind.encode(nil, welcome))
-	c.startWriterLocked()
+	c.writing = true
 	c.sentSeq, c.catchUp = f.LastSeq, true
 	c.startSyncLocked(f.LastSeq)
 	c.mu.Unlock()
 
 	c.sessions = sessions
 	g.forgetPending(c)
-	if old := g.hub.register(c); old != nil {
-		old.close(protocol.CodeReplaced, "replaced by a newer connection")
-		old.sendOffline(reasonLabel(protocol.CodeReplaced))
-	}
-	for _, s := range sessions {
-		g.events.Online(s.app, device, s.user)
-	}
+	// The older connection's offline event, then this one's online event,
+	// queued under the device's lock: a later login of the device cannot
+	// get its events in between.
+	g.hub.register(c, func(old *conn) {
+		if old != nil {
+			old.close(protocol.CodeReplaced, "replaced by a newer connection")
+			old.sendOffline(reasonLabel(protocol.CodeReplaced))
+		}
+		for _, s := range sessions {
+			g.events.Online(s.app, device, s.user)
+		}
+	})
+	g.writers.schedule(c) // the held writer: the welcome goes out
 	g.metrics.Connects.WithLabelValues(c.kind.String()).Inc()
 	for _, s := range sessions {
 		g.metrics.Connections.WithLabelValues(s.app).Inc()

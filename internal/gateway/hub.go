@@ -76,12 +76,15 @@ func (h *hub) userShard(a *appIndex, user string) *appShard {
 	return &a.shards[maphash.String(h.seed, user)%appShards]
 }
 
-// register makes c the device's connection and returns the one it replaces.
-func (h *hub) register(c *conn) (old *conn) {
+// register makes c the device's connection. swap is called with the
+// connection c replaces (nil if none) while the device's entry is locked, so
+// that what it does for one device (status events) happens in login order.
+func (h *hub) register(c *conn, swap func(old *conn)) {
 	ds := h.deviceShard(c.device)
 	ds.Lock()
-	old = ds.conns[c.device]
+	old := ds.conns[c.device]
 	ds.conns[c.device] = c
+	swap(old)
 	ds.Unlock()
 	for _, s := range c.sessions {
 		a := h.app(s.app, true)
@@ -96,7 +99,6 @@ func (h *hub) register(c *conn) (old *conn) {
 			us.Unlock()
 		}
 	}
-	return old
 }
 
 // unregister removes c everywhere; a newer connection of the same device

@@ -308,3 +308,24 @@ func TestWebSocketPingsKeepAlive(t *testing.T) {
 		t.Fatalf("got %+v", f)
 	}
 }
+
+// TestRapidRelogin: a device logging in again right after each welcome
+// always ends with its newest connection live and every older one told 4003.
+func TestRapidRelogin(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		const n = 30
+		conns := make([]*rawConn, n)
+		for i := range conns {
+			conns[i] = rawLogin(t, ts, tr, ts.Token("d1", ""), 0, 0)
+		}
+		for i, c := range conns[:n-1] {
+			if f := readUntilError(t, c); f.Code != protocol.CodeReplaced {
+				t.Fatalf("connection %d ended with %d %s, want 4003", i, f.Code, f.Reason)
+			}
+		}
+		ts.Push(map[string]any{"devices": []string{"d1"}, "data": "to the newest"})
+		if f := readUntil(t, conns[n-1], protocol.OpPush); string(f.Data) != "to the newest" {
+			t.Fatalf("newest got %+v", f)
+		}
+	})
+}
