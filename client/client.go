@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -84,6 +85,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// HTTPClient is used for dispatch. Nil means http.DefaultClient.
 	HTTPClient *http.Client
+	// Dialer opens the TCP connection to the gateway (under WebSocket too);
+	// set its LocalAddr or Control to choose the source address or socket
+	// options. Nil means a zero net.Dialer.
+	Dialer *net.Dialer
 }
 
 // Client is a device's connection to longlink. Safe for concurrent use.
@@ -235,7 +240,7 @@ func (c *Client) connect(ctx context.Context) (*Conn, Welcome, error) {
 			return nil, Welcome{}, err
 		}
 	}
-	w, err := DialConn(ctx, c.cfg.Transport, addr)
+	w, err := DialConn(ctx, c.cfg.Transport, addr, c.cfg.Dialer)
 	if err != nil {
 		return nil, Welcome{}, err
 	}

@@ -2,6 +2,9 @@ package client_test
 
 import (
 	"context"
+	"net"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,5 +50,39 @@ func TestDialErrors(t *testing.T) {
 	}
 	if _, err := client.Dial(context.Background(), client.Config{DispatchURL: ts.APIURL(), Token: "not-a-jwt"}); err == nil {
 		t.Fatal("dispatch with an unreadable token succeeded")
+	}
+}
+
+// TestDialer: the connection is opened by Config.Dialer (and DialConn's
+// dialer) over every transport, so a source address chosen there is used.
+func TestDialer(t *testing.T) {
+	ts := testserver.Start(t)
+	for _, tr := range []client.Transport{client.TCP, client.WebSocket, client.WebSocketJSON} {
+		t.Run(string(tr), func(t *testing.T) {
+			source := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+			cn, err := client.DialConn(context.Background(), tr, ts.Addr(tr), &net.Dialer{LocalAddr: source})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cn.Close()
+			if got := cn.NetConn().LocalAddr().(*net.TCPAddr).IP; !got.Equal(source.IP) {
+				t.Fatalf("DialConn's connection is from %v, want %v", got, source.IP)
+			}
+
+			var dials atomic.Int32
+			d := &net.Dialer{LocalAddr: source, Control: func(string, string, syscall.RawConn) error {
+				dials.Add(1)
+				return nil
+			}}
+			c, err := client.Dial(context.Background(), client.Config{Addr: ts.Addr(tr), Transport: tr,
+				Token: ts.Token("d-"+string(tr), ""), Dialer: d})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if dials.Load() != 1 {
+				t.Fatalf("Config.Dialer used %d times for one login, want 1", dials.Load())
+			}
+		})
 	}
 }

@@ -51,10 +51,14 @@ type Conn struct {
 }
 
 // DialConn opens a Conn: addr is host:port for TCP, a ws:// URL otherwise.
-func DialConn(ctx context.Context, t Transport, addr string) (*Conn, error) {
+// d opens the TCP connection under either (nil: a zero net.Dialer); give one
+// to choose the local address, for instance.
+func DialConn(ctx context.Context, t Transport, addr string, d *net.Dialer) (*Conn, error) {
+	if d == nil {
+		d = &net.Dialer{}
+	}
 	switch t {
 	case TCP:
-		var d net.Dialer
 		nc, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return nil, err
@@ -65,8 +69,8 @@ func DialConn(ctx context.Context, t Transport, addr string) (*Conn, error) {
 		if t == WebSocketJSON {
 			proto = "longlink.json"
 		}
-		d := ws.Dialer{Protocols: []string{proto}}
-		nc, br, hs, err := d.Dial(ctx, addr)
+		wd := ws.Dialer{Protocols: []string{proto}, NetDial: d.DialContext}
+		nc, br, hs, err := wd.Dial(ctx, addr)
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,8 @@ type worker struct {
 	connect   *latencies
 	latency   *latencies
 
-	tokens []string // by device index - From, minted before any login
+	tokens  []string        // by device index - From, minted before any login
+	dialers [][]*net.Dialer // by gateway: the source addresses devices spread over (nil: default)
 
 	mu      sync.Mutex
 	clients []*client.Client // by device index - From; nil while not connected
@@ -54,6 +56,9 @@ func Worker(in io.Reader, out io.Writer) error {
 			return fmt.Errorf("bench worker: %w", err)
 		}
 		w.tokens = append(w.tokens, token)
+	}
+	for _, gw := range cfg.Gateways {
+		w.dialers = append(w.dialers, sourceDialers(gw))
 	}
 	stop := make(chan struct{})
 	defer close(stop)
@@ -144,6 +149,10 @@ func (w *worker) dial(i int) {
 	}
 	n := w.cfg.From + i
 	gw := w.cfg.Gateways[n%len(w.cfg.Gateways)]
+	var dialer *net.Dialer
+	if sources := w.dialers[n%len(w.cfg.Gateways)]; sources != nil {
+		dialer = sources[n%len(sources)]
+	}
 	tr := client.Transport(w.cfg.Transport)
 	addr := gw
 	if tr != client.TCP {
@@ -153,7 +162,7 @@ func (w *worker) dial(i int) {
 	defer cancel()
 	start := time.Now()
 	c, err := client.Dial(ctx, client.Config{Addr: addr, Transport: tr, Token: w.tokens[i],
-		Heartbeat: time.Duration(w.cfg.Heartbeat) * time.Second, MinBackoff: time.Second,
+		Dialer: dialer, Heartbeat: time.Duration(w.cfg.Heartbeat) * time.Second, MinBackoff: time.Second,
 		OnPush: func(p client.Push) { w.received(n, p) }})
 	if err != nil {
 		w.errors.Add(1)
