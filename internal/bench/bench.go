@@ -37,7 +37,11 @@ type Options struct {
 	Batch       int           // devices per API call (unicast, batch)
 	PerWorker   int           // devices per worker process
 	Heartbeat   time.Duration // proposed by the devices
-	Self        string        // this executable, to start workers
+	// Yield runs the worker processes (the devices) in Linux's SCHED_IDLE
+	// class, so that on a box they share with the server they take only
+	// the CPU the server leaves.
+	Yield bool
+	Self  string // this executable, to start workers
 	// Progress, if set, is told every 250ms what the run is doing.
 	Progress func(phase string, done, total int64)
 }

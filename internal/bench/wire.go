@@ -42,6 +42,7 @@ type workerConfig struct {
 	From      int      `json:"from"` // device indexes [From, To)
 	To        int      `json:"to"`
 	Heartbeat int      `json:"heartbeat"` // seconds
+	Yield     bool     `json:"yield"`     // run at idle CPU priority (Options.Yield)
 }
 
 // WorkerEnv is the environment variable that makes `longlink bench-worker`

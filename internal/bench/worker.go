@@ -47,6 +47,11 @@ func Worker(in io.Reader, out io.Writer) error {
 	if err := json.Unmarshal([]byte(os.Getenv(WorkerEnv)), &cfg); err != nil {
 		return fmt.Errorf("bench worker: %s: %w", WorkerEnv, err)
 	}
+	if cfg.Yield {
+		if err := yieldCPU(); err != nil {
+			return err
+		}
+	}
 	w := &worker{cfg: cfg, out: json.NewEncoder(out), connect: newLatencies(), latency: newLatencies(),
 		clients: make([]*client.Client, cfg.To-cfg.From)}
 	// Tokens are the app backend's work, not the login's: mint them first.

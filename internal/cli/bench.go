@@ -38,6 +38,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", 0, "devices per API call (default: unicast 1, batch 100)")
 	perWorker := fs.Int("per-worker", 15000, "devices per worker process (one process may hold 20,000 files here)")
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat the devices propose")
+	yield := fs.Bool("yield", true, "run the devices' worker processes at idle CPU priority (Linux SCHED_IDLE), so that on a box shared with the server they take only the CPU it leaves")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fs.Usage()
@@ -52,7 +53,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	o := bench.Options{Scenario: scenario, Gateways: gateways, APIs: apis, Transport: *transport,
 		App: *app, Secret: *secret, APIKey: *key, N: *n, ConnectRate: *connectRate, Rate: *rate, Duration: *duration, Size: *size,
-		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat}
+		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat, Yield: *yield}
 	if err := benchDefaults(&o, *path); err != nil {
 		return err
 	}

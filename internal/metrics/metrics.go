@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"net/http"
+	"regexp"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -72,7 +73,11 @@ func New() *Metrics {
 		}, []string{"app", "result"}),
 	}
 	m.registry.MustRegister(
-		collectors.NewGoCollector(),
+		// The pauses split into stopping (waiting for every thread to
+		// stop) and stopped (the collector's own work) tell a busy box's
+		// scheduling from the GC's cost.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/pauses/`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered,
 		m.MailboxDropped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.StatusEvents,

@@ -281,6 +281,8 @@ func TestMetrics(t *testing.T) {
 		`longlink_messages_pushed_total{app="demo",target="broadcast"} 1`,
 		`longlink_messages_delivered_total{app="demo"} 4`,
 		`go_goroutines`,
+		`go_sched_pauses_stopping_gc_seconds_count`,
+		`go_sched_pauses_total_gc_seconds_count`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("/metrics lacks %s", want)
