@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,4 +84,41 @@ func BenchmarkBroadcastWithTTL(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkReconnectStorm: 10,000 devices with a stored message each log in
+// at once: each acks what it had and catches up with the broadcast log, so
+// the committer's batches mix many acks with reads.
+func BenchmarkReconnectStorm(b *testing.B) {
+	const devices = 10000
+	clk := newClock()
+	s := open(b, b.TempDir(), clk)
+	m := Message{App: "demo", ID: "m", Data: payload, Expires: clk.in(time.Hour)}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		seqs := make([]uint64, devices)
+		for i := range devices {
+			r, err := s.Append(ctx, []string{fmt.Sprint("d", i)}, m, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			seqs[i] = r.Seqs[0]
+		}
+		b.StartTimer()
+		var wg sync.WaitGroup
+		for i := range devices {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				device := fmt.Sprint("d", i)
+				s.Ack(device, []string{"demo"}, seqs[i])
+				if _, err := s.CatchUp(ctx, "demo", device); err != nil {
+					b.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(b.N*devices)/b.Elapsed().Seconds(), "logins/s")
 }
