@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -42,10 +43,11 @@ type session struct {
 // writer pool's FIFO (see writerPool).
 type conn struct {
 	// Static after construction.
-	gw *Gateway
-	nc net.Conn
-	id uint64
-	fd int32 // nc's descriptor, for the poller; -1 if it has none
+	gw  *Gateway
+	nc  net.Conn
+	id  uint64
+	fd  int32           // nc's descriptor, for the poller; -1 if it has none
+	raw syscall.RawConn // nc's raw access, for non-blocking writes; nil if it has none
 
 	reader    atomic.Int32 // readerBusy, readerIdle (armed in the poller) or readerDone
 	ended     atomic.Bool  // end has run

@@ -54,8 +54,8 @@ func (c *conn) startWriterLocked() {
 }
 
 // flush is one turn of a pool worker: it writes every frame queued so far in
-// one writev, under a short deadline. A socket that cannot take them that
-// fast gets the rest written by a goroutine of its own (writeSlow).
+// one writev, without waiting. A socket that cannot take them at once gets
+// the rest written by a goroutine of its own (writeSlow).
 func (c *conn) flush() {
 	c.mu.Lock()
 	batch := c.queue
@@ -64,17 +64,35 @@ func (c *conn) flush() {
 	c.mu.Unlock()
 	if len(batch) > 0 {
 		bufs := net.Buffers(batch)
-		c.nc.SetWriteDeadline(time.Now().Add(poolWriteTimeout))
-		if _, err := bufs.WriteTo(c.nc); err != nil && len(bufs) > 0 {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				c.gw.track(func() { c.writeSlow(bufs, closing) })
-			} else {
-				c.writeFailed(err)
-			}
+		blocked, err := c.writeNow(&bufs)
+		switch {
+		case err != nil:
+			c.writeFailed(err)
+			return
+		case blocked:
+			c.gw.track(func() { c.writeSlow(bufs, closing) })
 			return
 		}
 	}
 	c.afterWrite()
+}
+
+// writeNow writes what the socket takes at once and reports whether some of
+// bufs is left (blocked). With the socket's descriptor at hand that is one
+// non-blocking writev (no deadline, so no timer per write); without, a
+// write under the short poolWriteTimeout.
+func (c *conn) writeNow(bufs *net.Buffers) (blocked bool, err error) {
+	if c.raw != nil {
+		return writeNonBlocking(c.raw, bufs)
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(poolWriteTimeout))
+	if _, err := bufs.WriteTo(c.nc); err != nil && len(*bufs) > 0 {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return true, nil
+		}
+		return false, err
+	}
+	return false, nil
 }
 
 // writeSlow finishes a write the pool could not, with the full write

@@ -130,7 +130,8 @@ func (g *Gateway) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		g.sockets.Add(1)
-		c := &conn{gw: g, nc: nc, id: g.nextID.Add(1), fd: fdOf(nc)}
+		c := &conn{gw: g, nc: nc, id: g.nextID.Add(1)}
+		c.raw, c.fd = rawOf(nc)
 		g.mu.Lock()
 		g.pending[c] = struct{}{}
 		g.mu.Unlock()

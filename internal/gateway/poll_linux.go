@@ -5,6 +5,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // poller waits for input on idle logged-in connections with one epoll
@@ -35,20 +37,62 @@ func newPoller(g *Gateway) *poller {
 	return p
 }
 
-// fdOf returns the socket's descriptor, or -1 when nc has none (in-process
-// pipes), in which case the connection reads in a goroutine of its own.
-func fdOf(nc net.Conn) int32 {
+// rawOf returns the socket's raw access and descriptor, or nil and -1 when
+// nc has none (in-process pipes), in which case the connection reads in a
+// goroutine of its own and writes under deadlines.
+func rawOf(nc net.Conn) (syscall.RawConn, int32) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
-		return -1
+		return nil, -1
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return -1
+		return nil, -1
 	}
 	fd := int32(-1)
 	rc.Control(func(f uintptr) { fd = int32(f) })
-	return fd
+	return rc, fd
+}
+
+// maxIOV is the most buffers one writev takes (Linux's IOV_MAX).
+const maxIOV = 1024
+
+// writeNonBlocking writes bufs with writev until all is written or the
+// socket takes no more (blocked), never waiting for it.
+func writeNonBlocking(rc syscall.RawConn, bufs *net.Buffers) (blocked bool, err error) {
+	werr := rc.Write(func(fd uintptr) bool {
+		for len(*bufs) > 0 {
+			n, e := unix.Writev(int(fd), (*bufs)[:min(len(*bufs), maxIOV)])
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				blocked = true
+				return true
+			case e != nil:
+				err = e
+				return true
+			}
+			consume(bufs, n)
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return blocked, err
+}
+
+// consume drops the first n written bytes from bufs.
+func consume(bufs *net.Buffers, n int) {
+	for n > 0 && len(*bufs) > 0 {
+		if n < len((*bufs)[0]) {
+			(*bufs)[0] = (*bufs)[0][n:]
+			return
+		}
+		n -= len((*bufs)[0])
+		*bufs = (*bufs)[1:]
+	}
 }
 
 // arm waits for c's next input. It reports false when c was forgotten (its

@@ -2,14 +2,21 @@
 
 package gateway
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // poller is Linux-only (epoll); elsewhere idle connections keep a reader
 // goroutine blocked in Read.
 type poller struct{}
 
-func newPoller(*Gateway) *poller { return nil }
-func fdOf(net.Conn) int32        { return -1 }
-func (*poller) arm(*conn) bool   { return false }
-func (*poller) forget(*conn)     {}
-func (*poller) close()           {}
+func newPoller(*Gateway) *poller              { return nil }
+func rawOf(net.Conn) (syscall.RawConn, int32) { return nil, -1 }
+func (*poller) arm(*conn) bool                { return false }
+func (*poller) forget(*conn)                  {}
+func (*poller) close()                        {}
+
+// writeNonBlocking is never called off Linux: rawOf gives no raw access, so
+// writes go under deadlines.
+func writeNonBlocking(syscall.RawConn, *net.Buffers) (bool, error) { return false, nil }
