@@ -6,10 +6,11 @@ import (
 	"time"
 )
 
-// poolWriteTimeout bounds one write made by a pool worker. A socket that
-// cannot take its frames that fast belongs to a slow reader: the rest of its
-// write moves to a goroutine of its own (writeSlow), so that one slow device
-// never holds a worker.
+// poolWriteTimeout bounds one write made by a pool worker to a connection
+// without raw socket access (elsewhere the write does not wait at all). A
+// socket that cannot take its frames that fast belongs to a slow reader: the
+// rest of its write moves to a goroutine of its own (writeSlow), so that one
+// slow device never holds a worker.
 const poolWriteTimeout = 5 * time.Millisecond
 
 // writerPool is a fixed set of long-lived goroutines that write connections'

@@ -73,9 +73,9 @@ func New() *Metrics {
 		}, []string{"app", "result"}),
 	}
 	m.registry.MustRegister(
-		// The pauses split into stopping (waiting for every thread to
-		// stop) and stopped (the collector's own work) tell a busy box's
-		// scheduling from the GC's cost.
+		// Each stop-the-world pause and the part of it spent waiting for
+		// every thread to stop: they tell a busy box's scheduling from the
+		// collector's own cost.
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/pauses/`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
