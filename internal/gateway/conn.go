@@ -133,6 +133,10 @@ func (c *conn) serve() {
 		c.serveBlocking()
 		return
 	}
+	// From here hbTimer alone enforces the heartbeat, also on a frame that
+	// stalls half read (closing the socket ends the read): no read deadline,
+	// so no second runtime timer per connection and none to move per frame.
+	c.nc.SetReadDeadline(time.Time{})
 	c.hbTimer = time.AfterFunc(3*c.heartbeat, c.heartbeatTimeout)
 	c.idle()
 }
@@ -148,7 +152,6 @@ func (c *conn) idle() {
 // serveReady serves the frame the poller saw coming, in a goroutine of its
 // own, then arms the poller again.
 func (c *conn) serveReady() {
-	c.nc.SetReadDeadline(time.Now().Add(3 * c.heartbeat)) // for a frame split across packets
 	if err := c.readOne(); err != nil {
 		c.end(err)
 		return

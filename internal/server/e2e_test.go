@@ -207,6 +207,43 @@ func TestHeartbeatTimeout(t *testing.T) {
 	}, func(c *config.Config) { c.Gateway.HeartbeatMin = time.Second })
 }
 
+// TestStalledFrame: on a logged-in connection, a frame that stops half way
+// is closed with 4007 after 3 heartbeats, while a connection that keeps
+// pinging outlives the login deadline.
+func TestStalledFrame(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		alive := rawLogin(t, ts, tr, ts.Token("alive", ""), 1, 0)
+		stalled := rawLogin(t, ts, tr, ts.Token("stalled", ""), 1, 0)
+		half := []byte{0, 0} // half a length prefix
+		if tr != client.TCP {
+			half = []byte{0x82} // half a WebSocket frame header
+		}
+		stalled.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
+		if _, err := stalled.NetConn().Write(half); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for range 3 { // 1.5s: well past the 300ms login deadline
+			time.Sleep(500 * time.Millisecond)
+			if err := alive.WriteFrame(&protocol.Frame{Op: protocol.OpPing, Ref: []byte("p")}, time.Second); err != nil {
+				t.Fatal(err)
+			}
+			readUntil(t, alive, protocol.OpPong)
+		}
+		f := readUntilError(t, stalled)
+		if f.Code != protocol.CodeHeartbeatTimeout {
+			t.Fatalf("stalled connection got code %d (%s), want 4007", f.Code, f.Reason)
+		}
+		if waited := time.Since(start); waited < 2500*time.Millisecond {
+			t.Fatalf("closed after %v, before 3 heartbeats", waited)
+		}
+		expectClosed(t, stalled)
+	}, func(c *config.Config) {
+		c.Gateway.HeartbeatMin = time.Second
+		c.Gateway.LoginTimeout = 300 * time.Millisecond
+	})
+}
+
 func TestHeartbeatClamped(t *testing.T) {
 	ts := testserver.Start(t)
 	for proposed, want := range map[uint32]uint32{1: 5, 60: 60, 100000: 300} {
