@@ -87,13 +87,19 @@ var (
 	errGoingAway  = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "server going away"}
 )
 
-func (c *conn) serves(app string) bool {
+// session returns the connection's session in app, if it is logged into it.
+func (c *conn) session(app string) (session, bool) {
 	for _, s := range c.sessions {
 		if s.app == app {
-			return true
+			return s, true
 		}
 	}
-	return false
+	return session{}, false
+}
+
+func (c *conn) serves(app string) bool {
+	_, ok := c.session(app)
+	return ok
 }
 
 // Reader states, for the poller path: a frame is being read (busy), the

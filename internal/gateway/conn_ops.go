@@ -8,18 +8,19 @@ import (
 	"github.com/longlink/longlink/protocol"
 )
 
-// appOf returns the app an op names, or the connection's only app when it
-// names none; ok is false when the connection is not logged into it.
-func (c *conn) appOf(f *protocol.Frame) (app string, ok bool) {
-	if len(f.App) == 0 && len(c.apps) == 1 {
-		return c.apps[0], true
+// sessionOf returns the session of the app an op names, or the
+// connection's only one when it names none; ok is false when the connection
+// is not logged into that app.
+func (c *conn) sessionOf(f *protocol.Frame) (s session, ok bool) {
+	if len(f.App) == 0 && len(c.sessions) == 1 {
+		return c.sessions[0], true
 	}
-	return string(f.App), c.serves(string(f.App))
+	return c.session(string(f.App))
 }
 
 // joinOrLeave serves join and leave; errors are not fatal.
 func (c *conn) joinOrLeave(f *protocol.Frame) {
-	app, ok := c.appOf(f)
+	s, ok := c.sessionOf(f)
 	if !ok {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "not logged into app "+string(f.App))
 		return
@@ -28,7 +29,7 @@ func (c *conn) joinOrLeave(f *protocol.Frame) {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "group must be 1-128 printable ASCII bytes, no spaces")
 		return
 	}
-	k := groupKey{app: app, name: string(f.Group)}
+	k := groupKey{app: s.app, name: string(f.Group)}
 	if f.Op == protocol.OpLeave {
 		c.gw.groups.leave(c, k)
 	} else if err := c.gw.groups.join(c, k, c.gw.cfg.MaxGroups); err != nil {
@@ -42,7 +43,8 @@ func (c *conn) joinOrLeave(f *protocol.Frame) {
 // up_reply with the same ref. Errors are not fatal.
 func (c *conn) up(f *protocol.Frame) {
 	g := c.gw
-	app, ok := c.appOf(f)
+	s, ok := c.sessionOf(f)
+	app := s.app
 	switch {
 	case !ok:
 		c.replyError(f.Ref, protocol.CodeBadFrame, "not logged into app "+string(f.App))
@@ -57,7 +59,7 @@ func (c *conn) up(f *protocol.Frame) {
 		return
 	}
 	ref := bytes.Clone(f.Ref)
-	call := hooks.UpCall{App: app, Device: c.device, User: c.userOf(app), Biz: string(f.Biz), Data: bytes.Clone(f.Data),
+	call := hooks.UpCall{App: app, Device: c.device, User: s.user, Biz: string(f.Biz), Data: bytes.Clone(f.Data),
 		Reply: func(status int, body []byte, err error) {
 			if err != nil {
 				c.replyError(ref, protocol.CodeUpstreamUnavailable, "upstream unavailable: "+err.Error())
@@ -85,15 +87,6 @@ func (c *conn) allowUp() bool {
 	}
 	c.upTokens--
 	return true
-}
-
-func (c *conn) userOf(app string) string {
-	for _, s := range c.sessions {
-		if s.app == app {
-			return s.user
-		}
-	}
-	return ""
 }
 
 // sendOffline tells the apps' backends, once, that this connection went
