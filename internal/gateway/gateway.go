@@ -194,44 +194,52 @@ func (g *Gateway) grantHeartbeat(proposed uint32) time.Duration {
 	return min(max(d, g.cfg.HeartbeatMin), g.cfg.HeartbeatMax)
 }
 
+// fanout hands one online message to connections and counts those that
+// took it.
+type fanout struct {
+	m *Message
+	n int
+}
+
+func (f *fanout) send(c *conn) {
+	if c.send(f.m.bytes(c.kind)) {
+		f.n++
+	}
+}
+
+// done counts the deliveries for app and returns how many there were.
+func (f *fanout) done(g *Gateway, app string) int {
+	g.delivered(app, f.n)
+	return f.n
+}
+
 // PushDevices hands m to the connections of those devices that are logged
 // into app, and returns how many took it. devices must not repeat.
 func (g *Gateway) PushDevices(app string, devices []string, m *Message) int {
-	n := 0
+	f := &fanout{m: m}
 	for _, d := range devices {
-		if c := g.hub.lookup(app, d); c != nil && c.send(m.bytes(c.kind)) {
-			n++
+		if c := g.hub.lookup(app, d); c != nil {
+			f.send(c)
 		}
 	}
-	g.delivered(app, n)
-	return n
+	return f.done(g, app)
 }
 
 // PushUsers hands m to every connection of those users in app, and returns
 // how many took it. users must not repeat.
 func (g *Gateway) PushUsers(app string, users []string, m *Message) int {
-	n := 0
+	f := &fanout{m: m}
 	for _, u := range users {
-		g.hub.eachUserConn(app, u, func(c *conn) {
-			if c.send(m.bytes(c.kind)) {
-				n++
-			}
-		})
+		g.hub.eachUserConn(app, u, f.send)
 	}
-	g.delivered(app, n)
-	return n
+	return f.done(g, app)
 }
 
 // Broadcast hands m to every connection of app, and returns how many took it.
 func (g *Gateway) Broadcast(app string, m *Message) int {
-	n := 0
-	g.hub.eachAppConn(app, func(c *conn) {
-		if c.send(m.bytes(c.kind)) {
-			n++
-		}
-	})
-	g.delivered(app, n)
-	return n
+	f := &fanout{m: m}
+	g.hub.eachAppConn(app, f.send)
+	return f.done(g, app)
 }
 
 // PushStored hands the stored message f to the connections of devices,
@@ -274,14 +282,9 @@ func (g *Gateway) delivered(app string, n int) {
 // PushGroup hands m to every connection in app's group, and returns how many
 // took it. The frame is encoded once per wire kind for all of them.
 func (g *Gateway) PushGroup(app, group string, m *Message) int {
-	n := 0
-	g.groups.each(groupKey{app: app, name: group}, func(c *conn) {
-		if c.send(m.bytes(c.kind)) {
-			n++
-		}
-	})
-	g.delivered(app, n)
-	return n
+	f := &fanout{m: m}
+	g.groups.each(groupKey{app: app, name: group}, f.send)
+	return f.done(g, app)
 }
 
 // JoinGroup adds the connections of devices (logged into app) to group, or
