@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/longlink/longlink/internal/fifo"
 )
 
 // poolWriteTimeout bounds one write made by a pool worker to a connection
@@ -21,8 +23,7 @@ const poolWriteTimeout = 5 * time.Millisecond
 type writerPool struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
-	ready   []*conn // ready[head:] wait for a worker
-	head    int
+	ready   fifo.Queue[*conn] // wait for a worker
 	stopped bool
 	wg      sync.WaitGroup
 }
@@ -41,7 +42,7 @@ func newWriterPool() *writerPool {
 // schedule queues c for a worker. The caller owns c's writing flag.
 func (p *writerPool) schedule(c *conn) {
 	p.mu.Lock()
-	p.ready = append(p.ready, c)
+	p.ready.Push(c)
 	p.mu.Unlock()
 	p.cond.Signal()
 }
@@ -50,22 +51,14 @@ func (p *writerPool) work() {
 	defer p.wg.Done()
 	for {
 		p.mu.Lock()
-		for p.head == len(p.ready) && !p.stopped {
+		for p.ready.Len() == 0 && !p.stopped {
 			p.cond.Wait()
 		}
-		if p.head == len(p.ready) {
+		if p.ready.Len() == 0 {
 			p.mu.Unlock()
 			return
 		}
-		c := p.ready[p.head]
-		p.ready[p.head] = nil
-		p.head++
-		if p.head == len(p.ready) {
-			p.ready, p.head = p.ready[:0], 0
-		} else if p.head > 1024 && p.head > len(p.ready)/2 {
-			p.ready = append(p.ready[:0], p.ready[p.head:]...)
-			p.head = 0
-		}
+		c := p.ready.Pop()
 		p.mu.Unlock()
 		c.flush()
 	}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/longlink/longlink/internal/fifo"
 )
 
 // Event is an online or offline event of one device in one app.
@@ -103,14 +105,8 @@ func (s *Status) send(app string, q *eventQueue) {
 			return
 		}
 		// Give the batch a moment to fill, unless it is full already.
-		if q.len() < cfg.StatusBatch {
-			linger := time.NewTimer(cfg.StatusLinger)
-			select {
-			case <-linger.C:
-			case <-s.stop:
-				linger.Stop()
-				return
-			}
+		if q.len() < cfg.StatusBatch && !s.wait(nil, cfg.StatusLinger) {
+			return
 		}
 		batch := q.take(cfg.StatusBatch)
 		for retry := minRetry; ; retry = min(2*retry, maxRetry) {
@@ -169,24 +165,18 @@ func (s *Status) post(app string, batch []Event) error {
 // eventQueue is a FIFO of events with a bound; safe for concurrent use.
 type eventQueue struct {
 	mu     sync.Mutex
-	events []Event // events[head:] are waiting
-	head   int
+	events fifo.Queue[Event]
 	wake   chan struct{} // signalled when events arrive
 }
 
 // push appends e, dropping the oldest event if the queue holds max already.
 func (q *eventQueue) push(e Event, max int) (dropped bool) {
 	q.mu.Lock()
-	if len(q.events)-q.head >= max {
-		q.events[q.head] = Event{}
-		q.head++
+	if q.events.Len() >= max {
+		q.events.Pop()
 		dropped = true
 	}
-	if q.head > len(q.events)/2 && q.head > 64 { // reclaim the consumed front
-		q.events = append(q.events[:0], q.events[q.head:]...)
-		q.head = 0
-	}
-	q.events = append(q.events, e)
+	q.events.Push(e)
 	q.mu.Unlock()
 	select {
 	case q.wake <- struct{}{}:
@@ -198,19 +188,12 @@ func (q *eventQueue) push(e Event, max int) (dropped bool) {
 func (q *eventQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.events) - q.head
+	return q.events.Len()
 }
 
 // take removes and returns up to n of the oldest events.
 func (q *eventQueue) take(n int) []Event {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n = min(n, len(q.events)-q.head)
-	batch := append([]Event(nil), q.events[q.head:q.head+n]...)
-	clear(q.events[q.head : q.head+n])
-	q.head += n
-	if q.head == len(q.events) {
-		q.events, q.head = q.events[:0], 0
-	}
-	return batch
+	return q.events.PopN(n)
 }
