@@ -105,7 +105,7 @@ func Run(o Options) (*Result, error) {
 		MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}}
 	switch o.Scenario {
 	case "idle":
-		o.phase("holding", o.Duration, func() int64 { c, _, _, _ := f.progress(); return int64(c) })
+		o.phase("holding", o.Duration, func() int64 { return int64(f.progress().connected) })
 	case "unicast", "batch":
 		err = o.sendLoad(f, r, p, func(data []byte) (int64, error) { return p.toDevices(data) })
 	case "group":
@@ -189,18 +189,18 @@ func (o *Options) connect(f *fleet, r *Result) error {
 				return err
 			}
 			r.ConnectSeconds = time.Since(start).Seconds()
-			connected, errs, _, _, connect, _, err := f.report()
+			rep, err := f.report()
 			if err != nil {
 				return err
 			}
-			r.Connected, r.ConnectErrors = connected, errs
-			r.ConnectRate = float64(connected) / r.ConnectSeconds
-			r.ConnectLatency = percentiles(connect)
+			r.Connected, r.ConnectErrors = rep.connected, rep.errors
+			r.ConnectRate = float64(rep.connected) / r.ConnectSeconds
+			r.ConnectLatency = percentiles(rep.connect)
 			return nil
 		case <-time.After(250 * time.Millisecond):
 			if o.Progress != nil {
-				c, e, _, _ := f.progress()
-				o.Progress("connecting", int64(c+e), int64(o.N))
+				c := f.progress()
+				o.Progress("connecting", int64(c.connected+c.errors), int64(o.N))
 			}
 		}
 	}
@@ -245,25 +245,33 @@ func (o *Options) sendLoad(f *fleet, r *Result, p *pusher, send func([]byte) (in
 		}
 		if o.Progress != nil && time.Since(lastProgress) >= 250*time.Millisecond {
 			lastProgress = time.Now()
-			_, _, d, _ := f.progress()
-			o.Progress("sending", d, expected.Load())
+			o.Progress("sending", f.progress().delivered, expected.Load())
 		}
 	}
 	close(jobs)
 	wg.Wait()
 	sendSeconds := time.Since(start).Seconds()
 	r.Sent, r.SendErrors, r.Expected = calls.Load(), failed.Load(), expected.Load()
-	o.waitFor("delivering", 30*time.Second, r.Expected, func() int64 { _, _, d, _ := f.progress(); return d })
-	_, _, delivered, _, _, latency, err := f.report()
+	if err := o.awaitDeliveries(f, r); err != nil {
+		return err
+	}
+	r.DeliveryRate = float64(r.Delivered) / sendSeconds
+	return nil
+}
+
+// awaitDeliveries waits (up to 30s) until the r.Expected pushes arrived,
+// then fills in what was delivered: count, reach and latency.
+func (o *Options) awaitDeliveries(f *fleet, r *Result) error {
+	o.waitFor("delivering", 30*time.Second, r.Expected, func() int64 { return f.progress().delivered })
+	rep, err := f.report()
 	if err != nil {
 		return err
 	}
-	r.Delivered = delivered
-	r.DeliveryRate = float64(delivered) / sendSeconds
+	r.Delivered = rep.delivered
 	if r.Expected > 0 {
-		r.Reach = float64(delivered) / float64(r.Expected)
+		r.Reach = float64(rep.delivered) / float64(r.Expected)
 	}
-	lat := percentiles(latency)
+	lat := percentiles(rep.latency)
 	r.Latency = &lat
 	return nil
 }
@@ -278,18 +286,7 @@ func (o *Options) broadcast(f *fleet, r *Result, p *pusher) error {
 		return err
 	}
 	r.Sent, r.Expected = 1, n
-	o.waitFor("delivering", 30*time.Second, n, func() int64 { _, _, d, _ := f.progress(); return d })
-	_, _, delivered, _, _, latency, err := f.report()
-	if err != nil {
-		return err
-	}
-	r.Delivered = delivered
-	if n > 0 {
-		r.Reach = float64(delivered) / float64(n)
-	}
-	lat := percentiles(latency)
-	r.Latency = &lat
-	return nil
+	return o.awaitDeliveries(f, r)
 }
 
 // storm: every device disconnects; each gets a stored message while away;
@@ -313,18 +310,18 @@ func (o *Options) storm(f *fleet, r *Result, p *pusher) error {
 		_, err := f.ask(command{Cmd: "reconnect"}, "back", 10*time.Minute)
 		done <- err
 	}()
-	o.waitFor("reconnecting", 10*time.Minute, int64(o.N), func() int64 { c, e, _, _ := f.progress(); return int64(c + e) })
+	o.waitFor("reconnecting", 10*time.Minute, int64(o.N), func() int64 { c := f.progress(); return int64(c.connected + c.errors) })
 	if err := <-done; err != nil {
 		return err
 	}
 	r.StormSeconds = time.Since(start).Seconds()
-	o.waitFor("stored messages", 30*time.Second, n, func() int64 { _, _, _, s := f.progress(); return s })
-	connected, _, delivered, stored, _, latency, err := f.report()
+	o.waitFor("stored messages", 30*time.Second, n, func() int64 { return f.progress().stored })
+	rep, err := f.report()
 	if err != nil {
 		return err
 	}
-	r.Connected, r.Delivered, r.StoredReceived = connected, delivered, stored
-	lat := percentiles(latency)
+	r.Connected, r.Delivered, r.StoredReceived = rep.connected, rep.delivered, rep.stored
+	lat := percentiles(rep.latency)
 	r.Latency = &lat
 	return nil
 }

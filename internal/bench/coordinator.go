@@ -129,35 +129,49 @@ func (f *fleet) reset() error {
 	return err
 }
 
-// progress sums the workers' latest progress.
-func (f *fleet) progress() (connected, errors int, delivered, stored int64) {
-	for _, w := range f.workers {
-		w.stMu.Lock()
-		connected += w.state.Connected
-		errors += w.state.Errors
-		delivered += w.state.Delivered
-		stored += w.state.Stored
-		w.stMu.Unlock()
-	}
-	return
+// counts are the workers' counters, summed over the fleet.
+type counts struct {
+	connected, errors int
+	delivered, stored int64
 }
 
-// report merges the workers' reports.
-func (f *fleet) report() (connected, errors int, delivered, stored int64, connect, latency *hdrhistogram.Histogram, err error) {
+func (c *counts) add(e event) {
+	c.connected += e.Connected
+	c.errors += e.Errors
+	c.delivered += e.Delivered
+	c.stored += e.Stored
+}
+
+// progress sums the workers' latest progress.
+func (f *fleet) progress() counts {
+	var c counts
+	for _, w := range f.workers {
+		w.stMu.Lock()
+		c.add(w.state)
+		w.stMu.Unlock()
+	}
+	return c
+}
+
+// fleetReport is the workers' reports merged.
+type fleetReport struct {
+	counts
+	connect, latency *hdrhistogram.Histogram
+}
+
+// report asks every worker for its report and merges them.
+func (f *fleet) report() (fleetReport, error) {
 	reps, err := f.ask(command{Cmd: "report"}, "report", 30*time.Second)
 	if err != nil {
-		return
+		return fleetReport{}, err
 	}
-	connect, latency = newHistogram(), newHistogram()
+	fr := fleetReport{connect: newHistogram(), latency: newHistogram()}
 	for _, r := range reps {
-		connected += r.Connected
-		errors += r.Errors
-		delivered += r.Delivered
-		stored += r.Stored
-		connect.Merge(hdrhistogram.Import(r.Connect))
-		latency.Merge(hdrhistogram.Import(r.Latency))
+		fr.add(r)
+		fr.connect.Merge(hdrhistogram.Import(r.Connect))
+		fr.latency.Merge(hdrhistogram.Import(r.Latency))
 	}
-	return
+	return fr, nil
 }
 
 // stop ends the workers: politely, then for sure.
