@@ -359,12 +359,10 @@ func (c *conn) login(f *protocol.Frame) error {
 
 	welcome := &protocol.Frame{Op: protocol.OpWelcome, Ref: f.Ref, Device: []byte(device),
 		Heartbeat: uint32(c.heartbeat / time.Second)}
-	for _, s := range sessions {
-		welcome.Apps = append(welcome.Apps, []byte(s.app))
-	}
 	c.apps = make([]string, len(sessions))
 	for i, s := range sessions {
 		c.apps[i] = s.app
+		welcome.Apps = append(welcome.Apps, []byte(s.app))
 		g.mailboxes.Bind(s.app, device, s.user)
 	}
 	// Live from here: the welcome is queued first, and stored messages wait
