@@ -191,15 +191,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 		connect(t, ts, tr, ts.Token("alive", ""), func(c *client.Config) { c.Heartbeat = time.Second })
 
 		silent := rawLogin(t, ts, tr, ts.Token("silent", ""), 1, 0)
-		start := time.Now()
-		f := readUntilError(t, silent)
-		if f.Code != protocol.CodeHeartbeatTimeout {
-			t.Fatalf("silent connection got code %d (%s), want 4007", f.Code, f.Reason)
-		}
-		if waited := time.Since(start); waited < 2500*time.Millisecond {
-			t.Fatalf("closed after %v, before 3 heartbeats", waited)
-		}
-		expectClosed(t, silent)
+		expectHeartbeatTimeout(t, silent, time.Now())
 		status, out := ts.Call(http.MethodGet, "/v1/presence?app=demo&device=alive", testserver.Demo.APIKey, nil)
 		if status != 200 || out["devices"].(map[string]any)["alive"].(map[string]any)["online"] != true {
 			t.Fatalf("pinging client dropped: %v", out)
@@ -230,18 +222,25 @@ func TestStalledFrame(t *testing.T) {
 			}
 			readUntil(t, alive, protocol.OpPong)
 		}
-		f := readUntilError(t, stalled)
-		if f.Code != protocol.CodeHeartbeatTimeout {
-			t.Fatalf("stalled connection got code %d (%s), want 4007", f.Code, f.Reason)
-		}
-		if waited := time.Since(start); waited < 2500*time.Millisecond {
-			t.Fatalf("closed after %v, before 3 heartbeats", waited)
-		}
-		expectClosed(t, stalled)
+		expectHeartbeatTimeout(t, stalled, start)
 	}, func(c *config.Config) {
 		c.Gateway.HeartbeatMin = time.Second
 		c.Gateway.LoginTimeout = 300 * time.Millisecond
 	})
+}
+
+// expectHeartbeatTimeout checks that c, with a 1s heartbeat and silent
+// since start, is closed with 4007, and not before 3 heartbeats.
+func expectHeartbeatTimeout(t *testing.T, c *rawConn, start time.Time) {
+	t.Helper()
+	f := readUntilError(t, c)
+	if f.Code != protocol.CodeHeartbeatTimeout {
+		t.Fatalf("silent connection got code %d (%s), want 4007", f.Code, f.Reason)
+	}
+	if waited := time.Since(start); waited < 2500*time.Millisecond {
+		t.Fatalf("closed after %v, before 3 heartbeats", waited)
+	}
+	expectClosed(t, c)
 }
 
 func TestHeartbeatClamped(t *testing.T) {
