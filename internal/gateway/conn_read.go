@@ -42,6 +42,22 @@ func getBuf(n int) *[]byte {
 	return b
 }
 
+// growBuf returns b (nil: a new buffer) resized to n bytes, keeping its
+// contents. It grows capacity geometrically, up to limit.
+func growBuf(b *[]byte, n, limit int) *[]byte {
+	switch {
+	case b == nil:
+		return getBuf(n)
+	case n <= cap(*b):
+		*b = (*b)[:n]
+		return b
+	}
+	next := make([]byte, n, min(max(2*cap(*b), n), limit))
+	copy(next, *b)
+	putBuf(b)
+	return &next
+}
+
 func putBuf(b *[]byte) {
 	if b != nil && cap(*b) == pooledBufSize {
 		bufPool.Put(b)
@@ -91,12 +107,20 @@ func (c *conn) readNative(f *protocol.Frame) (*[]byte, error) {
 // answered) and no data message: it counts as input, but there is no op.
 var errControlFrame = errors.New("websocket control frame")
 
+// maxFragments bounds the frames one WebSocket data message may come in.
+// Clients fragment rarely (browsers never split what they send); a flood of
+// tiny fragments only costs the server headers and reads.
+const maxFragments = 64
+
 // readWSMessage reads one whole data message, answering pings and
 // reassembling fragments on the way; a control frame between messages ends
 // the read with errControlFrame. The payload is unmasked in place.
+// Fragments are gathered in one buffer that grows geometrically, so a
+// message costs time linear in its size however it is cut.
 func (c *conn) readWSMessage() (*[]byte, error) {
 	var msg *[]byte
 	max := c.gw.cfg.MaxFrameBytes + protocol.LengthSize
+	fragments := 0
 	for {
 		h, err := ws.ReadHeaderBuffer(c.nc, c.hdr[:])
 		if err != nil {
@@ -124,12 +148,10 @@ func (c *conn) readWSMessage() (*[]byte, error) {
 		if h.Length > int64(max-have) {
 			return msg, protocol.Errorf(protocol.CodeFrameTooLarge, "message exceeds the limit of %d bytes", max)
 		}
-		next := getBuf(have + int(h.Length))
-		if msg != nil {
-			copy(*next, *msg)
-			putBuf(msg)
+		if fragments++; fragments > maxFragments {
+			return msg, protocol.Errorf(protocol.CodeBadFrame, "message in more than %d WebSocket fragments", maxFragments)
 		}
-		msg = next
+		msg = growBuf(msg, have+int(h.Length), max)
 		part := (*msg)[have:]
 		if _, err := io.ReadFull(c.nc, part); err != nil {
 			return msg, err
