@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,10 +56,13 @@ type Config struct {
 	// server choose.
 	Heartbeat time.Duration
 
-	// LastSeq is where to resume: the highest stored seq the application
-	// has processed, as persisted from OnAck. Zero means from the oldest
-	// message kept for the device.
+	// LastSeq is where to resume with Token: the highest stored seq the
+	// application has processed, as persisted from OnAck. Zero means from
+	// the oldest message kept for the device.
 	LastSeq uint64
+	// LastSeqs is where to resume in each app, with Tokens (seqs are per
+	// app). An app left out starts from its oldest kept message.
+	LastSeqs map[string]uint64
 
 	// OnPush receives pushes in order, on one goroutine; a slow handler
 	// delays the next push, not the heartbeat. A stored message (Seq > 0)
@@ -70,8 +74,14 @@ type Config struct {
 	// apps; an app without a handler goes to OnPush. Same rules as OnPush.
 	Handlers map[string]func(Push)
 	// OnAck is called after a stored message was handled and acked, with
-	// the new last seq; persist it to resume there after a restart.
-	OnAck func(seq uint64)
+	// its app and the app's new last seq; persist it to resume there after
+	// a restart.
+	OnAck func(app string, seq uint64)
+	// OnAppEnded is called when the server ends this device's session in
+	// one app of several (replaced by a newer login of the device to that
+	// app, or kicked there) and keeps the connection for the others; the
+	// client logs into that app no more.
+	OnAppEnded func(app string, err error)
 	// OnConnect is called after every successful login.
 	OnConnect func(Welcome)
 	// OnDisconnect is called when a connection ends, with why. The client
@@ -102,7 +112,8 @@ type Client struct {
 	current *Conn                          // guarded by mu
 	err     error                          // guarded by mu; why the client stopped
 	welcome Welcome                        // guarded by mu
-	lastSeq uint64                         // guarded by mu
+	logins  []appToken                     // guarded by mu: what each login sends; an ended app leaves it
+	seqs    map[string]uint64              // guarded by mu: last seq handled and acked, per app
 	pending map[string]chan protocol.Frame // guarded by mu: requests waiting for their reply, by ref
 	groups  map[[2]string]bool             // guarded by mu: (app, group) joined, rejoined after a reconnect
 	nextRef atomic.Uint64
@@ -130,8 +141,23 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if (cfg.Token == "") == (len(cfg.Tokens) == 0) || (cfg.Addr == "" && cfg.DispatchURL == "") {
 		return nil, errors.New("client: one of Token or Tokens, and one of Addr or DispatchURL, are required")
 	}
-	c := &Client{cfg: cfg, done: make(chan struct{}), lastSeq: cfg.LastSeq, seen: newRecentIDs(recentIDCount),
+	c := &Client{cfg: cfg, done: make(chan struct{}), seqs: make(map[string]uint64), seen: newRecentIDs(recentIDCount),
 		pending: make(map[string]chan protocol.Frame), groups: make(map[[2]string]bool)}
+	tokens := cfg.Tokens
+	if cfg.Token != "" {
+		tokens = []string{cfg.Token}
+	}
+	for _, t := range tokens {
+		app, _, err := tokenIdentity(t)
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		c.logins = append(c.logins, appToken{app: app, token: t})
+		c.seqs[app] = cfg.LastSeqs[app]
+	}
+	if cfg.Token != "" {
+		c.seqs[c.logins[0].app] = cfg.LastSeq
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	w, welcome, err := c.connect(ctx)
 	if err != nil {
@@ -158,6 +184,9 @@ func (c *Client) Close() error {
 // Done is closed when the client has stopped: after Close, or after a final
 // error from the server.
 func (c *Client) Done() <-chan struct{} { return c.done }
+
+// appToken is one app the client logs into, and its token.
+type appToken struct{ app, token string }
 
 // Err returns the final error that stopped the client: a *protocol.Error
 // with code 4001 (auth failed), 4003 (replaced by a newer connection of the
@@ -246,11 +275,13 @@ func (c *Client) connect(ctx context.Context) (*Conn, Welcome, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	w.nc.SetDeadline(deadline)
-	login := &protocol.Frame{Op: protocol.OpLogin, Token: []byte(c.cfg.Token),
-		Heartbeat: uint32(c.cfg.Heartbeat / time.Second), LastSeq: c.LastSeq()}
-	for _, t := range c.cfg.Tokens {
-		login.Tokens = append(login.Tokens, []byte(t))
+	login := &protocol.Frame{Op: protocol.OpLogin, Heartbeat: uint32(c.cfg.Heartbeat / time.Second)}
+	c.mu.Lock()
+	for _, l := range c.logins {
+		login.Tokens = append(login.Tokens, []byte(l.token))
+		login.LastSeqs = append(login.LastSeqs, c.seqs[l.app])
 	}
+	c.mu.Unlock()
 	var f protocol.Frame
 	err = w.WriteFrame(login, c.cfg.DialTimeout)
 	if err == nil {
@@ -331,26 +362,46 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 		case protocol.OpOK, protocol.OpUpReply:
 			c.answer(f)
 		case protocol.OpError:
-			if !c.answer(f) {
-				serverErr = &protocol.Error{Code: f.Code, Reason: string(f.Reason)}
+			if c.answer(f) {
+				continue
 			}
+			err := &protocol.Error{Code: f.Code, Reason: string(f.Reason)}
+			if len(f.App) > 0 && isFinal(err) { // one app ended, the others go on
+				if c.endApp(string(f.App), err) {
+					return err
+				}
+				continue
+			}
+			serverErr = err
 		}
 	}
 }
 
-// LastSeq returns the highest stored seq handled and acked.
-func (c *Client) LastSeq() uint64 {
+// endApp stops logging into app after the server ended the device's
+// session there, and reports whether no app is left.
+func (c *Client) endApp(app string, err error) (none bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lastSeq
+	c.logins = slices.DeleteFunc(c.logins, func(l appToken) bool { return l.app == app })
+	none = len(c.logins) == 0
+	c.mu.Unlock()
+	if c.cfg.OnAppEnded != nil {
+		c.cfg.OnAppEnded(app, err)
+	}
+	return none
 }
 
-// handlePush hands p to OnPush unless it was handled already, then acks it
-// if it is stored.
+// LastSeq returns the highest stored seq of app handled and acked.
+func (c *Client) LastSeq(app string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seqs[app]
+}
+
+// handlePush hands p to OnPush unless it was handled already (a stored
+// message replayed after a lost ack: same id), then acks it if it is
+// stored. Seqs are not compared: the server's seqs are the truth, even
+// below what the client had (a server restored from an older copy).
 func (c *Client) handlePush(w *Conn, p Push, timeout time.Duration) error {
-	if p.Seq > 0 && p.Seq <= c.LastSeq() {
-		return nil // handled and acked before
-	}
 	handler := c.cfg.OnPush
 	if h, ok := c.cfg.Handlers[p.App]; ok {
 		handler = h
@@ -363,23 +414,22 @@ func (c *Client) handlePush(w *Conn, p Push, timeout time.Duration) error {
 		return nil
 	}
 	c.mu.Lock()
-	c.lastSeq = p.Seq
+	c.seqs[p.App] = p.Seq
 	c.mu.Unlock()
-	if err := w.WriteFrame(&protocol.Frame{Op: protocol.OpAck, Seq: p.Seq}, timeout); err != nil {
+	if err := w.WriteFrame(&protocol.Frame{Op: protocol.OpAck, App: []byte(p.App), Seq: p.Seq}, timeout); err != nil {
 		return err
 	}
 	if c.cfg.OnAck != nil {
-		c.cfg.OnAck(p.Seq)
+		c.cfg.OnAck(p.App, p.Seq)
 	}
 	return nil
 }
 
 // dispatch asks the API where to connect.
 func (c *Client) dispatch(ctx context.Context) (string, error) {
-	token := c.cfg.Token
-	if token == "" {
-		token = c.cfg.Tokens[0]
-	}
+	c.mu.Lock()
+	token := c.logins[0].token
+	c.mu.Unlock()
 	app, device, err := tokenIdentity(token)
 	if err != nil {
 		return "", err

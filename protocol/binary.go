@@ -47,6 +47,7 @@ const (
 	fieldStatus    = 14
 	fieldCode      = 15
 	fieldReason    = 16
+	fieldLastSeqs  = 17
 )
 
 // AppendBinary appends f, length prefix included, to dst. It does not
@@ -60,6 +61,9 @@ func AppendBinary(dst []byte, f *Frame) []byte {
 		dst = appendField(dst, fieldTokens, t)
 	}
 	dst = appendVarint(dst, fieldLastSeq, f.LastSeq)
+	for _, s := range f.LastSeqs {
+		dst = binary.AppendUvarint(append(dst, fieldLastSeqs<<1|wireVarint), s)
+	}
 	dst = appendVarint(dst, fieldHeartbeat, uint64(f.Heartbeat))
 	dst = appendBytes(dst, fieldDevice, f.Device)
 	for _, a := range f.Apps {
@@ -158,6 +162,8 @@ func (f *Frame) setVarint(field byte, v uint64) error {
 	switch field {
 	case fieldLastSeq:
 		f.LastSeq = v
+	case fieldLastSeqs:
+		f.LastSeqs = append(f.LastSeqs, v)
 	case fieldSeq:
 		f.Seq = v
 	case fieldHeartbeat, fieldStatus:

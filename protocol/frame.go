@@ -96,7 +96,8 @@ type Frame struct {
 	Ref       []byte   // any client op; echoed on the reply
 	Token     []byte   // login
 	Tokens    [][]byte // login into several apps
-	LastSeq   uint64   // login: highest stored seq processed
+	LastSeq   uint64   // login: highest stored seq processed (one app)
+	LastSeqs  []uint64 // login with Tokens: LastSeq per token, in their order
 	Heartbeat uint32   // login (proposed), welcome (granted); seconds
 	Device    []byte   // welcome
 	Apps      [][]byte // welcome
@@ -114,8 +115,8 @@ type Frame struct {
 // Reset clears f for reuse, keeping the capacity of its repeated fields so
 // that decoding into a reused Frame does not allocate.
 func (f *Frame) Reset() {
-	tokens, apps := f.Tokens[:0], f.Apps[:0]
-	*f = Frame{Tokens: tokens, Apps: apps}
+	tokens, apps, seqs := f.Tokens[:0], f.Apps[:0], f.LastSeqs[:0]
+	*f = Frame{Tokens: tokens, Apps: apps, LastSeqs: seqs}
 }
 
 // ErrorFrame returns the frame that reports e to a client.

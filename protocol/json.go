@@ -14,6 +14,7 @@ type jsonFrame struct {
 	Token      string   `json:"token"`
 	Tokens     []string `json:"tokens"`
 	LastSeq    uint64   `json:"last_seq"`
+	LastSeqs   []uint64 `json:"last_seqs"`
 	Heartbeat  uint32   `json:"heartbeat"`
 	Device     string   `json:"device"`
 	Apps       []string `json:"apps"`
@@ -47,6 +48,7 @@ func DecodeJSON(b []byte, f *Frame) error {
 		Token:     bytesOf(j.Token),
 		Tokens:    appendAll(f.Tokens, j.Tokens),
 		LastSeq:   j.LastSeq,
+		LastSeqs:  append(f.LastSeqs, j.LastSeqs...),
 		Heartbeat: j.Heartbeat,
 		Device:    bytesOf(j.Device),
 		Apps:      appendAll(f.Apps, j.Apps),
@@ -99,6 +101,16 @@ func AppendJSON(dst []byte, f *Frame) []byte {
 	dst = appendJSONField(dst, "token", f.Token)
 	dst = appendJSONList(dst, "tokens", f.Tokens)
 	dst = appendJSONUint(dst, "last_seq", f.LastSeq)
+	if len(f.LastSeqs) > 0 {
+		dst = append(appendJSONKey(dst, "last_seqs"), '[')
+		for i, s := range f.LastSeqs {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendUint(dst, s, 10)
+		}
+		dst = append(dst, ']')
+	}
 	dst = appendJSONUint(dst, "heartbeat", uint64(f.Heartbeat))
 	dst = appendJSONField(dst, "device", f.Device)
 	dst = appendJSONList(dst, "apps", f.Apps)

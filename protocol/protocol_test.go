@@ -14,10 +14,13 @@ func b(s string) []byte { return []byte(s) }
 var sampleFrames = []*Frame{
 	{Op: OpLogin, Ref: b("r1"), Token: b("eyJ.x.y"), LastSeq: 42, Heartbeat: 30},
 	{Op: OpLogin, Tokens: [][]byte{b("t1"), b("t2")}},
+	{Op: OpLogin, Tokens: [][]byte{b("t1"), b("t2"), b("t3")}, LastSeqs: []uint64{0, 1 << 40, 7}},
 	{Op: OpWelcome, Device: b("d1"), Apps: [][]byte{b("demo"), b("chat")}, Heartbeat: 25},
 	{Op: OpPush, App: b("demo"), ID: b("m-1"), Seq: 7, Data: b("hello \"world\"\n")},
 	{Op: OpPush, App: b("demo"), ID: b("m-2"), Data: []byte{0xff, 0x00, 0xfe}},
 	{Op: OpAck, Seq: 1 << 40},
+	{Op: OpAck, App: b("chat"), Seq: 3},
+	{Op: OpError, App: b("chat"), Code: CodeReplaced, Reason: b("replaced by a newer connection")},
 	{Op: OpPing},
 	{Op: OpPong},
 	{Op: OpJoin, Ref: b("j"), App: b("demo"), Group: b("room-1")},
@@ -37,6 +40,9 @@ func normalize(f *Frame) Frame {
 	}
 	if len(c.Apps) == 0 {
 		c.Apps = nil
+	}
+	if len(c.LastSeqs) == 0 {
+		c.LastSeqs = nil
 	}
 	return c
 }

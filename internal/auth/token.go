@@ -30,6 +30,9 @@ func Mint(app, secret, device, user string, ttl time.Duration) (string, error) {
 	if err := CheckDevice(device); err != nil {
 		return "", err
 	}
+	if err := checkUser(user); err != nil {
+		return "", err
+	}
 	c := tokenClaims{App: app, UID: user, RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   device,
 		ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl)),
@@ -66,7 +69,19 @@ func Verify(token string, secretOf SecretFunc) (Claims, error) {
 	if err := CheckDevice(c.Subject); err != nil {
 		return Claims{}, fmt.Errorf("bad token: sub: %w", err)
 	}
+	if err := checkUser(c.UID); err != nil {
+		return Claims{}, fmt.Errorf("bad token: uid: %w", err)
+	}
 	return Claims{App: c.App, Device: c.Subject, User: c.UID}, nil
+}
+
+// checkUser checks a user id, which is optional: valid like a device id, or
+// empty.
+func checkUser(id string) error {
+	if id != "" && !protocol.ValidName(id) {
+		return fmt.Errorf("user id %q must be 1-128 printable ASCII bytes, no spaces", id)
+	}
+	return nil
 }
 
 // CheckDevice checks a device id (see protocol.ValidName).

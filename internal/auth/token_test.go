@@ -34,6 +34,8 @@ func TestVerify(t *testing.T) {
 		"exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte("demo-secret-0123456789"))
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"app": "demo", "sub": "d1",
 		"exp": time.Now().Add(time.Hour).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	badUID, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"app": "demo", "sub": "d1", "uid": "alice\x00evil",
+		"exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte("demo-secret-0123456789"))
 	noSub, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"app": "demo",
 		"exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte("demo-secret-0123456789"))
 
@@ -45,12 +47,19 @@ func TestVerify(t *testing.T) {
 		"hs512":          {hs512, "signing method"},
 		"alg none":       {none, "signing method"},
 		"no sub":         {noSub, "device id"},
+		"bad uid":        {badUID, "uid: user id"},
 		"garbage":        {"not.a.jwt", "malformed"},
 	} {
 		_, err := Verify(tc.token, secrets)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error about %q", name, err, tc.want)
 		}
+	}
+}
+
+func TestMintRefusesBadUser(t *testing.T) {
+	if _, err := Mint("demo", "demo-secret-0123456789", "d1", "a b", time.Hour); err == nil {
+		t.Fatal("a user id with a space was minted")
 	}
 }
 

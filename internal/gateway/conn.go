@@ -31,10 +31,21 @@ const (
 	stateClosed               // the socket is closed
 )
 
-// session is one app a connection is logged into.
+// session is one app a connection is logged into, and the delivery state of
+// the device's stored messages in that app (seqs are per (app, device)).
 type session struct {
+	// Static after login.
 	app  string
 	user string
+
+	// over is set, under conn.mu, once the session ended: replaced by a
+	// newer login of the device to this app, kicked, or the connection
+	// closed. It is read without the lock by the reader.
+	over atomic.Bool
+
+	// Guarded by conn.mu.
+	sentSeq uint64 // highest stored seq queued (or acked by the client at login)
+	catchUp bool   // the app's broadcast log grew: the sync loop must copy it
 }
 
 // conn is one device connection. An idle logged-in conn has no goroutine and
@@ -57,8 +68,7 @@ type conn struct {
 
 	// Set by the reader before login completes; read-only once registered.
 	device    string
-	sessions  []session // nil until logged in
-	apps      []string  // the sessions' apps
+	sessions  []session // nil until logged in; never resized after
 	heartbeat time.Duration
 	kind      wireKind
 
@@ -69,37 +79,30 @@ type conn struct {
 	upAt     int64
 
 	// mu guards the fields below.
-	mu          sync.Mutex
-	queue       [][]byte              // encoded frames waiting for the writer
-	reason      string                // why the connection closed, for metrics
-	sentSeq     uint64                // highest stored seq queued (or acked by the client at login)
-	groups      map[groupKey]struct{} // nil until the first join
-	state       state
-	writing     bool // in the writer pool's FIFO, or being written
-	syncing     bool // a sync loop runs (see syncMailbox)
-	dirty       bool // a stored message arrived that the sync loop must read
-	catchUp     bool // the broadcast log grew: the sync loop must copy it
-	offlineSent bool // the offline status event went out
+	mu      sync.Mutex
+	queue   [][]byte              // encoded frames waiting for the writer
+	reason  string                // why the connection closed, for metrics
+	groups  map[groupKey]struct{} // nil until the first join
+	state   state
+	writing bool // in the writer pool's FIFO, or being written
+	syncing bool // a sync loop runs (see syncMailbox)
+	dirty   bool // a stored message or broadcast arrived that the sync loop must read
 }
 
 var (
-	errPeerClosed = errors.New("peer closed the connection")
-	errGoingAway  = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "server going away"}
+	errPeerClosed       = errors.New("peer closed the connection")
+	errGoingAway        = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "server going away"}
+	errStoreUnavailable = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "stored messages unavailable; reconnect"}
 )
 
-// session returns the connection's session in app, if it is logged into it.
-func (c *conn) session(app string) (session, bool) {
-	for _, s := range c.sessions {
-		if s.app == app {
+// session returns the connection's live session in app, if it has one.
+func (c *conn) session(app string) (*session, bool) {
+	for i := range c.sessions {
+		if s := &c.sessions[i]; s.app == app && !s.over.Load() {
 			return s, true
 		}
 	}
-	return session{}, false
-}
-
-func (c *conn) serves(app string) bool {
-	_, ok := c.session(app)
-	return ok
+	return nil, false
 }
 
 // Reader states, for the poller path: a frame is being read (busy), the
@@ -233,12 +236,12 @@ func (c *conn) end(err error) {
 		g.metrics.Rejected.WithLabelValues(label).Inc()
 		return
 	}
-	g.hub.unregister(c)
-	g.groups.leaveAll(c)
-	c.sendOffline(label)
-	for _, s := range c.sessions {
-		g.metrics.Connections.WithLabelValues(s.app).Dec()
+	for i := range c.sessions {
+		s := &c.sessions[i]
+		g.hub.unregister(c, s)
+		c.endSession(s, label)
 	}
+	g.groups.leaveAll(c)
 	g.metrics.Disconnects.WithLabelValues(label).Inc()
 	g.log.Debug("disconnected", "device", c.device, "reason", label)
 }
@@ -308,7 +311,7 @@ func (c *conn) handle(f *protocol.Frame) error {
 	case protocol.OpPing:
 		c.reply(&protocol.Frame{Op: protocol.OpPong, Ref: f.Ref})
 	case protocol.OpAck:
-		c.gw.mailboxes.Ack(c.device, c.apps, f.Seq)
+		c.ack(f)
 	case protocol.OpLogin:
 		c.replyError(f.Ref, protocol.CodeBadFrame, "already logged in")
 	case protocol.OpJoin, protocol.OpLeave:
@@ -337,9 +340,13 @@ func (c *conn) login(f *protocol.Frame) error {
 	case len(tokens) == 0:
 		return protocol.Errorf(protocol.CodeAuthFailed, "login needs a token")
 	}
-	sessions := make([]session, 0, len(tokens))
+	seqs, err := lastSeqs(f, len(tokens))
+	if err != nil {
+		return err
+	}
+	sessions := make([]session, len(tokens))
 	var device string
-	for _, t := range tokens {
+	for i, t := range tokens {
 		claims, err := auth.Verify(string(t), g.secrets)
 		if err != nil {
 			return protocol.Errorf(protocol.CodeAuthFailed, "%v", err)
@@ -348,32 +355,33 @@ func (c *conn) login(f *protocol.Frame) error {
 			return protocol.Errorf(protocol.CodeAuthFailed, "tokens name different devices (%q, %q)", device, claims.Device)
 		}
 		device = claims.Device
-		for _, s := range sessions {
-			if s.app == claims.App {
-				return protocol.Errorf(protocol.CodeAuthFailed, "two tokens for app %q", s.app)
+		for j := range i {
+			if sessions[j].app == claims.App {
+				return protocol.Errorf(protocol.CodeAuthFailed, "two tokens for app %q", claims.App)
 			}
 		}
-		sessions = append(sessions, session{app: claims.App, user: claims.User})
+		sessions[i].app, sessions[i].user, sessions[i].catchUp = claims.App, claims.User, true
 	}
 	c.device, c.heartbeat = device, g.grantHeartbeat(f.Heartbeat)
-
 	welcome := &protocol.Frame{Op: protocol.OpWelcome, Ref: f.Ref, Device: []byte(device),
 		Heartbeat: uint32(c.heartbeat / time.Second)}
-	c.apps = make([]string, len(sessions))
-	for i, s := range sessions {
-		c.apps[i] = s.app
+	for i := range sessions {
+		s := &sessions[i]
+		if s.sentSeq, err = c.clampSeq(s.app, seqs[i]); err != nil {
+			return err
+		}
 		welcome.Apps = append(welcome.Apps, []byte(s.app))
 		g.mailboxes.Bind(s.app, device, s.user)
 	}
 	// Live from here: the welcome is queued first, and stored messages wait
-	// for the replay, which acks last_seq, copies unseen broadcasts and
-	// delivers the mailbox after last_seq.
+	// for the replay, which acks each app's last_seq, copies unseen
+	// broadcasts and delivers each mailbox after its last_seq.
 	c.mu.Lock()
 	if c.state != stateLogin {
 		c.mu.Unlock()
 		return errGoingAway
 	}
-	c.state = stateLive
+	c.state, c.sessions = stateLive, sessions
 	// The welcome is the first frame, but it is not written before the
 	// connection is registered: a client that has its welcome may log in
 	// again at once, and that newer login must find this one to replace.
@@ -381,31 +389,109 @@ func (c *conn) login(f *protocol.Frame) error {
 	// meanwhile behind the welcome.
 	c.queue = append(c.queue, c.kind.encode(nil, welcome))
 	c.writing = true
-	c.sentSeq, c.catchUp = f.LastSeq, true
-	c.startSyncLocked(f.LastSeq)
+	c.startSyncLocked(true)
 	c.mu.Unlock()
 
-	c.sessions = sessions
 	g.forgetPending(c)
-	// The older connection's offline event, then this one's online event,
-	// queued under the device's lock: a later login of the device cannot
-	// get its events in between.
-	g.hub.register(c, func(old *conn) {
+	g.metrics.Connects.WithLabelValues(c.kind.String()).Inc()
+	for i := range sessions {
+		g.metrics.Connections.WithLabelValues(sessions[i].app).Inc()
+	}
+	// The older session's offline event, then this one's online event,
+	// queued under the (app, device)'s lock: a later login of the device to
+	// the app cannot get its events in between.
+	g.hub.register(c, func(s *session, old *conn) {
 		if old != nil {
-			old.close(protocol.CodeReplaced, "replaced by a newer connection")
-			old.sendOffline(reasonLabel(protocol.CodeReplaced))
+			if os, ok := old.session(s.app); ok {
+				old.dropSession(os, protocol.CodeReplaced, "replaced by a newer connection")
+			}
 		}
-		for _, s := range sessions {
-			g.events.Online(s.app, device, s.user)
-		}
+		g.events.Online(s.app, device, s.user)
 	})
 	g.writers.schedule(c) // the held writer: the welcome goes out
-	g.metrics.Connects.WithLabelValues(c.kind.String()).Inc()
-	for _, s := range sessions {
-		g.metrics.Connections.WithLabelValues(s.app).Inc()
-	}
-	g.log.Debug("logged in", "device", device, "transport", c.kind.String())
+	g.log.Debug("logged in", "device", device, "apps", c.appNames(), "transport", c.kind.String())
 	return nil
+}
+
+// lastSeqs returns the login's last_seq per token: last_seqs, one per token
+// in the same order, or last_seq for a login into one app.
+func lastSeqs(f *protocol.Frame, tokens int) ([]uint64, error) {
+	switch {
+	case len(f.LastSeqs) > 0 && len(f.LastSeqs) != tokens:
+		return nil, protocol.Errorf(protocol.CodeBadFrame, "last_seqs has %d entries for %d tokens", len(f.LastSeqs), tokens)
+	case len(f.LastSeqs) > 0:
+		return f.LastSeqs, nil
+	case f.LastSeq > 0 && tokens > 1:
+		return nil, protocol.Errorf(protocol.CodeBadFrame, "seqs are per app: a login into several apps sends last_seqs, one per token")
+	}
+	seqs := make([]uint64, tokens)
+	seqs[0] = f.LastSeq
+	return seqs, nil
+}
+
+// clampSeq returns a login's last_seq for app, clamped to the last seq the
+// store gave the device there (and counted): a client cannot skip messages
+// it was never sent.
+func (c *conn) clampSeq(app string, seq uint64) (uint64, error) {
+	if seq == 0 {
+		return 0, nil
+	}
+	last, err := c.gw.mailboxes.LastSeq(app, c.device)
+	if err != nil {
+		c.gw.log.Error("mailbox", "app", app, "device", c.device, "err", err)
+		return 0, errStoreUnavailable
+	}
+	if seq > last {
+		c.gw.metrics.SeqClamped.WithLabelValues(app, "login").Inc()
+		return last, nil
+	}
+	return seq, nil
+}
+
+// appNames lists the apps of the connection's sessions, for logs.
+func (c *conn) appNames() []string {
+	apps := make([]string, len(c.sessions))
+	for i := range c.sessions {
+		apps[i] = c.sessions[i].app
+	}
+	return apps
+}
+
+// dropSession ends the session s for code (replaced, kicked): the
+// connection closes with code if s was its last live session; otherwise it
+// keeps its other apps and is told with an error frame naming the app.
+func (c *conn) dropSession(s *session, code protocol.Code, reason string) {
+	last, ok := c.endSession(s, reasonLabel(code))
+	if !ok {
+		return
+	}
+	c.gw.groups.leaveApp(c, s.app)
+	if last {
+		c.close(code, reason)
+		return
+	}
+	c.reply(&protocol.Frame{Op: protocol.OpError, App: []byte(s.app), Code: code, Reason: []byte(reason)})
+}
+
+// endSession ends s once: the app's backend hears that the device went
+// offline there. It runs under c.mu so that a replaced session's offline
+// event is queued before its successor's online event whoever calls first.
+// ok reports that s was live; last, that no live session is left.
+func (c *conn) endSession(s *session, reason string) (last, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.over.Load() {
+		return false, false
+	}
+	s.over.Store(true)
+	c.gw.events.Offline(s.app, c.device, s.user, reason)
+	c.gw.metrics.Connections.WithLabelValues(s.app).Dec()
+	for i := range c.sessions {
+		if !c.sessions[i].over.Load() {
+			return false, true
+		}
+	}
+	return true, true
 }
 
 // reply queues a frame for this connection.

@@ -8,14 +8,26 @@ import (
 	"github.com/longlink/longlink/protocol"
 )
 
-// sessionOf returns the session of the app an op names, or the
+// sessionOf returns the live session of the app an op names, or the
 // connection's only one when it names none; ok is false when the connection
-// is not logged into that app.
-func (c *conn) sessionOf(f *protocol.Frame) (s session, ok bool) {
-	if len(f.App) == 0 && len(c.sessions) == 1 {
-		return c.sessions[0], true
+// is not logged into that app (or no longer: replaced, kicked).
+func (c *conn) sessionOf(f *protocol.Frame) (s *session, ok bool) {
+	app := string(f.App)
+	if app == "" && len(c.sessions) == 1 {
+		app = c.sessions[0].app
 	}
-	return c.session(string(f.App))
+	return c.session(app)
+}
+
+// ack trims the mailbox of the app the ack names (or of the only app)
+// up to its seq. Errors are not fatal.
+func (c *conn) ack(f *protocol.Frame) {
+	s, ok := c.sessionOf(f)
+	if !ok {
+		c.replyError(f.Ref, protocol.CodeBadFrame, "ack: not logged into app "+string(f.App))
+		return
+	}
+	c.gw.mailboxes.Ack(s.app, c.device, f.Seq)
 }
 
 // joinOrLeave serves join and leave; errors are not fatal.
@@ -44,11 +56,12 @@ func (c *conn) joinOrLeave(f *protocol.Frame) {
 func (c *conn) up(f *protocol.Frame) {
 	g := c.gw
 	s, ok := c.sessionOf(f)
-	app := s.app
-	switch {
-	case !ok:
+	if !ok {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "not logged into app "+string(f.App))
 		return
+	}
+	app := s.app
+	switch {
 	case !g.upstream.HasBiz(app, string(f.Biz)):
 		g.metrics.Upstream.WithLabelValues(app, "unknown_biz").Inc()
 		c.replyError(f.Ref, protocol.CodeBadFrame, "unknown biz "+string(f.Biz))
@@ -87,19 +100,4 @@ func (c *conn) allowUp() bool {
 	}
 	c.upTokens--
 	return true
-}
-
-// sendOffline tells the apps' backends, once, that this connection went
-// offline. It runs under c.mu so that a replaced connection's offline event
-// is queued before its successor's online event whoever calls first.
-func (c *conn) sendOffline(reason string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.offlineSent {
-		return
-	}
-	c.offlineSent = true
-	for _, s := range c.sessions {
-		c.gw.events.Offline(s.app, c.device, s.user, reason)
-	}
 }

@@ -25,11 +25,13 @@ import (
 // Mailboxes is the durable side of stored messages, as the gateway uses it.
 // *store.Store implements it.
 type Mailboxes interface {
-	// Since returns up to limit messages of device for apps after seq.
-	Since(device string, apps []string, after uint64, limit int) ([]store.Stored, error)
-	// Ack trims device's mailboxes for apps up to seq (cumulative); it
-	// does not wait.
-	Ack(device string, apps []string, seq uint64)
+	// Since returns up to limit messages of device in app after seq.
+	Since(app, device string, after uint64, limit int) ([]store.Stored, error)
+	// Ack trims device's mailbox in app up to seq (cumulative, clamped to
+	// the last seq given); it does not wait.
+	Ack(app, device string, seq uint64)
+	// LastSeq returns the last seq given to device in app.
+	LastSeq(app, device string) (uint64, error)
 	// CatchUp copies unseen entries of app's broadcast log into device's mailbox.
 	CatchUp(ctx context.Context, app, device string) (int, error)
 	// Bind records the device's user in app, learned from its token.
@@ -266,7 +268,7 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 func (g *Gateway) NotifyBroadcast(app string) int {
 	n := 0
 	g.hub.eachAppConn(app, func(c *conn) {
-		if c.notifyBroadcast() {
+		if c.notifyBroadcast(app) {
 			n++
 		}
 	})
@@ -306,13 +308,18 @@ func (g *Gateway) JoinGroup(app, group string, devices []string, leave bool) int
 	return n
 }
 
-// Kick closes the connections of devices logged into app with 4008, and
-// returns how many there were.
+// Kick ends the sessions of devices in app with 4008 (a connection that
+// serves other apps too keeps them), and returns how many there were.
 func (g *Gateway) Kick(app string, devices []string) int {
 	n := 0
 	for _, d := range devices {
-		if c := g.hub.lookup(app, d); c != nil {
-			c.close(protocol.CodeKicked, "kicked by the app")
+		c := g.hub.lookup(app, d)
+		if c == nil {
+			continue
+		}
+		if s, ok := c.session(app); ok {
+			g.hub.unregister(c, s)
+			c.dropSession(s, protocol.CodeKicked, "kicked by the app")
 			n++
 		}
 	}

@@ -51,10 +51,11 @@ var (
 	errTooManyGroups = errors.New("too many groups on one connection")
 )
 
-// join adds c to group k; c may be in at most max groups.
+// join adds c to group k (of an app c holds a live session in); c may be
+// in at most max groups.
 func (g *groups) join(c *conn, k groupKey, max int) error {
 	c.mu.Lock()
-	if c.state != stateLive {
+	if !c.liveInLocked(k.app) {
 		c.mu.Unlock()
 		return errNotLive
 	}
@@ -82,10 +83,10 @@ func (g *groups) join(c *conn, k groupKey, max int) error {
 	m[c] = struct{}{}
 	s.Unlock()
 
-	// If c closed between the two steps, leaveAll may have run before c was
-	// a member: undo.
+	// If c closed, or its session in the app ended, between the two steps,
+	// leaveAll or leaveApp may have run before c was a member: undo.
 	c.mu.Lock()
-	closed := c.state != stateLive
+	closed := !c.liveInLocked(k.app)
 	c.mu.Unlock()
 	if closed {
 		g.remove(k, c)
@@ -111,6 +112,22 @@ func (g *groups) leaveAll(c *conn) {
 	c.groups = nil
 	c.mu.Unlock()
 	for k := range mine {
+		g.remove(k, c)
+	}
+}
+
+// leaveApp removes c from every group of app (its session there ended).
+func (g *groups) leaveApp(c *conn, app string) {
+	var left []groupKey
+	c.mu.Lock()
+	for k := range c.groups {
+		if k.app == app {
+			left = append(left, k)
+			delete(c.groups, k)
+		}
+	}
+	c.mu.Unlock()
+	for _, k := range left {
 		g.remove(k, c)
 	}
 }

@@ -5,7 +5,10 @@ import (
 	"testing"
 )
 
-func liveConn(id uint64) *conn { return &conn{id: id, state: stateLive} }
+// liveConn is a live connection logged into apps demo and other.
+func liveConn(id uint64) *conn {
+	return &conn{id: id, state: stateLive, sessions: []session{{app: "demo"}, {app: "other"}}}
+}
 
 func members(g *groups, k groupKey) int {
 	n := 0
@@ -41,6 +44,27 @@ func TestGroupsIndex(t *testing.T) {
 	g.leaveAll(a)
 	if members(g, room)+members(g, other) != 0 || len(g.shards[0].members)+len(g.shard(room).members) != 0 {
 		t.Fatal("leaveAll left memberships (or empty groups) behind")
+	}
+}
+
+// A session that ended (replaced or kicked in its app) leaves that app's
+// groups, and cannot join one again; the connection's other apps keep theirs.
+func TestGroupsLeaveApp(t *testing.T) {
+	g := newGroups()
+	c := liveConn(1)
+	demo, other := groupKey{"demo", "room"}, groupKey{"other", "room"}
+	g.join(c, demo, 10)
+	g.join(c, other, 10)
+	c.sessions[0].over.Store(true)
+	g.leaveApp(c, "demo")
+	if members(g, demo) != 0 || members(g, other) != 1 {
+		t.Fatalf("after leaveApp(demo): demo %d, other %d members", members(g, demo), members(g, other))
+	}
+	if err := g.join(c, demo, 10); err != errNotLive {
+		t.Fatalf("join into an ended session: %v", err)
+	}
+	if err := g.join(c, groupKey{"nope", "room"}, 10); err != errNotLive {
+		t.Fatalf("join into an app the connection is not logged into: %v", err)
 	}
 }
 

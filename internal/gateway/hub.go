@@ -10,10 +10,14 @@ const (
 	appShards    = 16
 )
 
-// hub is the gateway's registry of logged-in connections: device -> conn, and
-// per app the set of its connections (for broadcast) and user -> conns. Many
-// small locks, so logins and pushes on different devices rarely meet.
-// Safe for concurrent use.
+// hub is the gateway's registry of logged-in sessions: (app, device) ->
+// conn, and per app the set of its connections (for broadcast) and user ->
+// conns. Device identity is scoped by app: a login of device D to app A
+// replaces only the session of (A, D), whatever other apps either connection
+// serves. Many small locks, so logins and pushes on different devices rarely
+// meet. Safe for concurrent use.
+//
+// Lock order: a device shard, then an app shard, then a connection's mu.
 type hub struct {
 	seed    maphash.Seed
 	devices [deviceShards]deviceShard
@@ -22,9 +26,12 @@ type hub struct {
 	apps map[string]*appIndex // mu guards the map, not the indexes
 }
 
+// deviceKey names a device within its app.
+type deviceKey struct{ app, device string }
+
 type deviceShard struct {
 	sync.RWMutex
-	conns map[string]*conn
+	conns map[deviceKey]*conn
 }
 
 // appIndex is one app's connections, sharded by connection id, and its users.
@@ -41,13 +48,13 @@ type appShard struct {
 func newHub() *hub {
 	h := &hub{seed: maphash.MakeSeed(), apps: make(map[string]*appIndex)}
 	for i := range h.devices {
-		h.devices[i].conns = make(map[string]*conn)
+		h.devices[i].conns = make(map[deviceKey]*conn)
 	}
 	return h
 }
 
-func (h *hub) deviceShard(device string) *deviceShard {
-	return &h.devices[maphash.String(h.seed, device)%deviceShards]
+func (h *hub) deviceShard(k deviceKey) *deviceShard {
+	return &h.devices[maphash.Comparable(h.seed, k)%deviceShards]
 }
 
 func (h *hub) app(id string, create bool) *appIndex {
@@ -76,55 +83,72 @@ func (h *hub) userShard(a *appIndex, user string) *appShard {
 	return &a.shards[maphash.String(h.seed, user)%appShards]
 }
 
-// register makes c the device's connection. swap is called with the
-// connection c replaces (nil if none) while the device's entry is locked, so
-// that what it does for one device (status events) happens in login order.
-func (h *hub) register(c *conn, swap func(old *conn)) {
-	ds := h.deviceShard(c.device)
-	ds.Lock()
-	old := ds.conns[c.device]
-	ds.conns[c.device] = c
-	swap(old)
-	ds.Unlock()
-	for _, s := range c.sessions {
+// register makes c the connection of each of its sessions' (app, device).
+// swap is called with each session and the connection it replaces in that
+// app (nil if none) while that (app, device) is locked, so that what it does
+// for one device of one app (status events) happens in login order; the
+// replaced connection is out of the app's indexes by then.
+func (h *hub) register(c *conn, swap func(s *session, old *conn)) {
+	for i := range c.sessions {
+		s := &c.sessions[i]
+		k := deviceKey{s.app, c.device}
+		ds := h.deviceShard(k)
+		ds.Lock()
+		old := ds.conns[k]
+		ds.conns[k] = c
 		a := h.app(s.app, true)
-		cs := a.connShard(c)
-		cs.Lock()
-		cs.conns[c] = struct{}{}
-		cs.Unlock()
-		if s.user != "" {
-			us := h.userShard(a, s.user)
-			us.Lock()
-			us.users[s.user] = append(us.users[s.user], c)
-			us.Unlock()
+		if old != nil {
+			if os, ok := old.session(s.app); ok {
+				h.unindexLocked(a, old, os)
+			}
 		}
+		h.index(a, c, s)
+		swap(s, old)
+		ds.Unlock()
 	}
 }
 
-// unregister removes c everywhere; a newer connection of the same device
-// stays registered.
-func (h *hub) unregister(c *conn) {
-	ds := h.deviceShard(c.device)
+// unregister removes c's session s, unless a newer connection holds its
+// (app, device) now.
+func (h *hub) unregister(c *conn, s *session) {
+	k := deviceKey{s.app, c.device}
+	ds := h.deviceShard(k)
 	ds.Lock()
-	if ds.conns[c.device] == c {
-		delete(ds.conns, c.device)
+	if ds.conns[k] == c {
+		delete(ds.conns, k)
+		h.unindexLocked(h.app(s.app, false), c, s)
 	}
 	ds.Unlock()
-	for _, s := range c.sessions {
-		a := h.app(s.app, false)
-		cs := a.connShard(c)
-		cs.Lock()
-		delete(cs.conns, c)
-		cs.Unlock()
-		if s.user != "" {
-			us := h.userShard(a, s.user)
-			us.Lock()
-			us.users[s.user] = removeConn(us.users[s.user], c)
-			if len(us.users[s.user]) == 0 {
-				delete(us.users, s.user)
-			}
-			us.Unlock()
+}
+
+// index adds c to app a's connections, and to its user's.
+func (h *hub) index(a *appIndex, c *conn, s *session) {
+	cs := a.connShard(c)
+	cs.Lock()
+	cs.conns[c] = struct{}{}
+	cs.Unlock()
+	if s.user != "" {
+		us := h.userShard(a, s.user)
+		us.Lock()
+		us.users[s.user] = append(us.users[s.user], c)
+		us.Unlock()
+	}
+}
+
+// unindexLocked undoes index; the device's shard must be locked.
+func (h *hub) unindexLocked(a *appIndex, c *conn, s *session) {
+	cs := a.connShard(c)
+	cs.Lock()
+	delete(cs.conns, c)
+	cs.Unlock()
+	if s.user != "" {
+		us := h.userShard(a, s.user)
+		us.Lock()
+		us.users[s.user] = removeConn(us.users[s.user], c)
+		if len(us.users[s.user]) == 0 {
+			delete(us.users, s.user)
 		}
+		us.Unlock()
 	}
 }
 
@@ -139,15 +163,13 @@ func removeConn(cs []*conn, c *conn) []*conn {
 	return cs
 }
 
-// lookup returns the device's connection if it is logged into app.
+// lookup returns the connection holding device's session in app.
 func (h *hub) lookup(app, device string) *conn {
-	ds := h.deviceShard(device)
+	k := deviceKey{app, device}
+	ds := h.deviceShard(k)
 	ds.RLock()
-	c := ds.conns[device]
+	c := ds.conns[k]
 	ds.RUnlock()
-	if c == nil || !c.serves(app) {
-		return nil
-	}
 	return c
 }
 
@@ -181,7 +203,8 @@ func (h *hub) eachAppConn(app string, fn func(*conn)) {
 	}
 }
 
-// eachConn calls fn for every registered connection. fn must not block.
+// eachConn calls fn for every registered connection, once per session it
+// holds. fn must not block.
 func (h *hub) eachConn(fn func(*conn)) {
 	for i := range h.devices {
 		s := &h.devices[i]

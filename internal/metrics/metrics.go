@@ -23,6 +23,7 @@ type Metrics struct {
 	Delivered   *prometheus.CounterVec // app: frames handed to connections' send queues
 
 	MailboxDropped *prometheus.CounterVec // app: stored messages dropped from full mailboxes
+	SeqClamped     *prometheus.CounterVec // app, op: acks and last_seqs above the last seq given, clamped
 	StoreCommits   prometheus.Counter     // store batches committed
 	StoreBatchOps  prometheus.Histogram   // operations per committed batch
 
@@ -56,6 +57,10 @@ func New() *Metrics {
 		MailboxDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_mailbox_dropped_total", Help: "Stored messages dropped because a mailbox was full, per app.",
 		}, []string{"app"}),
+		SeqClamped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_seq_clamped_total",
+			Help: "Acks (op=ack) and login last_seqs (op=login) above the last seq given to the device in that app, clamped to it, per app.",
+		}, []string{"app", "op"}),
 		StoreCommits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "longlink_store_commits_total", Help: "Store batches committed.",
 		}),
@@ -80,7 +85,7 @@ func New() *Metrics {
 			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/pauses/`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered,
-		m.MailboxDropped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.StatusEvents,
+		m.MailboxDropped, m.SeqClamped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.StatusEvents,
 	)
 	return m
 }

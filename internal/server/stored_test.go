@@ -53,7 +53,7 @@ func TestBroadcastOfflineCompensation(t *testing.T) {
 		var mu sync.Mutex
 		var acked uint64
 		onlineDev := connect(t, ts, tr, ts.Token("online", ""), func(c *client.Config) {
-			c.OnAck = func(seq uint64) { mu.Lock(); acked = seq; mu.Unlock() }
+			c.OnAck = func(_ string, seq uint64) { mu.Lock(); acked = seq; mu.Unlock() }
 		})
 		out := ts.Push(map[string]any{"broadcast": true, "data": "to everyone", "ttl": 3600})
 		if out["online"] != 1.0 {
@@ -147,7 +147,7 @@ func TestOnlineOnlyToOnlineDevice(t *testing.T) {
 func TestAckThenReconnectNoRedelivery(t *testing.T) {
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		acks := make(chan uint64, 4)
-		d1 := connect(t, ts, tr, ts.Token("d1", ""), func(c *client.Config) { c.OnAck = func(s uint64) { acks <- s } })
+		d1 := connect(t, ts, tr, ts.Token("d1", ""), func(c *client.Config) { c.OnAck = func(_ string, s uint64) { acks <- s } })
 		ts.Push(stored([]string{"d1"}, "once"))
 		d1.expect(t, "once")
 		seq := <-acks
@@ -230,7 +230,7 @@ func TestIdempotentRepeat(t *testing.T) {
 		// Keys survive a restart.
 		first.Shutdown(context.Background())
 		second := testserver.Start(t, func(c *config.Config) { c.DataDir = first.Config().DataDir })
-		d := connect(t, second, tr, second.Token("d1", ""), func(c *client.Config) { c.LastSeq = d1.LastSeq() })
+		d := connect(t, second, tr, second.Token("d1", ""), func(c *client.Config) { c.LastSeq = d1.LastSeq("demo") })
 		if after := second.Push(body("shipped, third time", 3600)); after["id"] != out["id"] {
 			t.Fatalf("after restart: %v", after)
 		}

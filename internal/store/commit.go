@@ -16,7 +16,7 @@ const (
 	opAppend    opKind = iota // a message into mailboxes, and/or an idempotency key
 	opBroadcast               // a message into an app's broadcast log
 	opCatchUp                 // copy an app's log into a device's mailbox
-	opAck                     // trim mailboxes
+	opAck                     // trim a mailbox
 	opBind                    // user <-> device
 	opSweep                   // delete what expired
 	opUsers                   // read: the devices of users (o.apps holds the users)
@@ -29,7 +29,7 @@ type op struct {
 	devices []string
 	device  string
 	user    string
-	apps    []string
+	users   []string
 	seq     uint64
 	key     string        // idempotency key
 	done    chan struct{} // closed once committed; nil when nobody waits
@@ -196,20 +196,20 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 	return nil
 }
 
-// appendMessage puts m in device's mailbox for m.App with the device's next
-// seq, dropping the mailbox's oldest message when it is full.
+// appendMessage puts m in device's mailbox for m.App with the next seq of
+// (m.App, device), dropping the mailbox's oldest message when it is full.
 func (s *Store) appendMessage(b *pebble.Batch, device string, m Message) (uint64, error) {
-	seq, err := s.meta.lastSeq(b, device)
+	seq, err := s.meta.lastSeq(b, m.App, device)
 	if err != nil {
 		return 0, err
 	}
 	seq++
-	s.meta.setLastSeq(b, device, seq)
-	mk := messageKey(device, m.App, seq)
+	s.meta.setLastSeq(b, m.App, device, seq)
+	mk := messageKey(m.App, device, seq)
 	b.Set(mk, record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode(), nil)
 	b.Set(expiryKey(m.Expires, mk), nil, nil)
 
-	mb, err := s.meta.mailbox(b, device, m.App)
+	mb, err := s.meta.mailbox(b, m.App, device)
 	if err != nil {
 		return 0, err
 	}
@@ -218,12 +218,12 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m Message) (uint64
 		mb.first = seq
 	}
 	if mb.count > uint64(s.opts.MailboxLimit) {
-		oldest, err := mb.oldest(b, device, m.App)
+		oldest, err := mb.oldest(b, m.App, device)
 		if err != nil {
 			return 0, err
 		}
 		if oldest > 0 {
-			b.Delete(messageKey(device, m.App, oldest), nil)
+			b.Delete(messageKey(m.App, device, oldest), nil)
 			mb.count--
 			mb.first = oldest + 1
 			if s.opts.Metrics != nil {
@@ -231,13 +231,13 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m Message) (uint64
 			}
 		}
 	}
-	s.meta.setMailbox(b, device, m.App, mb)
+	s.meta.setMailbox(b, m.App, device, mb)
 	return seq, nil
 }
 
 func (s *Store) applyCatchUp(b *pebble.Batch, o *op, now time.Time) error {
 	app := o.msg.App
-	ck := key(prefixCursor, o.device, app)
+	ck := key(prefixCursor, app, o.device)
 	cursor, err := getUint(b, ck)
 	if err != nil {
 		return err
@@ -276,43 +276,45 @@ func (s *Store) applyCatchUp(b *pebble.Batch, o *op, now time.Time) error {
 	return nil
 }
 
+// applyAck deletes the messages of one mailbox up to o.seq. A seq above the
+// last one given to (app, device) is clamped to it and counted: a client
+// never moves the seqs of a mailbox (were it trusted, a seq near 2^64 would
+// make the next append wrap).
 func (s *Store) applyAck(b *pebble.Batch, o *op) error {
-	last, err := s.meta.lastSeq(b, o.device)
+	app := o.msg.App
+	last, err := s.meta.lastSeq(b, app, o.device)
 	if err != nil {
 		return err
 	}
 	if o.seq > last {
-		s.meta.setLastSeq(b, o.device, o.seq)
-		o.durable = true
+		o.seq = last
+		if s.opts.Metrics != nil {
+			s.opts.Metrics.SeqClamped.WithLabelValues(app, "ack").Inc()
+		}
 	}
-	for _, app := range o.apps {
-		mb, err := s.meta.mailbox(b, o.device, app)
-		if err != nil {
-			return err
-		}
-		if mb.count == 0 || o.seq < mb.first {
-			continue
-		}
-		start, end := messageKey(o.device, app, mb.first), messageKey(o.device, app, o.seq+1)
-		it, err := b.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
-		if err != nil {
-			return err
-		}
-		// Point deletes, not a range delete: every later read through the
-		// batch would fragment all of its range deletes again, which made
-		// a batch of many acks quadratic (pprof: fragmentRangeDels).
-		n := uint64(0)
-		for it.First(); it.Valid(); it.Next() {
-			b.Delete(it.Key(), nil)
-			n++
-		}
-		if err := it.Close(); err != nil {
-			return err
-		}
-		mb.count -= min(n, mb.count)
-		mb.first = o.seq + 1
-		s.meta.setMailbox(b, o.device, app, mb)
+	mb, err := s.meta.mailbox(b, app, o.device)
+	if err != nil || mb.count == 0 || o.seq < mb.first {
+		return err
 	}
+	start, end := messageKey(app, o.device, mb.first), messageKey(app, o.device, o.seq+1)
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
+	if err != nil {
+		return err
+	}
+	// Point deletes, not a range delete: every later read through the
+	// batch would fragment all of its range deletes again, which made a
+	// batch of many acks quadratic (pprof: fragmentRangeDels).
+	n := uint64(0)
+	for it.First(); it.Valid(); it.Next() {
+		b.Delete(it.Key(), nil)
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	mb.count -= min(n, mb.count)
+	mb.first = o.seq + 1
+	s.meta.setMailbox(b, app, o.device, mb)
 	return nil
 }
 
@@ -336,7 +338,7 @@ func (s *Store) applyBind(b *pebble.Batch, o *op) error {
 }
 
 func (s *Store) applyUsers(b *pebble.Batch, o *op) error {
-	for _, u := range o.apps {
+	for _, u := range o.users {
 		p := append(key(prefixUser, o.msg.App, u), 0)
 		it, err := b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 		if err != nil {
@@ -378,13 +380,13 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 				return err
 			}
 			if ok {
-				device, app := mailboxOf(target)
-				mb, err := s.meta.mailbox(b, device, app)
+				app, device := mailboxOf(target)
+				mb, err := s.meta.mailbox(b, app, device)
 				if err != nil {
 					return err
 				}
 				mb.count -= min(1, mb.count)
-				s.meta.setMailbox(b, device, app, mb)
+				s.meta.setMailbox(b, app, device, mb)
 			}
 		}
 		b.Delete(target, nil)
@@ -396,8 +398,8 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 	return nil
 }
 
-// mailboxOf splits m/<device>\0<app>\0<seq:8> into device and app.
-func mailboxOf(k []byte) (device, app string) {
+// mailboxOf splits m/<app>\0<device>\0<seq:8> into app and device.
+func mailboxOf(k []byte) (app, device string) {
 	rest := k[len(prefixMessage) : len(k)-9]
 	i := bytes.IndexByte(rest, 0)
 	return string(rest[:i]), string(rest[i+1:])

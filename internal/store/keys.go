@@ -6,20 +6,25 @@ import (
 	"time"
 )
 
-// The key space. Device ids are printable ASCII and app ids [a-z0-9_-], so
-// 0x00 separates parts unambiguously; numbers are big-endian so that keys sort
-// by them.
+// The key space (format 2). Everything of a device is keyed by (app, device):
+// apps never share a device's seqs, mailboxes or bindings. Device ids are
+// printable ASCII and app ids [a-z0-9_-], so 0x00 separates parts
+// unambiguously; numbers are big-endian so that keys sort by them.
 //
-//	d/<device>                        last seq given to the device (uvarint)
-//	m/<device>\0<app>\0<seq:8>        a stored message: record
-//	n/<device>\0<app>                 that mailbox's count and lowest seq (uvarints)
+//	d/<app>\0<device>                 last seq given to the device in app (uvarint)
+//	m/<app>\0<device>\0<seq:8>        a stored message: record
+//	n/<app>\0<device>                 that mailbox's count and lowest seq (uvarints)
 //	b/<app>\0<bseq:8>                 the app's broadcast log: record
 //	h/<app>                           last bseq of the app's log (uvarint)
-//	c/<device>\0<app>                 highest bseq copied into the device's mailbox (uvarint)
+//	c/<app>\0<device>                 highest bseq copied into the device's mailbox (uvarint)
 //	u/<app>\0<user>\0<device>         the user's devices (empty value)
 //	w/<app>\0<device>                 the device's current user
 //	i/<app>\0<key>                    idempotency key: record (id and time; no data)
 //	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms)
+//	v                                 the key format's version (uvarint; absent = 1)
+//
+// Format 1 keyed d/, m/, n/ and c/ by device first, with one seq per device
+// shared by its apps; Open migrates it (migrate.go).
 const (
 	prefixDevice    = "d/"
 	prefixMessage   = "m/"
@@ -31,6 +36,7 @@ const (
 	prefixWho       = "w/"
 	prefixIdem      = "i/"
 	prefixExpiry    = "x/"
+	keyVersion      = "v"
 )
 
 func key(prefix string, parts ...string) []byte {
@@ -44,11 +50,11 @@ func key(prefix string, parts ...string) []byte {
 	return k
 }
 
-// mailboxPrefix is the prefix of every message in one (device, app) mailbox.
-func mailboxPrefix(device, app string) []byte { return append(key(prefixMessage, device, app), 0) }
+// mailboxPrefix is the prefix of every message in one (app, device) mailbox.
+func mailboxPrefix(app, device string) []byte { return append(key(prefixMessage, app, device), 0) }
 
-func messageKey(device, app string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(mailboxPrefix(device, app), seq)
+func messageKey(app, device string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(mailboxPrefix(app, device), seq)
 }
 
 func logPrefix(app string) []byte { return append(key(prefixBroadcast, app), 0) }

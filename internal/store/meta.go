@@ -6,15 +6,15 @@ import (
 	"github.com/cockroachdb/pebble"
 )
 
-// metaCache holds the committer's bookkeeping (each device's last seq, each
-// mailbox's count and lowest seq) in memory, written through to the batch.
+// metaCache holds the committer's bookkeeping (each (app, device)'s last seq,
+// each mailbox's count and lowest seq) in memory, written through to the batch.
 // The committer is the only writer, so the cache is right as long as it is
 // dropped whenever a batch is discarded. It is cleared when it grows past
 // metaCacheLimit entries and refills from the database.
 // Owned by the committer goroutine.
 type metaCache struct {
-	last      map[string]uint64
-	mailboxes map[string]mailbox // key: device \0 app
+	last      map[string]uint64  // key: the d/ key
+	mailboxes map[string]mailbox // key: the n/ key
 }
 
 const metaCacheLimit = 100000
@@ -24,24 +24,26 @@ func (c *metaCache) reset() {
 	c.mailboxes = make(map[string]mailbox)
 }
 
-func (c *metaCache) lastSeq(b *pebble.Batch, device string) (uint64, error) {
-	if seq, ok := c.last[device]; ok {
+func (c *metaCache) lastSeq(b *pebble.Batch, app, device string) (uint64, error) {
+	k := key(prefixDevice, app, device)
+	if seq, ok := c.last[string(k)]; ok {
 		return seq, nil
 	}
-	seq, err := getUint(b, key(prefixDevice, device))
+	seq, err := getUint(b, k)
 	if err == nil {
-		c.remember(func() { c.last[device] = seq })
+		c.remember(func() { c.last[string(k)] = seq })
 	}
 	return seq, err
 }
 
-func (c *metaCache) setLastSeq(b *pebble.Batch, device string, seq uint64) {
-	b.Set(key(prefixDevice, device), binary.AppendUvarint(nil, seq), nil)
-	c.remember(func() { c.last[device] = seq })
+func (c *metaCache) setLastSeq(b *pebble.Batch, app, device string, seq uint64) {
+	k := key(prefixDevice, app, device)
+	b.Set(k, binary.AppendUvarint(nil, seq), nil)
+	c.remember(func() { c.last[string(k)] = seq })
 }
 
-func (c *metaCache) mailbox(b *pebble.Batch, device, app string) (mailbox, error) {
-	k := key(prefixCount, device, app)
+func (c *metaCache) mailbox(b *pebble.Batch, app, device string) (mailbox, error) {
+	k := key(prefixCount, app, device)
 	if mb, ok := c.mailboxes[string(k)]; ok {
 		return mb, nil
 	}
@@ -58,8 +60,8 @@ func (c *metaCache) mailbox(b *pebble.Batch, device, app string) (mailbox, error
 	return mb, nil
 }
 
-func (c *metaCache) setMailbox(b *pebble.Batch, device, app string, mb mailbox) {
-	k := key(prefixCount, device, app)
+func (c *metaCache) setMailbox(b *pebble.Batch, app, device string, mb mailbox) {
+	k := key(prefixCount, app, device)
 	v := binary.AppendUvarint(nil, mb.count)
 	b.Set(k, binary.AppendUvarint(v, mb.first), nil)
 	c.remember(func() { c.mailboxes[string(k)] = mb })
@@ -73,7 +75,7 @@ func (c *metaCache) remember(set func()) {
 	set()
 }
 
-// mailbox is the bookkeeping of one (device, app) mailbox: how many
+// mailbox is the bookkeeping of one (app, device) mailbox: how many
 // messages it holds, and a seq at or below its oldest. Iterators start at
 // first, so the tombstones of dropped and acked messages are never walked.
 type mailbox struct {
@@ -82,10 +84,10 @@ type mailbox struct {
 }
 
 // oldest returns the seq of the mailbox's oldest message, 0 if it is empty.
-func (mb mailbox) oldest(b *pebble.Batch, device, app string) (uint64, error) {
+func (mb mailbox) oldest(b *pebble.Batch, app, device string) (uint64, error) {
 	it, err := b.NewIter(&pebble.IterOptions{
-		LowerBound: messageKey(device, app, mb.first),
-		UpperBound: prefixEnd(mailboxPrefix(device, app)),
+		LowerBound: messageKey(app, device, mb.first),
+		UpperBound: prefixEnd(mailboxPrefix(app, device)),
 	})
 	if err != nil {
 		return 0, err

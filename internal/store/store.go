@@ -1,11 +1,11 @@
 // Package store keeps longlink's durable state in an embedded Pebble
-// database in data_dir: per-device mailboxes of stored messages, each app's
-// broadcast log, user bindings and idempotency keys.
+// database in data_dir: per-(app, device) mailboxes of stored messages, each
+// app's broadcast log, user bindings and idempotency keys.
 //
 // One committer goroutine makes every write. It takes all the operations
 // waiting for it, applies them to one batch and commits it with one fsync,
 // so concurrent pushers share syncs. Being the only writer, it gives each
-// device's seqs in order; a batch becomes visible only once it is durable, so
+// (app, device)'s seqs in order; a batch becomes visible only once it is durable, so
 // no seq a device has seen can be lost and given again after a crash.
 package store
 
@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
@@ -47,7 +46,7 @@ type Appended struct {
 
 // Options configure a Store. Zero values mean the documented defaults.
 type Options struct {
-	// MailboxLimit bounds each (device, app) mailbox; when full the oldest
+	// MailboxLimit bounds each (app, device) mailbox; when full the oldest
 	// message is dropped and counted. Zero means 1000.
 	MailboxLimit int
 	// IdempotencyWindow is how long an idempotency key is remembered.
@@ -111,6 +110,10 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
+	if err := migrate(db, o.Logger); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
 	s := &Store{db: db, opts: o, ops: make(chan *op, maxBatchOps),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go s.run()
@@ -160,7 +163,7 @@ func (s *Store) queue(o *op) {
 }
 
 // Append stores m in the mailbox of every device (for m.App) and returns
-// their seqs, once durable. With a key, a repeat of the key within the
+// their seqs (each from its own (app, device) sequence), once durable. With a key, a repeat of the key within the
 // idempotency window stores nothing and returns the first message's id;
 // with no devices only the key is recorded (online-only messages).
 func (s *Store) Append(ctx context.Context, devices []string, m Message, key string) (Appended, error) {
@@ -185,14 +188,26 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 	return o.n, err
 }
 
-// Ack marks every stored message of device with seq <= seq done in the
-// mailboxes of apps, and deletes them. It does not wait: a lost ack only
-// means a redelivery. A seq beyond any given to the device (the client knows
-// more than this store: restored from an older copy) moves the device's seqs
-// past it; that commit is synced, and since the committer applies operations
-// in order, no seq given after it can be visible before it is durable.
-func (s *Store) Ack(device string, apps []string, seq uint64) {
-	s.queue(&op{kind: opAck, device: device, apps: apps, seq: seq})
+// Ack marks every stored message of device in app with seq <= seq done, and
+// deletes them. It does not wait: a lost ack only means a redelivery. A seq
+// beyond the last one given to (app, device) is clamped to it and counted
+// (longlink_seq_clamped_total): the client's word never moves the sequence.
+func (s *Store) Ack(app, device string, seq uint64) {
+	s.queue(&op{kind: opAck, msg: Message{App: app}, device: device, seq: seq})
+}
+
+// LastSeq returns the last seq given to device in app that is durable (0
+// if none). Any seq a client was handed is at or below it.
+func (s *Store) LastSeq(app, device string) (uint64, error) {
+	v, closer, err := s.db.Get(key(prefixDevice, app, device))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store last seq: %w", err)
+	}
+	defer closer.Close()
+	return uvarint(v), nil
 }
 
 // Bind records that device belongs to user in app (user "" unbinds it).
@@ -201,40 +216,32 @@ func (s *Store) Bind(app, device, user string) {
 	s.queue(&op{kind: opBind, msg: Message{App: app}, device: device, user: user})
 }
 
-// Since returns up to limit unexpired messages of device for apps with seq
+// Since returns up to limit unexpired messages of device in app with seq
 // greater than after, in seq order.
-func (s *Store) Since(device string, apps []string, after uint64, limit int) ([]Stored, error) {
+func (s *Store) Since(app, device string, after uint64, limit int) ([]Stored, error) {
 	now := s.opts.Now().UnixMilli()
-	var out []Stored
-	for _, app := range apps {
-		it, err := s.db.NewIter(&pebble.IterOptions{
-			LowerBound: messageKey(device, app, after+1),
-			UpperBound: prefixEnd(mailboxPrefix(device, app)),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("store since: %w", err)
-		}
-		n := 0
-		for it.First(); it.Valid() && n < limit; it.Next() {
-			r, err := decodeRecord(it.Value())
-			if err != nil {
-				it.Close()
-				return nil, err
-			}
-			if r.expires <= now {
-				continue
-			}
-			out = append(out, Stored{Seq: seqOf(it.Key()), Message: Message{
-				App: app, ID: r.id, Data: r.data, Expires: time.UnixMilli(r.expires)}})
-			n++
-		}
-		if err := it.Close(); err != nil {
-			return nil, fmt.Errorf("store since: %w", err)
-		}
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: messageKey(app, device, after+1),
+		UpperBound: prefixEnd(mailboxPrefix(app, device)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store since: %w", err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
-	if len(out) > limit {
-		out = out[:limit]
+	var out []Stored
+	for it.First(); it.Valid() && len(out) < limit; it.Next() {
+		r, err := decodeRecord(it.Value())
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		if r.expires <= now {
+			continue
+		}
+		out = append(out, Stored{Seq: seqOf(it.Key()), Message: Message{
+			App: app, ID: r.id, Data: r.data, Expires: time.UnixMilli(r.expires)}})
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("store since: %w", err)
 	}
 	return out, nil
 }
@@ -243,7 +250,7 @@ func (s *Store) Since(device string, apps []string, after uint64, limit int) ([]
 // by the committer, after every Bind queued before it, so a push right after
 // a login finds the binding that login made.
 func (s *Store) UserDevices(ctx context.Context, app string, users []string) ([]string, error) {
-	o := &op{kind: opUsers, msg: Message{App: app}, apps: users}
+	o := &op{kind: opUsers, msg: Message{App: app}, users: users}
 	err := s.do(ctx, o)
 	return o.devices, err
 }

@@ -53,7 +53,7 @@ func BenchmarkReplay1000(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		got, err := s.Since("d1", []string{"demo"}, 0, 1000)
+		got, err := s.Since("demo", "d1", 0, 1000)
 		if err != nil || len(got) != 1000 {
 			b.Fatalf("%d messages, %v", len(got), err)
 		}
@@ -112,7 +112,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				device := fmt.Sprint("d", i)
-				s.Ack(device, []string{"demo"}, seqs[i])
+				s.Ack("demo", device, seqs[i])
 				if _, err := s.CatchUp(ctx, "demo", device); err != nil {
 					b.Error(err)
 				}

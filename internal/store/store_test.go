@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -64,19 +65,19 @@ func TestAppendSinceAck(t *testing.T) {
 			t.Fatalf("append %d: %+v %v", i, res, err)
 		}
 	}
-	got, err := s.Since("d1", []string{"demo"}, 2, 10)
+	got, err := s.Since("demo", "d1", 2, 10)
 	if err != nil || !slices.Equal(ids(got), []string{"m3", "m4", "m5"}) || got[0].Seq != 3 || string(got[0].Data) != "data m3" {
 		t.Fatalf("since 2: %+v %v", got, err)
 	}
-	if got, _ := s.Since("d1", []string{"demo"}, 0, 2); !slices.Equal(ids(got), []string{"m1", "m2"}) {
+	if got, _ := s.Since("demo", "d1", 0, 2); !slices.Equal(ids(got), []string{"m1", "m2"}) {
 		t.Fatalf("limit: %v", ids(got))
 	}
-	s.Ack("d1", []string{"demo"}, 4)
+	s.Ack("demo", "d1", 4)
 	flush(t, s)
-	if got, _ := s.Since("d1", []string{"demo"}, 0, 10); !slices.Equal(ids(got), []string{"m5"}) {
+	if got, _ := s.Since("demo", "d1", 0, 10); !slices.Equal(ids(got), []string{"m5"}) {
 		t.Fatalf("after ack 4: %v", ids(got))
 	}
-	if got, _ := s.Since("d2", []string{"demo"}, 0, 10); len(got) != 5 {
+	if got, _ := s.Since("demo", "d2", 0, 10); len(got) != 5 {
 		t.Fatalf("d2 touched by d1's ack: %v", ids(got))
 	}
 }
@@ -89,20 +90,26 @@ func flush(t *testing.T, s *Store) {
 	}
 }
 
-func TestSeqsSharedAcrossAppsAckedPerApp(t *testing.T) {
+func TestSeqsAndAcksPerApp(t *testing.T) {
 	clk := newClock()
 	s := open(t, t.TempDir(), clk)
-	s.Append(ctx, []string{"d1"}, msg(clk, "a", "a1"), "")
-	s.Append(ctx, []string{"d1"}, msg(clk, "b", "b2"), "")
-	s.Append(ctx, []string{"d1"}, msg(clk, "a", "a3"), "")
-	if got, _ := s.Since("d1", []string{"a", "b"}, 0, 10); !slices.Equal(ids(got), []string{"a1", "b2", "a3"}) {
-		t.Fatalf("merged: %v", ids(got))
+	for _, m := range []Message{msg(clk, "a", "a1"), msg(clk, "b", "b1"), msg(clk, "a", "a2")} {
+		res, err := s.Append(ctx, []string{"d1"}, m, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]uint64{"a1": 1, "b1": 1, "a2": 2}[m.ID]; res.Seqs[0] != want {
+			t.Fatalf("%s got seq %d, want %d: each (app, device) has its own sequence", m.ID, res.Seqs[0], want)
+		}
 	}
-	// A connection logged into app a only acks a's messages.
-	s.Ack("d1", []string{"a"}, 3)
+	// An ack of app a touches a's mailbox only.
+	s.Ack("a", "d1", 2)
 	flush(t, s)
-	if got, _ := s.Since("d1", []string{"a", "b"}, 0, 10); !slices.Equal(ids(got), []string{"b2"}) {
-		t.Fatalf("after acking a: %v", ids(got))
+	if got, _ := s.Since("a", "d1", 0, 10); len(got) != 0 {
+		t.Fatalf("a after ack: %v", ids(got))
+	}
+	if got, _ := s.Since("b", "d1", 0, 10); !slices.Equal(ids(got), []string{"b1"}) {
+		t.Fatalf("b after a's ack: %v", ids(got))
 	}
 }
 
@@ -144,7 +151,7 @@ func TestMailboxLimitDropsOldest(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		s.Append(ctx, []string{"d1"}, msg(clk, "demo", fmt.Sprint("m", i)), "")
 	}
-	if got, _ := s.Since("d1", []string{"demo"}, 0, 10); !slices.Equal(ids(got), []string{"m3", "m4", "m5"}) {
+	if got, _ := s.Since("demo", "d1", 0, 10); !slices.Equal(ids(got), []string{"m3", "m4", "m5"}) {
 		t.Fatalf("kept %v", ids(got))
 	}
 	if n := testutil.ToFloat64(m.MailboxDropped.WithLabelValues("demo")); n != 2 {
@@ -162,7 +169,7 @@ func TestExpiredNeverDeliveredAndReclaimed(t *testing.T) {
 	s.Append(ctx, []string{"d1"}, msg(clk, "demo", "long"), "")
 	s.AppendBroadcast(ctx, short, "")
 	clk.add(2 * time.Minute)
-	if got, _ := s.Since("d1", []string{"demo"}, 0, 10); !slices.Equal(ids(got), []string{"long"}) {
+	if got, _ := s.Since("demo", "d1", 0, 10); !slices.Equal(ids(got), []string{"long"}) {
 		t.Fatalf("expired delivered: %v", ids(got))
 	}
 	if n, _ := s.CatchUp(ctx, "demo", "d2"); n != 0 {
@@ -207,7 +214,7 @@ func TestIdempotencySurvivesReopen(t *testing.T) {
 	if later, _ := s.Append(ctx, nil, msg(clk, "demo", "id-5"), "order-42"); later.Dup {
 		t.Fatal("key remembered past its window")
 	}
-	if got, _ := s.Since("d1", []string{"demo"}, 0, 10); len(got) != 0 {
+	if got, _ := s.Since("demo", "d1", 0, 10); len(got) != 0 {
 		t.Fatalf("expired or duplicate messages present: %v", ids(got)) // id-1 expired after 1h
 	}
 }
@@ -228,7 +235,7 @@ func TestBroadcastCatchUp(t *testing.T) {
 	}
 	s.AppendBroadcast(ctx, msg(clk, "demo", "b2"), "")
 	s.CatchUp(ctx, "demo", "d1")
-	if got, _ := s.Since("d1", []string{"demo"}, 0, 10); !slices.Equal(ids(got), []string{"u1", "b1", "b2"}) {
+	if got, _ := s.Since("demo", "d1", 0, 10); !slices.Equal(ids(got), []string{"u1", "b1", "b2"}) {
 		t.Fatalf("mailbox %v", ids(got))
 	}
 	if n, _ := s.CatchUp(ctx, "other", "d1"); n != 0 {
@@ -236,14 +243,37 @@ func TestBroadcastCatchUp(t *testing.T) {
 	}
 }
 
-func TestAckBeyondLastMovesSeqs(t *testing.T) {
+// The repro: another app's token for the same device id acks
+// 2^64-1. Before seqs were per app and acks clamped, the shared counter moved
+// there and the next append wrapped to 0, a message never replayed.
+func TestAckBeyondLastIsClampedAndCounted(t *testing.T) {
 	clk := newClock()
-	s := open(t, t.TempDir(), clk)
-	s.Append(ctx, []string{"d1"}, msg(clk, "demo", "m1"), "")
-	s.Ack("d1", []string{"demo"}, 500) // queued: the next append is applied after it
-	res, _ := s.Append(ctx, []string{"d1"}, msg(clk, "demo", "m2"), "")
-	if res.Seqs[0] != 501 {
-		t.Fatalf("next seq %d, want 501", res.Seqs[0])
+	m := metrics.New()
+	s := open(t, t.TempDir(), clk, func(o *Options) { o.Metrics = m })
+	s.Ack("b", "victim2", math.MaxUint64)
+	s.Append(ctx, []string{"victim2"}, msg(clk, "a", "a1"), "")
+	s.Ack("a", "victim2", math.MaxUint64) // clamped to 1: deletes a1 only
+	var seqs []uint64
+	for _, id := range []string{"a2", "a3", "a4"} {
+		res, err := s.Append(ctx, []string{"victim2"}, msg(clk, "a", id), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, res.Seqs[0])
+	}
+	if !slices.Equal(seqs, []uint64{2, 3, 4}) {
+		t.Fatalf("seqs after a clamped ack: %v, want [2 3 4]", seqs)
+	}
+	if got, _ := s.Since("a", "victim2", 0, 10); !slices.Equal(ids(got), []string{"a2", "a3", "a4"}) {
+		t.Fatalf("replayed %v, want a2 a3 a4", ids(got))
+	}
+	if last, err := s.LastSeq("a", "victim2"); last != 4 || err != nil {
+		t.Fatalf("LastSeq = %d, %v; want 4", last, err)
+	}
+	for app, want := range map[string]float64{"a": 1, "b": 1} {
+		if n := testutil.ToFloat64(m.SeqClamped.WithLabelValues(app, "ack")); n != want {
+			t.Fatalf("clamped acks of %s counted %v, want %v", app, n, want)
+		}
 	}
 }
 

@@ -1,0 +1,132 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// formatVersion is the version of the key space that keys.go describes.
+const formatVersion = 2
+
+// migrate brings a store written by an older longlink to formatVersion, in
+// one synced batch: it is either all done or not at all.
+//
+// Format 1 keyed a device's seq counter, mailboxes and broadcast cursors by
+// device first (d/<device>, m/<device>\0<app>\0<seq>, n/<device>\0<app>,
+// c/<device>\0<app>), with one seq sequence shared by the device's apps.
+// Format 2 puts the app first and gives each (app, device) its own
+// sequence. Stored messages keep their seqs, and each app of a device starts
+// its own sequence at the device's old counter, so a client's last_seq
+// still means what it meant.
+func migrate(db *pebble.DB, log *slog.Logger) error {
+	v, closer, err := db.Get([]byte(keyVersion))
+	if err == nil {
+		version := uvarint(v)
+		closer.Close()
+		if version > formatVersion {
+			return fmt.Errorf("the data was written by a newer longlink (store format %d; this one reads %d)", version, formatVersion)
+		}
+		return nil
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	moved := 0
+	// m/<device>\0<app>\0<seq:8> -> m/<app>\0<device>\0<seq:8>, and the
+	// expiry index entries that name them.
+	err = eachKey(db, prefixMessage, func(k, v []byte) error {
+		device, app, ok := splitPair(k[len(prefixMessage) : len(k)-9])
+		if !ok {
+			return fmt.Errorf("format 1 message key %q", k)
+		}
+		b.Delete(k, nil)
+		b.Set(messageKey(app, device, seqOf(k)), v, nil)
+		moved++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = eachKey(db, prefixExpiry, func(k, _ []byte) error {
+		target := k[len(prefixExpiry)+8:]
+		if !bytes.HasPrefix(target, []byte(prefixMessage)) {
+			return nil
+		}
+		device, app, ok := splitPair(target[len(prefixMessage) : len(target)-9])
+		if !ok {
+			return fmt.Errorf("format 1 expiry key %q", k)
+		}
+		b.Delete(k, nil)
+		nk := append([]byte(prefixExpiry), k[len(prefixExpiry):len(prefixExpiry)+8]...)
+		b.Set(append(nk, messageKey(app, device, seqOf(target))...), nil, nil)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The device's counter goes to each app it has a mailbox in (n/), and
+	// the mailbox bookkeeping and broadcast cursors swap their parts.
+	counters := make(map[string]uint64)
+	err = eachKey(db, prefixDevice, func(k, v []byte) error {
+		counters[string(k[len(prefixDevice):])] = uvarint(v)
+		b.Delete(k, nil)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, prefix := range []string{prefixCount, prefixCursor} {
+		err = eachKey(db, prefix, func(k, v []byte) error {
+			device, app, ok := splitPair(k[len(prefix):])
+			if !ok {
+				return fmt.Errorf("format 1 key %q", k)
+			}
+			b.Delete(k, nil)
+			b.Set(key(prefix, app, device), v, nil)
+			if prefix == prefixCount {
+				b.Set(key(prefixDevice, app, device), binary.AppendUvarint(nil, counters[device]), nil)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	b.Set([]byte(keyVersion), binary.AppendUvarint(nil, formatVersion), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("migrate to store format %d: %w", formatVersion, err)
+	}
+	if moved > 0 || len(counters) > 0 {
+		log.Info("store migrated to per-app keys", "format", formatVersion, "messages", moved, "devices", len(counters))
+	}
+	return nil
+}
+
+// eachKey calls fn for every key with prefix, in order. k and v are valid
+// only during the call.
+func eachKey(db *pebble.DB, prefix string, fn func(k, v []byte) error) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(bytes.Clone(it.Key()), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// splitPair splits "<a>\0<b>".
+func splitPair(p []byte) (a, b string, ok bool) {
+	x, y, ok := bytes.Cut(p, []byte{0})
+	return string(x), string(y), ok
+}

@@ -1,0 +1,76 @@
+package store
+
+import (
+	"encoding/binary"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// A data dir written by format 1 (device-first keys, one seq sequence per
+// device) opens with every stored message where the apps expect it, seqs
+// unchanged, and each app's sequence going on from the device's old counter.
+func TestMigrateFormat1(t *testing.T) {
+	clk := newClock()
+	dir := t.TempDir()
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := clk.in(time.Hour)
+	put := func(k []byte, v []byte) {
+		if err := db.Set(k, v, pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uv := func(v uint64) []byte { return binary.AppendUvarint(nil, v) }
+	// d1 got seq 1 in app a, 2 in b, 3 in a; it acked nothing.
+	for _, m := range []struct {
+		app string
+		seq uint64
+		id  string
+	}{{"a", 1, "a1"}, {"b", 2, "b2"}, {"a", 3, "a3"}} {
+		mk := binary.BigEndian.AppendUint64(append(key(prefixMessage, "d1", m.app), 0), m.seq)
+		put(mk, record{expires: exp.UnixMilli(), id: m.id, data: []byte(m.id)}.encode())
+		put(expiryKey(exp, mk), nil)
+	}
+	put(key(prefixDevice, "d1"), uv(3))
+	put(key(prefixCount, "d1", "a"), append(uv(2), uv(1)...))
+	put(key(prefixCount, "d1", "b"), append(uv(1), uv(2)...))
+	put(key(prefixCursor, "d1", "a"), uv(0))
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := open(t, dir, clk)
+	if got, _ := s.Since("a", "d1", 0, 10); !slices.Equal(ids(got), []string{"a1", "a3"}) || got[1].Seq != 3 {
+		t.Fatalf("a after migration: %+v", got)
+	}
+	if got, _ := s.Since("b", "d1", 1, 10); !slices.Equal(ids(got), []string{"b2"}) {
+		t.Fatalf("b after migration: %v", ids(got))
+	}
+	res, err := s.Append(ctx, []string{"d1"}, msg(clk, "b", "b4"), "")
+	if err != nil || res.Seqs[0] != 4 {
+		t.Fatalf("next seq in b: %+v %v, want 4", res, err)
+	}
+	s.Ack("a", "d1", 3)
+	flush(t, s)
+	if got, _ := s.Since("a", "d1", 0, 10); len(got) != 0 {
+		t.Fatalf("a after ack: %v", ids(got))
+	}
+	// The expiry index names the moved keys: the sweep reclaims them.
+	clk.add(2 * time.Hour)
+	s.queue(&op{kind: opSweep})
+	flush(t, s)
+	if n := countKeys(t, s, prefixMessage); n != 0 {
+		t.Fatalf("%d message keys left after the sweep", n)
+	}
+	// Opening again migrates nothing twice.
+	s.Close()
+	s = open(t, dir, clk)
+	if last, _ := s.LastSeq("b", "d1"); last != 4 {
+		t.Fatalf("b's last seq after reopen: %d", last)
+	}
+}
