@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,7 +74,8 @@ type Server struct {
 	log       *slog.Logger
 	mux       *http.ServeMux
 
-	msgSeq atomic.Uint64 // message id counter
+	msgSeq  atomic.Uint64 // message id counter
+	pending sync.Map      // app -> *atomic.Int64: bytes of stored pushes being written (reserve)
 }
 
 // Limits of one API call.
@@ -107,46 +109,86 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &httpError{http.StatusNotFound, "no such endpoint: " + r.Method + " " + r.URL.Path})
-	})
 	return s
 }
 
 // Handler returns the API's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.route) }
 
-// httpError is an error with the HTTP status it is answered with.
+// route serves r through the mux, and answers in JSON what the mux has no
+// route for: 405 with Allow for a path that takes other methods, else 404.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		s.writeError(w, r, errorf(http.StatusNotFound, "no such endpoint: %s", r.URL.Path))
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "%s takes %s, not %s", r.URL.Path, strings.Join(allow, " or "), r.Method))
+}
+
+// httpError is an error with the HTTP status it is answered with, and,
+// for the server's log only, its cause.
 type httpError struct {
 	status int
 	msg    string
+	cause  error
 }
 
 func (e *httpError) Error() string { return e.msg }
 
 func errorf(status int, format string, args ...any) *httpError {
-	return &httpError{status, fmt.Sprintf(format, args...)}
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
 }
 
-func writeError(w http.ResponseWriter, err error) {
+// writeError answers err as {"error": ...} and logs it: the answer says
+// what is wrong for a person, the log keeps the cause (a Go error never
+// reaches the wire; anything but an httpError is a 500 "internal error").
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var he *httpError
 	if !errors.As(err, &he) {
-		he = &httpError{http.StatusInternalServerError, err.Error()}
+		he = &httpError{status: http.StatusInternalServerError, msg: "internal error", cause: err}
+	}
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", he.status, "error", he.msg}
+	if he.cause != nil {
+		s.log.Error("api", append(attrs, "cause", he.cause)...)
+	} else {
+		s.log.Info("api", attrs...)
+	}
+	if he.status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, he.status, map[string]string{"error": he.msg})
 }
 
+// writeJSON answers v as JSON, with <, > and & as they are (not \u003c:
+// this is an API, not HTML).
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
 }
 
 // authorize checks the Bearer key against app: 401 without a key or with a
-// key of no app, 404 for an unknown app, 403 for a key of another app.
+// key of no app, 404 for an unknown app, 403 for a key of another app. The
+// scheme is case-insensitive (RFC 9110).
 func (s *Server) authorize(r *http.Request, app string) error {
-	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || key == "" {
+	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	key = strings.TrimSpace(key)
+	if !strings.EqualFold(scheme, "Bearer") || key == "" {
 		return errorf(http.StatusUnauthorized, "missing Authorization: Bearer <api_key>")
 	}
 	apps := s.apps.Get()
@@ -162,24 +204,6 @@ func (s *Server) authorize(r *http.Request, app string) error {
 	}
 	if owner.ID != app {
 		return errorf(http.StatusForbidden, "this API key belongs to another app")
-	}
-	return nil
-}
-
-// decodeBody decodes a JSON body strictly: unknown keys and trailing data are
-// errors, and so is a body over maxBodyBytes (413).
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return errorf(http.StatusRequestEntityTooLarge, "request body over %d bytes", maxBodyBytes)
-		}
-		return errorf(http.StatusBadRequest, "bad JSON body: %v", err)
-	}
-	if dec.More() {
-		return errorf(http.StatusBadRequest, "bad JSON body: data after the object")
 	}
 	return nil
 }

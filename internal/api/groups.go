@@ -40,7 +40,7 @@ func (s *Server) handleGroup(leave bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		req, err := s.decodeDevices(w, r, true)
 		if err != nil {
-			writeError(w, err)
+			s.writeError(w, r, err)
 			return
 		}
 		n := s.fanout.JoinGroup(req.App, req.Group, req.Devices, leave)
@@ -52,7 +52,7 @@ func (s *Server) handleGroup(leave bool) http.HandlerFunc {
 func (s *Server) handleKick(w http.ResponseWriter, r *http.Request) {
 	req, err := s.decodeDevices(w, r, false)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"kicked": s.fanout.Kick(req.App, req.Devices)})

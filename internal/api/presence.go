@@ -14,18 +14,18 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	app := q.Get("app")
 	if err := s.authorize(r, app); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	devices := q["device"]
 	if len(devices) == 0 || len(devices) > maxPresence {
-		writeError(w, errorf(http.StatusBadRequest, "give 1 to %d device parameters", maxPresence))
+		s.writeError(w, r, errorf(http.StatusBadRequest, "give 1 to %d device parameters", maxPresence))
 		return
 	}
 	out := make(map[string]presence, len(devices))
 	for _, d := range devices {
 		if auth.CheckDevice(d) != nil {
-			writeError(w, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", d))
+			s.writeError(w, r, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", d))
 			return
 		}
 		out[d] = presence{Online: s.fanout.Online(app, d)}
@@ -45,11 +45,11 @@ func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	app, device := q.Get("app"), q.Get("device")
 	if _, ok := s.apps.Get().ByID(app); !ok {
-		writeError(w, errorf(http.StatusNotFound, "unknown app %q", app))
+		s.writeError(w, r, errorf(http.StatusNotFound, "unknown app %q", app))
 		return
 	}
 	if auth.CheckDevice(device) != nil {
-		writeError(w, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", device))
+		s.writeError(w, r, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", device))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{

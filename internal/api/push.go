@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/longlink/longlink/internal/gateway"
@@ -37,16 +38,16 @@ const maxKeyBytes = 256
 func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 	var req pushRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if err := s.authorize(r, req.App); err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	data, target, err := s.checkPush(&req)
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	f := protocol.Frame{Op: protocol.OpPush, App: []byte(req.App), ID: []byte(s.newMessageID()), Data: data}
@@ -57,7 +58,7 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 		resp, err = s.pushOnline(r.Context(), &req, target, f)
 	}
 	if err != nil {
-		writeError(w, err)
+		s.writeError(w, r, err)
 		return
 	}
 	if !resp.Duplicate {
@@ -72,6 +73,11 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 	m := store.Message{App: req.App, ID: string(f.ID), Data: f.Data,
 		Expires: time.Now().Add(time.Duration(req.TTL) * time.Second)}
 	if target == "broadcast" {
+		release, err := s.reserve(req.App, int64(len(f.Data)))
+		if err != nil {
+			return pushResponse{}, err
+		}
+		defer release()
 		res, err := s.store.AppendBroadcast(ctx, m, req.ID)
 		if err != nil {
 			return pushResponse{}, unavailable(err)
@@ -88,6 +94,11 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 			return pushResponse{}, unavailable(err)
 		}
 	}
+	release, err := s.reserve(req.App, int64(len(f.Data))*int64(len(devices)))
+	if err != nil {
+		return pushResponse{}, err
+	}
+	defer release()
 	res, err := s.store.Append(ctx, devices, m, req.ID)
 	if err != nil {
 		return pushResponse{}, unavailable(err)
@@ -126,11 +137,31 @@ func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string
 	return pushResponse{ID: string(f.ID), Online: online}, nil
 }
 
+// reserve counts size bytes of app's stored pushes as waiting to be made
+// durable, until release: one push may store at most limits.push_bytes
+// (413), and one app have at most limits.app_pending_bytes waiting (429).
+func (s *Server) reserve(app string, size int64) (release func(), err error) {
+	l := s.cfg.Limits
+	if size > l.PushBytes {
+		return nil, errorf(http.StatusRequestEntityTooLarge,
+			"this push would store %d bytes (data times target devices); limits.push_bytes is %d: split it", size, l.PushBytes)
+	}
+	v, _ := s.pending.LoadOrStore(app, new(atomic.Int64))
+	n := v.(*atomic.Int64)
+	if n.Add(size) > l.AppPendingBytes {
+		n.Add(-size)
+		return nil, errorf(http.StatusTooManyRequests,
+			"app %s has %d bytes of stored pushes being written (limits.app_pending_bytes); retry shortly", app, l.AppPendingBytes)
+	}
+	return func() { n.Add(-size) }, nil
+}
+
 func duplicate(res store.Appended) pushResponse { return pushResponse{ID: res.ID, Duplicate: true} }
 
-// unavailable turns a store failure into 503.
+// unavailable turns a store failure into 503; the failure itself goes to
+// the log, not to the caller.
 func unavailable(err error) error {
-	return errorf(http.StatusServiceUnavailable, "cannot store the message now: %v", err)
+	return &httpError{status: http.StatusServiceUnavailable, msg: "cannot store the message now; retry later", cause: err}
 }
 
 // checkPush validates a push request, deduplicates its targets in place, and
@@ -190,7 +221,7 @@ func pushData(req *pushRequest) ([]byte, error) {
 	case req.DataBase64 != nil && *req.DataBase64 != "":
 		d, err := base64.StdEncoding.DecodeString(*req.DataBase64)
 		if err != nil {
-			return nil, errorf(http.StatusBadRequest, "data_base64 is not base64: %v", err)
+			return nil, errorf(http.StatusBadRequest, "data_base64 is not standard base64")
 		}
 		return d, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,12 @@ type Options struct {
 	Self  string // this executable, to start workers
 	// Progress, if set, is told every 250ms what the run is doing.
 	Progress func(phase string, done, total int64)
+
+	run string // this run's id, set by Run: its devices' and group's namespace
 }
+
+// group is the group of this run's devices.
+func (o *Options) group() string { return "bench-" + o.run }
 
 // Result is what a run measured. Times are in milliseconds.
 type Result struct {
@@ -56,12 +62,13 @@ type Result struct {
 	ConnectSeconds float64      `json:"connect_seconds"`
 	ConnectRate    float64      `json:"connect_rate"`
 	ConnectLatency Percentiles  `json:"connect_latency_ms"`
-	Sent           int64        `json:"sent,omitempty"`          // API calls
-	SendErrors     int64        `json:"send_errors,omitempty"`   // API calls that failed
-	Expected       int64        `json:"expected,omitempty"`      // deliveries expected
-	Delivered      int64        `json:"delivered,omitempty"`     // deliveries seen
-	Reach          float64      `json:"reach,omitempty"`         // delivered / expected
-	DeliveryRate   float64      `json:"delivery_rate,omitempty"` // deliveries per second while sending
+	Sent           int64        `json:"sent,omitempty"`              // API calls
+	SendErrors     int64        `json:"send_errors,omitempty"`       // API calls that failed
+	Expected       int64        `json:"expected,omitempty"`          // deliveries expected
+	Others         int64        `json:"other_connections,omitempty"` // broadcast: connections of the app not the run's, reached too
+	Delivered      int64        `json:"delivered,omitempty"`         // deliveries seen
+	Reach          float64      `json:"reach,omitempty"`             // delivered / expected
+	DeliveryRate   float64      `json:"delivery_rate,omitempty"`     // deliveries per second while sending
 	Latency        *Percentiles `json:"latency_ms,omitempty"`
 	StormSeconds   float64      `json:"storm_seconds,omitempty"` // all back after a storm
 	StoredExpected int64        `json:"stored_expected,omitempty"`
@@ -90,6 +97,7 @@ func Run(o Options) (*Result, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
+	o.run = strconv.FormatUint(rand.Uint64()>>24, 36)
 	before := scrapeAll(o.APIs)
 	f, err := startFleet(&o)
 	if err != nil {
@@ -101,11 +109,13 @@ func Run(o Options) (*Result, error) {
 	if err := o.connect(f, r); err != nil {
 		return nil, err
 	}
+	connected := scrapeAll(o.APIs)
 	p := &pusher{o: &o, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}}
 	switch o.Scenario {
 	case "idle":
 		o.phase("holding", o.Duration, func() int64 { return int64(f.progress().connected) })
+		connected = scrapeAll(o.APIs) // idle: memory is measured after the hold
 	case "unicast", "batch":
 		err = o.sendLoad(f, r, p, func(data []byte) (int64, error) { return p.toDevices(data) })
 	case "group":
@@ -120,7 +130,7 @@ func Run(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Servers = serverStats(o.APIs, before, scrapeAll(o.APIs))
+	r.Servers = serverStats(o.APIs, before, connected, scrapeAll(o.APIs))
 	return r, nil
 }
 
@@ -194,6 +204,9 @@ func (o *Options) connect(f *fleet, r *Result) error {
 				return err
 			}
 			r.Connected, r.ConnectErrors = rep.connected, rep.errors
+			if rep.connected == 0 {
+				return fmt.Errorf("none of the %d devices could log in (%d errors): check the gateway addresses, the transport and the app's secret (a worker's log above says why)", o.N, rep.errors)
+			}
 			r.ConnectRate = float64(rep.connected) / r.ConnectSeconds
 			r.ConnectLatency = percentiles(rep.connect)
 			return nil
@@ -276,7 +289,9 @@ func (o *Options) awaitDeliveries(f *fleet, r *Result) error {
 	return nil
 }
 
-// broadcast sends one broadcast and waits until it reached every device.
+// broadcast sends one broadcast and waits until it reached every device of
+// the run. A broadcast reaches every connection of the app: those that are
+// not the run's are not waited for, and the run says how many there were.
 func (o *Options) broadcast(f *fleet, r *Result, p *pusher) error {
 	if err := f.reset(); err != nil {
 		return err
@@ -285,7 +300,8 @@ func (o *Options) broadcast(f *fleet, r *Result, p *pusher) error {
 	if err != nil {
 		return err
 	}
-	r.Sent, r.Expected = 1, n
+	r.Sent, r.Expected = 1, int64(r.Connected)
+	r.Others = max(n-r.Expected, 0)
 	return o.awaitDeliveries(f, r)
 }
 
@@ -361,7 +377,7 @@ func (p *pusher) toDevices(data []byte) (int64, error) {
 		i := rand.IntN(p.o.N/servers)*servers + server
 		if i < p.o.N && !seen[i] {
 			seen[i] = true
-			devices = append(devices, deviceID(i))
+			devices = append(devices, deviceID(p.o.run, i))
 		}
 	}
 	out, err := p.post(p.o.APIs[server], "/v1/push", map[string]any{"app": p.o.App, "devices": devices, "data": string(data)})
@@ -372,15 +388,13 @@ func (p *pusher) toDevices(data []byte) (int64, error) {
 	return int64(n), nil
 }
 
-const groupName = "bench"
-
 // inChunks calls fn for each server's devices, up to 10,000 (the API's
 // limit) at a time.
 func (p *pusher) inChunks(fn func(api string, devices []string) error) error {
 	for s, api := range p.o.APIs {
 		var devices []string
 		for i := s; i < p.o.N; i += len(p.o.APIs) {
-			devices = append(devices, deviceID(i))
+			devices = append(devices, deviceID(p.o.run, i))
 		}
 		for len(devices) > 0 {
 			chunk := devices[:min(10000, len(devices))]
@@ -396,7 +410,7 @@ func (p *pusher) inChunks(fn func(api string, devices []string) error) error {
 // joinGroup puts every device in the bench group.
 func (p *pusher) joinGroup() error {
 	return p.inChunks(func(api string, devices []string) error {
-		_, err := p.post(api, "/v1/groups/join", map[string]any{"app": p.o.App, "group": groupName, "devices": devices})
+		_, err := p.post(api, "/v1/groups/join", map[string]any{"app": p.o.App, "group": p.o.group(), "devices": devices})
 		if err != nil {
 			return fmt.Errorf("join group: %w", err)
 		}
@@ -415,7 +429,7 @@ func (p *pusher) everyServer(target string, data []byte) (int64, error) {
 	for _, api := range p.o.APIs {
 		body := map[string]any{"app": p.o.App, "data": string(data)}
 		if target == "group" {
-			body["group"] = groupName
+			body["group"] = p.o.group()
 		} else {
 			body["broadcast"] = true
 		}

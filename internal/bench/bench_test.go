@@ -2,6 +2,7 @@ package bench
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +56,54 @@ func TestScenarios(t *testing.T) {
 				t.Fatalf("broadcast reached %d of %d", r.Expected, n)
 			}
 		})
+	}
+}
+
+// runOptions is a small run of scenario against ts.
+func runOptions(ts *testserver.TS, scenario string, n int) Options {
+	return Options{Scenario: scenario, Gateways: []string{ts.GatewayAddr()}, APIs: []string{ts.APIURL()},
+		Transport: "tcp", App: "demo", Secret: testserver.Demo.Secret, APIKey: testserver.Demo.APIKey,
+		N: n, ConnectRate: 400, Rate: 40, Duration: 500 * time.Millisecond, Size: 64, Batch: 4, PerWorker: 15,
+		Heartbeat: 30 * time.Second, Self: os.Args[0]}
+}
+
+// A run counts only its own devices: a broadcast also reaches the app's
+// other connections, which it reports but neither counts nor waits for
+// (before, "delivered 100 of 104" and a 30 s wait); its unicasts go to
+// devices of its own namespace, never to the app's devices.
+func TestBenchCountsOnlyItsOwnDevices(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) { c.Apps = c.Apps[:1] })
+	_, got := ts.Listen(t, "bench-1")
+	r, err := Run(runOptions(ts, "broadcast", 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Expected != 10 || r.Delivered != 10 || r.Others != 1 || r.Reach != 1 {
+		t.Fatalf("broadcast: %d of %d delivered, %d others, reach %v", r.Delivered, r.Expected, r.Others, r.Reach)
+	}
+	<-got // the broadcast, which a real device of the app does get
+	if r, err = Run(runOptions(ts, "unicast", 10)); err != nil || r.Delivered != r.Expected {
+		t.Fatalf("unicast: %+v %v", r, err)
+	}
+	select {
+	case p := <-got:
+		t.Fatalf("the app's device bench-1 got a unicast of the bench: %q", p.Data)
+	default:
+	}
+	for _, s := range r.Servers {
+		if s.BytesPerConn < 0 {
+			t.Fatalf("negative bytes per connection: %+v", s)
+		}
+	}
+}
+
+// A run in which no device could log in is an error, not a result.
+func TestBenchFailsWhenNoDeviceConnects(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) { c.Apps = c.Apps[:1] })
+	o := runOptions(ts, "connect", 5)
+	o.Secret = "not-the-secret-0123456789"
+	if _, err := Run(o); err == nil || !strings.Contains(err.Error(), "none of the 5 devices could log in") {
+		t.Fatalf("every login refused: %v", err)
 	}
 }
 

@@ -11,10 +11,14 @@ import (
 // Server is what a run saw of one server, from its /metrics.
 type Server struct {
 	API          string  `json:"api"`
-	Connections  float64 `json:"connections"`      // longlink_connections, summed over apps
-	RSSBefore    float64 `json:"rss_before_bytes"` // before the devices connected
-	RSSAfter     float64 `json:"rss_after_bytes"`  // at the end
-	BytesPerConn float64 `json:"rss_bytes_per_connection"`
+	Connections  float64 `json:"connections"`         // longlink_connections, summed over apps
+	RSSBefore    float64 `json:"rss_before_bytes"`    // before the devices connected
+	RSSConnected float64 `json:"rss_connected_bytes"` // once they all had
+	RSSAfter     float64 `json:"rss_after_bytes"`     // at the end
+	// BytesPerConn is the RSS the run's connections added, per connection,
+	// measured once they all had connected; omitted when the server's RSS
+	// did not grow (it reused memory an earlier load had left it).
+	BytesPerConn float64 `json:"rss_bytes_per_connection,omitempty"`
 	CPUSeconds   float64 `json:"cpu_seconds"`     // spent during the run
 	GCMaxPauseMs float64 `json:"gc_max_pause_ms"` // longest recent stop-the-world pause
 	Goroutines   float64 `json:"goroutines"`
@@ -67,15 +71,18 @@ func scrape(api string) metrics {
 	return m
 }
 
-func serverStats(apis []string, before, after []metrics) []Server {
+// serverStats compares the scrapes of each server before the devices
+// connected, once they had, and after the run.
+func serverStats(apis []string, before, connected, after []metrics) []Server {
 	out := make([]Server, len(apis))
 	for i, api := range apis {
-		b, a := before[i], after[i]
+		b, c, a := before[i], connected[i], after[i]
 		s := Server{API: api, Connections: a["longlink_connections"], RSSBefore: b["process_resident_memory_bytes"],
-			RSSAfter: a["process_resident_memory_bytes"], CPUSeconds: a["process_cpu_seconds_total"] - b["process_cpu_seconds_total"],
+			RSSConnected: c["process_resident_memory_bytes"], RSSAfter: a["process_resident_memory_bytes"],
+			CPUSeconds:   a["process_cpu_seconds_total"] - b["process_cpu_seconds_total"],
 			GCMaxPauseMs: a[`go_gc_duration_seconds{quantile="1"}`] * 1000, Goroutines: a["go_goroutines"]}
-		if s.Connections > 0 {
-			s.BytesPerConn = (s.RSSAfter - s.RSSBefore) / s.Connections
+		if added := c["longlink_connections"] - b["longlink_connections"]; added > 0 && s.RSSConnected > s.RSSBefore {
+			s.BytesPerConn = (s.RSSConnected - s.RSSBefore) / added
 		}
 		out[i] = s
 	}

@@ -39,6 +39,7 @@ type workerConfig struct {
 	Transport string   `json:"transport"`
 	App       string   `json:"app"`
 	Secret    string   `json:"secret"`
+	Run       string   `json:"run"`  // this run's id: its devices' namespace
 	From      int      `json:"from"` // device indexes [From, To)
 	To        int      `json:"to"`
 	Heartbeat int      `json:"heartbeat"` // seconds
@@ -49,8 +50,10 @@ type workerConfig struct {
 // a worker of a coordinator.
 const WorkerEnv = "LONGLINK_BENCH_WORKER"
 
-// deviceID names bench device i.
-func deviceID(i int) string { return "bench-" + strconv.Itoa(i) }
+// deviceID names device i of bench run run: every run has devices of its
+// own, never the app's real ones, nor an earlier run's (with their
+// stored messages).
+func deviceID(run string, i int) string { return "bench-" + run + "-" + strconv.Itoa(i) }
 
 // latencies records microseconds into a few histograms, so that many
 // goroutines recording at once rarely wait for each other. Safe for

@@ -56,7 +56,7 @@ func Worker(in io.Reader, out io.Writer) error {
 		clients: make([]*client.Client, cfg.To-cfg.From)}
 	// Tokens are the app backend's work, not the login's: mint them first.
 	for n := cfg.From; n < cfg.To; n++ {
-		token, err := auth.Mint(cfg.App, cfg.Secret, deviceID(n), "", 24*time.Hour)
+		token, err := auth.Mint(cfg.App, cfg.Secret, deviceID(cfg.Run, n), "", 24*time.Hour)
 		if err != nil {
 			return fmt.Errorf("bench worker: %w", err)
 		}

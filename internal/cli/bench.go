@@ -147,6 +147,9 @@ func printResult(w io.Writer, r *bench.Result) {
 		if r.DeliveryRate > 0 {
 			p("  delivery rate          %.0f/s", r.DeliveryRate)
 		}
+		if r.Others > 0 {
+			p("  also reached           %d connections of the app that are not this run's (not counted)", r.Others)
+		}
 	}
 	if r.Latency != nil {
 		lat("push to device", *r.Latency)
@@ -155,8 +158,12 @@ func printResult(w io.Writer, r *bench.Result) {
 		p("  storm                  all back in %.2fs; stored messages received %d of %d", r.StormSeconds, r.StoredReceived, r.StoredExpected)
 	}
 	for _, s := range r.Servers {
-		p("  server %s: %.0f connections, RSS %.1f -> %.1f MB (%.0f bytes/connection), CPU %.2fs, goroutines %.0f, GC max pause %.3f ms",
-			s.API, s.Connections, s.RSSBefore/1e6, s.RSSAfter/1e6, s.BytesPerConn, s.CPUSeconds, s.Goroutines, s.GCMaxPauseMs)
+		perConn := "n/a: RSS did not grow"
+		if s.BytesPerConn > 0 {
+			perConn = fmt.Sprintf("%.0f bytes/connection", s.BytesPerConn)
+		}
+		p("  server %s: %.0f connections, RSS %.1f -> %.1f (all connected) -> %.1f MB (%s), CPU %.2fs, goroutines %.0f, GC max pause %.3f ms",
+			s.API, s.Connections, s.RSSBefore/1e6, s.RSSConnected/1e6, s.RSSAfter/1e6, perConn, s.CPUSeconds, s.Goroutines, s.GCMaxPauseMs)
 	}
 }
 

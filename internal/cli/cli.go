@@ -19,10 +19,12 @@ Usage:
                                                      print a device token
   longlink listen --token JWT [--addr HOST:PORT] [--transport tcp|ws|ws-json]
                                                      connect as a device and print every push
-  longlink push   [--app A] (--device D... | --user U... | --broadcast) DATA
-                                                     push through the HTTP API
+  longlink push   [--app A] (--device D... | --user U... | --group G | --broadcast) DATA|-
+                                                     push through the HTTP API (- reads stdin)
   longlink bench  SCENARIO [--gateway H:P --api URL] [-n N] [--rate R] [--json]
                                                      load a running server and measure it
+  longlink demo-credentials                          print the demo app's API key and secret
+  longlink version                                   print which longlink this is
 
 Run 'longlink COMMAND --help' for a command's flags.
 `
@@ -31,12 +33,14 @@ Run 'longlink COMMAND --help' for a command's flags.
 type command func(args []string, stdout, stderr io.Writer) error
 
 var commands = map[string]command{
-	"serve":        serve,
-	"token":        token,
-	"listen":       listen,
-	"push":         push,
-	"bench":        benchCmd,
-	"bench-worker": benchWorker, // not in the usage: started by bench itself
+	"serve":            serve,
+	"token":            token,
+	"listen":           listen,
+	"push":             push,
+	"bench":            benchCmd,
+	"version":          versionCmd,
+	"demo-credentials": demoCredentials,
+	"bench-worker":     benchWorker, // not in the usage: started by bench itself
 }
 
 // Main runs the subcommand named by args[0] and returns the exit code.
@@ -65,6 +69,30 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("longlink "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return fs
+}
+
+// stdin is what `push -` reads; tests replace it.
+var stdin io.Reader = os.Stdin
+
+// parseInterspersed parses flags given before, between and after the
+// positional arguments (the flag package stops at the first of those), and
+// returns the positional ones. "--" ends the flags; "-" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
 }
 
 // listFlag is a repeatable string flag.

@@ -42,7 +42,7 @@ func (s *syncBuffer) String() string {
 func TestNewcomerPath(t *testing.T) {
 	ts := testserver.Start(t, func(c *config.Config) { c.Apps = c.Apps[:1] })
 	var banner bytes.Buffer
-	if err := printBanner(&banner, ts.Server, true); err != nil {
+	if err := printBanner(&banner, ts.Server, true, true); err != nil {
 		t.Fatal(err)
 	}
 	listenLine := regexp.MustCompile(`(?m) listen (.*)$`).FindStringSubmatch(banner.String())
@@ -118,13 +118,7 @@ apps:
 
 func TestPushCommand(t *testing.T) {
 	ts := testserver.Start(t)
-	got := make(chan client.Push, 1)
-	c, err := client.Dial(context.Background(), client.Config{Addr: ts.GatewayAddr(), Token: ts.Token("d1", ""),
-		OnPush: func(p client.Push) { got <- p }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, got := ts.Listen(t, "d1")
 	var out, errOut bytes.Buffer
 	args := []string{"push", "--api", ts.APIURL(), "--key", testserver.Demo.APIKey, "--app", "demo", "--device", "d1", "from the CLI"}
 	if code := Main(args, &out, &errOut); code != 0 {
@@ -153,5 +147,101 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	}
 	if code := Main([]string{"frobnicate"}, &out, &errOut); code != 2 {
 		t.Fatalf("unknown command: exit %d", code)
+	}
+}
+
+// push takes its flags before or after DATA, reads DATA from stdin with -,
+// sends binary stdin or --base64 as data_base64, and pushes to a group.
+func TestPushCommandForms(t *testing.T) {
+	ts := testserver.Start(t)
+	c, got := ts.Listen(t, "d1")
+	if err := c.Join(context.Background(), "demo", "room"); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--api", ts.APIURL(), "--key", testserver.Demo.APIKey, "--app", "demo"}
+	for _, tc := range []struct {
+		args  []string
+		stdin string
+		want  string
+	}{
+		{append([]string{"push", "flags after"}, append(base, "--device", "d1")...), "", "flags after"},
+		{append(append([]string{"push"}, base...), "--device", "d1", "-"), "from stdin", "from stdin"},
+		{append(append([]string{"push"}, base...), "--device", "d1", "-"), "\xff\x00bin", "\xff\x00bin"},
+		{append(append([]string{"push"}, base...), "--device", "d1", "--base64", "AAEC"), "", "\x00\x01\x02"},
+		{append(append([]string{"push"}, base...), "--group", "room", "to the room"), "", "to the room"},
+	} {
+		stdin = strings.NewReader(tc.stdin)
+		var out, errOut bytes.Buffer
+		if code := Main(tc.args, &out, &errOut); code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, errOut.String())
+		}
+		if p := <-got; string(p.Data) != tc.want {
+			t.Fatalf("%v: pushed %q, want %q", tc.args, p.Data, tc.want)
+		}
+	}
+	stdin = os.Stdin
+}
+
+func TestTokenRefusesExpired(t *testing.T) {
+	path := writeConfig(t, "apps:\n  - id: shop\n    secret: \"shop-secret-0123456789\"\n    api_key: \"shop-key-0123456789\"\n")
+	for _, ttl := range []string{"0", "-1h"} {
+		var out, errOut bytes.Buffer
+		if code := Main([]string{"token", "--config", path, "--device", "d1", "--ttl", ttl}, &out, &errOut); code != 1 ||
+			out.Len() != 0 || !strings.Contains(errOut.String(), "--ttl") {
+			t.Errorf("--ttl %s: exit %d, stdout %q, stderr %q", ttl, code, out.String(), errOut.String())
+		}
+	}
+}
+
+// `listen --addr ws://host:port/ws`, as its help says, connects over
+// WebSocket (before, it dialed the URL as TCP: "too many colons").
+func TestListenWebSocketURL(t *testing.T) {
+	ts := testserver.Start(t)
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main([]string{"listen", "--addr", "ws://" + ts.GatewayAddr() + "/ws", "--token", ts.Token("d1", "")}, &out, &errOut)
+	}()
+	testserver.Eventually(t, "listen to connect over ws", func() bool { return strings.Contains(errOut.String(), "connected as d1") })
+	ts.Push(map[string]any{"devices": []string{"d1"}, "data": "over ws"})
+	testserver.Eventually(t, "the push printed", func() bool { return strings.Contains(out.String(), "over ws") })
+	ts.Call(http.MethodPost, "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{"d1"}})
+	<-done
+	var errOut2 bytes.Buffer
+	if code := Main([]string{"listen", "--transport", "tcp", "--addr", "ws://x/ws", "--token", "t"}, &out, &errOut2); code != 1 ||
+		!strings.Contains(errOut2.String(), "WebSocket URL") {
+		t.Fatalf("--transport tcp with a ws:// address: exit %d, %q", code, errOut2.String())
+	}
+}
+
+// The demo app's credentials are printed on its first start only; later
+// banners point to demo-credentials, which prints them.
+func TestDemoCredentialsShownOnce(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) { c.Apps = c.Apps[:1] })
+	app := ts.Server.Config().Apps[0]
+	var later bytes.Buffer
+	if err := printBanner(&later, ts.Server, true, false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(later.String(), app.Secret) || strings.Contains(later.String(), app.APIKey) ||
+		!strings.Contains(later.String(), "demo-credentials") {
+		t.Fatalf("a later banner:\n%s", later.String())
+	}
+	t.Chdir(t.TempDir())
+	if _, err := config.DemoApp(config.Default().DataDir, true); err != nil {
+		t.Fatal(err)
+	}
+	demo, _ := config.DemoApp(config.Default().DataDir, false)
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"demo-credentials"}, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), demo.Secret) || !strings.Contains(out.String(), demo.APIKey) {
+		t.Fatalf("demo-credentials: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "longlink ") {
+		t.Fatalf("version: exit %d, %q", code, out.String())
 	}
 }

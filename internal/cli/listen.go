@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os/signal"
@@ -35,6 +36,14 @@ func listen(args []string, stdout, stderr io.Writer) error {
 	if tr != client.TCP && tr != client.WebSocket && tr != client.WebSocketJSON {
 		return fmt.Errorf("--transport: %q is not tcp, ws or ws-json", *transport)
 	}
+	if isWSURL(*addr) && tr == client.TCP {
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "transport" })
+		if set {
+			return fmt.Errorf("--addr %s is a WebSocket URL: use --transport ws or ws-json, or give host:port for tcp", *addr)
+		}
+		tr = client.WebSocket // a ws:// address says the transport
+	}
 	if *tok == "" || (*addr == "" && *dispatch == "") {
 		cfg, err := config.LoadOrDemo(*path, false)
 		if err != nil {
@@ -56,7 +65,7 @@ func listen(args []string, stdout, stderr io.Writer) error {
 			*addr = cfg.Gateway.Listen
 		}
 	}
-	if tr != client.TCP && *addr != "" && !strings.HasPrefix(*addr, "ws://") && !strings.HasPrefix(*addr, "wss://") {
+	if tr != client.TCP && *addr != "" && !isWSURL(*addr) {
 		*addr = "ws://" + *addr + "/ws"
 	}
 
@@ -80,6 +89,10 @@ func listen(args []string, stdout, stderr io.Writer) error {
 	case <-c.Done():
 		return c.Err()
 	}
+}
+
+func isWSURL(addr string) bool {
+	return strings.HasPrefix(addr, "ws://") || strings.HasPrefix(addr, "wss://")
 }
 
 // printPush prints one push per line: app, id, seq when stored, and the data

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/longlink/longlink/internal/config"
 )
@@ -21,14 +23,21 @@ func push(args []string, stdout, stderr io.Writer) error {
 	var devices, users listFlag
 	fs.Var(&devices, "device", "device to push to (repeatable)")
 	fs.Var(&users, "user", "user to push to (repeatable)")
+	group := fs.String("group", "", "group to push to (its connections now)")
 	broadcast := fs.Bool("broadcast", false, "push to every connection of the app")
 	ttl := fs.Int64("ttl", 0, "seconds to keep the message for offline devices; 0 = online only")
 	id := fs.String("id", "", "idempotency key")
-	if err := fs.Parse(args); err != nil {
+	b64 := fs.Bool("base64", false, "DATA is base64: push the bytes it decodes to")
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return errors.New("give the data to push as one argument")
+	if len(positional) != 1 {
+		return errors.New("give the data to push as one argument, or - to read it from stdin")
+	}
+	data, dataKey, err := pushData(positional[0], *b64)
+	if err != nil {
+		return err
 	}
 	if *key == "" || *api == "" || *app == "" {
 		cfg, err := config.LoadOrDemo(*path, false)
@@ -47,12 +56,15 @@ func push(args []string, stdout, stderr io.Writer) error {
 			*api = "http://" + cfg.API.Listen
 		}
 	}
-	body := map[string]any{"app": *app, "data": fs.Arg(0), "ttl": *ttl}
+	body := map[string]any{"app": *app, dataKey: data, "ttl": *ttl}
 	if len(devices) > 0 {
 		body["devices"] = devices
 	}
 	if len(users) > 0 {
 		body["users"] = users
+	}
+	if *group != "" {
+		body["group"] = *group
 	}
 	if *broadcast {
 		body["broadcast"] = true
@@ -81,4 +93,27 @@ func push(args []string, stdout, stderr io.Writer) error {
 	}
 	_, err = stdout.Write(answer)
 	return err
+}
+
+// pushData turns the DATA argument into the push's payload and the key it
+// goes under: "-" reads stdin (sent as data_base64 unless it is UTF-8
+// text), and with b64 the argument is already base64.
+func pushData(arg string, b64 bool) (data, key string, err error) {
+	switch {
+	case arg == "-":
+		raw, err := io.ReadAll(stdin)
+		if err != nil {
+			return "", "", fmt.Errorf("reading stdin: %w", err)
+		}
+		if utf8.Valid(raw) {
+			return string(raw), "data", nil
+		}
+		return base64.StdEncoding.EncodeToString(raw), "data_base64", nil
+	case b64:
+		if _, err := base64.StdEncoding.DecodeString(arg); err != nil {
+			return "", "", errors.New("--base64: DATA is not standard base64")
+		}
+		return arg, "data_base64", nil
+	}
+	return arg, "data", nil
 }

@@ -28,6 +28,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	firstStart := *path == "" && !config.HasDemoApp(config.Default().DataDir)
 	cfg, err := config.LoadOrDemo(*path, true)
 	if err != nil {
 		return err
@@ -38,7 +39,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := printBanner(stdout, s, *path == ""); err != nil {
+	if err := printBanner(stdout, s, *path == "", firstStart); err != nil {
 		return err
 	}
 	hup := make(chan os.Signal, 1)
@@ -83,8 +84,10 @@ func reload(s *server.Server, path string, log *slog.Logger) {
 }
 
 // printBanner tells a newcomer where everything is and, for the demo app,
-// two lines to paste: one to listen as a device, one to push to it.
-func printBanner(w io.Writer, s *server.Server, demo bool) error {
+// two lines to paste: one to listen as a device, one to push to it. The
+// demo app's credentials are shown on its first start only (a banner ends up
+// in logs); later banners name `longlink demo-credentials` instead.
+func printBanner(w io.Writer, s *server.Server, demo, firstStart bool) error {
 	cfg := s.Config()
 	dataDir, _ := filepath.Abs(cfg.DataDir)
 	fmt.Fprintf(w, "longlink node %s is serving\n", cfg.Node)
@@ -98,18 +101,47 @@ func printBanner(w io.Writer, s *server.Server, demo bool) error {
 		return nil
 	}
 	app := cfg.Apps[0]
+	if firstStart {
+		fmt.Fprintf(w, "\ndemo app %q: credentials generated now and kept in the data dir; shown this once\n", app.ID)
+		fmt.Fprintf(w, "(`%s demo-credentials` prints them again)\n", self())
+		return printCredentials(w, app, s.GatewayAddr(), s.APIAddr())
+	}
+	fmt.Fprintf(w, "\ndemo app %q (its API key and secret: `%s demo-credentials`)\n", app.ID, self())
+	fmt.Fprintf(w, "\n1. In another terminal, connect as device d1 and print its pushes:\n")
+	fmt.Fprintf(w, "   %s listen --device d1\n", self())
+	fmt.Fprintf(w, "\n2. Push to it:\n")
+	fmt.Fprintf(w, "   %s push --device d1 hello\n", self())
+	fmt.Fprintf(w, "\n(stop with Ctrl-C)\n")
+	return nil
+}
+
+// printCredentials prints the demo app's API key and secret, and the two
+// lines to paste with them: listen as d1 with a token, push with curl.
+func printCredentials(w io.Writer, app config.App, gateway, api string) error {
 	token, err := auth.Mint(app.ID, app.Secret, "d1", "", 24*time.Hour)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\ndemo app %q (credentials generated once, kept in the data dir)\n", app.ID)
 	fmt.Fprintf(w, "  api key   %s\n", app.APIKey)
 	fmt.Fprintf(w, "  secret    %s   (signs device tokens; keep it on your backend)\n", app.Secret)
 	fmt.Fprintf(w, "\n1. In another terminal, connect as device d1 and print its pushes:\n")
-	fmt.Fprintf(w, "   %s listen --addr %s --token %s\n", self(), s.GatewayAddr(), token)
+	fmt.Fprintf(w, "   %s listen --addr %s --token %s\n", self(), gateway, token)
 	fmt.Fprintf(w, "\n2. Push to it:\n")
 	fmt.Fprintf(w, "   curl -s -H 'Authorization: Bearer %s' -d '{\"app\":\"demo\",\"devices\":[\"d1\"],\"data\":\"hello\"}' http://%s/v1/push\n",
-		app.APIKey, s.APIAddr())
-	fmt.Fprintf(w, "\n(stop with Ctrl-C)\n")
+		app.APIKey, api)
 	return nil
+}
+
+// demoCredentials prints the demo app's credentials from ./longlink-data.
+func demoCredentials(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo-credentials", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.LoadOrDemo("", false)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo app %q (kept in %s)\n", cfg.Apps[0].ID, cfg.DataDir)
+	return printCredentials(stdout, cfg.Apps[0], cfg.Gateway.Listen, cfg.API.Listen)
 }

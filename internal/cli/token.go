@@ -23,6 +23,9 @@ func token(args []string, stdout, stderr io.Writer) error {
 	if *device == "" {
 		return errors.New("--device is required")
 	}
+	if *ttl <= 0 {
+		return fmt.Errorf("--ttl: %v would print a token that has expired already; give a positive duration such as 24h", *ttl)
+	}
 	cfg, err := config.LoadOrDemo(*path, false)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,7 +33,28 @@ type Config struct {
 	API     API     `yaml:"api"`
 	Store   Store   `yaml:"store"`
 	Hooks   Hooks   `yaml:"hooks"`
+	Limits  Limits  `yaml:"limits"`
 	Apps    []App   `yaml:"apps"`
+}
+
+// Limits bound what devices and app backends can make the server hold.
+type Limits struct {
+	// QueueBytes bounds the bytes waiting to be written to one connection
+	// (queued, or being written); over it the connection is closed as too
+	// slow (4004). Zero means 4194304 (4 MiB).
+	QueueBytes int `yaml:"queue_bytes"`
+	// QueueBytesTotal bounds those bytes over all connections together:
+	// over it, a connection that already has bytes waiting is closed as
+	// too slow when more come for it, while connections that keep up still
+	// get theirs. Zero means 268435456 (256 MiB).
+	QueueBytesTotal int64 `yaml:"queue_bytes_total"`
+	// PushBytes bounds the bytes one stored push may write (data times its
+	// target devices); over it, 413. Zero means 33554432 (32 MiB).
+	PushBytes int64 `yaml:"push_bytes"`
+	// AppPendingBytes bounds the bytes of one app's stored pushes waiting to
+	// be made durable at once; over it, 429 with Retry-After. Zero means
+	// 67108864 (64 MiB).
+	AppPendingBytes int64 `yaml:"app_pending_bytes"`
 }
 
 // Hooks configures the calls to app backends: upstream data and status events.
@@ -161,6 +183,33 @@ func Parse(raw []byte) (*Config, error) {
 	return c, nil
 }
 
+var (
+	unknownFieldRe = regexp.MustCompile(`^line (\d+): field \S+ not found in type \S+$`)
+	badValueRe     = regexp.MustCompile("^line (\\d+): cannot unmarshal !!\\w+ `(.*)` into (\\S+)$")
+)
+
+// plainYAMLError says a yaml.v3 message without Go's type names.
+func plainYAMLError(m string) string {
+	if g := unknownFieldRe.FindStringSubmatch(m); g != nil {
+		return "line " + g[1] + ": unknown key"
+	}
+	if g := badValueRe.FindStringSubmatch(m); g != nil {
+		want := map[string]string{"time.Duration": "a duration such as 30s or 1h", "string": "a string",
+			"bool": "true or false", "float64": "a number"}[g[3]]
+		switch {
+		case want != "":
+		case strings.HasPrefix(g[3], "int") || strings.HasPrefix(g[3], "uint"):
+			want = "a whole number"
+		case strings.HasPrefix(g[3], "[]"):
+			want = "a list"
+		default:
+			want = "a mapping of keys"
+		}
+		return fmt.Sprintf("line %s: %q is not %s", g[1], g[2], want)
+	}
+	return m
+}
+
 // nameKeys rewrites yaml's "line N: ..." errors as "key.path (line N): ...",
 // so that every decoding error names its key.
 func nameKeys(raw []byte, err error) string {
@@ -176,10 +225,12 @@ func nameKeys(raw []byte, err error) string {
 	collectKeys(&root, "", keys)
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {
+		m = plainYAMLError(m)
 		msgs[i] = m
 		var line int
 		if _, scanErr := fmt.Sscanf(m, "line %d:", &line); scanErr == nil && keys[line] != "" {
-			msgs[i] = keys[line] + " (" + m + ")"
+			_, rest, _ := strings.Cut(m, ": ")
+			msgs[i] = keys[line] + " (line " + strconv.Itoa(line) + "): " + rest
 		}
 	}
 	return strings.Join(msgs, "; ")
@@ -252,6 +303,15 @@ func (c *Config) setDefaults() {
 	defInt(&c.Hooks.StatusBuffer, 100000)
 	defDur(&c.Hooks.StatusTimeout, 5*time.Second)
 	defDur(&c.Store.SweepInterval, 30*time.Second)
+	defInt(&c.Limits.QueueBytes, 4<<20)
+	defInt64 := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt64(&c.Limits.QueueBytesTotal, 256<<20)
+	defInt64(&c.Limits.PushBytes, 32<<20)
+	defInt64(&c.Limits.AppPendingBytes, 64<<20)
 }
 
 var (
@@ -303,6 +363,17 @@ func (c *Config) Validate() error {
 		return bad("store.mailbox_limit", "must be at least 1")
 	case c.Store.SweepInterval < 10*time.Millisecond:
 		return bad("store.sweep_interval", "must be at least 10ms")
+	}
+	l := c.Limits
+	switch {
+	case l.QueueBytes < g.MaxFrameBytes:
+		return bad("limits.queue_bytes", "must be at least gateway.max_frame_bytes (%d)", g.MaxFrameBytes)
+	case l.QueueBytesTotal < int64(g.MaxFrameBytes):
+		return bad("limits.queue_bytes_total", "must be at least gateway.max_frame_bytes (%d)", g.MaxFrameBytes)
+	case l.PushBytes < int64(c.API.MaxDataBytes):
+		return bad("limits.push_bytes", "must be at least api.max_data_bytes (%d)", c.API.MaxDataBytes)
+	case l.AppPendingBytes < l.PushBytes:
+		return bad("limits.app_pending_bytes", "must be at least limits.push_bytes (%d)", l.PushBytes)
 	}
 	h := c.Hooks
 	switch {

@@ -45,6 +45,12 @@ func DemoApp(dataDir string, create bool) (App, error) {
 	return app, nil
 }
 
+// HasDemoApp reports whether dataDir holds the demo app's credentials.
+func HasDemoApp(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, demoFile))
+	return err == nil
+}
+
 func randomKey() string {
 	b := make([]byte, 24)
 	rand.Read(b)

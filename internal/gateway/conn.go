@@ -81,6 +81,7 @@ type conn struct {
 	// mu guards the fields below.
 	mu      sync.Mutex
 	queue   [][]byte              // encoded frames waiting for the writer
+	pending int                   // bytes queued or being written (limits.queue_bytes)
 	reason  string                // why the connection closed, for metrics
 	groups  map[groupKey]struct{} // nil until the first join
 	state   state
@@ -227,13 +228,15 @@ func (c *conn) end(err error) {
 	if c.hbTimer != nil {
 		c.hbTimer.Stop()
 	}
-	c.close(c.classify(err))
+	code, reason := c.classify(err)
+	c.close(code, reason)
 	g.forgetPending(c)
 	c.mu.Lock()
 	label := c.reason
 	c.mu.Unlock()
 	if c.sessions == nil {
 		g.metrics.Rejected.WithLabelValues(label).Inc()
+		g.log.Info("login refused", "remote", c.nc.RemoteAddr().String(), "code", int(code), "reason", reason)
 		return
 	}
 	for i := range c.sessions {
@@ -387,7 +390,7 @@ func (c *conn) login(f *protocol.Frame) error {
 	// again at once, and that newer login must find this one to replace.
 	// Holding the writer (writing, not scheduled) keeps everything queued
 	// meanwhile behind the welcome.
-	c.queue = append(c.queue, c.kind.encode(nil, welcome))
+	c.pushLocked(c.kind.encode(nil, welcome))
 	c.writing = true
 	c.startSyncLocked(true)
 	c.mu.Unlock()

@@ -74,7 +74,7 @@ func (c *conn) up(f *protocol.Frame) {
 	ref := bytes.Clone(f.Ref)
 	call := hooks.UpCall{App: app, Device: c.device, User: s.user, Biz: string(f.Biz), Data: bytes.Clone(f.Data),
 		Reply: func(status int, body []byte, err error) {
-			if err != nil {
+			if err != nil { // a short reason from hooks; the detail is in the log
 				c.replyError(ref, protocol.CodeUpstreamUnavailable, "upstream unavailable: "+err.Error())
 				return
 			}

@@ -175,12 +175,13 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 }
 
 // waitForRoom paces a replay: it waits while the send queue is over half
-// full, so that a long mailbox does not overflow it. It reports whether the
+// full (in frames or bytes), so that a long mailbox does not overflow it. It reports whether the
 // connection is still live.
 func (c *conn) waitForRoom() bool {
 	for {
 		c.mu.Lock()
-		live, busy := c.state == stateLive, len(c.queue) > c.gw.cfg.SendQueue/2
+		live := c.state == stateLive
+		busy := len(c.queue) > c.gw.cfg.SendQueue/2 || c.pending > c.gw.limits.QueueBytes/2
 		c.mu.Unlock()
 		if !live {
 			return false

@@ -28,17 +28,50 @@ func (c *conn) send(b []byte) bool {
 
 // enqueueLocked queues b if the connection is live and its queue has room;
 // full reports that it had none, and the caller must then closeTooSlow
-// (without c.mu). c.mu must be held.
+// (without c.mu). Room is bounded in frames (gateway.send_queue), in bytes
+// (limits.queue_bytes), and over the whole process (limits.queue_bytes_total:
+// past it, only a connection with nothing waiting takes more). c.mu must be
+// held.
 func (c *conn) enqueueLocked(b []byte) (ok, full bool) {
 	if c.state != stateLive {
 		return false, false
 	}
-	if len(c.queue) >= c.gw.cfg.SendQueue {
+	g := c.gw
+	if len(c.queue) >= g.cfg.SendQueue || c.pending+len(b) > g.limits.QueueBytes ||
+		c.pending > 0 && g.queued.Load()+int64(len(b)) > g.limits.QueueBytesTotal {
 		return false, true
 	}
-	c.queue = append(c.queue, b)
+	c.pushLocked(b)
 	c.startWriterLocked()
 	return true, false
+}
+
+// pushLocked appends b to the queue and counts its bytes as waiting.
+// c.mu must be held.
+func (c *conn) pushLocked(b []byte) {
+	c.queue = append(c.queue, b)
+	c.pending += len(b)
+	c.gw.queued.Add(int64(len(b)))
+}
+
+// releaseLocked forgets n waiting bytes, written or dropped. c.mu must be held.
+func (c *conn) releaseLocked(n int) {
+	c.pending -= n
+	c.gw.queued.Add(-int64(n))
+}
+
+// dropQueueLocked drops the frames not yet taken by the writer.
+// c.mu must be held.
+func (c *conn) dropQueueLocked() {
+	c.releaseLocked(sizeOf(c.queue))
+	c.queue = nil
+}
+
+func sizeOf(bufs [][]byte) (n int) {
+	for _, b := range bufs {
+		n += len(b)
+	}
+	return n
 }
 
 func (c *conn) closeTooSlow() { c.close(protocol.CodeTooSlow, "too slow to read: send queue full") }
@@ -62,19 +95,20 @@ func (c *conn) flush() {
 	c.queue = nil
 	closing := c.state == stateClosing
 	c.mu.Unlock()
+	size := sizeOf(batch)
 	if len(batch) > 0 {
 		bufs := net.Buffers(batch)
 		blocked, err := c.writeNow(&bufs)
 		switch {
 		case err != nil:
-			c.writeFailed(err)
+			c.writeFailed(err, size)
 			return
 		case blocked:
-			c.gw.track(func() { c.writeSlow(bufs, closing) })
+			c.gw.track(func() { c.writeSlow(bufs, size, closing) })
 			return
 		}
 	}
-	c.afterWrite()
+	c.afterWrite(size)
 }
 
 // writeNow writes what the socket takes at once and reports whether some of
@@ -95,26 +129,27 @@ func (c *conn) writeNow(bufs *net.Buffers) (blocked bool, err error) {
 	return false, nil
 }
 
-// writeSlow finishes a write the pool could not, with the full write
-// timeout (closeGrace for a closing connection).
-func (c *conn) writeSlow(bufs net.Buffers, closing bool) {
+// writeSlow finishes a write the pool could not (of a batch of size
+// bytes), with the full write timeout (closeGrace for a closing connection).
+func (c *conn) writeSlow(bufs net.Buffers, size int, closing bool) {
 	timeout := c.gw.cfg.WriteTimeout
 	if closing {
 		timeout = min(timeout, closeGrace)
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := bufs.WriteTo(c.nc); err != nil && len(bufs) > 0 {
-		c.writeFailed(err)
+		c.writeFailed(err, size)
 		return
 	}
-	c.afterWrite()
+	c.afterWrite(size)
 }
 
-// afterWrite decides what follows a write: more frames came meanwhile, so
-// back to the end of the FIFO; or the connection is closing and all is
-// written, so close the socket; or nothing, so the writer is done.
-func (c *conn) afterWrite() {
+// afterWrite decides what follows the write of size bytes: more frames came
+// meanwhile, so back to the end of the FIFO; or the connection is closing
+// and all is written, so close the socket; or nothing, so the writer is done.
+func (c *conn) afterWrite(size int) {
 	c.mu.Lock()
+	c.releaseLocked(size)
 	switch {
 	case len(c.queue) > 0:
 		c.mu.Unlock()
@@ -129,16 +164,18 @@ func (c *conn) afterWrite() {
 	}
 }
 
-// writeFailed ends a connection whose socket took no more: too slow (4004)
-// when the write timed out, else gone.
-func (c *conn) writeFailed(err error) {
+// writeFailed ends a connection whose socket took no more of a batch of
+// size bytes: too slow (4004) when the write timed out, else gone.
+func (c *conn) writeFailed(err error, size int) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		c.close(protocol.CodeTooSlow, "too slow to read: write timed out")
 	} else {
 		c.close(0, "closed")
 	}
 	c.mu.Lock()
-	c.queue, c.writing, c.state = nil, false, stateClosed
+	c.releaseLocked(size)
+	c.dropQueueLocked()
+	c.writing, c.state = false, stateClosed
 	c.mu.Unlock()
 	c.closeSocket()
 }
@@ -155,17 +192,20 @@ func (c *conn) close(code protocol.Code, reason string) {
 	c.state = stateClosing
 	c.reason = reasonLabel(code)
 	if code == protocol.CodeTooSlow {
-		c.queue = nil // it could not take them; stored messages are replayed later
+		c.dropQueueLocked() // it could not take them; stored messages are replayed later
+		// A write under way may wait for the write timeout: cut it short,
+		// so that what it holds is let go soon.
+		c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	}
 	if code != 0 {
-		c.queue = append(c.queue, c.kind.encode(nil, protocol.ErrorFrame(&protocol.Error{Code: code, Reason: reason})))
+		c.pushLocked(c.kind.encode(nil, protocol.ErrorFrame(&protocol.Error{Code: code, Reason: reason})))
 	}
 	if c.kind != wireTCP {
 		wsCode := code
 		if wsCode == 0 {
 			wsCode = 1000 // normal closure
 		}
-		c.queue = append(c.queue, wsClose(wsCode, reason))
+		c.pushLocked(wsClose(wsCode, reason))
 	}
 	c.startWriterLocked()
 }

@@ -54,6 +54,7 @@ type Events interface {
 // Options configure a Gateway.
 type Options struct {
 	Config    config.Gateway  // must have been validated (defaults filled in)
+	Limits    config.Limits   // likewise; the send queues' byte bounds
 	Secrets   auth.SecretFunc // token secrets per app
 	Mailboxes Mailboxes       // required
 	Upstream  Upstream        // required
@@ -69,6 +70,7 @@ type Options struct {
 type Gateway struct {
 	// Static after construction.
 	cfg       config.Gateway
+	limits    config.Limits
 	secrets   auth.SecretFunc
 	mailboxes Mailboxes
 	upstream  Upstream
@@ -84,6 +86,7 @@ type Gateway struct {
 
 	nextID  atomic.Uint64
 	closing atomic.Bool
+	queued  atomic.Int64 // bytes waiting to be written, over all connections
 	// Shutdown waits until both are zero. (Not a WaitGroup: an idle
 	// connection holds no goroutine, so the count of goroutines may rise
 	// from zero while Shutdown waits.)
@@ -102,10 +105,12 @@ func New(o Options) *Gateway {
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &Gateway{cfg: o.Config, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
+	g := &Gateway{cfg: o.Config, limits: o.Limits, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
 		events: o.Events, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), pending: make(map[*conn]struct{})}
 	g.poller = newPoller(g)
+	g.metrics.GaugeFunc("longlink_send_queue_bytes", "Bytes waiting to be written to device connections (limits.queue_bytes_total bounds them).",
+		func() float64 { return float64(g.queued.Load()) })
 	return g
 }
 

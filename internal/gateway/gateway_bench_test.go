@@ -67,6 +67,7 @@ func startGateway(b *testing.B) (*gateway.Gateway, *pipeListener) {
 	b.Cleanup(func() { upstream.Close(); status.Close() })
 	g := gateway.New(gateway.Options{
 		Config:    cfg.Gateway,
+		Limits:    cfg.Limits,
 		Secrets:   apps.Secret,
 		Mailboxes: st,
 		Upstream:  upstream,

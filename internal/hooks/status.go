@@ -109,6 +109,9 @@ func (s *Status) send(app string, q *eventQueue) {
 			return
 		}
 		batch := q.take(cfg.StatusBatch)
+		if len(batch) == 0 {
+			continue // a wake-up left over from events an earlier batch took
+		}
 		for retry := minRetry; ; retry = min(2*retry, maxRetry) {
 			err := s.post(app, batch)
 			if err == nil {

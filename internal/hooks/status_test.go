@@ -89,3 +89,31 @@ func TestStatusWithoutWebhook(t *testing.T) {
 		t.Fatal("events queued for an app with no webhook")
 	}
 }
+
+// TestStatusNoEmptyBatches: a burst of events goes out in full batches and
+// nothing follows (before, a wake-up left over from the burst posted
+// {"events":null} one linger later).
+func TestStatusNoEmptyBatches(t *testing.T) {
+	var calls, empty atomic.Int64
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var batch struct{ Events []Event }
+		json.NewDecoder(r.Body).Decode(&batch)
+		calls.Add(1)
+		if len(batch.Events) == 0 {
+			empty.Add(1)
+		}
+	}))
+	defer backend.Close()
+	cfg := config.Default().Hooks
+	cfg.StatusBatch, cfg.StatusLinger = 2, 20*time.Millisecond
+	apps := config.NewLiveApps([]config.App{{ID: "demo", Webhooks: config.Webhooks{Status: backend.URL}}})
+	s := NewStatus(Options{Config: cfg, Apps: apps, Node: "n1", Metrics: metrics.New()})
+	defer s.Close()
+	for _, d := range []string{"e1", "e2", "e3", "e4"} {
+		s.Online("demo", d, "")
+	}
+	time.Sleep(10 * cfg.StatusLinger) // time for a stray batch to be posted
+	if calls.Load() == 0 || empty.Load() > 0 {
+		t.Fatalf("%d calls, %d of them empty", calls.Load(), empty.Load())
+	}
+}

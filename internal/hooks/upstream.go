@@ -126,13 +126,26 @@ func (u *Upstream) work() {
 	}
 }
 
-// errReplyTooLarge is an upstream answer over MaxReplySize.
-var errReplyTooLarge = errors.New("the backend's answer is too large")
+// The errors an UpCall's Reply gets: short and stable, fit for a device
+// to read. What exactly failed (the URL, the network error) goes to the log.
+var (
+	ErrNoWebhook   = errors.New("no upstream webhook for this biz")
+	ErrUnreachable = errors.New("the backend could not be reached")
+	ErrTimeout     = errors.New("the backend did not answer in time")
+	ErrTooLarge    = errors.New("the backend's answer is too large")
+)
+
+// fail tells the device why its call failed, and the log what exactly.
+func (u *Upstream) fail(c UpCall, result string, short, detail error) {
+	u.opts.Metrics.Upstream.WithLabelValues(c.App, result).Inc()
+	u.opts.Logger.Warn("upstream call failed", "app", c.App, "device", c.Device, "biz", c.Biz, "err", detail)
+	c.Reply(0, nil, short)
+}
 
 func (u *Upstream) call(c UpCall) {
 	url, ok := u.url(c.App, c.Biz)
 	if !ok { // the app or biz went away in a reload
-		c.Reply(0, nil, fmt.Errorf("no upstream webhook for biz %q", c.Biz))
+		c.Reply(0, nil, ErrNoWebhook)
 		return
 	}
 	body := struct {
@@ -153,23 +166,29 @@ func (u *Upstream) call(c UpCall) {
 	raw, _ := json.Marshal(body)
 	resp, err := u.client.Post(url, "application/json", bytes.NewReader(raw))
 	if err != nil {
-		u.opts.Metrics.Upstream.WithLabelValues(c.App, "unreachable").Inc()
-		c.Reply(0, nil, err)
+		u.fail(c, "unreachable", shortNetError(err), err)
 		return
 	}
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, int64(u.opts.MaxReplySize)+1))
 	resp.Body.Close()
 	switch {
 	case err != nil:
-		u.opts.Metrics.Upstream.WithLabelValues(c.App, "unreachable").Inc()
-		c.Reply(0, nil, err)
+		u.fail(c, "unreachable", shortNetError(err), err)
 	case len(reply) > u.opts.MaxReplySize:
-		u.opts.Metrics.Upstream.WithLabelValues(c.App, "too_large").Inc()
-		c.Reply(0, nil, errReplyTooLarge)
+		u.fail(c, "too_large", ErrTooLarge, fmt.Errorf("%s answered more than %d bytes", url, u.opts.MaxReplySize))
 	default:
 		u.opts.Metrics.Upstream.WithLabelValues(c.App, "answered").Inc()
 		c.Reply(resp.StatusCode, reply, nil)
 	}
+}
+
+// shortNetError is ErrTimeout or ErrUnreachable, after err.
+func shortNetError(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ErrTimeout
+	}
+	return ErrUnreachable
 }
 
 // timestamp formats the time of an event or call: RFC 3339, UTC, milliseconds.

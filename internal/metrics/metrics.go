@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/longlink/longlink/internal/version"
 )
 
 // Metrics holds every metric of one server. Safe for concurrent use.
@@ -77,7 +79,13 @@ func New() *Metrics {
 			Help: "Status events, per app and result: sent, retried (counted per failed attempt), dropped (buffer full).",
 		}, []string{"app", "result"}),
 	}
+	v := version.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_build_info",
+		Help:        "Always 1; the labels say which longlink this is.",
+		ConstLabels: prometheus.Labels{"version": v.Version, "revision": v.Revision, "goversion": v.Go}})
+	build.Set(1)
 	m.registry.MustRegister(
+		build,
 		// Each stop-the-world pause and the part of it spent waiting for
 		// every thread to stop: they tell a busy box's scheduling from the
 		// collector's own cost.
@@ -88,6 +96,11 @@ func New() *Metrics {
 		m.MailboxDropped, m.SeqClamped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.StatusEvents,
 	)
 	return m
+}
+
+// GaugeFunc registers a gauge whose value fn reads at each scrape.
+func (m *Metrics) GaugeFunc(name, help string, fn func() float64) {
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
 // Handler serves the metrics in Prometheus text format.

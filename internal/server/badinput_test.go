@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/binary"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -231,7 +232,8 @@ func TestBadAPIInput(t *testing.T) {
 		{"wrong key", "nope-nope-nope-nope", map[string]any{"app": "demo", "devices": []string{"d1"}, "data": "x"}, 401, "unknown API key"},
 		{"key of another app", testserver.Other.APIKey, map[string]any{"app": "demo", "devices": []string{"d1"}, "data": "x"}, 403, "another app"},
 		{"unknown app", key, map[string]any{"app": "ghost", "devices": []string{"d1"}, "data": "x"}, 404, "ghost"},
-		{"bad JSON", key, `{"app": "demo", "devices": [`, 400, "bad JSON"},
+		{"bad JSON", key, `{"app": "demo", "devices": [`, 400, "cut short"},
+		{"bad JSON syntax", key, `{"app": "demo", "devices": [,]}`, 400, "bad JSON at byte"},
 		{"wrong key name", key, `{"app":"demo","devcies":["d1"],"data":"x"}`, 400, "devcies"},
 		{"trailing data", key, `{"app":"demo","devices":["d1"],"data":"x"} {}`, 400, "after the object"},
 		{"no app", key, map[string]any{"devices": []string{"d1"}, "data": "x"}, 400, "app is required"},
@@ -245,7 +247,11 @@ func TestBadAPIInput(t *testing.T) {
 		{"empty devices", key, map[string]any{"app": "demo", "devices": []string{}, "data": "x"}, 400, "devices is empty"},
 		{"bad device id", key, map[string]any{"app": "demo", "devices": []string{"a b"}, "data": "x"}, 400, "printable"},
 		{"negative ttl", key, map[string]any{"app": "demo", "devices": []string{"d1"}, "data": "x", "ttl": -1}, 400, "ttl"},
-		{"wrong type", key, map[string]any{"app": "demo", "devices": "d1", "data": "x"}, 400, "bad JSON"},
+		{"wrong type", key, map[string]any{"app": "demo", "devices": "d1", "data": "x"}, 400, "devices: must be a list of strings, not string"},
+		{"key in another case", key, `{"APP":"demo","devices":["d1"],"data":"x"}`, 400, `unknown key "APP"`},
+		{"duplicate key", key, `{"app":"demo","devices":["d1"],"data":"x","data":"y"}`, 400, `"data" is given twice`},
+		{"invalid UTF-8", key, "{\"app\":\"demo\",\"devices\":[\"d1\"],\"data\":\"\xff\"}", 400, "not valid UTF-8"},
+		{"empty body", key, ``, 400, "empty"},
 	}
 	for _, tc := range cases {
 		status, out := ts.Call(http.MethodPost, "/v1/push", tc.key, tc.body)
@@ -266,6 +272,35 @@ func TestBadAPIInput(t *testing.T) {
 			t.Errorf("GET %s: %d %v, want %d with an error", path, status, out, want)
 		}
 	}
+	// Errors speak JSON without Go's names or HTML escapes; a wrong method
+	// is 405 with Allow; the Bearer scheme is case-insensitive.
+	raw := func(method, path, auth, body string) (*http.Response, string) {
+		req, _ := http.NewRequest(method, ts.APIURL()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, body := raw(http.MethodPost, "/v1/push", "Bearer "+key, `{"app":"<x>","devices":["d1"],"data":"x"}`); resp.StatusCode != 404 ||
+		!strings.Contains(body, `unknown app \"<x>\"`) {
+		t.Errorf("unknown app <x>: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := raw(http.MethodPost, "/v1/push", "Bearer "+key, `{"app":"demo","devices":[1],"data":"x"}`); strings.Contains(body, "Go") ||
+		strings.Contains(body, "pushRequest") || resp.StatusCode != 400 {
+		t.Errorf("a number for a device: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := raw(http.MethodGet, "/v1/push", "Bearer "+key, ""); resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" ||
+		!strings.Contains(body, "takes POST") {
+		t.Errorf("GET /v1/push: %d Allow=%q %s", resp.StatusCode, resp.Header.Get("Allow"), body)
+	}
+	if resp, body := raw(http.MethodPost, "/v1/push", "bearer "+key, `{"app":"demo","devices":["d1"],"data":"lowercase"}`); resp.StatusCode != 200 {
+		t.Errorf("lowercase bearer: %d %s", resp.StatusCode, body)
+	}
+	d1.expect(t, "lowercase")
 	// None of the refused calls delivered anything.
 	ts.Push(map[string]any{"devices": []string{"d1"}, "data": "good"})
 	d1.expect(t, "good")

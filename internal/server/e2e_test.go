@@ -319,6 +319,8 @@ func TestMetrics(t *testing.T) {
 		`go_goroutines`,
 		`go_sched_pauses_stopping_gc_seconds_count`,
 		`go_sched_pauses_total_gc_seconds_count`,
+		`longlink_build_info{goversion="go`,
+		`longlink_send_queue_bytes`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("/metrics lacks %s", want)

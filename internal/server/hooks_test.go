@@ -153,8 +153,13 @@ func TestUpstreamBackendDown(t *testing.T) {
 		d := connect(t, ts, tr, ts.Token("d1", ""))
 		other := connect(t, ts, tr, ts.Token("d2", ""))
 		for i := 0; i < 3; i++ {
-			if _, _, err := d.Up(context.Background(), "demo", "chat", []byte("x")); upCode(err) != protocol.CodeUpstreamUnavailable {
+			_, _, err := d.Up(context.Background(), "demo", "chat", []byte("x"))
+			if upCode(err) != protocol.CodeUpstreamUnavailable {
 				t.Fatalf("backend down: %v, want 4010", err)
+			}
+			// The device learns that, not where the backend is.
+			if msg := err.Error(); strings.Contains(msg, "127.0.0.1") || !strings.Contains(msg, "could not be reached") {
+				t.Fatalf("4010 reason %q: want a short reason without the backend's address", msg)
 			}
 		}
 		ts.Push(map[string]any{"devices": []string{"d1", "d2"}, "data": "gateway fine"})

@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,4 +50,104 @@ func TestSlowReaderClosedWith4004(t *testing.T) {
 	if !strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="too_slow"} 1`) {
 		t.Error("too_slow disconnect not counted")
 	}
+}
+
+// neverReads logs a device in and never reads again, with a small receive
+// buffer so that the kernel holds little of what the server sends.
+func neverReads(t *testing.T, ts *testserver.TS, device string) {
+	t.Helper()
+	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := client.DialConn(context.Background(), client.TCP, ts.Addr(client.TCP), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token(device, ""))}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	testserver.Eventually(t, device+" online", func() bool { return online(t, ts, device) })
+}
+
+// pushUntilDropped pushes 16,000-byte online messages to devices, at most
+// max times, until none of them takes one; it returns how many pushes that
+// took, or fails.
+func pushUntilDropped(t *testing.T, ts *testserver.TS, devices []string, max int) int {
+	t.Helper()
+	data := strings.Repeat("x", 16000)
+	for i := 1; i <= max; i++ {
+		_, out := ts.Call(http.MethodPost, "/v1/push", testserver.Demo.APIKey,
+			map[string]any{"app": "demo", "devices": devices, "data": data})
+		if out["online"] == 0.0 {
+			return i
+		}
+	}
+	t.Fatalf("devices that never read still took pushes after %d of 16,000 bytes", max)
+	return 0
+}
+
+// The issue's repro: the send queue was bounded in frames only, and 50
+// devices that never read held 1.05 GB of 16 KiB pushes. Now a connection
+// with more than limits.queue_bytes waiting is closed with 4004, long
+// before its 1024 frames.
+func TestSlowReaderBoundedInBytes(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) {
+		c.Limits.QueueBytes = 256 << 10
+		c.Gateway.WriteTimeout = 30 * time.Second // the bytes, not the write timeout, must trip
+	})
+	neverReads(t, ts, "slow")
+	pushUntilDropped(t, ts, []string{"slow"}, 1000) // 16 MB in fewer than 1024 frames
+	testserver.Eventually(t, "too_slow counted", func() bool {
+		return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="too_slow"} 1`)
+	})
+	expectQueuesEmpty(t, ts)
+}
+
+// Past limits.queue_bytes_total for the whole process, connections with
+// bytes waiting are closed with 4004 though each is under its own bound;
+// a device that reads is served on.
+func TestSlowReadersBoundedOverTheProcess(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) {
+		c.Limits.QueueBytesTotal = 1 << 20 // each connection may hold 4 MiB; together, 1 MiB
+		c.Gateway.WriteTimeout = 30 * time.Second
+	})
+	fast := connect(t, ts, client.TCP, ts.Token("fast", ""))
+	slow := []string{"slow1", "slow2", "slow3", "slow4"}
+	for _, d := range slow {
+		neverReads(t, ts, d)
+	}
+	// 250 pushes of 16 KB to each: 4 MB each, under its own 4 MiB bound
+	// once the kernel holds its part.
+	pushUntilDropped(t, ts, slow, 250)
+	testserver.Eventually(t, "four too_slow counted", func() bool {
+		return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="too_slow"} 4`)
+	})
+	ts.Push(map[string]any{"devices": []string{"fast"}, "data": "unaffected"})
+	fast.expect(t, "unaffected")
+	expectQueuesEmpty(t, ts)
+}
+
+// expectQueuesEmpty checks that every byte counted in the send queues was
+// let go once the connections that held them are gone.
+func expectQueuesEmpty(t *testing.T, ts *testserver.TS) {
+	t.Helper()
+	testserver.Eventually(t, "send queues empty", func() bool {
+		return strings.Contains(ts.Metrics(), "\nlonglink_send_queue_bytes 0\n")
+	})
+}
+
+// A stored push that would write more than limits.push_bytes (data times
+// its devices) is refused with 413 and stores nothing: before, one call of
+// 10,000 devices x 16 KiB held ~258 MB in memory until flushed.
+func TestStoredPushBoundedInBytes(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) { c.Limits.PushBytes = 64 << 10 })
+	devices := []string{"d1", "d2", "d3", "d4", "d5"}
+	status, out := ts.Call(http.MethodPost, "/v1/push", testserver.Demo.APIKey,
+		map[string]any{"app": "demo", "devices": devices, "data": strings.Repeat("x", 16000), "ttl": 60})
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(out["error"].(string), "limits.push_bytes") {
+		t.Fatalf("80 KB stored push: %d %v", status, out)
+	}
+	ts.Push(stored([]string{"d1"}, "small"))
+	connect(t, ts, client.TCP, ts.Token("d1", "")).expect(t, "small") // and nothing before it
 }

@@ -70,7 +70,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	hookOpts := hooks.Options{Config: cfg.Hooks, Apps: apps, Node: cfg.Node, MaxReplySize: cfg.API.MaxDataBytes,
 		Metrics: m, Logger: log}
 	upstream, status := hooks.NewUpstream(hookOpts), hooks.NewStatus(hookOpts)
-	gw := gateway.New(gateway.Options{Config: cfg.Gateway, Secrets: apps.Secret, Mailboxes: st,
+	gw := gateway.New(gateway.Options{Config: cfg.Gateway, Limits: cfg.Limits, Secrets: apps.Secret, Mailboxes: st,
 		Upstream: upstream, Events: status, UpRate: cfg.Hooks.UpstreamRate, UpBurst: cfg.Hooks.UpstreamBurst,
 		Metrics: m, Logger: log})
 	advertise := cfg.Gateway.Advertise
@@ -116,6 +116,7 @@ func (s *Server) Reload(next *config.Config) (needRestart []string) {
 		{"api", cur.API == next.API},
 		{"store", cur.Store == next.Store},
 		{"hooks", cur.Hooks == next.Hooks},
+		{"limits", cur.Limits == next.Limits},
 	} {
 		if !k.same {
 			needRestart = append(needRestart, k.key)

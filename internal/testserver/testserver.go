@@ -180,3 +180,17 @@ func (ts *TS) Metrics() string {
 	}
 	return string(raw)
 }
+
+// Listen connects device of the demo app over TCP with the Go SDK, and
+// returns the client and the pushes it receives; it closes with the test.
+func (ts *TS) Listen(t testing.TB, device string) (*client.Client, <-chan client.Push) {
+	t.Helper()
+	got := make(chan client.Push, 64)
+	c, err := client.Dial(context.Background(), client.Config{Addr: ts.GatewayAddr(), Token: ts.Token(device, ""),
+		OnPush: func(p client.Push) { got <- p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, got
+}
