@@ -57,21 +57,11 @@ func jsonKeys(v any) map[string]bool {
 	return keys
 }
 
-// checkKeys walks a JSON object's top-level keys: each must be one of
-// known, spelled exactly, and given once. Anything that is not an object
-// is left to the decoder to refuse.
+// checkKeys checks a JSON object's top-level keys: each must be one of
+// known, spelled exactly, and given once.
 func checkKeys(body []byte, known map[string]bool) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil
-	}
-	seen := make(map[string]bool)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		key, _ := tok.(string)
+	seen := make(map[string]bool, len(known))
+	return objectKeys(body, func(key string) error {
 		switch {
 		case !known[key]:
 			return errorf(http.StatusBadRequest, "unknown key %q (keys are case-sensitive)", key)
@@ -79,12 +69,93 @@ func checkKeys(body []byte, known map[string]bool) error {
 			return errorf(http.StatusBadRequest, "key %q is given twice", key)
 		}
 		seen[key] = true
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
+		return nil
+	})
+}
+
+// objectKeys calls fn with each key of the top-level JSON object in b, in
+// order, and returns the first error fn returns. It is a scan, not a
+// parse (one pass, values skipped by their brackets and quotes): where b is
+// not a well-formed object it stops quietly, and the decoder that follows
+// says what is wrong.
+func objectKeys(b []byte, fn func(key string) error) error {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil
+	}
+	for i = skipSpace(b, i+1); i < len(b) && b[i] == '"'; i = skipSpace(b, i+1) {
+		end := stringEnd(b, i)
+		if end < 0 {
+			return nil
+		}
+		key := string(b[i+1 : end-1])
+		if strings.IndexByte(key, '\\') >= 0 && json.Unmarshal(b[i:end], &key) != nil {
+			return nil
+		}
+		if err := fn(key); err != nil {
+			return err
+		}
+		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
+			return nil
+		}
+		if i = skipValue(b, i+1); i < 0 {
+			return nil
+		}
+		if i = skipSpace(b, i); i >= len(b) || b[i] != ',' {
 			return nil
 		}
 	}
 	return nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the string that starts at b[i] (a
+// quote), or -1 if it does not end.
+func stringEnd(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index after the value that starts at or after
+// b[i], or -1 if it does not end.
+func skipValue(b []byte, i int) int {
+	i = skipSpace(b, i)
+	depth := 0
+	for ; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			if i = stringEnd(b, i); i < 0 {
+				return -1
+			}
+			i--
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth == 0 { // the end of the object: an empty value
+				return i
+			}
+			depth--
+		case depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return i
+		}
+		if depth == 0 && (b[i] == '"' || b[i] == '}' || b[i] == ']') {
+			return i + 1
+		}
+	}
+	return -1
 }
 
 // describeJSONError says what encoding/json found wrong without its Go

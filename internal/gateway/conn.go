@@ -412,7 +412,7 @@ func (c *conn) login(f *protocol.Frame) error {
 		g.events.Online(s.app, device, s.user)
 	})
 	g.writers.schedule(c) // the held writer: the welcome goes out
-	g.log.Debug("logged in", "device", device, "apps", c.appNames(), "transport", c.kind.String())
+	g.log.Debug("logged in", "app", sessions[0].app, "device", device, "apps", len(sessions), "transport", c.kind.String())
 	return nil
 }
 
@@ -449,15 +449,6 @@ func (c *conn) clampSeq(app string, seq uint64) (uint64, error) {
 		return last, nil
 	}
 	return seq, nil
-}
-
-// appNames lists the apps of the connection's sessions, for logs.
-func (c *conn) appNames() []string {
-	apps := make([]string, len(c.sessions))
-	for i := range c.sessions {
-		apps[i] = c.sessions[i].app
-	}
-	return apps
 }
 
 // dropSession ends the session s for code (replaced, kicked): the

@@ -3,6 +3,7 @@ package gateway
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 const (
@@ -10,33 +11,30 @@ const (
 	appShards    = 16
 )
 
-// hub is the gateway's registry of logged-in sessions: (app, device) ->
-// conn, and per app the set of its connections (for broadcast) and user ->
-// conns. Device identity is scoped by app: a login of device D to app A
-// replaces only the session of (A, D), whatever other apps either connection
-// serves. Many small locks, so logins and pushes on different devices rarely
-// meet. Safe for concurrent use.
+// hub is the gateway's registry of logged-in sessions: per app, device ->
+// conn, the set of the app's connections (for broadcast) and user -> conns.
+// Device identity is scoped by app: a login of device D to app A replaces
+// only the session of (A, D), whatever other apps either connection serves.
+// Many small locks, so logins and pushes on different devices rarely meet,
+// and the apps are found without a lock. Safe for concurrent use.
 //
 // Lock order: a device shard, then an app shard, then a connection's mu.
 type hub struct {
-	seed    maphash.Seed
-	devices [deviceShards]deviceShard
-
-	mu   sync.RWMutex
-	apps map[string]*appIndex // mu guards the map, not the indexes
+	seed maphash.Seed
+	apps atomic.Pointer[map[string]*appIndex] // copied on write, under mu
+	mu   sync.Mutex
 }
 
-// deviceKey names a device within its app.
-type deviceKey struct{ app, device string }
+// appIndex is one app's sessions: its devices, sharded by device id; its
+// connections, sharded by connection id; and its users.
+type appIndex struct {
+	devices [deviceShards]deviceShard
+	shards  [appShards]appShard
+}
 
 type deviceShard struct {
 	sync.RWMutex
-	conns map[deviceKey]*conn
-}
-
-// appIndex is one app's connections, sharded by connection id, and its users.
-type appIndex struct {
-	shards [appShards]appShard
+	conns map[string]*conn // device -> the connection holding its session
 }
 
 type appShard struct {
@@ -46,35 +44,42 @@ type appShard struct {
 }
 
 func newHub() *hub {
-	h := &hub{seed: maphash.MakeSeed(), apps: make(map[string]*appIndex)}
-	for i := range h.devices {
-		h.devices[i].conns = make(map[deviceKey]*conn)
-	}
+	h := &hub{seed: maphash.MakeSeed()}
+	h.apps.Store(&map[string]*appIndex{})
 	return h
 }
 
-func (h *hub) deviceShard(k deviceKey) *deviceShard {
-	return &h.devices[maphash.Comparable(h.seed, k)%deviceShards]
-}
-
+// app returns app id's index, creating it if create is set (else nil when
+// the app has no session yet).
 func (h *hub) app(id string, create bool) *appIndex {
-	h.mu.RLock()
-	a := h.apps[id]
-	h.mu.RUnlock()
-	if a != nil || !create {
+	if a := (*h.apps.Load())[id]; a != nil || !create {
 		return a
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if a = h.apps[id]; a == nil {
-		a = &appIndex{}
-		for i := range a.shards {
-			a.shards[i].conns = make(map[*conn]struct{})
-			a.shards[i].users = make(map[string][]*conn)
-		}
-		h.apps[id] = a
+	cur := *h.apps.Load()
+	if a := cur[id]; a != nil {
+		return a
 	}
+	a := &appIndex{}
+	for i := range a.devices {
+		a.devices[i].conns = make(map[string]*conn)
+	}
+	for i := range a.shards {
+		a.shards[i].conns = make(map[*conn]struct{})
+		a.shards[i].users = make(map[string][]*conn)
+	}
+	next := make(map[string]*appIndex, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[id] = a
+	h.apps.Store(&next)
 	return a
+}
+
+func (h *hub) deviceShard(a *appIndex, device string) *deviceShard {
+	return &a.devices[maphash.String(h.seed, device)%deviceShards]
 }
 
 func (a *appIndex) connShard(c *conn) *appShard { return &a.shards[c.id%appShards] }
@@ -91,12 +96,11 @@ func (h *hub) userShard(a *appIndex, user string) *appShard {
 func (h *hub) register(c *conn, swap func(s *session, old *conn)) {
 	for i := range c.sessions {
 		s := &c.sessions[i]
-		k := deviceKey{s.app, c.device}
-		ds := h.deviceShard(k)
-		ds.Lock()
-		old := ds.conns[k]
-		ds.conns[k] = c
 		a := h.app(s.app, true)
+		ds := h.deviceShard(a, c.device)
+		ds.Lock()
+		old := ds.conns[c.device]
+		ds.conns[c.device] = c
 		if old != nil {
 			if os, ok := old.session(s.app); ok {
 				h.unindexLocked(a, old, os)
@@ -111,12 +115,15 @@ func (h *hub) register(c *conn, swap func(s *session, old *conn)) {
 // unregister removes c's session s, unless a newer connection holds its
 // (app, device) now.
 func (h *hub) unregister(c *conn, s *session) {
-	k := deviceKey{s.app, c.device}
-	ds := h.deviceShard(k)
+	a := h.app(s.app, false)
+	if a == nil {
+		return
+	}
+	ds := h.deviceShard(a, c.device)
 	ds.Lock()
-	if ds.conns[k] == c {
-		delete(ds.conns, k)
-		h.unindexLocked(h.app(s.app, false), c, s)
+	if ds.conns[c.device] == c {
+		delete(ds.conns, c.device)
+		h.unindexLocked(a, c, s)
 	}
 	ds.Unlock()
 }
@@ -165,10 +172,13 @@ func removeConn(cs []*conn, c *conn) []*conn {
 
 // lookup returns the connection holding device's session in app.
 func (h *hub) lookup(app, device string) *conn {
-	k := deviceKey{app, device}
-	ds := h.deviceShard(k)
+	a := h.app(app, false)
+	if a == nil {
+		return nil
+	}
+	ds := h.deviceShard(a, device)
 	ds.RLock()
-	c := ds.conns[k]
+	c := ds.conns[device]
 	ds.RUnlock()
 	return c
 }
@@ -206,12 +216,14 @@ func (h *hub) eachAppConn(app string, fn func(*conn)) {
 // eachConn calls fn for every registered connection, once per session it
 // holds. fn must not block.
 func (h *hub) eachConn(fn func(*conn)) {
-	for i := range h.devices {
-		s := &h.devices[i]
-		s.RLock()
-		for _, c := range s.conns {
-			fn(c)
+	for _, a := range *h.apps.Load() {
+		for i := range a.devices {
+			s := &a.devices[i]
+			s.RLock()
+			for _, c := range s.conns {
+				fn(c)
+			}
+			s.RUnlock()
 		}
-		s.RUnlock()
 	}
 }
