@@ -36,6 +36,13 @@ func presenceIn(t *testing.T, ts *testserver.TS, app appKey, device string) bool
 	return out["devices"].(map[string]any)[device].(map[string]any)["online"] == true
 }
 
+// inBothApps makes c log device d1 into apps demo and other, on one
+// connection.
+func inBothApps(t *testing.T, ts *testserver.TS, c *client.Config) {
+	c.Token = ""
+	c.Tokens = []string{ts.Token("d1", ""), testserver.MintToken(t, testserver.Other, "d1", "")}
+}
+
 // appKey is an app and its API key.
 type appKey struct{ ID, APIKey string }
 
@@ -82,8 +89,7 @@ func TestMultiAppConnectionReplacedInOneApp(t *testing.T) {
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		ended := make(chan string, 2)
 		both := connect(t, ts, tr, "", func(c *client.Config) {
-			c.Token = ""
-			c.Tokens = []string{ts.Token("d1", ""), testserver.MintToken(t, testserver.Other, "d1", "")}
+			inBothApps(t, ts, c)
 			c.OnAppEnded = func(app string, err error) {
 				var pe *protocol.Error
 				if !errors.As(err, &pe) {
@@ -122,8 +128,7 @@ func TestKickInOneAppOfTwo(t *testing.T) {
 	ts := testserver.Start(t)
 	ended := make(chan string, 1)
 	both := connect(t, ts, client.TCP, "", func(c *client.Config) {
-		c.Token = ""
-		c.Tokens = []string{ts.Token("d1", ""), testserver.MintToken(t, testserver.Other, "d1", "")}
+		inBothApps(t, ts, c)
 		c.OnAppEnded = func(app string, err error) { ended <- app }
 	})
 	status, out := ts.Call(http.MethodPost, "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{"d1"}})
@@ -191,8 +196,7 @@ func TestMultiAppResumesEachApp(t *testing.T) {
 	pushOther(t, ts, stored([]string{"d1"}, "other d2"))
 	got := make(chan client.Push, 8)
 	connect(t, ts, client.TCP, "", func(c *client.Config) {
-		c.Token = ""
-		c.Tokens = []string{ts.Token("d1", ""), testserver.MintToken(t, testserver.Other, "d1", "")}
+		inBothApps(t, ts, c)
 		c.LastSeqs = map[string]uint64{"demo": 2, "other": 1}
 		c.OnPush = func(p client.Push) { got <- p }
 	})
