@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -439,7 +440,7 @@ func (c *conn) clampSeq(app string, seq uint64) (uint64, error) {
 	if seq == 0 {
 		return 0, nil
 	}
-	last, err := c.gw.mailboxes.LastSeq(app, c.device)
+	last, err := c.gw.mailboxes.LastSeq(context.Background(), app, c.device)
 	if err != nil {
 		c.gw.log.Error("mailbox", "app", app, "device", c.device, "err", err)
 		return 0, errStoreUnavailable

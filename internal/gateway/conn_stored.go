@@ -141,7 +141,7 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 			return false, false
 		}
 	}
-	msgs, err := mb.Since(s.app, c.device, after, replayChunk)
+	msgs, err := mb.Since(context.Background(), s.app, c.device, after, replayChunk)
 	if err != nil {
 		c.storeFailed(s.app, err)
 		return false, false

@@ -23,15 +23,15 @@ import (
 )
 
 // Mailboxes is the durable side of stored messages, as the gateway uses it.
-// *store.Store implements it.
+// Every store.Store implements it.
 type Mailboxes interface {
 	// Since returns up to limit messages of device in app after seq.
-	Since(app, device string, after uint64, limit int) ([]store.Stored, error)
+	Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error)
 	// Ack trims device's mailbox in app up to seq (cumulative, clamped to
 	// the last seq given); it does not wait.
 	Ack(app, device string, seq uint64)
 	// LastSeq returns the last seq given to device in app.
-	LastSeq(app, device string) (uint64, error)
+	LastSeq(ctx context.Context, app, device string) (uint64, error)
 	// CatchUp copies unseen entries of app's broadcast log into device's mailbox.
 	CatchUp(ctx context.Context, app, device string) (int, error)
 	// Bind records the device's user in app, learned from its token.

@@ -17,6 +17,7 @@ import (
 	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/internal/store/embedded"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -56,7 +57,7 @@ func startGateway(b *testing.B) (*gateway.Gateway, *pipeListener) {
 	cfg := config.Default()
 	cfg.Gateway.SendQueue = 64
 	m := metrics.New()
-	st, err := store.Open(b.TempDir(), store.Options{Metrics: m})
+	st, err := embedded.Open(b.TempDir(), store.Options{Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/internal/store/embedded"
 )
 
 // Server is a running longlink node.
@@ -29,7 +30,7 @@ type Server struct {
 	gw       *gateway.Gateway
 	upstream *hooks.Upstream
 	status   *hooks.Status
-	store    *store.Store
+	store    store.Store
 	http     *http.Server
 	gwAddr   string
 	apiAddr  string
@@ -58,7 +59,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
 	m := metrics.New()
-	st, err := store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{
+	st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), store.Options{
 		MailboxLimit: cfg.Store.MailboxLimit, SweepInterval: cfg.Store.SweepInterval, Metrics: m, Logger: log,
 	})
 	if err != nil {

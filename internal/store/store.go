@@ -1,27 +1,55 @@
-// Package store keeps longlink's durable state in an embedded Pebble
-// database in data_dir: per-(app, device) mailboxes of stored messages, each
-// app's broadcast log, user bindings and idempotency keys.
-//
-// One committer goroutine makes every write. It takes all the operations
-// waiting for it, applies them to one batch and commits it with one fsync,
-// so concurrent pushers share syncs. Being the only writer, it gives each
-// (app, device)'s seqs in order; a batch becomes visible only once it is durable, so
-// no seq a device has seen can be lost and given again after a crash.
+// Package store defines longlink's durable state behind one interface:
+// per-(app, device) mailboxes of stored messages with their seqs, each app's
+// broadcast log, user bindings and idempotency keys. Its backends live in
+// packages of their own (embedded: Pebble in data_dir, for one node; redis:
+// shared by the nodes of a cluster), and storetest holds the conformance
+// suite every backend passes.
 package store
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"sync"
 	"time"
-
-	"github.com/cockroachdb/pebble"
-	"github.com/cockroachdb/pebble/bloom"
 
 	"github.com/longlink/longlink/internal/metrics"
 )
+
+// Store keeps stored messages durably. Implementations are safe for
+// concurrent use. An error means the operation did not happen.
+type Store interface {
+	// Append stores m in the mailbox of every device (for m.App) and
+	// returns their seqs (each from its own (app, device) sequence), once
+	// durable. With a key, a repeat of the key within the idempotency
+	// window stores nothing and returns the first message's id; with no
+	// devices only the key is recorded (online-only messages).
+	Append(ctx context.Context, devices []string, m Message, key string) (Appended, error)
+	// AppendBroadcast writes m once to its app's broadcast log, once
+	// durable; devices copy it into their mailboxes at their next CatchUp.
+	AppendBroadcast(ctx context.Context, m Message, key string) (Appended, error)
+	// CatchUp copies into device's mailbox every unexpired entry of app's
+	// broadcast log it has not had yet, and returns how many.
+	CatchUp(ctx context.Context, app, device string) (int, error)
+	// Since returns up to limit unexpired messages of device in app with
+	// seq greater than after, in seq order.
+	Since(ctx context.Context, app, device string, after uint64, limit int) ([]Stored, error)
+	// LastSeq returns the last seq given to device in app that is durable
+	// (0 if none). Any seq a client was handed is at or below it.
+	LastSeq(ctx context.Context, app, device string) (uint64, error)
+	// Ack marks every stored message of device in app with seq <= seq
+	// done, and deletes them. It does not wait: a lost ack only means a
+	// redelivery. A seq beyond the last one given is clamped to it and
+	// counted (longlink_seq_clamped_total).
+	Ack(app, device string, seq uint64)
+	// Bind records that device belongs to user in app (user "" unbinds
+	// it). It does not wait; a login binds again.
+	Bind(app, device, user string)
+	// UserDevices returns the devices bound to any of users in app,
+	// including the bindings of every Bind that returned before it.
+	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
+	// Close lets the operations already queued finish, and closes.
+	Close() error
+}
 
 // Message is a message to store.
 type Message struct {
@@ -44,7 +72,8 @@ type Appended struct {
 	Seqs []uint64 // per device (Append), or the log's bseq (AppendBroadcast)
 }
 
-// Options configure a Store. Zero values mean the documented defaults.
+// Options configure a Store, whatever its backend. Zero values mean the
+// documented defaults; WithDefaults fills them in.
 type Options struct {
 	// MailboxLimit bounds each (app, device) mailbox; when full the oldest
 	// message is dropped and counted. Zero means 1000.
@@ -52,7 +81,8 @@ type Options struct {
 	// IdempotencyWindow is how long an idempotency key is remembered.
 	// Zero means 24h.
 	IdempotencyWindow time.Duration
-	// SweepInterval is how often expired data is deleted. Zero means 30s.
+	// SweepInterval is how often expired data is deleted, where the
+	// backend does not expire it by itself. Zero means 30s.
 	SweepInterval time.Duration
 	Metrics       *metrics.Metrics // required
 	Logger        *slog.Logger     // nil means slog.Default()
@@ -60,29 +90,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// ErrClosed is returned by operations on a closed store.
-var ErrClosed = errors.New("store: closed")
-
-// Store is the embedded durable store. Safe for concurrent use.
-type Store struct {
-	// Static after Open.
-	db   *pebble.DB
-	opts Options
-	ops  chan *op
-	stop chan struct{}
-	done chan struct{}
-
-	closeOnce sync.Once
-	closeErr  error
-
-	meta metaCache // owned by the committer
-}
-
-// maxBatchOps bounds how many operations share one commit.
-const maxBatchOps = 1024
-
-// Open opens (creating if needed) the store in dir and starts its committer.
-func Open(dir string, o Options) (*Store, error) {
+// WithDefaults returns o with its zero values replaced by the defaults.
+func (o Options) WithDefaults() Options {
 	if o.MailboxLimit == 0 {
 		o.MailboxLimit = 1000
 	}
@@ -98,171 +107,8 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	opts := &pebble.Options{Logger: quietLogger{o.Logger}, Cache: pebble.NewCache(64 << 20)}
-	defer opts.Cache.Unref()
-	// Bloom filters: most Gets of a commit are for keys of devices that
-	// have none yet, which filters answer without reading blocks.
-	opts.Levels = make([]pebble.LevelOptions, 7)
-	for i := range opts.Levels {
-		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	db, err := pebble.Open(dir, opts)
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", dir, err)
-	}
-	if err := migrate(db, o.Logger); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: open %s: %w", dir, err)
-	}
-	s := &Store{db: db, opts: o, ops: make(chan *op, maxBatchOps),
-		stop: make(chan struct{}), done: make(chan struct{})}
-	go s.run()
-	return s, nil
+	return o
 }
 
-// Close stops the committer after the operations already queued, and closes
-// the database. Later calls return the first call's result.
-func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		close(s.stop)
-		<-s.done
-		s.closeErr = s.db.Close()
-	})
-	return s.closeErr
-}
-
-// do queues o and waits until it is committed. Once queued, an operation is
-// waited for even if ctx ends, so that an error always means "not done".
-func (s *Store) do(ctx context.Context, o *op) error {
-	o.done = make(chan struct{})
-	select {
-	case s.ops <- o:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.stop:
-		return ErrClosed
-	}
-	select {
-	case <-o.done:
-	case <-s.done: // the committer stopped; o may have come after its last drain
-		select {
-		case <-o.done:
-		default:
-			return ErrClosed
-		}
-	}
-	return o.err
-}
-
-// queue queues o without waiting for it.
-func (s *Store) queue(o *op) {
-	select {
-	case s.ops <- o:
-	case <-s.stop:
-	}
-}
-
-// Append stores m in the mailbox of every device (for m.App) and returns
-// their seqs (each from its own (app, device) sequence), once durable. With a key, a repeat of the key within the
-// idempotency window stores nothing and returns the first message's id;
-// with no devices only the key is recorded (online-only messages).
-func (s *Store) Append(ctx context.Context, devices []string, m Message, key string) (Appended, error) {
-	o := &op{kind: opAppend, devices: devices, msg: m, key: key}
-	err := s.do(ctx, o)
-	return o.res, err
-}
-
-// AppendBroadcast writes m once to its app's broadcast log, once durable;
-// devices copy it into their mailboxes at their next CatchUp.
-func (s *Store) AppendBroadcast(ctx context.Context, m Message, key string) (Appended, error) {
-	o := &op{kind: opBroadcast, msg: m, key: key}
-	err := s.do(ctx, o)
-	return o.res, err
-}
-
-// CatchUp copies into device's mailbox every unexpired entry of app's
-// broadcast log it has not had yet, and returns how many.
-func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
-	o := &op{kind: opCatchUp, msg: Message{App: app}, device: device}
-	err := s.do(ctx, o)
-	return o.n, err
-}
-
-// Ack marks every stored message of device in app with seq <= seq done, and
-// deletes them. It does not wait: a lost ack only means a redelivery. A seq
-// beyond the last one given to (app, device) is clamped to it and counted
-// (longlink_seq_clamped_total): the client's word never moves the sequence.
-func (s *Store) Ack(app, device string, seq uint64) {
-	s.queue(&op{kind: opAck, msg: Message{App: app}, device: device, seq: seq})
-}
-
-// LastSeq returns the last seq given to device in app that is durable (0
-// if none). Any seq a client was handed is at or below it.
-func (s *Store) LastSeq(app, device string) (uint64, error) {
-	v, closer, err := s.db.Get(key(prefixDevice, app, device))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("store last seq: %w", err)
-	}
-	defer closer.Close()
-	return uvarint(v), nil
-}
-
-// Bind records that device belongs to user in app (user "" unbinds it).
-// It does not wait.
-func (s *Store) Bind(app, device, user string) {
-	s.queue(&op{kind: opBind, msg: Message{App: app}, device: device, user: user})
-}
-
-// Since returns up to limit unexpired messages of device in app with seq
-// greater than after, in seq order.
-func (s *Store) Since(app, device string, after uint64, limit int) ([]Stored, error) {
-	now := s.opts.Now().UnixMilli()
-	it, err := s.db.NewIter(&pebble.IterOptions{
-		LowerBound: messageKey(app, device, after+1),
-		UpperBound: prefixEnd(mailboxPrefix(app, device)),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store since: %w", err)
-	}
-	var out []Stored
-	for it.First(); it.Valid() && len(out) < limit; it.Next() {
-		r, err := decodeRecord(it.Value())
-		if err != nil {
-			it.Close()
-			return nil, err
-		}
-		if r.expires <= now {
-			continue
-		}
-		out = append(out, Stored{Seq: seqOf(it.Key()), Message: Message{
-			App: app, ID: r.id, Data: r.data, Expires: time.UnixMilli(r.expires)}})
-	}
-	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("store since: %w", err)
-	}
-	return out, nil
-}
-
-// UserDevices returns the devices bound to any of users in app. It is served
-// by the committer, after every Bind queued before it, so a push right after
-// a login finds the binding that login made.
-func (s *Store) UserDevices(ctx context.Context, app string, users []string) ([]string, error) {
-	o := &op{kind: opUsers, msg: Message{App: app}, users: users}
-	err := s.do(ctx, o)
-	return o.devices, err
-}
-
-// quietLogger sends Pebble's informational chatter to debug level.
-type quietLogger struct{ log *slog.Logger }
-
-func (q quietLogger) Infof(format string, args ...any) { q.log.Debug(fmt.Sprintf(format, args...)) }
-func (q quietLogger) Errorf(format string, args ...any) {
-	q.log.Error(fmt.Sprintf(format, args...))
-}
-func (q quietLogger) Fatalf(format string, args ...any) {
-	q.log.Error(fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
-}
+// ErrClosed is returned by operations on a closed store.
+var ErrClosed = errors.New("store: closed")

@@ -1,4 +1,4 @@
-package store
+package embedded
 
 import (
 	"fmt"
@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/internal/store/storetest"
 )
 
 var payload = []byte(strings.Repeat("x", 256))
@@ -22,15 +25,15 @@ func BenchmarkAppend64Pushers(b *testing.B) { benchAppend(b, 150) }
 func BenchmarkAppend64PushersFullMailboxes(b *testing.B) { benchAppend(b, 1) }
 
 func benchAppend(b *testing.B, devicesPerPusher int) {
-	clk := newClock()
-	s := open(b, b.TempDir(), clk, func(o *Options) { o.MailboxLimit = 100 })
+	clk := storetest.NewClock()
+	s := open(b, b.TempDir(), clk, func(o *store.Options) { o.MailboxLimit = 100 })
 	var next atomic.Int64
 	b.SetParallelism(64 / runtime.GOMAXPROCS(0))
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		pusher := next.Add(1)
-		m := Message{App: "demo", ID: "m", Data: payload, Expires: clk.in(time.Hour)}
+		m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour)}
 		for i := 0; pb.Next(); i++ {
 			device := []string{fmt.Sprint("d", pusher, "-", i%devicesPerPusher)}
 			if _, err := s.Append(ctx, device, m, ""); err != nil {
@@ -44,16 +47,16 @@ func benchAppend(b *testing.B, devicesPerPusher int) {
 
 // BenchmarkReplay1000 reads a 1,000-message mailbox, as a login replays it.
 func BenchmarkReplay1000(b *testing.B) {
-	clk := newClock()
-	s := open(b, b.TempDir(), clk, func(o *Options) { o.MailboxLimit = 1000 })
-	m := Message{App: "demo", ID: "m", Data: payload, Expires: clk.in(time.Hour)}
+	clk := storetest.NewClock()
+	s := open(b, b.TempDir(), clk, func(o *store.Options) { o.MailboxLimit = 1000 })
+	m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour)}
 	for i := 0; i < 1000; i++ {
 		s.Append(ctx, []string{"d1"}, m, "")
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		got, err := s.Since("demo", "d1", 0, 1000)
+		got, err := s.Since(ctx, "demo", "d1", 0, 1000)
 		if err != nil || len(got) != 1000 {
 			b.Fatalf("%d messages, %v", len(got), err)
 		}
@@ -65,9 +68,9 @@ func BenchmarkReplay1000(b *testing.B) {
 func BenchmarkBroadcastWithTTL(b *testing.B) {
 	for _, devices := range []int{10, 100000} {
 		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
-			clk := newClock()
+			clk := storetest.NewClock()
 			s := open(b, b.TempDir(), clk)
-			m := Message{App: "demo", ID: "m", Data: payload, Expires: clk.in(time.Hour)}
+			m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour)}
 			for i := 0; i < devices; i += 1000 {
 				batch := make([]string, 0, 1000)
 				for j := i; j < min(i+1000, devices); j++ {
@@ -91,9 +94,9 @@ func BenchmarkBroadcastWithTTL(b *testing.B) {
 // the committer's batches mix many acks with reads.
 func BenchmarkReconnectStorm(b *testing.B) {
 	const devices = 10000
-	clk := newClock()
+	clk := storetest.NewClock()
 	s := open(b, b.TempDir(), clk)
-	m := Message{App: "demo", ID: "m", Data: payload, Expires: clk.in(time.Hour)}
+	m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour)}
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()

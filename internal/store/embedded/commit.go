@@ -1,4 +1,4 @@
-package store
+package embedded
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/longlink/longlink/internal/store"
 )
 
 type opKind uint8
@@ -25,7 +27,7 @@ const (
 // op is one operation for the committer.
 type op struct {
 	kind    opKind
-	msg     Message // msg.App is the app of every kind that has one
+	msg     store.Message // msg.App is the app of every kind that has one
 	devices []string
 	device  string
 	user    string
@@ -35,7 +37,7 @@ type op struct {
 	done    chan struct{} // closed once committed; nil when nobody waits
 
 	// Results, valid once done is closed.
-	res     Appended
+	res     store.Appended
 	n       int
 	err     error
 	durable bool // the op must be synced before it is visible
@@ -162,7 +164,7 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 				return err
 			}
 			if r.expires > now.UnixMilli() {
-				o.res = Appended{ID: r.id, Dup: true}
+				o.res = store.Appended{ID: r.id, Dup: true}
 				return nil
 			}
 		}
@@ -198,7 +200,7 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 
 // appendMessage puts m in device's mailbox for m.App with the next seq of
 // (m.App, device), dropping the mailbox's oldest message when it is full.
-func (s *Store) appendMessage(b *pebble.Batch, device string, m Message) (uint64, error) {
+func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (uint64, error) {
 	seq, err := s.meta.lastSeq(b, m.App, device)
 	if err != nil {
 		return 0, err
@@ -266,7 +268,7 @@ func (s *Store) applyCatchUp(b *pebble.Batch, o *op, now time.Time) error {
 		return err
 	}
 	for _, r := range entries {
-		if _, err := s.appendMessage(b, o.device, Message{App: app, ID: r.id, Data: r.data,
+		if _, err := s.appendMessage(b, o.device, store.Message{App: app, ID: r.id, Data: r.data,
 			Expires: time.UnixMilli(r.expires)}); err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package store
+package embedded
 
 import (
 	"encoding/binary"
@@ -7,19 +7,21 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/longlink/longlink/internal/store/storetest"
 )
 
 // A data dir written by format 1 (device-first keys, one seq sequence per
 // device) opens with every stored message where the apps expect it, seqs
 // unchanged, and each app's sequence going on from the device's old counter.
 func TestMigrateFormat1(t *testing.T) {
-	clk := newClock()
+	clk := storetest.NewClock()
 	dir := t.TempDir()
 	db, err := pebble.Open(dir, &pebble.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := clk.in(time.Hour)
+	exp := clk.In(time.Hour)
 	put := func(k []byte, v []byte) {
 		if err := db.Set(k, v, pebble.Sync); err != nil {
 			t.Fatal(err)
@@ -45,10 +47,10 @@ func TestMigrateFormat1(t *testing.T) {
 	}
 
 	s := open(t, dir, clk)
-	if got, _ := s.Since("a", "d1", 0, 10); !slices.Equal(ids(got), []string{"a1", "a3"}) || got[1].Seq != 3 {
+	if got, _ := s.Since(ctx, "a", "d1", 0, 10); !slices.Equal(ids(got), []string{"a1", "a3"}) || got[1].Seq != 3 {
 		t.Fatalf("a after migration: %+v", got)
 	}
-	if got, _ := s.Since("b", "d1", 1, 10); !slices.Equal(ids(got), []string{"b2"}) {
+	if got, _ := s.Since(ctx, "b", "d1", 1, 10); !slices.Equal(ids(got), []string{"b2"}) {
 		t.Fatalf("b after migration: %v", ids(got))
 	}
 	res, err := s.Append(ctx, []string{"d1"}, msg(clk, "b", "b4"), "")
@@ -57,11 +59,11 @@ func TestMigrateFormat1(t *testing.T) {
 	}
 	s.Ack("a", "d1", 3)
 	flush(t, s)
-	if got, _ := s.Since("a", "d1", 0, 10); len(got) != 0 {
+	if got, _ := s.Since(ctx, "a", "d1", 0, 10); len(got) != 0 {
 		t.Fatalf("a after ack: %v", ids(got))
 	}
 	// The expiry index names the moved keys: the sweep reclaims them.
-	clk.add(2 * time.Hour)
+	clk.Add(2 * time.Hour)
 	s.queue(&op{kind: opSweep})
 	flush(t, s)
 	if n := countKeys(t, s, prefixMessage); n != 0 {
@@ -70,7 +72,7 @@ func TestMigrateFormat1(t *testing.T) {
 	// Opening again migrates nothing twice.
 	s.Close()
 	s = open(t, dir, clk)
-	if last, _ := s.LastSeq("b", "d1"); last != 4 {
+	if last, _ := s.LastSeq(ctx, "b", "d1"); last != 4 {
 		t.Fatalf("b's last seq after reopen: %d", last)
 	}
 }

@@ -1,0 +1,105 @@
+package embedded
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/internal/store/storetest"
+)
+
+// backend is a fresh directory per test; opening it again reopens it.
+func backend(t testing.TB) storetest.Opener {
+	dir := t.TempDir()
+	return func(o store.Options) store.Store {
+		s, err := Open(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+}
+
+func TestConformance(t *testing.T) { storetest.Run(t, backend) }
+
+func open(t testing.TB, dir string, clk *storetest.Clock, edit ...func(*store.Options)) *Store {
+	t.Helper()
+	o := store.Options{Metrics: metrics.New(), Now: clk.Now, SweepInterval: time.Hour}
+	for _, e := range edit {
+		e(&o)
+	}
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var ctx = context.Background()
+
+func msg(clk *storetest.Clock, app, id string) store.Message {
+	return store.Message{App: app, ID: id, Data: []byte("data " + id), Expires: clk.In(time.Hour)}
+}
+
+func ids(ms []store.Stored) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+// flush waits until every queued operation is committed.
+func flush(t *testing.T, s *Store) {
+	t.Helper()
+	if _, err := s.Append(ctx, nil, store.Message{}, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The sweep deletes what expired: messages, their index entries and
+// broadcast log entries, so that their space is reclaimed.
+func TestSweepReclaimsExpired(t *testing.T) {
+	clk := storetest.NewClock()
+	s := open(t, t.TempDir(), clk)
+	short := msg(clk, "demo", "short")
+	short.Expires = clk.In(time.Minute)
+	s.Append(ctx, []string{"d1"}, short, "")
+	s.Append(ctx, []string{"d1"}, msg(clk, "demo", "long"), "")
+	s.AppendBroadcast(ctx, short, "")
+	clk.Add(2 * time.Minute)
+	s.queue(&op{kind: opSweep})
+	flush(t, s)
+	if n := countKeys(t, s, prefixMessage); n != 1 {
+		t.Fatalf("%d message keys after sweep, want 1", n)
+	}
+	if n := countKeys(t, s, prefixBroadcast); n != 0 {
+		t.Fatalf("%d log keys after sweep, want 0", n)
+	}
+	if n := countKeys(t, s, prefixExpiry); n != 1 { // the long message's
+		t.Fatalf("%d expiry keys after sweep, want 1", n)
+	}
+	if got, _ := s.Since(ctx, "demo", "d1", 0, 10); !slices.Equal(ids(got), []string{"long"}) {
+		t.Fatalf("after the sweep: %v", ids(got))
+	}
+}
+
+func countKeys(t *testing.T, s *Store, prefix string) int {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n
+}

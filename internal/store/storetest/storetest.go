@@ -1,0 +1,316 @@
+// Package storetest is the conformance suite of store.Store: every backend
+// runs the same tests, through the interface only, against a real instance
+// of itself.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/store"
+)
+
+// Opener opens a store on one place (a directory, a database); opening the
+// same place again finds what was stored there. The store closes with the
+// test.
+type Opener func(o store.Options) store.Store
+
+// Backend makes a fresh, empty place for one test.
+type Backend func(t testing.TB) Opener
+
+// Clock is a test clock that only moves when told. Safe for concurrent use.
+type Clock struct{ ns atomic.Int64 }
+
+// NewClock returns a clock at 2026-01-01.
+func NewClock() *Clock {
+	c := &Clock{}
+	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+// Now is the clock's time.
+func (c *Clock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+// Add moves the clock.
+func (c *Clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+// In returns the clock's time plus d.
+func (c *Clock) In(d time.Duration) time.Time { return c.Now().Add(d) }
+
+var ctx = context.Background()
+
+// env is one test's backend, clock and metrics.
+type env struct {
+	t     *testing.T
+	open  Opener
+	clock *Clock
+	m     *metrics.Metrics
+}
+
+func (e *env) store(edit ...func(*store.Options)) store.Store {
+	o := store.Options{Metrics: e.m, Now: e.clock.Now, SweepInterval: time.Hour}
+	for _, f := range edit {
+		f(&o)
+	}
+	return e.open(o)
+}
+
+func (e *env) msg(app, id string) store.Message {
+	return store.Message{App: app, ID: id, Data: []byte("data " + id), Expires: e.clock.In(time.Hour)}
+}
+
+// since waits (Ack does not) until device's mailbox in app holds want
+// after seq 0, and fails if it does not within 5s.
+func (e *env) since(s store.Store, app, device string, want ...string) []store.Stored {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := s.Since(ctx, app, device, 0, 100)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if slices.Equal(ids(got), want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("mailbox of %s in %s: %v, want %v", device, app, ids(got), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func ids(ms []store.Stored) []string {
+	out := []string{}
+	for _, m := range ms {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+// Run runs the conformance suite against backend.
+func Run(t *testing.T, backend Backend) {
+	tests := []struct {
+		name string
+		fn   func(*env)
+	}{
+		{"AppendSinceAck", testAppendSinceAck},
+		{"SeqsAndAcksPerApp", testSeqsAndAcksPerApp},
+		{"ConcurrentAppendsGetDistinctOrderedSeqs", testConcurrentAppends},
+		{"MailboxLimitDropsOldest", testMailboxLimit},
+		{"ExpiredNeverDelivered", testExpired},
+		{"IdempotencySurvivesReopen", testIdempotency},
+		{"BroadcastCatchUp", testBroadcastCatchUp},
+		{"AckBeyondLastIsClampedAndCounted", testAckClamped},
+		{"UserBinding", testUserBinding},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(&env{t: t, open: backend(t), clock: NewClock(), m: metrics.New()})
+		})
+	}
+}
+
+func testAppendSinceAck(e *env) {
+	s := e.store()
+	for i := 1; i <= 5; i++ {
+		res, err := s.Append(ctx, []string{"d1", "d2"}, e.msg("demo", fmt.Sprint("m", i)), "")
+		if err != nil || !slices.Equal(res.Seqs, []uint64{uint64(i), uint64(i)}) {
+			e.t.Fatalf("append %d: %+v %v", i, res, err)
+		}
+	}
+	got, err := s.Since(ctx, "demo", "d1", 2, 10)
+	if err != nil || !slices.Equal(ids(got), []string{"m3", "m4", "m5"}) || got[0].Seq != 3 || string(got[0].Data) != "data m3" {
+		e.t.Fatalf("since 2: %+v %v", got, err)
+	}
+	if got, _ := s.Since(ctx, "demo", "d1", 0, 2); !slices.Equal(ids(got), []string{"m1", "m2"}) {
+		e.t.Fatalf("limit: %v", ids(got))
+	}
+	s.Ack("demo", "d1", 4)
+	e.since(s, "demo", "d1", "m5")
+	e.since(s, "demo", "d2", "m1", "m2", "m3", "m4", "m5") // d2 untouched by d1's ack
+	if last, err := s.LastSeq(ctx, "demo", "d1"); last != 5 || err != nil {
+		e.t.Fatalf("LastSeq = %d, %v; want 5", last, err)
+	}
+}
+
+func testSeqsAndAcksPerApp(e *env) {
+	s := e.store()
+	for _, m := range []store.Message{e.msg("a", "a1"), e.msg("b", "b1"), e.msg("a", "a2")} {
+		res, err := s.Append(ctx, []string{"d1"}, m, "")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if want := map[string]uint64{"a1": 1, "b1": 1, "a2": 2}[m.ID]; res.Seqs[0] != want {
+			e.t.Fatalf("%s got seq %d, want %d: each (app, device) has its own sequence", m.ID, res.Seqs[0], want)
+		}
+	}
+	s.Ack("a", "d1", 2) // touches a's mailbox only
+	e.since(s, "a", "d1")
+	e.since(s, "b", "d1", "b1")
+}
+
+func testConcurrentAppends(e *env) {
+	s := e.store()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var seqs []uint64
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				res, err := s.Append(ctx, []string{"hot"}, e.msg("demo", "x"), "")
+				if err != nil {
+					e.t.Error(err)
+					return
+				}
+				mu.Lock()
+				seqs = append(seqs, res.Seqs[0])
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(seqs)
+	for i, seq := range seqs {
+		if seq != uint64(i+1) {
+			e.t.Fatalf("seqs not 1..1280 without gaps or repeats: at %d got %d", i, seq)
+		}
+	}
+}
+
+func testMailboxLimit(e *env) {
+	s := e.store(func(o *store.Options) { o.MailboxLimit = 3 })
+	for i := 1; i <= 5; i++ {
+		if _, err := s.Append(ctx, []string{"d1"}, e.msg("demo", fmt.Sprint("m", i)), ""); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	e.since(s, "demo", "d1", "m3", "m4", "m5")
+	if n := testutil.ToFloat64(e.m.MailboxDropped.WithLabelValues("demo")); n != 2 {
+		e.t.Fatalf("dropped counted %v, want 2", n)
+	}
+}
+
+func testExpired(e *env) {
+	s := e.store()
+	short := e.msg("demo", "short")
+	short.Expires = e.clock.In(time.Minute)
+	s.Append(ctx, []string{"d1"}, short, "")
+	s.Append(ctx, []string{"d1"}, e.msg("demo", "long"), "")
+	s.AppendBroadcast(ctx, short, "")
+	e.clock.Add(2 * time.Minute)
+	e.since(s, "demo", "d1", "long")
+	if n, err := s.CatchUp(ctx, "demo", "d2"); n != 0 || err != nil {
+		e.t.Fatalf("expired broadcast copied to %d (%v)", n, err)
+	}
+}
+
+func testIdempotency(e *env) {
+	s := e.store()
+	first, err := s.Append(ctx, []string{"d1"}, e.msg("demo", "id-1"), "order-42")
+	if err != nil || first.Dup {
+		e.t.Fatal(first, err)
+	}
+	again, _ := s.Append(ctx, []string{"d1"}, e.msg("demo", "id-2"), "order-42")
+	if !again.Dup || again.ID != "id-1" || len(again.Seqs) != 0 {
+		e.t.Fatalf("repeat: %+v", again)
+	}
+	if other, _ := s.Append(ctx, []string{"d1"}, e.msg("other", "id-3"), "order-42"); other.Dup {
+		e.t.Fatal("a key of another app counted as a repeat")
+	}
+	if b, _ := s.AppendBroadcast(ctx, e.msg("demo", "id-5"), "order-42"); !b.Dup || b.ID != "id-1" {
+		e.t.Fatalf("a broadcast with a used key: %+v", b)
+	}
+	s.Close()
+	s = e.store()
+	if again, _ := s.Append(ctx, nil, e.msg("demo", "id-4"), "order-42"); !again.Dup || again.ID != "id-1" {
+		e.t.Fatalf("after reopen: %+v", again)
+	}
+	e.clock.Add(25 * time.Hour)
+	if later, _ := s.Append(ctx, nil, e.msg("demo", "id-5"), "order-42"); later.Dup {
+		e.t.Fatal("key remembered past its window")
+	}
+	e.since(s, "demo", "d1") // id-1 expired after 1h; the repeat was never stored
+}
+
+func testBroadcastCatchUp(e *env) {
+	s := e.store()
+	res, err := s.AppendBroadcast(ctx, e.msg("demo", "b1"), "")
+	if err != nil || res.Seqs[0] != 1 {
+		e.t.Fatal(res, err)
+	}
+	s.Append(ctx, []string{"d1"}, e.msg("demo", "u1"), "")
+	if n, err := s.CatchUp(ctx, "demo", "d1"); n != 1 || err != nil {
+		e.t.Fatalf("catch up: %d %v", n, err)
+	}
+	if n, _ := s.CatchUp(ctx, "demo", "d1"); n != 0 {
+		e.t.Fatalf("second catch up copied %d again", n)
+	}
+	s.AppendBroadcast(ctx, e.msg("demo", "b2"), "")
+	s.CatchUp(ctx, "demo", "d1")
+	got := e.since(s, "demo", "d1", "u1", "b1", "b2")
+	if got[2].Seq != 3 {
+		e.t.Fatalf("b2 has seq %d, want 3 (from d1's sequence in demo)", got[2].Seq)
+	}
+	if n, _ := s.CatchUp(ctx, "other", "d1"); n != 0 {
+		e.t.Fatal("another app's log copied")
+	}
+}
+
+// Another app's token for the same device id acks 2^64-1: before seqs
+// were per app and acks clamped, the shared counter moved there and the
+// next append wrapped to 0, a message never replayed.
+func testAckClamped(e *env) {
+	s := e.store()
+	s.Ack("b", "victim2", math.MaxUint64)
+	s.Append(ctx, []string{"victim2"}, e.msg("a", "a1"), "")
+	s.Ack("a", "victim2", math.MaxUint64) // clamped to 1: deletes a1 only
+	e.since(s, "a", "victim2")
+	var seqs []uint64
+	for _, id := range []string{"a2", "a3", "a4"} {
+		res, err := s.Append(ctx, []string{"victim2"}, e.msg("a", id), "")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		seqs = append(seqs, res.Seqs[0])
+	}
+	if !slices.Equal(seqs, []uint64{2, 3, 4}) {
+		e.t.Fatalf("seqs after a clamped ack: %v, want [2 3 4]", seqs)
+	}
+	e.since(s, "a", "victim2", "a2", "a3", "a4")
+	for app, want := range map[string]float64{"a": 1, "b": 1} {
+		if n := testutil.ToFloat64(e.m.SeqClamped.WithLabelValues(app, "ack")); n != want {
+			e.t.Fatalf("clamped acks of %s counted %v, want %v", app, n, want)
+		}
+	}
+}
+
+func testUserBinding(e *env) {
+	s := e.store()
+	s.Bind("demo", "phone", "alice")
+	s.Bind("demo", "laptop", "alice")
+	s.Bind("demo", "tablet", "bob")
+	s.Bind("other", "phone", "carol")
+	got, _ := s.UserDevices(ctx, "demo", []string{"alice"})
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"laptop", "phone"}) {
+		e.t.Fatalf("alice: %v", got)
+	}
+	s.Bind("demo", "laptop", "bob") // the laptop changes hands
+	s.Bind("demo", "tablet", "")    // and the tablet logs in without a user
+	got, _ = s.UserDevices(ctx, "demo", []string{"alice", "bob"})
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"laptop", "phone"}) {
+		e.t.Fatalf("after rebinding: %v", got)
+	}
+}
