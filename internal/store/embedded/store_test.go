@@ -103,3 +103,5 @@ func countKeys(t *testing.T, s *Store, prefix string) int {
 	}
 	return n
 }
+
+func BenchmarkStore(b *testing.B) { storetest.Bench(b, backend) }

@@ -1,4 +1,4 @@
-package embedded
+package storetest
 
 import (
 	"fmt"
@@ -9,24 +9,46 @@ import (
 	"testing"
 	"time"
 
+	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
-	"github.com/longlink/longlink/internal/store/storetest"
 )
+
+// Bench runs the store benchmarks against backend.
+func Bench(b *testing.B, backend Backend) {
+	for _, bm := range []struct {
+		name string
+		fn   func(*testing.B, Backend)
+	}{
+		{"Append64Pushers", benchAppend64Pushers},
+		{"Append64PushersFullMailboxes", benchAppend64PushersFullMailboxes},
+		{"Replay1000", benchReplay1000},
+		{"BroadcastWithTTL", benchBroadcastWithTTL},
+		{"ReconnectStorm", benchReconnectStorm},
+	} {
+		b.Run(bm.name, func(b *testing.B) { bm.fn(b, backend) })
+	}
+}
+
+// benchStore opens a store on a fresh place of backend; mailboxLimit 0
+// keeps the default.
+func benchStore(b *testing.B, backend Backend, clk *Clock, mailboxLimit int) store.Store {
+	return backend(b)(store.Options{Metrics: metrics.New(), Now: clk.Now, SweepInterval: time.Hour, MailboxLimit: mailboxLimit})
+}
 
 var payload = []byte(strings.Repeat("x", 256))
 
-// BenchmarkAppend64Pushers: 64 goroutines each store one 256-byte message
+// benchAppend64Pushers: 64 goroutines each store one 256-byte message
 // per call, cycling over 150 devices of their own (9,600 in all); every call
 // returns only once durable.
-func BenchmarkAppend64Pushers(b *testing.B) { benchAppend(b, 150) }
+func benchAppend64Pushers(b *testing.B, backend Backend) { benchAppend(b, backend, 150) }
 
-// BenchmarkAppend64PushersFullMailboxes: the same with one device per
+// benchAppend64PushersFullMailboxes: the same with one device per
 // pusher, whose mailbox fills up, so every append also drops the oldest.
-func BenchmarkAppend64PushersFullMailboxes(b *testing.B) { benchAppend(b, 1) }
+func benchAppend64PushersFullMailboxes(b *testing.B, backend Backend) { benchAppend(b, backend, 1) }
 
-func benchAppend(b *testing.B, devicesPerPusher int) {
-	clk := storetest.NewClock()
-	s := open(b, b.TempDir(), clk, func(o *store.Options) { o.MailboxLimit = 100 })
+func benchAppend(b *testing.B, backend Backend, devicesPerPusher int) {
+	clk := NewClock()
+	s := benchStore(b, backend, clk, 100)
 	var next atomic.Int64
 	b.SetParallelism(64 / runtime.GOMAXPROCS(0))
 	b.ReportAllocs()
@@ -45,10 +67,10 @@ func benchAppend(b *testing.B, devicesPerPusher int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
-// BenchmarkReplay1000 reads a 1,000-message mailbox, as a login replays it.
-func BenchmarkReplay1000(b *testing.B) {
-	clk := storetest.NewClock()
-	s := open(b, b.TempDir(), clk, func(o *store.Options) { o.MailboxLimit = 1000 })
+// benchReplay1000 reads a 1,000-message mailbox, as a login replays it.
+func benchReplay1000(b *testing.B, backend Backend) {
+	clk := NewClock()
+	s := benchStore(b, backend, clk, 1000)
 	m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour)}
 	for i := 0; i < 1000; i++ {
 		s.Append(ctx, []string{"d1"}, m, "")
@@ -63,13 +85,13 @@ func BenchmarkReplay1000(b *testing.B) {
 	}
 }
 
-// BenchmarkBroadcastWithTTL: the cost of a stored broadcast does not depend
+// benchBroadcastWithTTL: the cost of a stored broadcast does not depend
 // on how many devices the app has.
-func BenchmarkBroadcastWithTTL(b *testing.B) {
+func benchBroadcastWithTTL(b *testing.B, backend Backend) {
 	for _, devices := range []int{10, 100000} {
 		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
-			clk := storetest.NewClock()
-			s := open(b, b.TempDir(), clk)
+			clk := NewClock()
+			s := benchStore(b, backend, clk, 0)
 			m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour)}
 			for i := 0; i < devices; i += 1000 {
 				batch := make([]string, 0, 1000)
@@ -89,13 +111,13 @@ func BenchmarkBroadcastWithTTL(b *testing.B) {
 	}
 }
 
-// BenchmarkReconnectStorm: 10,000 devices with a stored message each log in
+// benchReconnectStorm: 10,000 devices with a stored message each log in
 // at once: each acks what it had and catches up with the broadcast log, so
 // the committer's batches mix many acks with reads.
-func BenchmarkReconnectStorm(b *testing.B) {
+func benchReconnectStorm(b *testing.B, backend Backend) {
 	const devices = 10000
-	clk := storetest.NewClock()
-	s := open(b, b.TempDir(), clk)
+	clk := NewClock()
+	s := benchStore(b, backend, clk, 0)
 	m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour)}
 	b.ReportAllocs()
 	for b.Loop() {

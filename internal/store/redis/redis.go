@@ -1,0 +1,402 @@
+// Package redis is the store shared by the nodes of a cluster: stored
+// messages, seqs, broadcast logs, user bindings and idempotency keys in one
+// Redis server (or a Sentinel-managed primary), so that any node replays
+// any device's mailbox.
+//
+// Every write of a push is one Lua script, so one round trip and atomic:
+// a push that got an error wrote nothing. rueidis pipelines the calls of
+// concurrent pushers on shared connections. Durability is Redis's own: a
+// 200 for a stored push means Redis has it as durably as its AOF settings
+// say; `appendonly yes` and `appendfsync always` make it survive a crash
+// (Open logs a warning when the server says otherwise).
+//
+// Acks and bindings do not make their callers wait: one writer goroutine
+// sends them in pipelined batches, in order, from a bounded queue (when it
+// is full, they are dropped and counted: a lost ack is a redelivery, a lost
+// binding is made again at the device's next login).
+//
+// Keys, under a prefix (default "ll:"); app ids have no ':', so the rest
+// of a key after its kind is the device, user or idempotency key as it is:
+//
+//	<p><app>:s:<device>   last seq given to the device in app (integer)
+//	<p><app>:m:<device>   the mailbox: zset of "<seq>:<rest>" by seq
+//	<p><app>:c:<device>   highest broadcast seq copied into the mailbox
+//	<p><app>:h            last seq of the app's broadcast log
+//	<p><app>:b            the broadcast log: zset of "<bseq>:<rest>" by bseq
+//	<p><app>:u:<user>     the user's devices (set)
+//	<p><app>:w:<device>   the device's user
+//	<p><app>:i:<key>      idempotency key: "<expires ms>:<message id>"
+//
+// Mailboxes and logs expire with their newest message; seq counters and
+// cursors do not expire, so that a device's seqs never start over.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/longlink/longlink/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Options configure a Store beyond store.Options.
+type Options struct {
+	store.Options
+	// URL is the Redis server: redis://[user:password@]host:port/db.
+	URL string
+	// Prefix begins every key. Empty means "ll:".
+	Prefix string
+	// Timeout bounds one call to Redis. Zero means 5s.
+	Timeout time.Duration
+}
+
+// writeQueue bounds the acks and bindings waiting for the writer.
+const writeQueue = 65536
+
+// Store is the Redis store. Safe for concurrent use.
+type Store struct {
+	// Static after Open.
+	client rueidis.Client
+	opts   Options
+	log    *slog.Logger
+	writes chan write
+	done   chan struct{}
+
+	closeOnce sync.Once
+	mu        sync.RWMutex // guards closed against sends on writes
+	closed    bool
+}
+
+// write is an ack or a binding for the writer, or a barrier (done set)
+// closed once everything queued before it is written.
+type write struct {
+	script *rueidis.Lua
+	exec   rueidis.LuaExec
+	app    string // for the clamped-ack metric
+	done   chan struct{}
+}
+
+// Open connects to Redis and starts the writer.
+func Open(o Options) (*Store, error) {
+	o.Options = o.Options.WithDefaults()
+	if o.Prefix == "" {
+		o.Prefix = "ll:"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	co, err := rueidis.ParseURL(o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("store: redis URL: %w", err)
+	}
+	co.DisableCache = true
+	co.ConnWriteTimeout = o.Timeout
+	client, err := rueidis.NewClient(co)
+	if err != nil {
+		return nil, fmt.Errorf("store: redis %s: %w", co.InitAddress, err)
+	}
+	s := &Store{client: client, opts: o, log: o.Logger, writes: make(chan write, writeQueue), done: make(chan struct{})}
+	s.checkDurability()
+	go s.writer()
+	return s, nil
+}
+
+// checkDurability warns when the server would lose acknowledged writes in
+// a crash.
+func (s *Store) checkDurability() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	defer cancel()
+	conf, err := s.client.Do(ctx, s.client.B().ConfigGet().Parameter("append*").Build()).AsStrMap()
+	if err != nil {
+		s.log.Warn("redis: could not read the server's AOF settings", "err", err)
+		return
+	}
+	if conf["appendonly"] != "yes" || conf["appendfsync"] != "always" {
+		s.log.Warn("redis: stored messages are not durable on this server: a crash may lose what the API answered 200 for; set appendonly yes and appendfsync always",
+			"appendonly", conf["appendonly"], "appendfsync", conf["appendfsync"])
+	}
+}
+
+// Close writes what is queued and disconnects. Later calls return nil.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		close(s.writes)
+		s.mu.Unlock()
+		<-s.done
+		s.client.Close()
+	})
+	return nil
+}
+
+func (s *Store) key(app, kind, id string) string { return s.opts.Prefix + app + ":" + kind + ":" + id }
+
+func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opts.Timeout)
+}
+
+func (s *Store) now() int64 { return s.opts.Now().UnixMilli() }
+
+// idempotency returns the key's name and the script arguments for it.
+func (s *Store) idempotency(app, key string) (name, expires, ttl string) {
+	if key == "" {
+		return s.opts.Prefix + app + ":i:", "", "0"
+	}
+	w := s.opts.IdempotencyWindow
+	return s.key(app, "i", key), strconv.FormatInt(s.opts.Now().Add(w).UnixMilli(), 10), strconv.FormatInt(w.Milliseconds(), 10)
+}
+
+// ttl is how long a mailbox or log must live for m, in ms (at least 1).
+func (s *Store) ttl(m store.Message) string {
+	return strconv.FormatInt(max(m.Expires.Sub(s.opts.Now()).Milliseconds(), 1), 10)
+}
+
+// Append implements store.Store.
+func (s *Store) Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error) {
+	ik, exp, ttl := s.idempotency(m.App, key)
+	keys := make([]string, 1, 1+2*len(devices))
+	keys[0] = ik
+	for _, d := range devices {
+		keys = append(keys, s.key(m.App, "s", d), s.key(m.App, "m", d))
+	}
+	args := []string{strconv.FormatInt(s.now(), 10), exp, ttl, m.ID, rest(m),
+		strconv.Itoa(s.opts.MailboxLimit), s.ttl(m)}
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	out, err := appendScript.Exec(ctx, s.client, keys, args).ToArray()
+	if err != nil {
+		return store.Appended{}, fmt.Errorf("store append: %w", err)
+	}
+	if dup, ok := duplicate(out); ok {
+		return dup, nil
+	}
+	if dropped, _ := out[1].AsInt64(); dropped > 0 {
+		s.opts.Metrics.MailboxDropped.WithLabelValues(m.App).Add(float64(dropped))
+	}
+	res := store.Appended{ID: m.ID, Seqs: make([]uint64, len(devices))}
+	for i := range devices {
+		seq, err := out[2+i].AsInt64()
+		if err != nil {
+			return store.Appended{}, fmt.Errorf("store append: %w", err)
+		}
+		res.Seqs[i] = uint64(seq)
+	}
+	return res, nil
+}
+
+// duplicate reads a script's {1, first id} answer to a repeated key.
+func duplicate(out []rueidis.RedisMessage) (store.Appended, bool) {
+	if flag, _ := out[0].AsInt64(); flag != 1 {
+		return store.Appended{}, false
+	}
+	id, _ := out[1].ToString()
+	return store.Appended{ID: id, Dup: true}, true
+}
+
+// AppendBroadcast implements store.Store.
+func (s *Store) AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error) {
+	ik, exp, ttl := s.idempotency(m.App, key)
+	keys := []string{ik, s.opts.Prefix + m.App + ":h", s.opts.Prefix + m.App + ":b"}
+	args := []string{strconv.FormatInt(s.now(), 10), exp, ttl, m.ID, rest(m), s.ttl(m)}
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	out, err := broadcastScript.Exec(ctx, s.client, keys, args).ToArray()
+	if err != nil {
+		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
+	}
+	if dup, ok := duplicate(out); ok {
+		return dup, nil
+	}
+	bseq, err := out[1].AsInt64()
+	if err != nil {
+		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
+	}
+	return store.Appended{ID: m.ID, Seqs: []uint64{uint64(bseq)}}, nil
+}
+
+// CatchUp implements store.Store.
+func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
+	keys := []string{s.key(app, "c", device), s.opts.Prefix + app + ":h", s.opts.Prefix + app + ":b",
+		s.key(app, "s", device), s.key(app, "m", device)}
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	out, err := catchUpScript.Exec(ctx, s.client, keys,
+		[]string{strconv.FormatInt(s.now(), 10), strconv.Itoa(s.opts.MailboxLimit)}).AsIntSlice()
+	if err != nil || len(out) != 2 {
+		return 0, fmt.Errorf("store catch up: %w", errors.Join(err, errCorrupt))
+	}
+	if out[1] > 0 {
+		s.opts.Metrics.MailboxDropped.WithLabelValues(app).Add(float64(out[1]))
+	}
+	return int(out[0]), nil
+}
+
+// Since implements store.Store.
+func (s *Store) Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	now := s.opts.Now()
+	var out []store.Stored
+	for len(out) < limit {
+		want := limit - len(out)
+		members, err := s.client.Do(ctx, s.client.B().Zrangebyscore().Key(s.key(app, "m", device)).
+			Min("("+strconv.FormatUint(after, 10)).Max("+inf").Limit(0, int64(want)).Build()).AsStrSlice()
+		if err != nil {
+			return nil, fmt.Errorf("store since: %w", err)
+		}
+		for _, member := range members {
+			m, err := parseMember(app, []byte(member))
+			if err != nil {
+				return nil, err
+			}
+			after = m.Seq
+			if m.Expires.After(now) {
+				out = append(out, m)
+			}
+		}
+		if len(members) < want {
+			break
+		}
+	}
+	return out, nil
+}
+
+// LastSeq implements store.Store.
+func (s *Store) LastSeq(ctx context.Context, app, device string) (uint64, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	v, err := s.client.Do(ctx, s.client.B().Get().Key(s.key(app, "s", device)).Build()).AsUint64()
+	if rueidis.IsRedisNil(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store last seq: %w", err)
+	}
+	return v, nil
+}
+
+// Ack implements store.Store: the writer sends it.
+func (s *Store) Ack(app, device string, seq uint64) {
+	s.queue(write{script: ackScript, app: app, exec: rueidis.LuaExec{
+		Keys: []string{s.key(app, "s", device), s.key(app, "m", device)},
+		Args: []string{strconv.FormatUint(seq, 10)}}})
+}
+
+// Bind implements store.Store: the writer sends it.
+func (s *Store) Bind(app, device, user string) {
+	s.queue(write{script: bindScript, exec: rueidis.LuaExec{
+		Keys: []string{s.key(app, "w", device)},
+		Args: []string{s.opts.Prefix + app + ":u:", device, user}}})
+}
+
+// UserDevices implements store.Store: it waits until the bindings queued
+// before it are written.
+func (s *Store) UserDevices(ctx context.Context, app string, users []string) ([]string, error) {
+	done := make(chan struct{})
+	if !s.queue(write{done: done}) {
+		return nil, store.ErrClosed
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	keys := make([]string, len(users))
+	for i, u := range users {
+		keys[i] = s.key(app, "u", u)
+	}
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	devices, err := s.client.Do(ctx, s.client.B().Sunion().Key(keys...).Build()).AsStrSlice()
+	if err != nil {
+		return nil, fmt.Errorf("store user devices: %w", err)
+	}
+	return devices, nil
+}
+
+// queue hands w to the writer without waiting, and reports whether it
+// was queued (not when the store is closed or the queue full).
+func (s *Store) queue(w write) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false
+	}
+	select {
+	case s.writes <- w:
+		return true
+	default:
+		s.log.Warn("redis: write queue full; an ack or binding was dropped")
+		return false
+	}
+}
+
+// writer sends the queued acks and bindings in batches, in order: every
+// write waiting when a batch starts goes in it, each kind in one pipelined
+// round trip.
+func (s *Store) writer() {
+	defer close(s.done)
+	for w, ok := <-s.writes; ok; w, ok = <-s.writes {
+		batch := []write{w}
+	gather:
+		for len(batch) < 1024 {
+			select {
+			case w, ok := <-s.writes:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, w)
+			default:
+				break gather
+			}
+		}
+		s.writeBatch(batch)
+	}
+}
+
+// writeBatch runs a batch's scripts in order, a run of the same script at
+// a time, and closes each barrier once what came before it is written.
+func (s *Store) writeBatch(batch []write) {
+	for len(batch) > 0 {
+		if batch[0].done != nil {
+			close(batch[0].done)
+			batch = batch[1:]
+			continue
+		}
+		n := 1
+		for n < len(batch) && batch[n].script == batch[0].script {
+			n++
+		}
+		run := batch[:n]
+		batch = batch[n:]
+		execs := make([]rueidis.LuaExec, len(run))
+		for i, w := range run {
+			execs[i] = w.exec
+		}
+		ctx, cancel := s.call(context.Background())
+		results := run[0].script.ExecMulti(ctx, s.client, execs...)
+		cancel()
+		var failed error
+		for i, r := range results {
+			clamped, err := r.AsInt64()
+			switch {
+			case err != nil:
+				failed = err
+			case run[i].script == ackScript && clamped == 1:
+				s.opts.Metrics.SeqClamped.WithLabelValues(run[i].app, "ack").Inc()
+			}
+		}
+		if failed != nil {
+			s.log.Warn("redis: acks or bindings were not written", "batch", len(run), "err", failed)
+		}
+	}
+}

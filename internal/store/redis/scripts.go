@@ -1,0 +1,154 @@
+package redis
+
+import "github.com/redis/rueidis"
+
+// The Lua scripts that make each write one atomic round trip. Mailbox and
+// broadcast log members are "<seq>:<rest>", rest = "<expires ms>:<id
+// length>:<id><data>" (see member.go), so that a script can check an
+// entry's expiry and give it a new seq without knowing the rest.
+
+// appendScript stores one message for every device of one push, after its
+// idempotency key.
+//
+//	KEYS[1]       the idempotency key (unused when ARGV[2] is "")
+//	KEYS[2i]      device i's seq counter; KEYS[2i+1] its mailbox
+//	ARGV[1]       now (unix ms, the store's clock)
+//	ARGV[2]       the key's expiry (unix ms), or "" for no key
+//	ARGV[3]       the key's TTL in ms
+//	ARGV[4]       the message id
+//	ARGV[5]       rest (see above)
+//	ARGV[6]       the mailbox limit
+//	ARGV[7]       the mailbox TTL in ms (until the message expires)
+//
+// It returns {1, first id} for a repeated key, else {0, dropped, seq...}.
+var appendScript = rueidis.NewLuaScript(`
+local now = tonumber(ARGV[1])
+if ARGV[2] ~= "" then
+  local v = redis.call('GET', KEYS[1])
+  if v then
+    local sep = string.find(v, ':', 1, true)
+    if tonumber(string.sub(v, 1, sep - 1)) > now then
+      return {1, string.sub(v, sep + 1)}
+    end
+  end
+  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[3])
+end
+local limit, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local out, dropped = {0, 0}, 0
+for i = 2, #KEYS, 2 do
+  local seq = redis.call('INCR', KEYS[i])
+  redis.call('ZADD', KEYS[i + 1], seq, seq .. ':' .. ARGV[5])
+  if redis.call('ZCARD', KEYS[i + 1]) > limit then
+    redis.call('ZPOPMIN', KEYS[i + 1])
+    dropped = dropped + 1
+  end
+  if redis.call('PTTL', KEYS[i + 1]) < ttl then
+    redis.call('PEXPIRE', KEYS[i + 1], ttl)
+  end
+  out[#out + 1] = seq
+end
+out[2] = dropped
+return out
+`)
+
+// broadcastScript appends a message to an app's broadcast log, after its
+// idempotency key.
+//
+//	KEYS[1] the idempotency key; KEYS[2] the log's head; KEYS[3] the log
+//	ARGV[1..5] as appendScript; ARGV[6] the log's TTL in ms
+//
+// It returns {1, first id} for a repeated key, else {0, bseq}.
+var broadcastScript = rueidis.NewLuaScript(`
+local now = tonumber(ARGV[1])
+if ARGV[2] ~= "" then
+  local v = redis.call('GET', KEYS[1])
+  if v then
+    local sep = string.find(v, ':', 1, true)
+    if tonumber(string.sub(v, 1, sep - 1)) > now then
+      return {1, string.sub(v, sep + 1)}
+    end
+  end
+  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[3])
+end
+local bseq = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[3], bseq, bseq .. ':' .. ARGV[5])
+local ttl = tonumber(ARGV[6])
+if redis.call('PTTL', KEYS[3]) < ttl then
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
+return {0, bseq}
+`)
+
+// catchUpScript copies the entries of an app's broadcast log that a device
+// has not had, and that have not expired, into its mailbox.
+//
+//	KEYS[1] the device's cursor; KEYS[2] the log's head; KEYS[3] the log
+//	KEYS[4] the device's seq counter; KEYS[5] its mailbox
+//	ARGV[1] now (unix ms); ARGV[2] the mailbox limit
+//
+// It returns {copied, dropped}.
+var catchUpScript = rueidis.NewLuaScript(`
+local cursor = tonumber(redis.call('GET', KEYS[1]) or '0')
+local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+if cursor >= head then
+  return {0, 0}
+end
+local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local copied, dropped, ttl = 0, 0, 0
+for _, e in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. cursor, head)) do
+  local rest = string.sub(e, string.find(e, ':', 1, true) + 1)
+  local expires = tonumber(string.sub(rest, 1, string.find(rest, ':', 1, true) - 1))
+  if expires > now then
+    local seq = redis.call('INCR', KEYS[4])
+    redis.call('ZADD', KEYS[5], seq, seq .. ':' .. rest)
+    if redis.call('ZCARD', KEYS[5]) > limit then
+      redis.call('ZPOPMIN', KEYS[5])
+      dropped = dropped + 1
+    end
+    copied = copied + 1
+    ttl = math.max(ttl, expires - now)
+  end
+end
+if ttl > 0 and redis.call('PTTL', KEYS[5]) < ttl then
+  redis.call('PEXPIRE', KEYS[5], ttl)
+end
+redis.call('SET', KEYS[1], head)
+return {copied, dropped}
+`)
+
+// ackScript deletes a mailbox's messages up to a seq, clamped to the last
+// seq given.
+//
+//	KEYS[1] the device's seq counter; KEYS[2] its mailbox; ARGV[1] the seq
+//
+// It returns 1 when the seq was clamped, else 0.
+var ackScript = rueidis.NewLuaScript(`
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seq, clamped = tonumber(ARGV[1]), 0
+if seq == nil or seq > last then
+  seq, clamped = last, 1
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', seq)
+return clamped
+`)
+
+// bindScript moves a device to a user's set (or out of every set).
+//
+//	KEYS[1] the device's user; ARGV[1] the prefix of user sets;
+//	ARGV[2] the device; ARGV[3] the user ("" unbinds)
+var bindScript = rueidis.NewLuaScript(`
+local old = redis.call('GET', KEYS[1])
+if old == ARGV[3] then
+  return 0
+end
+if old then
+  redis.call('SREM', ARGV[1] .. old, ARGV[2])
+end
+if ARGV[3] == "" then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SADD', ARGV[1] .. ARGV[3], ARGV[2])
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1
+`)
