@@ -23,19 +23,48 @@ import (
 	"github.com/longlink/longlink/protocol"
 )
 
-// Fanout hands messages to connected devices. In one process the gateway is
-// the Fanout; a cluster puts a router and a bus behind the same methods.
+// Fanout hands messages to connected devices, and answers how many took
+// them. In one process it is the gateway (Local); a cluster puts a router
+// and a bus behind the same methods (cluster.Node), which fail when they
+// cannot tell where devices are.
 type Fanout interface {
-	PushDevices(app string, devices []string, m *gateway.Message) int
-	PushUsers(app string, users []string, m *gateway.Message) int
-	Broadcast(app string, m *gateway.Message) int
-	PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) int
-	NotifyBroadcast(app string) int
-	PushGroup(app, group string, m *gateway.Message) int
-	JoinGroup(app, group string, devices []string, leave bool) int
-	Kick(app string, devices []string) int
-	Online(app, device string) bool
+	PushDevices(app string, devices []string, m *gateway.Message) (int, error)
+	PushUsers(app string, users []string, m *gateway.Message) (int, error)
+	Broadcast(app string, m *gateway.Message) (int, error)
+	PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) (int, error)
+	NotifyBroadcast(app string) (int, error)
+	PushGroup(app, group string, m *gateway.Message) (int, error)
+	JoinGroup(app, group string, devices []string, leave bool) (int, error)
+	Kick(app string, devices []string) (int, error)
+	Online(app, device string) (bool, error)
 }
+
+// Local is the Fanout of a single node: its gateway, which never fails.
+func Local(g *gateway.Gateway) Fanout { return local{g} }
+
+type local struct{ g *gateway.Gateway }
+
+func (l local) PushDevices(app string, devices []string, m *gateway.Message) (int, error) {
+	return l.g.PushDevices(app, devices, m), nil
+}
+func (l local) PushUsers(app string, users []string, m *gateway.Message) (int, error) {
+	return l.g.PushUsers(app, users, m), nil
+}
+func (l local) Broadcast(app string, m *gateway.Message) (int, error) {
+	return l.g.Broadcast(app, m), nil
+}
+func (l local) PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) (int, error) {
+	return l.g.PushStored(app, devices, seqs, f), nil
+}
+func (l local) NotifyBroadcast(app string) (int, error) { return l.g.NotifyBroadcast(app), nil }
+func (l local) PushGroup(app, group string, m *gateway.Message) (int, error) {
+	return l.g.PushGroup(app, group, m), nil
+}
+func (l local) JoinGroup(app, group string, devices []string, leave bool) (int, error) {
+	return l.g.JoinGroup(app, group, devices, leave), nil
+}
+func (l local) Kick(app string, devices []string) (int, error) { return l.g.Kick(app, devices), nil }
+func (l local) Online(app, device string) (bool, error)        { return l.g.Online(app, device), nil }
 
 // Store keeps stored messages and idempotency keys. *store.Store is one.
 type Store interface {

@@ -43,7 +43,11 @@ func (s *Server) handleGroup(leave bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		n := s.fanout.JoinGroup(req.App, req.Group, req.Devices, leave)
+		n, err := s.fanout.JoinGroup(req.App, req.Group, req.Devices, leave)
+		if err != nil {
+			s.writeError(w, r, clusterDown(err))
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]int{"online": n})
 	}
 }
@@ -55,5 +59,10 @@ func (s *Server) handleKick(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"kicked": s.fanout.Kick(req.App, req.Devices)})
+	n, err := s.fanout.Kick(req.App, req.Devices)
+	if err != nil {
+		s.writeError(w, r, clusterDown(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"kicked": n})
 }

@@ -28,7 +28,12 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", d))
 			return
 		}
-		out[d] = presence{Online: s.fanout.Online(app, d)}
+		online, err := s.fanout.Online(app, d)
+		if err != nil {
+			s.writeError(w, r, clusterDown(err))
+			return
+		}
+		out[d] = presence{Online: online}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
 }

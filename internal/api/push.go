@@ -85,7 +85,11 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 		if res.Dup {
 			return duplicate(res), nil
 		}
-		return pushResponse{ID: res.ID, Online: s.fanout.NotifyBroadcast(req.App)}, nil
+		online, err := s.fanout.NotifyBroadcast(req.App)
+		if err != nil {
+			return pushResponse{}, stored(err)
+		}
+		return pushResponse{ID: res.ID, Online: online}, nil
 	}
 	devices := req.Devices
 	if target == "users" {
@@ -106,7 +110,10 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 	if res.Dup {
 		return duplicate(res), nil
 	}
-	online := s.fanout.PushStored(req.App, devices, res.Seqs, f)
+	online, err := s.fanout.PushStored(req.App, devices, res.Seqs, f)
+	if err != nil {
+		return pushResponse{}, stored(err)
+	}
 	return pushResponse{ID: res.ID, Online: online, Offline: len(devices) - online}, nil
 }
 
@@ -124,17 +131,26 @@ func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string
 	}
 	m := gateway.NewMessage(&f)
 	var online int
+	var err error
 	switch target {
 	case "devices":
-		online = s.fanout.PushDevices(req.App, req.Devices, m)
+		online, err = s.fanout.PushDevices(req.App, req.Devices, m)
 	case "users":
-		online = s.fanout.PushUsers(req.App, req.Users, m)
+		online, err = s.fanout.PushUsers(req.App, req.Users, m)
 	case "group":
-		online = s.fanout.PushGroup(req.App, req.Group, m)
+		online, err = s.fanout.PushGroup(req.App, req.Group, m)
 	case "broadcast":
-		online = s.fanout.Broadcast(req.App, m)
+		online, err = s.fanout.Broadcast(req.App, m)
+	}
+	if err != nil {
+		return pushResponse{}, clusterDown(err)
 	}
 	return pushResponse{ID: string(f.ID), Online: online}, nil
+}
+
+// clusterDown is the 503 of a call that could not find where devices are.
+func clusterDown(err error) error {
+	return &httpError{status: http.StatusServiceUnavailable, msg: "cannot reach the cluster now; retry later", cause: err}
 }
 
 // reserve counts size bytes of app's stored pushes as waiting to be made
@@ -157,6 +173,15 @@ func (s *Server) reserve(app string, size int64) (release func(), err error) {
 }
 
 func duplicate(res store.Appended) pushResponse { return pushResponse{ID: res.ID, Duplicate: true} }
+
+// stored is the error of a stored push whose message is durable but whose
+// online devices could not be told: it answers 503, and a retry with the
+// same id sends nothing twice, while the devices get it at their next
+// login.
+func stored(err error) error {
+	return &httpError{status: http.StatusServiceUnavailable, cause: err,
+		msg: "the message is stored, but the cluster could not be reached to hand it to online devices; they get it at their next login"}
+}
 
 // unavailable turns a store failure into 503; the failure itself goes to
 // the log, not to the caller.

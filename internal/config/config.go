@@ -34,8 +34,25 @@ type Config struct {
 	Store   Store   `yaml:"store"`
 	Hooks   Hooks   `yaml:"hooks"`
 	Limits  Limits  `yaml:"limits"`
+	Cluster Cluster `yaml:"cluster"`
 	Apps    []App   `yaml:"apps"`
 }
+
+// Cluster makes this node a member of a cluster: its stored messages and
+// routes live in Redis, and the nodes talk over NATS. Empty Redis and NATS
+// mean a single node on its embedded store.
+type Cluster struct {
+	// Redis is the shared store and router: redis://[user:password@]host:port/db.
+	Redis string `yaml:"redis"`
+	// NATS is the bus between nodes: nats://host:port.
+	NATS string `yaml:"nats"`
+	// Lease is how long a node that stops renewing its lease is still
+	// routed to. Zero means 10s.
+	Lease time.Duration `yaml:"lease"`
+}
+
+// Enabled reports whether the node is a cluster member.
+func (c Cluster) Enabled() bool { return c.Redis != "" }
 
 // Limits bound what devices and app backends can make the server hold.
 type Limits struct {
@@ -303,6 +320,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.Hooks.StatusBuffer, 100000)
 	defDur(&c.Hooks.StatusTimeout, 5*time.Second)
 	defDur(&c.Store.SweepInterval, 30*time.Second)
+	defDur(&c.Cluster.Lease, 10*time.Second)
 	defInt(&c.Limits.QueueBytes, 4<<20)
 	defInt64 := func(v *int64, d int64) {
 		if *v == 0 {
@@ -363,6 +381,16 @@ func (c *Config) Validate() error {
 		return bad("store.mailbox_limit", "must be at least 1")
 	case c.Store.SweepInterval < 10*time.Millisecond:
 		return bad("store.sweep_interval", "must be at least 10ms")
+	}
+	if cl := c.Cluster; cl.Redis != "" || cl.NATS != "" {
+		switch {
+		case !strings.HasPrefix(cl.Redis, "redis://") && !strings.HasPrefix(cl.Redis, "rediss://"):
+			return bad("cluster.redis", "%q is not a redis:// URL (a cluster needs both redis and nats)", cl.Redis)
+		case !strings.HasPrefix(cl.NATS, "nats://") && !strings.HasPrefix(cl.NATS, "tls://"):
+			return bad("cluster.nats", "%q is not a nats:// URL (a cluster needs both redis and nats)", cl.NATS)
+		case cl.Lease < time.Second:
+			return bad("cluster.lease", "must be at least 1s")
+		}
 	}
 	l := c.Limits
 	switch {

@@ -242,7 +242,7 @@ func (c *conn) end(err error) {
 	}
 	for i := range c.sessions {
 		s := &c.sessions[i]
-		g.hub.unregister(c, s)
+		g.unregister(c, s)
 		c.endSession(s, label)
 	}
 	g.groups.leaveAll(c)
@@ -412,6 +412,11 @@ func (c *conn) login(f *protocol.Frame) error {
 		}
 		g.events.Online(s.app, device, s.user)
 	})
+	if g.router != nil { // before the welcome: a welcomed device is routable
+		for i := range sessions {
+			g.router.Claim(sessions[i].app, device)
+		}
+	}
 	g.writers.schedule(c) // the held writer: the welcome goes out
 	g.log.Debug("logged in", "app", sessions[0].app, "device", device, "apps", len(sessions), "transport", c.kind.String())
 	return nil

@@ -38,6 +38,15 @@ type Mailboxes interface {
 	Bind(app, device, user string)
 }
 
+// Router records which node holds each (app, device), for a cluster; a
+// single node has none. *cluster.Node is one.
+type Router interface {
+	// Claim records that this node holds device's session in app now.
+	Claim(app, device string)
+	// Release forgets it, unless another node claimed it since.
+	Release(app, device string)
+}
+
 // Upstream forwards up frames to app backends; *hooks.Upstream is one.
 type Upstream interface {
 	HasBiz(app, biz string) bool
@@ -59,6 +68,7 @@ type Options struct {
 	Mailboxes Mailboxes       // required
 	Upstream  Upstream        // required
 	Events    Events          // required
+	Router    Router          // nil on a single node
 	// UpRate and UpBurst limit each connection's up frames (per second, at once).
 	UpRate  float64
 	UpBurst int
@@ -75,6 +85,7 @@ type Gateway struct {
 	mailboxes Mailboxes
 	upstream  Upstream
 	events    Events
+	router    Router
 	upRate    float64
 	upBurst   int
 	metrics   *metrics.Metrics
@@ -106,7 +117,7 @@ func New(o Options) *Gateway {
 		log = slog.Default()
 	}
 	g := &Gateway{cfg: o.Config, limits: o.Limits, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
-		events: o.Events, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
+		events: o.Events, router: o.Router, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), pending: make(map[*conn]struct{})}
 	g.poller = newPoller(g)
 	g.metrics.GaugeFunc("longlink_send_queue_bytes", "Bytes waiting to be written to device connections (limits.queue_bytes_total bounds them).",
@@ -316,6 +327,16 @@ func (g *Gateway) JoinGroup(app, group string, devices []string, leave bool) int
 // Kick ends the sessions of devices in app with 4008 (a connection that
 // serves other apps too keeps them), and returns how many there were.
 func (g *Gateway) Kick(app string, devices []string) int {
+	return g.drop(app, devices, protocol.CodeKicked, "kicked by the app")
+}
+
+// Replace ends the sessions of devices in app with 4003: they logged into
+// app on another node of the cluster.
+func (g *Gateway) Replace(app string, devices []string) int {
+	return g.drop(app, devices, protocol.CodeReplaced, "replaced by a newer connection")
+}
+
+func (g *Gateway) drop(app string, devices []string, code protocol.Code, reason string) int {
 	n := 0
 	for _, d := range devices {
 		c := g.hub.lookup(app, d)
@@ -323,12 +344,20 @@ func (g *Gateway) Kick(app string, devices []string) int {
 			continue
 		}
 		if s, ok := c.session(app); ok {
-			g.hub.unregister(c, s)
-			c.dropSession(s, protocol.CodeKicked, "kicked by the app")
+			g.unregister(c, s)
+			c.dropSession(s, code, reason)
 			n++
 		}
 	}
 	return n
+}
+
+// unregister forgets c's session s here and, if this node held the
+// device's route, in the cluster's router.
+func (g *Gateway) unregister(c *conn, s *session) {
+	if g.hub.unregister(c, s) && g.router != nil {
+		g.router.Release(s.app, c.device)
+	}
 }
 
 // Online reports whether device has a live connection logged into app.

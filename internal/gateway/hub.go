@@ -113,19 +113,21 @@ func (h *hub) register(c *conn, swap func(s *session, old *conn)) {
 }
 
 // unregister removes c's session s, unless a newer connection holds its
-// (app, device) now.
-func (h *hub) unregister(c *conn, s *session) {
+// (app, device) now; it reports whether it did.
+func (h *hub) unregister(c *conn, s *session) bool {
 	a := h.app(s.app, false)
 	if a == nil {
-		return
+		return false
 	}
 	ds := h.deviceShard(a, c.device)
 	ds.Lock()
-	if ds.conns[c.device] == c {
-		delete(ds.conns, c.device)
-		h.unindexLocked(a, c, s)
+	defer ds.Unlock()
+	if ds.conns[c.device] != c {
+		return false
 	}
-	ds.Unlock()
+	delete(ds.conns, c.device)
+	h.unindexLocked(a, c, s)
+	return true
 }
 
 // index adds c to app a's connections, and to its user's.

@@ -99,6 +99,9 @@ type Message struct {
 // NewMessage returns a Message for f. f must not change afterwards.
 func NewMessage(f *protocol.Frame) *Message { return &Message{frame: *f} }
 
+// Frame returns the frame m carries.
+func (m *Message) Frame() *protocol.Frame { return &m.frame }
+
 func (m *Message) bytes(k wireKind) []byte {
 	m.once[k].Do(func() { m.enc[k] = k.encode(nil, &m.frame) })
 	return m.enc[k]

@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/api"
+	"github.com/longlink/longlink/internal/cluster"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/internal/store/embedded"
+	redisstore "github.com/longlink/longlink/internal/store/redis"
 )
 
 // Server is a running longlink node.
@@ -31,6 +33,7 @@ type Server struct {
 	upstream *hooks.Upstream
 	status   *hooks.Status
 	store    store.Store
+	node     *cluster.Node // nil on a single node
 	http     *http.Server
 	gwAddr   string
 	apiAddr  string
@@ -59,9 +62,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
 	m := metrics.New()
-	st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), store.Options{
-		MailboxLimit: cfg.Store.MailboxLimit, SweepInterval: cfg.Store.SweepInterval, Metrics: m, Logger: log,
-	})
+	st, node, err := openStore(cfg, m, log)
 	if err != nil {
 		gwLn.Close()
 		apiLn.Close()
@@ -71,14 +72,29 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	hookOpts := hooks.Options{Config: cfg.Hooks, Apps: apps, Node: cfg.Node, MaxReplySize: cfg.API.MaxDataBytes,
 		Metrics: m, Logger: log}
 	upstream, status := hooks.NewUpstream(hookOpts), hooks.NewStatus(hookOpts)
-	gw := gateway.New(gateway.Options{Config: cfg.Gateway, Limits: cfg.Limits, Secrets: apps.Secret, Mailboxes: st,
+	gwOpts := gateway.Options{Config: cfg.Gateway, Limits: cfg.Limits, Secrets: apps.Secret, Mailboxes: st,
 		Upstream: upstream, Events: status, UpRate: cfg.Hooks.UpstreamRate, UpBurst: cfg.Hooks.UpstreamBurst,
-		Metrics: m, Logger: log})
+		Metrics: m, Logger: log}
+	if node != nil {
+		gwOpts.Router = node
+	}
+	gw := gateway.New(gwOpts)
+	fanout := api.Local(gw)
+	if node != nil {
+		if err := node.Serve(gw); err != nil {
+			node.Close()
+			st.Close()
+			gwLn.Close()
+			apiLn.Close()
+			return nil, err
+		}
+		fanout = node
+	}
 	advertise := cfg.Gateway.Advertise
 	if advertise == "" {
 		advertise = gwLn.Addr().String()
 	}
-	a := api.New(api.Options{Config: cfg, Apps: apps, Fanout: gw, Store: st, Metrics: m, Logger: log, Endpoints: api.Endpoints{
+	a := api.New(api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Endpoints: api.Endpoints{
 		TCP: advertise, WS: "ws://" + advertise + "/ws", Heartbeat: cfg.Gateway.Heartbeat,
 	}})
 	s := &Server{
@@ -88,6 +104,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		upstream: upstream,
 		status:   status,
 		store:    st,
+		node:     node,
 		http:     &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second},
 		gwAddr:   gwLn.Addr().String(),
 		apiAddr:  apiLn.Addr().String(),
@@ -100,6 +117,27 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 	}()
 	return s, nil
+}
+
+// openStore opens the embedded store of a single node, or for a cluster
+// member the shared Redis store and its membership of the cluster.
+func openStore(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
+	so := store.Options{MailboxLimit: cfg.Store.MailboxLimit, SweepInterval: cfg.Store.SweepInterval, Metrics: m, Logger: log}
+	if !cfg.Cluster.Enabled() {
+		st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), so)
+		return st, nil, err
+	}
+	st, err := redisstore.Open(redisstore.Options{Options: so, URL: cfg.Cluster.Redis})
+	if err != nil {
+		return nil, nil, err
+	}
+	node, err := cluster.Open(cluster.Options{Node: cfg.Node, Redis: cfg.Cluster.Redis, NATS: cfg.Cluster.NATS,
+		Lease: cfg.Cluster.Lease, Logger: log})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, node, nil
 }
 
 // Reload applies a new configuration's apps (ids, secrets, API keys,
@@ -117,6 +155,7 @@ func (s *Server) Reload(next *config.Config) (needRestart []string) {
 		{"api", cur.API == next.API},
 		{"store", cur.Store == next.Store},
 		{"hooks", cur.Hooks == next.Hooks},
+		{"cluster", cur.Cluster == next.Cluster},
 		{"limits", cur.Limits == next.Limits},
 	} {
 		if !k.same {
@@ -147,7 +186,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		httpErr, gwErr := s.http.Shutdown(ctx), s.gw.Shutdown(ctx)
 		s.upstream.Close()
 		s.status.Close()
-		s.shutdownErr = errors.Join(httpErr, gwErr, s.store.Close())
+		var nodeErr error
+		if s.node != nil { // after the gateway: closing connections releases their routes
+			nodeErr = s.node.Close()
+		}
+		s.shutdownErr = errors.Join(httpErr, gwErr, nodeErr, s.store.Close())
 	})
 	return s.shutdownErr
 }

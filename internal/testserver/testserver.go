@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/server"
+	"github.com/longlink/longlink/internal/testengine"
 )
 
 // Apps of every test server: "demo" and "other", with fixed credentials.
@@ -61,6 +63,21 @@ func Start(t testing.TB, edit ...func(*config.Config)) *TS {
 		}
 	})
 	return &TS{Server: s, t: t}
+}
+
+// StartCluster starts a real redis-server and nats-server, and n nodes
+// n1..nN on them; edit, if given, changes every node's config.
+func StartCluster(t testing.TB, n int, edit ...func(*config.Config)) []*TS {
+	t.Helper()
+	r, nats := testengine.Redis(t), testengine.NATS(t)
+	nodes := make([]*TS, n)
+	for i := range nodes {
+		nodes[i] = Start(t, append([]func(*config.Config){func(c *config.Config) {
+			c.Node = fmt.Sprintf("n%d", i+1)
+			c.Cluster = config.Cluster{Redis: r.URL(), NATS: nats.NATSURL(), Lease: 2 * time.Second}
+		}}, edit...)...)
+	}
+	return nodes
 }
 
 type testWriter struct{ t testing.TB }

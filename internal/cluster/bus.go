@@ -1,0 +1,159 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/protocol"
+)
+
+// The ops of a bus request: what the receiving node does with its local
+// connections.
+const (
+	opDevices   = "devices"   // push Frame to Devices
+	opUsers     = "users"     // push Frame to the connections of Users
+	opBroadcast = "broadcast" // push Frame to every connection of App
+	opGroup     = "group"     // push Frame to the connections in Group
+	opStored    = "stored"    // push the stored Frame to Devices, with Seqs
+	opNotify    = "notify"    // App's broadcast log grew
+	opJoin      = "join"      // Devices join Group
+	opLeave     = "leave"     // Devices leave Group
+	opKick      = "kick"      // end Devices' sessions in App with 4008
+	opReplace   = "replace"   // end Devices' sessions in App with 4003
+	opOnline    = "online"    // how many of Devices are online in App
+)
+
+// request is one bus message to a node; its answer is a reply.
+type request struct {
+	Op      string   `json:"op"`
+	App     string   `json:"app"`
+	Devices []string `json:"devices,omitempty"`
+	Users   []string `json:"users,omitempty"`
+	Group   string   `json:"group,omitempty"`
+	Seqs    []uint64 `json:"seqs,omitempty"`
+	Frame   []byte   `json:"frame,omitempty"` // a native binary frame, length prefix included
+}
+
+type reply struct {
+	N     int    `json:"n"`
+	Error string `json:"error,omitempty"`
+}
+
+// frameOf encodes f for a request.
+func frameOf(f *protocol.Frame) []byte { return protocol.AppendBinary(nil, f) }
+
+// serveRequest runs a request from another node on this node's gateway and
+// answers how many connections it reached.
+func (n *Node) serveRequest(msg *nats.Msg) {
+	var req request
+	var out reply
+	if err := json.Unmarshal(msg.Data, &req); err != nil {
+		out.Error = "bad request: " + err.Error()
+	} else if cnt, err := n.local(&req); err != nil {
+		out.Error = err.Error()
+	} else {
+		out.N = cnt
+	}
+	b, _ := json.Marshal(out)
+	msg.Respond(b)
+}
+
+// local runs req on this node's gateway.
+func (n *Node) local(req *request) (int, error) {
+	g := n.gw
+	var f protocol.Frame
+	if len(req.Frame) > 0 {
+		if len(req.Frame) < protocol.LengthSize {
+			return 0, fmt.Errorf("bad frame")
+		}
+		if err := protocol.DecodeBinary(req.Frame[protocol.LengthSize:], &f); err != nil {
+			return 0, err
+		}
+	}
+	m := gateway.NewMessage(&f)
+	switch req.Op {
+	case opDevices:
+		return g.PushDevices(req.App, req.Devices, m), nil
+	case opUsers:
+		return g.PushUsers(req.App, req.Users, m), nil
+	case opBroadcast:
+		return g.Broadcast(req.App, m), nil
+	case opGroup:
+		return g.PushGroup(req.App, req.Group, m), nil
+	case opStored:
+		if len(req.Seqs) != len(req.Devices) {
+			return 0, fmt.Errorf("seqs do not match devices")
+		}
+		return g.PushStored(req.App, req.Devices, req.Seqs, f), nil
+	case opNotify:
+		return g.NotifyBroadcast(req.App), nil
+	case opJoin, opLeave:
+		return g.JoinGroup(req.App, req.Group, req.Devices, req.Op == opLeave), nil
+	case opKick:
+		return g.Kick(req.App, req.Devices), nil
+	case opReplace:
+		return g.Replace(req.App, req.Devices), nil
+	case opOnline:
+		cnt := 0
+		for _, d := range req.Devices {
+			if g.Online(req.App, d) {
+				cnt++
+			}
+		}
+		return cnt, nil
+	}
+	return 0, fmt.Errorf("unknown op %q", req.Op)
+}
+
+// request runs req on node: here when it is this node, else over the bus.
+func (n *Node) request(ctx context.Context, node string, req *request) (int, error) {
+	if node == n.opts.Node {
+		return n.local(req)
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return 0, err
+	}
+	msg, err := n.nc.RequestWithContext(ctx, n.subject(node), b)
+	if err != nil {
+		return 0, fmt.Errorf("cluster: node %s: %w", node, err)
+	}
+	var out reply
+	if err := json.Unmarshal(msg.Data, &out); err != nil {
+		return 0, fmt.Errorf("cluster: node %s: %w", node, err)
+	}
+	if out.Error != "" {
+		return 0, fmt.Errorf("cluster: node %s: %s", node, out.Error)
+	}
+	return out.N, nil
+}
+
+// each runs a request on every node of reqs at once, and returns the sum
+// of their answers. A node that does not answer is counted as reaching
+// none and logged: the push reached the others.
+func (n *Node) each(ctx context.Context, reqs map[string]*request) int {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	for node, req := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cnt, err := n.request(ctx, node, req)
+			if err != nil {
+				n.log.Warn("cluster: a node did not answer", "node", node, "op", req.Op, "err", err)
+				return
+			}
+			mu.Lock()
+			total += cnt
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return total
+}

@@ -1,0 +1,173 @@
+// Package cluster makes a node a member of a cluster of longlink nodes: a
+// lease and a router in Redis (which node holds each (app, device)), and a
+// bus on NATS between the nodes. A Node is the API's Fanout: it hands a
+// message to the devices on this node itself, and forwards it over the bus
+// to the nodes that hold the others, one bus message per node (never one
+// per device).
+//
+// Redis keys (under the store's prefix, default "ll:"):
+//
+//	<p>nodes              hash: node -> the unix ms its lease ends
+//	<p><app>:r:<device>   the node holding the device's session in app
+//
+// NATS subjects: "longlink.node.<node>", one per node, carries requests
+// for that node (push to these devices, broadcast to this app's
+// connections, kick...), each answered with how many connections took it.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/redis/rueidis"
+
+	"github.com/longlink/longlink/internal/gateway"
+)
+
+// Options configure a Node.
+type Options struct {
+	Node   string        // this node's name, unique in the cluster
+	Redis  string        // redis://host:port/db
+	NATS   string        // nats://host:port
+	Lease  time.Duration // a node that stops renewing is dropped after this; zero means 10s
+	Prefix string        // Redis key prefix; empty means "ll:"
+	// Timeout bounds one call to Redis or one request over the bus. Zero
+	// means 5s.
+	Timeout time.Duration
+	Logger  *slog.Logger // nil means slog.Default()
+}
+
+// Node is this node's membership of the cluster. Safe for concurrent use.
+type Node struct {
+	// Static after Open.
+	opts  Options
+	log   *slog.Logger
+	redis rueidis.Client
+	nc    *nats.Conn
+
+	// Set by Serve, before the bus is subscribed.
+	gw  *gateway.Gateway
+	sub *nats.Subscription
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Open connects to Redis and NATS and takes this node's lease.
+func Open(o Options) (*Node, error) {
+	if o.Lease == 0 {
+		o.Lease = 10 * time.Second
+	}
+	if o.Prefix == "" {
+		o.Prefix = "ll:"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	co, err := rueidis.ParseURL(o.Redis)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: redis URL: %w", err)
+	}
+	co.DisableCache = true
+	rc, err := rueidis.NewClient(co)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: redis: %w", err)
+	}
+	nc, err := nats.Connect(o.NATS, nats.Name("longlink "+o.Node), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond), nats.Timeout(o.Timeout))
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("cluster: nats: %w", err)
+	}
+	n := &Node{opts: o, log: o.Logger, redis: rc, nc: nc, stop: make(chan struct{})}
+	if err := n.renew(); err != nil {
+		n.closeClients()
+		return nil, fmt.Errorf("cluster: lease: %w", err)
+	}
+	return n, nil
+}
+
+// Serve subscribes to this node's bus subject, delivering to gw, and
+// starts renewing the lease.
+func (n *Node) Serve(gw *gateway.Gateway) error {
+	n.gw = gw
+	sub, err := n.nc.Subscribe(n.subject(n.opts.Node), n.serveRequest)
+	if err != nil {
+		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
+	n.sub = sub
+	n.wg.Add(1)
+	go n.keepLease()
+	return nil
+}
+
+// Close gives up the lease and disconnects.
+func (n *Node) Close() error {
+	close(n.stop)
+	n.wg.Wait()
+	ctx, cancel := n.call()
+	defer cancel()
+	err := n.redis.Do(ctx, n.redis.B().Hdel().Key(n.opts.Prefix+"nodes").Field(n.opts.Node).Build()).Error()
+	n.closeClients()
+	return err
+}
+
+func (n *Node) closeClients() {
+	n.nc.Close()
+	n.redis.Close()
+}
+
+func (n *Node) call() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), n.opts.Timeout)
+}
+
+func (n *Node) subject(node string) string { return "longlink.node." + node }
+
+// renew moves this node's lease a full lease ahead.
+func (n *Node) renew() error {
+	ctx, cancel := n.call()
+	defer cancel()
+	until := strconv.FormatInt(time.Now().Add(n.opts.Lease).UnixMilli(), 10)
+	return n.redis.Do(ctx, n.redis.B().Hset().Key(n.opts.Prefix+"nodes").FieldValue().FieldValue(n.opts.Node, until).Build()).Error()
+}
+
+// keepLease renews the lease three times per lease until Close.
+func (n *Node) keepLease() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.opts.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			if err := n.renew(); err != nil {
+				n.log.Warn("cluster: lease not renewed", "err", err)
+			}
+		}
+	}
+}
+
+// live returns the nodes whose lease runs, this one included.
+func (n *Node) live(ctx context.Context) ([]string, error) {
+	leases, err := n.redis.Do(ctx, n.redis.B().Hgetall().Key(n.opts.Prefix+"nodes").Build()).AsStrMap()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: nodes: %w", err)
+	}
+	now := time.Now().UnixMilli()
+	var nodes []string
+	for node, until := range leases {
+		if ms, err := strconv.ParseInt(until, 10, 64); err == nil && ms > now {
+			nodes = append(nodes, node)
+		}
+	}
+	return nodes, nil
+}

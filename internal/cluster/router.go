@@ -1,0 +1,83 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/rueidis"
+)
+
+// claimScript makes this node the holder of a device's session and returns
+// the node that held it before ("" if none).
+var claimScript = rueidis.NewLuaScript(`
+local prev = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+return prev or ''
+`)
+
+// releaseScript forgets a device's route if this node still holds it.
+var releaseScript = rueidis.NewLuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+func (n *Node) routeKey(app, device string) string { return n.opts.Prefix + app + ":r:" + device }
+
+// Claim implements gateway.Router: this node holds device's session in app
+// now; the node that held it before, if another, is told to end it (4003).
+func (n *Node) Claim(app, device string) {
+	ctx, cancel := n.call()
+	defer cancel()
+	prev, err := claimScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.opts.Node}).ToString()
+	if err != nil {
+		n.log.Warn("cluster: route not recorded", "app", app, "device", device, "err", err)
+		return
+	}
+	if prev != "" && prev != n.opts.Node {
+		if _, err := n.request(ctx, prev, &request{Op: opReplace, App: app, Devices: []string{device}}); err != nil {
+			n.log.Warn("cluster: the older session was not told it was replaced", "node", prev, "app", app, "device", device, "err", err)
+		}
+	}
+}
+
+// Release implements gateway.Router.
+func (n *Node) Release(app, device string) {
+	ctx, cancel := n.call()
+	defer cancel()
+	if err := releaseScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.opts.Node}).Error(); err != nil {
+		n.log.Warn("cluster: route not released", "app", app, "device", device, "err", err)
+	}
+}
+
+// locate groups devices by the live node that holds them in app; devices
+// held by no live node are left out.
+func (n *Node) locate(ctx context.Context, app string, devices []string) (map[string][]int, error) {
+	live, err := n.live(ctx)
+	if err != nil {
+		return nil, err
+	}
+	alive := make(map[string]bool, len(live))
+	for _, node := range live {
+		alive[node] = true
+	}
+	keys := make([]string, len(devices))
+	for i, d := range devices {
+		keys[i] = n.routeKey(app, d)
+	}
+	byNode := make(map[string][]int)
+	for start := 0; start < len(keys); start += 1000 {
+		chunk := keys[start:min(start+1000, len(keys))]
+		nodes, err := n.redis.Do(ctx, n.redis.B().Mget().Key(chunk...).Build()).ToArray()
+		if err != nil {
+			return nil, fmt.Errorf("cluster: routes: %w", err)
+		}
+		for i, v := range nodes {
+			if node, err := v.ToString(); err == nil && alive[node] {
+				byNode[node] = append(byNode[node], start+i)
+			}
+		}
+	}
+	return byNode, nil
+}
