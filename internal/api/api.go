@@ -87,8 +87,11 @@ type Options struct {
 	Fanout    Fanout
 	Store     Store
 	Endpoints Endpoints
-	Metrics   *metrics.Metrics
-	Logger    *slog.Logger // nil means slog.Default()
+	// Peers, in a cluster, says where devices reach the other live nodes;
+	// /v1/dispatch lists them after this node. Nil: this node only.
+	Peers   func(context.Context) ([]Endpoints, error)
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger // nil means slog.Default()
 }
 
 // Server is the HTTP API. Safe for concurrent use.
@@ -99,6 +102,7 @@ type Server struct {
 	fanout    Fanout
 	store     Store
 	endpoints Endpoints
+	peers     func(context.Context) ([]Endpoints, error)
 	metrics   *metrics.Metrics
 	log       *slog.Logger
 	mux       *http.ServeMux
@@ -120,7 +124,7 @@ func New(o Options) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, endpoints: o.Endpoints, metrics: o.Metrics,
+	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, endpoints: o.Endpoints, peers: o.Peers, metrics: o.Metrics,
 		log: log, mux: http.NewServeMux()}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.HandleFunc("POST /v1/push", s.handlePush)

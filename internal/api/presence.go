@@ -57,11 +57,18 @@ func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", device))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"endpoints": []endpoint{
-			{Transport: "tcp", Address: s.endpoints.TCP},
-			{Transport: "ws", URL: s.endpoints.WS},
-		},
-		"heartbeat": int(s.endpoints.Heartbeat.Seconds()),
-	})
+	nodes := []Endpoints{s.endpoints}
+	if s.peers != nil {
+		peers, err := s.peers(r.Context())
+		if err != nil {
+			s.writeError(w, r, clusterDown(err))
+			return
+		}
+		nodes = append(nodes, peers...)
+	}
+	var eps []endpoint
+	for _, n := range nodes {
+		eps = append(eps, endpoint{Transport: "tcp", Address: n.TCP}, endpoint{Transport: "ws", URL: n.WS})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"endpoints": eps, "heartbeat": int(s.endpoints.Heartbeat.Seconds())})
 }

@@ -7,7 +7,7 @@
 //
 // Redis keys (under the store's prefix, default "ll:"):
 //
-//	<p>nodes              hash: node -> the unix ms its lease ends
+//	<p>nodes              hash: node -> "<unix ms its lease ends> <tcp> <ws>"
 //	<p><app>:r:<device>   the node holding the device's session in app
 //
 // NATS subjects: "longlink.node.<node>", one per node, carries requests
@@ -20,18 +20,22 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/redis/rueidis"
 
+	"github.com/longlink/longlink/internal/api"
 	"github.com/longlink/longlink/internal/gateway"
 )
 
 // Options configure a Node.
 type Options struct {
 	Node   string        // this node's name, unique in the cluster
+	TCP    string        // host:port devices reach this node's gateway at
+	WS     string        // its ws:// URL
 	Redis  string        // redis://host:port/db
 	NATS   string        // nats://host:port
 	Lease  time.Duration // a node that stops renewing is dropped after this; zero means 10s
@@ -81,8 +85,11 @@ func Open(o Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: redis: %w", err)
 	}
+	// No reconnect buffer: a request made while NATS is away fails at once
+	// (its devices count as not reached; stored messages wait for them),
+	// rather than being delivered long after its caller gave up.
 	nc, err := nats.Connect(o.NATS, nats.Name("longlink "+o.Node), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond), nats.Timeout(o.Timeout))
+		nats.ReconnectWait(250*time.Millisecond), nats.Timeout(o.Timeout), nats.ReconnectBufSize(-1))
 	if err != nil {
 		rc.Close()
 		return nil, fmt.Errorf("cluster: nats: %w", err)
@@ -136,7 +143,8 @@ func (n *Node) renew() error {
 	ctx, cancel := n.call()
 	defer cancel()
 	until := strconv.FormatInt(time.Now().Add(n.opts.Lease).UnixMilli(), 10)
-	return n.redis.Do(ctx, n.redis.B().Hset().Key(n.opts.Prefix+"nodes").FieldValue().FieldValue(n.opts.Node, until).Build()).Error()
+	v := until + " " + n.opts.TCP + " " + n.opts.WS
+	return n.redis.Do(ctx, n.redis.B().Hset().Key(n.opts.Prefix+"nodes").FieldValue().FieldValue(n.opts.Node, v).Build()).Error()
 }
 
 // keepLease renews the lease three times per lease until Close.
@@ -156,18 +164,51 @@ func (n *Node) keepLease() {
 	}
 }
 
-// live returns the nodes whose lease runs, this one included.
-func (n *Node) live(ctx context.Context) ([]string, error) {
+// member is a live node and where devices reach it.
+type member struct{ name, tcp, ws string }
+
+// members returns the nodes whose lease runs, this one included.
+func (n *Node) members(ctx context.Context) ([]member, error) {
 	leases, err := n.redis.Do(ctx, n.redis.B().Hgetall().Key(n.opts.Prefix+"nodes").Build()).AsStrMap()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: nodes: %w", err)
 	}
 	now := time.Now().UnixMilli()
-	var nodes []string
-	for node, until := range leases {
-		if ms, err := strconv.ParseInt(until, 10, 64); err == nil && ms > now {
-			nodes = append(nodes, node)
+	var out []member
+	for node, v := range leases {
+		f := strings.Fields(v)
+		if len(f) != 3 {
+			continue
+		}
+		if ms, err := strconv.ParseInt(f[0], 10, 64); err == nil && ms > now {
+			out = append(out, member{name: node, tcp: f[1], ws: f[2]})
 		}
 	}
-	return nodes, nil
+	return out, nil
+}
+
+// live returns the names of the nodes whose lease runs.
+func (n *Node) live(ctx context.Context) ([]string, error) {
+	ms, err := n.members(ctx)
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.name
+	}
+	return names, err
+}
+
+// Peers returns where devices reach the other live nodes, for
+// /v1/dispatch.
+func (n *Node) Peers(ctx context.Context) ([]api.Endpoints, error) {
+	ms, err := n.members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []api.Endpoints
+	for _, m := range ms {
+		if m.name != n.opts.Node {
+			out = append(out, api.Endpoints{TCP: m.tcp, WS: m.ws})
+		}
+	}
+	return out, nil
 }

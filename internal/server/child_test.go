@@ -39,11 +39,16 @@ func childConfig(dataDir string, apps ...config.App) string {
 	return yaml
 }
 
-// startChild runs a server process on dataDir with the test apps.
-func startChild(t *testing.T, dataDir string) *child {
+// startChild runs a server process on dataDir with the test apps; extra
+// is more YAML for its config (node, cluster).
+func startChild(t *testing.T, dataDir string, extra ...string) *child {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "longlink.yaml")
-	if err := os.WriteFile(path, []byte(childConfig(dataDir, testserver.Demo, testserver.Other)), 0o600); err != nil {
+	yaml := childConfig(dataDir, testserver.Demo, testserver.Other)
+	for _, e := range extra {
+		yaml += e + "\n"
+	}
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")

@@ -61,8 +61,13 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		gwLn.Close()
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
+	advertise := cfg.Gateway.Advertise
+	if advertise == "" {
+		advertise = gwLn.Addr().String()
+	}
+	endpoints := api.Endpoints{TCP: advertise, WS: "ws://" + advertise + "/ws", Heartbeat: cfg.Gateway.Heartbeat}
 	m := metrics.New()
-	st, node, err := openStore(cfg, m, log)
+	st, node, err := openStore(cfg, endpoints, m, log)
 	if err != nil {
 		gwLn.Close()
 		apiLn.Close()
@@ -90,13 +95,11 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 		fanout = node
 	}
-	advertise := cfg.Gateway.Advertise
-	if advertise == "" {
-		advertise = gwLn.Addr().String()
+	ao := api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Endpoints: endpoints}
+	if node != nil {
+		ao.Peers = node.Peers
 	}
-	a := api.New(api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Endpoints: api.Endpoints{
-		TCP: advertise, WS: "ws://" + advertise + "/ws", Heartbeat: cfg.Gateway.Heartbeat,
-	}})
+	a := api.New(ao)
 	s := &Server{
 		cfg:      cfg,
 		apps:     apps,
@@ -121,7 +124,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 // openStore opens the embedded store of a single node, or for a cluster
 // member the shared Redis store and its membership of the cluster.
-func openStore(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
+func openStore(cfg *config.Config, ep api.Endpoints, m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
 	so := store.Options{MailboxLimit: cfg.Store.MailboxLimit, SweepInterval: cfg.Store.SweepInterval, Metrics: m, Logger: log}
 	if !cfg.Cluster.Enabled() {
 		st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), so)
@@ -131,8 +134,8 @@ func openStore(cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (store.
 	if err != nil {
 		return nil, nil, err
 	}
-	node, err := cluster.Open(cluster.Options{Node: cfg.Node, Redis: cfg.Cluster.Redis, NATS: cfg.Cluster.NATS,
-		Lease: cfg.Cluster.Lease, Logger: log})
+	node, err := cluster.Open(cluster.Options{Node: cfg.Node, TCP: ep.TCP, WS: ep.WS, Redis: cfg.Cluster.Redis,
+		NATS: cfg.Cluster.NATS, Lease: cfg.Cluster.Lease, Logger: log})
 	if err != nil {
 		st.Close()
 		return nil, nil, err

@@ -69,7 +69,12 @@ func Start(t testing.TB, edit ...func(*config.Config)) *TS {
 // n1..nN on them; edit, if given, changes every node's config.
 func StartCluster(t testing.TB, n int, edit ...func(*config.Config)) []*TS {
 	t.Helper()
-	r, nats := testengine.Redis(t), testengine.NATS(t)
+	return StartClusterOn(t, testengine.Redis(t), testengine.NATS(t), n, edit...)
+}
+
+// StartClusterOn starts n nodes n1..nN on the given engines.
+func StartClusterOn(t testing.TB, r, nats *testengine.Engine, n int, edit ...func(*config.Config)) []*TS {
+	t.Helper()
 	nodes := make([]*TS, n)
 	for i := range nodes {
 		nodes[i] = Start(t, append([]func(*config.Config){func(c *config.Config) {
