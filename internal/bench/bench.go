@@ -38,6 +38,10 @@ type Options struct {
 	Batch       int           // devices per API call (unicast, batch)
 	PerWorker   int           // devices per worker process
 	Heartbeat   time.Duration // proposed by the devices
+	TTL         int           // unicast, batch: seconds to store each push for (0: online only)
+	// Cluster says the servers are nodes of one cluster: every push goes
+	// through the first API, to devices on every node.
+	Cluster bool
 	// Yield runs the worker processes (the devices) in Linux's SCHED_IDLE
 	// class, so that on a box they share with the server they take only
 	// the CPU the server leaves.
@@ -367,20 +371,24 @@ func (p *pusher) post(api, path string, body any) (map[string]any, error) {
 }
 
 // toDevices pushes data to o.Batch random devices (all on one server, so
-// that one call reaches them) and returns how many were online.
+// that one call reaches them; in a cluster, on any node, through the first
+// API) and returns how many were online.
 func (p *pusher) toDevices(data []byte) (int64, error) {
-	servers := len(p.o.Gateways)
-	server := rand.IntN(servers)
+	server, stride := rand.IntN(len(p.o.Gateways)), len(p.o.Gateways)
+	if p.o.Cluster {
+		server, stride = 0, 1
+	}
 	devices := make([]string, 0, p.o.Batch)
 	seen := map[int]bool{}
-	for len(devices) < min(p.o.Batch, p.o.N/servers) {
-		i := rand.IntN(p.o.N/servers)*servers + server
+	for len(devices) < min(p.o.Batch, p.o.N/stride) {
+		i := rand.IntN(p.o.N/stride)*stride + server%stride
 		if i < p.o.N && !seen[i] {
 			seen[i] = true
 			devices = append(devices, deviceID(p.o.run, i))
 		}
 	}
-	out, err := p.post(p.o.APIs[server], "/v1/push", map[string]any{"app": p.o.App, "devices": devices, "data": string(data)})
+	out, err := p.post(p.o.APIs[server], "/v1/push", map[string]any{"app": p.o.App, "devices": devices,
+		"data": string(data), "ttl": p.o.TTL})
 	if err != nil {
 		return 0, err
 	}
@@ -426,7 +434,11 @@ func (p *pusher) broadcast(data []byte) (int64, error) { return p.everyServer("b
 // every server, and returns how many connections took it.
 func (p *pusher) everyServer(target string, data []byte) (int64, error) {
 	var total int64
-	for _, api := range p.o.APIs {
+	apis := p.o.APIs
+	if p.o.Cluster { // the first node hands it to every node
+		apis = apis[:1]
+	}
+	for _, api := range apis {
 		body := map[string]any{"app": p.o.App, "data": string(data)}
 		if target == "group" {
 			body["group"] = p.o.group()

@@ -133,3 +133,29 @@ func TestPayloadCarriesSendTime(t *testing.T) {
 		t.Fatal("a foreign payload parsed")
 	}
 }
+
+// Against a cluster, the bench pushes through the first node's API to
+// devices on every node (stored, with --ttl), and a broadcast through it
+// reaches them all.
+func TestBenchCluster(t *testing.T) {
+	nodes := testserver.StartCluster(t, 3)
+	for _, scenario := range []string{"batch", "broadcast"} {
+		o := runOptions(nodes[0], scenario, 30)
+		o.Gateways, o.APIs, o.Cluster, o.TTL = nil, nil, true, 60
+		for _, n := range nodes {
+			o.Gateways, o.APIs = append(o.Gateways, n.GatewayAddr()), append(o.APIs, n.APIURL())
+		}
+		r, err := Run(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Expected == 0 || r.Delivered != r.Expected || r.Reach != 1 {
+			t.Fatalf("%s: %d of %d delivered", scenario, r.Delivered, r.Expected)
+		}
+		for _, s := range r.Servers {
+			if s.Connections != 10 {
+				t.Fatalf("%s: %v connections on %s, want 10 on each node", scenario, s.Connections, s.API)
+			}
+		}
+	}
+}

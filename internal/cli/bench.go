@@ -40,6 +40,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat the devices propose")
 	yield := fs.Bool("yield", true, "run the devices' worker processes at idle CPU priority (Linux SCHED_IDLE), so that on a box shared with the server they take only the CPU it leaves")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	ttl := fs.Int("ttl", 0, "unicast, batch: store each push for this many seconds (0: online only)")
+	inCluster := fs.Bool("cluster", false, "the servers are nodes of one cluster: push through the first --api only, to devices on every node")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fs.Usage()
 		return errors.New("give a scenario")
@@ -53,7 +55,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	o := bench.Options{Scenario: scenario, Gateways: gateways, APIs: apis, Transport: *transport,
 		App: *app, Secret: *secret, APIKey: *key, N: *n, ConnectRate: *connectRate, Rate: *rate, Duration: *duration, Size: *size,
-		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat, Yield: *yield}
+		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat, Yield: *yield, TTL: *ttl, Cluster: *inCluster}
 	if err := benchDefaults(&o, *path); err != nil {
 		return err
 	}
