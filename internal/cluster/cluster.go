@@ -60,7 +60,16 @@ type Node struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// mu guards the fields below: the live members, as last read.
+	mu     sync.Mutex
+	cached []member
+	readAt time.Time
 }
+
+// membersMaxAge is how long a read of the live members serves pushes: a
+// push does not read them from Redis again within it.
+const membersMaxAge = time.Second
 
 // Open connects to Redis and NATS and takes this node's lease.
 func Open(o Options) (*Node, error) {
@@ -167,8 +176,27 @@ func (n *Node) keepLease() {
 // member is a live node and where devices reach it.
 type member struct{ name, tcp, ws string }
 
-// members returns the nodes whose lease runs, this one included.
+// members returns the nodes whose lease runs, this one included, as read
+// at most membersMaxAge ago.
 func (n *Node) members(ctx context.Context) ([]member, error) {
+	n.mu.Lock()
+	cached, fresh := n.cached, time.Since(n.readAt) < membersMaxAge
+	n.mu.Unlock()
+	if fresh {
+		return cached, nil
+	}
+	ms, err := n.readMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.cached, n.readAt = ms, time.Now()
+	n.mu.Unlock()
+	return ms, nil
+}
+
+// readMembers reads the nodes whose lease runs from Redis.
+func (n *Node) readMembers(ctx context.Context) ([]member, error) {
 	leases, err := n.redis.Do(ctx, n.redis.B().Hgetall().Key(n.opts.Prefix+"nodes").Build()).AsStrMap()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: nodes: %w", err)
