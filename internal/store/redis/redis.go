@@ -160,24 +160,37 @@ func (s *Store) ttl(m store.Message) string {
 	return strconv.FormatInt(max(m.Expires.Sub(s.opts.Now()).Milliseconds(), 1), 10)
 }
 
+// writeMessage runs script, one of those that store m after its
+// idempotency key (idempotencyLua): KEYS are the key then keys, ARGV the
+// five of idempotencyLua then extra. dup is set for a key in use.
+func (s *Store) writeMessage(ctx context.Context, script *rueidis.Lua, m store.Message, key string, keys []string,
+	extra ...string) (out []rueidis.RedisMessage, dup *store.Appended, err error) {
+	ik, exp, ttl := s.idempotency(m.App, key)
+	args := append([]string{strconv.FormatInt(s.now(), 10), exp, ttl, m.ID, rest(m)}, extra...)
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	if out, err = script.Exec(ctx, s.client, append([]string{ik}, keys...), args).ToArray(); err != nil {
+		return nil, nil, err
+	}
+	if flag, _ := out[0].AsInt64(); flag == 1 {
+		id, _ := out[1].ToString()
+		return nil, &store.Appended{ID: id, Dup: true}, nil
+	}
+	return out, nil, nil
+}
+
 // Append implements store.Store.
 func (s *Store) Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error) {
-	ik, exp, ttl := s.idempotency(m.App, key)
-	keys := make([]string, 1, 1+2*len(devices))
-	keys[0] = ik
+	keys := make([]string, 0, 2*len(devices))
 	for _, d := range devices {
 		keys = append(keys, s.key(m.App, "s", d), s.key(m.App, "m", d))
 	}
-	args := []string{strconv.FormatInt(s.now(), 10), exp, ttl, m.ID, rest(m),
-		strconv.Itoa(s.opts.MailboxLimit), s.ttl(m)}
-	ctx, cancel := s.call(ctx)
-	defer cancel()
-	out, err := appendScript.Exec(ctx, s.client, keys, args).ToArray()
+	out, dup, err := s.writeMessage(ctx, appendScript, m, key, keys, strconv.Itoa(s.opts.MailboxLimit), s.ttl(m))
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store append: %w", err)
 	}
-	if dup, ok := duplicate(out); ok {
-		return dup, nil
+	if dup != nil {
+		return *dup, nil
 	}
 	if dropped, _ := out[1].AsInt64(); dropped > 0 {
 		s.opts.Metrics.MailboxDropped.WithLabelValues(m.App).Add(float64(dropped))
@@ -193,28 +206,15 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 	return res, nil
 }
 
-// duplicate reads a script's {1, first id} answer to a repeated key.
-func duplicate(out []rueidis.RedisMessage) (store.Appended, bool) {
-	if flag, _ := out[0].AsInt64(); flag != 1 {
-		return store.Appended{}, false
-	}
-	id, _ := out[1].ToString()
-	return store.Appended{ID: id, Dup: true}, true
-}
-
 // AppendBroadcast implements store.Store.
 func (s *Store) AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error) {
-	ik, exp, ttl := s.idempotency(m.App, key)
-	keys := []string{ik, s.opts.Prefix + m.App + ":h", s.opts.Prefix + m.App + ":b"}
-	args := []string{strconv.FormatInt(s.now(), 10), exp, ttl, m.ID, rest(m), s.ttl(m)}
-	ctx, cancel := s.call(ctx)
-	defer cancel()
-	out, err := broadcastScript.Exec(ctx, s.client, keys, args).ToArray()
+	out, dup, err := s.writeMessage(ctx, broadcastScript, m, key,
+		[]string{s.opts.Prefix + m.App + ":h", s.opts.Prefix + m.App + ":b"}, s.ttl(m))
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
 	}
-	if dup, ok := duplicate(out); ok {
-		return dup, nil
+	if dup != nil {
+		return *dup, nil
 	}
 	bseq, err := out[1].AsInt64()
 	if err != nil {

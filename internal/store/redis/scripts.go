@@ -7,6 +7,23 @@ import "github.com/redis/rueidis"
 // length>:<id><data>" (see member.go), so that a script can check an
 // entry's expiry and give it a new seq without knowing the rest.
 
+// idempotencyLua begins the scripts that store a message: with a key
+// (ARGV[2] its expiry, not "") it answers {1, first id} for a key in use,
+// else records the key (KEYS[1]) for the message ARGV[4], for ARGV[3] ms.
+const idempotencyLua = `
+local now = tonumber(ARGV[1])
+if ARGV[2] ~= "" then
+  local v = redis.call('GET', KEYS[1])
+  if v then
+    local sep = string.find(v, ':', 1, true)
+    if tonumber(string.sub(v, 1, sep - 1)) > now then
+      return {1, string.sub(v, sep + 1)}
+    end
+  end
+  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[3])
+end
+`
+
 // appendScript stores one message for every device of one push, after its
 // idempotency key.
 //
@@ -21,18 +38,7 @@ import "github.com/redis/rueidis"
 //	ARGV[7]       the mailbox TTL in ms (until the message expires)
 //
 // It returns {1, first id} for a repeated key, else {0, dropped, seq...}.
-var appendScript = rueidis.NewLuaScript(`
-local now = tonumber(ARGV[1])
-if ARGV[2] ~= "" then
-  local v = redis.call('GET', KEYS[1])
-  if v then
-    local sep = string.find(v, ':', 1, true)
-    if tonumber(string.sub(v, 1, sep - 1)) > now then
-      return {1, string.sub(v, sep + 1)}
-    end
-  end
-  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[3])
-end
+var appendScript = rueidis.NewLuaScript(idempotencyLua + `
 local limit, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local out, dropped = {0, 0}, 0
 for i = 2, #KEYS, 2 do
@@ -58,18 +64,7 @@ return out
 //	ARGV[1..5] as appendScript; ARGV[6] the log's TTL in ms
 //
 // It returns {1, first id} for a repeated key, else {0, bseq}.
-var broadcastScript = rueidis.NewLuaScript(`
-local now = tonumber(ARGV[1])
-if ARGV[2] ~= "" then
-  local v = redis.call('GET', KEYS[1])
-  if v then
-    local sep = string.find(v, ':', 1, true)
-    if tonumber(string.sub(v, 1, sep - 1)) > now then
-      return {1, string.sub(v, sep + 1)}
-    end
-  end
-  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[3])
-end
+var broadcastScript = rueidis.NewLuaScript(idempotencyLua + `
 local bseq = redis.call('INCR', KEYS[2])
 redis.call('ZADD', KEYS[3], bseq, bseq .. ':' .. ARGV[5])
 local ttl = tonumber(ARGV[6])
