@@ -74,6 +74,9 @@ const (
 	CodeKicked              Code = 4008
 	CodeGoingAway           Code = 4009
 	CodeUpstreamUnavailable Code = 4010
+	CodeTokenExpired        Code = 4011
+	CodeNotAllowed          Code = 4012
+	CodeDraining            Code = 4013
 )
 
 // Error is a protocol-visible failure: it travels as an error frame.

@@ -5,6 +5,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -17,24 +18,48 @@ type Claims struct {
 	App    string
 	Device string
 	User   string
+	// Groups are the groups the device may join itself: exact names, or
+	// prefixes ending in "*". None when the claim is absent.
+	Groups []string
+}
+
+// GroupAllowed reports whether a token's groups claim (exact names, or
+// prefixes ending in "*") lets its device join group itself.
+func GroupAllowed(patterns []string, group string) bool {
+	for _, g := range patterns {
+		if prefix, ok := strings.CutSuffix(g, "*"); ok && strings.HasPrefix(group, prefix) || g == group {
+			return true
+		}
+	}
+	return false
 }
 
 type tokenClaims struct {
-	App string `json:"app"`
-	UID string `json:"uid,omitempty"`
+	App    string   `json:"app"`
+	UID    string   `json:"uid,omitempty"`
+	Groups []string `json:"groups,omitempty"`
 	jwt.RegisteredClaims
 }
 
+// maxIssuedAhead is how far in the future a token's iat may be (clock skew
+// between the backend that minted it and this server).
+const maxIssuedAhead = 5 * time.Minute
+
 // Mint returns a token for device (and user, if not empty) of app, valid for ttl.
 func Mint(app, secret, device, user string, ttl time.Duration) (string, error) {
-	if err := CheckDevice(device); err != nil {
+	return MintClaims(secret, Claims{App: app, Device: device, User: user}, ttl)
+}
+
+// MintClaims returns a token saying c, signed with secret, valid for ttl.
+func MintClaims(secret string, cl Claims, ttl time.Duration) (string, error) {
+	if err := CheckDevice(cl.Device); err != nil {
 		return "", err
 	}
-	if err := checkUser(user); err != nil {
+	if err := checkUser(cl.User); err != nil {
 		return "", err
 	}
-	c := tokenClaims{App: app, UID: user, RegisteredClaims: jwt.RegisteredClaims{
-		Subject:   device,
+	c := tokenClaims{App: cl.App, UID: cl.User, Groups: cl.Groups, RegisteredClaims: jwt.RegisteredClaims{
+		Subject:   cl.Device,
 		ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl)),
 		IssuedAt:  jwt.NewNumericDate(time.Now()),
 	}}
@@ -72,7 +97,10 @@ func Verify(token string, secretOf SecretFunc) (Claims, error) {
 	if err := checkUser(c.UID); err != nil {
 		return Claims{}, fmt.Errorf("bad token: uid: %w", err)
 	}
-	return Claims{App: c.App, Device: c.Subject, User: c.UID}, nil
+	if c.IssuedAt != nil && c.IssuedAt.After(time.Now().Add(maxIssuedAhead)) {
+		return Claims{}, errors.New("bad token: iat is more than 5 minutes in the future")
+	}
+	return Claims{App: c.App, Device: c.Subject, User: c.UID, Groups: c.Groups}, nil
 }
 
 // checkUser checks a user id, which is optional: valid like a device id, or

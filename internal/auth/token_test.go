@@ -21,7 +21,7 @@ func secrets(app string) (string, bool) {
 func TestVerify(t *testing.T) {
 	good, _ := Mint("demo", "demo-secret-0123456789", "d1", "u1", time.Hour)
 	c, err := Verify(good, secrets)
-	if err != nil || c != (Claims{App: "demo", Device: "d1", User: "u1"}) {
+	if err != nil || c.App != "demo" || c.Device != "d1" || c.User != "u1" || c.Groups != nil {
 		t.Fatalf("good token: %+v, %v", c, err)
 	}
 
@@ -54,6 +54,41 @@ func TestVerify(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error about %q", name, err, tc.want)
 		}
+	}
+}
+
+func TestGroupsClaim(t *testing.T) {
+	tok, err := MintClaims("demo-secret-0123456789", Claims{App: "demo", Device: "d1", Groups: []string{"lobby", "room-*"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Verify(tok, secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for group, want := range map[string]bool{"lobby": true, "room-1": true, "room-": true, "lobby2": false, "room": false, "x": false} {
+		if GroupAllowed(c.Groups, group) != want {
+			t.Errorf("%q allowed = %v, want %v", group, !want, want)
+		}
+	}
+	if GroupAllowed(nil, "lobby") {
+		t.Error("a token without a groups claim may join a group")
+	}
+}
+
+// A token issued more than 5 minutes in the future is refused: its backend's
+// clock is wrong, or the token was made to outlive its expiry's meaning.
+func TestIssuedInTheFutureRefused(t *testing.T) {
+	sign := func(iat time.Time) string {
+		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"app": "demo", "sub": "d1",
+			"iat": iat.Unix(), "exp": time.Now().Add(2 * time.Hour).Unix()}).SignedString([]byte("demo-secret-0123456789"))
+		return tok
+	}
+	if _, err := Verify(sign(time.Now().Add(time.Hour)), secrets); err == nil || !strings.Contains(err.Error(), "iat") {
+		t.Fatalf("iat an hour ahead: %v", err)
+	}
+	if _, err := Verify(sign(time.Now().Add(2*time.Minute)), secrets); err != nil {
+		t.Fatalf("iat 2 minutes ahead (clock skew): %v", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -94,13 +95,13 @@ apps:
     api_key: "shop-key-0123456789"
 `)
 	var out, errOut bytes.Buffer
-	if code := Main([]string{"token", "--config", path, "--device", "d9", "--user", "u9"}, &out, &errOut); code != 0 {
+	if code := Main([]string{"token", "--config", path, "--device", "d9", "--user", "u9", "--group", "room-*"}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	claims, err := auth.Verify(strings.TrimSpace(out.String()), func(app string) (string, bool) {
 		return "shop-secret-0123456789", app == "shop"
 	})
-	if err != nil || claims != (auth.Claims{App: "shop", Device: "d9", User: "u9"}) {
+	if err != nil || claims.App != "shop" || claims.Device != "d9" || claims.User != "u9" || !slices.Equal(claims.Groups, []string{"room-*"}) {
 		t.Fatalf("token: %+v %v", claims, err)
 	}
 	for _, args := range [][]string{

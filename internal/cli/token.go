@@ -17,6 +17,8 @@ func token(args []string, stdout, stderr io.Writer) error {
 	device := fs.String("device", "", "device id (required)")
 	user := fs.String("user", "", "user id to bind the device to")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	var groups listFlag
+	fs.Var(&groups, "group", "a group the device may join itself: a name, or a prefix ending in * (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,7 +36,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tok, err := auth.Mint(a.ID, a.Secret, *device, *user, *ttl)
+	tok, err := auth.MintClaims(a.Secret, auth.Claims{App: a.ID, Device: *device, User: *user, Groups: groups}, *ttl)
 	if err != nil {
 		return err
 	}

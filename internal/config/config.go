@@ -157,6 +157,17 @@ type App struct {
 	Secret   string   `yaml:"secret"`  // HS256 key for device tokens
 	APIKey   string   `yaml:"api_key"` // Bearer key for the push API
 	Webhooks Webhooks `yaml:"webhooks"`
+	// WebhookSecret signs every webhook call (see hooks.Sign). Empty means
+	// the app's secret.
+	WebhookSecret string `yaml:"webhook_secret"`
+}
+
+// WebhookKey is the secret the app's webhook calls are signed with.
+func (a App) WebhookKey() string {
+	if a.WebhookSecret != "" {
+		return a.WebhookSecret
+	}
+	return a.Secret
 }
 
 // Webhooks are the app backend's URLs.
@@ -436,6 +447,8 @@ func (c *Config) Validate() error {
 			return bad(key+".secret", "must be at least 16 bytes")
 		case len(a.APIKey) < 16:
 			return bad(key+".api_key", "must be at least 16 bytes")
+		case a.WebhookSecret != "" && len(a.WebhookSecret) < 16:
+			return bad(key+".webhook_secret", "must be at least 16 bytes (or left out: the app's secret)")
 		case keys[a.APIKey]:
 			return bad(key+".api_key", "is used by another app")
 		}

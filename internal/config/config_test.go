@@ -87,6 +87,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"apps:\n  - id: Demo!\n    secret: x\n":    "apps[0].id:",
 		"apps:\n  - id: demo\n    secret: short\n": "apps[0].secret:",
 		"apps:\n  - id: demo\n    secret: \"0123456789abcdef\"\n    api_key: k\n":                      "apps[0].api_key:",
+		app("    webhook_secret: short\n"):                                                             "apps[0].webhook_secret:",
 		app("    webhooks:\n      status: ftp://x\n"):                                                  "apps[0].webhooks.status:",
 		app("    webhooks:\n      upstream: {chat: nope}\n"):                                           "apps[0].webhooks.upstream.chat:",
 		app("  - id: demo\n    secret: \"0123456789abcdef\"\n    api_key: \"key-fedcba9876543210\"\n"): "apps[1].id:",

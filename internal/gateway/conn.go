@@ -36,8 +36,9 @@ const (
 // the device's stored messages in that app (seqs are per (app, device)).
 type session struct {
 	// Static after login.
-	app  string
-	user string
+	app    string
+	user   string
+	groups []string // what the device may join itself (auth.Claims.Groups)
 
 	// over is set, under conn.mu, once the session ended: replaced by a
 	// newer login of the device to this app, kicked, or the connection
@@ -364,7 +365,7 @@ func (c *conn) login(f *protocol.Frame) error {
 				return protocol.Errorf(protocol.CodeAuthFailed, "two tokens for app %q", claims.App)
 			}
 		}
-		sessions[i].app, sessions[i].user, sessions[i].catchUp = claims.App, claims.User, true
+		sessions[i].app, sessions[i].user, sessions[i].groups, sessions[i].catchUp = claims.App, claims.User, claims.Groups, true
 	}
 	c.device, c.heartbeat = device, g.grantHeartbeat(f.Heartbeat)
 	welcome := &protocol.Frame{Op: protocol.OpWelcome, Ref: f.Ref, Device: []byte(device),

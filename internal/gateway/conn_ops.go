@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"time"
 
+	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/protocol"
 )
@@ -39,6 +40,10 @@ func (c *conn) joinOrLeave(f *protocol.Frame) {
 	}
 	if !protocol.ValidName(string(f.Group)) {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "group must be 1-128 printable ASCII bytes, no spaces")
+		return
+	}
+	if f.Op == protocol.OpJoin && !auth.GroupAllowed(s.groups, string(f.Group)) {
+		c.replyError(f.Ref, protocol.CodeNotAllowed, "not allowed")
 		return
 	}
 	k := groupKey{app: s.app, name: string(f.Group)}

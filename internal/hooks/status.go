@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -153,7 +152,7 @@ func (s *Status) post(app string, batch []Event) error {
 	raw, _ := json.Marshal(struct {
 		Events []Event `json:"events"`
 	}{batch})
-	resp, err := s.client.Post(a.Webhooks.Status, "application/json", bytes.NewReader(raw))
+	resp, err := post(s.client, a.Webhooks.Status, a.WebhookKey(), raw)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@
 package hooks
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -84,17 +83,17 @@ func (u *Upstream) Close() {
 
 // HasBiz reports whether app has an upstream webhook for biz.
 func (u *Upstream) HasBiz(app, biz string) bool {
-	_, ok := u.url(app, biz)
+	_, _, ok := u.url(app, biz)
 	return ok
 }
 
-func (u *Upstream) url(app, biz string) (string, bool) {
+func (u *Upstream) url(app, biz string) (url, secret string, ok bool) {
 	a, ok := u.opts.Apps.Get().ByID(app)
 	if !ok {
-		return "", false
+		return "", "", false
 	}
-	url, ok := a.Webhooks.Upstream[biz]
-	return url, ok
+	url, ok = a.Webhooks.Upstream[biz]
+	return url, a.WebhookKey(), ok
 }
 
 // Forward queues c for a worker. It never blocks: false means the queue is
@@ -143,7 +142,7 @@ func (u *Upstream) fail(c UpCall, result string, short, detail error) {
 }
 
 func (u *Upstream) call(c UpCall) {
-	url, ok := u.url(c.App, c.Biz)
+	url, secret, ok := u.url(c.App, c.Biz)
 	if !ok { // the app or biz went away in a reload
 		c.Reply(0, nil, ErrNoWebhook)
 		return
@@ -164,7 +163,7 @@ func (u *Upstream) call(c UpCall) {
 		body.DataBase64 = base64.StdEncoding.EncodeToString(c.Data)
 	}
 	raw, _ := json.Marshal(body)
-	resp, err := u.client.Post(url, "application/json", bytes.NewReader(raw))
+	resp, err := post(u.client, url, secret, raw)
 	if err != nil {
 		u.fail(c, "unreachable", shortNetError(err), err)
 		return

@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,8 +33,10 @@ import (
 // ("echo: <data>", after delay), and records status events unless down.
 type backend struct {
 	*httptest.Server
-	delay atomic.Int64 // of upstream answers, in ns
-	down  atomic.Bool  // status calls answer 503
+	delay  atomic.Int64 // of upstream answers, in ns
+	down   atomic.Bool  // status calls answer 503
+	secret atomic.Value // string: the webhook secret calls are checked with
+	forged atomic.Int64 // calls whose signature did not check out (answered 401)
 
 	mu     sync.Mutex
 	ups    []map[string]any
@@ -39,8 +45,14 @@ type backend struct {
 
 func newBackend(t *testing.T) *backend {
 	b := &backend{}
+	b.secret.Store(testserver.Demo.Secret)
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, _ := io.ReadAll(r.Body)
+		if !verifyWebhook(b.secret.Load().(string), r.Header, raw) {
+			b.forged.Add(1)
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
 		switch r.URL.Path {
 		case "/up":
 			time.Sleep(time.Duration(b.delay.Load()))
@@ -65,6 +77,18 @@ func newBackend(t *testing.T) *backend {
 	}))
 	t.Cleanup(b.Close)
 	return b
+}
+
+// verifyWebhook checks a call as docs/security.md tells a backend to: the
+// HMAC of "timestamp.body" with the webhook secret, and a timestamp within
+// 5 minutes.
+func verifyWebhook(secret string, h http.Header, body []byte) bool {
+	ts := h.Get("X-Longlink-Timestamp")
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(ts + "." + string(body)))
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	return err == nil && time.Since(time.Unix(sec, 0)).Abs() < 5*time.Minute &&
+		hmac.Equal([]byte(h.Get("X-Longlink-Signature")), []byte("v1="+hex.EncodeToString(mac.Sum(nil))))
 }
 
 // eventsOf returns "type:reason" of the events recorded for device.

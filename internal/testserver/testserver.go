@@ -97,10 +97,11 @@ func (ts *TS) Token(device, user string) string {
 	return MintToken(ts.t, Demo, device, user)
 }
 
-// MintToken mints a token for device of app, valid for an hour.
+// MintToken mints a token for device of app, valid for an hour, that may
+// join any group ("groups": ["*"]).
 func MintToken(t testing.TB, app config.App, device, user string) string {
 	t.Helper()
-	tok, err := auth.Mint(app.ID, app.Secret, device, user, time.Hour)
+	tok, err := auth.MintClaims(app.Secret, auth.Claims{App: app.ID, Device: device, User: user, Groups: []string{"*"}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

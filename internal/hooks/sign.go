@@ -1,0 +1,41 @@
+package hooks
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Headers of every webhook call: when it was made (unix seconds) and
+// "v1=" + hex(HMAC-SHA256(webhook secret, timestamp + "." + body)), so that
+// a backend can tell a call of longlink's from a forged or replayed one.
+const (
+	HeaderTimestamp = "X-Longlink-Timestamp"
+	HeaderSignature = "X-Longlink-Signature"
+)
+
+// Sign returns the signature header value of body sent at ts.
+func Sign(secret, ts string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(ts))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	return "v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// post sends body to url as JSON, signed with secret.
+func post(client *http.Client, url, secret string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderSignature, Sign(secret, ts, body))
+	return client.Do(req)
+}
