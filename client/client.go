@@ -77,6 +77,12 @@ type Config struct {
 	// its app and the app's new last seq; persist it to resume there after
 	// a restart.
 	OnAck func(app string, seq uint64)
+	// TokenSource, if set, gives a fresh token for app. The client calls it
+	// when four fifths of a token's life have passed, and refreshes the
+	// live connection with the new token (the refresh op); and before
+	// reconnecting after 4001 (auth failed) or 4011 (token expired), which
+	// then do not stop it. Token or Tokens give the first tokens.
+	TokenSource func(ctx context.Context, app string) (string, error)
 	// OnAppEnded is called when the server ends this device's session in
 	// one app of several (replaced by a newer login of the device to that
 	// app, or kicked there) and keeps the connection for the others; the
@@ -148,12 +154,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		tokens = []string{cfg.Token}
 	}
 	for _, t := range tokens {
-		app, _, err := tokenIdentity(t)
+		l, err := parseToken(t)
 		if err != nil {
 			return nil, fmt.Errorf("client: %w", err)
 		}
-		c.logins = append(c.logins, appToken{app: app, token: t})
-		c.seqs[app] = cfg.LastSeqs[app]
+		c.logins = append(c.logins, l)
+		c.seqs[l.app] = cfg.LastSeqs[l.app]
 	}
 	if cfg.Token != "" {
 		c.seqs[c.logins[0].app] = cfg.LastSeq
@@ -185,8 +191,16 @@ func (c *Client) Close() error {
 // error from the server.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
-// appToken is one app the client logs into, and its token.
-type appToken struct{ app, token string }
+// appToken is one app the client logs into, and its token: when it was
+// had and when it expires, to refresh it in time.
+type appToken struct {
+	app, device, token string
+	got, exp           time.Time
+}
+
+// refreshAt is when the token should be replaced: at four fifths of its
+// life.
+func (l appToken) refreshAt() time.Time { return l.got.Add(l.exp.Sub(l.got) * 4 / 5) }
 
 // Err returns the final error that stopped the client: a *protocol.Error
 // with code 4001 (auth failed), 4003 (replaced by a newer connection of the
@@ -205,16 +219,22 @@ func (c *Client) Welcome() Welcome {
 }
 
 // isFinal reports whether reconnecting after err is pointless.
-func isFinal(err error) bool {
-	var pe *protocol.Error
-	if !errors.As(err, &pe) {
-		return false
-	}
-	switch pe.Code {
-	case protocol.CodeAuthFailed, protocol.CodeReplaced, protocol.CodeKicked:
+func (c *Client) isFinal(err error) bool {
+	switch codeOf(err) {
+	case protocol.CodeAuthFailed:
+		return c.cfg.TokenSource == nil // else: reconnect with a fresh token
+	case protocol.CodeReplaced, protocol.CodeKicked:
 		return true
 	}
 	return false
+}
+
+func codeOf(err error) protocol.Code {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return 0
 }
 
 func (c *Client) run(w *Conn, welcome Welcome) {
@@ -229,7 +249,7 @@ func (c *Client) run(w *Conn, welcome Welcome) {
 			c.cfg.OnDisconnect(err)
 		}
 		for attempt := 0; ; attempt++ {
-			if isFinal(err) {
+			if c.isFinal(err) {
 				c.mu.Lock()
 				c.err = err
 				c.mu.Unlock()
@@ -239,6 +259,9 @@ func (c *Client) run(w *Conn, welcome Welcome) {
 			case <-c.ctx.Done():
 				return
 			case <-time.After(c.backoff(attempt)):
+			}
+			if code := codeOf(err); code == protocol.CodeAuthFailed || code == protocol.CodeTokenExpired {
+				c.freshTokens(c.ctx)
 			}
 			if w, welcome, err = c.connect(c.ctx); err == nil {
 				break
@@ -329,6 +352,9 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 	}
 	stop := make(chan struct{})
 	defer close(stop)
+	if c.cfg.TokenSource != nil {
+		go c.keepTokens(stop)
+	}
 	go func() {
 		t := time.NewTicker(hb)
 		defer t.Stop()
@@ -366,7 +392,7 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 				continue
 			}
 			err := &protocol.Error{Code: f.Code, Reason: string(f.Reason)}
-			if len(f.App) > 0 && isFinal(err) { // one app ended, the others go on
+			if len(f.App) > 0 && c.isFinal(err) { // one app ended, the others go on
 				if c.endApp(string(f.App), err) {
 					return err
 				}
@@ -428,12 +454,8 @@ func (c *Client) handlePush(w *Conn, p Push, timeout time.Duration) error {
 // dispatch asks the API where to connect.
 func (c *Client) dispatch(ctx context.Context) (string, error) {
 	c.mu.Lock()
-	token := c.logins[0].token
+	app, device := c.logins[0].app, c.logins[0].device
 	c.mu.Unlock()
-	app, device, err := tokenIdentity(token)
-	if err != nil {
-		return "", err
-	}
 	u := strings.TrimRight(c.cfg.DispatchURL, "/") + "/v1/dispatch?" +
 		url.Values{"app": {app}, "device": {device}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -470,23 +492,95 @@ func (c *Client) dispatch(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("dispatch: no %s endpoint offered", c.cfg.Transport)
 }
 
-// tokenIdentity reads app and device from a token without verifying it (the
-// server verifies); dispatch needs them.
-func tokenIdentity(token string) (app, device string, err error) {
+// parseToken reads app, device and expiry from a token without verifying
+// it (the server verifies): dispatch and refreshing need them.
+func parseToken(token string) (appToken, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return "", "", errors.New("token is not a JWT")
+		return appToken{}, errors.New("token is not a JWT")
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return "", "", fmt.Errorf("token payload: %w", err)
+		return appToken{}, fmt.Errorf("token payload: %w", err)
 	}
 	var claims struct {
 		App string `json:"app"`
 		Sub string `json:"sub"`
+		Exp int64  `json:"exp"`
 	}
 	if err := json.Unmarshal(raw, &claims); err != nil {
-		return "", "", fmt.Errorf("token payload: %w", err)
+		return appToken{}, fmt.Errorf("token payload: %w", err)
 	}
-	return claims.App, claims.Sub, nil
+	return appToken{app: claims.App, device: claims.Sub, token: token, got: time.Now(), exp: time.Unix(claims.Exp, 0)}, nil
+}
+
+// freshTokens replaces every login's token with one from TokenSource;
+// a token it cannot get is kept (the login will say why).
+func (c *Client) freshTokens(ctx context.Context) {
+	c.mu.Lock()
+	logins := slices.Clone(c.logins)
+	c.mu.Unlock()
+	for _, l := range logins {
+		if next, err := c.newToken(ctx, l.app); err == nil {
+			c.setToken(next)
+		}
+	}
+}
+
+// newToken asks TokenSource for a token of app.
+func (c *Client) newToken(ctx context.Context, app string) (appToken, error) {
+	t, err := c.cfg.TokenSource(ctx, app)
+	if err != nil {
+		return appToken{}, err
+	}
+	return parseToken(t)
+}
+
+// setToken makes l the token of its app's login.
+func (c *Client) setToken(l appToken) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.logins {
+		if c.logins[i].app == l.app {
+			c.logins[i] = l
+		}
+	}
+}
+
+// keepTokens refreshes the connection's tokens in time, until stop.
+func (c *Client) keepTokens(stop <-chan struct{}) {
+	for {
+		c.mu.Lock()
+		if len(c.logins) == 0 {
+			c.mu.Unlock()
+			return
+		}
+		next := c.logins[0]
+		for _, l := range c.logins[1:] {
+			if l.refreshAt().Before(next.refreshAt()) {
+				next = l
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Until(next.refreshAt())):
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, requestTimeout)
+		l, err := c.newToken(ctx, next.app)
+		if err == nil {
+			_, err = c.request(ctx, &protocol.Frame{Op: protocol.OpRefresh, Token: []byte(l.token)})
+		}
+		cancel()
+		if err != nil {
+			select { // try again soon; the token is not expired yet
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		c.setToken(l)
+	}
 }

@@ -29,12 +29,13 @@ const (
 	OpUp      Op = 10 // c: data for the app's backend
 	OpUpReply Op = 11 // s: the backend's answer to an up
 	OpError   Op = 12 // s: an error, fatal or not
+	OpRefresh Op = 13 // c: a new token for one app of the connection
 )
 
 var opNames = [...]string{
 	OpLogin: "login", OpWelcome: "welcome", OpPush: "push", OpAck: "ack",
 	OpPing: "ping", OpPong: "pong", OpJoin: "join", OpLeave: "leave", OpOK: "ok",
-	OpUp: "up", OpUpReply: "up_reply", OpError: "error",
+	OpUp: "up", OpUpReply: "up_reply", OpError: "error", OpRefresh: "refresh",
 }
 
 // String returns the op's JSON name.

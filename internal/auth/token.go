@@ -21,6 +21,8 @@ type Claims struct {
 	// Groups are the groups the device may join itself: exact names, or
 	// prefixes ending in "*". None when the claim is absent.
 	Groups []string
+	// Expires is when the token stops being valid (set by Verify).
+	Expires time.Time
 }
 
 // GroupAllowed reports whether a token's groups claim (exact names, or
@@ -100,7 +102,7 @@ func Verify(token string, secretOf SecretFunc) (Claims, error) {
 	if c.IssuedAt != nil && c.IssuedAt.After(time.Now().Add(maxIssuedAhead)) {
 		return Claims{}, errors.New("bad token: iat is more than 5 minutes in the future")
 	}
-	return Claims{App: c.App, Device: c.Subject, User: c.UID, Groups: c.Groups}, nil
+	return Claims{App: c.App, Device: c.Subject, User: c.UID, Groups: c.Groups, Expires: c.ExpiresAt.Time}, nil
 }
 
 // checkUser checks a user id, which is optional: valid like a device id, or

@@ -40,6 +40,8 @@ type session struct {
 	user   string
 	groups []string // what the device may join itself (auth.Claims.Groups)
 
+	expiry expiry // its place in the gateway's expiries (4011 when its token expires)
+
 	// over is set, under conn.mu, once the session ended: replaced by a
 	// newer login of the device to this app, kicked, or the connection
 	// closed. It is read without the lock by the reader.
@@ -243,6 +245,7 @@ func (c *conn) end(err error) {
 	}
 	for i := range c.sessions {
 		s := &c.sessions[i]
+		g.expiries.remove(s)
 		g.unregister(c, s)
 		c.endSession(s, label)
 	}
@@ -321,6 +324,8 @@ func (c *conn) handle(f *protocol.Frame) error {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "already logged in")
 	case protocol.OpJoin, protocol.OpLeave:
 		c.joinOrLeave(f)
+	case protocol.OpRefresh:
+		c.refresh(f)
 	case protocol.OpUp:
 		c.up(f)
 	default:
@@ -350,6 +355,7 @@ func (c *conn) login(f *protocol.Frame) error {
 		return err
 	}
 	sessions := make([]session, len(tokens))
+	expires := make([]time.Time, len(tokens))
 	var device string
 	for i, t := range tokens {
 		claims, err := auth.Verify(string(t), g.secrets)
@@ -366,6 +372,7 @@ func (c *conn) login(f *protocol.Frame) error {
 			}
 		}
 		sessions[i].app, sessions[i].user, sessions[i].groups, sessions[i].catchUp = claims.App, claims.User, claims.Groups, true
+		expires[i] = claims.Expires
 	}
 	c.device, c.heartbeat = device, g.grantHeartbeat(f.Heartbeat)
 	welcome := &protocol.Frame{Op: protocol.OpWelcome, Ref: f.Ref, Device: []byte(device),
@@ -413,6 +420,9 @@ func (c *conn) login(f *protocol.Frame) error {
 		}
 		g.events.Online(s.app, device, s.user)
 	})
+	for i := range sessions {
+		g.expiries.set(c, &sessions[i], expires[i])
+	}
 	if g.router != nil { // before the welcome: a welcomed device is routable
 		for i := range sessions {
 			g.router.Claim(sessions[i].app, device)

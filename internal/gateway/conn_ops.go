@@ -31,6 +31,25 @@ func (c *conn) ack(f *protocol.Frame) {
 	c.gw.mailboxes.Ack(s.app, c.device, f.Seq)
 }
 
+// refresh takes a new token for one app of the connection: the session's
+// expiry moves to the new token's. A bad token is a non-fatal 4001: the
+// connection keeps its current token until it expires.
+func (c *conn) refresh(f *protocol.Frame) {
+	claims, err := auth.Verify(string(f.Token), c.gw.secrets)
+	if err != nil {
+		c.gw.log.Info("refresh refused", "device", c.device, "remote", c.nc.RemoteAddr().String(), "reason", err)
+		c.replyError(f.Ref, protocol.CodeAuthFailed, err.Error())
+		return
+	}
+	s, ok := c.session(claims.App)
+	if !ok || claims.Device != c.device {
+		c.replyError(f.Ref, protocol.CodeAuthFailed, "the token names another app or device than this connection's")
+		return
+	}
+	c.gw.expiries.set(c, s, claims.Expires)
+	c.reply(&protocol.Frame{Op: protocol.OpOK, Ref: f.Ref})
+}
+
 // joinOrLeave serves join and leave; errors are not fatal.
 func (c *conn) joinOrLeave(f *protocol.Frame) {
 	s, ok := c.sessionOf(f)

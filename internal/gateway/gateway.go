@@ -93,6 +93,7 @@ type Gateway struct {
 	hub       *hub
 	groups    *groups
 	writers   *writerPool
+	expiries  *expiries
 	poller    *poller // nil where epoll is not available
 
 	nextID  atomic.Uint64
@@ -118,7 +119,7 @@ func New(o Options) *Gateway {
 	}
 	g := &Gateway{cfg: o.Config, limits: o.Limits, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
 		events: o.Events, router: o.Router, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
-		hub: newHub(), groups: newGroups(), writers: newWriterPool(), pending: make(map[*conn]struct{})}
+		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{})}
 	g.poller = newPoller(g)
 	g.metrics.GaugeFunc("longlink_send_queue_bytes", "Bytes waiting to be written to device connections (limits.queue_bytes_total bounds them).",
 		func() float64 { return float64(g.queued.Load()) })
@@ -188,6 +189,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.hub.eachConn(func(c *conn) { c.close(protocol.CodeGoingAway, "server going away") })
 
 	defer func() {
+		g.expiries.stop()
 		g.writers.stop()
 		if g.poller != nil {
 			g.poller.close()

@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,5 +68,83 @@ func TestWebhookSignatures(t *testing.T) {
 	}
 	if b.forged.Load() == 0 {
 		t.Fatal("the backend saw no bad signature")
+	}
+}
+
+// mintFor mints a demo token for device that expires after ttl.
+func mintFor(t *testing.T, device string, ttl time.Duration) string {
+	t.Helper()
+	tok, err := auth.MintClaims(testserver.Demo.Secret, auth.Claims{App: "demo", Device: device}, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// A connection whose token expires is closed with 4011; one refreshed in
+// time (the refresh op) stays; a refresh with a token of another device is
+// refused (4001) without closing the connection.
+func TestTokenExpiryAndRefresh(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		expiring := rawLogin(t, ts, tr, mintFor(t, "expiring", 2*time.Second), 0, 0)
+		kept := rawLogin(t, ts, tr, mintFor(t, "kept", 2*time.Second), 0, 0)
+		kept.WriteFrame(&protocol.Frame{Op: protocol.OpRefresh, Ref: []byte("bad"), Token: []byte(mintFor(t, "someone-else", time.Hour))}, time.Second)
+		if f := readUntilError(t, kept); f.Code != protocol.CodeAuthFailed || string(f.Ref) != "bad" {
+			t.Fatalf("refresh with another device's token: %d %q", f.Code, f.Reason)
+		}
+		kept.WriteFrame(&protocol.Frame{Op: protocol.OpRefresh, Ref: []byte("r"), Token: []byte(mintFor(t, "kept", time.Hour))}, time.Second)
+		if f := readUntil(t, kept, protocol.OpOK); string(f.Ref) != "r" {
+			t.Fatalf("refresh answered %+v", f)
+		}
+		if f := readUntilError(t, expiring); f.Code != protocol.CodeTokenExpired {
+			t.Fatalf("expired token: %d %s, want 4011", f.Code, f.Reason)
+		}
+		time.Sleep(time.Second) // past the first token of "kept"
+		ts.Push(map[string]any{"devices": []string{"kept"}, "data": "still here"})
+		if f := readUntil(t, kept, protocol.OpPush); string(f.Data) != "still here" {
+			t.Fatalf("refreshed connection got %+v", f)
+		}
+	})
+}
+
+// The SDK, given a token source, refreshes its connection before the token
+// expires; and when it could not (the source failed) and the server closed
+// it with 4011, it reconnects with a fresh token.
+func TestSDKTokenSource(t *testing.T) {
+	ts := testserver.Start(t)
+	var calls, failFirst atomic.Int64
+	failFirst.Store(1)
+	source := func(ctx context.Context, app string) (string, error) {
+		calls.Add(1)
+		if failFirst.Add(-1) >= 0 {
+			return "", errors.New("backend busy")
+		}
+		return mintFor(t, "d1", 3*time.Second), nil
+	}
+	disconnects := make(chan error, 8)
+	d := connect(t, ts, client.TCP, mintFor(t, "d1", 2*time.Second), func(c *client.Config) {
+		c.TokenSource = source
+		c.MinBackoff, c.MaxBackoff = 50*time.Millisecond, 100*time.Millisecond
+		c.OnDisconnect = func(err error) { disconnects <- err }
+	})
+	select { // the source failed, so the first token ran out
+	case err := <-disconnects:
+		if upCode(err) != protocol.CodeTokenExpired {
+			t.Fatalf("disconnected with %v, want 4011", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no 4011 after the first token expired")
+	}
+	testserver.Eventually(t, "reconnected", func() bool { return online(t, ts, "d1") })
+	time.Sleep(4 * time.Second) // past the second token's life: it was refreshed
+	select {
+	case err := <-disconnects:
+		t.Fatalf("disconnected again: %v", err)
+	default:
+	}
+	ts.Push(map[string]any{"devices": []string{"d1"}, "data": "after refreshes"})
+	d.expect(t, "after refreshes")
+	if calls.Load() < 3 {
+		t.Fatalf("the token source was called %d times", calls.Load())
 	}
 }
