@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,6 +107,7 @@ type Server struct {
 	metrics   *metrics.Metrics
 	log       *slog.Logger
 	mux       *http.ServeMux
+	ops       *http.ServeMux // the ops surface: mux itself, unless ops.listen is set
 
 	msgSeq  atomic.Uint64 // message id counter
 	pending sync.Map      // app -> *atomic.Int64: bytes of stored pushes being written (reserve)
@@ -137,29 +139,58 @@ func New(o Options) *Server {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.Node})
 	})
 	s.mux.Handle("GET /metrics", o.Metrics.Handler())
-	// Profiles on demand, on the API port (loopback unless api.listen says
-	// otherwise): go tool pprof http://127.0.0.1:8080/debug/pprof/profile
-	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	// The ops surface: on the API's port, or on ops.listen (OpsHandler).
+	s.ops = s.mux
+	if s.cfg.Ops.Listen != "" {
+		s.ops = http.NewServeMux()
+		s.ops.Handle("GET /healthz", s.mux)
+		s.ops.Handle("GET /metrics", s.mux)
+	}
+	// Profiles on demand, for the ops token:
+	// go tool pprof -http : 'http://127.0.0.1:8080/debug/pprof/profile' (with the header)
+	s.ops.Handle("GET /debug/pprof/", s.opsOnly(http.HandlerFunc(pprof.Index)))
+	s.ops.Handle("GET /debug/pprof/profile", s.opsOnly(http.HandlerFunc(pprof.Profile)))
+	s.ops.Handle("GET /debug/pprof/trace", s.opsOnly(http.HandlerFunc(pprof.Trace)))
 	return s
 }
 
-// Handler returns the API's HTTP handler.
-func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.route) }
+// Handler returns the API's HTTP handler (with the ops surface, unless it
+// has a port of its own).
+func (s *Server) Handler() http.Handler { return s.route(s.mux) }
 
-// route serves r through the mux, and answers in JSON what the mux has no
-// route for: 405 with Allow for a path that takes other methods, else 404.
-func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := s.mux.Handler(r); pattern != "" {
-		s.mux.ServeHTTP(w, r)
+// OpsHandler returns the ops surface's handler, for ops.listen.
+func (s *Server) OpsHandler() http.Handler { return s.route(s.ops) }
+
+// opsOnly lets through requests that carry the ops token.
+func (s *Server) opsOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		token := s.cfg.Ops.Token
+		if token == "" || !strings.EqualFold(scheme, "Bearer") ||
+			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(key)), []byte(token)) != 1 {
+			s.writeError(w, r, errorf(http.StatusUnauthorized, "this endpoint needs Authorization: Bearer <ops.token>"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// route serves r through mux, and answers in JSON what mux has no route
+// for: 405 with Allow for a path that takes other methods, else 404.
+func (s *Server) route(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.serveOn(mux, w, r) }
+}
+
+func (s *Server) serveOn(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+	if _, pattern := mux.Handler(r); pattern != "" {
+		mux.ServeHTTP(w, r)
 		return
 	}
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := s.mux.Handler(probe); pattern != "" {
+		if _, pattern := mux.Handler(probe); pattern != "" {
 			allow = append(allow, m)
 		}
 	}

@@ -233,9 +233,14 @@ func TestDemoCredentialsShownOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	demo, _ := config.DemoApp(config.Default().DataDir, false)
+	opsToken, err := config.DemoOpsToken(config.Default().DataDir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out, errOut bytes.Buffer
 	if code := Main([]string{"demo-credentials"}, &out, &errOut); code != 0 ||
-		!strings.Contains(out.String(), demo.Secret) || !strings.Contains(out.String(), demo.APIKey) {
+		!strings.Contains(out.String(), demo.Secret) || !strings.Contains(out.String(), demo.APIKey) ||
+		!strings.Contains(out.String(), opsToken) {
 		t.Fatalf("demo-credentials: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 }

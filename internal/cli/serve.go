@@ -93,6 +93,7 @@ func printBanner(w io.Writer, s *server.Server, demo, firstStart bool) error {
 	fmt.Fprintf(w, "longlink node %s is serving\n", cfg.Node)
 	fmt.Fprintf(w, "  gateway   tcp://%s   ws://%s/ws\n", s.GatewayAddr(), s.GatewayAddr())
 	fmt.Fprintf(w, "  api       http://%s   (push, presence, dispatch, /healthz, /metrics)\n", s.APIAddr())
+	fmt.Fprintf(w, "  ops       http://%s/debug/pprof/   (Authorization: Bearer <ops.token>)\n", s.OpsAddr())
 	fmt.Fprintf(w, "  data dir  %s\n", dataDir)
 	if !demo {
 		for _, a := range cfg.Apps {
@@ -104,7 +105,7 @@ func printBanner(w io.Writer, s *server.Server, demo, firstStart bool) error {
 	if firstStart {
 		fmt.Fprintf(w, "\ndemo app %q: credentials generated now and kept in the data dir; shown this once\n", app.ID)
 		fmt.Fprintf(w, "(`%s demo-credentials` prints them again)\n", self())
-		return printCredentials(w, app, s.GatewayAddr(), s.APIAddr())
+		return printCredentials(w, app, cfg.Ops.Token, s.GatewayAddr(), s.APIAddr())
 	}
 	fmt.Fprintf(w, "\ndemo app %q (its API key and secret: `%s demo-credentials`)\n", app.ID, self())
 	fmt.Fprintf(w, "\n1. In another terminal, connect as device d1 and print its pushes:\n")
@@ -115,15 +116,17 @@ func printBanner(w io.Writer, s *server.Server, demo, firstStart bool) error {
 	return nil
 }
 
-// printCredentials prints the demo app's API key and secret, and the two
-// lines to paste with them: listen as d1 with a token, push with curl.
-func printCredentials(w io.Writer, app config.App, gateway, api string) error {
+// printCredentials prints the demo app's API key and secret, the ops
+// token, and the two lines to paste with them: listen as d1 with a token,
+// push with curl.
+func printCredentials(w io.Writer, app config.App, opsToken, gateway, api string) error {
 	token, err := auth.Mint(app.ID, app.Secret, "d1", "", 24*time.Hour)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "  api key   %s\n", app.APIKey)
 	fmt.Fprintf(w, "  secret    %s   (signs device tokens; keep it on your backend)\n", app.Secret)
+	fmt.Fprintf(w, "  ops token %s   (for /debug/pprof)\n", opsToken)
 	fmt.Fprintf(w, "\n1. In another terminal, connect as device d1 and print its pushes:\n")
 	fmt.Fprintf(w, "   %s listen --addr %s --token %s\n", self(), gateway, token)
 	fmt.Fprintf(w, "\n2. Push to it:\n")
@@ -143,5 +146,5 @@ func demoCredentials(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "demo app %q (kept in %s)\n", cfg.Apps[0].ID, cfg.DataDir)
-	return printCredentials(stdout, cfg.Apps[0], cfg.Gateway.Listen, cfg.API.Listen)
+	return printCredentials(stdout, cfg.Apps[0], cfg.Ops.Token, cfg.Gateway.Listen, cfg.API.Listen)
 }

@@ -35,7 +35,20 @@ type Config struct {
 	Hooks   Hooks   `yaml:"hooks"`
 	Limits  Limits  `yaml:"limits"`
 	Cluster Cluster `yaml:"cluster"`
+	Ops     Ops     `yaml:"ops"`
 	Apps    []App   `yaml:"apps"`
+}
+
+// Ops is the operators' surface: profiles (/debug/pprof) and, later, admin
+// endpoints and the dashboard. /metrics and /healthz stay open.
+type Ops struct {
+	// Listen gives the ops surface a port of its own. Empty means it is
+	// served on api.listen.
+	Listen string `yaml:"listen"`
+	// Token is the Bearer token the ops surface asks for. Empty means the
+	// guarded endpoints answer 401 to everyone (serve without --config
+	// generates one, kept in the data dir).
+	Token string `yaml:"token"`
 }
 
 // Cluster makes this node a member of a cluster: its stored messages and
@@ -392,6 +405,14 @@ func (c *Config) Validate() error {
 		return bad("store.mailbox_limit", "must be at least 1")
 	case c.Store.SweepInterval < 10*time.Millisecond:
 		return bad("store.sweep_interval", "must be at least 10ms")
+	}
+	if o := c.Ops; o.Listen != "" {
+		if _, _, err := net.SplitHostPort(o.Listen); err != nil {
+			return bad("ops.listen", "%q is not host:port", o.Listen)
+		}
+	}
+	if t := c.Ops.Token; t != "" && len(t) < 16 {
+		return bad("ops.token", "must be at least 16 bytes")
 	}
 	if cl := c.Cluster; cl.Redis != "" || cl.NATS != "" {
 		switch {

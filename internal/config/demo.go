@@ -45,6 +45,29 @@ func DemoApp(dataDir string, create bool) (App, error) {
 	return app, nil
 }
 
+const opsTokenFile = "ops-token"
+
+// DemoOpsToken returns the ops token that serve without a config uses,
+// kept in dataDir (generated there with create, like DemoApp's keys).
+func DemoOpsToken(dataDir string, create bool) (string, error) {
+	path := filepath.Join(dataDir, opsTokenFile)
+	raw, err := os.ReadFile(path)
+	if err == nil {
+		return string(raw), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) || !create {
+		return "", fmt.Errorf("ops token: %w", err)
+	}
+	token := randomKey()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("ops token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(token), 0o600); err != nil {
+		return "", fmt.Errorf("ops token: %w", err)
+	}
+	return token, nil
+}
+
 // HasDemoApp reports whether dataDir holds the demo app's credentials.
 func HasDemoApp(dataDir string) bool {
 	_, err := os.Stat(filepath.Join(dataDir, demoFile))
@@ -69,5 +92,8 @@ func LoadOrDemo(path string, create bool) (*Config, error) {
 		return nil, err
 	}
 	c.Apps = []App{app}
+	if c.Ops.Token, err = DemoOpsToken(c.DataDir, create); err != nil && create {
+		return nil, err
+	}
 	return c, c.Validate()
 }

@@ -35,6 +35,8 @@ type Server struct {
 	store    store.Store
 	node     *cluster.Node // nil on a single node
 	http     *http.Server
+	ops      *http.Server // nil unless ops.listen is set
+	opsAddr  string
 	gwAddr   string
 	apiAddr  string
 	errc     chan error // the first error of a serving goroutine
@@ -111,7 +113,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		http:     &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second},
 		gwAddr:   gwLn.Addr().String(),
 		apiAddr:  apiLn.Addr().String(),
-		errc:     make(chan error, 2),
+		errc:     make(chan error, 3),
 	}
 	go func() { s.errc <- gw.Serve(gwLn) }()
 	go func() {
@@ -119,6 +121,19 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			s.errc <- err
 		}
 	}()
+	if cfg.Ops.Listen != "" {
+		opsLn, err := net.Listen("tcp", cfg.Ops.Listen)
+		if err != nil {
+			s.Shutdown(context.Background())
+			return nil, fmt.Errorf("ops.listen: %w", err)
+		}
+		s.ops, s.opsAddr = &http.Server{Handler: a.OpsHandler(), ReadHeaderTimeout: 10 * time.Second}, opsLn.Addr().String()
+		go func() {
+			if err := s.ops.Serve(opsLn); !errors.Is(err, http.ErrServerClosed) {
+				s.errc <- err
+			}
+		}()
+	}
 	return s, nil
 }
 
@@ -159,6 +174,7 @@ func (s *Server) Reload(next *config.Config) (needRestart []string) {
 		{"store", cur.Store == next.Store},
 		{"hooks", cur.Hooks == next.Hooks},
 		{"cluster", cur.Cluster == next.Cluster},
+		{"ops", cur.Ops == next.Ops},
 		{"limits", cur.Limits == next.Limits},
 	} {
 		if !k.same {
@@ -175,6 +191,15 @@ func (s *Server) GatewayAddr() string { return s.gwAddr }
 // APIAddr is the address of the HTTP API.
 func (s *Server) APIAddr() string { return s.apiAddr }
 
+// OpsAddr is the address of the ops surface: the API's unless ops.listen
+// is set.
+func (s *Server) OpsAddr() string {
+	if s.ops == nil {
+		return s.apiAddr
+	}
+	return s.opsAddr
+}
+
 // Config is the configuration the server runs with.
 func (s *Server) Config() *config.Config { return s.cfg }
 
@@ -186,7 +211,11 @@ func (s *Server) Err() <-chan error { return s.errc }
 // Later calls return the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdown.Do(func() {
-		httpErr, gwErr := s.http.Shutdown(ctx), s.gw.Shutdown(ctx)
+		httpErr := s.http.Shutdown(ctx)
+		if s.ops != nil {
+			httpErr = errors.Join(httpErr, s.ops.Shutdown(ctx))
+		}
+		gwErr := s.gw.Shutdown(ctx)
 		s.upstream.Close()
 		s.status.Close()
 		var nodeErr error

@@ -148,3 +148,53 @@ func TestSDKTokenSource(t *testing.T) {
 		t.Fatalf("the token source was called %d times", calls.Load())
 	}
 }
+
+// get sends a GET with an optional Bearer token and returns the status.
+func get(t *testing.T, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Profiles need the ops token; /metrics and /healthz stay open. With
+// ops.listen the ops surface has a port of its own, and the API's port
+// serves no profile.
+func TestOpsSurface(t *testing.T) {
+	const token = "ops-token-0123456789"
+	ts := testserver.Start(t, func(c *config.Config) { c.Ops.Token = token })
+	api := ts.APIURL()
+	for path, want := range map[string]int{"/debug/pprof/": 401, "/metrics": 200, "/healthz": 200} {
+		if got := get(t, api+path, ""); got != want {
+			t.Errorf("%s without a token: %d, want %d", path, got, want)
+		}
+	}
+	if got := get(t, api+"/debug/pprof/", "wrong-token-0123456789"); got != 401 {
+		t.Errorf("pprof with a wrong token: %d", got)
+	}
+	if got := get(t, api+"/debug/pprof/", token); got != 200 {
+		t.Errorf("pprof with the token: %d", got)
+	}
+
+	apart := testserver.Start(t, func(c *config.Config) { c.Ops.Token, c.Ops.Listen = token, "127.0.0.1:0" })
+	ops := "http://" + apart.OpsAddr()
+	if ops == apart.APIURL() {
+		t.Fatal("ops.listen did not give the ops surface a port of its own")
+	}
+	for url, want := range map[string]int{ops + "/debug/pprof/": 200, ops + "/metrics": 200, ops + "/healthz": 200,
+		apart.APIURL() + "/debug/pprof/": 404, apart.APIURL() + "/metrics": 200} {
+		if got := get(t, url, token); got != want {
+			t.Errorf("GET %s: %d, want %d", url, got, want)
+		}
+	}
+	if get(t, ops+"/debug/pprof/", "") != 401 {
+		t.Error("pprof on ops.listen without the token")
+	}
+}
