@@ -164,15 +164,23 @@ func (s *Server) OpsHandler() http.Handler { return s.route(s.ops) }
 // opsOnly lets through requests that carry the ops token.
 func (s *Server) opsOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		token := s.cfg.Ops.Token
-		if token == "" || !strings.EqualFold(scheme, "Bearer") ||
-			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(key)), []byte(token)) != 1 {
+		if token == "" || subtle.ConstantTimeCompare([]byte(bearer(r)), []byte(token)) != 1 {
 			s.writeError(w, r, errorf(http.StatusUnauthorized, "this endpoint needs Authorization: Bearer <ops.token>"))
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// bearer returns the token of an "Authorization: Bearer <token>" header
+// (the scheme in any case, RFC 9110), or "".
+func bearer(r *http.Request) string {
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
 }
 
 // route serves r through mux, and answers in JSON what mux has no route
@@ -250,9 +258,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // key of no app, 404 for an unknown app, 403 for a key of another app. The
 // scheme is case-insensitive (RFC 9110).
 func (s *Server) authorize(r *http.Request, app string) error {
-	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	key = strings.TrimSpace(key)
-	if !strings.EqualFold(scheme, "Bearer") || key == "" {
+	key := bearer(r)
+	if key == "" {
 		return errorf(http.StatusUnauthorized, "missing Authorization: Bearer <api_key>")
 	}
 	apps := s.apps.Get()
