@@ -146,6 +146,10 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		!strings.Contains(errOut.String(), "gateway.send_queue") {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
+	errOut.Reset()
+	if code := Main([]string{"serve", "--log-format", "xml"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "--log-format") {
+		t.Fatalf("--log-format xml: exit %d, stderr %q", code, errOut.String())
+	}
 	if code := Main([]string{"frobnicate"}, &out, &errOut); code != 2 {
 		t.Fatalf("unknown command: exit %d", code)
 	}

@@ -20,6 +20,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	path := fs.String("config", "", "YAML config `file`; without it: defaults and the demo app")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	format := fs.String("log-format", "text", "log format: text (key=value) or json (one object per line)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -27,7 +28,17 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	hopts := &slog.HandlerOptions{Level: lvl}
+	var handler slog.Handler
+	switch *format {
+	case "text":
+		handler = slog.NewTextHandler(stderr, hopts)
+	case "json":
+		handler = slog.NewJSONHandler(stderr, hopts)
+	default:
+		return fmt.Errorf("--log-format: %q is not text or json", *format)
+	}
+	log := slog.New(handler)
 	firstStart := *path == "" && !config.HasDemoApp(config.Default().DataDir)
 	cfg, err := config.LoadOrDemo(*path, true)
 	if err != nil {
