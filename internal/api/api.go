@@ -111,6 +111,7 @@ type Server struct {
 
 	msgSeq  atomic.Uint64 // message id counter
 	pending sync.Map      // app -> *atomic.Int64: bytes of stored pushes being written (reserve)
+	pushes  sync.Map      // app -> *rate.Limiter (golang.org/x/time/rate): limits.push_per_second
 }
 
 // Limits of one API call.

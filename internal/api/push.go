@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
@@ -42,6 +44,10 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.authorize(r, req.App); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.allowPush(req.App); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -151,6 +157,21 @@ func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string
 // clusterDown is the 503 of a call that could not find where devices are.
 func clusterDown(err error) error {
 	return &httpError{status: http.StatusServiceUnavailable, msg: "cannot reach the cluster now; retry later", cause: err}
+}
+
+// allowPush applies limits.push_per_second to app's push calls (a token
+// bucket one second deep, per app).
+func (s *Server) allowPush(app string) error {
+	r := s.cfg.Limits.PushPerSecond
+	if r <= 0 {
+		return nil
+	}
+	v, _ := s.pushes.LoadOrStore(app, rate.NewLimiter(rate.Limit(r), max(int(r), 1)))
+	if !v.(*rate.Limiter).Allow() {
+		s.metrics.Limited.WithLabelValues("push_per_second").Inc()
+		return errorf(http.StatusTooManyRequests, "app %s makes more than %v push calls per second (limits.push_per_second); retry shortly", app, r)
+	}
+	return nil
 }
 
 // reserve counts size bytes of app's stored pushes as waiting to be made

@@ -69,6 +69,19 @@ func (c Cluster) Enabled() bool { return c.Redis != "" }
 
 // Limits bound what devices and app backends can make the server hold.
 type Limits struct {
+	// ConnsPerIP bounds the connections open at once from one source IP;
+	// over it a new one is closed with 4005. Zero means no bound.
+	ConnsPerIP int `yaml:"conns_per_ip"`
+	// ConnRatePerIP bounds the new connections per second from one source
+	// IP (a token bucket as deep as one second); over it, 4005. Zero means
+	// no bound.
+	ConnRatePerIP float64 `yaml:"conn_rate_per_ip"`
+	// LoginsPerSecond bounds the logins this node accepts per second; over
+	// it, 4005. Zero means no bound.
+	LoginsPerSecond float64 `yaml:"logins_per_second"`
+	// PushPerSecond bounds each app's push API calls per second; over it,
+	// 429 with Retry-After. Zero means no bound.
+	PushPerSecond float64 `yaml:"push_per_second"`
 	// QueueBytes bounds the bytes waiting to be written to one connection
 	// (queued, or being written); over it the connection is closed as too
 	// slow (4004). Zero means 4194304 (4 MiB).
@@ -426,6 +439,14 @@ func (c *Config) Validate() error {
 	}
 	l := c.Limits
 	switch {
+	case l.ConnsPerIP < 0:
+		return bad("limits.conns_per_ip", "must not be negative")
+	case l.ConnRatePerIP < 0:
+		return bad("limits.conn_rate_per_ip", "must not be negative")
+	case l.LoginsPerSecond < 0:
+		return bad("limits.logins_per_second", "must not be negative")
+	case l.PushPerSecond < 0:
+		return bad("limits.push_per_second", "must not be negative")
 	case l.QueueBytes < g.MaxFrameBytes:
 		return bad("limits.queue_bytes", "must be at least gateway.max_frame_bytes (%d)", g.MaxFrameBytes)
 	case l.QueueBytesTotal < int64(g.MaxFrameBytes):

@@ -67,6 +67,7 @@ type conn struct {
 	reader    atomic.Int32 // readerBusy, readerIdle (armed in the poller) or readerDone
 	ended     atomic.Bool  // end has run
 	closed    atomic.Bool  // closeSocket has run
+	counted   atomic.Bool  // counted by the per-IP limits
 	forgotten bool         // guarded by gw.poller.mu: out of the epoll set for good
 	hbTimer   *time.Timer  // closes a connection silent for 3 heartbeats (poller path)
 
@@ -135,6 +136,9 @@ func (c *conn) serve() {
 		g.forgetPending(c)
 		g.metrics.Rejected.WithLabelValues("handshake").Inc()
 		return
+	}
+	if err == nil {
+		err = c.admit()
 	}
 	for err == nil && c.sessions == nil { // WebSocket pings may come before the login
 		err = c.readOne()
@@ -217,6 +221,9 @@ func (c *conn) closeSocket() {
 	}
 	c.nc.Close()
 	c.gw.sockets.Add(-1)
+	if c.counted.Load() {
+		c.gw.ipLimits.release(ipOf(c.nc))
+	}
 	if c.reader.CompareAndSwap(readerIdle, readerDone) {
 		c.gw.track(func() { c.end(errPeerClosed) })
 	}
@@ -340,6 +347,10 @@ func (c *conn) login(f *protocol.Frame) error {
 	g := c.gw
 	if g.closing.Load() {
 		return errGoingAway
+	}
+	if g.logins != nil && !g.logins.Allow() {
+		g.metrics.Limited.WithLabelValues("logins_per_second").Inc()
+		return protocol.Errorf(protocol.CodeRateLimited, "too many logins on this node now; retry")
 	}
 	tokens := f.Tokens
 	switch {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/hooks"
@@ -94,7 +96,9 @@ type Gateway struct {
 	groups    *groups
 	writers   *writerPool
 	expiries  *expiries
-	poller    *poller // nil where epoll is not available
+	ipLimits  *ipLimits
+	logins    *rate.Limiter // nil without limits.logins_per_second
+	poller    *poller       // nil where epoll is not available
 
 	nextID  atomic.Uint64
 	closing atomic.Bool
@@ -120,6 +124,10 @@ func New(o Options) *Gateway {
 	g := &Gateway{cfg: o.Config, limits: o.Limits, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
 		events: o.Events, router: o.Router, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{})}
+	g.ipLimits = newIPLimits(o.Limits)
+	if r := o.Limits.LoginsPerSecond; r > 0 {
+		g.logins = rate.NewLimiter(rate.Limit(r), max(int(r), 1))
+	}
 	g.poller = newPoller(g)
 	g.metrics.GaugeFunc("longlink_send_queue_bytes", "Bytes waiting to be written to device connections (limits.queue_bytes_total bounds them).",
 		func() float64 { return float64(g.queued.Load()) })

@@ -25,6 +25,7 @@ type Metrics struct {
 	Delivered   *prometheus.CounterVec // app: frames handed to connections' send queues
 
 	MailboxDropped *prometheus.CounterVec // app: stored messages dropped from full mailboxes
+	Limited        *prometheus.CounterVec // limit: connections, logins and calls refused by a limit
 	SeqClamped     *prometheus.CounterVec // app, op: acks and last_seqs above the last seq given, clamped
 	StoreCommits   prometheus.Counter     // store batches committed
 	StoreBatchOps  prometheus.Histogram   // operations per committed batch
@@ -59,6 +60,10 @@ func New() *Metrics {
 		MailboxDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_mailbox_dropped_total", Help: "Stored messages dropped because a mailbox was full, per app.",
 		}, []string{"app"}),
+		Limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_limited_total",
+			Help: "Refused by a limit, per limit: conns_per_ip, conn_rate_per_ip, logins_per_second (4005), push_per_second (429).",
+		}, []string{"limit"}),
 		SeqClamped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_seq_clamped_total",
 			Help: "Acks (op=ack) and login last_seqs (op=login) above the last seq given to the device in that app, clamped to it, per app.",
@@ -93,7 +98,7 @@ func New() *Metrics {
 			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/pauses/`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered,
-		m.MailboxDropped, m.SeqClamped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.StatusEvents,
+		m.MailboxDropped, m.Limited, m.SeqClamped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.StatusEvents,
 	)
 	return m
 }

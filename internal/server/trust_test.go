@@ -1,9 +1,13 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -197,4 +201,93 @@ func TestOpsSurface(t *testing.T) {
 	if get(t, ops+"/debug/pprof/", "") != 401 {
 		t.Error("pprof on ops.listen without the token")
 	}
+}
+
+// Each limit refuses the offender only: connections over conns_per_ip and
+// logins over logins_per_second are closed with 4005, pushes of an app over
+// push_per_second get 429 with Retry-After, and the others go on.
+func TestLimits(t *testing.T) {
+	t.Run("conns_per_ip", func(t *testing.T) {
+		ts := testserver.Start(t, func(c *config.Config) { c.Limits.ConnsPerIP = 2 })
+		rawLogin(t, ts, client.TCP, ts.Token("d1", ""), 0, 0)
+		second := rawLogin(t, ts, client.WebSocket, ts.Token("d2", ""), 0, 0)
+		third := rawDial(t, ts, client.TCP)
+		third.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token("d3", ""))}, time.Second)
+		if f := readUntilError(t, third); f.Code != protocol.CodeRateLimited {
+			t.Fatalf("a third connection from 127.0.0.1: %d %s, want 4005", f.Code, f.Reason)
+		}
+		second.Close() // a slot is free again
+		testserver.Eventually(t, "a connection in the freed slot", func() bool {
+			c, err := client.Dial(context.Background(), client.Config{Addr: ts.GatewayAddr(), Token: ts.Token("d4", "")})
+			if err != nil {
+				return false
+			}
+			c.Close()
+			return true
+		})
+		if !strings.Contains(ts.Metrics(), `longlink_limited_total{limit="conns_per_ip"}`) {
+			t.Error("the refusal was not counted")
+		}
+	})
+	t.Run("conn_rate_per_ip", func(t *testing.T) {
+		ts := testserver.Start(t, func(c *config.Config) { c.Limits.ConnRatePerIP = 2 })
+		refused := 0
+		for i := range 5 {
+			c := rawDial(t, ts, client.TCP)
+			c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token(fmt.Sprint("d", i), ""))}, time.Second)
+			if f := readUntilAny(t, c); f.Op == protocol.OpError && f.Code == protocol.CodeRateLimited {
+				refused++
+			}
+		}
+		if refused < 2 {
+			t.Fatalf("5 connections at once with 2/s allowed: %d refused", refused)
+		}
+	})
+	t.Run("logins_per_second", func(t *testing.T) {
+		ts := testserver.Start(t, func(c *config.Config) { c.Limits.LoginsPerSecond = 1 })
+		rawLogin(t, ts, client.TCP, ts.Token("d1", ""), 0, 0)
+		c := rawDial(t, ts, client.TCP)
+		c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token("d2", ""))}, time.Second)
+		if f := readUntilError(t, c); f.Code != protocol.CodeRateLimited {
+			t.Fatalf("a second login in the same second: %d %s", f.Code, f.Reason)
+		}
+	})
+	t.Run("push_per_second", func(t *testing.T) {
+		ts := testserver.Start(t, func(c *config.Config) { c.Limits.PushPerSecond = 2 })
+		body := map[string]any{"app": "demo", "devices": []string{"d1"}, "data": "x"}
+		var limited *http.Response
+		for range 5 {
+			raw, _ := json.Marshal(body)
+			req, _ := http.NewRequest(http.MethodPost, ts.APIURL()+"/v1/push", bytes.NewReader(raw))
+			req.Header.Set("Authorization", "Bearer "+testserver.Demo.APIKey)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusTooManyRequests {
+				limited = resp
+			}
+		}
+		if limited == nil || limited.Header.Get("Retry-After") == "" {
+			t.Fatalf("5 pushes at once with 2/s allowed: none refused with 429 and Retry-After")
+		}
+		// Another app is not affected.
+		status, _ := testserver.CallAPI(t, ts.APIURL(), http.MethodPost, "/v1/push", testserver.Other.APIKey,
+			map[string]any{"app": "other", "devices": []string{"d1"}, "data": "x"})
+		if status != http.StatusOK {
+			t.Fatalf("the other app's push: %d", status)
+		}
+	})
+}
+
+// readUntilAny reads the first frame, within 5s.
+func readUntilAny(t *testing.T, c *rawConn) protocol.Frame {
+	t.Helper()
+	c.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	var f protocol.Frame
+	if err := c.ReadFrame(&f); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
