@@ -87,6 +87,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"apps:\n  - id: Demo!\n    secret: x\n":    "apps[0].id:",
 		"apps:\n  - id: demo\n    secret: short\n": "apps[0].secret:",
 		"apps:\n  - id: demo\n    secret: \"0123456789abcdef\"\n    api_key: k\n":                      "apps[0].api_key:",
+		"limits:\n  conns_per_ip: -1\n" + goodApps:                                                     "limits.conns_per_ip:",
+		"limits:\n  push_per_second: -2\n" + goodApps:                                                  "limits.push_per_second:",
 		"ops:\n  listen: nope\n" + goodApps:                                                            "ops.listen:",
 		"ops:\n  token: short\n" + goodApps:                                                            "ops.token:",
 		app("    webhook_secret: short\n"):                                                             "apps[0].webhook_secret:",
