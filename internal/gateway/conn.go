@@ -548,6 +548,8 @@ func reasonLabel(code protocol.Code) string {
 		return "kicked"
 	case protocol.CodeGoingAway:
 		return "shutdown"
+	case protocol.CodeTokenExpired:
+		return "token_expired"
 	default:
 		return "error"
 	}

@@ -103,6 +103,9 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 		if f := readUntilError(t, expiring); f.Code != protocol.CodeTokenExpired {
 			t.Fatalf("expired token: %d %s, want 4011", f.Code, f.Reason)
 		}
+		testserver.Eventually(t, "the expiry counted by its reason", func() bool {
+			return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="token_expired"} 1`)
+		})
 		time.Sleep(time.Second) // past the first token of "kept"
 		ts.Push(map[string]any{"devices": []string{"kept"}, "data": "still here"})
 		if f := readUntil(t, kept, protocol.OpPush); string(f.Data) != "still here" {
