@@ -22,25 +22,16 @@ const demoFile = "demo-app.json"
 // missing file is an error, so that a command run elsewhere does not invent
 // credentials the server does not know.
 func DemoApp(dataDir string, create bool) (App, error) {
-	path := filepath.Join(dataDir, demoFile)
-	raw, err := os.ReadFile(path)
-	if err == nil {
-		var app App
-		if err := json.Unmarshal(raw, &app); err != nil {
-			return App{}, fmt.Errorf("demo app: %s: %w", path, err)
-		}
-		return app, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) || !create {
-		return App{}, fmt.Errorf("demo app: %w (start `longlink serve` here first, or pass --config)", err)
-	}
-	app := App{ID: DemoAppID, Secret: randomKey(), APIKey: randomKey()}
-	raw, _ = json.Marshal(app)
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	raw, err := readOrCreate(filepath.Join(dataDir, demoFile), create, func() []byte {
+		raw, _ := json.Marshal(App{ID: DemoAppID, Secret: randomKey(), APIKey: randomKey()})
+		return raw
+	})
+	if err != nil {
 		return App{}, fmt.Errorf("demo app: %w", err)
 	}
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		return App{}, fmt.Errorf("demo app: %w", err)
+	var app App
+	if err := json.Unmarshal(raw, &app); err != nil {
+		return App{}, fmt.Errorf("demo app: %s: %w", demoFile, err)
 	}
 	return app, nil
 }
@@ -50,22 +41,33 @@ const opsTokenFile = "ops-token"
 // DemoOpsToken returns the ops token that serve without a config uses,
 // kept in dataDir (generated there with create, like DemoApp's keys).
 func DemoOpsToken(dataDir string, create bool) (string, error) {
-	path := filepath.Join(dataDir, opsTokenFile)
+	raw, err := readOrCreate(filepath.Join(dataDir, opsTokenFile), create, func() []byte { return []byte(randomKey()) })
+	if err != nil {
+		return "", fmt.Errorf("ops token: %w", err)
+	}
+	return string(raw), nil
+}
+
+// readOrCreate returns the contents of path; a missing file is written
+// first (mode 0600, its directory 0700) with what fresh returns when create
+// is set, and is an error otherwise, so that a command run elsewhere does
+// not invent credentials the server does not know.
+func readOrCreate(path string, create bool, fresh func() []byte) ([]byte, error) {
 	raw, err := os.ReadFile(path)
 	if err == nil {
-		return string(raw), nil
+		return raw, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) || !create {
-		return "", fmt.Errorf("ops token: %w", err)
+		return nil, fmt.Errorf("%w (start `longlink serve` here first, or pass --config)", err)
 	}
-	token := randomKey()
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return "", fmt.Errorf("ops token: %w", err)
+	raw = fresh()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
 	}
-	if err := os.WriteFile(path, []byte(token), 0o600); err != nil {
-		return "", fmt.Errorf("ops token: %w", err)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		return nil, err
 	}
-	return token, nil
+	return raw, nil
 }
 
 // HasDemoApp reports whether dataDir holds the demo app's credentials.
