@@ -374,14 +374,19 @@ func (p *pusher) post(api, path string, body any) (map[string]any, error) {
 // that one call reaches them; in a cluster, on any node, through the first
 // API) and returns how many were online.
 func (p *pusher) toDevices(data []byte) (int64, error) {
-	server, stride := rand.IntN(len(p.o.Gateways)), len(p.o.Gateways)
+	// Device i is on server i % servers: a server's devices are server,
+	// server+servers, ...; in a cluster every device is reached through
+	// the first server.
+	server, first, step := rand.IntN(len(p.o.Gateways)), 0, 1
 	if p.o.Cluster {
-		server, stride = 0, 1
+		server = 0
+	} else {
+		first, step = server, len(p.o.Gateways)
 	}
 	devices := make([]string, 0, p.o.Batch)
 	seen := map[int]bool{}
-	for len(devices) < min(p.o.Batch, p.o.N/stride) {
-		i := rand.IntN(p.o.N/stride)*stride + server%stride
+	for len(devices) < min(p.o.Batch, p.o.N/step) {
+		i := first + rand.IntN(p.o.N/step)*step
 		if i < p.o.N && !seen[i] {
 			seen[i] = true
 			devices = append(devices, deviceID(p.o.run, i))
