@@ -423,11 +423,9 @@ func (c *conn) login(f *protocol.Frame) error {
 	// The older session's offline event, then this one's online event,
 	// queued under the (app, device)'s lock: a later login of the device to
 	// the app cannot get its events in between.
-	g.hub.register(c, func(s *session, old *conn) {
-		if old != nil {
-			if os, ok := old.session(s.app); ok {
-				old.dropSession(os, protocol.CodeReplaced, "replaced by a newer connection")
-			}
+	g.hub.register(c, func(s *session, old *conn, olds *session) {
+		if olds != nil {
+			old.dropSession(olds, protocol.CodeReplaced, "replaced by a newer connection")
 		}
 		g.events.Online(s.app, device, s.user)
 	})

@@ -89,11 +89,12 @@ func (h *hub) userShard(a *appIndex, user string) *appShard {
 }
 
 // register makes c the connection of each of its sessions' (app, device).
-// swap is called with each session and the connection it replaces in that
-// app (nil if none) while that (app, device) is locked, so that what it does
-// for one device of one app (status events) happens in login order; the
-// replaced connection is out of the app's indexes by then.
-func (h *hub) register(c *conn, swap func(s *session, old *conn)) {
+// swap is called with each session, the connection it replaces in that app
+// and that connection's session there (nil if none) while that (app,
+// device) is locked, so that what it does for one device of one app
+// (status events) happens in login order; the replaced connection is out of
+// the app's indexes by then.
+func (h *hub) register(c *conn, swap func(s *session, old *conn, olds *session)) {
 	for i := range c.sessions {
 		s := &c.sessions[i]
 		a := h.app(s.app, true)
@@ -101,13 +102,15 @@ func (h *hub) register(c *conn, swap func(s *session, old *conn)) {
 		ds.Lock()
 		old := ds.conns[c.device]
 		ds.conns[c.device] = c
+		var olds *session
 		if old != nil {
 			if os, ok := old.session(s.app); ok {
 				h.unindexLocked(a, old, os)
+				olds = os
 			}
 		}
 		h.index(a, c, s)
-		swap(s, old)
+		swap(s, old, olds)
 		ds.Unlock()
 	}
 }
