@@ -115,10 +115,12 @@ func (n *Node) request(ctx context.Context, node string, req *request) (int, err
 	if node == n.opts.Node {
 		return n.local(req)
 	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return 0, err
-	}
+	b, _ := json.Marshal(req) // strings, numbers and bytes: it cannot fail
+	return n.send(ctx, node, b)
+}
+
+// send sends an encoded request to another node and returns its answer.
+func (n *Node) send(ctx context.Context, node string, b []byte) (int, error) {
 	msg, err := n.nc.RequestWithContext(ctx, n.subject(node), b)
 	if err != nil {
 		return 0, fmt.Errorf("cluster: node %s: %w", node, err)
@@ -134,17 +136,31 @@ func (n *Node) request(ctx context.Context, node string, req *request) (int, err
 }
 
 // each runs a request on every node of reqs at once, and returns the sum
-// of their answers. A node that does not answer is counted as reaching
-// none and logged: the push reached the others.
+// of their answers. A request for several nodes is encoded once. A node
+// that does not answer is counted as reaching none and logged: the push
+// reached the others.
 func (n *Node) each(ctx context.Context, reqs map[string]*request) int {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	total := 0
+	encoded := make(map[*request][]byte)
+	for node, req := range reqs {
+		if node == n.opts.Node || encoded[req] != nil {
+			continue
+		}
+		encoded[req], _ = json.Marshal(req) // strings, numbers and bytes: it cannot fail
+	}
 	for node, req := range reqs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cnt, err := n.request(ctx, node, req)
+			var cnt int
+			var err error
+			if node == n.opts.Node {
+				cnt, err = n.local(req)
+			} else {
+				cnt, err = n.send(ctx, node, encoded[req])
+			}
 			if err != nil {
 				n.log.Warn("cluster: a node did not answer", "node", node, "op", req.Op, "err", err)
 				return
