@@ -5,7 +5,9 @@
 package client
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -47,6 +49,11 @@ type Config struct {
 	DispatchURL string
 	// Transport is TCP, WebSocket or WebSocketJSON. Empty means TCP.
 	Transport Transport
+	// TLS, if set, encrypts the connection: TCP runs TLS, and dispatch
+	// picks the "tls" and "wss" endpoints (a WebSocket Addr must then be a
+	// wss:// URL). It also checks the dispatch API's certificate when
+	// HTTPClient is nil.
+	TLS *tls.Config
 	// Token is the device token (a JWT from the app backend).
 	Token string
 	// Tokens log one connection into several apps (one channel, many apps):
@@ -143,6 +150,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	setDefault(&cfg.DialTimeout, 10*time.Second)
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
+		if cfg.TLS != nil {
+			cfg.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.TLS, Proxy: http.ProxyFromEnvironment}}
+		}
 	}
 	if (cfg.Token == "") == (len(cfg.Tokens) == 0) || (cfg.Addr == "" && cfg.DispatchURL == "") {
 		return nil, errors.New("client: one of Token or Tokens, and one of Addr or DispatchURL, are required")
@@ -292,7 +302,7 @@ func (c *Client) connect(ctx context.Context) (*Conn, Welcome, error) {
 			return nil, Welcome{}, err
 		}
 	}
-	w, err := DialConn(ctx, c.cfg.Transport, addr, c.cfg.Dialer)
+	w, err := DialConn(ctx, c.cfg.Transport, addr, c.cfg.Dialer, c.cfg.TLS)
 	if err != nil {
 		return nil, Welcome{}, err
 	}
@@ -481,15 +491,26 @@ func (c *Client) dispatch(ctx context.Context) (string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("dispatch: %s: %s", resp.Status, body.Error)
 	}
+	want := c.endpointKind()
 	for _, e := range body.Endpoints {
-		switch {
-		case c.cfg.Transport == TCP && e.Transport == "tcp":
-			return e.Address, nil
-		case c.cfg.Transport != TCP && e.Transport == "ws":
-			return e.URL, nil
+		if e.Transport == want {
+			return cmp.Or(e.Address, e.URL), nil
 		}
 	}
-	return "", fmt.Errorf("dispatch: no %s endpoint offered", c.cfg.Transport)
+	return "", fmt.Errorf("dispatch: no %s endpoint offered", want)
+}
+
+// endpointKind names the dispatch endpoints this client takes.
+func (c *Client) endpointKind() string {
+	switch {
+	case c.cfg.TLS != nil && c.cfg.Transport == TCP:
+		return "tls"
+	case c.cfg.TLS != nil:
+		return "wss"
+	case c.cfg.Transport == TCP:
+		return "tcp"
+	}
+	return "ws"
 }
 
 // parseToken reads app, device and expiry from a token without verifying

@@ -60,7 +60,7 @@ func TestDialer(t *testing.T) {
 	for _, tr := range []client.Transport{client.TCP, client.WebSocket, client.WebSocketJSON} {
 		t.Run(string(tr), func(t *testing.T) {
 			source := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
-			cn, err := client.DialConn(context.Background(), tr, ts.Addr(tr), &net.Dialer{LocalAddr: source})
+			cn, err := client.DialConn(context.Background(), tr, ts.Addr(tr), &net.Dialer{LocalAddr: source}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -50,10 +51,12 @@ type Conn struct {
 	wbuf []byte // guarded by wmu
 }
 
-// DialConn opens a Conn: addr is host:port for TCP, a ws:// URL otherwise.
-// d opens the TCP connection under either (nil: a zero net.Dialer); give one
-// to choose the local address, for instance.
-func DialConn(ctx context.Context, t Transport, addr string, d *net.Dialer) (*Conn, error) {
+// DialConn opens a Conn: addr is host:port for TCP, a ws:// or wss:// URL
+// otherwise. d opens the TCP connection under either (nil: a zero
+// net.Dialer); give one to choose the local address, for instance. With
+// tlsConf, TCP runs TLS (the native protocol over TLS); wss:// uses it (nil
+// there: the system's roots).
+func DialConn(ctx context.Context, t Transport, addr string, d *net.Dialer, tlsConf *tls.Config) (*Conn, error) {
 	if d == nil {
 		d = &net.Dialer{}
 	}
@@ -63,13 +66,18 @@ func DialConn(ctx context.Context, t Transport, addr string, d *net.Dialer) (*Co
 		if err != nil {
 			return nil, err
 		}
+		if tlsConf != nil {
+			if nc, err = startTLS(ctx, nc, addr, tlsConf); err != nil {
+				return nil, err
+			}
+		}
 		return &Conn{transport: t, nc: nc, rd: bufio.NewReaderSize(nc, readBufferSize)}, nil
 	case WebSocket, WebSocketJSON:
 		proto := "longlink.v1"
 		if t == WebSocketJSON {
 			proto = "longlink.json"
 		}
-		wd := ws.Dialer{Protocols: []string{proto}, NetDial: d.DialContext}
+		wd := ws.Dialer{Protocols: []string{proto}, NetDial: d.DialContext, TLSConfig: tlsConf}
 		nc, br, hs, err := wd.Dial(ctx, addr)
 		if err != nil {
 			return nil, err
@@ -85,6 +93,26 @@ func DialConn(ctx context.Context, t Transport, addr string, d *net.Dialer) (*Co
 		return cn, nil
 	}
 	return nil, fmt.Errorf("unknown transport %q", t)
+}
+
+// startTLS runs a TLS handshake on nc, checking the certificate against
+// addr's host unless conf names another.
+func startTLS(ctx context.Context, nc net.Conn, addr string, conf *tls.Config) (net.Conn, error) {
+	if conf.ServerName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		conf = conf.Clone()
+		conf.ServerName = host
+	}
+	tc := tls.Client(nc, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return tc, nil
 }
 
 // WriteFrame sends f, giving up after timeout.

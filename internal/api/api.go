@@ -74,23 +74,30 @@ type Store interface {
 	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
 }
 
-// Endpoints is what /v1/dispatch tells devices.
-type Endpoints struct {
-	TCP       string // host:port of the native protocol
-	WS        string // ws:// URL of the WebSocket endpoint
-	Heartbeat time.Duration
+// NodeInfo is one node as /v1/dispatch and /v1/admin/nodes show it. In a
+// cluster every node keeps its own in its lease.
+type NodeInfo struct {
+	Node        string    `json:"node"`
+	State       string    `json:"state"` // "serving"; "draining" once drain exists
+	Connections int       `json:"connections"`
+	Gateway     string    `json:"gateway"` // host:port devices reach the gateway at
+	API         string    `json:"api"`     // the API's base URL
+	StartedAt   time.Time `json:"started_at"`
+	Plain       bool      `json:"plain"` // the gateway takes native TCP and ws://
+	TLS         bool      `json:"tls"`   // the gateway takes TLS and wss://
 }
 
 // Options configure a Server.
 type Options struct {
-	Config    *config.Config   // validated; its apps are not used (see Apps)
-	Apps      *config.LiveApps // the apps, swapped on reload
-	Fanout    Fanout
-	Store     Store
-	Endpoints Endpoints
-	// Peers, in a cluster, says where devices reach the other live nodes;
-	// /v1/dispatch lists them after this node. Nil: this node only.
-	Peers   func(context.Context) ([]Endpoints, error)
+	Config *config.Config   // validated; its apps are not used (see Apps)
+	Apps   *config.LiveApps // the apps, swapped on reload
+	Fanout Fanout
+	Store  Store
+	// Self describes this node now.
+	Self func() NodeInfo
+	// Peers, in a cluster, describes the other live nodes; /v1/dispatch
+	// lists them after this node. Nil: this node only.
+	Peers   func(context.Context) ([]NodeInfo, error)
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger // nil means slog.Default()
 }
@@ -98,16 +105,16 @@ type Options struct {
 // Server is the HTTP API. Safe for concurrent use.
 type Server struct {
 	// Static after construction.
-	cfg       *config.Config
-	apps      *config.LiveApps
-	fanout    Fanout
-	store     Store
-	endpoints Endpoints
-	peers     func(context.Context) ([]Endpoints, error)
-	metrics   *metrics.Metrics
-	log       *slog.Logger
-	mux       *http.ServeMux
-	ops       *http.ServeMux // the ops surface: mux itself, unless ops.listen is set
+	cfg     *config.Config
+	apps    *config.LiveApps
+	fanout  Fanout
+	store   Store
+	self    func() NodeInfo
+	peers   func(context.Context) ([]NodeInfo, error)
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	mux     *http.ServeMux
+	ops     *http.ServeMux // the ops surface: mux itself, unless ops.listen is set
 
 	msgSeq  atomic.Uint64 // message id counter
 	pending sync.Map      // app -> *atomic.Int64: bytes of stored pushes being written (reserve)
@@ -127,7 +134,7 @@ func New(o Options) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, endpoints: o.Endpoints, peers: o.Peers, metrics: o.Metrics,
+	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, peers: o.Peers, metrics: o.Metrics,
 		log: log, mux: http.NewServeMux()}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.HandleFunc("POST /v1/push", s.handlePush)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/longlink/longlink/internal/auth"
@@ -57,18 +58,32 @@ func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", device))
 		return
 	}
-	nodes := []Endpoints{s.endpoints}
-	if s.peers != nil {
-		peers, err := s.peers(r.Context())
-		if err != nil {
-			s.writeError(w, r, clusterDown(err))
-			return
-		}
-		nodes = append(nodes, peers...)
+	nodes, err := s.nodes(r.Context())
+	if err != nil {
+		s.writeError(w, r, clusterDown(err))
+		return
 	}
 	var eps []endpoint
 	for _, n := range nodes {
-		eps = append(eps, endpoint{Transport: "tcp", Address: n.TCP}, endpoint{Transport: "ws", URL: n.WS})
+		if n.Plain {
+			eps = append(eps, endpoint{Transport: "tcp", Address: n.Gateway}, endpoint{Transport: "ws", URL: "ws://" + n.Gateway + "/ws"})
+		}
+		if n.TLS {
+			eps = append(eps, endpoint{Transport: "tls", Address: n.Gateway}, endpoint{Transport: "wss", URL: "wss://" + n.Gateway + "/ws"})
+		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"endpoints": eps, "heartbeat": int(s.endpoints.Heartbeat.Seconds())})
+	writeJSON(w, http.StatusOK, map[string]any{"endpoints": eps, "heartbeat": int(s.cfg.Gateway.Heartbeat.Seconds())})
+}
+
+// nodes returns this node, then the cluster's other live ones.
+func (s *Server) nodes(ctx context.Context) ([]NodeInfo, error) {
+	nodes := []NodeInfo{s.self()}
+	if s.peers != nil {
+		peers, err := s.peers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, peers...)
+	}
+	return nodes, nil
 }

@@ -18,11 +18,12 @@ Usage:
   longlink token  [--config FILE] --device D [--app A] [--user U] [--ttl 24h]
                                                      print a device token
   longlink listen --token JWT [--addr HOST:PORT] [--transport tcp|ws|ws-json]
-                                                     connect as a device and print every push
+                  [--tls [--ca FILE | --insecure]]   connect as a device and print every push
   longlink push   [--app A] (--device D... | --user U... | --group G | --broadcast) DATA|-
                                                      push through the HTTP API (- reads stdin)
   longlink bench  SCENARIO [--gateway H:P --api URL] [-n N] [--rate R] [--json]
                                                      load a running server and measure it
+  longlink cert   [--host H]... [--dir DIR]          write a self-signed TLS certificate for local tests
   longlink demo-credentials                          print the demo app's API key and secret
   longlink version                                   print which longlink this is
 
@@ -40,6 +41,7 @@ var commands = map[string]command{
 	"bench":            benchCmd,
 	"version":          versionCmd,
 	"demo-credentials": demoCredentials,
+	"cert":             cert,
 	"bench-worker":     benchWorker, // not in the usage: started by bench itself
 }
 

@@ -147,6 +147,14 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
 	errOut.Reset()
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	path = writeConfig(t, "gateway: {listen: 127.0.0.1:0}\napi: {listen: 127.0.0.1:0}\ndata_dir: "+t.TempDir()+
+		"\ntls: {cert_file: "+missing+", key_file: "+missing+"}\n"+
+		"apps:\n  - {id: shop, secret: shop-secret-0123456789, api_key: shop-key-0123456789}\n")
+	if code := Main([]string{"serve", "--config", path}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "tls.cert_file") {
+		t.Fatalf("a missing certificate: exit %d, stderr %q", code, errOut.String())
+	}
+	errOut.Reset()
 	if code := Main([]string{"serve", "--log-format", "xml"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "--log-format") {
 		t.Fatalf("--log-format xml: exit %d, stderr %q", code, errOut.String())
 	}
@@ -253,5 +261,49 @@ func TestVersionCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := Main([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "longlink ") {
 		t.Fatalf("version: exit %d, %q", code, out.String())
+	}
+}
+
+// `longlink cert` writes a self-signed certificate that a server serves;
+// `listen --tls --ca` (native and wss://) and `push --ca` (HTTPS) trust it
+// and work; without --ca the handshake fails.
+func TestTLSCommands(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"cert", "--dir", dir, "--host", "127.0.0.1"}, &out, &errOut); code != 0 {
+		t.Fatalf("cert: exit %d: %s", code, errOut.String())
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if !strings.Contains(out.String(), "tls: {cert_file: "+certFile) {
+		t.Fatalf("cert printed no config line:\n%s", out.String())
+	}
+	if code := Main([]string{"cert", "--dir", dir}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "exists") {
+		t.Fatalf("cert over existing files: exit %d, %q", code, errOut.String())
+	}
+	ts := testserver.Start(t, func(c *config.Config) { c.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile} })
+
+	for _, tr := range []string{"tcp", "ws"} {
+		var lout, lerr syncBuffer
+		done := make(chan int, 1)
+		device := "tls-" + tr
+		go func() {
+			done <- Main([]string{"listen", "--tls", "--ca", certFile, "--transport", tr, "--addr", ts.GatewayAddr(),
+				"--token", ts.Token(device, "")}, &lout, &lerr)
+		}()
+		testserver.Eventually(t, "listen to connect over TLS", func() bool { return strings.Contains(lerr.String(), "connected as "+device) })
+		out.Reset()
+		push := []string{"push", "--api", ts.APIURL(), "--ca", certFile, "--key", testserver.Demo.APIKey, "--app", "demo",
+			"--device", device, "over " + tr}
+		if code := Main(push, &out, &errOut); code != 0 || !strings.Contains(out.String(), `"online":1`) {
+			t.Fatalf("push over HTTPS: exit %d, %q %q", code, out.String(), errOut.String())
+		}
+		testserver.Eventually(t, "the push printed", func() bool { return strings.Contains(lout.String(), "over "+tr) })
+		ts.Call(http.MethodPost, "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{device}})
+		<-done
+	}
+	errOut.Reset()
+	if code := Main([]string{"listen", "--tls", "--addr", ts.GatewayAddr(), "--token", ts.Token("d1", "")}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "certificate") {
+		t.Fatalf("listen --tls without --ca: exit %d, %q", code, errOut.String())
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -29,8 +30,14 @@ func listen(args []string, stdout, stderr io.Writer) error {
 	app := fs.String("app", "", "app id, with --device")
 	device := fs.String("device", "", "device id to mint a token for, instead of --token")
 	user := fs.String("user", "", "user id, with --device")
+	useTLS := fs.Bool("tls", false, "connect with TLS: the native protocol over TLS, or wss:// (implied by --ca, --insecure, a wss:// --addr, or the config's tls.required)")
+	tf := addTLSFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	*useTLS = *useTLS || tf.given() || strings.HasPrefix(*addr, "wss://")
+	if *useTLS && strings.HasPrefix(*addr, "ws://") {
+		return fmt.Errorf("--addr %s is plaintext: give wss:// with --tls", *addr)
 	}
 	tr := client.Transport(*transport)
 	if tr != client.TCP && tr != client.WebSocket && tr != client.WebSocketJSON {
@@ -44,11 +51,13 @@ func listen(args []string, stdout, stderr io.Writer) error {
 		}
 		tr = client.WebSocket // a ws:// address says the transport
 	}
-	if *tok == "" || (*addr == "" && *dispatch == "") {
-		cfg, err := config.LoadOrDemo(*path, false)
-		if err != nil {
+	var cfg *config.Config
+	if *tok == "" || (*addr == "" && *dispatch == "") || *path != "" {
+		var err error
+		if cfg, err = config.LoadOrDemo(*path, false); err != nil {
 			return err
 		}
+		*useTLS = *useTLS || cfg.TLS.Required
 		if *tok == "" {
 			if *device == "" {
 				return errors.New("give --token, or --device to mint one")
@@ -65,14 +74,23 @@ func listen(args []string, stdout, stderr io.Writer) error {
 			*addr = cfg.Gateway.Listen
 		}
 	}
+	var tlsConf *tls.Config
+	scheme := "ws://"
+	if *useTLS {
+		var err error
+		if tlsConf, err = tf.config(cfg); err != nil {
+			return err
+		}
+		scheme = "wss://"
+	}
 	if tr != client.TCP && *addr != "" && !isWSURL(*addr) {
-		*addr = "ws://" + *addr + "/ws"
+		*addr = scheme + *addr + "/ws"
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	c, err := client.Dial(ctx, client.Config{
-		Addr: *addr, DispatchURL: *dispatch, Transport: tr, Token: *tok, Heartbeat: *heartbeat,
+		Addr: *addr, DispatchURL: *dispatch, Transport: tr, TLS: tlsConf, Token: *tok, Heartbeat: *heartbeat,
 		OnConnect: func(w client.Welcome) {
 			fmt.Fprintf(stderr, "connected as %s to %v (heartbeat %v); waiting for pushes\n", w.Device, w.Apps, w.Heartbeat)
 		},

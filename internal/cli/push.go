@@ -16,7 +16,7 @@ import (
 
 func push(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("push", stderr)
-	api := fs.String("api", "", "API base URL (default: http:// + the config's api.listen)")
+	api := fs.String("api", "", "API base URL (default: http:// or, with tls, https:// + the config's api.listen)")
 	key := fs.String("key", "", "the app's API key (default: from the config)")
 	path := fs.String("config", "", "YAML config `file`; without it: the demo app in ./longlink-data")
 	app := fs.String("app", "", "app id (default: the only app, or demo)")
@@ -28,6 +28,7 @@ func push(args []string, stdout, stderr io.Writer) error {
 	ttl := fs.Int64("ttl", 0, "seconds to keep the message for offline devices; 0 = online only")
 	id := fs.String("id", "", "idempotency key")
 	b64 := fs.Bool("base64", false, "DATA is base64: push the bytes it decodes to")
+	tf := addTLSFlags(fs)
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -39,9 +40,9 @@ func push(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *key == "" || *api == "" || *app == "" {
-		cfg, err := config.LoadOrDemo(*path, false)
-		if err != nil {
+	var cfg *config.Config
+	if *key == "" || *api == "" || *app == "" || *path != "" {
+		if cfg, err = config.LoadOrDemo(*path, false); err != nil {
 			return err
 		}
 		a, err := pickApp(cfg, *app)
@@ -54,7 +55,18 @@ func push(args []string, stdout, stderr io.Writer) error {
 		}
 		if *api == "" {
 			*api = "http://" + cfg.API.Listen
+			if cfg.TLS.Enabled() {
+				*api = "https://" + cfg.API.Listen
+			}
 		}
+	}
+	hc := http.DefaultClient
+	if strings.HasPrefix(*api, "https://") || tf.given() {
+		conf, err := tf.config(cfg)
+		if err != nil {
+			return err
+		}
+		hc = &http.Client{Transport: &http.Transport{TLSClientConfig: conf, Proxy: http.ProxyFromEnvironment}}
 	}
 	body := map[string]any{"app": *app, dataKey: data, "ttl": *ttl}
 	if len(devices) > 0 {
@@ -79,7 +91,7 @@ func push(args []string, stdout, stderr io.Writer) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+*key)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

@@ -75,9 +75,15 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	return s.Shutdown(shutdownCtx)
 }
 
-// reload re-reads the config file on SIGHUP and applies its apps and
-// webhooks; a file that does not load changes nothing.
+// reload re-reads the TLS certificate and key, and the config file, on
+// SIGHUP, and applies the config's apps and webhooks; a file that does not
+// load changes nothing.
 func reload(s *server.Server, path string, log *slog.Logger) {
+	if err := s.ReloadTLS(); err != nil {
+		log.Error("SIGHUP: TLS certificate not reloaded; the previous one stays", "err", err)
+	} else if s.Config().TLS.Enabled() {
+		log.Info("SIGHUP: TLS certificate reloaded")
+	}
 	if path == "" {
 		log.Warn("SIGHUP: nothing to reload without --config")
 		return
@@ -102,9 +108,16 @@ func printBanner(w io.Writer, s *server.Server, demo, firstStart bool) error {
 	cfg := s.Config()
 	dataDir, _ := filepath.Abs(cfg.DataDir)
 	fmt.Fprintf(w, "longlink node %s is serving\n", cfg.Node)
-	fmt.Fprintf(w, "  gateway   tcp://%s   ws://%s/ws\n", s.GatewayAddr(), s.GatewayAddr())
-	fmt.Fprintf(w, "  api       http://%s   (push, presence, dispatch, /healthz, /metrics)\n", s.APIAddr())
-	fmt.Fprintf(w, "  ops       http://%s/debug/pprof/   (Authorization: Bearer <ops.token>)\n", s.OpsAddr())
+	gw, web := s.GatewayAddr(), "http"
+	if !cfg.TLS.Required {
+		fmt.Fprintf(w, "  gateway   tcp://%s   ws://%s/ws\n", gw, gw)
+	}
+	if cfg.TLS.Enabled() {
+		fmt.Fprintf(w, "  gateway   tls://%s   wss://%s/ws\n", gw, gw)
+		web = "https"
+	}
+	fmt.Fprintf(w, "  api       %s://%s   (push, presence, dispatch, /healthz, /metrics)\n", web, s.APIAddr())
+	fmt.Fprintf(w, "  ops       %s://%s/debug/pprof/   (Authorization: Bearer <ops.token>)\n", web, s.OpsAddr())
 	fmt.Fprintf(w, "  data dir  %s\n", dataDir)
 	if !demo {
 		for _, a := range cfg.Apps {

@@ -7,7 +7,7 @@
 //
 // Redis keys (under the store's prefix, default "ll:"):
 //
-//	<p>nodes              hash: node -> "<unix ms its lease ends> <tcp> <ws>"
+//	<p>nodes              hash: node -> its lease, JSON: api.NodeInfo and "until" (unix ms)
 //	<p><app>:r:<device>   the node holding the device's session in app
 //
 // NATS subjects: "longlink.node.<node>", one per node, carries requests
@@ -17,10 +17,9 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -33,13 +32,12 @@ import (
 
 // Options configure a Node.
 type Options struct {
-	Node   string        // this node's name, unique in the cluster
-	TCP    string        // host:port devices reach this node's gateway at
-	WS     string        // its ws:// URL
-	Redis  string        // redis://host:port/db
-	NATS   string        // nats://host:port
-	Lease  time.Duration // a node that stops renewing is dropped after this; zero means 10s
-	Prefix string        // Redis key prefix; empty means "ll:"
+	Node   string              // this node's name, unique in the cluster
+	Self   func() api.NodeInfo // this node now, kept in its lease at each renewal
+	Redis  string              // redis://host:port/db
+	NATS   string              // nats://host:port
+	Lease  time.Duration       // a node that stops renewing is dropped after this; zero means 10s
+	Prefix string              // Redis key prefix; empty means "ll:"
 	// Timeout bounds one call to Redis or one request over the bus. Zero
 	// means 5s.
 	Timeout time.Duration
@@ -63,7 +61,7 @@ type Node struct {
 
 	// mu guards the fields below: the live members, as last read.
 	mu     sync.Mutex
-	cached []member
+	cached []api.NodeInfo
 	readAt time.Time
 }
 
@@ -71,7 +69,7 @@ type Node struct {
 // push does not read them from Redis again within it.
 const membersMaxAge = time.Second
 
-// Open connects to Redis and NATS and takes this node's lease.
+// Open connects to Redis and NATS; Serve then takes the lease.
 func Open(o Options) (*Node, error) {
 	if o.Lease == 0 {
 		o.Lease = 10 * time.Second
@@ -103,21 +101,20 @@ func Open(o Options) (*Node, error) {
 		rc.Close()
 		return nil, fmt.Errorf("cluster: nats: %w", err)
 	}
-	n := &Node{opts: o, log: o.Logger, redis: rc, nc: nc, stop: make(chan struct{})}
-	if err := n.renew(); err != nil {
-		n.closeClients()
-		return nil, fmt.Errorf("cluster: lease: %w", err)
-	}
-	return n, nil
+	return &Node{opts: o, log: o.Logger, redis: rc, nc: nc, stop: make(chan struct{})}, nil
 }
 
-// Serve subscribes to this node's bus subject, delivering to gw, and
-// starts renewing the lease.
+// Serve subscribes to this node's bus subject, delivering to gw, takes
+// this node's lease and keeps renewing it.
 func (n *Node) Serve(gw *gateway.Gateway) error {
 	n.gw = gw
 	sub, err := n.nc.Subscribe(n.subject(n.opts.Node), n.serveRequest)
 	if err != nil {
 		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
+	if err := n.renew(); err != nil {
+		sub.Unsubscribe()
+		return fmt.Errorf("cluster: lease: %w", err)
 	}
 	n.sub = sub
 	n.wg.Add(1)
@@ -151,9 +148,11 @@ func (n *Node) subject(node string) string { return "longlink.node." + node }
 func (n *Node) renew() error {
 	ctx, cancel := n.call()
 	defer cancel()
-	until := strconv.FormatInt(time.Now().Add(n.opts.Lease).UnixMilli(), 10)
-	v := until + " " + n.opts.TCP + " " + n.opts.WS
-	return n.redis.Do(ctx, n.redis.B().Hset().Key(n.opts.Prefix+"nodes").FieldValue().FieldValue(n.opts.Node, v).Build()).Error()
+	v, err := json.Marshal(lease{NodeInfo: n.opts.Self(), Until: time.Now().Add(n.opts.Lease).UnixMilli()})
+	if err != nil {
+		return err
+	}
+	return n.redis.Do(ctx, n.redis.B().Hset().Key(n.opts.Prefix+"nodes").FieldValue().FieldValue(n.opts.Node, string(v)).Build()).Error()
 }
 
 // keepLease renews the lease three times per lease until Close.
@@ -173,12 +172,15 @@ func (n *Node) keepLease() {
 	}
 }
 
-// member is a live node and where devices reach it.
-type member struct{ name, tcp, ws string }
+// lease is a node's entry in <p>nodes.
+type lease struct {
+	api.NodeInfo
+	Until int64 `json:"until"` // unix ms: the node is dropped after it
+}
 
 // members returns the nodes whose lease runs, this one included, as read
 // at most membersMaxAge ago.
-func (n *Node) members(ctx context.Context) ([]member, error) {
+func (n *Node) members(ctx context.Context) ([]api.NodeInfo, error) {
 	n.mu.Lock()
 	cached, fresh := n.cached, time.Since(n.readAt) < membersMaxAge
 	n.mu.Unlock()
@@ -196,20 +198,22 @@ func (n *Node) members(ctx context.Context) ([]member, error) {
 }
 
 // readMembers reads the nodes whose lease runs from Redis.
-func (n *Node) readMembers(ctx context.Context) ([]member, error) {
+func (n *Node) readMembers(ctx context.Context) ([]api.NodeInfo, error) {
 	leases, err := n.redis.Do(ctx, n.redis.B().Hgetall().Key(n.opts.Prefix+"nodes").Build()).AsStrMap()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: nodes: %w", err)
 	}
 	now := time.Now().UnixMilli()
-	var out []member
+	var out []api.NodeInfo
 	for node, v := range leases {
-		f := strings.Fields(v)
-		if len(f) != 3 {
+		var l lease
+		if err := json.Unmarshal([]byte(v), &l); err != nil {
+			n.log.Warn("cluster: a lease not understood", "node", node, "err", err)
 			continue
 		}
-		if ms, err := strconv.ParseInt(f[0], 10, 64); err == nil && ms > now {
-			out = append(out, member{name: node, tcp: f[1], ws: f[2]})
+		if l.Until > now {
+			l.Node = node
+			out = append(out, l.NodeInfo)
 		}
 	}
 	return out, nil
@@ -220,22 +224,22 @@ func (n *Node) live(ctx context.Context) ([]string, error) {
 	ms, err := n.members(ctx)
 	names := make([]string, len(ms))
 	for i, m := range ms {
-		names[i] = m.name
+		names[i] = m.Node
 	}
 	return names, err
 }
 
-// Peers returns where devices reach the other live nodes, for
-// /v1/dispatch.
-func (n *Node) Peers(ctx context.Context) ([]api.Endpoints, error) {
+// Peers describes the other live nodes (as their leases last said), for
+// /v1/dispatch and /v1/admin/nodes.
+func (n *Node) Peers(ctx context.Context) ([]api.NodeInfo, error) {
 	ms, err := n.members(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []api.Endpoints
+	var out []api.NodeInfo
 	for _, m := range ms {
-		if m.name != n.opts.Node {
-			out = append(out, api.Endpoints{TCP: m.tcp, WS: m.ws})
+		if m.Node != n.opts.Node {
+			out = append(out, m)
 		}
 	}
 	return out, nil

@@ -36,8 +36,22 @@ type Config struct {
 	Limits  Limits  `yaml:"limits"`
 	Cluster Cluster `yaml:"cluster"`
 	Ops     Ops     `yaml:"ops"`
+	TLS     TLS     `yaml:"tls"`
 	Apps    []App   `yaml:"apps"`
 }
+
+// TLS turns on TLS: on the gateway port beside plaintext (told apart by the
+// first byte), and on the API and ops listeners instead of plain HTTP.
+type TLS struct {
+	// CertFile and KeyFile are PEM files; both are read again on SIGHUP.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Required refuses plaintext TCP and ws:// on the gateway.
+	Required bool `yaml:"required"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Ops is the operators' surface: profiles (/debug/pprof) and, later, admin
 // endpoints and the dashboard. /metrics and /healthz stay open.
@@ -426,6 +440,14 @@ func (c *Config) Validate() error {
 	}
 	if t := c.Ops.Token; t != "" && len(t) < 16 {
 		return bad("ops.token", "must be at least 16 bytes")
+	}
+	if t := c.TLS; t.CertFile != "" || t.KeyFile != "" || t.Required {
+		switch {
+		case t.CertFile == "":
+			return bad("tls.cert_file", "is required with tls.key_file or tls.required")
+		case t.KeyFile == "":
+			return bad("tls.key_file", "is required with tls.cert_file")
+		}
 	}
 	if cl := c.Cluster; cl.Redis != "" || cl.NATS != "" {
 		switch {

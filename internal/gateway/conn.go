@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -59,10 +60,14 @@ type session struct {
 type conn struct {
 	// Static after construction.
 	gw  *Gateway
-	nc  net.Conn
+	nc  net.Conn // the socket: frames (or TLS records) are written to it
 	id  uint64
 	fd  int32           // nc's descriptor, for the poller; -1 if it has none
 	raw syscall.RawConn // nc's raw access, for non-blocking writes; nil if it has none
+
+	// Set by the handshake; static after it.
+	in  io.Reader // where frames are read: nc, or its TLS session
+	tls *tlsConn  // nil on plaintext
 
 	reader    atomic.Int32 // readerBusy, readerIdle (armed in the poller) or readerDone
 	ended     atomic.Bool  // end has run
@@ -159,8 +164,15 @@ func (c *conn) serve() {
 	c.idle()
 }
 
-// idle arms the poller for the connection's next frame.
+// idle arms the poller for the connection's next frame, after serving any
+// that wait inside its TLS session, where the poller cannot see them.
 func (c *conn) idle() {
+	for c.tls != nil && c.tls.readable() {
+		if err := c.readOne(); err != nil {
+			c.end(err)
+			return
+		}
+	}
 	c.reader.Store(readerIdle)
 	if !c.gw.poller.arm(c) && c.reader.CompareAndSwap(readerIdle, readerDone) {
 		c.end(errPeerClosed) // the socket is closing
@@ -207,6 +219,13 @@ func (c *conn) readOne() error {
 		err = nil
 	}
 	putBuf(buf)
+	if c.tls != nil && c.tls.pending() { // the session answered something by itself
+		c.mu.Lock()
+		if c.state < stateClosing {
+			c.startWriterLocked()
+		}
+		c.mu.Unlock()
+	}
 	return err
 }
 
@@ -257,6 +276,7 @@ func (c *conn) end(err error) {
 		c.endSession(s, label)
 	}
 	g.groups.leaveAll(c)
+	g.live.Add(-1)
 	g.metrics.Disconnects.WithLabelValues(label).Inc()
 	g.log.Debug("disconnected", "device", c.device, "reason", label)
 }
@@ -280,29 +300,48 @@ func (c *conn) classify(err error) (protocol.Code, string) {
 // handshakeError is a failure before the peer spoke our protocol.
 type handshakeError struct{ error }
 
-// handshake tells the protocol from the first bytes: "GET " starts a
-// WebSocket upgrade; a 0x00 starts the length prefix of a native frame. A
-// peer silent until the login deadline is taken for a native one, so that it
-// learns why it is closed (4002).
+// handshake tells the protocol from the first bytes: 0x16 starts a TLS
+// session, inside which the same tells again; "GET " starts a WebSocket
+// upgrade; a 0x00 starts the length prefix of a native frame. A peer silent
+// until the login deadline is taken for a native one, so that it learns why
+// it is closed (4002).
 func (c *conn) handshake() error {
-	if _, err := io.ReadFull(c.nc, c.hdr[:4]); err != nil {
+	if _, err := io.ReadFull(c.in, c.hdr[:4]); err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			return err
 		}
 		return handshakeError{err}
 	}
-	if string(c.hdr[:4]) != "GET " {
+	g := c.gw
+	switch {
+	case c.hdr[0] == recordHandshake && c.tls == nil:
+		if g.tlsConfig == nil {
+			return handshakeError{errors.New("TLS is not configured")}
+		}
+		if err := c.startTLS(); err != nil {
+			return err
+		}
+		err := c.handshake()
+		c.tls.sealWrites()
+		return err
+	case c.tls == nil && g.tlsRequired:
+		return c.refusePlaintext()
+	case string(c.hdr[:4]) != "GET ":
 		if c.hdr[0] != 0 {
 			return handshakeError{errors.New("unknown protocol")}
 		}
 		c.kind, c.prefixed = wireTCP, true
 		return nil
 	}
+	var w io.Writer = c.nc
+	if c.tls != nil {
+		w = c.tls
+	}
 	rw := struct {
 		io.Reader
 		io.Writer
-	}{io.MultiReader(bytes.NewReader(c.hdr[:4]), c.nc), c.nc}
+	}{io.MultiReader(bytes.NewReader(c.hdr[:4]), c.in), w}
 	hs, err := upgrader.Upgrade(rw)
 	if err != nil {
 		return handshakeError{err}
@@ -312,6 +351,31 @@ func (c *conn) handshake() error {
 		c.kind = wireWSBinary
 	}
 	return nil
+}
+
+// refusePlaintext turns away a plaintext connection where tls.required is
+// set: a native one with error 4000, a WebSocket upgrade with HTTP 426.
+func (c *conn) refusePlaintext() error {
+	if string(c.hdr[:4]) == "GET " {
+		c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+		io.WriteString(c.nc, "HTTP/1.1 426 Upgrade Required\r\nConnection: close\r\nContent-Type: text/plain\r\n"+
+			"Content-Length: 33\r\n\r\nTLS required: connect with wss://")
+		return handshakeError{errors.New("plaintext WebSocket refused: TLS required")}
+	}
+	c.kind = wireTCP
+	return protocol.Errorf(protocol.CodeBadFrame, "TLS required on this port")
+}
+
+// transport names how the connection came: tcp, ws or ws_json, with an s
+// added under TLS (tls, wss, wss_json).
+func (c *conn) transport() string {
+	switch {
+	case c.tls == nil:
+		return c.kind.String()
+	case c.kind == wireTCP:
+		return "tls"
+	}
+	return "wss" + strings.TrimPrefix(c.kind.String(), "ws")
 }
 
 // handle serves one frame; an error it returns is fatal to the connection.
@@ -405,6 +469,7 @@ func (c *conn) login(f *protocol.Frame) error {
 		return errGoingAway
 	}
 	c.state, c.sessions = stateLive, sessions
+	g.live.Add(1)
 	// The welcome is the first frame, but it is not written before the
 	// connection is registered: a client that has its welcome may log in
 	// again at once, and that newer login must find this one to replace.
@@ -416,7 +481,7 @@ func (c *conn) login(f *protocol.Frame) error {
 	c.mu.Unlock()
 
 	g.forgetPending(c)
-	g.metrics.Connects.WithLabelValues(c.kind.String()).Inc()
+	g.metrics.Connects.WithLabelValues(c.transport()).Inc()
 	for i := range sessions {
 		g.metrics.Connections.WithLabelValues(sessions[i].app).Inc()
 	}
@@ -438,7 +503,7 @@ func (c *conn) login(f *protocol.Frame) error {
 		}
 	}
 	g.writers.schedule(c) // the held writer: the welcome goes out
-	g.log.Debug("logged in", "app", sessions[0].app, "device", device, "apps", len(sessions), "transport", c.kind.String())
+	g.log.Debug("logged in", "app", sessions[0].app, "device", device, "apps", len(sessions), "transport", c.transport())
 	return nil
 }
 

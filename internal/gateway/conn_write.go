@@ -96,8 +96,15 @@ func (c *conn) flush() {
 	closing := c.state == stateClosing
 	c.mu.Unlock()
 	size := sizeOf(batch)
-	if len(batch) > 0 {
-		bufs := net.Buffers(batch)
+	bufs := net.Buffers(batch)
+	if c.tls != nil {
+		var err error
+		if bufs, err = c.tls.seal(batch, closing); err != nil {
+			c.writeFailed(err, size)
+			return
+		}
+	}
+	if len(bufs) > 0 {
 		blocked, err := c.writeNow(&bufs)
 		switch {
 		case err != nil:
@@ -151,7 +158,7 @@ func (c *conn) afterWrite(size int) {
 	c.mu.Lock()
 	c.releaseLocked(size)
 	switch {
-	case len(c.queue) > 0:
+	case len(c.queue) > 0 || c.tls != nil && c.state < stateClosing && c.tls.pending():
 		c.mu.Unlock()
 		c.gw.writers.schedule(c)
 	case c.state == stateClosing:

@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -71,6 +72,10 @@ type Options struct {
 	Upstream  Upstream        // required
 	Events    Events          // required
 	Router    Router          // nil on a single node
+	// TLS, if set, is served to connections whose first byte starts a TLS
+	// handshake; with TLSRequired, plaintext ones are refused.
+	TLS         *tls.Config
+	TLSRequired bool
 	// UpRate and UpBurst limit each connection's up frames (per second, at once).
 	UpRate  float64
 	UpBurst int
@@ -81,28 +86,31 @@ type Options struct {
 // Gateway serves device connections. Safe for concurrent use.
 type Gateway struct {
 	// Static after construction.
-	cfg       config.Gateway
-	limits    config.Limits
-	secrets   auth.SecretFunc
-	mailboxes Mailboxes
-	upstream  Upstream
-	events    Events
-	router    Router
-	upRate    float64
-	upBurst   int
-	metrics   *metrics.Metrics
-	log       *slog.Logger
-	hub       *hub
-	groups    *groups
-	writers   *writerPool
-	expiries  *expiries
-	ipLimits  *ipLimits
-	logins    *rate.Limiter // nil without limits.logins_per_second
-	poller    *poller       // nil where epoll is not available
+	cfg         config.Gateway
+	limits      config.Limits
+	secrets     auth.SecretFunc
+	mailboxes   Mailboxes
+	upstream    Upstream
+	events      Events
+	router      Router
+	tlsConfig   *tls.Config // nil without TLS
+	tlsRequired bool
+	upRate      float64
+	upBurst     int
+	metrics     *metrics.Metrics
+	log         *slog.Logger
+	hub         *hub
+	groups      *groups
+	writers     *writerPool
+	expiries    *expiries
+	ipLimits    *ipLimits
+	logins      *rate.Limiter // nil without limits.logins_per_second
+	poller      *poller       // nil where epoll is not available
 
 	nextID  atomic.Uint64
 	closing atomic.Bool
 	queued  atomic.Int64 // bytes waiting to be written, over all connections
+	live    atomic.Int64 // logged-in connections
 	// Shutdown waits until both are zero. (Not a WaitGroup: an idle
 	// connection holds no goroutine, so the count of goroutines may rise
 	// from zero while Shutdown waits.)
@@ -122,7 +130,7 @@ func New(o Options) *Gateway {
 		log = slog.Default()
 	}
 	g := &Gateway{cfg: o.Config, limits: o.Limits, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
-		events: o.Events, router: o.Router, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
+		events: o.Events, router: o.Router, tlsConfig: o.TLS, tlsRequired: o.TLSRequired, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{})}
 	g.ipLimits = newIPLimits(o.Limits)
 	if r := o.Limits.LoginsPerSecond; r > 0 {
@@ -157,7 +165,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		g.sockets.Add(1)
-		c := &conn{gw: g, nc: nc, id: g.nextID.Add(1)}
+		c := &conn{gw: g, nc: nc, in: nc, id: g.nextID.Add(1)}
 		c.raw, c.fd = rawOf(nc)
 		g.mu.Lock()
 		g.pending[c] = struct{}{}
@@ -372,3 +380,6 @@ func (g *Gateway) unregister(c *conn, s *session) {
 
 // Online reports whether device has a live connection logged into app.
 func (g *Gateway) Online(app, device string) bool { return g.hub.lookup(app, device) != nil }
+
+// Connections returns how many connections are logged in.
+func (g *Gateway) Connections() int { return int(g.live.Load()) }

@@ -28,7 +28,8 @@ func (c readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // wire kind k.
 func readingConn(k wireKind, input []byte) *conn {
 	g := &Gateway{cfg: config.Gateway{MaxFrameBytes: 64 << 10}}
-	return &conn{gw: g, nc: readerConn{r: bytes.NewReader(input)}, kind: k}
+	nc := readerConn{r: bytes.NewReader(input)}
+	return &conn{gw: g, nc: nc, in: nc, kind: k}
 }
 
 // fragmented returns one masked client message carrying payload, cut into

@@ -29,7 +29,7 @@ type rawConn struct {
 
 func rawDial(t *testing.T, ts *testserver.TS, tr client.Transport) *rawConn {
 	t.Helper()
-	c, err := client.DialConn(context.Background(), tr, ts.Addr(tr), nil)
+	c, err := client.DialConn(context.Background(), tr, ts.Addr(tr), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,7 @@ func startChild(t *testing.T, dataDir string, extra ...string) *child {
 		if m := regexp.MustCompile(`gateway\s+tcp://(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
 			c.gateway = m[1]
 		}
-		if m := regexp.MustCompile(`api\s+http://(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+		if m := regexp.MustCompile(`api\s+https?://(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
 			c.api = m[1]
 		}
 	}

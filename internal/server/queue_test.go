@@ -59,7 +59,7 @@ func neverReads(t *testing.T, ts *testserver.TS, device string) {
 	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}}
-	c, err := client.DialConn(context.Background(), client.TCP, ts.Addr(client.TCP), d)
+	c, err := client.DialConn(context.Background(), client.TCP, ts.Addr(client.TCP), d, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/api"
+	"github.com/longlink/longlink/internal/certs"
 	"github.com/longlink/longlink/internal/cluster"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/gateway"
@@ -33,7 +34,8 @@ type Server struct {
 	upstream *hooks.Upstream
 	status   *hooks.Status
 	store    store.Store
-	node     *cluster.Node // nil on a single node
+	node     *cluster.Node  // nil on a single node
+	keypair  *certs.Keypair // nil without tls
 	http     *http.Server
 	ops      *http.Server // nil unless ops.listen is set
 	opsAddr  string
@@ -63,13 +65,30 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		gwLn.Close()
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
+	var keypair *certs.Keypair
+	if cfg.TLS.Enabled() {
+		if keypair, err = certs.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			gwLn.Close()
+			apiLn.Close()
+			return nil, err
+		}
+	}
 	advertise := cfg.Gateway.Advertise
 	if advertise == "" {
 		advertise = gwLn.Addr().String()
 	}
-	endpoints := api.Endpoints{TCP: advertise, WS: "ws://" + advertise + "/ws", Heartbeat: cfg.Gateway.Heartbeat}
+	scheme := "http://"
+	if keypair != nil {
+		scheme = "https://"
+	}
+	var gw *gateway.Gateway // set below, before anyone asks
+	started := time.Now().UTC().Truncate(time.Second)
+	self := func() api.NodeInfo {
+		return api.NodeInfo{Node: cfg.Node, State: "serving", Connections: gw.Connections(), Gateway: advertise,
+			API: scheme + apiLn.Addr().String(), StartedAt: started, Plain: !cfg.TLS.Required, TLS: keypair != nil}
+	}
 	m := metrics.New()
-	st, node, err := openStore(cfg, endpoints, m, log)
+	st, node, err := openStore(cfg, self, m, log)
 	if err != nil {
 		gwLn.Close()
 		apiLn.Close()
@@ -85,7 +104,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if node != nil {
 		gwOpts.Router = node
 	}
-	gw := gateway.New(gwOpts)
+	if keypair != nil {
+		gwOpts.TLS, gwOpts.TLSRequired = keypair.Config(), cfg.TLS.Required
+	}
+	gw = gateway.New(gwOpts)
 	fanout := api.Local(gw)
 	if node != nil {
 		if err := node.Serve(gw); err != nil {
@@ -97,7 +119,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 		fanout = node
 	}
-	ao := api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Endpoints: endpoints}
+	ao := api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Self: self}
 	if node != nil {
 		ao.Peers = node.Peers
 	}
@@ -110,36 +132,51 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		status:   status,
 		store:    st,
 		node:     node,
-		http:     &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second},
+		keypair:  keypair,
+		http:     newHTTPServer(a.Handler(), keypair),
 		gwAddr:   gwLn.Addr().String(),
 		apiAddr:  apiLn.Addr().String(),
 		errc:     make(chan error, 3),
 	}
 	go func() { s.errc <- gw.Serve(gwLn) }()
-	go func() {
-		if err := s.http.Serve(apiLn); !errors.Is(err, http.ErrServerClosed) {
-			s.errc <- err
-		}
-	}()
+	go s.serveHTTP(s.http, apiLn)
 	if cfg.Ops.Listen != "" {
 		opsLn, err := net.Listen("tcp", cfg.Ops.Listen)
 		if err != nil {
 			s.Shutdown(context.Background())
 			return nil, fmt.Errorf("ops.listen: %w", err)
 		}
-		s.ops, s.opsAddr = &http.Server{Handler: a.OpsHandler(), ReadHeaderTimeout: 10 * time.Second}, opsLn.Addr().String()
-		go func() {
-			if err := s.ops.Serve(opsLn); !errors.Is(err, http.ErrServerClosed) {
-				s.errc <- err
-			}
-		}()
+		s.ops, s.opsAddr = newHTTPServer(a.OpsHandler(), keypair), opsLn.Addr().String()
+		go s.serveHTTP(s.ops, opsLn)
 	}
 	return s, nil
 }
 
+// newHTTPServer returns an HTTP server for h, HTTPS with a keypair.
+func newHTTPServer(h http.Handler, keypair *certs.Keypair) *http.Server {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if keypair != nil {
+		hs.TLSConfig = keypair.Config()
+	}
+	return hs
+}
+
+// serveHTTP serves hs on ln until Shutdown.
+func (s *Server) serveHTTP(hs *http.Server, ln net.Listener) {
+	var err error
+	if hs.TLSConfig != nil {
+		err = hs.ServeTLS(ln, "", "")
+	} else {
+		err = hs.Serve(ln)
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
+		s.errc <- err
+	}
+}
+
 // openStore opens the embedded store of a single node, or for a cluster
 // member the shared Redis store and its membership of the cluster.
-func openStore(cfg *config.Config, ep api.Endpoints, m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
+func openStore(cfg *config.Config, self func() api.NodeInfo, m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
 	so := store.Options{MailboxLimit: cfg.Store.MailboxLimit, SweepInterval: cfg.Store.SweepInterval, Metrics: m, Logger: log}
 	if !cfg.Cluster.Enabled() {
 		st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), so)
@@ -149,7 +186,7 @@ func openStore(cfg *config.Config, ep api.Endpoints, m *metrics.Metrics, log *sl
 	if err != nil {
 		return nil, nil, err
 	}
-	node, err := cluster.Open(cluster.Options{Node: cfg.Node, TCP: ep.TCP, WS: ep.WS, Redis: cfg.Cluster.Redis,
+	node, err := cluster.Open(cluster.Options{Node: cfg.Node, Self: self, Redis: cfg.Cluster.Redis,
 		NATS: cfg.Cluster.NATS, Lease: cfg.Cluster.Lease, Logger: log})
 	if err != nil {
 		st.Close()
@@ -176,6 +213,7 @@ func (s *Server) Reload(next *config.Config) (needRestart []string) {
 		{"cluster", cur.Cluster == next.Cluster},
 		{"ops", cur.Ops == next.Ops},
 		{"limits", cur.Limits == next.Limits},
+		{"tls", cur.TLS == next.TLS},
 	} {
 		if !k.same {
 			needRestart = append(needRestart, k.key)
@@ -183,6 +221,15 @@ func (s *Server) Reload(next *config.Config) (needRestart []string) {
 	}
 	s.apps.Set(next.Apps)
 	return needRestart
+}
+
+// ReloadTLS reads the TLS certificate and key files again, for new
+// connections; live ones keep their sessions. Without tls it does nothing.
+func (s *Server) ReloadTLS() error {
+	if s.keypair == nil {
+		return nil
+	}
+	return s.keypair.Reload()
 }
 
 // GatewayAddr is the address devices connect to.

@@ -5,16 +5,20 @@ package testserver
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/certs"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/server"
 	"github.com/longlink/longlink/internal/testengine"
@@ -30,6 +34,38 @@ var (
 type TS struct {
 	*server.Server
 	t testing.TB
+	// TLS trusts the server's certificate (nil without tls).
+	TLS  *tls.Config
+	http *http.Client // trusts it too
+}
+
+// WriteCert writes a new self-signed certificate for 127.0.0.1 and
+// localhost to dir (cert.pem, key.pem) and returns their paths and a
+// client configuration that trusts it.
+func WriteCert(t testing.TB, dir string) (certFile, keyFile string, trust *tls.Config) {
+	t.Helper()
+	certPEM, keyPEM, err := certs.SelfSigned([]string{"127.0.0.1", "localhost"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if trust, err = certs.ClientConfig(certPEM, false); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, trust
+}
+
+// WithTLS returns a config edit that serves TLS with a new self-signed
+// certificate (and refuses plaintext if required).
+func WithTLS(t testing.TB, required bool) func(*config.Config) {
+	certFile, keyFile, _ := WriteCert(t, t.TempDir())
+	return func(c *config.Config) { c.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile, Required: required} }
 }
 
 // Start starts a server; edit, if given, changes the config before it starts.
@@ -62,7 +98,18 @@ func Start(t testing.TB, edit ...func(*config.Config)) *TS {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	return &TS{Server: s, t: t}
+	ts := &TS{Server: s, t: t, http: http.DefaultClient}
+	if cfg.TLS.Enabled() { // a self-signed certificate is its own CA
+		ca, err := os.ReadFile(cfg.TLS.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ts.TLS, err = certs.ClientConfig(ca, false); err != nil {
+			t.Fatal(err)
+		}
+		ts.http = &http.Client{Transport: &http.Transport{TLSClientConfig: ts.TLS}}
+	}
+	return ts
 }
 
 // StartCluster starts a real redis-server and nats-server, and n nodes
@@ -108,8 +155,16 @@ func MintToken(t testing.TB, app config.App, device, user string) string {
 	return tok
 }
 
-// Addr is where a client of transport tr connects.
+// Addr is where a client of transport tr connects (in plaintext).
 func (ts *TS) Addr(tr client.Transport) string { return AddrFor(tr, ts.GatewayAddr()) }
+
+// TLSAddr is where a client of transport tr connects over TLS.
+func (ts *TS) TLSAddr(tr client.Transport) string {
+	if tr == client.TCP {
+		return ts.GatewayAddr()
+	}
+	return "wss://" + ts.GatewayAddr() + "/ws"
+}
 
 // AddrFor is where a client of transport tr connects to the gateway at gateway.
 func AddrFor(tr client.Transport, gateway string) string {
@@ -120,17 +175,27 @@ func AddrFor(tr client.Transport, gateway string) string {
 }
 
 // APIURL is the base URL of the HTTP API.
-func (ts *TS) APIURL() string { return "http://" + ts.APIAddr() }
+func (ts *TS) APIURL() string {
+	if ts.TLS != nil {
+		return "https://" + ts.APIAddr()
+	}
+	return "http://" + ts.APIAddr()
+}
 
 // Call makes an API request with key as Bearer (none if empty) and body as
 // JSON (a string is sent as is), and decodes the JSON answer into a map.
 func (ts *TS) Call(method, path, key string, body any) (int, map[string]any) {
 	ts.t.Helper()
-	return CallAPI(ts.t, ts.APIURL(), method, path, key, body)
+	return callWith(ts.t, ts.http, ts.APIURL(), method, path, key, body)
 }
 
 // CallAPI is Call against the API at base (http://host:port).
 func CallAPI(t testing.TB, base, method, path, key string, body any) (int, map[string]any) {
+	t.Helper()
+	return callWith(t, http.DefaultClient, base, method, path, key, body)
+}
+
+func callWith(t testing.TB, hc *http.Client, base, method, path, key string, body any) (int, map[string]any) {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -151,7 +216,7 @@ func CallAPI(t testing.TB, base, method, path, key string, body any) (int, map[s
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +257,7 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 // Metrics returns the /metrics page.
 func (ts *TS) Metrics() string {
 	ts.t.Helper()
-	resp, err := http.Get(ts.APIURL() + "/metrics")
+	resp, err := ts.http.Get(ts.APIURL() + "/metrics")
 	if err != nil {
 		ts.t.Fatal(err)
 	}
