@@ -38,6 +38,8 @@ type Fanout interface {
 	JoinGroup(app, group string, devices []string, leave bool) (int, error)
 	Kick(app string, devices []string) (int, error)
 	Online(app, device string) (bool, error)
+	// Device describes device's connection in app; nil when it has none.
+	Device(app, device string) (*gateway.DeviceInfo, error)
 }
 
 // Local is the Fanout of a single node: its gateway, which never fails.
@@ -66,12 +68,16 @@ func (l local) JoinGroup(app, group string, devices []string, leave bool) (int, 
 }
 func (l local) Kick(app string, devices []string) (int, error) { return l.g.Kick(app, devices), nil }
 func (l local) Online(app, device string) (bool, error)        { return l.g.Online(app, device), nil }
+func (l local) Device(app, device string) (*gateway.DeviceInfo, error) {
+	return l.g.Device(app, device), nil
+}
 
 // Store keeps stored messages and idempotency keys. *store.Store is one.
 type Store interface {
 	Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error)
 	AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error)
 	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
+	Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error)
 }
 
 // NodeInfo is one node as /v1/dispatch and /v1/admin/nodes show it. In a
@@ -159,6 +165,8 @@ func New(o Options) *Server {
 	s.ops.Handle("GET /debug/pprof/", s.opsOnly(http.HandlerFunc(pprof.Index)))
 	s.ops.Handle("GET /debug/pprof/profile", s.opsOnly(http.HandlerFunc(pprof.Profile)))
 	s.ops.Handle("GET /debug/pprof/trace", s.opsOnly(http.HandlerFunc(pprof.Trace)))
+	s.ops.Handle("GET /v1/admin/nodes", s.opsOnly(http.HandlerFunc(s.handleNodes)))
+	s.ops.Handle("GET /v1/admin/devices/{app}/{device}", s.opsOnly(http.HandlerFunc(s.handleDevice)))
 	return s
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/longlink/longlink/internal/certs"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -42,6 +43,12 @@ type Options struct {
 	// Cluster says the servers are nodes of one cluster: every push goes
 	// through the first API, to devices on every node.
 	Cluster bool
+	// TLS makes the devices connect with TLS (the native protocol over
+	// TLS, or wss://). CAPEM (PEM) is the CA they and the API calls trust
+	// (empty: the system's roots); Insecure trusts any certificate.
+	TLS      bool
+	CAPEM    []byte
+	Insecure bool
 	// Yield runs the worker processes (the devices) in Linux's SCHED_IDLE
 	// class, so that on a box they share with the server they take only
 	// the CPU the server leaves.
@@ -102,7 +109,14 @@ func Run(o Options) (*Result, error) {
 		return nil, err
 	}
 	o.run = strconv.FormatUint(rand.Uint64()>>24, 36)
-	before := scrapeAll(o.APIs)
+	tlsConf, err := certs.ClientConfig(o.CAPEM, o.Insecure)
+	if err != nil {
+		return nil, fmt.Errorf("bench: CA: %w", err)
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, TLSClientConfig: tlsConf}}
+	scrapeAll := func() []metrics { return scrapeAll(hc, o.APIs) }
+	before := scrapeAll()
 	f, err := startFleet(&o)
 	if err != nil {
 		return nil, err
@@ -113,13 +127,12 @@ func Run(o Options) (*Result, error) {
 	if err := o.connect(f, r); err != nil {
 		return nil, err
 	}
-	connected := scrapeAll(o.APIs)
-	p := &pusher{o: &o, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}}
+	connected := scrapeAll()
+	p := &pusher{o: &o, client: hc}
 	switch o.Scenario {
 	case "idle":
 		o.phase("holding", o.Duration, func() int64 { return int64(f.progress().connected) })
-		connected = scrapeAll(o.APIs) // idle: memory is measured after the hold
+		connected = scrapeAll() // idle: memory is measured after the hold
 	case "unicast", "batch":
 		err = o.sendLoad(f, r, p, func(data []byte) (int64, error) { return p.toDevices(data) })
 	case "group":
@@ -134,7 +147,7 @@ func Run(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Servers = serverStats(o.APIs, before, connected, scrapeAll(o.APIs))
+	r.Servers = serverStats(o.APIs, before, connected, scrapeAll())
 	return r, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Server is what a run saw of one server, from its /metrics.
@@ -28,18 +27,17 @@ type Server struct {
 // name{quantile="1"} for the summary's maximum.
 type metrics map[string]float64
 
-func scrapeAll(apis []string) []metrics {
+func scrapeAll(hc *http.Client, apis []string) []metrics {
 	out := make([]metrics, len(apis))
 	for i, api := range apis {
-		out[i] = scrape(api)
+		out[i] = scrape(hc, api)
 	}
 	return out
 }
 
-func scrape(api string) metrics {
+func scrape(hc *http.Client, api string) metrics {
 	m := metrics{}
-	client := http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(api + "/metrics")
+	resp, err := hc.Get(api + "/metrics")
 	if err != nil {
 		return m
 	}

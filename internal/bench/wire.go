@@ -44,6 +44,9 @@ type workerConfig struct {
 	To        int      `json:"to"`
 	Heartbeat int      `json:"heartbeat"` // seconds
 	Yield     bool     `json:"yield"`     // run at idle CPU priority (Options.Yield)
+	TLS       bool     `json:"tls"`       // Options.TLS, CAPEM, Insecure
+	CAPEM     string   `json:"ca_pem"`
+	Insecure  bool     `json:"insecure"`
 }
 
 // WorkerEnv is the environment variable that makes `longlink bench-worker`

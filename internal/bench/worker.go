@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/certs"
 )
 
 // dialConcurrency bounds the logins a worker has in flight.
@@ -33,6 +35,7 @@ type worker struct {
 	connect   *latencies
 	latency   *latencies
 
+	tls     *tls.Config     // nil: plaintext
 	tokens  []string        // by device index - From, minted before any login
 	dialers [][]*net.Dialer // by gateway: the source addresses devices spread over (nil: default)
 
@@ -54,6 +57,12 @@ func Worker(in io.Reader, out io.Writer) error {
 	}
 	w := &worker{cfg: cfg, out: json.NewEncoder(out), connect: newLatencies(), latency: newLatencies(),
 		clients: make([]*client.Client, cfg.To-cfg.From)}
+	if cfg.TLS {
+		var err error
+		if w.tls, err = certs.ClientConfig([]byte(cfg.CAPEM), cfg.Insecure); err != nil {
+			return fmt.Errorf("bench worker: CA: %w", err)
+		}
+	}
 	// Tokens are the app backend's work, not the login's: mint them first.
 	for n := cfg.From; n < cfg.To; n++ {
 		token, err := auth.Mint(cfg.App, cfg.Secret, deviceID(cfg.Run, n), "", 24*time.Hour)
@@ -160,13 +169,16 @@ func (w *worker) dial(i int) {
 	}
 	tr := client.Transport(w.cfg.Transport)
 	addr := gw
-	if tr != client.TCP {
+	switch {
+	case tr != client.TCP && w.tls != nil:
+		addr = "wss://" + gw + "/ws"
+	case tr != client.TCP:
 		addr = "ws://" + gw + "/ws"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	c, err := client.Dial(ctx, client.Config{Addr: addr, Transport: tr, Token: w.tokens[i],
+	c, err := client.Dial(ctx, client.Config{Addr: addr, Transport: tr, TLS: w.tls, Token: w.tokens[i],
 		Dialer: dialer, Heartbeat: time.Duration(w.cfg.Heartbeat) * time.Second, MinBackoff: time.Second,
 		OnPush: func(p client.Push) { w.received(n, p) }})
 	if err != nil {

@@ -41,6 +41,8 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	yield := fs.Bool("yield", true, "run the devices' worker processes at idle CPU priority (Linux SCHED_IDLE), so that on a box shared with the server they take only the CPU it leaves")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	ttl := fs.Int("ttl", 0, "unicast, batch: store each push for this many seconds (0: online only)")
+	useTLS := fs.Bool("tls", false, "devices connect with TLS (native over TLS, or wss://); give https:// --api URLs")
+	tf := addTLSFlags(fs)
 	inCluster := fs.Bool("cluster", false, "the servers are nodes of one cluster: push through the first --api only, to devices on every node")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fs.Usage()
@@ -56,6 +58,14 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	o := bench.Options{Scenario: scenario, Gateways: gateways, APIs: apis, Transport: *transport,
 		App: *app, Secret: *secret, APIKey: *key, N: *n, ConnectRate: *connectRate, Rate: *rate, Duration: *duration, Size: *size,
 		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat, Yield: *yield, TTL: *ttl, Cluster: *inCluster}
+	o.TLS, o.Insecure = *useTLS || tf.given(), *tf.insecure
+	if *tf.ca != "" {
+		ca, err := os.ReadFile(*tf.ca)
+		if err != nil {
+			return fmt.Errorf("--ca: %w", err)
+		}
+		o.CAPEM = ca
+	}
 	if err := benchDefaults(&o, *path); err != nil {
 		return err
 	}
@@ -112,6 +122,14 @@ func benchDefaults(o *bench.Options, path string) error {
 	}
 	if len(o.APIs) == 0 {
 		o.APIs = []string{"http://" + cfg.API.Listen}
+		if cfg.TLS.Enabled() {
+			o.APIs = []string{"https://" + cfg.API.Listen}
+		}
+	}
+	if cfg.TLS.Enabled() && len(o.CAPEM) == 0 && !o.Insecure { // trust the config's own certificate
+		if o.CAPEM, err = os.ReadFile(cfg.TLS.CertFile); err != nil {
+			return fmt.Errorf("tls.cert_file: %w", err)
+		}
 	}
 	return nil
 }

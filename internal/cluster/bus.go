@@ -26,6 +26,7 @@ const (
 	opKick      = "kick"      // end Devices' sessions in App with 4008
 	opReplace   = "replace"   // end Devices' sessions in App with 4003
 	opOnline    = "online"    // how many of Devices are online in App
+	opDevice    = "device"    // describe Devices[0]'s connection in App (reply.Device)
 )
 
 // request is one bus message to a node; its answer is a reply.
@@ -40,8 +41,9 @@ type request struct {
 }
 
 type reply struct {
-	N     int    `json:"n"`
-	Error string `json:"error,omitempty"`
+	N      int                 `json:"n"`
+	Device *gateway.DeviceInfo `json:"device,omitempty"` // opDevice
+	Error  string              `json:"error,omitempty"`
 }
 
 // frameOf encodes f for a request.
@@ -52,15 +54,25 @@ func frameOf(f *protocol.Frame) []byte { return protocol.AppendBinary(nil, f) }
 func (n *Node) serveRequest(msg *nats.Msg) {
 	var req request
 	var out reply
-	if err := json.Unmarshal(msg.Data, &req); err != nil {
+	switch err := json.Unmarshal(msg.Data, &req); {
+	case err != nil:
 		out.Error = "bad request: " + err.Error()
-	} else if cnt, err := n.local(&req); err != nil {
+	case req.Op == opDevice && len(req.Devices) == 1:
+		out.Device = n.gw.Device(req.App, req.Devices[0])
+	default:
+		n.serveLocal(&req, &out)
+	}
+	b, _ := json.Marshal(out)
+	msg.Respond(b)
+}
+
+// serveLocal runs req on this node's gateway, for serveRequest.
+func (n *Node) serveLocal(req *request, out *reply) {
+	if cnt, err := n.local(req); err != nil {
 		out.Error = err.Error()
 	} else {
 		out.N = cnt
 	}
-	b, _ := json.Marshal(out)
-	msg.Respond(b)
 }
 
 // local runs req on this node's gateway.
@@ -116,23 +128,24 @@ func (n *Node) request(ctx context.Context, node string, req *request) (int, err
 		return n.local(req)
 	}
 	b, _ := json.Marshal(req) // strings, numbers and bytes: it cannot fail
-	return n.send(ctx, node, b)
+	out, err := n.send(ctx, node, b)
+	return out.N, err
 }
 
 // send sends an encoded request to another node and returns its answer.
-func (n *Node) send(ctx context.Context, node string, b []byte) (int, error) {
+func (n *Node) send(ctx context.Context, node string, b []byte) (reply, error) {
+	var out reply
 	msg, err := n.nc.RequestWithContext(ctx, n.subject(node), b)
 	if err != nil {
-		return 0, fmt.Errorf("cluster: node %s: %w", node, err)
+		return out, fmt.Errorf("cluster: node %s: %w", node, err)
 	}
-	var out reply
 	if err := json.Unmarshal(msg.Data, &out); err != nil {
-		return 0, fmt.Errorf("cluster: node %s: %w", node, err)
+		return out, fmt.Errorf("cluster: node %s: %w", node, err)
 	}
 	if out.Error != "" {
-		return 0, fmt.Errorf("cluster: node %s: %s", node, out.Error)
+		return out, fmt.Errorf("cluster: node %s: %s", node, out.Error)
 	}
-	return out.N, nil
+	return out, nil
 }
 
 // each runs a request on every node of reqs at once, and returns the sum
@@ -159,7 +172,9 @@ func (n *Node) each(ctx context.Context, reqs map[string]*request) int {
 			if node == n.opts.Node {
 				cnt, err = n.local(req)
 			} else {
-				cnt, err = n.send(ctx, node, encoded[req])
+				var out reply
+				out, err = n.send(ctx, node, encoded[req])
+				cnt = out.N
 			}
 			if err != nil {
 				n.log.Warn("cluster: a node did not answer", "node", node, "op", req.Op, "err", err)

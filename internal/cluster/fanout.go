@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"encoding/json"
+
 	"github.com/longlink/longlink/internal/api"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/protocol"
@@ -109,6 +111,26 @@ func (n *Node) Kick(app string, devices []string) (int, error) {
 	return n.toDevices(app, devices, func(idx []int) *request {
 		return &request{Op: opKick, App: app, Devices: pick(devices, idx)}
 	})
+}
+
+// Device implements api.Fanout: the live node that holds the device's
+// route describes its connection.
+func (n *Node) Device(app, device string) (*gateway.DeviceInfo, error) {
+	ctx, cancel := n.call()
+	defer cancel()
+	byNode, err := n.locate(ctx, app, []string{device})
+	if err != nil {
+		return nil, err
+	}
+	for node := range byNode { // at most one
+		if node == n.opts.Node {
+			return n.gw.Device(app, device), nil
+		}
+		b, _ := json.Marshal(&request{Op: opDevice, App: app, Devices: []string{device}})
+		out, err := n.send(ctx, node, b)
+		return out.Device, err
+	}
+	return nil, nil
 }
 
 // Online implements api.Fanout: the device is online when a live node

@@ -65,9 +65,7 @@ type conn struct {
 	fd  int32           // nc's descriptor, for the poller; -1 if it has none
 	raw syscall.RawConn // nc's raw access, for non-blocking writes; nil if it has none
 
-	// Set by the handshake; static after it.
-	in  io.Reader // where frames are read: nc, or its TLS session
-	tls *tlsConn  // nil on plaintext
+	tls *tlsConn // set by the handshake: nil on plaintext
 
 	reader    atomic.Int32 // readerBusy, readerIdle (armed in the poller) or readerDone
 	ended     atomic.Bool  // end has run
@@ -81,6 +79,7 @@ type conn struct {
 	sessions  []session // nil until logged in; never resized after
 	heartbeat time.Duration
 	kind      wireKind
+	since     int64 // unix ns of the login
 
 	// Owned by the reader.
 	prefixed bool // hdr[:4] holds the first frame's length prefix, read by the sniffer
@@ -306,7 +305,7 @@ type handshakeError struct{ error }
 // until the login deadline is taken for a native one, so that it learns why
 // it is closed (4002).
 func (c *conn) handshake() error {
-	if _, err := io.ReadFull(c.in, c.hdr[:4]); err != nil {
+	if _, err := io.ReadFull(c.input(), c.hdr[:4]); err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			return err
@@ -341,7 +340,7 @@ func (c *conn) handshake() error {
 	rw := struct {
 		io.Reader
 		io.Writer
-	}{io.MultiReader(bytes.NewReader(c.hdr[:4]), c.in), w}
+	}{io.MultiReader(bytes.NewReader(c.hdr[:4]), c.input()), w}
 	hs, err := upgrader.Upgrade(rw)
 	if err != nil {
 		return handshakeError{err}
@@ -364,6 +363,14 @@ func (c *conn) refusePlaintext() error {
 	}
 	c.kind = wireTCP
 	return protocol.Errorf(protocol.CodeBadFrame, "TLS required on this port")
+}
+
+// input is where frames are read: the socket, or its TLS session.
+func (c *conn) input() io.Reader {
+	if c.tls != nil {
+		return c.tls
+	}
+	return c.nc
 }
 
 // transport names how the connection came: tcp, ws or ws_json, with an s
@@ -449,7 +456,7 @@ func (c *conn) login(f *protocol.Frame) error {
 		sessions[i].app, sessions[i].user, sessions[i].groups, sessions[i].catchUp = claims.App, claims.User, claims.Groups, true
 		expires[i] = claims.Expires
 	}
-	c.device, c.heartbeat = device, g.grantHeartbeat(f.Heartbeat)
+	c.device, c.heartbeat, c.since = device, g.grantHeartbeat(f.Heartbeat), time.Now().UnixNano()
 	welcome := &protocol.Frame{Op: protocol.OpWelcome, Ref: f.Ref, Device: []byte(device),
 		Heartbeat: uint32(c.heartbeat / time.Second)}
 	for i := range sessions {

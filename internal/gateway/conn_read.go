@@ -87,7 +87,7 @@ func (c *conn) readFrame(f *protocol.Frame) (*[]byte, error) {
 
 func (c *conn) readNative(f *protocol.Frame) (*[]byte, error) {
 	if !c.prefixed {
-		if _, err := io.ReadFull(c.in, c.hdr[:protocol.LengthSize]); err != nil {
+		if _, err := io.ReadFull(c.input(), c.hdr[:protocol.LengthSize]); err != nil {
 			return nil, err
 		}
 	}
@@ -97,7 +97,7 @@ func (c *conn) readNative(f *protocol.Frame) (*[]byte, error) {
 		return nil, err
 	}
 	buf := getBuf(n)
-	if _, err := io.ReadFull(c.in, *buf); err != nil {
+	if _, err := io.ReadFull(c.input(), *buf); err != nil {
 		return buf, err
 	}
 	return buf, protocol.DecodeBinary(*buf, f)
@@ -122,7 +122,7 @@ func (c *conn) readWSMessage() (*[]byte, error) {
 	max := c.gw.cfg.MaxFrameBytes + protocol.LengthSize
 	fragments := 0
 	for {
-		h, err := ws.ReadHeaderBuffer(c.in, c.hdr[:])
+		h, err := ws.ReadHeaderBuffer(c.input(), c.hdr[:])
 		if err != nil {
 			return msg, err
 		}
@@ -153,7 +153,7 @@ func (c *conn) readWSMessage() (*[]byte, error) {
 		}
 		msg = growBuf(msg, have+int(h.Length), max)
 		part := (*msg)[have:]
-		if _, err := io.ReadFull(c.in, part); err != nil {
+		if _, err := io.ReadFull(c.input(), part); err != nil {
 			return msg, err
 		}
 		ws.Cipher(part, h.Mask, 0)
@@ -170,7 +170,7 @@ func (c *conn) wsControl(h ws.Header) error {
 	}
 	var payload [125]byte
 	p := payload[:h.Length]
-	if _, err := io.ReadFull(c.in, p); err != nil {
+	if _, err := io.ReadFull(c.input(), p); err != nil {
 		return err
 	}
 	ws.Cipher(p, h.Mask, 0)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -71,6 +72,7 @@ type Options struct {
 	Mailboxes Mailboxes       // required
 	Upstream  Upstream        // required
 	Events    Events          // required
+	Node      string          // this node's name
 	Router    Router          // nil on a single node
 	// TLS, if set, is served to connections whose first byte starts a TLS
 	// handshake; with TLSRequired, plaintext ones are refused.
@@ -92,6 +94,7 @@ type Gateway struct {
 	mailboxes   Mailboxes
 	upstream    Upstream
 	events      Events
+	node        string
 	router      Router
 	tlsConfig   *tls.Config // nil without TLS
 	tlsRequired bool
@@ -130,7 +133,7 @@ func New(o Options) *Gateway {
 		log = slog.Default()
 	}
 	g := &Gateway{cfg: o.Config, limits: o.Limits, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
-		events: o.Events, router: o.Router, tlsConfig: o.TLS, tlsRequired: o.TLSRequired, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
+		events: o.Events, node: o.Node, router: o.Router, tlsConfig: o.TLS, tlsRequired: o.TLSRequired, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{})}
 	g.ipLimits = newIPLimits(o.Limits)
 	if r := o.Limits.LoginsPerSecond; r > 0 {
@@ -165,7 +168,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		g.sockets.Add(1)
-		c := &conn{gw: g, nc: nc, in: nc, id: g.nextID.Add(1)}
+		c := &conn{gw: g, nc: nc, id: g.nextID.Add(1)}
 		c.raw, c.fd = rawOf(nc)
 		g.mu.Lock()
 		g.pending[c] = struct{}{}
@@ -380,6 +383,40 @@ func (g *Gateway) unregister(c *conn, s *session) {
 
 // Online reports whether device has a live connection logged into app.
 func (g *Gateway) Online(app, device string) bool { return g.hub.lookup(app, device) != nil }
+
+// DeviceInfo is where and how a device is connected, for operators.
+type DeviceInfo struct {
+	Node      string    `json:"node"`
+	Transport string    `json:"transport"` // tcp, ws, ws_json; tls, wss, wss_json
+	Since     time.Time `json:"since"`     // when it logged in
+	Remote    string    `json:"remote"`    // its address
+	User      string    `json:"user,omitempty"`
+	Groups    []string  `json:"groups"` // of this app, sorted
+}
+
+// Device describes device's connection in app, or returns nil when it has
+// none here.
+func (g *Gateway) Device(app, device string) *DeviceInfo {
+	c := g.hub.lookup(app, device)
+	if c == nil {
+		return nil
+	}
+	s, ok := c.session(app)
+	if !ok {
+		return nil
+	}
+	info := &DeviceInfo{Node: g.node, Transport: c.transport(), Since: time.Unix(0, c.since).UTC(),
+		Remote: c.nc.RemoteAddr().String(), User: s.user, Groups: []string{}}
+	c.mu.Lock()
+	for k := range c.groups {
+		if k.app == app {
+			info.Groups = append(info.Groups, k.name)
+		}
+	}
+	c.mu.Unlock()
+	slices.Sort(info.Groups)
+	return info
+}
 
 // Connections returns how many connections are logged in.
 func (g *Gateway) Connections() int { return int(g.live.Load()) }

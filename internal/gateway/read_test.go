@@ -29,7 +29,7 @@ func (c readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 func readingConn(k wireKind, input []byte) *conn {
 	g := &Gateway{cfg: config.Gateway{MaxFrameBytes: 64 << 10}}
 	nc := readerConn{r: bytes.NewReader(input)}
-	return &conn{gw: g, nc: nc, in: nc, kind: k}
+	return &conn{gw: g, nc: nc, kind: k}
 }
 
 // fragmented returns one masked client message carrying payload, cut into

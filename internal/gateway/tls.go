@@ -73,7 +73,7 @@ func (c *conn) startTLS() error {
 	if err := t.Handshake(); err != nil {
 		return handshakeError{err}
 	}
-	c.tls, c.in = t, t
+	c.tls = t
 	return nil
 }
 

@@ -98,7 +98,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	hookOpts := hooks.Options{Config: cfg.Hooks, Apps: apps, Node: cfg.Node, MaxReplySize: cfg.API.MaxDataBytes,
 		Metrics: m, Logger: log}
 	upstream, status := hooks.NewUpstream(hookOpts), hooks.NewStatus(hookOpts)
-	gwOpts := gateway.Options{Config: cfg.Gateway, Limits: cfg.Limits, Secrets: apps.Secret, Mailboxes: st,
+	gwOpts := gateway.Options{Node: cfg.Node, Config: cfg.Gateway, Limits: cfg.Limits, Secrets: apps.Secret, Mailboxes: st,
 		Upstream: upstream, Events: status, UpRate: cfg.Hooks.UpstreamRate, UpBurst: cfg.Hooks.UpstreamBurst,
 		Metrics: m, Logger: log}
 	if node != nil {

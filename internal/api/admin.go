@@ -1,0 +1,55 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/gateway"
+)
+
+// handleNodes lists the nodes: this one, then the cluster's other live
+// ones (as their leases last said).
+func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
+	nodes, err := s.nodes(r.Context())
+	if err != nil {
+		s.writeError(w, r, clusterDown(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes})
+}
+
+// deviceAnswer is what /v1/admin/devices tells about a device.
+type deviceAnswer struct {
+	App    string `json:"app"`
+	Device string `json:"device"`
+	Online bool   `json:"online"`
+	*gateway.DeviceInfo
+	// Waiting counts the stored messages in the device's mailbox, not yet
+	// acked (broadcasts it has not copied yet are not counted).
+	Waiting int `json:"stored_waiting"`
+}
+
+// handleDevice tells where a device is connected and how many stored
+// messages wait for it.
+func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
+	app, device := r.PathValue("app"), r.PathValue("device")
+	if _, ok := s.apps.Get().ByID(app); !ok {
+		s.writeError(w, r, errorf(http.StatusNotFound, "unknown app %q", app))
+		return
+	}
+	if auth.CheckDevice(device) != nil {
+		s.writeError(w, r, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", device))
+		return
+	}
+	info, err := s.fanout.Device(app, device)
+	if err != nil {
+		s.writeError(w, r, clusterDown(err))
+		return
+	}
+	waiting, err := s.store.Since(r.Context(), app, device, 0, s.cfg.Store.MailboxLimit)
+	if err != nil {
+		s.writeError(w, r, &httpError{status: http.StatusServiceUnavailable, msg: "cannot read the store now; retry later", cause: err})
+		return
+	}
+	writeJSON(w, http.StatusOK, deviceAnswer{App: app, Device: device, Online: info != nil, DeviceInfo: info, Waiting: len(waiting)})
+}
