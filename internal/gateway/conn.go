@@ -139,6 +139,7 @@ func (c *conn) serve() {
 		c.closeSocket()
 		g.forgetPending(c)
 		g.metrics.Rejected.WithLabelValues("handshake").Inc()
+		g.log.Debug("handshake failed", "remote", c.nc.RemoteAddr().String(), "err", he.error)
 		return
 	}
 	if err == nil {
