@@ -129,6 +129,7 @@ type Client struct {
 	seqs    map[string]uint64              // guarded by mu: last seq handled and acked, per app
 	pending map[string]chan protocol.Frame // guarded by mu: requests waiting for their reply, by ref
 	groups  map[[2]string]bool             // guarded by mu: (app, group) joined, rejoined after a reconnect
+	movedTo string                         // guarded by mu: where a redirect said to reconnect, once
 	nextRef atomic.Uint64
 
 	seen recentIDs // owned by the reading goroutine
@@ -295,7 +296,10 @@ func (c *Client) backoff(n int) time.Duration {
 func (c *Client) connect(ctx context.Context) (*Conn, Welcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	addr := c.cfg.Addr
+	c.mu.Lock()
+	addr := cmp.Or(c.movedTo, c.cfg.Addr)
+	c.movedTo = ""
+	c.mu.Unlock()
 	if addr == "" {
 		var err error
 		if addr, err = c.dispatch(ctx); err != nil {
@@ -397,6 +401,8 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 			}
 		case protocol.OpOK, protocol.OpUpReply:
 			c.answer(f)
+		case protocol.OpRedirect: // the node is draining: the next connect goes there
+			c.redirected(f.Endpoints)
 		case protocol.OpError:
 			if c.answer(f) {
 				continue
@@ -478,12 +484,8 @@ func (c *Client) dispatch(ctx context.Context) (string, error) {
 	}
 	defer resp.Body.Close()
 	var body struct {
-		Endpoints []struct {
-			Transport string `json:"transport"`
-			Address   string `json:"address"`
-			URL       string `json:"url"`
-		} `json:"endpoints"`
-		Error string `json:"error"`
+		Endpoints []protocol.Endpoint `json:"endpoints"`
+		Error     string              `json:"error"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		return "", fmt.Errorf("dispatch: %w", err)
@@ -491,16 +493,33 @@ func (c *Client) dispatch(ctx context.Context) (string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("dispatch: %s: %s", resp.Status, body.Error)
 	}
-	want := c.endpointKind()
-	for _, e := range body.Endpoints {
-		if e.Transport == want {
-			return cmp.Or(e.Address, e.URL), nil
-		}
+	if addr := c.pick(body.Endpoints); addr != "" {
+		return addr, nil
 	}
-	return "", fmt.Errorf("dispatch: no %s endpoint offered", want)
+	return "", fmt.Errorf("dispatch: no %s endpoint offered", c.endpointKind())
 }
 
-// endpointKind names the dispatch endpoints this client takes.
+// redirected keeps the first of endpoints (from a redirect) that suits this
+// client, for its next connect only; with none, that connect goes where
+// Addr or dispatch say.
+func (c *Client) redirected(endpoints []protocol.Endpoint) {
+	c.mu.Lock()
+	c.movedTo = c.pick(endpoints)
+	c.mu.Unlock()
+}
+
+// pick returns the address or URL of the first of endpoints of this
+// client's kind (endpointKind), or "".
+func (c *Client) pick(endpoints []protocol.Endpoint) string {
+	for _, e := range endpoints {
+		if e.Transport == c.endpointKind() {
+			return cmp.Or(e.Address, e.URL)
+		}
+	}
+	return ""
+}
+
+// endpointKind names the endpoints this client takes.
 func (c *Client) endpointKind() string {
 	switch {
 	case c.cfg.TLS != nil && c.cfg.Transport == TCP:

@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/binary"
 	"math"
+	"strings"
 )
 
 // The native binary layout (docs/protocol.md has the full table):
@@ -48,6 +49,7 @@ const (
 	fieldCode      = 15
 	fieldReason    = 16
 	fieldLastSeqs  = 17
+	fieldEndpoints = 18 // repeated: "<transport> <address or url>"
 )
 
 // AppendBinary appends f, length prefix included, to dst. It does not
@@ -78,6 +80,9 @@ func AppendBinary(dst []byte, f *Frame) []byte {
 	dst = appendVarint(dst, fieldStatus, uint64(f.Status))
 	dst = appendVarint(dst, fieldCode, uint64(f.Code))
 	dst = appendBytes(dst, fieldReason, f.Reason)
+	for _, e := range f.Endpoints {
+		dst = appendField(dst, fieldEndpoints, []byte(e.Transport+" "+e.Address+e.URL))
+	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-LengthSize))
 	return dst
 }
@@ -208,5 +213,12 @@ func (f *Frame) setBytes(field byte, v []byte) {
 		f.Biz = v
 	case fieldReason:
 		f.Reason = v
+	case fieldEndpoints:
+		transport, target, _ := strings.Cut(string(v), " ")
+		e := Endpoint{Transport: transport, Address: target}
+		if strings.HasPrefix(target, "ws://") || strings.HasPrefix(target, "wss://") {
+			e = Endpoint{Transport: transport, URL: target}
+		}
+		f.Endpoints = append(f.Endpoints, e)
 	}
 }

@@ -17,25 +17,27 @@ type Op uint8
 
 // The ops, with their wire numbers. c = client to server, s = server to client.
 const (
-	OpLogin   Op = 1  // c: authenticate; must be the first frame
-	OpWelcome Op = 2  // s: login accepted
-	OpPush    Op = 3  // s: a message for the device
-	OpAck     Op = 4  // c: cumulative ack of stored messages
-	OpPing    Op = 5  // c: heartbeat
-	OpPong    Op = 6  // s: heartbeat answer
-	OpJoin    Op = 7  // c: join a group
-	OpLeave   Op = 8  // c: leave a group
-	OpOK      Op = 9  // s: the op with this ref succeeded
-	OpUp      Op = 10 // c: data for the app's backend
-	OpUpReply Op = 11 // s: the backend's answer to an up
-	OpError   Op = 12 // s: an error, fatal or not
-	OpRefresh Op = 13 // c: a new token for one app of the connection
+	OpLogin    Op = 1  // c: authenticate; must be the first frame
+	OpWelcome  Op = 2  // s: login accepted
+	OpPush     Op = 3  // s: a message for the device
+	OpAck      Op = 4  // c: cumulative ack of stored messages
+	OpPing     Op = 5  // c: heartbeat
+	OpPong     Op = 6  // s: heartbeat answer
+	OpJoin     Op = 7  // c: join a group
+	OpLeave    Op = 8  // c: leave a group
+	OpOK       Op = 9  // s: the op with this ref succeeded
+	OpUp       Op = 10 // c: data for the app's backend
+	OpUpReply  Op = 11 // s: the backend's answer to an up
+	OpError    Op = 12 // s: an error, fatal or not
+	OpRefresh  Op = 13 // c: a new token for one app of the connection
+	OpRedirect Op = 14 // s: reconnect to one of these endpoints (the node is draining)
 )
 
 var opNames = [...]string{
 	OpLogin: "login", OpWelcome: "welcome", OpPush: "push", OpAck: "ack",
 	OpPing: "ping", OpPong: "pong", OpJoin: "join", OpLeave: "leave", OpOK: "ok",
 	OpUp: "up", OpUpReply: "up_reply", OpError: "error", OpRefresh: "refresh",
+	OpRedirect: "redirect",
 }
 
 // String returns the op's JSON name.
@@ -97,23 +99,33 @@ func Errorf(code Code, format string, args ...any) *Error {
 // field is absent on the wire. Byte-slice fields alias the decoded buffer.
 type Frame struct {
 	Op        Op
-	Ref       []byte   // any client op; echoed on the reply
-	Token     []byte   // login
-	Tokens    [][]byte // login into several apps
-	LastSeq   uint64   // login: highest stored seq processed (one app)
-	LastSeqs  []uint64 // login with Tokens: LastSeq per token, in their order
-	Heartbeat uint32   // login (proposed), welcome (granted); seconds
-	Device    []byte   // welcome
-	Apps      [][]byte // welcome
-	App       []byte   // push, join, leave, up
-	ID        []byte   // push: message id
-	Seq       uint64   // push (stored messages only), ack
-	Data      []byte   // push, up, up_reply
-	Group     []byte   // join, leave
-	Biz       []byte   // up
-	Status    uint32   // up_reply: the webhook's HTTP status
-	Code      Code     // error
-	Reason    []byte   // error
+	Ref       []byte     // any client op; echoed on the reply
+	Token     []byte     // login
+	Tokens    [][]byte   // login into several apps
+	LastSeq   uint64     // login: highest stored seq processed (one app)
+	LastSeqs  []uint64   // login with Tokens: LastSeq per token, in their order
+	Heartbeat uint32     // login (proposed), welcome (granted); seconds
+	Device    []byte     // welcome
+	Apps      [][]byte   // welcome
+	App       []byte     // push, join, leave, up
+	ID        []byte     // push: message id
+	Seq       uint64     // push (stored messages only), ack
+	Data      []byte     // push, up, up_reply
+	Group     []byte     // join, leave
+	Biz       []byte     // up
+	Status    uint32     // up_reply: the webhook's HTTP status
+	Code      Code       // error
+	Reason    []byte     // error
+	Endpoints []Endpoint // redirect
+}
+
+// Endpoint is a place a device can connect to, as /v1/dispatch and the
+// redirect op name it: {"transport":"tcp"|"tls","address":"host:port"} or
+// {"transport":"ws"|"wss","url":"ws://host:port/ws"}.
+type Endpoint struct {
+	Transport string `json:"transport"`
+	Address   string `json:"address,omitempty"`
+	URL       string `json:"url,omitempty"`
 }
 
 // Reset clears f for reuse, keeping the capacity of its repeated fields so

@@ -9,25 +9,26 @@ import (
 
 // jsonFrame is the JSON shape of a frame, for decoding.
 type jsonFrame struct {
-	Op         string   `json:"op"`
-	Ref        string   `json:"ref"`
-	Token      string   `json:"token"`
-	Tokens     []string `json:"tokens"`
-	LastSeq    uint64   `json:"last_seq"`
-	LastSeqs   []uint64 `json:"last_seqs"`
-	Heartbeat  uint32   `json:"heartbeat"`
-	Device     string   `json:"device"`
-	Apps       []string `json:"apps"`
-	App        string   `json:"app"`
-	ID         string   `json:"id"`
-	Seq        uint64   `json:"seq"`
-	Data       *string  `json:"data"`
-	DataBase64 *string  `json:"data_base64"`
-	Group      string   `json:"group"`
-	Biz        string   `json:"biz"`
-	Status     uint32   `json:"status"`
-	Code       uint16   `json:"code"`
-	Reason     string   `json:"reason"`
+	Op         string     `json:"op"`
+	Ref        string     `json:"ref"`
+	Token      string     `json:"token"`
+	Tokens     []string   `json:"tokens"`
+	LastSeq    uint64     `json:"last_seq"`
+	LastSeqs   []uint64   `json:"last_seqs"`
+	Heartbeat  uint32     `json:"heartbeat"`
+	Device     string     `json:"device"`
+	Apps       []string   `json:"apps"`
+	App        string     `json:"app"`
+	ID         string     `json:"id"`
+	Seq        uint64     `json:"seq"`
+	Data       *string    `json:"data"`
+	DataBase64 *string    `json:"data_base64"`
+	Group      string     `json:"group"`
+	Biz        string     `json:"biz"`
+	Status     uint32     `json:"status"`
+	Code       uint16     `json:"code"`
+	Reason     string     `json:"reason"`
+	Endpoints  []Endpoint `json:"endpoints"`
 }
 
 // DecodeJSON decodes one JSON frame into f, which it resets first. Unknown
@@ -60,6 +61,7 @@ func DecodeJSON(b []byte, f *Frame) error {
 		Status:    j.Status,
 		Code:      Code(j.Code),
 		Reason:    bytesOf(j.Reason),
+		Endpoints: j.Endpoints,
 	}
 	switch {
 	case j.Data != nil && j.DataBase64 != nil:
@@ -132,6 +134,26 @@ func AppendJSON(dst []byte, f *Frame) []byte {
 	dst = appendJSONUint(dst, "status", uint64(f.Status))
 	dst = appendJSONUint(dst, "code", uint64(f.Code))
 	dst = appendJSONField(dst, "reason", f.Reason)
+	if len(f.Endpoints) > 0 {
+		dst = append(appendJSONKey(dst, "endpoints"), '[')
+		for i, e := range f.Endpoints {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"transport":`...)
+			dst = appendJSONString(dst, []byte(e.Transport))
+			if e.Address != "" {
+				dst = append(dst, `,"address":`...)
+				dst = appendJSONString(dst, []byte(e.Address))
+			}
+			if e.URL != "" {
+				dst = append(dst, `,"url":`...)
+				dst = appendJSONString(dst, []byte(e.URL))
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
 	return append(dst, '}')
 }
 

@@ -29,6 +29,8 @@ var sampleFrames = []*Frame{
 	{Op: OpUp, Ref: b("u"), App: b("demo"), Biz: b("chat"), Data: b("{\"x\":1}")},
 	{Op: OpUpReply, Ref: b("u"), Status: 200, Data: b("ok")},
 	{Op: OpError, Code: CodeAuthFailed, Reason: b("token expired")},
+	{Op: OpRedirect, Endpoints: []Endpoint{{Transport: "tcp", Address: "10.0.0.2:7070"},
+		{Transport: "wss", URL: "wss://n2.example:7070/ws"}}},
 }
 
 // normalize makes decoded frames comparable to the samples: empty repeated
@@ -95,6 +97,8 @@ func TestJSONWireShape(t *testing.T) {
 			`{"op":"error","code":4001,"reason":"bad \u0001"}`},
 		{&Frame{Op: OpUpReply, Status: 204},
 			`{"op":"up_reply","data":"","status":204}`},
+		{&Frame{Op: OpRedirect, Endpoints: []Endpoint{{Transport: "tcp", Address: "h:1"}, {Transport: "ws", URL: "ws://h:1/ws"}}},
+			`{"op":"redirect","endpoints":[{"transport":"tcp","address":"h:1"},{"transport":"ws","url":"ws://h:1/ws"}]}`},
 	}
 	for _, tt := range tests {
 		if got := string(AppendJSON(nil, tt.f)); got != tt.want {

@@ -18,6 +18,15 @@ func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes})
 }
 
+// handleDrain starts draining this node and answers at once, with the
+// node as it is now (state draining).
+func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
+	s.drain()
+	s.log.Info("drain requested", "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusAccepted, map[string]any{"node": s.self(),
+		"drain_period_ms": s.cfg.Gateway.DrainPeriod.Milliseconds()})
+}
+
 // deviceAnswer is what /v1/admin/devices tells about a device.
 type deviceAnswer struct {
 	App    string `json:"app"`

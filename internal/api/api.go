@@ -80,11 +80,17 @@ type Store interface {
 	Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error)
 }
 
+// A node's states.
+const (
+	StateServing  = "serving"
+	StateDraining = "draining" // refusing logins, moving its devices away
+)
+
 // NodeInfo is one node as /v1/dispatch and /v1/admin/nodes show it. In a
 // cluster every node keeps its own in its lease.
 type NodeInfo struct {
 	Node        string    `json:"node"`
-	State       string    `json:"state"` // "serving"; "draining" once drain exists
+	State       string    `json:"state"` // StateServing or StateDraining
 	Connections int       `json:"connections"`
 	Gateway     string    `json:"gateway"` // host:port devices reach the gateway at
 	API         string    `json:"api"`     // the API's base URL
@@ -101,6 +107,9 @@ type Options struct {
 	Store  Store
 	// Self describes this node now.
 	Self func() NodeInfo
+	// Drain starts draining this node (POST /v1/admin/drain); it returns at
+	// once, and calling it again does nothing.
+	Drain func()
 	// Peers, in a cluster, describes the other live nodes; /v1/dispatch
 	// lists them after this node. Nil: this node only.
 	Peers   func(context.Context) ([]NodeInfo, error)
@@ -116,6 +125,7 @@ type Server struct {
 	fanout  Fanout
 	store   Store
 	self    func() NodeInfo
+	drain   func()
 	peers   func(context.Context) ([]NodeInfo, error)
 	metrics *metrics.Metrics
 	log     *slog.Logger
@@ -140,7 +150,7 @@ func New(o Options) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, peers: o.Peers, metrics: o.Metrics,
+	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, drain: o.Drain, peers: o.Peers, metrics: o.Metrics,
 		log: log, mux: http.NewServeMux()}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.HandleFunc("POST /v1/push", s.handlePush)
@@ -166,6 +176,7 @@ func New(o Options) *Server {
 	s.ops.Handle("GET /debug/pprof/profile", s.opsOnly(http.HandlerFunc(pprof.Profile)))
 	s.ops.Handle("GET /debug/pprof/trace", s.opsOnly(http.HandlerFunc(pprof.Trace)))
 	s.ops.Handle("GET /v1/admin/nodes", s.opsOnly(http.HandlerFunc(s.handleNodes)))
+	s.ops.Handle("POST /v1/admin/drain", s.opsOnly(http.HandlerFunc(s.handleDrain)))
 	s.ops.Handle("GET /v1/admin/devices/{app}/{device}", s.opsOnly(http.HandlerFunc(s.handleDevice)))
 	return s
 }

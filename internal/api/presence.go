@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/protocol"
 )
 
 type presence struct {
@@ -39,12 +40,6 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
 }
 
-type endpoint struct {
-	Transport string `json:"transport"`
-	Address   string `json:"address,omitempty"`
-	URL       string `json:"url,omitempty"`
-}
-
 // handleDispatch tells a device where to connect. It needs no key: devices
 // call it before they have anything but their token.
 func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
@@ -63,16 +58,27 @@ func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, clusterDown(err))
 		return
 	}
-	var eps []endpoint
+	writeJSON(w, http.StatusOK, map[string]any{"endpoints": Endpoints(nodes), "heartbeat": int(s.cfg.Gateway.Heartbeat.Seconds())})
+}
+
+// Endpoints lists where devices reach the serving nodes of nodes, in their
+// order: draining nodes are left out.
+func Endpoints(nodes []NodeInfo) []protocol.Endpoint {
+	eps := []protocol.Endpoint{}
 	for _, n := range nodes {
+		if n.State != StateServing {
+			continue
+		}
 		if n.Plain {
-			eps = append(eps, endpoint{Transport: "tcp", Address: n.Gateway}, endpoint{Transport: "ws", URL: "ws://" + n.Gateway + "/ws"})
+			eps = append(eps, protocol.Endpoint{Transport: "tcp", Address: n.Gateway},
+				protocol.Endpoint{Transport: "ws", URL: "ws://" + n.Gateway + "/ws"})
 		}
 		if n.TLS {
-			eps = append(eps, endpoint{Transport: "tls", Address: n.Gateway}, endpoint{Transport: "wss", URL: "wss://" + n.Gateway + "/ws"})
+			eps = append(eps, protocol.Endpoint{Transport: "tls", Address: n.Gateway},
+				protocol.Endpoint{Transport: "wss", URL: "wss://" + n.Gateway + "/ws"})
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"endpoints": eps, "heartbeat": int(s.cfg.Gateway.Heartbeat.Seconds())})
+	return eps
 }
 
 // nodes returns this node, then the cluster's other live ones.

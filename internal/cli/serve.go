@@ -44,7 +44,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
 	defer stop()
 	s, err := server.Start(cfg, log)
 	if err != nil {
@@ -53,12 +53,19 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := printBanner(stdout, s, *path == "", firstStart); err != nil {
 		return err
 	}
-	hup := make(chan os.Signal, 1)
+	hup, term := make(chan os.Signal, 1), make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(term, syscall.SIGTERM)
 	defer signal.Stop(hup)
+	defer signal.Stop(term)
 	for running := true; running; {
 		select {
-		case <-ctx.Done():
+		case <-ctx.Done(): // SIGINT: at once
+			running = false
+		case <-term: // drain first (a SIGINT meanwhile cuts it short)
+			log.Info("SIGTERM: draining", "period", cfg.Gateway.DrainPeriod)
+			s.StartDrain()
+		case <-s.Drained(): // by SIGTERM or POST /v1/admin/drain
 			running = false
 		case err := <-s.Err():
 			if err != nil {

@@ -178,6 +178,9 @@ type Gateway struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxGroups bounds the groups one connection may be in. Zero means 4096.
 	MaxGroups int `yaml:"max_groups"`
+	// DrainPeriod is how long a drain (SIGTERM, POST /v1/admin/drain)
+	// spreads the moves of the node's devices over. Zero means 10s.
+	DrainPeriod time.Duration `yaml:"drain_period"`
 }
 
 // API configures the HTTP port for backends.
@@ -353,6 +356,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.Gateway.HeartbeatMin, 5*time.Second)
 	defDur(&c.Gateway.HeartbeatMax, 300*time.Second)
 	defDur(&c.Gateway.WriteTimeout, 10*time.Second)
+	defDur(&c.Gateway.DrainPeriod, 10*time.Second)
 	defInt(&c.Gateway.MaxFrameBytes, 65536)
 	defInt(&c.Gateway.SendQueue, 1024)
 	defInt(&c.Gateway.MaxGroups, 4096)
@@ -424,6 +428,8 @@ func (c *Config) Validate() error {
 		return bad("gateway.send_queue", "must be at least 1")
 	case g.MaxGroups < 1:
 		return bad("gateway.max_groups", "must be at least 1")
+	case g.DrainPeriod < 100*time.Millisecond:
+		return bad("gateway.drain_period", "must be at least 100ms")
 	case c.API.MaxDataBytes < 1 || c.API.MaxDataBytes > g.MaxFrameBytes-512:
 		return bad("api.max_data_bytes", "must lie between 1 and gateway.max_frame_bytes-512 (%d)", g.MaxFrameBytes-512)
 	case c.API.MaxTTL < time.Second:

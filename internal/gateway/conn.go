@@ -102,6 +102,7 @@ type conn struct {
 var (
 	errPeerClosed       = errors.New("peer closed the connection")
 	errGoingAway        = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "server going away"}
+	errDraining         = &protocol.Error{Code: protocol.CodeDraining, Reason: "this node is draining: reconnect elsewhere"}
 	errStoreUnavailable = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "stored messages unavailable; reconnect"}
 )
 
@@ -420,6 +421,9 @@ func (c *conn) login(f *protocol.Frame) error {
 	if g.closing.Load() {
 		return errGoingAway
 	}
+	if g.draining.Load() {
+		return errDraining
+	}
 	if g.logins != nil && !g.logins.Allow() {
 		g.metrics.Limited.WithLabelValues("logins_per_second").Inc()
 		return protocol.Errorf(protocol.CodeRateLimited, "too many logins on this node now; retry")
@@ -621,6 +625,8 @@ func reasonLabel(code protocol.Code) string {
 		return "shutdown"
 	case protocol.CodeTokenExpired:
 		return "token_expired"
+	case protocol.CodeDraining:
+		return "draining"
 	default:
 		return "error"
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/longlink/longlink/internal/cli"
@@ -30,9 +31,12 @@ type child struct {
 	gateway, api string
 }
 
+// childGateway is a child's gateway config unless its test gives another.
+const childGateway = "gateway: {listen: 127.0.0.1:0}"
+
 // childConfig is the YAML of a child server on dataDir serving apps.
 func childConfig(dataDir string, apps ...config.App) string {
-	yaml := fmt.Sprintf("data_dir: %s\ngateway: {listen: 127.0.0.1:0}\napi: {listen: 127.0.0.1:0}\napps:\n", dataDir)
+	yaml := fmt.Sprintf("data_dir: %s\n%s\napi: {listen: 127.0.0.1:0}\napps:\n", dataDir, childGateway)
 	for _, a := range apps {
 		yaml += fmt.Sprintf("  - {id: %s, secret: %q, api_key: %q}\n", a.ID, a.Secret, a.APIKey)
 	}
@@ -40,12 +44,17 @@ func childConfig(dataDir string, apps ...config.App) string {
 }
 
 // startChild runs a server process on dataDir with the test apps; extra
-// is more YAML for its config (node, cluster).
+// is more YAML for its config (node, cluster); a "gateway:" line replaces
+// the default one.
 func startChild(t *testing.T, dataDir string, extra ...string) *child {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "longlink.yaml")
 	yaml := childConfig(dataDir, testserver.Demo, testserver.Other)
 	for _, e := range extra {
+		if strings.HasPrefix(e, "gateway:") {
+			yaml = strings.Replace(yaml, childGateway, e, 1)
+			continue
+		}
 		yaml += e + "\n"
 	}
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {

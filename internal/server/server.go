@@ -23,6 +23,7 @@ import (
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/internal/store/embedded"
 	redisstore "github.com/longlink/longlink/internal/store/redis"
+	"github.com/longlink/longlink/protocol"
 )
 
 // Server is a running longlink node.
@@ -38,10 +39,14 @@ type Server struct {
 	keypair  *certs.Keypair // nil without tls
 	http     *http.Server
 	ops      *http.Server // nil unless ops.listen is set
+	log      *slog.Logger
 	opsAddr  string
 	gwAddr   string
 	apiAddr  string
 	errc     chan error // the first error of a serving goroutine
+
+	drain   sync.Once
+	drained chan struct{} // closed when a drain has ended
 
 	shutdown    sync.Once
 	shutdownErr error
@@ -84,7 +89,11 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	var gw *gateway.Gateway // set below, before anyone asks
 	started := time.Now().UTC().Truncate(time.Second)
 	self := func() api.NodeInfo {
-		return api.NodeInfo{Node: cfg.Node, State: "serving", Connections: gw.Connections(), Gateway: advertise,
+		state := api.StateServing
+		if gw.Draining() {
+			state = api.StateDraining
+		}
+		return api.NodeInfo{Node: cfg.Node, State: state, Connections: gw.Connections(), Gateway: advertise,
 			API: scheme + apiLn.Addr().String(), StartedAt: started, Plain: !cfg.TLS.Required, TLS: keypair != nil}
 	}
 	m := metrics.New()
@@ -123,7 +132,6 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if node != nil {
 		ao.Peers = node.Peers
 	}
-	a := api.New(ao)
 	s := &Server{
 		cfg:      cfg,
 		apps:     apps,
@@ -132,12 +140,16 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		status:   status,
 		store:    st,
 		node:     node,
+		log:      log,
 		keypair:  keypair,
-		http:     newHTTPServer(a.Handler(), keypair),
 		gwAddr:   gwLn.Addr().String(),
 		apiAddr:  apiLn.Addr().String(),
 		errc:     make(chan error, 3),
+		drained:  make(chan struct{}),
 	}
+	ao.Drain = s.StartDrain
+	a := api.New(ao)
+	s.http = newHTTPServer(a.Handler(), keypair)
 	go func() { s.errc <- gw.Serve(gwLn) }()
 	go s.serveHTTP(s.http, apiLn)
 	if cfg.Ops.Listen != "" {
@@ -222,6 +234,47 @@ func (s *Server) Reload(next *config.Config) (needRestart []string) {
 	s.apps.Set(next.Apps)
 	return needRestart
 }
+
+// drainGrace is how long a drain waits, after its period, for the last
+// connections to close.
+const drainGrace = 5 * time.Second
+
+// StartDrain starts draining the node, once (later calls do nothing): it
+// leaves dispatch, refuses new logins, and moves its devices to the other
+// live nodes over gateway.drain_period (see gateway.Drain). Drained is
+// closed when it is over; Shutdown follows.
+func (s *Server) StartDrain() {
+	s.drain.Do(func() {
+		s.gw.StopLogins()
+		go func() {
+			defer close(s.drained)
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Gateway.DrainPeriod+drainGrace)
+			defer cancel()
+			var endpoints []protocol.Endpoint
+			if s.node != nil {
+				// The lease says "draining" at once, so that the other
+				// nodes' dispatch stops sending devices here.
+				if err := s.node.Renew(); err != nil {
+					s.log.Warn("drain: the lease could not say so; other nodes learn it within a lease", "err", err)
+				}
+				peers, err := s.node.Peers(ctx)
+				if err != nil {
+					s.log.Warn("drain: devices are sent away without endpoints", "err", err)
+				}
+				endpoints = api.Endpoints(peers)
+			}
+			s.log.Info("draining", "connections", s.gw.Connections(), "period", s.cfg.Gateway.DrainPeriod, "endpoints", len(endpoints))
+			if err := s.gw.Drain(ctx, s.cfg.Gateway.DrainPeriod, endpoints); err != nil {
+				s.log.Warn("drain: connections left at the end of the period", "connections", s.gw.Connections())
+				return
+			}
+			s.log.Info("drained")
+		}()
+	})
+}
+
+// Drained is closed when a drain has ended.
+func (s *Server) Drained() <-chan struct{} { return s.drained }
 
 // ReloadTLS reads the TLS certificate and key files again, for new
 // connections; live ones keep their sessions. Without tls it does nothing.

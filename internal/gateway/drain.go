@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/longlink/longlink/protocol"
+)
+
+// drainTick is how often Drain moves the connections that are due.
+const drainTick = 10 * time.Millisecond
+
+// Drain refuses new logins (4013) and moves the logged-in connections away,
+// spread evenly over period so that they do not all come back elsewhere at
+// once: each gets a redirect frame naming endpoints (none on a single node),
+// then a close with 4009. Frames queued before are written first. It
+// returns once every connection has closed, or with ctx's error.
+func (g *Gateway) Drain(ctx context.Context, period time.Duration, endpoints []protocol.Endpoint) error {
+	g.StopLogins()
+	var conns []*conn
+	seen := make(map[*conn]bool)
+	g.hub.eachConn(func(c *conn) { // a connection of several apps is listed once per app
+		if !seen[c] {
+			seen[c] = true
+			conns = append(conns, c)
+		}
+	})
+	redirect := NewMessage(&protocol.Frame{Op: protocol.OpRedirect, Endpoints: endpoints})
+	move := func(c *conn) { // a second time does nothing: the connection is no longer live
+		c.send(redirect.bytes(c.kind))
+		c.close(protocol.CodeGoingAway, "this node is draining: reconnect elsewhere")
+	}
+	start := time.Now()
+	t := time.NewTicker(drainTick)
+	defer t.Stop()
+	for moved := 0; moved < len(conns) || g.live.Load() > 0; {
+		// Connection i is due at start + i*period/n; the last ones a tick
+		// before the period ends.
+		due := len(conns)
+		if elapsed := time.Since(start) + drainTick; elapsed < period {
+			due = int(int64(len(conns)) * int64(elapsed) / int64(period))
+		}
+		for ; moved < due; moved++ {
+			move(conns[moved])
+		}
+		if moved == len(conns) { // and a login that raced the drain, if any
+			g.hub.eachConn(move)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// StopLogins makes every later login fail with 4013 (draining: reconnect
+// elsewhere), as Drain does first.
+func (g *Gateway) StopLogins() { g.draining.Store(true) }
+
+// Draining reports whether logins are stopped for a drain.
+func (g *Gateway) Draining() bool { return g.draining.Load() }

@@ -1,0 +1,229 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/protocol"
+)
+
+// mover is a device that records what it receives and when it was cut off.
+type mover struct {
+	*client.Client
+	mu       sync.Mutex
+	got      map[string]bool // data received
+	cutAt    []time.Time     // disconnects
+	cutCodes []protocol.Code
+}
+
+func dialMover(t *testing.T, addr, token string) *mover {
+	t.Helper()
+	m := &mover{got: make(map[string]bool)}
+	c, err := client.Dial(context.Background(), client.Config{Addr: addr, Token: token, MinBackoff: 200 * time.Millisecond,
+		OnPush: func(p client.Push) {
+			m.mu.Lock()
+			m.got[string(p.Data)] = true
+			m.mu.Unlock()
+		},
+		OnDisconnect: func(err error) {
+			m.mu.Lock()
+			m.cutAt = append(m.cutAt, time.Now())
+			m.cutCodes = append(m.cutCodes, codeOfErr(err))
+			m.mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	m.Client = c
+	return m
+}
+
+func codeOfErr(err error) protocol.Code {
+	if pe, ok := err.(*protocol.Error); ok {
+		return pe.Code
+	}
+	return 0
+}
+
+// spread checks that the first disconnects of movers are spread over most
+// of period (not all at once), and returns their span.
+func spread(t *testing.T, movers []*mover, period time.Duration) time.Duration {
+	t.Helper()
+	var cuts []time.Time
+	for _, m := range movers {
+		m.mu.Lock()
+		if len(m.cutAt) == 0 || m.cutCodes[0] != protocol.CodeGoingAway {
+			t.Fatalf("a device was not closed with 4009: %v", m.cutCodes)
+		}
+		cuts = append(cuts, m.cutAt[0])
+		m.mu.Unlock()
+	}
+	slices.SortFunc(cuts, func(a, b time.Time) int { return a.Compare(b) })
+	span := cuts[len(cuts)-1].Sub(cuts[0])
+	if span < period*2/3 || span > period+time.Second {
+		t.Errorf("the closes took %v; want them spread over the period (%v)", span, period)
+	}
+	// No slice of a sixth of the period takes more than a third of them.
+	for i := range cuts {
+		j, _ := slices.BinarySearchFunc(cuts, cuts[i].Add(period/6), func(a, b time.Time) int { return a.Compare(b) })
+		if j-i > len(cuts)/3 {
+			t.Fatalf("%d of %d closes within %v", j-i, len(cuts), period/6)
+		}
+	}
+	return span
+}
+
+// TestClusterDrain: draining n1 while 300 devices are connected to it and
+// stored pushes flow through n2: n1 leaves dispatch and refuses logins
+// (4013); each device gets a redirect to n2 or n3, then 4009, spread over
+// the drain period; every device ends on n2 or n3; nothing stored is lost.
+func TestClusterDrain(t *testing.T) {
+	const period = 3 * time.Second
+	nodes := testserver.StartCluster(t, 3, withOpsToken, func(c *config.Config) { c.Gateway.DrainPeriod = period })
+	const n = 300
+	movers := make([]*mover, n)
+	for i := range movers {
+		movers[i] = dialMover(t, nodes[0].GatewayAddr(), nodes[0].Token(fmt.Sprint("m", i), ""))
+	}
+
+	// Stored pushes, 10 devices a call, through n2, before, during and
+	// after the drain.
+	want := make([]map[string]bool, n)
+	for i := range want {
+		want[i] = make(map[string]bool)
+	}
+	stop, pushed := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(pushed)
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			data := fmt.Sprint("stored ", k)
+			var to []string
+			for _, i := range rand.Perm(n)[:10] {
+				to = append(to, fmt.Sprint("m", i))
+				want[i][data] = true
+			}
+			if status, out := nodes[1].Call(http.MethodPost, "/v1/push", testserver.Demo.APIKey,
+				map[string]any{"app": "demo", "devices": to, "data": data, "ttl": 600}); status != http.StatusOK {
+				t.Errorf("push: %d %v", status, out)
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	status, out := admin2(t, nodes[0], http.MethodPost, "/v1/admin/drain")
+	if node, _ := out["node"].(map[string]any); status != http.StatusAccepted || node["state"] != "draining" {
+		t.Fatalf("drain: %d %v", status, out)
+	}
+	// Out of dispatch (n2 learns it from n1's lease), and logins refused.
+	testserver.Eventually(t, "n1 out of dispatch", func() bool {
+		_, out := nodes[1].Call(http.MethodGet, "/v1/dispatch?app=demo&device=x", "", nil)
+		for _, e := range out["endpoints"].([]any) {
+			if e.(map[string]any)["address"] == nodes[0].GatewayAddr() {
+				return false
+			}
+		}
+		return true
+	})
+	late := rawDial(t, nodes[0], client.TCP)
+	late.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(nodes[0].Token("late", ""))}, time.Second)
+	if f := readUntilAny(t, late); f.Op != protocol.OpError || f.Code != protocol.CodeDraining {
+		t.Fatalf("a login on the draining node: %s %d %q, want 4013", f.Op, f.Code, f.Reason)
+	}
+
+	select {
+	case <-nodes[0].Drained():
+	case <-time.After(period + 5*time.Second):
+		t.Fatal("the drain did not end")
+	}
+	span := spread(t, movers, period)
+	close(stop)
+	<-pushed
+
+	for i, m := range movers {
+		testserver.Eventually(t, fmt.Sprint("m", i, " on n2 or n3"), func() bool {
+			_, out := admin(t, nodes[1], fmt.Sprint("/v1/admin/devices/demo/m", i))
+			return out["online"] == true && (out["node"] == "n2" || out["node"] == "n3")
+		})
+		testserver.Eventually(t, fmt.Sprint("m", i, "'s stored messages"), func() bool {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			for data := range want[i] {
+				if !m.got[data] {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	t.Logf("300 devices moved in %v", span)
+}
+
+// admin2 calls an admin endpoint with any method and the ops token.
+func admin2(t *testing.T, ts *testserver.TS, method, path string) (int, map[string]any) {
+	t.Helper()
+	return ts.Call(method, path, opsToken, nil)
+}
+
+// TestDrainOnSIGTERM: a single node drains on SIGTERM: each device is
+// closed with 4009, spread over the period, after a redirect with no
+// endpoints (there is no other node), and the process then exits 0.
+func TestDrainOnSIGTERM(t *testing.T) {
+	const period = 1500 * time.Millisecond
+	srv := startChild(t, t.TempDir(), fmt.Sprintf("gateway: {listen: 127.0.0.1:0, drain_period: %v}", period))
+	var movers []*mover
+	redirects := make(chan []protocol.Endpoint, 30)
+	for i := range 30 {
+		movers = append(movers, dialMover(t, srv.gateway, testserver.MintToken(t, testserver.Demo, fmt.Sprint("d", i), "")))
+	}
+	raw, err := client.DialConn(context.Background(), client.TCP, srv.gateway, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(testserver.MintToken(t, testserver.Demo, "raw", ""))}, time.Second)
+	go func() {
+		for {
+			var f protocol.Frame
+			if raw.ReadFrame(&f) != nil {
+				close(redirects)
+				return
+			}
+			if f.Op == protocol.OpRedirect {
+				redirects <- f.Endpoints
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- srv.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("the process ended with %v", err)
+		}
+	case <-time.After(period + 10*time.Second):
+		t.Fatal("the process did not exit after the drain")
+	}
+	if eps, ok := <-redirects; !ok || len(eps) != 0 {
+		t.Fatalf("redirect: %v (received: %v); want one with no endpoints", eps, ok)
+	}
+	spread(t, movers, period)
+}
