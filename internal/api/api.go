@@ -132,9 +132,10 @@ type Server struct {
 	mux     *http.ServeMux
 	ops     *http.ServeMux // the ops surface: mux itself, unless ops.listen is set
 
-	msgSeq  atomic.Uint64 // message id counter
-	pending sync.Map      // app -> *atomic.Int64: bytes of stored pushes being written (reserve)
-	pushes  sync.Map      // app -> *rate.Limiter (golang.org/x/time/rate): limits.push_per_second
+	dispatcher dispatcher
+	msgSeq     atomic.Uint64 // message id counter
+	pending    sync.Map      // app -> *atomic.Int64: bytes of stored pushes being written (reserve)
+	pushes     sync.Map      // app -> *rate.Limiter (golang.org/x/time/rate): limits.push_per_second
 }
 
 // Limits of one API call.

@@ -58,6 +58,7 @@ func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, clusterDown(err))
 		return
 	}
+	nodes = s.dispatcher.order(s.cfg.Dispatch, app, device, nodes)
 	writeJSON(w, http.StatusOK, map[string]any{"endpoints": Endpoints(nodes), "heartbeat": int(s.cfg.Gateway.Heartbeat.Seconds())})
 }
 

@@ -145,7 +145,7 @@ func (n *Node) call() (context.Context, context.CancelFunc) {
 func (n *Node) subject(node string) string { return "longlink.node." + node }
 
 // Renew moves this node's lease a full lease ahead now, with what Self
-// says (as the node does by itself three times per lease).
+// says (as the node does by itself every second).
 func (n *Node) Renew() error { return n.renew() }
 
 // renew moves this node's lease a full lease ahead.
@@ -159,10 +159,11 @@ func (n *Node) renew() error {
 	return n.redis.Do(ctx, n.redis.B().Hset().Key(n.opts.Prefix+"nodes").FieldValue().FieldValue(n.opts.Node, string(v)).Build()).Error()
 }
 
-// keepLease renews the lease three times per lease until Close.
+// keepLease renews the lease every second (at least three times per lease)
+// until Close.
 func (n *Node) keepLease() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.opts.Lease / 3)
+	t := time.NewTicker(min(n.opts.Lease/3, time.Second)) // also keeps the connections it says fresh for dispatch
 	defer t.Stop()
 	for {
 		select {

@@ -28,16 +28,34 @@ type Config struct {
 	Node string `yaml:"node"`
 	// DataDir holds the embedded store and generated credentials.
 	// Empty means "./longlink-data".
-	DataDir string  `yaml:"data_dir"`
-	Gateway Gateway `yaml:"gateway"`
-	API     API     `yaml:"api"`
-	Store   Store   `yaml:"store"`
-	Hooks   Hooks   `yaml:"hooks"`
-	Limits  Limits  `yaml:"limits"`
-	Cluster Cluster `yaml:"cluster"`
-	Ops     Ops     `yaml:"ops"`
-	TLS     TLS     `yaml:"tls"`
-	Apps    []App   `yaml:"apps"`
+	DataDir  string   `yaml:"data_dir"`
+	Gateway  Gateway  `yaml:"gateway"`
+	API      API      `yaml:"api"`
+	Store    Store    `yaml:"store"`
+	Hooks    Hooks    `yaml:"hooks"`
+	Limits   Limits   `yaml:"limits"`
+	Cluster  Cluster  `yaml:"cluster"`
+	Ops      Ops      `yaml:"ops"`
+	TLS      TLS      `yaml:"tls"`
+	Dispatch Dispatch `yaml:"dispatch"`
+	Apps     []App    `yaml:"apps"`
+}
+
+// Dispatch shapes /v1/dispatch's answers in a cluster.
+type Dispatch struct {
+	// MaxEndpoints bounds the nodes an answer lists (each with its
+	// endpoints). Zero means 3.
+	MaxEndpoints int `yaml:"max_endpoints"`
+	// Canary sends a stable share of devices to some nodes, and no other
+	// device there.
+	Canary Canary `yaml:"canary"`
+}
+
+// Canary is a dispatch rule for trying new nodes (a new version) on a few
+// devices first.
+type Canary struct {
+	Nodes   []string `yaml:"nodes"`   // the canary nodes
+	Percent float64  `yaml:"percent"` // the share of (app, device) pairs sent there, 0-100
 }
 
 // TLS turns on TLS: on the gateway port beside plaintext (told apart by the
@@ -363,6 +381,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.API.MaxDataBytes, 16384)
 	defDur(&c.API.MaxTTL, 720*time.Hour)
 	defInt(&c.Store.MailboxLimit, 1000)
+	defInt(&c.Dispatch.MaxEndpoints, 3)
 	defInt(&c.Hooks.UpstreamWorkers, 64)
 	defInt(&c.Hooks.UpstreamQueue, 4096)
 	defDur(&c.Hooks.UpstreamTimeout, 5*time.Second)
@@ -453,6 +472,19 @@ func (c *Config) Validate() error {
 			return bad("tls.cert_file", "is required with tls.key_file or tls.required")
 		case t.KeyFile == "":
 			return bad("tls.key_file", "is required with tls.cert_file")
+		}
+	}
+	if d := c.Dispatch; d.MaxEndpoints < 1 {
+		return bad("dispatch.max_endpoints", "must be at least 1")
+	}
+	if cn := c.Dispatch.Canary; cn.Percent < 0 || cn.Percent > 100 {
+		return bad("dispatch.canary.percent", "must lie between 0 and 100")
+	} else if cn.Percent > 0 && len(cn.Nodes) == 0 {
+		return bad("dispatch.canary.nodes", "must name the canary nodes when percent is set")
+	}
+	for i, n := range c.Dispatch.Canary.Nodes {
+		if !nodeRe.MatchString(n) {
+			return bad(fmt.Sprintf("dispatch.canary.nodes[%d]", i), "%q is not a node name", n)
 		}
 	}
 	if cl := c.Cluster; cl.Redis != "" || cl.NATS != "" {

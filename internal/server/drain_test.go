@@ -227,3 +227,57 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	}
 	spread(t, movers, period)
 }
+
+// TestClusterDispatch: /v1/dispatch lists the least loaded serving nodes
+// first, at most dispatch.max_endpoints, and gives a stable share of
+// devices the canary nodes only.
+func TestClusterDispatch(t *testing.T) {
+	nodes := testserver.StartCluster(t, 3, withOpsToken, func(c *config.Config) {
+		c.Dispatch = config.Dispatch{MaxEndpoints: 2, Canary: config.Canary{Nodes: []string{"n3"}, Percent: 20}}
+	})
+	for i := range 3 {
+		connect(t, nodes[0], client.TCP, nodes[0].Token(fmt.Sprint("a", i), ""))
+	}
+	connect(t, nodes[1], client.TCP, nodes[1].Token("b", ""))
+	testserver.Eventually(t, "the leases to say 3 and 1", func() bool {
+		_, out := admin(t, nodes[0], "/v1/admin/nodes")
+		conns := map[any]any{}
+		for _, n := range out["nodes"].([]any) {
+			conns[n.(map[string]any)["node"]] = n.(map[string]any)["connections"]
+		}
+		return conns["n1"] == 3.0 && conns["n2"] == 1.0
+	})
+	tcpOf := func(device string) []string {
+		_, out := nodes[0].Call(http.MethodGet, "/v1/dispatch?app=demo&device="+device, "", nil)
+		var tcp []string
+		for _, e := range out["endpoints"].([]any) {
+			if e := e.(map[string]any); e["transport"] == "tcp" {
+				tcp = append(tcp, e["address"].(string))
+			}
+		}
+		return tcp
+	}
+	regular := ""
+	for i := 0; regular == ""; i++ { // a device outside the canary share
+		if d := fmt.Sprint("r", i); !slices.Contains(tcpOf(d), nodes[2].GatewayAddr()) {
+			regular = d
+		}
+	}
+	time.Sleep(time.Second) // the probes above counted as load for this second
+	if got := tcpOf(regular); !slices.Equal(got, []string{nodes[1].GatewayAddr(), nodes[0].GatewayAddr()}) {
+		t.Fatalf("dispatch of %s: %v; want n2 (1 connection) then n1 (3)", regular, got)
+	}
+	canary := 0
+	for i := range 500 {
+		got := tcpOf(fmt.Sprint("c", i))
+		if slices.Contains(got, nodes[2].GatewayAddr()) {
+			if len(got) != 1 {
+				t.Fatalf("a canary device was given other nodes too: %v", got)
+			}
+			canary++
+		}
+	}
+	if canary < 70 || canary > 130 {
+		t.Fatalf("%d of 500 devices sent to the canary node; want about 100 (20%%)", canary)
+	}
+}

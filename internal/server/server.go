@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -226,6 +227,7 @@ func (s *Server) Reload(next *config.Config) (needRestart []string) {
 		{"ops", cur.Ops == next.Ops},
 		{"limits", cur.Limits == next.Limits},
 		{"tls", cur.TLS == next.TLS},
+		{"dispatch", reflect.DeepEqual(cur.Dispatch, next.Dispatch)},
 	} {
 		if !k.same {
 			needRestart = append(needRestart, k.key)
