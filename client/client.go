@@ -101,6 +101,15 @@ type Config struct {
 	// reconnects unless the error is final (see Client.Err).
 	OnDisconnect func(error)
 
+	// Network, if set, says what network the device is on now: "wifi",
+	// "cellular" or "unknown" (nil: "unknown"). It labels the client-quality
+	// stats the client sends.
+	Network func() string
+	// StatsInterval is how often the client sends what it measured (ping
+	// round trips, connect time and failures) in a stats op. Zero means 3
+	// minutes; negative sends none.
+	StatsInterval time.Duration
+
 	// MinBackoff and MaxBackoff bound the wait between reconnects, which
 	// doubles per failed attempt, with jitter. Zero means 500ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
@@ -132,7 +141,8 @@ type Client struct {
 	movedTo string                         // guarded by mu: where a redirect said to reconnect, once
 	nextRef atomic.Uint64
 
-	seen recentIDs // owned by the reading goroutine
+	seen    recentIDs // owned by the reading goroutine
+	quality quality
 }
 
 // Dial connects and logs in once, then keeps the connection up in the
@@ -147,6 +157,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		}
 	}
 	setDefault(&cfg.MinBackoff, 500*time.Millisecond)
+	setDefault(&cfg.StatsInterval, 3*time.Minute)
 	setDefault(&cfg.MaxBackoff, 30*time.Second)
 	setDefault(&cfg.DialTimeout, 10*time.Second)
 	if cfg.HTTPClient == nil {
@@ -292,8 +303,17 @@ func (c *Client) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// connect dials, logs in and waits for the welcome.
+// connect dials, logs in and waits for the welcome, and keeps how long it
+// took, or that it failed, for the next stats.
 func (c *Client) connect(ctx context.Context) (*Conn, Welcome, error) {
+	start := time.Now()
+	w, welcome, err := c.dialLogin(ctx)
+	c.quality.connected(time.Since(start), err == nil)
+	return w, welcome, err
+}
+
+// dialLogin dials, logs in and waits for the welcome.
+func (c *Client) dialLogin(ctx context.Context) (*Conn, Welcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	c.mu.Lock()
@@ -369,21 +389,7 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 	if c.cfg.TokenSource != nil {
 		go c.keepTokens(stop)
 	}
-	go func() {
-		t := time.NewTicker(hb)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if w.WriteFrame(&protocol.Frame{Op: protocol.OpPing}, hb) != nil {
-					w.nc.Close()
-					return
-				}
-			}
-		}
-	}()
+	go c.keepAlive(w, hb, stop)
 	var serverErr error // the last error frame: why the server closes
 	for {
 		w.nc.SetReadDeadline(time.Now().Add(3 * hb))
@@ -401,6 +407,8 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 			}
 		case protocol.OpOK, protocol.OpUpReply:
 			c.answer(f)
+		case protocol.OpPong:
+			c.quality.ponged()
 		case protocol.OpRedirect: // the node is draining: the next connect goes there
 			c.redirected(f.Endpoints)
 		case protocol.OpError:
@@ -417,6 +425,53 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 			serverErr = err
 		}
 	}
+}
+
+// keepAlive pings every hb and sends the stats every StatsInterval, until
+// stop; a write that fails closes the connection.
+func (c *Client) keepAlive(w *Conn, hb time.Duration, stop <-chan struct{}) {
+	ping := time.NewTicker(hb)
+	defer ping.Stop()
+	var stats <-chan time.Time
+	if c.cfg.StatsInterval > 0 {
+		t := time.NewTicker(c.cfg.StatsInterval)
+		defer t.Stop()
+		stats = t.C
+	}
+	for {
+		var f *protocol.Frame
+		select {
+		case <-stop:
+			return
+		case <-ping.C:
+			c.quality.pinged()
+			f = &protocol.Frame{Op: protocol.OpPing}
+		case <-stats:
+			network := "unknown"
+			if c.cfg.Network != nil {
+				network = c.cfg.Network()
+			}
+			if f = c.quality.take(network, c.transport()); f == nil {
+				continue
+			}
+		}
+		if w.WriteFrame(f, hb) != nil {
+			w.nc.Close()
+			return
+		}
+	}
+}
+
+// transport names the transport for stats: tcp, ws, ws-json, with TLS
+// tls, wss, wss-json.
+func (c *Client) transport() string {
+	if c.cfg.TLS == nil {
+		return string(c.cfg.Transport)
+	}
+	if c.cfg.Transport == TCP {
+		return "tls"
+	}
+	return "wss" + strings.TrimPrefix(string(c.cfg.Transport), "ws")
 }
 
 // endApp stops logging into app after the server ended the device's

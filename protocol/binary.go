@@ -50,6 +50,11 @@ const (
 	fieldReason    = 16
 	fieldLastSeqs  = 17
 	fieldEndpoints = 18 // repeated: "<transport> <address or url>"
+	fieldNetwork   = 19
+	fieldRTTs      = 20 // repeated
+	fieldConnectMs = 21
+	fieldFailures  = 22
+	fieldTransport = 23
 )
 
 // AppendBinary appends f, length prefix included, to dst. It does not
@@ -83,6 +88,13 @@ func AppendBinary(dst []byte, f *Frame) []byte {
 	for _, e := range f.Endpoints {
 		dst = appendField(dst, fieldEndpoints, []byte(e.Transport+" "+e.Address+e.URL))
 	}
+	dst = appendBytes(dst, fieldNetwork, f.Network)
+	for _, r := range f.RTTs {
+		dst = binary.AppendUvarint(append(dst, fieldRTTs<<1|wireVarint), r)
+	}
+	dst = appendVarint(dst, fieldConnectMs, f.ConnectMs)
+	dst = appendVarint(dst, fieldFailures, f.Failures)
+	dst = appendBytes(dst, fieldTransport, f.Transport)
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-LengthSize))
 	return dst
 }
@@ -169,6 +181,12 @@ func (f *Frame) setVarint(field byte, v uint64) error {
 		f.LastSeq = v
 	case fieldLastSeqs:
 		f.LastSeqs = append(f.LastSeqs, v)
+	case fieldRTTs:
+		f.RTTs = append(f.RTTs, v)
+	case fieldConnectMs:
+		f.ConnectMs = v
+	case fieldFailures:
+		f.Failures = v
 	case fieldSeq:
 		f.Seq = v
 	case fieldHeartbeat, fieldStatus:
@@ -213,6 +231,10 @@ func (f *Frame) setBytes(field byte, v []byte) {
 		f.Biz = v
 	case fieldReason:
 		f.Reason = v
+	case fieldNetwork:
+		f.Network = v
+	case fieldTransport:
+		f.Transport = v
 	case fieldEndpoints:
 		transport, target, _ := strings.Cut(string(v), " ")
 		e := Endpoint{Transport: transport, Address: target}

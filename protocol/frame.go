@@ -31,13 +31,14 @@ const (
 	OpError    Op = 12 // s: an error, fatal or not
 	OpRefresh  Op = 13 // c: a new token for one app of the connection
 	OpRedirect Op = 14 // s: reconnect to one of these endpoints (the node is draining)
+	OpStats    Op = 15 // c: what the client measured (no reply)
 )
 
 var opNames = [...]string{
 	OpLogin: "login", OpWelcome: "welcome", OpPush: "push", OpAck: "ack",
 	OpPing: "ping", OpPong: "pong", OpJoin: "join", OpLeave: "leave", OpOK: "ok",
 	OpUp: "up", OpUpReply: "up_reply", OpError: "error", OpRefresh: "refresh",
-	OpRedirect: "redirect",
+	OpRedirect: "redirect", OpStats: "stats",
 }
 
 // String returns the op's JSON name.
@@ -117,6 +118,13 @@ type Frame struct {
 	Code      Code       // error
 	Reason    []byte     // error
 	Endpoints []Endpoint // redirect
+
+	// stats: what the client measured since its last stats.
+	Network   []byte   // "wifi", "cellular" or "unknown", as the app reports it
+	Transport []byte   // the transport measured
+	RTTs      []uint64 // ping round trips, ms
+	ConnectMs uint64   // its last connect and login, ms
+	Failures  uint64   // connects that failed
 }
 
 // Endpoint is a place a device can connect to, as /v1/dispatch and the
@@ -131,8 +139,8 @@ type Endpoint struct {
 // Reset clears f for reuse, keeping the capacity of its repeated fields so
 // that decoding into a reused Frame does not allocate.
 func (f *Frame) Reset() {
-	tokens, apps, seqs := f.Tokens[:0], f.Apps[:0], f.LastSeqs[:0]
-	*f = Frame{Tokens: tokens, Apps: apps, LastSeqs: seqs}
+	tokens, apps, seqs, rtts := f.Tokens[:0], f.Apps[:0], f.LastSeqs[:0], f.RTTs[:0]
+	*f = Frame{Tokens: tokens, Apps: apps, LastSeqs: seqs, RTTs: rtts}
 }
 
 // ErrorFrame returns the frame that reports e to a client.

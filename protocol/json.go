@@ -29,6 +29,11 @@ type jsonFrame struct {
 	Code       uint16     `json:"code"`
 	Reason     string     `json:"reason"`
 	Endpoints  []Endpoint `json:"endpoints"`
+	Network    string     `json:"network"`
+	Transport  string     `json:"transport"`
+	RTTs       []uint64   `json:"rtt_ms"`
+	ConnectMs  uint64     `json:"connect_ms"`
+	Failures   uint64     `json:"connect_failures"`
 }
 
 // DecodeJSON decodes one JSON frame into f, which it resets first. Unknown
@@ -62,6 +67,11 @@ func DecodeJSON(b []byte, f *Frame) error {
 		Code:      Code(j.Code),
 		Reason:    bytesOf(j.Reason),
 		Endpoints: j.Endpoints,
+		Network:   bytesOf(j.Network),
+		Transport: bytesOf(j.Transport),
+		RTTs:      append(f.RTTs, j.RTTs...),
+		ConnectMs: j.ConnectMs,
+		Failures:  j.Failures,
 	}
 	switch {
 	case j.Data != nil && j.DataBase64 != nil:
@@ -101,21 +111,12 @@ func AppendJSON(dst []byte, f *Frame) []byte {
 	dst = append(dst, '"')
 	dst = appendJSONField(dst, "ref", f.Ref)
 	dst = appendJSONField(dst, "token", f.Token)
-	dst = appendJSONList(dst, "tokens", f.Tokens)
+	dst = appendJSONArray(dst, "tokens", f.Tokens, appendJSONString)
 	dst = appendJSONUint(dst, "last_seq", f.LastSeq)
-	if len(f.LastSeqs) > 0 {
-		dst = append(appendJSONKey(dst, "last_seqs"), '[')
-		for i, s := range f.LastSeqs {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = strconv.AppendUint(dst, s, 10)
-		}
-		dst = append(dst, ']')
-	}
+	dst = appendJSONArray(dst, "last_seqs", f.LastSeqs, appendJSONNumber)
 	dst = appendJSONUint(dst, "heartbeat", uint64(f.Heartbeat))
 	dst = appendJSONField(dst, "device", f.Device)
-	dst = appendJSONList(dst, "apps", f.Apps)
+	dst = appendJSONArray(dst, "apps", f.Apps, appendJSONString)
 	dst = appendJSONField(dst, "app", f.App)
 	dst = appendJSONField(dst, "id", f.ID)
 	dst = appendJSONUint(dst, "seq", f.Seq)
@@ -134,25 +135,43 @@ func AppendJSON(dst []byte, f *Frame) []byte {
 	dst = appendJSONUint(dst, "status", uint64(f.Status))
 	dst = appendJSONUint(dst, "code", uint64(f.Code))
 	dst = appendJSONField(dst, "reason", f.Reason)
-	if len(f.Endpoints) > 0 {
-		dst = append(appendJSONKey(dst, "endpoints"), '[')
-		for i, e := range f.Endpoints {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"transport":`...)
-			dst = appendJSONString(dst, []byte(e.Transport))
-			if e.Address != "" {
-				dst = append(dst, `,"address":`...)
-				dst = appendJSONString(dst, []byte(e.Address))
-			}
-			if e.URL != "" {
-				dst = append(dst, `,"url":`...)
-				dst = appendJSONString(dst, []byte(e.URL))
-			}
-			dst = append(dst, '}')
+	dst = appendJSONField(dst, "network", f.Network)
+	dst = appendJSONField(dst, "transport", f.Transport)
+	dst = appendJSONArray(dst, "rtt_ms", f.RTTs, appendJSONNumber)
+	dst = appendJSONUint(dst, "connect_ms", f.ConnectMs)
+	dst = appendJSONUint(dst, "connect_failures", f.Failures)
+	dst = appendJSONArray(dst, "endpoints", f.Endpoints, appendJSONEndpoint)
+	return append(dst, '}')
+}
+
+// appendJSONArray appends key and the list vs, each element appended by
+// elem, when vs is not empty.
+func appendJSONArray[T any](dst []byte, key string, vs []T, elem func([]byte, T) []byte) []byte {
+	if len(vs) == 0 {
+		return dst
+	}
+	dst = append(appendJSONKey(dst, key), '[')
+	for i, v := range vs {
+		if i > 0 {
+			dst = append(dst, ',')
 		}
-		dst = append(dst, ']')
+		dst = elem(dst, v)
+	}
+	return append(dst, ']')
+}
+
+func appendJSONNumber(dst []byte, v uint64) []byte { return strconv.AppendUint(dst, v, 10) }
+
+func appendJSONEndpoint(dst []byte, e Endpoint) []byte {
+	dst = append(dst, `{"transport":`...)
+	dst = appendJSONString(dst, []byte(e.Transport))
+	if e.Address != "" {
+		dst = append(dst, `,"address":`...)
+		dst = appendJSONString(dst, []byte(e.Address))
+	}
+	if e.URL != "" {
+		dst = append(dst, `,"url":`...)
+		dst = appendJSONString(dst, []byte(e.URL))
 	}
 	return append(dst, '}')
 }
@@ -168,20 +187,6 @@ func appendJSONField(dst []byte, key string, v []byte) []byte {
 		return dst
 	}
 	return appendJSONString(appendJSONKey(dst, key), v)
-}
-
-func appendJSONList(dst []byte, key string, vs [][]byte) []byte {
-	if len(vs) == 0 {
-		return dst
-	}
-	dst = append(appendJSONKey(dst, key), '[')
-	for i, v := range vs {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = appendJSONString(dst, v)
-	}
-	return append(dst, ']')
 }
 
 func appendJSONUint(dst []byte, key string, v uint64) []byte {

@@ -29,6 +29,7 @@ var sampleFrames = []*Frame{
 	{Op: OpUp, Ref: b("u"), App: b("demo"), Biz: b("chat"), Data: b("{\"x\":1}")},
 	{Op: OpUpReply, Ref: b("u"), Status: 200, Data: b("ok")},
 	{Op: OpError, Code: CodeAuthFailed, Reason: b("token expired")},
+	{Op: OpStats, Network: b("wifi"), Transport: b("ws"), RTTs: []uint64{0, 12, 250}, ConnectMs: 85, Failures: 2},
 	{Op: OpRedirect, Endpoints: []Endpoint{{Transport: "tcp", Address: "10.0.0.2:7070"},
 		{Transport: "wss", URL: "wss://n2.example:7070/ws"}}},
 }
@@ -45,6 +46,9 @@ func normalize(f *Frame) Frame {
 	}
 	if len(c.LastSeqs) == 0 {
 		c.LastSeqs = nil
+	}
+	if len(c.RTTs) == 0 {
+		c.RTTs = nil
 	}
 	return c
 }

@@ -408,6 +408,8 @@ func (c *conn) handle(f *protocol.Frame) error {
 		c.refresh(f)
 	case protocol.OpUp:
 		c.up(f)
+	case protocol.OpStats:
+		c.stats(f)
 	default:
 		return protocol.Errorf(protocol.CodeBadFrame, "op %s is sent by servers, not clients", f.Op)
 	}

@@ -32,6 +32,12 @@ type Metrics struct {
 
 	Upstream     *prometheus.CounterVec // app, result: upstream calls
 	StatusEvents *prometheus.CounterVec // app, result: status events
+
+	// What devices measured (stats op), per app, transport and network.
+	ClientRTT      *prometheus.HistogramVec
+	ClientConnect  *prometheus.HistogramVec
+	ClientFailures *prometheus.CounterVec
+	ClientDropped  *prometheus.CounterVec // reason: stats values refused
 }
 
 // New creates the metrics and registers them with the Go runtime and process
@@ -83,6 +89,21 @@ func New() *Metrics {
 			Name: "longlink_status_events_total",
 			Help: "Status events, per app and result: sent, retried (counted per failed attempt), dropped (buffer full).",
 		}, []string{"app", "result"}),
+		ClientRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "longlink_client_rtt_seconds", Help: "Ping round trips measured by devices, per app, transport and network.",
+			Buckets: clientBuckets,
+		}, []string{"app", "transport", "network"}),
+		ClientConnect: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "longlink_client_connect_seconds", Help: "Connect and login times measured by devices, per app, transport and network.",
+			Buckets: clientBuckets,
+		}, []string{"app", "transport", "network"}),
+		ClientFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_client_connect_failures_total", Help: "Failed connects reported by devices, per app, transport and network.",
+		}, []string{"app", "transport", "network"}),
+		ClientDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_client_stats_dropped_total",
+			Help: "Stats ops or their values refused, per reason: app, network, transport (unknown: the op is dropped), rtt, connect, failures (out of range: that value is).",
+		}, []string{"reason"}),
 	}
 	v := version.Get()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "longlink_build_info",
@@ -99,9 +120,13 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered,
 		m.MailboxDropped, m.Limited, m.SeqClamped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.StatusEvents,
+		m.ClientRTT, m.ClientConnect, m.ClientFailures, m.ClientDropped,
 	)
 	return m
 }
+
+// clientBuckets are the buckets of what devices measure: 5 ms to 20 s.
+var clientBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20}
 
 // GaugeFunc registers a gauge whose value fn reads at each scrape.
 func (m *Metrics) GaugeFunc(name, help string, fn func() float64) {
