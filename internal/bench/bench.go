@@ -19,7 +19,7 @@ import (
 )
 
 // Scenarios are the loads the tool knows.
-var Scenarios = []string{"connect", "idle", "unicast", "batch", "group", "broadcast", "storm"}
+var Scenarios = []string{"connect", "idle", "unicast", "batch", "group", "broadcast", "storm", "drain"}
 
 // Options configure one run. Every loop of a run is bounded by N, by
 // Duration and by timeouts, and it talks only to Gateways and APIs.
@@ -43,6 +43,8 @@ type Options struct {
 	// Cluster says the servers are nodes of one cluster: every push goes
 	// through the first API, to devices on every node.
 	Cluster bool
+	// OpsToken is the nodes' ops token (drain).
+	OpsToken string
 	// TLS makes the devices connect with TLS (the native protocol over
 	// TLS, or wss://). CAPEM (PEM) is the CA they and the API calls trust
 	// (empty: the system's roots); Insecure trusts any certificate.
@@ -84,6 +86,9 @@ type Result struct {
 	StormSeconds   float64      `json:"storm_seconds,omitempty"` // all back after a storm
 	StoredExpected int64        `json:"stored_expected,omitempty"`
 	StoredReceived int64        `json:"stored_received,omitempty"`
+	DrainSeconds   float64      `json:"drain_seconds,omitempty"`   // drain: until the other nodes hold every device moved
+	Moved          int64        `json:"moved,omitempty"`           // drain: connections the drained node had
+	PeakLoginRate  float64      `json:"peak_login_rate,omitempty"` // drain: the others' logins per second, at most
 	Servers        []Server     `json:"servers,omitempty"`
 }
 
@@ -143,6 +148,8 @@ func Run(o Options) (*Result, error) {
 		err = o.broadcast(f, r, p)
 	case "storm":
 		err = o.storm(f, r, p)
+	case "drain":
+		err = o.drain(f, r, p)
 	}
 	if err != nil {
 		return nil, err
@@ -169,8 +176,10 @@ func (o *Options) check() error {
 		return errors.New("the app's secret is needed to mint device tokens (--secret or --config)")
 	case o.APIKey == "" && o.Scenario != "connect" && o.Scenario != "idle":
 		return errors.New("the app's API key is needed to push (--key or --config)")
-	case o.Rate <= 0 && (o.Scenario == "unicast" || o.Scenario == "batch" || o.Scenario == "group"):
+	case o.Rate <= 0 && (o.Scenario == "unicast" || o.Scenario == "batch" || o.Scenario == "group" || o.Scenario == "drain"):
 		return errors.New("--rate must be positive")
+	case o.Scenario == "drain" && (!o.Cluster || len(o.APIs) < 2 || o.OpsToken == ""):
+		return errors.New("drain needs --cluster, two or more nodes, and the ops token (--ops-token or the config's ops.token)")
 	}
 	return nil
 }

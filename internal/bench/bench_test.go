@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 // spread over 3 worker processes, and checks what each one measured.
 func TestScenarios(t *testing.T) {
 	for _, scenario := range Scenarios {
+		if scenario == "drain" { // needs a cluster: TestDrainScenario
+			continue
+		}
 		t.Run(scenario, func(t *testing.T) {
 			t.Parallel()
 			ts := testserver.Start(t, func(c *config.Config) { c.Apps = c.Apps[:1] })
@@ -157,5 +160,32 @@ func TestBenchCluster(t *testing.T) {
 				t.Fatalf("%s: %v connections on %s, want 10 on each node", scenario, s.Connections, s.API)
 			}
 		}
+	}
+}
+
+// TestDrainScenario: on a cluster of 3 real nodes, the first drains while
+// stored messages flow to its devices; every one of its devices moves to
+// the others, and every stored message arrives.
+func TestDrainScenario(t *testing.T) {
+	const token = "ops-token-0123456789"
+	nodes := testserver.StartCluster(t, 3, func(c *config.Config) {
+		c.Apps, c.Ops.Token, c.Gateway.DrainPeriod = c.Apps[:1], token, time.Second
+	})
+	o := Options{Scenario: "drain", Transport: "tcp", App: "demo", Secret: testserver.Demo.Secret,
+		APIKey: testserver.Demo.APIKey, OpsToken: token, Cluster: true, N: 60, ConnectRate: 400, Rate: 20, Size: 64,
+		Batch: 4, PerWorker: 30, Heartbeat: 30 * time.Second, Self: os.Args[0]}
+	for _, n := range nodes {
+		o.Gateways, o.APIs = append(o.Gateways, n.GatewayAddr()), append(o.APIs, n.APIURL())
+	}
+	r, err := Run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Moved != 20 || r.DrainSeconds <= 0 || r.PeakLoginRate <= 0 || r.StoredExpected == 0 || r.StoredReceived != r.StoredExpected {
+		t.Fatalf("moved %d in %.2fs (peak %.0f logins/s), stored %d of %d", r.Moved, r.DrainSeconds, r.PeakLoginRate,
+			r.StoredReceived, r.StoredExpected)
+	}
+	if r.Servers[1].Connections+r.Servers[2].Connections != 60 {
+		t.Fatalf("after the drain: %+v", r.Servers)
 	}
 }

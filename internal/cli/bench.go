@@ -41,6 +41,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	yield := fs.Bool("yield", true, "run the devices' worker processes at idle CPU priority (Linux SCHED_IDLE), so that on a box shared with the server they take only the CPU it leaves")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	ttl := fs.Int("ttl", 0, "unicast, batch: store each push for this many seconds (0: online only)")
+	opsToken := fs.String("ops-token", "", "drain: the nodes' ops token (default: the config's ops.token)")
 	useTLS := fs.Bool("tls", false, "devices connect with TLS (native over TLS, or wss://); give https:// --api URLs")
 	tf := addTLSFlags(fs)
 	inCluster := fs.Bool("cluster", false, "the servers are nodes of one cluster: push through the first --api only, to devices on every node")
@@ -57,7 +58,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	o := bench.Options{Scenario: scenario, Gateways: gateways, APIs: apis, Transport: *transport,
 		App: *app, Secret: *secret, APIKey: *key, N: *n, ConnectRate: *connectRate, Rate: *rate, Duration: *duration, Size: *size,
-		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat, Yield: *yield, TTL: *ttl, Cluster: *inCluster}
+		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat, Yield: *yield, TTL: *ttl, Cluster: *inCluster, OpsToken: *opsToken}
 	o.TLS, o.Insecure = *useTLS || tf.given(), *tf.insecure
 	if *tf.ca != "" {
 		ca, err := os.ReadFile(*tf.ca)
@@ -99,7 +100,7 @@ func benchDefaults(o *bench.Options, path string) error {
 		}
 	}
 	if o.Secret != "" && o.App != "" && (o.APIKey != "" || o.Scenario == "connect" || o.Scenario == "idle") &&
-		len(o.Gateways) > 0 && (len(o.APIs) > 0 || o.Scenario == "connect") {
+		len(o.Gateways) > 0 && (len(o.APIs) > 0 || o.Scenario == "connect") && (o.OpsToken != "" || o.Scenario != "drain") {
 		return nil
 	}
 	cfg, err := config.LoadOrDemo(path, false)
@@ -116,6 +117,9 @@ func benchDefaults(o *bench.Options, path string) error {
 	}
 	if o.APIKey == "" {
 		o.APIKey = a.APIKey
+	}
+	if o.OpsToken == "" {
+		o.OpsToken = cfg.Ops.Token
 	}
 	if len(o.Gateways) == 0 {
 		o.Gateways = []string{cfg.Gateway.Listen}
@@ -176,6 +180,10 @@ func printResult(w io.Writer, r *bench.Result) {
 	}
 	if r.Scenario == "storm" {
 		p("  storm                  all back in %.2fs; stored messages received %d of %d", r.StormSeconds, r.StoredReceived, r.StoredExpected)
+	}
+	if r.Scenario == "drain" {
+		p("  drain                  %d connections moved in %.2fs; peak %.0f logins/s on the other nodes; stored messages received %d of %d",
+			r.Moved, r.DrainSeconds, r.PeakLoginRate, r.StoredReceived, r.StoredExpected)
 	}
 	for _, s := range r.Servers {
 		perConn := "n/a: RSS did not grow"
