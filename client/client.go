@@ -309,6 +309,11 @@ func (c *Client) connect(ctx context.Context) (*Conn, Welcome, error) {
 	start := time.Now()
 	w, welcome, err := c.dialLogin(ctx)
 	c.quality.connected(time.Since(start), err == nil)
+	if err == nil {
+		c.mu.Lock()
+		c.movedTo = "" // the redirect is followed
+		c.mu.Unlock()
+	}
 	return w, welcome, err
 }
 
@@ -318,7 +323,6 @@ func (c *Client) dialLogin(ctx context.Context) (*Conn, Welcome, error) {
 	defer cancel()
 	c.mu.Lock()
 	addr := cmp.Or(c.movedTo, c.cfg.Addr)
-	c.movedTo = ""
 	c.mu.Unlock()
 	if addr == "" {
 		var err error
@@ -555,8 +559,8 @@ func (c *Client) dispatch(ctx context.Context) (string, error) {
 }
 
 // redirected keeps the first of endpoints (from a redirect) that suits this
-// client, for its next connect only; with none, that connect goes where
-// Addr or dispatch say.
+// client: the next connects go there until one succeeds (the node that
+// sent it is going away); with none, they go where Addr or dispatch say.
 func (c *Client) redirected(endpoints []protocol.Endpoint) {
 	c.mu.Lock()
 	c.movedTo = c.pick(endpoints)

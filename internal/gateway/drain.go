@@ -12,10 +12,12 @@ const drainTick = 10 * time.Millisecond
 
 // Drain refuses new logins (4013) and moves the logged-in connections away,
 // spread evenly over period so that they do not all come back elsewhere at
-// once: each gets a redirect frame naming endpoints (none on a single node),
-// then a close with 4009. Frames queued before are written first. It
-// returns once every connection has closed, or with ctx's error.
-func (g *Gateway) Drain(ctx context.Context, period time.Duration, endpoints []protocol.Endpoint) error {
+// once: each gets a redirect frame naming the endpoints of nodes (none on a
+// single node), then a close with 4009. Frames queued before are written
+// first. The list of nodes is rotated from one connection to the next, so
+// that clients taking the first endpoint spread over them. It returns once
+// every connection has closed, or with ctx's error.
+func (g *Gateway) Drain(ctx context.Context, period time.Duration, nodes [][]protocol.Endpoint) error {
 	g.StopLogins()
 	var conns []*conn
 	seen := make(map[*conn]bool)
@@ -25,9 +27,19 @@ func (g *Gateway) Drain(ctx context.Context, period time.Duration, endpoints []p
 			conns = append(conns, c)
 		}
 	})
-	redirect := NewMessage(&protocol.Frame{Op: protocol.OpRedirect, Endpoints: endpoints})
+	redirects := make([]*Message, max(len(nodes), 1)) // one per rotation of nodes
+	for r := range redirects {
+		var eps []protocol.Endpoint
+		for i := range nodes {
+			eps = append(eps, nodes[(r+i)%len(nodes)]...)
+		}
+		redirects[r] = NewMessage(&protocol.Frame{Op: protocol.OpRedirect, Endpoints: eps})
+	}
+	turn := 0
 	move := func(c *conn) { // a second time does nothing: the connection is no longer live
-		c.send(redirect.bytes(c.kind))
+		if c.send(redirects[turn%len(redirects)].bytes(c.kind)) {
+			turn++
+		}
 		c.close(protocol.CodeGoingAway, "this node is draining: reconnect elsewhere")
 	}
 	start := time.Now()

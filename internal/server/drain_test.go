@@ -156,10 +156,15 @@ func TestClusterDrain(t *testing.T) {
 	close(stop)
 	<-pushed
 
+	on := map[any]int{}
 	for i, m := range movers {
 		testserver.Eventually(t, fmt.Sprint("m", i, " on n2 or n3"), func() bool {
 			_, out := admin(t, nodes[1], fmt.Sprint("/v1/admin/devices/demo/m", i))
-			return out["online"] == true && (out["node"] == "n2" || out["node"] == "n3")
+			if out["online"] == true && (out["node"] == "n2" || out["node"] == "n3") {
+				on[out["node"]]++
+				return true
+			}
+			return false
 		})
 		testserver.Eventually(t, fmt.Sprint("m", i, "'s stored messages"), func() bool {
 			m.mu.Lock()
@@ -172,7 +177,10 @@ func TestClusterDrain(t *testing.T) {
 			return true
 		})
 	}
-	t.Logf("300 devices moved in %v", span)
+	if on["n2"] < n/3 || on["n3"] < n/3 { // the redirects alternate between them
+		t.Errorf("the devices went to n2 and n3 as %v; want them spread", on)
+	}
+	t.Logf("300 devices moved in %v, to %v", span, on)
 }
 
 // admin2 calls an admin endpoint with any method and the ops token.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -252,7 +253,7 @@ func (s *Server) StartDrain() {
 			defer close(s.drained)
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Gateway.DrainPeriod+drainGrace)
 			defer cancel()
-			var endpoints []protocol.Endpoint
+			var nodes [][]protocol.Endpoint // the other serving nodes' endpoints, the least loaded first
 			if s.node != nil {
 				// The lease says "draining" at once, so that the other
 				// nodes' dispatch stops sending devices here.
@@ -263,10 +264,15 @@ func (s *Server) StartDrain() {
 				if err != nil {
 					s.log.Warn("drain: devices are sent away without endpoints", "err", err)
 				}
-				endpoints = api.Endpoints(peers)
+				slices.SortFunc(peers, func(a, b api.NodeInfo) int { return a.Connections - b.Connections })
+				for _, p := range peers {
+					if eps := api.Endpoints([]api.NodeInfo{p}); len(eps) > 0 {
+						nodes = append(nodes, eps)
+					}
+				}
 			}
-			s.log.Info("draining", "connections", s.gw.Connections(), "period", s.cfg.Gateway.DrainPeriod, "endpoints", len(endpoints))
-			if err := s.gw.Drain(ctx, s.cfg.Gateway.DrainPeriod, endpoints); err != nil {
+			s.log.Info("draining", "connections", s.gw.Connections(), "period", s.cfg.Gateway.DrainPeriod, "to_nodes", len(nodes))
+			if err := s.gw.Drain(ctx, s.cfg.Gateway.DrainPeriod, nodes); err != nil {
 				s.log.Warn("drain: connections left at the end of the period", "connections", s.gw.Connections())
 				return
 			}
