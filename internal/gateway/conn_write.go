@@ -204,6 +204,11 @@ func (c *conn) close(code protocol.Code, reason string) {
 		// so that what it holds is let go soon.
 		c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	}
+	if code == protocol.CodeDraining { // a login refused: say where to go
+		if m := c.gw.nextRedirect(); m != nil {
+			c.pushLocked(m.bytes(c.kind))
+		}
+	}
 	if code != 0 {
 		c.pushLocked(c.kind.encode(nil, protocol.ErrorFrame(&protocol.Error{Code: code, Reason: reason})))
 	}

@@ -35,11 +35,9 @@ func (g *Gateway) Drain(ctx context.Context, period time.Duration, nodes [][]pro
 		}
 		redirects[r] = NewMessage(&protocol.Frame{Op: protocol.OpRedirect, Endpoints: eps})
 	}
-	turn := 0
-	move := func(c *conn) { // a second time does nothing: the connection is no longer live
-		if c.send(redirects[turn%len(redirects)].bytes(c.kind)) {
-			turn++
-		}
+	g.redirects.Store(&redirects) // also for the logins refused from now on (see conn.close)
+	move := func(c *conn) {       // a second time does nothing: the connection is no longer live
+		c.send(g.nextRedirect().bytes(c.kind))
 		c.close(protocol.CodeGoingAway, "this node is draining: reconnect elsewhere")
 	}
 	start := time.Now()
@@ -65,6 +63,16 @@ func (g *Gateway) Drain(ctx context.Context, period time.Duration, nodes [][]pro
 		}
 	}
 	return nil
+}
+
+// nextRedirect returns the redirect frame for the next connection sent
+// away, or nil before Drain has made them.
+func (g *Gateway) nextRedirect() *Message {
+	rs := g.redirects.Load()
+	if rs == nil {
+		return nil
+	}
+	return (*rs)[g.redirectTurn.Add(1)%uint64(len(*rs))]
 }
 
 // StopLogins makes every later login fail with 4013 (draining: reconnect

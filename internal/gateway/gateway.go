@@ -110,11 +110,13 @@ type Gateway struct {
 	logins      *rate.Limiter // nil without limits.logins_per_second
 	poller      *poller       // nil where epoll is not available
 
-	nextID   atomic.Uint64
-	closing  atomic.Bool
-	draining atomic.Bool  // Drain was called: logins are refused with 4013
-	queued   atomic.Int64 // bytes waiting to be written, over all connections
-	live     atomic.Int64 // logged-in connections
+	nextID       atomic.Uint64
+	closing      atomic.Bool
+	draining     atomic.Bool                // Drain was called: logins are refused with 4013
+	redirects    atomic.Pointer[[]*Message] // set by Drain: the redirect frames, one per rotation of the nodes
+	redirectTurn atomic.Uint64              // which rotation the next connection sent away gets
+	queued       atomic.Int64               // bytes waiting to be written, over all connections
+	live         atomic.Int64               // logged-in connections
 	// Shutdown waits until both are zero. (Not a WaitGroup: an idle
 	// connection holds no goroutine, so the count of goroutines may rise
 	// from zero while Shutdown waits.)

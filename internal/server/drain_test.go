@@ -49,6 +49,12 @@ func dialMover(t *testing.T, addr, token string) *mover {
 	return m
 }
 
+func (m *mover) cutCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.cutAt)
+}
+
 func codeOfErr(err error) protocol.Code {
 	if pe, ok := err.(*protocol.Error); ok {
 		return pe.Code
@@ -141,8 +147,16 @@ func TestClusterDrain(t *testing.T) {
 		}
 		return true
 	})
+	// A login refused while the devices are being moved is told where to
+	// go too.
+	testserver.Eventually(t, "the first move", func() bool {
+		return slices.ContainsFunc(movers, func(m *mover) bool { return m.cutCount() > 0 })
+	})
 	late := rawDial(t, nodes[0], client.TCP)
 	late.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(nodes[0].Token("late", ""))}, time.Second)
+	if f := readUntilAny(t, late); f.Op != protocol.OpRedirect || len(f.Endpoints) != 4 {
+		t.Fatalf("a login on the draining node: %s %v, want a redirect to n2 and n3", f.Op, f.Endpoints)
+	}
 	if f := readUntilAny(t, late); f.Op != protocol.OpError || f.Code != protocol.CodeDraining {
 		t.Fatalf("a login on the draining node: %s %d %q, want 4013", f.Op, f.Code, f.Reason)
 	}
