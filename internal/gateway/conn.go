@@ -263,8 +263,11 @@ func (c *conn) end(err error) {
 	c.close(code, reason)
 	g.forgetPending(c)
 	c.mu.Lock()
-	label := c.reason
+	label, flushed := c.reason, c.state == stateClosed
 	c.mu.Unlock()
+	if flushed { // the final frames are out and the peer is gone (or read no more): done lingering
+		c.closeSocket()
+	}
 	if c.sessions == nil {
 		g.metrics.Rejected.WithLabelValues(label).Inc()
 		g.log.Info("login refused", "remote", c.nc.RemoteAddr().String(), "code", int(code), "reason", reason)

@@ -164,11 +164,26 @@ func (c *conn) afterWrite(size int) {
 	case c.state == stateClosing:
 		c.state, c.writing = stateClosed, false
 		c.mu.Unlock()
-		c.closeSocket()
+		c.lingerClose()
 	default:
 		c.writing = false
 		c.mu.Unlock()
 	}
+}
+
+// lingerClose closes the socket once its final frames are written, without
+// losing them: closing a socket with unread input (an ack on its way)
+// makes the kernel send a reset, which can destroy the frames the peer has
+// not read yet (a redirect, the error that says why). So the sending side
+// is shut first; the socket is closed when the peer closes its side (the
+// reader then ends the connection, see end) or after closeGrace.
+func (c *conn) lingerClose() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		c.closeSocket()
+		return
+	}
+	time.AfterFunc(closeGrace, c.closeSocket)
 }
 
 // writeFailed ends a connection whose socket took no more of a batch of
