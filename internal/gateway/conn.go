@@ -265,7 +265,7 @@ func (c *conn) end(err error) {
 	c.mu.Lock()
 	label, flushed := c.reason, c.state == stateClosed
 	c.mu.Unlock()
-	if flushed { // the final frames are out and the peer is gone (or read no more): done lingering
+	if flushed { // the final frames are out and the peer closed (or read no more): done lingering
 		c.closeSocket()
 	}
 	if c.sessions == nil {

@@ -179,7 +179,7 @@ func (c *conn) afterWrite(size int) {
 // reader then ends the connection, see end) or after closeGrace.
 func (c *conn) lingerClose() {
 	cw, ok := c.nc.(interface{ CloseWrite() error })
-	if !ok || cw.CloseWrite() != nil {
+	if !ok || c.ended.Load() || cw.CloseWrite() != nil { // ended: the reader is done, nothing to wait for
 		c.closeSocket()
 		return
 	}
