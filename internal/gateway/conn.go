@@ -30,7 +30,7 @@ const (
 	stateLogin   state = iota // waiting for the login frame, under the login deadline
 	stateLive                 // logged in: registered, served, heartbeat enforced
 	stateClosing              // a close was decided: the final frames are being flushed
-	stateClosed               // the socket is closed
+	stateClosed               // the final frames are written; the socket is closed, or lingers (lingerClose)
 )
 
 // session is one app a connection is logged into, and the delivery state of

@@ -23,9 +23,9 @@ type tlsConn struct {
 	*tls.Conn
 	sock *tlsSocket
 
-	// Owned by the reader.
-	peeked bool    // peek holds the next input byte, read by readable
-	peek   [1]byte //
+	// Owned by the reader: the next input byte, read by readable.
+	peeked bool
+	peek   [1]byte
 }
 
 // tlsSocket is the socket as a device connection's tls.Conn sees it.
