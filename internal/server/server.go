@@ -151,7 +151,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	ao.Drain = s.StartDrain
 	a := api.New(ao)
-	s.http = newHTTPServer(a.Handler(), keypair)
+	s.http = newHTTPServer(a.Handler(), keypair, log)
 	go func() { s.errc <- gw.Serve(gwLn) }()
 	go s.serveHTTP(s.http, apiLn)
 	if cfg.Ops.Listen != "" {
@@ -160,15 +160,17 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			s.Shutdown(context.Background())
 			return nil, fmt.Errorf("ops.listen: %w", err)
 		}
-		s.ops, s.opsAddr = newHTTPServer(a.OpsHandler(), keypair), opsLn.Addr().String()
+		s.ops, s.opsAddr = newHTTPServer(a.OpsHandler(), keypair, log), opsLn.Addr().String()
 		go s.serveHTTP(s.ops, opsLn)
 	}
 	return s, nil
 }
 
-// newHTTPServer returns an HTTP server for h, HTTPS with a keypair.
-func newHTTPServer(h http.Handler, keypair *certs.Keypair) *http.Server {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// newHTTPServer returns an HTTP server for h, HTTPS with a keypair. What
+// net/http logs itself (a failed TLS handshake, say) goes to log at debug.
+func newHTTPServer(h http.Handler, keypair *certs.Keypair, log *slog.Logger) *http.Server {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	if keypair != nil {
 		hs.TLSConfig = keypair.Config()
 	}
