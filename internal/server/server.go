@@ -255,24 +255,7 @@ func (s *Server) StartDrain() {
 			defer close(s.drained)
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Gateway.DrainPeriod+drainGrace)
 			defer cancel()
-			var nodes [][]protocol.Endpoint // the other serving nodes' endpoints, the least loaded first
-			if s.node != nil {
-				// The lease says "draining" at once, so that the other
-				// nodes' dispatch stops sending devices here.
-				if err := s.node.Renew(); err != nil {
-					s.log.Warn("drain: the lease could not say so; other nodes learn it within a lease", "err", err)
-				}
-				peers, err := s.node.Peers(ctx)
-				if err != nil {
-					s.log.Warn("drain: devices are sent away without endpoints", "err", err)
-				}
-				slices.SortFunc(peers, func(a, b api.NodeInfo) int { return a.Connections - b.Connections })
-				for _, p := range peers {
-					if eps := api.Endpoints([]api.NodeInfo{p}); len(eps) > 0 {
-						nodes = append(nodes, eps)
-					}
-				}
-			}
+			nodes := s.leaveCluster(ctx)
 			s.log.Info("draining", "connections", s.gw.Connections(), "period", s.cfg.Gateway.DrainPeriod, "to_nodes", len(nodes))
 			if err := s.gw.Drain(ctx, s.cfg.Gateway.DrainPeriod, nodes); err != nil {
 				s.log.Warn("drain: connections left at the end of the period", "connections", s.gw.Connections())
@@ -281,6 +264,31 @@ func (s *Server) StartDrain() {
 			s.log.Info("drained")
 		}()
 	})
+}
+
+// leaveCluster says "draining" in the lease at once, so that the other
+// nodes' dispatch stops sending devices here, and returns the endpoints of
+// the other serving nodes, one list per node, the least loaded first (none
+// on a single node).
+func (s *Server) leaveCluster(ctx context.Context) [][]protocol.Endpoint {
+	if s.node == nil {
+		return nil
+	}
+	if err := s.node.Renew(); err != nil {
+		s.log.Warn("drain: the lease could not say so; other nodes learn it within a lease", "err", err)
+	}
+	peers, err := s.node.Peers(ctx)
+	if err != nil {
+		s.log.Warn("drain: devices are sent away without endpoints", "err", err)
+	}
+	slices.SortFunc(peers, func(a, b api.NodeInfo) int { return a.Connections - b.Connections })
+	var nodes [][]protocol.Endpoint
+	for _, p := range peers {
+		if eps := api.Endpoints([]api.NodeInfo{p}); len(eps) > 0 {
+			nodes = append(nodes, eps)
+		}
+	}
+	return nodes
 }
 
 // Drained is closed when a drain has ended.
