@@ -50,29 +50,33 @@ type reply struct {
 func frameOf(f *protocol.Frame) []byte { return protocol.AppendBinary(nil, f) }
 
 // serveRequest runs a request from another node on this node's gateway and
-// answers how many connections it reached.
+// sends back the answer.
 func (n *Node) serveRequest(msg *nats.Msg) {
 	var req request
-	var out reply
-	switch err := json.Unmarshal(msg.Data, &req); {
-	case err != nil:
-		out.Error = "bad request: " + err.Error()
-	case req.Op == opDevice && len(req.Devices) == 1:
-		out.Device = n.gw.Device(req.App, req.Devices[0])
-	default:
-		n.serveLocal(&req, &out)
+	out, err := reply{}, json.Unmarshal(msg.Data, &req)
+	if err != nil {
+		err = fmt.Errorf("bad request: %w", err)
+	} else {
+		out, err = n.answer(&req)
+	}
+	if err != nil {
+		out.Error = err.Error()
 	}
 	b, _ := json.Marshal(out)
 	msg.Respond(b)
 }
 
-// serveLocal runs req on this node's gateway, for serveRequest.
-func (n *Node) serveLocal(req *request, out *reply) {
-	if cnt, err := n.local(req); err != nil {
-		out.Error = err.Error()
-	} else {
-		out.N = cnt
+// answer runs req on this node's gateway: how many connections it reached,
+// or for opDevice the device's connection.
+func (n *Node) answer(req *request) (reply, error) {
+	if req.Op == opDevice {
+		if len(req.Devices) != 1 {
+			return reply{}, fmt.Errorf("device: name one device")
+		}
+		return reply{Device: n.gw.Device(req.App, req.Devices[0])}, nil
 	}
+	cnt, err := n.local(req)
+	return reply{N: cnt}, err
 }
 
 // local runs req on this node's gateway.
@@ -123,13 +127,12 @@ func (n *Node) local(req *request) (int, error) {
 }
 
 // request runs req on node: here when it is this node, else over the bus.
-func (n *Node) request(ctx context.Context, node string, req *request) (int, error) {
+func (n *Node) request(ctx context.Context, node string, req *request) (reply, error) {
 	if node == n.opts.Node {
-		return n.local(req)
+		return n.answer(req)
 	}
 	b, _ := json.Marshal(req) // strings, numbers and bytes: it cannot fail
-	out, err := n.send(ctx, node, b)
-	return out.N, err
+	return n.send(ctx, node, b)
 }
 
 // send sends an encoded request to another node and returns its answer.
@@ -167,21 +170,19 @@ func (n *Node) each(ctx context.Context, reqs map[string]*request) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var cnt int
+			var out reply
 			var err error
 			if node == n.opts.Node {
-				cnt, err = n.local(req)
+				out, err = n.answer(req)
 			} else {
-				var out reply
 				out, err = n.send(ctx, node, encoded[req])
-				cnt = out.N
 			}
 			if err != nil {
 				n.log.Warn("cluster: a node did not answer", "node", node, "op", req.Op, "err", err)
 				return
 			}
 			mu.Lock()
-			total += cnt
+			total += out.N
 			mu.Unlock()
 		}()
 	}

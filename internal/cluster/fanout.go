@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"encoding/json"
-
 	"github.com/longlink/longlink/internal/api"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/protocol"
@@ -123,11 +121,7 @@ func (n *Node) Device(app, device string) (*gateway.DeviceInfo, error) {
 		return nil, err
 	}
 	for node := range byNode { // at most one
-		if node == n.opts.Node {
-			return n.gw.Device(app, device), nil
-		}
-		b, _ := json.Marshal(&request{Op: opDevice, App: app, Devices: []string{device}})
-		out, err := n.send(ctx, node, b)
+		out, err := n.request(ctx, node, &request{Op: opDevice, App: app, Devices: []string{device}})
 		return out.Device, err
 	}
 	return nil, nil
