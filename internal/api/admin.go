@@ -3,7 +3,6 @@ package api
 import (
 	"net/http"
 
-	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/gateway"
 )
 
@@ -42,12 +41,8 @@ type deviceAnswer struct {
 // messages wait for it.
 func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 	app, device := r.PathValue("app"), r.PathValue("device")
-	if _, ok := s.apps.Get().ByID(app); !ok {
-		s.writeError(w, r, errorf(http.StatusNotFound, "unknown app %q", app))
-		return
-	}
-	if auth.CheckDevice(device) != nil {
-		s.writeError(w, r, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", device))
+	if err := s.checkAppDevice(app, device); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	info, err := s.fanout.Device(app, device)

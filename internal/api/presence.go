@@ -26,8 +26,8 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make(map[string]presence, len(devices))
 	for _, d := range devices {
-		if auth.CheckDevice(d) != nil {
-			s.writeError(w, r, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", d))
+		if err := checkDevice(d); err != nil {
+			s.writeError(w, r, err)
 			return
 		}
 		online, err := s.fanout.Online(app, d)
@@ -45,12 +45,8 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	app, device := q.Get("app"), q.Get("device")
-	if _, ok := s.apps.Get().ByID(app); !ok {
-		s.writeError(w, r, errorf(http.StatusNotFound, "unknown app %q", app))
-		return
-	}
-	if auth.CheckDevice(device) != nil {
-		s.writeError(w, r, errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", device))
+	if err := s.checkAppDevice(app, device); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	nodes, err := s.nodes(r.Context())
@@ -80,6 +76,23 @@ func Endpoints(nodes []NodeInfo) []protocol.Endpoint {
 		}
 	}
 	return eps
+}
+
+// checkAppDevice checks an (app, device) a call names without a key: 404
+// for an unknown app, 400 for a bad device id.
+func (s *Server) checkAppDevice(app, device string) error {
+	if _, ok := s.apps.Get().ByID(app); !ok {
+		return errorf(http.StatusNotFound, "unknown app %q", app)
+	}
+	return checkDevice(device)
+}
+
+// checkDevice answers 400 for a bad device id.
+func checkDevice(device string) error {
+	if auth.CheckDevice(device) != nil {
+		return errorf(http.StatusBadRequest, "device %q must be 1-128 printable ASCII bytes", device)
+	}
+	return nil
 }
 
 // nodes returns this node, then the cluster's other live ones.

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 )
@@ -54,10 +56,28 @@ func (k *Keypair) Config() *tls.Config {
 	}
 }
 
-// SelfSigned returns a new self-signed certificate and its key, in PEM, valid
-// for hosts (names or IP addresses) for the given time. It is its own CA: a
-// client trusts it by loading the certificate as its CA file.
-func SelfSigned(hosts []string, valid time.Duration) (certPEM, keyPEM []byte, err error) {
+// WriteSelfSigned writes a new self-signed certificate for hosts (names or
+// IP addresses), valid for the given time, and its key to dir as cert.pem
+// and key.pem (mode 0600), replacing them, and returns their paths and the
+// certificate's PEM. The certificate is its own CA: a client trusts it by
+// loading it as its CA file.
+func WriteSelfSigned(dir string, hosts []string, valid time.Duration) (certFile, keyFile string, certPEM []byte, err error) {
+	certPEM, keyPEM, err := selfSigned(hosts, valid)
+	if err != nil {
+		return "", "", nil, err
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		return "", "", nil, err
+	}
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		return "", "", nil, err
+	}
+	return certFile, keyFile, certPEM, nil
+}
+
+// selfSigned returns a new self-signed certificate and its key, in PEM.
+func selfSigned(hosts []string, valid time.Duration) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err

@@ -12,15 +12,8 @@ import (
 
 func writePair(t *testing.T, dir string, hosts ...string) (certFile, keyFile string, leaf *x509.Certificate) {
 	t.Helper()
-	certPEM, keyPEM, err := SelfSigned(hosts, time.Hour)
+	certFile, keyFile, certPEM, err := WriteSelfSigned(dir, hosts, time.Hour)
 	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	block, _ := pem.Decode(certPEM)

@@ -31,20 +31,14 @@ func cert(args []string, stdout, stderr io.Writer) error {
 	if *valid <= 0 {
 		return fmt.Errorf("--valid: %v is not a positive duration", *valid)
 	}
-	certFile, keyFile := filepath.Join(*dir, "cert.pem"), filepath.Join(*dir, "key.pem")
-	for _, f := range []string{certFile, keyFile} {
+	for _, name := range []string{"cert.pem", "key.pem"} {
+		f := filepath.Join(*dir, name)
 		if _, err := os.Stat(f); err == nil {
 			return fmt.Errorf("%s exists; remove it or choose another --dir", f)
 		}
 	}
-	certPEM, keyPEM, err := certs.SelfSigned(hosts, *valid)
+	certFile, keyFile, _, err := certs.WriteSelfSigned(*dir, hosts, *valid)
 	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s and %s: self-signed for %v, valid %v; for tests only\n\n", certFile, keyFile, []string(hosts), *valid)

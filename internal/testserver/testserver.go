@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -44,15 +43,8 @@ type TS struct {
 // client configuration that trusts it.
 func WriteCert(t testing.TB, dir string) (certFile, keyFile string, trust *tls.Config) {
 	t.Helper()
-	certPEM, keyPEM, err := certs.SelfSigned([]string{"127.0.0.1", "localhost"}, time.Hour)
+	certFile, keyFile, certPEM, err := certs.WriteSelfSigned(dir, []string{"127.0.0.1", "localhost"}, time.Hour)
 	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if trust, err = certs.ClientConfig(certPEM, false); err != nil {
