@@ -136,14 +136,7 @@ func TestClusterPresenceKickReplace(t *testing.T) {
 		older := connect(t, nodes[0], tr, nodes[0].Token("d1", ""))
 		testserver.Eventually(t, "d1 routed", func() bool { return presentIn(t, nodes[2], "d1") })
 		newer := connect(t, nodes[1], tr, nodes[1].Token("d1", ""))
-		select {
-		case <-older.Done():
-		case <-time.After(5 * time.Second):
-			t.Fatal("the older connection on n1 still runs")
-		}
-		if upCode(older.Err()) != protocol.CodeReplaced {
-			t.Fatalf("older ended with %v, want 4003", older.Err())
-		}
+		older.expectEnded(t, protocol.CodeReplaced)
 		nodes[2].Push(map[string]any{"devices": []string{"d1"}, "data": "to the newer"})
 		newer.expect(t, "to the newer")
 

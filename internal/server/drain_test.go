@@ -38,7 +38,7 @@ func dialMover(t *testing.T, addr, token string) *mover {
 		OnDisconnect: func(err error) {
 			m.mu.Lock()
 			m.cutAt = append(m.cutAt, time.Now())
-			m.cutCodes = append(m.cutCodes, codeOfErr(err))
+			m.cutCodes = append(m.cutCodes, upCode(err))
 			m.mu.Unlock()
 		}})
 	if err != nil {
@@ -53,13 +53,6 @@ func (m *mover) cutCount() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.cutAt)
-}
-
-func codeOfErr(err error) protocol.Code {
-	if pe, ok := err.(*protocol.Error); ok {
-		return pe.Code
-	}
-	return 0
 }
 
 // spread checks that the first disconnects of movers are spread over most
@@ -133,7 +126,7 @@ func TestClusterDrain(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 
-	status, out := admin2(t, nodes[0], http.MethodPost, "/v1/admin/drain")
+	status, out := nodes[0].Call(http.MethodPost, "/v1/admin/drain", opsToken, nil)
 	if node, _ := out["node"].(map[string]any); status != http.StatusAccepted || node["state"] != "draining" {
 		t.Fatalf("drain: %d %v", status, out)
 	}
@@ -195,12 +188,6 @@ func TestClusterDrain(t *testing.T) {
 		t.Errorf("the devices went to n2 and n3 as %v; want them spread", on)
 	}
 	t.Logf("300 devices moved in %v, to %v", span, on)
-}
-
-// admin2 calls an admin endpoint with any method and the ops token.
-func admin2(t *testing.T, ts *testserver.TS, method, path string) (int, map[string]any) {
-	t.Helper()
-	return ts.Call(method, path, opsToken, nil)
 }
 
 // TestDrainOnSIGTERM: a single node drains on SIGTERM: each device is

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -68,6 +67,19 @@ func (d *device) expect(t *testing.T, data string) client.Push {
 		t.Fatalf("no push %q within 5s", data)
 	}
 	return client.Push{}
+}
+
+// expectEnded waits for the client to stop for good with code.
+func (d *device) expectEnded(t *testing.T, code protocol.Code) {
+	t.Helper()
+	select {
+	case <-d.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the client still runs; want it ended with %d", code)
+	}
+	if upCode(d.Err()) != code {
+		t.Fatalf("the client ended with %v, want %d", d.Err(), code)
+	}
 }
 
 // expectNone checks that nothing arrived: call it after a later push to
@@ -169,15 +181,7 @@ func TestReplacement(t *testing.T) {
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		older := connect(t, ts, tr, ts.Token("d1", ""))
 		newer := connect(t, ts, tr, ts.Token("d1", ""))
-		select {
-		case <-older.Done():
-		case <-time.After(5 * time.Second):
-			t.Fatal("older connection still running")
-		}
-		var pe *protocol.Error
-		if !errors.As(older.Err(), &pe) || pe.Code != protocol.CodeReplaced {
-			t.Fatalf("older connection ended with %v, want 4003", older.Err())
-		}
+		older.expectEnded(t, protocol.CodeReplaced)
 		ts.Push(map[string]any{"devices": []string{"d1"}, "data": "to the newer"})
 		newer.expect(t, "to the newer")
 		older.expectNone(t)

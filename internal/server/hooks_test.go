@@ -403,14 +403,7 @@ func TestKick(t *testing.T) {
 		if status != 200 || out["kicked"] != 1.0 {
 			t.Fatalf("kick: %d %v", status, out)
 		}
-		select {
-		case <-d.Done():
-		case <-time.After(5 * time.Second):
-			t.Fatal("kicked client still running")
-		}
-		if upCode(d.Err()) != protocol.CodeKicked {
-			t.Fatalf("client ended with %v, want 4008", d.Err())
-		}
+		d.expectEnded(t, protocol.CodeKicked)
 		if online(t, ts, "d1") {
 			t.Fatal("kicked device still online")
 		}
