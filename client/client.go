@@ -578,18 +578,9 @@ func (c *Client) pick(endpoints []protocol.Endpoint) string {
 	return ""
 }
 
-// endpointKind names the endpoints this client takes.
-func (c *Client) endpointKind() string {
-	switch {
-	case c.cfg.TLS != nil && c.cfg.Transport == TCP:
-		return "tls"
-	case c.cfg.TLS != nil:
-		return "wss"
-	case c.cfg.Transport == TCP:
-		return "tcp"
-	}
-	return "ws"
-}
+// endpointKind names the endpoints this client takes: its transport, JSON
+// or not (tcp, ws, tls, wss).
+func (c *Client) endpointKind() string { return strings.TrimSuffix(c.transport(), "-json") }
 
 // parseToken reads app, device and expiry from a token without verifying
 // it (the server verifies): dispatch and refreshing need them.

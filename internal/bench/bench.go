@@ -120,8 +120,8 @@ func Run(o Options) (*Result, error) {
 	}
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, TLSClientConfig: tlsConf}}
-	scrapeAll := func() []metrics { return scrapeAll(hc, o.APIs) }
-	before := scrapeAll()
+	scrapeAPIs := func() []metrics { return scrapeAll(hc, o.APIs) }
+	before := scrapeAPIs()
 	f, err := startFleet(&o)
 	if err != nil {
 		return nil, err
@@ -132,12 +132,12 @@ func Run(o Options) (*Result, error) {
 	if err := o.connect(f, r); err != nil {
 		return nil, err
 	}
-	connected := scrapeAll()
+	connected := scrapeAPIs()
 	p := &pusher{o: &o, client: hc}
 	switch o.Scenario {
 	case "idle":
 		o.phase("holding", o.Duration, func() int64 { return int64(f.progress().connected) })
-		connected = scrapeAll() // idle: memory is measured after the hold
+		connected = scrapeAPIs() // idle: memory is measured after the hold
 	case "unicast", "batch":
 		err = o.sendLoad(f, r, p, func(data []byte) (int64, error) { return p.toDevices(data) })
 	case "group":
@@ -154,7 +154,7 @@ func Run(o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Servers = serverStats(o.APIs, before, connected, scrapeAll())
+	r.Servers = serverStats(o.APIs, before, connected, scrapeAPIs())
 	return r, nil
 }
 

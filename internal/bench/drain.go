@@ -18,15 +18,16 @@ func (o *Options) drain(f *fleet, r *Result, p *pusher) error {
 	if err := f.reset(); err != nil {
 		return err
 	}
-	others := o.APIs[1:]
-	sum := func(name string) (total float64) {
-		for _, m := range scrapeAll(p.client, others) {
-			total += m[name]
+	// others scrapes the other nodes once: their connections and logins.
+	others := func() (conns, logins float64) {
+		for _, m := range scrapeAll(p.client, o.APIs[1:]) {
+			conns, logins = conns+m["longlink_connections"], logins+m["longlink_connects_total"]
 		}
-		return total
+		return conns, logins
 	}
 	moving := scrape(p.client, o.APIs[0])["longlink_connections"]
-	target := sum("longlink_connections") + moving
+	held, logins := others()
+	target := held + moving
 
 	var expected atomic.Int64
 	stop := make(chan struct{})
@@ -66,10 +67,11 @@ func (o *Options) drain(f *fleet, r *Result, p *pusher) error {
 		at     time.Time
 		logins float64
 	}
-	window := []sample{{start, sum("longlink_connects_total")}}
+	window := []sample{{start, logins}}
 	for {
 		time.Sleep(250 * time.Millisecond)
-		s := sample{time.Now(), sum("longlink_connects_total")}
+		held, logins = others()
+		s := sample{time.Now(), logins}
 		window = append(window, s)
 		for len(window) > 2 && s.at.Sub(window[1].at) >= time.Second {
 			window = window[1:]
@@ -78,15 +80,15 @@ func (o *Options) drain(f *fleet, r *Result, p *pusher) error {
 			r.PeakLoginRate = max(r.PeakLoginRate, (s.logins-window[0].logins)/d)
 		}
 		if o.Progress != nil {
-			o.Progress("moving", int64(sum("longlink_connections")-(target-moving)), int64(moving))
+			o.Progress("moving", int64(held-(target-moving)), int64(moving))
 		}
-		if sum("longlink_connections") >= target {
+		if held >= target {
 			break
 		}
 		if time.Since(start) > 5*time.Minute {
 			close(stop)
 			wg.Wait()
-			return fmt.Errorf("drain: the other nodes hold %.0f of %.0f connections after 5 minutes", sum("longlink_connections"), target)
+			return fmt.Errorf("drain: the other nodes hold %.0f of %.0f connections after 5 minutes", held, target)
 		}
 	}
 	r.DrainSeconds, r.Moved = time.Since(start).Seconds(), int64(moving)

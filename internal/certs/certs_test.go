@@ -25,7 +25,7 @@ func writePair(t *testing.T, dir string, hosts ...string) (certFile, keyFile str
 
 // A self-signed certificate names its hosts, and verifies against itself
 // as the CA (that is how clients trust it in tests).
-func TestSelfSigned(t *testing.T) {
+func TestWriteSelfSigned(t *testing.T) {
 	_, _, leaf := writePair(t, t.TempDir(), "localhost", "127.0.0.1")
 	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "localhost" || len(leaf.IPAddresses) != 1 || !leaf.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) {
 		t.Fatalf("names %v, addresses %v", leaf.DNSNames, leaf.IPAddresses)
