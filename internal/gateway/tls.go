@@ -40,7 +40,9 @@ type tlsSocket struct {
 func (s *tlsSocket) Read(p []byte) (int, error) {
 	if len(s.prefix) > 0 {
 		n := copy(p, s.prefix)
-		s.prefix = s.prefix[n:]
+		if s.prefix = s.prefix[n:]; len(s.prefix) == 0 {
+			s.prefix = nil // not kept for the connection's life
+		}
 		return n, nil
 	}
 	return s.Conn.Read(p)
