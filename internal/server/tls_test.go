@@ -80,65 +80,26 @@ func TestTLSBesidePlaintext(t *testing.T) {
 // read (the poller alone would wait for input that never comes).
 func TestTLSFramesInOneRecord(t *testing.T) {
 	ts := testserver.Start(t, testserver.WithTLS(t, false))
-	conf := ts.TLS.Clone()
-	conf.ServerName = "127.0.0.1"
-	tc, err := tls.Dial("tcp", ts.GatewayAddr(), conf)
+	conn, err := client.DialConn(context.Background(), client.TCP, ts.GatewayAddr(), nil, ts.TLS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tc.Close()
-	login := protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token("d1", ""))})
-	if _, err := tc.Write(login); err != nil {
-		t.Fatal(err)
-	}
-	rd := newFrameReader(tc)
-	if f := rd.next(t); f.Op != protocol.OpWelcome {
-		t.Fatalf("got %s, want welcome", f.Op)
-	}
+	c := &rawConn{Conn: conn, tr: client.TCP}
+	defer c.Close()
+	c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token("d1", ""))}, time.Second)
+	readUntil(t, c, protocol.OpWelcome)
 	// The login is served and the connection waits in the poller: now three
 	// pings in one write, so one record.
 	var pings []byte
 	for i := range 3 {
 		pings = protocol.AppendBinary(pings, &protocol.Frame{Op: protocol.OpPing, Ref: []byte(fmt.Sprint(i))})
 	}
-	if _, err := tc.Write(pings); err != nil {
-		t.Fatal(err)
-	}
+	c.writeRaw(t, pings)
 	for i := range 3 {
-		if f := rd.next(t); f.Op != protocol.OpPong || string(f.Ref) != fmt.Sprint(i) {
+		if f := readUntilAny(t, c); f.Op != protocol.OpPong || string(f.Ref) != fmt.Sprint(i) {
 			t.Fatalf("got %s ref %q, want pong %d", f.Op, f.Ref, i)
 		}
 	}
-}
-
-// frameReader reads native frames from a stream.
-type frameReader struct {
-	nc  net.Conn
-	buf []byte
-}
-
-func newFrameReader(nc net.Conn) *frameReader { return &frameReader{nc: nc} }
-
-func (r *frameReader) next(t *testing.T) protocol.Frame {
-	t.Helper()
-	r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var hdr [protocol.LengthSize]byte
-	if _, err := io.ReadFull(r.nc, hdr[:]); err != nil {
-		t.Fatalf("no frame: %v", err)
-	}
-	n, err := protocol.BodyLength(hdr, protocol.MaxFrameLimit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.buf = make([]byte, n)
-	if _, err := io.ReadFull(r.nc, r.buf); err != nil {
-		t.Fatalf("no frame body: %v", err)
-	}
-	var f protocol.Frame
-	if err := protocol.DecodeBinary(r.buf, &f); err != nil {
-		t.Fatal(err)
-	}
-	return f
 }
 
 // TestTLSRequired: with tls.required, plaintext TCP is closed with 4000
