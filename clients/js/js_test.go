@@ -1,0 +1,52 @@
+package longlinkjs_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestJS runs the SDK's Node.js tests and the browser tests (Playwright in
+// headless Chromium), each file against real longlink servers it starts
+// from a binary built here. Their packages come from `npm ci --prefix
+// clients/js` (.ci/run does it).
+func TestJS(t *testing.T) {
+	if _, err := os.Stat("node_modules/playwright-core"); err != nil {
+		t.Fatalf("the JS test packages are missing: run `npm ci --prefix clients/js` (%v)", err)
+	}
+	bin := filepath.Join(t.TempDir(), "longlink")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/longlink")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	files, err := filepath.Glob("tests/*.test.mjs")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no JS tests found: %v", err)
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".test.mjs"), func(t *testing.T) {
+			start := time.Now()
+			cmd := exec.Command("node", "--experimental-websocket", "--test", file)
+			cmd.Env = append(os.Environ(), "LONGLINK_BIN="+bin, "LONGLINK_ARTIFACTS="+artifacts(t))
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("node --test %s: %v\n%s", file, err, out.String())
+			}
+			t.Logf("%s passed in %s", file, time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
+
+// artifacts is where browser tests write screenshots: $LONGLINK_ARTIFACTS,
+// else a directory of the test's own.
+func artifacts(t *testing.T) string {
+	if dir := os.Getenv("LONGLINK_ARTIFACTS"); dir != "" {
+		return dir
+	}
+	return t.TempDir()
+}

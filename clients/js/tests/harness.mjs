@@ -1,0 +1,150 @@
+// Real longlink servers for the JS tests: the binary (LONGLINK_BIN, else
+// built here with `go build`), started with a config in a temporary
+// directory on loopback ports, and the helpers a backend would have
+// (minting tokens, calling the push API).
+import { spawn, execFileSync } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+let built = '';
+
+/** The longlink binary: LONGLINK_BIN, or one built once from this checkout. */
+export function longlinkBin() {
+  if (process.env.LONGLINK_BIN) return process.env.LONGLINK_BIN;
+  if (!built) {
+    built = join(mkdtempSync(join(tmpdir(), 'longlink-bin-')), 'longlink');
+    execFileSync('go', ['build', '-o', built, './cmd/longlink'], { cwd: repo, stdio: 'inherit' });
+  }
+  return built;
+}
+
+/** A free loopback port (closed again, so a server can take it). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `longlink serve` with a config of one app "demo" (with `webhooks`;
+ * `extra` keys merged into the config) and waits until it serves. `dir` and the ports may be given to
+ * restart a server on the same data and addresses. Without `config`,
+ * demo mode: `serve` with no --config, in dir.
+ */
+export async function startServer({ dir, gatewayPort, apiPort, webhooks, extra = {}, demo = false } = {}) {
+  dir ??= mkdtempSync(join(tmpdir(), 'longlink-js-'));
+  gatewayPort ??= await freePort();
+  apiPort ??= await freePort();
+  const app = { id: 'demo', secret: 'js-test-secret-0123456789', api_key: 'js-test-api-key-0123456789', ...(webhooks && { webhooks }) };
+  const opsToken = 'js-test-ops-token-0123456789';
+  const cfg = {
+    node: 'n1',
+    data_dir: join(dir, 'data'),
+    gateway: { listen: `127.0.0.1:${gatewayPort}` },
+    api: { listen: `127.0.0.1:${apiPort}` },
+    ops: { token: opsToken },
+    apps: [app],
+    ...extra,
+  };
+  const args = ['serve'];
+  if (!demo) {
+    writeFileSync(join(dir, 'longlink.yaml'), JSON.stringify(cfg)); // JSON is YAML
+    args.push('--config', join(dir, 'longlink.yaml'));
+  }
+  const proc = spawn(longlinkBin(), args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let log = '';
+  proc.stderr.on('data', (b) => { log += b; });
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}\n${log}`)), 20000);
+    proc.stdout.on('data', (b) => {
+      out += b;
+      if (out.includes('\n  data dir')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}:\n${out}\n${log}`));
+    });
+  });
+  const gateway = /gateway\s+tcp:\/\/(\S+)/.exec(out)[1];
+  const api = /api\s+http:\/\/(\S+)/.exec(out)[1];
+  const server = {
+    dir, proc, app, opsToken, gatewayPort, apiPort, banner: out,
+    log: () => log,
+    wsUrl: `ws://${gateway}/ws`,
+    apiUrl: `http://${api}`,
+    /** Stops the server (SIGINT: fast shutdown, 4009 to every connection) and waits for it. */
+    stop: (signal = 'SIGINT') => new Promise((resolve) => {
+      if (proc.exitCode !== null) return resolve();
+      proc.once('exit', resolve);
+      proc.kill(signal);
+    }),
+    /** Stops it and starts it again on the same data and ports. */
+    restart: async () => {
+      await server.stop();
+      return startServer({ dir, gatewayPort, apiPort, webhooks, extra, demo });
+    },
+    /** Stops it and deletes its directory. */
+    destroy: async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}
+
+/** An HS256 device token, as an app backend mints it. */
+export function mintToken(secret, { app = 'demo', device, ttl = 3600, groups, uid } = {}) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { app, sub: device, exp: now + ttl, iat: now };
+  if (groups) claims.groups = groups;
+  if (uid) claims.uid = uid;
+  const head = enc({ alg: 'HS256', typ: 'JWT' }) + '.' + enc(claims);
+  return head + '.' + createHmac('sha256', secret).update(head).digest('base64url');
+}
+
+/** Calls the push API as the app's backend; returns the JSON answer (throws on non-2xx). */
+export async function push(server, body) {
+  return api(server, 'POST', '/v1/push', { app: server.app.id, ...body }, server.app.api_key);
+}
+
+/** Calls an API endpoint with a Bearer key; returns the JSON answer (throws on non-2xx). */
+export async function api(server, method, path, body, key) {
+  const resp = await fetch(server.apiUrl + path, {
+    method,
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await resp.json();
+  if (!resp.ok) throw new Error(`${method} ${path}: ${resp.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** Waits until cond() is true (polling), or fails after timeout ms. */
+export async function eventually(cond, what, timeout = 10000) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A fresh device id. */
+export function deviceId(prefix = 'js') {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
