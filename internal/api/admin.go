@@ -2,9 +2,36 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/metrics"
 )
+
+// NodeStats is one node's figures at one moment, for the dashboard: the
+// node, and its metrics (the same as its /metrics). Counters are totals
+// since the node started; a reader takes rates from two snapshots.
+type NodeStats struct {
+	NodeInfo
+	At      time.Time        `json:"at"`
+	Samples []metrics.Sample `json:"samples"`
+}
+
+// StatsOf returns the figures of the node self says, from m, now.
+func StatsOf(self NodeInfo, m *metrics.Metrics) NodeStats {
+	return NodeStats{NodeInfo: self, At: time.Now().UTC(), Samples: m.Snapshot()}
+}
+
+// handleStats gives every node's figures: this node's, then in a cluster
+// each other live node's.
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	nodes, err := s.stats(r.Context())
+	if err != nil {
+		s.writeError(w, r, clusterDown(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes})
+}
 
 // handleNodes lists the nodes: this one, then the cluster's other live
 // ones (as their leases last said).

@@ -4,7 +4,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,7 +111,10 @@ type Options struct {
 	Drain func()
 	// Peers, in a cluster, describes the other live nodes; /v1/dispatch
 	// lists them after this node. Nil: this node only.
-	Peers   func(context.Context) ([]NodeInfo, error)
+	Peers func(context.Context) ([]NodeInfo, error)
+	// Stats gives every node's figures for /v1/admin/stats, this node's
+	// first (in a cluster, the others' read over the bus).
+	Stats   func(context.Context) ([]NodeStats, error)
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger // nil means slog.Default()
 }
@@ -127,6 +129,7 @@ type Server struct {
 	self    func() NodeInfo
 	drain   func()
 	peers   func(context.Context) ([]NodeInfo, error)
+	stats   func(context.Context) ([]NodeStats, error)
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -151,7 +154,7 @@ func New(o Options) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, drain: o.Drain, peers: o.Peers, metrics: o.Metrics,
+	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, drain: o.Drain, peers: o.Peers, stats: o.Stats, metrics: o.Metrics,
 		log: log, mux: http.NewServeMux()}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.HandleFunc("POST /v1/push", s.handlePush)
@@ -179,6 +182,11 @@ func New(o Options) *Server {
 	s.ops.Handle("GET /v1/admin/nodes", s.opsOnly(http.HandlerFunc(s.handleNodes)))
 	s.ops.Handle("POST /v1/admin/drain", s.opsOnly(http.HandlerFunc(s.handleDrain)))
 	s.ops.Handle("GET /v1/admin/devices/{app}/{device}", s.opsOnly(http.HandlerFunc(s.handleDevice)))
+	s.ops.Handle("GET /v1/admin/stats", s.opsOnly(http.HandlerFunc(s.handleStats)))
+	s.ops.Handle("POST /v1/admin/push", s.opsOnly(http.HandlerFunc(s.handlePush)))
+	s.ops.Handle("POST /v1/admin/kick", s.opsOnly(http.HandlerFunc(s.handleKick)))
+	s.ops.HandleFunc("POST /dashboard/login", s.handleLogin)
+	s.ops.HandleFunc("POST /dashboard/logout", s.handleLogout)
 	return s
 }
 
@@ -186,20 +194,15 @@ func New(o Options) *Server {
 // has a port of its own).
 func (s *Server) Handler() http.Handler { return s.route(s.mux) }
 
+// HandleOps adds a route to the ops surface (the dashboard's pages; h does
+// its own guarding).
+func (s *Server) HandleOps(pattern string, h http.Handler) { s.ops.Handle(pattern, h) }
+
+// HandleAPI adds a route to the API's port (the demo page).
+func (s *Server) HandleAPI(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 // OpsHandler returns the ops surface's handler, for ops.listen.
 func (s *Server) OpsHandler() http.Handler { return s.route(s.ops) }
-
-// opsOnly lets through requests that carry the ops token.
-func (s *Server) opsOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token := s.cfg.Ops.Token
-		if token == "" || subtle.ConstantTimeCompare([]byte(bearer(r)), []byte(token)) != 1 {
-			s.writeError(w, r, errorf(http.StatusUnauthorized, "this endpoint needs Authorization: Bearer <ops.token>"))
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
 
 // bearer returns the token of an "Authorization: Bearer <token>" header
 // (the scheme in any case, RFC 9110), or "".
@@ -286,6 +289,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // key of no app, 404 for an unknown app, 403 for a key of another app. The
 // scheme is case-insensitive (RFC 9110).
 func (s *Server) authorize(r *http.Request, app string) error {
+	if r.Context().Value(opsKey{}) != nil { // an admin call: any app
+		if _, ok := s.apps.Get().ByID(app); !ok {
+			return errorf(http.StatusNotFound, "unknown app %q", app)
+		}
+		return nil
+	}
 	key := bearer(r)
 	if key == "" {
 		return errorf(http.StatusUnauthorized, "missing Authorization: Bearer <api_key>")

@@ -91,6 +91,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 		if res.Dup {
 			return duplicate(res), nil
 		}
+		s.metrics.Stored.WithLabelValues(req.App).Inc()
 		online, err := s.fanout.NotifyBroadcast(req.App)
 		if err != nil {
 			return pushResponse{}, stored(err)
@@ -116,6 +117,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 	if res.Dup {
 		return duplicate(res), nil
 	}
+	s.metrics.Stored.WithLabelValues(req.App).Add(float64(len(devices)))
 	online, err := s.fanout.PushStored(req.App, devices, res.Seqs, f)
 	if err != nil {
 		return pushResponse{}, stored(err)

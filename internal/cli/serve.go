@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	path := fs.String("config", "", "YAML config `file`; without it: defaults and the demo app")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log format: text (key=value) or json (one object per line)")
+	gatewayListen := fs.String("gateway-listen", "", "`host:port` for devices, instead of gateway.listen (port 0: any free one)")
+	apiListen := fs.String("api-listen", "", "`host:port` for the API, instead of api.listen (port 0: any free one)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,6 +47,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The flags win over the file, at start and at every reload.
+	override := func(c *config.Config) {
+		c.Gateway.Listen = cmp.Or(*gatewayListen, c.Gateway.Listen)
+		c.API.Listen = cmp.Or(*apiListen, c.API.Listen)
+	}
+	override(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
 	defer stop()
 	s, err := server.Start(cfg, log)
@@ -73,7 +82,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 			}
 			running = false
 		case <-hup:
-			reload(s, *path, log)
+			reload(s, *path, override, log)
 		}
 	}
 	log.Info("shutting down: closing connections with 4009")
@@ -85,7 +94,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 // reload re-reads the TLS certificate and key, and the config file, on
 // SIGHUP, and applies the config's apps and webhooks; a file that does not
 // load changes nothing.
-func reload(s *server.Server, path string, log *slog.Logger) {
+func reload(s *server.Server, path string, override func(*config.Config), log *slog.Logger) {
 	if err := s.ReloadTLS(); err != nil {
 		log.Error("SIGHUP: TLS certificate not reloaded; the previous one stays", "err", err)
 	} else if s.Config().TLS.Enabled() {
@@ -100,6 +109,7 @@ func reload(s *server.Server, path string, log *slog.Logger) {
 		log.Error("SIGHUP: config not reloaded", "err", err)
 		return
 	}
+	override(cfg)
 	if keys := s.Reload(cfg); len(keys) > 0 {
 		log.Warn("SIGHUP: apps reloaded; these keys changed but need a restart", "keys", keys)
 		return
@@ -124,6 +134,7 @@ func printBanner(w io.Writer, s *server.Server, demo, firstStart bool) error {
 		web = "https"
 	}
 	fmt.Fprintf(w, "  api       %s://%s   (push, presence, dispatch, /healthz, /metrics)\n", web, s.APIAddr())
+	fmt.Fprintf(w, "  dashboard %s://%s/dashboard   (sign in with the ops token)\n", web, s.OpsAddr())
 	fmt.Fprintf(w, "  ops       %s://%s/debug/pprof/   (Authorization: Bearer <ops.token>)\n", web, s.OpsAddr())
 	fmt.Fprintf(w, "  data dir  %s\n", dataDir)
 	if !demo {
@@ -133,6 +144,7 @@ func printBanner(w io.Writer, s *server.Server, demo, firstStart bool) error {
 		return nil
 	}
 	app := cfg.Apps[0]
+	fmt.Fprintf(w, "\nopen %s://%s/demo in a browser: a device on the JS SDK, and a form that pushes to it\n", web, s.APIAddr())
 	if firstStart {
 		fmt.Fprintf(w, "\ndemo app %q: credentials generated now and kept in the data dir; shown this once\n", app.ID)
 		fmt.Fprintf(w, "(`%s demo-credentials` prints them again)\n", self())
@@ -157,7 +169,7 @@ func printCredentials(w io.Writer, app config.App, opsToken, gateway, api string
 	}
 	fmt.Fprintf(w, "  api key   %s\n", app.APIKey)
 	fmt.Fprintf(w, "  secret    %s   (signs device tokens; keep it on your backend)\n", app.Secret)
-	fmt.Fprintf(w, "  ops token %s   (for /debug/pprof)\n", opsToken)
+	fmt.Fprintf(w, "  ops token %s   (for the dashboard and /debug/pprof)\n", opsToken)
 	fmt.Fprintf(w, "\n1. In another terminal, connect as device d1 and print its pushes:\n")
 	fmt.Fprintf(w, "   %s listen --addr %s --token %s\n", self(), gateway, token)
 	fmt.Fprintf(w, "\n2. Push to it:\n")

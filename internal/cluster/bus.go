@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/longlink/longlink/internal/api"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/protocol"
 )
@@ -27,6 +28,7 @@ const (
 	opReplace   = "replace"   // end Devices' sessions in App with 4003
 	opOnline    = "online"    // how many of Devices are online in App
 	opDevice    = "device"    // describe Devices[0]'s connection in App (reply.Device)
+	opStats     = "stats"     // this node's figures (reply.Stats)
 )
 
 // request is one bus message to a node; its answer is a reply.
@@ -43,6 +45,7 @@ type request struct {
 type reply struct {
 	N      int                 `json:"n"`
 	Device *gateway.DeviceInfo `json:"device,omitempty"` // opDevice
+	Stats  *api.NodeStats      `json:"stats,omitempty"`  // opStats
 	Error  string              `json:"error,omitempty"`
 }
 
@@ -69,6 +72,10 @@ func (n *Node) serveRequest(msg *nats.Msg) {
 // answer runs req on this node's gateway: how many connections it reached,
 // or for opDevice the device's connection.
 func (n *Node) answer(req *request) (reply, error) {
+	if req.Op == opStats {
+		st := n.opts.Stats()
+		return reply{Stats: &st}, nil
+	}
 	if req.Op == opDevice {
 		if len(req.Devices) != 1 {
 			return reply{}, fmt.Errorf("device: name one device")

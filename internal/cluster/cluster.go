@@ -16,10 +16,12 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,12 +34,13 @@ import (
 
 // Options configure a Node.
 type Options struct {
-	Node   string              // this node's name, unique in the cluster
-	Self   func() api.NodeInfo // this node now, kept in its lease at each renewal
-	Redis  string              // redis://host:port/db
-	NATS   string              // nats://host:port
-	Lease  time.Duration       // a node that stops renewing is dropped after this; zero means 10s
-	Prefix string              // Redis key prefix; empty means "ll:"
+	Node   string               // this node's name, unique in the cluster
+	Self   func() api.NodeInfo  // this node now, kept in its lease at each renewal
+	Stats  func() api.NodeStats // this node's figures now, for the other nodes' dashboards
+	Redis  string               // redis://host:port/db
+	NATS   string               // nats://host:port
+	Lease  time.Duration        // a node that stops renewing is dropped after this; zero means 10s
+	Prefix string               // Redis key prefix; empty means "ll:"
 	// Timeout bounds one call to Redis or one request over the bus. Zero
 	// means 5s.
 	Timeout time.Duration
@@ -232,6 +235,36 @@ func (n *Node) live(ctx context.Context) ([]string, error) {
 		names[i] = m.Node
 	}
 	return names, err
+}
+
+// Stats gives every live node's figures: this node's first, then the
+// others' in name order, each read over the bus. A node that does not
+// answer in time is left out (and logged).
+func (n *Node) Stats(ctx context.Context) ([]api.NodeStats, error) {
+	peers, err := n.Peers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(peers, func(a, b api.NodeInfo) int { return cmp.Compare(a.Node, b.Node) })
+	out := make([]api.NodeStats, 1+len(peers))
+	out[0] = n.opts.Stats()
+	ctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := n.request(ctx, p.Node, &request{Op: opStats})
+			if err != nil || r.Stats == nil {
+				n.log.Warn("cluster: a node's figures were not read", "node", p.Node, "err", err)
+				return
+			}
+			out[1+i] = *r.Stats
+		}()
+	}
+	wg.Wait()
+	return slices.DeleteFunc(out, func(s api.NodeStats) bool { return s.Node == "" }), nil
 }
 
 // Peers describes the other live nodes (as their leases last said), for

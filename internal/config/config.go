@@ -39,6 +39,10 @@ type Config struct {
 	TLS      TLS      `yaml:"tls"`
 	Dispatch Dispatch `yaml:"dispatch"`
 	Apps     []App    `yaml:"apps"`
+
+	// Demo is set for `serve` without a config file (LoadOrDemo): the
+	// demo app, and the /demo page. Never read from a file.
+	Demo bool `yaml:"-"`
 }
 
 // Dispatch shapes /v1/dispatch's answers in a cluster.

@@ -94,6 +94,7 @@ func LoadOrDemo(path string, create bool) (*Config, error) {
 		return nil, err
 	}
 	c.Apps = []App{app}
+	c.Demo = true
 	if c.Ops.Token, err = DemoOpsToken(c.DataDir, create); err != nil && create {
 		return nil, err
 	}

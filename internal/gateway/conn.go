@@ -500,7 +500,7 @@ func (c *conn) login(f *protocol.Frame) error {
 	g.forgetPending(c)
 	g.metrics.Connects.WithLabelValues(c.transport()).Inc()
 	for i := range sessions {
-		g.metrics.Connections.WithLabelValues(sessions[i].app).Inc()
+		g.metrics.Connections.WithLabelValues(sessions[i].app, c.transport()).Inc()
 	}
 	// The older session's offline event, then this one's online event,
 	// queued under the (app, device)'s lock: a later login of the device to
@@ -587,7 +587,7 @@ func (c *conn) endSession(s *session, reason string) (last, ok bool) {
 	}
 	s.over.Store(true)
 	c.gw.events.Offline(s.app, c.device, s.user, reason)
-	c.gw.metrics.Connections.WithLabelValues(s.app).Dec()
+	c.gw.metrics.Connections.WithLabelValues(s.app, c.transport()).Dec()
 	for i := range c.sessions {
 		if !c.sessions[i].over.Load() {
 			return false, true

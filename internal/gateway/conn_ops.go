@@ -29,6 +29,7 @@ func (c *conn) ack(f *protocol.Frame) {
 		return
 	}
 	c.gw.mailboxes.Ack(s.app, c.device, f.Seq)
+	c.gw.metrics.Acks.WithLabelValues(s.app).Inc()
 }
 
 // refresh takes a new token for one app of the connection: the session's

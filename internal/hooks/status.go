@@ -61,6 +61,17 @@ func (s *Status) Close() {
 	s.wg.Wait()
 }
 
+// Backlog is how many events wait to be delivered, over every app.
+func (s *Status) Backlog() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, q := range s.queues {
+		n += q.len()
+	}
+	return n
+}
+
 // Online records that device came online in app.
 func (s *Status) Online(app, device, user string) {
 	s.emit(Event{Type: "online", App: app, Device: device, User: user, Reason: "login"})

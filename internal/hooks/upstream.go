@@ -96,6 +96,9 @@ func (u *Upstream) url(app, biz string) (url, secret string, ok bool) {
 	return url, a.WebhookKey(), ok
 }
 
+// Backlog is how many calls wait for a worker.
+func (u *Upstream) Backlog() int { return len(u.calls) }
+
 // Forward queues c for a worker. It never blocks: false means the queue is
 // full (or the pool stopped), and the caller answers the device itself.
 func (u *Upstream) Forward(c UpCall) bool {
@@ -163,6 +166,8 @@ func (u *Upstream) call(c UpCall) {
 		body.DataBase64 = base64.StdEncoding.EncodeToString(c.Data)
 	}
 	raw, _ := json.Marshal(body)
+	start := time.Now()
+	defer func() { u.opts.Metrics.UpstreamSeconds.WithLabelValues(c.App).Observe(time.Since(start).Seconds()) }()
 	resp, err := post(u.client, url, secret, raw)
 	if err != nil {
 		u.fail(c, "unreachable", shortNetError(err), err)

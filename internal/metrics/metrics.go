@@ -17,12 +17,14 @@ import (
 type Metrics struct {
 	registry *prometheus.Registry
 
-	Connections *prometheus.GaugeVec   // app: live logged-in connections
+	Connections *prometheus.GaugeVec   // app, transport: live logged-in connections
 	Connects    *prometheus.CounterVec // transport: logins accepted
 	Disconnects *prometheus.CounterVec // reason: connections closed after login
 	Rejected    *prometheus.CounterVec // reason: connections closed before login
 	Pushed      *prometheus.CounterVec // app, target: messages accepted by the push API
 	Delivered   *prometheus.CounterVec // app: frames handed to connections' send queues
+	Stored      *prometheus.CounterVec // app: stored messages written (a copy per mailbox; one per broadcast log entry)
+	Acks        *prometheus.CounterVec // app: acks received from devices
 
 	MailboxDropped *prometheus.CounterVec // app: stored messages dropped from full mailboxes
 	Limited        *prometheus.CounterVec // limit: connections, logins and calls refused by a limit
@@ -30,8 +32,9 @@ type Metrics struct {
 	StoreCommits   prometheus.Counter     // store batches committed
 	StoreBatchOps  prometheus.Histogram   // operations per committed batch
 
-	Upstream     *prometheus.CounterVec // app, result: upstream calls
-	StatusEvents *prometheus.CounterVec // app, result: status events
+	Upstream        *prometheus.CounterVec   // app, result: upstream calls
+	UpstreamSeconds *prometheus.HistogramVec // app: how long upstream calls took, answered or failed
+	StatusEvents    *prometheus.CounterVec   // app, result: status events
 
 	// What devices measured (stats op), per app, transport and network.
 	ClientRTT      *prometheus.HistogramVec
@@ -46,8 +49,8 @@ func New() *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		Connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "longlink_connections", Help: "Live logged-in connections, per app.",
-		}, []string{"app"}),
+			Name: "longlink_connections", Help: "Live logged-in connections, per app and transport.",
+		}, []string{"app", "transport"}),
 		Connects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_connects_total", Help: "Logins accepted, per transport.",
 		}, []string{"transport"}),
@@ -62,6 +65,12 @@ func New() *Metrics {
 		}, []string{"app", "target"}),
 		Delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_messages_delivered_total", Help: "Message frames handed to device connections, per app.",
+		}, []string{"app"}),
+		Stored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_stored_total", Help: "Stored messages written, per app: one per target mailbox, one per broadcast log entry.",
+		}, []string{"app"}),
+		Acks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_acks_total", Help: "Acks of stored messages received from devices, per app.",
 		}, []string{"app"}),
 		MailboxDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_mailbox_dropped_total", Help: "Stored messages dropped because a mailbox was full, per app.",
@@ -85,6 +94,10 @@ func New() *Metrics {
 			Name: "longlink_upstream_calls_total",
 			Help: "Upstream calls to app backends, per app and result: answered, unreachable, too_large, busy (queue full), rate_limited, unknown_biz.",
 		}, []string{"app", "result"}),
+		UpstreamSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "longlink_upstream_seconds", Help: "How long upstream calls took, answered or failed, per app.",
+			Buckets: clientBuckets,
+		}, []string{"app"}),
 		StatusEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_status_events_total",
 			Help: "Status events, per app and result: sent, retried (counted per failed attempt), dropped (buffer full).",
@@ -118,8 +131,8 @@ func New() *Metrics {
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/pauses/`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered,
-		m.MailboxDropped, m.Limited, m.SeqClamped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.StatusEvents,
+		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered, m.Stored, m.Acks,
+		m.MailboxDropped, m.Limited, m.SeqClamped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.UpstreamSeconds, m.StatusEvents,
 		m.ClientRTT, m.ClientConnect, m.ClientFailures, m.ClientDropped,
 	)
 	return m

@@ -313,7 +313,9 @@ func TestMetrics(t *testing.T) {
 	})
 	page := ts.Metrics()
 	for _, want := range []string{
-		`longlink_connections{app="demo"} 2`,
+		`longlink_connections{app="demo",transport="ws"} 1`,
+		`longlink_connections{app="demo",transport="ws_json"} 1`,
+		`longlink_connections{app="demo",transport="tcp"} 0`,
 		`longlink_connects_total{transport="tcp"} 1`,
 		`longlink_connects_total{transport="ws"} 1`,
 		`longlink_connects_total{transport="ws_json"} 1`,

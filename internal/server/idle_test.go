@@ -115,7 +115,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 		b.Fatalf("client process: %q", line)
 	}
 	testserver.Eventually(b, "every connection registered", func() bool {
-		return strings.Contains(ts.Metrics(), fmt.Sprintf(`longlink_connections{app="demo"} %d`, n))
+		return strings.Contains(ts.Metrics(), fmt.Sprintf(`longlink_connections{app="demo",transport="tcp"} %d`, n))
 	})
 	after := memorySnapshot(b)
 	for b.Loop() {

@@ -25,6 +25,7 @@ import (
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/internal/store/embedded"
 	redisstore "github.com/longlink/longlink/internal/store/redis"
+	"github.com/longlink/longlink/internal/web"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -99,7 +100,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			API: scheme + apiLn.Addr().String(), StartedAt: started, Plain: !cfg.TLS.Required, TLS: keypair != nil}
 	}
 	m := metrics.New()
-	st, node, err := openStore(cfg, self, m, log)
+	selfStats := func() api.NodeStats { return api.StatsOf(self(), m) }
+	st, node, err := openStore(cfg, self, selfStats, m, log)
 	if err != nil {
 		gwLn.Close()
 		apiLn.Close()
@@ -109,6 +111,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	hookOpts := hooks.Options{Config: cfg.Hooks, Apps: apps, Node: cfg.Node, MaxReplySize: cfg.API.MaxDataBytes,
 		Metrics: m, Logger: log}
 	upstream, status := hooks.NewUpstream(hookOpts), hooks.NewStatus(hookOpts)
+	m.GaugeFunc("longlink_upstream_backlog", "Upstream calls waiting for a worker.", func() float64 { return float64(upstream.Backlog()) })
+	m.GaugeFunc("longlink_status_backlog", "Status events waiting to be delivered to the apps' status webhooks.", func() float64 { return float64(status.Backlog()) })
 	gwOpts := gateway.Options{Node: cfg.Node, Config: cfg.Gateway, Limits: cfg.Limits, Secrets: apps.Secret, Mailboxes: st,
 		Upstream: upstream, Events: status, UpRate: cfg.Hooks.UpstreamRate, UpBurst: cfg.Hooks.UpstreamBurst,
 		Metrics: m, Logger: log}
@@ -130,9 +134,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 		fanout = node
 	}
-	ao := api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Self: self}
+	ao := api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Self: self,
+		Stats: func(context.Context) ([]api.NodeStats, error) { return []api.NodeStats{selfStats()}, nil }}
 	if node != nil {
-		ao.Peers = node.Peers
+		ao.Peers, ao.Stats = node.Peers, node.Stats
 	}
 	s := &Server{
 		cfg:      cfg,
@@ -151,6 +156,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	ao.Drain = s.StartDrain
 	a := api.New(ao)
+	web.Dashboard(a)
+	if cfg.Demo {
+		web.Demo(a, cfg, advertise)
+	}
 	s.http = newHTTPServer(a.Handler(), keypair, log)
 	go func() { s.errc <- gw.Serve(gwLn) }()
 	go s.serveHTTP(s.http, apiLn)
@@ -192,7 +201,7 @@ func (s *Server) serveHTTP(hs *http.Server, ln net.Listener) {
 
 // openStore opens the embedded store of a single node, or for a cluster
 // member the shared Redis store and its membership of the cluster.
-func openStore(cfg *config.Config, self func() api.NodeInfo, m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
+func openStore(cfg *config.Config, self func() api.NodeInfo, stats func() api.NodeStats, m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
 	so := store.Options{MailboxLimit: cfg.Store.MailboxLimit, SweepInterval: cfg.Store.SweepInterval, Metrics: m, Logger: log}
 	if !cfg.Cluster.Enabled() {
 		st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), so)
@@ -202,7 +211,7 @@ func openStore(cfg *config.Config, self func() api.NodeInfo, m *metrics.Metrics,
 	if err != nil {
 		return nil, nil, err
 	}
-	node, err := cluster.Open(cluster.Options{Node: cfg.Node, Self: self, Redis: cfg.Cluster.Redis,
+	node, err := cluster.Open(cluster.Options{Node: cfg.Node, Self: self, Stats: stats, Redis: cfg.Cluster.Redis,
 		NATS: cfg.Cluster.NATS, Lease: cfg.Cluster.Lease, Logger: log})
 	if err != nil {
 		st.Close()

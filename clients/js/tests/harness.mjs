@@ -4,8 +4,8 @@
 // (minting tokens, calling the push API).
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,25 +38,26 @@ export function freePort() {
 /**
  * Starts `longlink serve` with a config of one app "demo" (with `webhooks`;
  * `extra` keys merged into the config) and waits until it serves. `dir` and the ports may be given to
- * restart a server on the same data and addresses. Without `config`,
- * demo mode: `serve` with no --config, in dir.
+ * restart a server on the same data and addresses. With `demo`, demo
+ * mode: `serve` with no --config, in dir (its app's credentials are read
+ * from the data dir it fills).
  */
 export async function startServer({ dir, gatewayPort, apiPort, webhooks, extra = {}, demo = false } = {}) {
   dir ??= mkdtempSync(join(tmpdir(), 'longlink-js-'));
   gatewayPort ??= await freePort();
   apiPort ??= await freePort();
   const app = { id: 'demo', secret: 'js-test-secret-0123456789', api_key: 'js-test-api-key-0123456789', ...(webhooks && { webhooks }) };
-  const opsToken = 'js-test-ops-token-0123456789';
+  let opsToken = 'js-test-ops-token-0123456789';
   const cfg = {
     node: 'n1',
     data_dir: join(dir, 'data'),
-    gateway: { listen: `127.0.0.1:${gatewayPort}` },
-    api: { listen: `127.0.0.1:${apiPort}` },
     ops: { token: opsToken },
     apps: [app],
     ...extra,
+    gateway: { ...extra.gateway, listen: `127.0.0.1:${gatewayPort}` },
+    api: { ...extra.api, listen: `127.0.0.1:${apiPort}` },
   };
-  const args = ['serve'];
+  const args = ['serve', '--gateway-listen', cfg.gateway.listen, '--api-listen', cfg.api.listen];
   if (!demo) {
     writeFileSync(join(dir, 'longlink.yaml'), JSON.stringify(cfg)); // JSON is YAML
     args.push('--config', join(dir, 'longlink.yaml'));
@@ -81,6 +82,12 @@ export async function startServer({ dir, gatewayPort, apiPort, webhooks, extra =
   });
   const gateway = /gateway\s+tcp:\/\/(\S+)/.exec(out)[1];
   const api = /api\s+http:\/\/(\S+)/.exec(out)[1];
+  if (demo) { // the credentials serve generated in its data dir
+    const data = join(dir, 'longlink-data');
+    const d = JSON.parse(readFileSync(join(data, 'demo-app.json'), 'utf8'));
+    Object.assign(app, { secret: d.Secret, api_key: d.APIKey });
+    opsToken = readFileSync(join(data, 'ops-token'), 'utf8');
+  }
   const server = {
     dir, proc, app, opsToken, gatewayPort, apiPort, banner: out,
     log: () => log,
@@ -104,6 +111,35 @@ export async function startServer({ dir, gatewayPort, apiPort, webhooks, extra =
     },
   };
   return server;
+}
+
+/**
+ * A real redis-server and nats-server on free loopback ports, for a
+ * cluster; stop() ends both. Returns the `cluster` config block.
+ */
+export async function startEngines() {
+  const dir = mkdtempSync(join(tmpdir(), 'longlink-engines-'));
+  const [rp, np] = [await freePort(), await freePort()];
+  const procs = [
+    spawn('redis-server', ['--port', String(rp), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes',
+      '--appendfsync', 'always'], { stdio: 'ignore' }),
+    spawn('nats-server', ['-a', '127.0.0.1', '-p', String(np)], { stdio: 'ignore' }),
+  ];
+  for (const port of [rp, np]) await eventually(() => accepts(port), `an engine on port ${port}`);
+  return {
+    cluster: { redis: `redis://127.0.0.1:${rp}/0`, nats: `nats://127.0.0.1:${np}`, lease: '2s' },
+    stop: async () => {
+      await Promise.all(procs.map((p) => new Promise((r) => { if (p.exitCode !== null) r(); else { p.once('exit', r); p.kill(); } })));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function accepts(port) {
+  return new Promise((resolve) => {
+    const c = connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+    c.on('error', () => resolve(false));
+  });
 }
 
 /** An HS256 device token, as an app backend mints it. */
@@ -147,4 +183,21 @@ export async function eventually(cond, what, timeout = 10000) {
 /** A fresh device id. */
 export function deviceId(prefix = 'js') {
   return `${prefix}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Headless Chromium (Debian's, or $CHROMIUM), driven by Playwright. */
+export async function launchBrowser() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    // No network but loopback here: Chromium's own background calls are turned off.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+}
+
+/** Where a test writes what it leaves for people to look at (screenshots). */
+export function artifactsDir() {
+  return process.env.LONGLINK_ARTIFACTS ?? mkdtempSync(join(tmpdir(), 'longlink-artifacts-'));
 }

@@ -1,0 +1,101 @@
+// The dashboard in headless Chromium: the login page, live figures that
+// change as devices connect (without a reload), a kick from the page that
+// closes a device with 4008, a push from the page, a drain; a screenshot
+// is left in the artifacts directory.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Client, Code } from '../src/longlink.js';
+import { startServer, mintToken, eventually, deviceId, launchBrowser, artifactsDir } from './harness.mjs';
+
+let server;
+let browser;
+const clients = [];
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  for (const c of clients) c.close();
+  await browser?.close();
+  await server?.destroy();
+});
+
+async function device(id = deviceId('dash')) {
+  const c = new Client({ url: server.wsUrl, token: mintToken(server.app.secret, { device: id }), statsInterval: 200, network: () => 'wifi' });
+  clients.push(c);
+  await c.connect();
+  return c;
+}
+
+test('the dashboard asks for the ops token, then shows live figures, kicks and pushes', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const errors = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+
+  // No token: the login page, with 401.
+  const first = await page.goto(`${server.apiUrl}/dashboard?interval=300`);
+  assert.equal(first.status(), 401);
+  await page.fill('#token', 'not the token');
+  await page.click('button[type=submit]');
+  await page.locator('#failed').waitFor();
+  await page.fill('#token', server.opsToken);
+  await page.click('button[type=submit]');
+  await page.locator('#status', { hasText: '1 node' }).waitFor();
+  await page.goto(`${server.apiUrl}/dashboard?interval=300`); // the session cookie holds
+
+  const online = page.locator('[data-figure="connections"]');
+  await online.filter({ hasText: /^0$/ }).waitFor();
+
+  // Devices connect: the count follows, without a reload.
+  const a = await device();
+  await online.filter({ hasText: /^1$/ }).waitFor();
+  await device();
+  await device();
+  await online.filter({ hasText: /^3$/ }).waitFor();
+  await page.locator('#apps tbody tr', { hasText: 'ws_json' }).filter({ hasText: '3' }).waitFor();
+  await page.locator('#quality tbody tr', { hasText: 'wifi' }).waitFor(); // the devices' stats
+  await page.locator('#nodes tbody tr', { hasText: 'serving' }).waitFor();
+
+  // A push from the page reaches the device.
+  const pushes = [];
+  a.on('push', (p) => pushes.push(p.data));
+  const id = a.welcome.device;
+  await page.fill('#device-form input[name=device]', id);
+  await page.fill('#device-form input[name=data]', 'from the dashboard');
+  await page.click('#push');
+  await eventually(() => pushes.includes('from the dashboard'), 'the push from the page');
+
+  // Look up, then kick: the device closes with 4008, and the count drops.
+  await page.click('#device-form button[type=submit]');
+  await page.locator('#device-out', { hasText: '"online": true' }).waitFor();
+  const closed = new Promise((r) => a.on('closed', r));
+  await page.click('#kick');
+  assert.equal((await closed).code, Code.KICKED);
+  await page.locator('#device-out', { hasText: '"kicked": 1' }).waitFor();
+  await online.filter({ hasText: /^2$/ }).waitFor();
+
+  await page.screenshot({ path: join(artifactsDir(), 'dashboard.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+
+  // Signed out: the login page again; signed in again.
+  await page.click('header button');
+  const out = await page.goto(`${server.apiUrl}/dashboard`);
+  assert.equal(out.status(), 401);
+  await page.fill('#token', server.opsToken);
+  await page.click('button[type=submit]');
+
+  // Drain from the page: the node says so, moves its devices away (here,
+  // with no other node, it closes them with 4009) and exits.
+  const ends = [];
+  for (const c of clients.slice(1)) c.on('disconnected', (why) => ends.push(why.code));
+  page.on('dialog', (d) => d.accept());
+  await page.click('#drain');
+  await page.locator('#node-out', { hasText: '"state": "draining"' }).waitFor();
+  await eventually(() => server.proc.exitCode !== null, 'the drained node to exit', 20000);
+  assert.equal(server.proc.exitCode, 0);
+  assert.deepEqual(ends, [Code.GOING_AWAY, Code.GOING_AWAY]);
+  await page.close();
+});
