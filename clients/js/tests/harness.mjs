@@ -36,13 +36,14 @@ export function freePort() {
 }
 
 /**
- * Starts `longlink serve` with a config of one app "demo" (with `webhooks`;
- * `extra` keys merged into the config) and waits until it serves. `dir` and the ports may be given to
+ * Starts `longlink serve` with a config of the app "demo" (with `webhooks`)
+ * and `otherApps`, `extra` keys merged into the config, and waits until it
+ * serves. `dir` and the ports may be given to
  * restart a server on the same data and addresses. With `demo`, demo
  * mode: `serve` with no --config, in dir (its app's credentials are read
  * from the data dir it fills).
  */
-export async function startServer({ dir, gatewayPort, apiPort, webhooks, extra = {}, demo = false } = {}) {
+export async function startServer({ dir, gatewayPort, apiPort, webhooks, otherApps = [], extra = {}, demo = false } = {}) {
   dir ??= mkdtempSync(join(tmpdir(), 'longlink-js-'));
   gatewayPort ??= await freePort();
   apiPort ??= await freePort();
@@ -52,7 +53,7 @@ export async function startServer({ dir, gatewayPort, apiPort, webhooks, extra =
     node: 'n1',
     data_dir: join(dir, 'data'),
     ops: { token: opsToken },
-    apps: [app],
+    apps: [app, ...otherApps],
     ...extra,
     gateway: { ...extra.gateway, listen: `127.0.0.1:${gatewayPort}` },
     api: { ...extra.api, listen: `127.0.0.1:${apiPort}` },
@@ -102,7 +103,7 @@ export async function startServer({ dir, gatewayPort, apiPort, webhooks, extra =
     /** Stops it and starts it again on the same data and ports. */
     restart: async () => {
       await server.stop();
-      return startServer({ dir, gatewayPort, apiPort, webhooks, extra, demo });
+      return startServer({ dir, gatewayPort, apiPort, webhooks, otherApps, extra, demo });
     },
     /** Stops it and deletes its directory. */
     destroy: async () => {

@@ -7,6 +7,7 @@ import { startServer, mintToken, push, api, eventually, deviceId } from './harne
 
 let server;
 let backend; // the app's backend: answers upstream calls
+const other = { id: 'other', secret: 'js-test-other-secret-0123', api_key: 'js-test-other-key-0123456' };
 const upCalls = [];
 
 before(async () => {
@@ -19,7 +20,7 @@ before(async () => {
     });
   });
   await new Promise((r) => backend.listen(0, '127.0.0.1', r));
-  server = await startServer({ webhooks: { upstream: { chat: `http://127.0.0.1:${backend.address().port}/up` } } });
+  server = await startServer({ webhooks: { upstream: { chat: `http://127.0.0.1:${backend.address().port}/up` } }, otherApps: [other] });
 });
 
 after(async () => {
@@ -202,6 +203,33 @@ test('an expired token without a refresh: 4011, then a reconnect with a token fr
   await c.connect();
   await eventually(() => connects === 2, 'the reconnect with a fresh token', 8000);
   assert.equal(ends[0], Code.TOKEN_EXPIRED);
+  c.close();
+});
+
+test('one connection, two apps: pushes and seqs per app; an app kicked, the other goes on', async () => {
+  const device = deviceId();
+  const seqs = new MemorySeqStore();
+  const c = new Client({ url: server.wsUrl, tokens: [token(device), mintToken(other.secret, { app: 'other', device })], seqStore: seqs, ackDelay: 10 });
+  const pushes = collect(c);
+  const ended = [];
+  c.on('appEnded', (e) => ended.push(e));
+  const welcome = await c.connect();
+  assert.deepEqual(welcome.apps, ['demo', 'other']);
+  await push(server, { devices: [device], data: 'to demo', ttl: 600 });
+  await api(server, 'POST', '/v1/push', { app: 'other', devices: [device], data: 'to other', ttl: 600 }, other.api_key);
+  await api(server, 'POST', '/v1/push', { app: 'other', devices: [device], data: 'to other again', ttl: 600 }, other.api_key);
+  await eventually(() => pushes.length === 3, 'three pushes');
+  assert.deepEqual(pushes.map((p) => [p.app, p.seq, p.data]).sort(), [['demo', 1, 'to demo'], ['other', 1, 'to other'], ['other', 2, 'to other again']]);
+  await eventually(() => seqs.get('demo') === 1 && seqs.get('other') === 2, 'each app acked');
+
+  await api(server, 'POST', '/v1/kick', { app: 'other', devices: [device] }, other.api_key);
+  await eventually(() => ended.length === 1, 'the other app ended');
+  assert.equal(ended[0].app, 'other');
+  assert.equal(ended[0].code, Code.KICKED);
+  const r = await push(server, { devices: [device], data: 'still here' });
+  assert.equal(r.online, 1);
+  await eventually(() => pushes.length === 4, 'the demo app goes on');
+  assert.equal(c.state, 'connected');
   c.close();
 });
 
