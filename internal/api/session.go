@@ -72,32 +72,30 @@ func (s *Server) opsAuth(r *http.Request) bool {
 	return validSession(r, token) && (safe || sameOrigin(r))
 }
 
-// opsOnly lets through requests that carry the ops token or a session.
+// opsOnly lets through requests that carry the ops token or a session;
+// the others get a JSON 401.
 func (s *Server) opsOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.opsAuth(r) {
-			s.writeError(w, r, errorf(http.StatusUnauthorized, "this endpoint needs Authorization: Bearer <ops.token>"))
-			return
-		}
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), opsKey{}, true)))
+	return s.OpsOnly(h, func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, errorf(http.StatusUnauthorized, "this endpoint needs Authorization: Bearer <ops.token>"))
 	})
 }
 
-// OpsOnly guards h like the admin endpoints, except that a request without
-// the token gets denied(w, r) instead of the JSON 401 (the dashboard shows
-// its login page).
+// OpsOnly lets through to h the requests that carry the ops token or a
+// session (marked so that authorize takes them for any app); the others
+// go to denied (the dashboard shows its login page).
 func (s *Server) OpsOnly(h http.Handler, denied http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.opsAuth(r) {
 			denied(w, r)
 			return
 		}
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), opsKey{}, true)))
 	})
 }
 
 // handleLogin takes the ops token from the dashboard's login form and sets
-// the session cookie: 303 to /dashboard, or 401 back to the form.
+// the session cookie: 303 to /dashboard, or to the form again with
+// ?failed=1.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	token := s.cfg.Ops.Token

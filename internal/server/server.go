@@ -158,7 +158,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	a := api.New(ao)
 	web.Dashboard(a)
 	if cfg.Demo {
-		web.Demo(a, cfg, advertise)
+		web.Demo(a, cfg.Apps[0], advertise)
 	}
 	s.http = newHTTPServer(a.Handler(), keypair, log)
 	go func() { s.errc <- gw.Serve(gwLn) }()

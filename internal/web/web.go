@@ -42,15 +42,10 @@ func Dashboard(a *api.Server) {
 // Demo adds the demo page to the API's port of a: /demo, the JS SDK at
 // /demo/longlink.js, and /demo/device, which mints a token for the demo
 // app (the page's device) and tells the page where the gateway is and
-// the app's API key, so that it can push. Demo mode only: it gives the
-// demo app's credentials to whoever reaches the API's port (127.0.0.1 by
-// default).
-func Demo(a *api.Server, cfg *config.Config, gatewayAddr string) {
-	app := cfg.Apps[0]
-	scheme := "ws"
-	if cfg.TLS.Enabled() {
-		scheme = "wss"
-	}
+// the app's API key, so that it can push. Demo mode only (which has no
+// TLS: it has no config file): it gives the demo app's credentials to
+// whoever reaches the API's port (127.0.0.1 by default).
+func Demo(a *api.Server, app config.App, gatewayAddr string) {
 	a.HandleAPI("GET /demo", file("demo.html"))
 	for _, name := range []string{"demo.js", "style.css"} {
 		a.HandleAPI("GET /demo/"+name, file(name))
@@ -72,7 +67,7 @@ func Demo(a *api.Server, cfg *config.Config, gatewayAddr string) {
 			return
 		}
 		json.NewEncoder(w).Encode(map[string]string{"app": app.ID, "device": device, "token": token,
-			"url": scheme + "://" + gatewayAddr + "/ws", "api_key": app.APIKey})
+			"url": "ws://" + gatewayAddr + "/ws", "api_key": app.APIKey})
 	}))
 }
 
