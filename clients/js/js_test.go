@@ -2,12 +2,17 @@ package longlinkjs_test
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	// The server the JS tests run is built from this module: importing it
+	// makes a change to it invalidate go test's cached result.
+	_ "github.com/longlink/longlink/internal/server"
 )
 
 // TestJS runs the SDK's Node.js tests and the browser tests (Playwright in
@@ -23,6 +28,7 @@ func TestJS(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	readSources(t)
 	files, err := filepath.Glob("tests/*.test.mjs")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no JS tests found: %v", err)
@@ -49,4 +55,22 @@ func artifacts(t *testing.T) string {
 		return dir
 	}
 	return t.TempDir()
+}
+
+// readSources reads every file of the SDK and its tests, so that go test
+// knows them: a change to one invalidates its cached result (node reads
+// them, which go test does not see).
+func readSources(t *testing.T) {
+	for _, dir := range []string{"src", "tests"} {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			_, err = os.ReadFile(path)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
