@@ -29,7 +29,8 @@ import (
 type Push struct {
 	App  string
 	ID   string
-	Seq  uint64 // 0 for online-only messages
+	Seq  uint64 // a stored message's place in the device's mailbox; 0 otherwise
+	BSeq uint64 // a stored broadcast's place in its app's broadcast log; 0 otherwise
 	Data []byte
 }
 
@@ -72,17 +73,19 @@ type Config struct {
 	LastSeqs map[string]uint64
 
 	// OnPush receives pushes in order, on one goroutine; a slow handler
-	// delays the next push, not the heartbeat. A stored message (Seq > 0)
-	// is acked when OnPush returns; one that arrives again (after a
-	// reconnect before the ack landed) is not handed over twice. (An
-	// online-only message is never sent twice.)
+	// delays the next push, not the heartbeat. A stored message (Seq > 0,
+	// or BSeq > 0 for a stored broadcast) is acked when OnPush returns;
+	// one that arrives again (after a reconnect before the ack landed) is
+	// not handed over twice. (An online-only message is never sent twice.)
+	// Stored broadcasts and the mailbox are two streams, each in order.
 	OnPush func(Push)
 	// Handlers route pushes by app, for connections logged into several
 	// apps; an app without a handler goes to OnPush. Same rules as OnPush.
 	Handlers map[string]func(Push)
 	// OnAck is called after a stored message was handled and acked, with
 	// its app and the app's new last seq; persist it to resume there after
-	// a restart.
+	// a restart. (Stored broadcasts are not reported: the server keeps
+	// each device's place in the broadcast log as its acks move it.)
 	OnAck func(app string, seq uint64)
 	// TokenSource, if set, gives a fresh token for app. The client calls it
 	// when four fifths of a token's life have passed, and refreshes the
@@ -136,6 +139,7 @@ type Client struct {
 	welcome Welcome                        // guarded by mu
 	logins  []appToken                     // guarded by mu: what each login sends; an ended app leaves it
 	seqs    map[string]uint64              // guarded by mu: last seq handled and acked, per app
+	bseqs   map[string]uint64              // guarded by mu: last bseq handled and acked, per app
 	pending map[string]chan protocol.Frame // guarded by mu: requests waiting for their reply, by ref
 	groups  map[[2]string]bool             // guarded by mu: (app, group) joined, rejoined after a reconnect
 	movedTo string                         // guarded by mu: where a redirect said to reconnect, once
@@ -169,7 +173,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if (cfg.Token == "") == (len(cfg.Tokens) == 0) || (cfg.Addr == "" && cfg.DispatchURL == "") {
 		return nil, errors.New("client: one of Token or Tokens, and one of Addr or DispatchURL, are required")
 	}
-	c := &Client{cfg: cfg, done: make(chan struct{}), seqs: make(map[string]uint64), seen: newRecentIDs(recentIDCount),
+	c := &Client{cfg: cfg, done: make(chan struct{}), seqs: make(map[string]uint64), bseqs: make(map[string]uint64),
+		seen:    newRecentIDs(recentIDCount),
 		pending: make(map[string]chan protocol.Frame), groups: make(map[[2]string]bool)}
 	tokens := cfg.Tokens
 	if cfg.Token != "" {
@@ -338,9 +343,10 @@ func (c *Client) dialLogin(ctx context.Context) (*Conn, Welcome, error) {
 	w.nc.SetDeadline(deadline)
 	login := &protocol.Frame{Op: protocol.OpLogin, Heartbeat: uint32(c.cfg.Heartbeat / time.Second)}
 	c.mu.Lock()
-	for _, l := range c.logins {
+	for _, l := range c.logins { // last_bseqs too: stored broadcasts come by bseq
 		login.Tokens = append(login.Tokens, []byte(l.token))
 		login.LastSeqs = append(login.LastSeqs, c.seqs[l.app])
+		login.LastBSeqs = append(login.LastBSeqs, c.bseqs[l.app])
 	}
 	c.mu.Unlock()
 	var f protocol.Frame
@@ -406,7 +412,7 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 		}
 		switch f.Op {
 		case protocol.OpPush:
-			if err := c.handlePush(w, Push{App: string(f.App), ID: string(f.ID), Seq: f.Seq, Data: f.Data}, hb); err != nil {
+			if err := c.handlePush(w, Push{App: string(f.App), ID: string(f.ID), Seq: f.Seq, BSeq: f.BSeq, Data: f.Data}, hb); err != nil {
 				return err
 			}
 		case protocol.OpOK, protocol.OpUpReply:
@@ -507,20 +513,25 @@ func (c *Client) handlePush(w *Conn, p Push, timeout time.Duration) error {
 	if h, ok := c.cfg.Handlers[p.App]; ok {
 		handler = h
 	}
+	stored := p.Seq > 0 || p.BSeq > 0
 	// Only stored messages can come twice (replayed after a lost ack).
-	if (p.Seq == 0 || !c.seen.add(p.ID)) && handler != nil {
+	if (!stored || !c.seen.add(p.ID)) && handler != nil {
 		handler(p)
 	}
-	if p.Seq == 0 {
+	if !stored {
 		return nil
 	}
 	c.mu.Lock()
-	c.seqs[p.App] = p.Seq
+	if p.Seq > 0 {
+		c.seqs[p.App] = p.Seq
+	} else {
+		c.bseqs[p.App] = p.BSeq
+	}
 	c.mu.Unlock()
-	if err := w.WriteFrame(&protocol.Frame{Op: protocol.OpAck, App: []byte(p.App), Seq: p.Seq}, timeout); err != nil {
+	if err := w.WriteFrame(&protocol.Frame{Op: protocol.OpAck, App: []byte(p.App), Seq: p.Seq, BSeq: p.BSeq}, timeout); err != nil {
 		return err
 	}
-	if c.cfg.OnAck != nil {
+	if c.cfg.OnAck != nil && p.Seq > 0 {
 		c.cfg.OnAck(p.App, p.Seq)
 	}
 	return nil

@@ -55,6 +55,8 @@ const (
 	fieldConnectMs = 21
 	fieldFailures  = 22
 	fieldTransport = 23
+	fieldBSeq      = 24
+	fieldLastBSeqs = 25 // repeated
 )
 
 // AppendBinary appends f, length prefix included, to dst. It does not
@@ -95,6 +97,10 @@ func AppendBinary(dst []byte, f *Frame) []byte {
 	dst = appendVarint(dst, fieldConnectMs, f.ConnectMs)
 	dst = appendVarint(dst, fieldFailures, f.Failures)
 	dst = appendBytes(dst, fieldTransport, f.Transport)
+	dst = appendVarint(dst, fieldBSeq, f.BSeq)
+	for _, s := range f.LastBSeqs {
+		dst = binary.AppendUvarint(append(dst, fieldLastBSeqs<<1|wireVarint), s)
+	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-LengthSize))
 	return dst
 }
@@ -189,6 +195,10 @@ func (f *Frame) setVarint(field byte, v uint64) error {
 		f.Failures = v
 	case fieldSeq:
 		f.Seq = v
+	case fieldBSeq:
+		f.BSeq = v
+	case fieldLastBSeqs:
+		f.LastBSeqs = append(f.LastBSeqs, v)
 	case fieldHeartbeat, fieldStatus:
 		if v > math.MaxUint32 {
 			return Errorf(CodeBadFrame, "field %d out of range", field)

@@ -100,17 +100,25 @@ func Errorf(code Code, format string, args ...any) *Error {
 // field is absent on the wire. Byte-slice fields alias the decoded buffer.
 type Frame struct {
 	Op        Op
-	Ref       []byte     // any client op; echoed on the reply
-	Token     []byte     // login
-	Tokens    [][]byte   // login into several apps
-	LastSeq   uint64     // login: highest stored seq processed (one app)
-	LastSeqs  []uint64   // login with Tokens: LastSeq per token, in their order
-	Heartbeat uint32     // login (proposed), welcome (granted); seconds
-	Device    []byte     // welcome
-	Apps      [][]byte   // welcome
-	App       []byte     // push, join, leave, up
-	ID        []byte     // push: message id
-	Seq       uint64     // push (stored messages only), ack
+	Ref       []byte   // any client op; echoed on the reply
+	Token     []byte   // login
+	Tokens    [][]byte // login into several apps
+	LastSeq   uint64   // login: highest stored seq processed (one app)
+	LastSeqs  []uint64 // login with Tokens: LastSeq per token, in their order
+	Heartbeat uint32   // login (proposed), welcome (granted); seconds
+	Device    []byte   // welcome
+	Apps      [][]byte // welcome
+	App       []byte   // push, join, leave, up
+	ID        []byte   // push: message id
+	Seq       uint64   // push (stored messages only), ack
+	// BSeq is a stored broadcast's place in its app's broadcast log: on a
+	// push (instead of Seq), and on an ack (cumulative over the log).
+	BSeq uint64
+	// LastBSeqs, at login, say where each token's app's broadcast log
+	// resumes (one per token, in their order). Sending them, zeros
+	// included, asks for stored broadcasts by BSeq: without them, each is
+	// copied into the device's mailbox and sent with a Seq, as in v1.
+	LastBSeqs []uint64
 	Data      []byte     // push, up, up_reply
 	Group     []byte     // join, leave
 	Biz       []byte     // up
@@ -139,8 +147,8 @@ type Endpoint struct {
 // Reset clears f for reuse, keeping the capacity of its repeated fields so
 // that decoding into a reused Frame does not allocate.
 func (f *Frame) Reset() {
-	tokens, apps, seqs, rtts := f.Tokens[:0], f.Apps[:0], f.LastSeqs[:0], f.RTTs[:0]
-	*f = Frame{Tokens: tokens, Apps: apps, LastSeqs: seqs, RTTs: rtts}
+	tokens, apps, seqs, bseqs, rtts := f.Tokens[:0], f.Apps[:0], f.LastSeqs[:0], f.LastBSeqs[:0], f.RTTs[:0]
+	*f = Frame{Tokens: tokens, Apps: apps, LastSeqs: seqs, LastBSeqs: bseqs, RTTs: rtts}
 }
 
 // ErrorFrame returns the frame that reports e to a client.

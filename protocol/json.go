@@ -21,6 +21,8 @@ type jsonFrame struct {
 	App        string     `json:"app"`
 	ID         string     `json:"id"`
 	Seq        uint64     `json:"seq"`
+	BSeq       uint64     `json:"bseq"`
+	LastBSeqs  []uint64   `json:"last_bseqs"`
 	Data       *string    `json:"data"`
 	DataBase64 *string    `json:"data_base64"`
 	Group      string     `json:"group"`
@@ -61,6 +63,8 @@ func DecodeJSON(b []byte, f *Frame) error {
 		App:       bytesOf(j.App),
 		ID:        bytesOf(j.ID),
 		Seq:       j.Seq,
+		BSeq:      j.BSeq,
+		LastBSeqs: append(f.LastBSeqs, j.LastBSeqs...),
 		Group:     bytesOf(j.Group),
 		Biz:       bytesOf(j.Biz),
 		Status:    j.Status,
@@ -120,6 +124,7 @@ func AppendJSON(dst []byte, f *Frame) []byte {
 	dst = appendJSONField(dst, "app", f.App)
 	dst = appendJSONField(dst, "id", f.ID)
 	dst = appendJSONUint(dst, "seq", f.Seq)
+	dst = appendJSONUint(dst, "bseq", f.BSeq)
 	if len(f.Data) > 0 || f.Op == OpUpReply {
 		if utf8.Valid(f.Data) {
 			dst = append(dst, `,"data":`...)
@@ -141,6 +146,7 @@ func AppendJSON(dst []byte, f *Frame) []byte {
 	dst = appendJSONUint(dst, "connect_ms", f.ConnectMs)
 	dst = appendJSONUint(dst, "connect_failures", f.Failures)
 	dst = appendJSONArray(dst, "endpoints", f.Endpoints, appendJSONEndpoint)
+	dst = appendJSONArray(dst, "last_bseqs", f.LastBSeqs, appendJSONNumber)
 	return append(dst, '}')
 }
 

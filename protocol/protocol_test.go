@@ -15,6 +15,9 @@ var sampleFrames = []*Frame{
 	{Op: OpLogin, Ref: b("r1"), Token: b("eyJ.x.y"), LastSeq: 42, Heartbeat: 30},
 	{Op: OpLogin, Tokens: [][]byte{b("t1"), b("t2")}},
 	{Op: OpLogin, Tokens: [][]byte{b("t1"), b("t2"), b("t3")}, LastSeqs: []uint64{0, 1 << 40, 7}},
+	{Op: OpLogin, Tokens: [][]byte{b("t1"), b("t2")}, LastSeqs: []uint64{3, 0}, LastBSeqs: []uint64{0, 9}},
+	{Op: OpPush, App: b("demo"), ID: b("b-1"), BSeq: 12, Data: b("to all")},
+	{Op: OpAck, App: b("demo"), BSeq: 1 << 33},
 	{Op: OpWelcome, Device: b("d1"), Apps: [][]byte{b("demo"), b("chat")}, Heartbeat: 25},
 	{Op: OpPush, App: b("demo"), ID: b("m-1"), Seq: 7, Data: b("hello \"world\"\n")},
 	{Op: OpPush, App: b("demo"), ID: b("m-2"), Data: []byte{0xff, 0x00, 0xfe}},
@@ -46,6 +49,9 @@ func normalize(f *Frame) Frame {
 	}
 	if len(c.LastSeqs) == 0 {
 		c.LastSeqs = nil
+	}
+	if len(c.LastBSeqs) == 0 {
+		c.LastBSeqs = nil
 	}
 	if len(c.RTTs) == 0 {
 		c.RTTs = nil

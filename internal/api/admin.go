@@ -6,6 +6,7 @@ import (
 
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/store"
 )
 
 // NodeStats is one node's figures at one moment, for the dashboard: the
@@ -60,8 +61,11 @@ type deviceAnswer struct {
 	Online bool   `json:"online"`
 	*gateway.DeviceInfo
 	// Waiting counts the stored messages in the device's mailbox, not yet
-	// acked (broadcasts it has not copied yet are not counted).
-	Waiting int `json:"stored_waiting"`
+	// acked; BroadcastsWaiting the stored broadcasts of the app's log after
+	// the device's cursor (for a client that takes them by seq, those not
+	// yet copied into its mailbox). Each at most store.mailbox_limit.
+	Waiting           int `json:"stored_waiting"`
+	BroadcastsWaiting int `json:"broadcasts_waiting"`
 }
 
 // handleDevice tells where a device is connected and how many stored
@@ -78,9 +82,14 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	waiting, err := s.store.Since(r.Context(), app, device, 0, s.cfg.Store.MailboxLimit)
+	var broadcasts []store.Stored
+	if err == nil {
+		broadcasts, _, err = s.store.Broadcasts(r.Context(), app, device, 0, s.cfg.Store.MailboxLimit)
+	}
 	if err != nil {
 		s.writeError(w, r, &httpError{status: http.StatusServiceUnavailable, msg: "cannot read the store now; retry later", cause: err})
 		return
 	}
-	writeJSON(w, http.StatusOK, deviceAnswer{App: app, Device: device, Online: info != nil, DeviceInfo: info, Waiting: len(waiting)})
+	writeJSON(w, http.StatusOK, deviceAnswer{App: app, Device: device, Online: info != nil, DeviceInfo: info,
+		Waiting: len(waiting), BroadcastsWaiting: len(broadcasts)})
 }

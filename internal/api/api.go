@@ -32,7 +32,9 @@ type Fanout interface {
 	PushUsers(app string, users []string, m *gateway.Message) (int, error)
 	Broadcast(app string, m *gateway.Message) (int, error)
 	PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) (int, error)
-	NotifyBroadcast(app string) (int, error)
+	// BroadcastStored hands the stored broadcast f (with its BSeq) to
+	// every connection of app.
+	BroadcastStored(app string, f protocol.Frame) (int, error)
 	PushGroup(app, group string, m *gateway.Message) (int, error)
 	JoinGroup(app, group string, devices []string, leave bool) (int, error)
 	Kick(app string, devices []string) (int, error)
@@ -58,7 +60,9 @@ func (l local) Broadcast(app string, m *gateway.Message) (int, error) {
 func (l local) PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) (int, error) {
 	return l.g.PushStored(app, devices, seqs, f), nil
 }
-func (l local) NotifyBroadcast(app string) (int, error) { return l.g.NotifyBroadcast(app), nil }
+func (l local) BroadcastStored(app string, f protocol.Frame) (int, error) {
+	return l.g.BroadcastStored(app, gateway.NewMessage(&f)), nil
+}
 func (l local) PushGroup(app, group string, m *gateway.Message) (int, error) {
 	return l.g.PushGroup(app, group, m), nil
 }
@@ -77,6 +81,7 @@ type Store interface {
 	AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error)
 	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
 	Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error)
+	Broadcasts(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error)
 }
 
 // A node's states.

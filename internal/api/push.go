@@ -92,7 +92,8 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 			return duplicate(res), nil
 		}
 		s.metrics.Stored.WithLabelValues(req.App).Inc()
-		online, err := s.fanout.NotifyBroadcast(req.App)
+		f.BSeq = res.Seqs[0]
+		online, err := s.fanout.BroadcastStored(req.App, f)
 		if err != nil {
 			return pushResponse{}, stored(err)
 		}

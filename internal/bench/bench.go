@@ -39,7 +39,7 @@ type Options struct {
 	Batch       int           // devices per API call (unicast, batch)
 	PerWorker   int           // devices per worker process
 	Heartbeat   time.Duration // proposed by the devices
-	TTL         int           // unicast, batch: seconds to store each push for (0: online only)
+	TTL         int           // unicast, batch, broadcast: seconds to store each push for (0: online only)
 	// Cluster says the servers are nodes of one cluster: every push goes
 	// through the first API, to devices on every node.
 	Cluster bool
@@ -457,8 +457,9 @@ func (p *pusher) toGroup(data []byte) (int64, error) { return p.everyServer("gro
 
 func (p *pusher) broadcast(data []byte) (int64, error) { return p.everyServer("broadcast", data) }
 
-// everyServer pushes data (online only) to the group or broadcast target of
-// every server, and returns how many connections took it.
+// everyServer pushes data to the group (online only) or broadcast target
+// (stored with TTL, if set) of every server, and returns how many
+// connections took it.
 func (p *pusher) everyServer(target string, data []byte) (int64, error) {
 	var total int64
 	apis := p.o.APIs
@@ -470,7 +471,7 @@ func (p *pusher) everyServer(target string, data []byte) (int64, error) {
 		if target == "group" {
 			body["group"] = p.o.group()
 		} else {
-			body["broadcast"] = true
+			body["broadcast"], body["ttl"] = true, p.o.TTL
 		}
 		out, err := p.post(api, "/v1/push", body)
 		if err != nil {

@@ -197,7 +197,7 @@ func (w *worker) received(n int, p client.Push) {
 		w.latency.record(n, time.Since(sent))
 	}
 	w.delivered.Add(1)
-	if p.Seq > 0 {
+	if p.Seq > 0 || p.BSeq > 0 {
 		w.stored.Add(1)
 	}
 }

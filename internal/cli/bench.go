@@ -40,7 +40,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat the devices propose")
 	yield := fs.Bool("yield", true, "run the devices' worker processes at idle CPU priority (Linux SCHED_IDLE), so that on a box shared with the server they take only the CPU it leaves")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	ttl := fs.Int("ttl", 0, "unicast, batch: store each push for this many seconds (0: online only)")
+	ttl := fs.Int("ttl", 0, "unicast, batch, broadcast: store each push for this many seconds (0: online only)")
 	opsToken := fs.String("ops-token", "", "drain: the nodes' ops token (default: the config's ops.token)")
 	useTLS := fs.Bool("tls", false, "devices connect with TLS (native over TLS, or wss://); give https:// --api URLs")
 	tf := addTLSFlags(fs)

@@ -16,19 +16,19 @@ import (
 // The ops of a bus request: what the receiving node does with its local
 // connections.
 const (
-	opDevices   = "devices"   // push Frame to Devices
-	opUsers     = "users"     // push Frame to the connections of Users
-	opBroadcast = "broadcast" // push Frame to every connection of App
-	opGroup     = "group"     // push Frame to the connections in Group
-	opStored    = "stored"    // push the stored Frame to Devices, with Seqs
-	opNotify    = "notify"    // App's broadcast log grew
-	opJoin      = "join"      // Devices join Group
-	opLeave     = "leave"     // Devices leave Group
-	opKick      = "kick"      // end Devices' sessions in App with 4008
-	opReplace   = "replace"   // end Devices' sessions in App with 4003
-	opOnline    = "online"    // how many of Devices are online in App
-	opDevice    = "device"    // describe Devices[0]'s connection in App (reply.Device)
-	opStats     = "stats"     // this node's figures (reply.Stats)
+	opDevices         = "devices"          // push Frame to Devices
+	opUsers           = "users"            // push Frame to the connections of Users
+	opBroadcast       = "broadcast"        // push Frame to every connection of App
+	opGroup           = "group"            // push Frame to the connections in Group
+	opStored          = "stored"           // push the stored Frame to Devices, with Seqs
+	opBroadcastStored = "broadcast_stored" // push the stored broadcast Frame (with its BSeq) to every connection of App
+	opJoin            = "join"             // Devices join Group
+	opLeave           = "leave"            // Devices leave Group
+	opKick            = "kick"             // end Devices' sessions in App with 4008
+	opReplace         = "replace"          // end Devices' sessions in App with 4003
+	opOnline          = "online"           // how many of Devices are online in App
+	opDevice          = "device"           // describe Devices[0]'s connection in App (reply.Device)
+	opStats           = "stats"            // this node's figures (reply.Stats)
 )
 
 // request is one bus message to a node; its answer is a reply.
@@ -113,8 +113,8 @@ func (n *Node) local(req *request) (int, error) {
 			return 0, fmt.Errorf("seqs do not match devices")
 		}
 		return g.PushStored(req.App, req.Devices, req.Seqs, f), nil
-	case opNotify:
-		return g.NotifyBroadcast(req.App), nil
+	case opBroadcastStored:
+		return g.BroadcastStored(req.App, m), nil
 	case opJoin, opLeave:
 		return g.JoinGroup(req.App, req.Group, req.Devices, req.Op == opLeave), nil
 	case opKick:

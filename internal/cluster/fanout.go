@@ -82,9 +82,9 @@ func (n *Node) Broadcast(app string, m *gateway.Message) (int, error) {
 	return n.toAll(&request{Op: opBroadcast, App: app, Frame: frameOf(m.Frame())})
 }
 
-// NotifyBroadcast implements api.Fanout.
-func (n *Node) NotifyBroadcast(app string) (int, error) {
-	return n.toAll(&request{Op: opNotify, App: app})
+// BroadcastStored implements api.Fanout.
+func (n *Node) BroadcastStored(app string, f protocol.Frame) (int, error) {
+	return n.toAll(&request{Op: opBroadcastStored, App: app, Frame: frameOf(&f)})
 }
 
 // PushGroup implements api.Fanout: group membership lives with the

@@ -48,9 +48,16 @@ type session struct {
 	// closed. It is read without the lock by the reader.
 	over atomic.Bool
 
+	// byBSeq: the client takes stored broadcasts by bseq, from the app's
+	// broadcast log after its cursor (it sent last_bseqs at login); else
+	// they are copied into its mailbox and sent with a seq. Static after
+	// login.
+	byBSeq bool
+
 	// Guarded by conn.mu.
-	sentSeq uint64 // highest stored seq queued (or acked by the client at login)
-	catchUp bool   // the app's broadcast log grew: the sync loop must copy it
+	sentSeq  uint64 // highest stored seq queued (or acked by the client at login)
+	sentBSeq uint64 // highest bseq queued (or acked by the client at login)
+	catchUp  bool   // the app's broadcast log grew: the sync loop must read or copy it
 }
 
 // conn is one device connection. An idle logged-in conn has no goroutine and
@@ -446,6 +453,9 @@ func (c *conn) login(f *protocol.Frame) error {
 	if err != nil {
 		return err
 	}
+	if len(f.LastBSeqs) > 0 && len(f.LastBSeqs) != len(tokens) {
+		return protocol.Errorf(protocol.CodeBadFrame, "last_bseqs has %d entries for %d tokens", len(f.LastBSeqs), len(tokens))
+	}
 	sessions := make([]session, len(tokens))
 	expires := make([]time.Time, len(tokens))
 	var device string
@@ -464,6 +474,9 @@ func (c *conn) login(f *protocol.Frame) error {
 			}
 		}
 		sessions[i].app, sessions[i].user, sessions[i].groups, sessions[i].catchUp = claims.App, claims.User, claims.Groups, true
+		if len(f.LastBSeqs) > 0 { // the store clamps it (at the ack, and when reading after it)
+			sessions[i].byBSeq, sessions[i].sentBSeq = true, f.LastBSeqs[i]
+		}
 		expires[i] = claims.Expires
 	}
 	c.device, c.heartbeat, c.since = device, g.grantHeartbeat(f.Heartbeat), time.Now().UnixNano()

@@ -20,15 +20,21 @@ func (c *conn) sessionOf(f *protocol.Frame) (s *session, ok bool) {
 	return c.session(app)
 }
 
-// ack trims the mailbox of the app the ack names (or of the only app)
-// up to its seq. Errors are not fatal.
+// ack trims the mailbox of the app the ack names (or of the only app) up
+// to its seq, and moves the device's cursor in the app's broadcast log to
+// its bseq. Errors are not fatal.
 func (c *conn) ack(f *protocol.Frame) {
 	s, ok := c.sessionOf(f)
 	if !ok {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "ack: not logged into app "+string(f.App))
 		return
 	}
-	c.gw.mailboxes.Ack(s.app, c.device, f.Seq)
+	if f.Seq > 0 {
+		c.gw.mailboxes.Ack(s.app, c.device, f.Seq)
+	}
+	if f.BSeq > 0 {
+		c.gw.mailboxes.AckBroadcast(s.app, c.device, f.BSeq)
+	}
 	c.gw.metrics.Acks.WithLabelValues(s.app).Inc()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -50,45 +51,68 @@ func (c *conn) sendStored(app string, seq uint64, b []byte) bool {
 	return ok
 }
 
-// notifyBroadcast tells a connection that app's broadcast log grew: the
-// sync loop copies the new entries into the device's mailbox and delivers
-// them like any stored message.
-func (c *conn) notifyBroadcast(app string) bool {
+// sendBroadcast hands a connection the stored broadcast m of app. It goes
+// straight to the queue when it is the very next entry of the app's log
+// for this connection and no sync runs; otherwise the sync loop reads the
+// log (or, for a client that takes broadcasts by seq, copies it into the
+// device's mailbox) and delivers it. took reports that the connection is
+// live in app to receive it; now, that it was queued here.
+func (c *conn) sendBroadcast(app string, m *Message) (took, now bool) {
+	bseq := m.frame.BSeq
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	s, ok := c.session(app)
 	if !ok || c.state != stateLive {
-		return false
+		c.mu.Unlock()
+		return false, false
 	}
-	s.catchUp, c.dirty = true, true
-	c.startSyncLocked(false)
-	return true
+	if !s.byBSeq || c.syncing || bseq != s.sentBSeq+1 {
+		s.catchUp, c.dirty = true, true
+		c.startSyncLocked(false)
+		c.mu.Unlock()
+		return true, false
+	}
+	now, full := c.enqueueLocked(m.bytes(c.kind))
+	if now {
+		s.sentBSeq = bseq
+	}
+	c.mu.Unlock()
+	if full {
+		c.closeTooSlow()
+	}
+	return now, now
 }
 
+// loginAck is what a login's last_seq and last_bseq ack in one app.
+type loginAck struct{ seq, bseq uint64 }
+
 // startSyncLocked starts the sync loop unless it runs; at login, it first
-// acks each session's last_seq. c.mu must be held.
+// acks each session's last_seq and last_bseq. c.mu must be held.
 func (c *conn) startSyncLocked(login bool) {
 	if !c.syncing {
 		c.syncing = true
-		var acks []uint64
+		var acks []loginAck
 		if login {
-			acks = make([]uint64, len(c.sessions))
+			acks = make([]loginAck, len(c.sessions))
 			for i := range c.sessions {
-				acks[i] = c.sessions[i].sentSeq
+				acks[i] = loginAck{c.sessions[i].sentSeq, c.sessions[i].sentBSeq}
 			}
 		}
 		c.gw.track(func() { c.syncMailbox(acks) })
 	}
 }
 
-// syncMailbox delivers each session's mailbox after the last seq sent, in
-// seq order, until nothing new came meanwhile: at login (replay, after
-// acking the client's last_seqs and copying unseen broadcasts), and
-// whenever a stored message could not go straight to the queue.
-func (c *conn) syncMailbox(acks []uint64) {
-	for i, seq := range acks {
-		if seq > 0 {
-			c.gw.mailboxes.Ack(c.sessions[i].app, c.device, seq)
+// syncMailbox delivers each session's broadcasts and mailbox after what was
+// sent, in order, until nothing new came meanwhile: at login (replay, after
+// acking the client's last_seqs and last_bseqs), when the app's broadcast
+// log grew, and whenever a stored message could not go straight to the
+// queue.
+func (c *conn) syncMailbox(acks []loginAck) {
+	for i, a := range acks {
+		if a.seq > 0 {
+			c.gw.mailboxes.Ack(c.sessions[i].app, c.device, a.seq)
+		}
+		if a.bseq > 0 {
+			c.gw.mailboxes.AckBroadcast(c.sessions[i].app, c.device, a.bseq)
 		}
 	}
 	for {
@@ -116,10 +140,11 @@ func (c *conn) syncMailbox(acks []uint64) {
 	}
 }
 
-// syncSession copies unseen broadcasts into s's mailbox if its log grew,
-// and queues one chunk of the mailbox after the last seq sent. full
-// reports a whole chunk (there may be more); ok is false when the
-// connection is no longer live or its store failed.
+// syncSession queues one chunk of s's broadcast log after the last bseq
+// sent if the log grew (or copies the log into the mailbox, for a client
+// that takes broadcasts by seq), then one chunk of its mailbox after the
+// last seq sent. full reports a whole chunk (there may be more); ok is
+// false when the connection is no longer live or its store failed.
 func (c *conn) syncSession(s *session) (full, ok bool) {
 	mb := c.gw.mailboxes
 	c.mu.Lock()
@@ -131,11 +156,34 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 		c.mu.Unlock()
 		return false, true
 	}
-	catchUp, after := s.catchUp, s.sentSeq
+	catchUp, after, afterB := s.catchUp, s.sentSeq, s.sentBSeq
 	s.catchUp = false
 	c.mu.Unlock()
 
-	if catchUp {
+	switch {
+	case catchUp && s.byBSeq:
+		entries, last, err := mb.Broadcasts(context.Background(), s.app, c.device, afterB, replayChunk)
+		if err != nil {
+			c.storeFailed(s.app, err)
+			return false, false
+		}
+		if !c.deliver(s, entries, true) {
+			return false, false
+		}
+		c.mu.Lock()
+		switch {
+		case afterB > last: // a login's last_bseq beyond the log: never trusted
+			s.sentBSeq = last
+			c.gw.metrics.SeqClamped.WithLabelValues(s.app, "login_bseq").Inc()
+		case len(entries) == replayChunk: // more: read on in the next round
+			s.catchUp, full = true, true
+		default: // read to the end: what was not sent was acked or expired,
+			// so the next broadcast can go straight to the queue (an entry
+			// appended during the read may have been sent already: max)
+			s.sentBSeq = max(s.sentBSeq, last)
+		}
+		c.mu.Unlock()
+	case catchUp:
 		if _, err := mb.CatchUp(context.Background(), s.app, c.device); err != nil {
 			c.storeFailed(s.app, err)
 			return false, false
@@ -146,17 +194,33 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 		c.storeFailed(s.app, err)
 		return false, false
 	}
+	if !c.deliver(s, msgs, false) {
+		return false, false
+	}
+	return full || len(msgs) == replayChunk, true
+}
+
+// deliver queues stored messages of s in order: mailbox messages with
+// their seq, or broadcast log entries with their bseq. It reports whether
+// the connection is still live.
+func (c *conn) deliver(s *session, msgs []store.Stored, bseq bool) bool {
 	for _, m := range msgs {
 		if !c.waitForRoom() {
-			return false, false
+			return false
 		}
-		b := c.kind.encode(nil, &protocol.Frame{Op: protocol.OpPush, App: []byte(m.App),
-			ID: []byte(m.ID), Seq: m.Seq, Data: m.Data})
+		f := protocol.Frame{Op: protocol.OpPush, App: []byte(m.App), ID: []byte(m.ID), Data: m.Data}
+		sent := &s.sentSeq
+		if bseq {
+			f.BSeq, sent = m.Seq, &s.sentBSeq
+		} else {
+			f.Seq = m.Seq
+		}
+		b := c.kind.encode(nil, &f)
 		c.mu.Lock()
 		queued, full := false, false
-		if m.Seq > s.sentSeq && !s.over.Load() { // else a fast-path push got there first
+		if m.Seq > *sent && !s.over.Load() { // else a fast-path push got there first
 			if queued, full = c.enqueueLocked(b); queued {
-				s.sentSeq = m.Seq
+				*sent = m.Seq
 			}
 		}
 		live := c.state == stateLive
@@ -165,13 +229,13 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 			c.closeTooSlow()
 		}
 		if !live || full {
-			return false, false
+			return false
 		}
 		if queued {
 			c.gw.delivered(m.App, 1)
 		}
 	}
-	return len(msgs) == replayChunk, true
+	return true
 }
 
 // waitForRoom paces a replay: it waits while the send queue is over half

@@ -36,7 +36,14 @@ type Mailboxes interface {
 	Ack(app, device string, seq uint64)
 	// LastSeq returns the last seq given to device in app.
 	LastSeq(ctx context.Context, app, device string) (uint64, error)
-	// CatchUp copies unseen entries of app's broadcast log into device's mailbox.
+	// Broadcasts returns up to limit entries of app's broadcast log after
+	// bseq after and after device's cursor, and the log's last bseq.
+	Broadcasts(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error)
+	// AckBroadcast moves device's cursor in app's broadcast log (clamped,
+	// never back); it does not wait.
+	AckBroadcast(app, device string, bseq uint64)
+	// CatchUp copies unseen entries of app's broadcast log into device's
+	// mailbox, for clients that take broadcasts by seq.
 	CatchUp(ctx context.Context, app, device string) (int, error)
 	// Bind records the device's user in app, learned from its token.
 	Bind(app, device, user string)
@@ -303,15 +310,23 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 	return n
 }
 
-// NotifyBroadcast tells every connection of app that its broadcast log grew,
-// and returns how many connections will copy and receive the new entry.
-func (g *Gateway) NotifyBroadcast(app string) int {
-	n := 0
+// BroadcastStored hands the stored broadcast m (its frame carries its
+// bseq) to every connection of app, and returns how many will receive it:
+// at once, in the bytes shared by all, where it is the next of the
+// connection's broadcast log; otherwise from the log (or, for a client that
+// takes broadcasts by seq, copied into its mailbox) by its sync loop.
+func (g *Gateway) BroadcastStored(app string, m *Message) int {
+	n, queued := 0, 0
 	g.hub.eachAppConn(app, func(c *conn) {
-		if c.notifyBroadcast(app) {
+		took, now := c.sendBroadcast(app, m)
+		if took {
 			n++
 		}
+		if now {
+			queued++
+		}
 	})
+	g.delivered(app, queued)
 	return n
 }
 

@@ -55,16 +55,24 @@ func connect(t *testing.T, ts *testserver.TS, tr client.Transport, token string,
 	return d
 }
 
+// expect waits for the next push, which must carry data.
 func (d *device) expect(t *testing.T, data string) client.Push {
+	t.Helper()
+	p := d.next(t)
+	if string(p.Data) != data {
+		t.Fatalf("got push %q, want %q", p.Data, data)
+	}
+	return p
+}
+
+// next waits for the next push, at most 5s.
+func (d *device) next(t *testing.T) client.Push {
 	t.Helper()
 	select {
 	case p := <-d.pushes:
-		if string(p.Data) != data {
-			t.Fatalf("got push %q, want %q", p.Data, data)
-		}
 		return p
 	case <-time.After(5 * time.Second):
-		t.Fatalf("no push %q within 5s", data)
+		t.Fatalf("no push within 5s")
 	}
 	return client.Push{}
 }

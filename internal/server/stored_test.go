@@ -48,29 +48,35 @@ func TestUnicastOfflineCompensation(t *testing.T) {
 	})
 }
 
+// A stored broadcast is written once, to the app's broadcast log: a live
+// device gets it by bseq (no seq, nothing in its mailbox), and its ack
+// moves its cursor in the log; a device that was offline gets it at login;
+// the one that acked it does not get it again, even from a new process
+// that knows nothing of it.
 func TestBroadcastOfflineCompensation(t *testing.T) {
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
-		var mu sync.Mutex
-		var acked uint64
-		onlineDev := connect(t, ts, tr, ts.Token("online", ""), func(c *client.Config) {
-			c.OnAck = func(_ string, seq uint64) { mu.Lock(); acked = seq; mu.Unlock() }
-		})
+		onlineDev := connect(t, ts, tr, ts.Token("online", ""))
 		out := ts.Push(map[string]any{"broadcast": true, "data": "to everyone", "ttl": 3600})
 		if out["online"] != 1.0 {
 			t.Fatalf("answer %v", out)
 		}
-		onlineDev.expect(t, "to everyone")
-		testserver.Eventually(t, "the ack", func() bool { mu.Lock(); defer mu.Unlock(); return acked > 0 })
+		if p := onlineDev.expect(t, "to everyone"); p.BSeq != 1 || p.Seq != 0 || p.ID != out["id"] {
+			t.Fatalf("broadcast push %+v", p)
+		}
+		testserver.Eventually(t, "the ack to move the cursor", func() bool {
+			_, d := admin(t, ts, "/v1/admin/devices/demo/online")
+			return d["broadcasts_waiting"] == 0.0 && d["stored_waiting"] == 0.0
+		})
+		if _, d := admin(t, ts, "/v1/admin/devices/demo/late"); d["broadcasts_waiting"] != 1.0 || d["stored_waiting"] != 0.0 {
+			t.Fatalf("a device that was away: %v", d)
+		}
 		onlineDev.Close()
 
-		// A device that was offline gets it at login; the one that had it
-		// does not get it again.
 		late := connect(t, ts, tr, ts.Token("late", ""))
-		late.expect(t, "to everyone")
-		mu.Lock()
-		resume := acked
-		mu.Unlock()
-		again := connect(t, ts, tr, ts.Token("online", ""), func(c *client.Config) { c.LastSeq = resume })
+		if p := late.expect(t, "to everyone"); p.BSeq != 1 {
+			t.Fatalf("broadcast at login %+v", p)
+		}
+		again := connect(t, ts, tr, ts.Token("online", ""))
 		ts.Push(stored([]string{"online"}, "only this"))
 		again.expect(t, "only this")
 		// Another app's devices never see it.
@@ -78,7 +84,7 @@ func TestBroadcastOfflineCompensation(t *testing.T) {
 		testserver.CallAPI(t, ts.APIURL(), http.MethodPost, "/v1/push", testserver.Other.APIKey,
 			map[string]any{"app": "other", "devices": []string{"other-dev"}, "data": "own", "ttl": 60})
 		other.expect(t, "own")
-	})
+	}, withOpsToken)
 }
 
 func TestEmptyStoredMessageRefused(t *testing.T) {
@@ -330,4 +336,80 @@ func TestCrashAfterAnswer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A client that sends no last_bseqs (written against v1 of the protocol)
+// gets stored broadcasts the older way: copied into its mailbox and sent
+// with a seq, acked by seq. A login whose last_bseqs do not match its
+// tokens is refused; one beyond the log is clamped and counted.
+func TestBroadcastBySeqForOlderClients(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		ts.Push(map[string]any{"broadcast": true, "data": "b1", "ttl": 3600})
+		old := rawLogin(t, ts, tr, ts.Token("old", ""), 0, 0)
+		p := readUntil(t, old, protocol.OpPush)
+		if p.Seq != 1 || p.BSeq != 0 || string(p.Data) != "b1" {
+			t.Fatalf("a broadcast to a v1 client: %+v", p)
+		}
+		if _, d := admin(t, ts, "/v1/admin/devices/demo/old"); d["stored_waiting"] != 1.0 || d["broadcasts_waiting"] != 0.0 {
+			t.Fatalf("the copy: %v", d)
+		}
+		old.WriteFrame(&protocol.Frame{Op: protocol.OpAck, Seq: 1}, time.Second)
+		testserver.Eventually(t, "the ack by seq", func() bool {
+			_, d := admin(t, ts, "/v1/admin/devices/demo/old")
+			return d["stored_waiting"] == 0.0
+		})
+		ts.Push(map[string]any{"broadcast": true, "data": "b2", "ttl": 3600})
+		if p := readUntil(t, old, protocol.OpPush); p.Seq != 2 || p.BSeq != 0 {
+			t.Fatalf("a live broadcast to a v1 client: %+v", p)
+		}
+
+		bad := rawDial(t, ts, tr)
+		bad.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token("bad", "")), LastBSeqs: []uint64{0, 0}}, time.Second)
+		if f := readUntil(t, bad, protocol.OpError); f.Code != protocol.CodeBadFrame || !strings.Contains(string(f.Reason), "last_bseqs") {
+			t.Fatalf("mismatched last_bseqs: %+v", f)
+		}
+
+		// A last_bseq of 1000 on a log of 2: clamped, so the next
+		// broadcast (bseq 3) still arrives.
+		ahead := rawDial(t, ts, tr)
+		ahead.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token("ahead", "")), LastBSeqs: []uint64{1000}}, time.Second)
+		readUntil(t, ahead, protocol.OpWelcome)
+		testserver.Eventually(t, "the clamp", func() bool {
+			return strings.Contains(ts.Metrics(), `longlink_seq_clamped_total{app="demo",op="login_bseq"} 1`)
+		})
+		ts.Push(map[string]any{"broadcast": true, "data": "b3", "ttl": 3600})
+		if p := readUntil(t, ahead, protocol.OpPush); p.BSeq != 3 || p.Seq != 0 || string(p.Data) != "b3" {
+			t.Fatalf("after a clamped last_bseq: %+v", p)
+		}
+	}, withOpsToken)
+}
+
+// Stored broadcasts pushed back to back, from several pushers at once,
+// reach a live device in bseq order, once each, whether each goes straight
+// to its queue or through the log; a device that logs in later gets them
+// all, in order.
+func TestStoredBroadcastsInOrder(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		live := connect(t, ts, tr, ts.Token("live", ""))
+		const n = 40
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range n / 4 {
+					ts.Push(map[string]any{"broadcast": true, "data": fmt.Sprint("b", i, "-", j), "ttl": 600})
+				}
+			}()
+		}
+		wg.Wait()
+		for _, d := range []*device{live, connect(t, ts, tr, ts.Token("late", ""))} {
+			for want := uint64(1); want <= n; want++ {
+				if p := d.next(t); p.BSeq != want {
+					t.Fatalf("push %d: bseq %d (%+v)", want, p.BSeq, p)
+				}
+			}
+			d.expectNone(t)
+		}
+	})
 }

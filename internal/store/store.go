@@ -25,10 +25,22 @@ type Store interface {
 	// devices only the key is recorded (online-only messages).
 	Append(ctx context.Context, devices []string, m Message, key string) (Appended, error)
 	// AppendBroadcast writes m once to its app's broadcast log, once
-	// durable; devices copy it into their mailboxes at their next CatchUp.
+	// durable, and returns its bseq (its place in the log). Devices read
+	// the log after their cursor (Broadcasts, AckBroadcast), or have it
+	// copied into their mailboxes (CatchUp).
 	AppendBroadcast(ctx context.Context, m Message, key string) (Appended, error)
+	// Broadcasts returns up to limit unexpired entries of app's broadcast
+	// log after both after and device's cursor, in bseq order (Stored.Seq
+	// is the bseq), and the log's last bseq (so that a reader can clamp
+	// an after beyond it). It writes nothing.
+	Broadcasts(ctx context.Context, app, device string, after uint64, limit int) (entries []Stored, last uint64, err error)
+	// AckBroadcast moves device's cursor in app's broadcast log to bseq
+	// (never back; a bseq beyond the log's last is clamped to it and
+	// counted). It does not wait: a lost ack only means a redelivery.
+	AckBroadcast(app, device string, bseq uint64)
 	// CatchUp copies into device's mailbox every unexpired entry of app's
-	// broadcast log it has not had yet, and returns how many.
+	// broadcast log after its cursor, moves the cursor to the log's end,
+	// and returns how many (for clients that take broadcasts by seq).
 	CatchUp(ctx context.Context, app, device string) (int, error)
 	// Since returns up to limit unexpired messages of device in app with
 	// seq greater than after, in seq order.

@@ -89,8 +89,10 @@ export interface Welcome {
 export interface Push {
   app: string;
   id: string;
-  /** 0 for online-only messages. */
+  /** A stored message's place in the device's mailbox; 0 otherwise. */
   seq: number;
+  /** A stored broadcast's place in its app's broadcast log; 0 otherwise. */
+  bseq: number;
   /** Text, or bytes when the payload is not UTF-8. */
   data: string | Uint8Array;
 }

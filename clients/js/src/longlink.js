@@ -82,7 +82,8 @@ export class Client {
   #listeners = new Map();
   #logins = []; // {app, device, token, got, exp}; an ended app leaves it
   #acked = new Map(); // app -> last seq acked (and kept in the seq store): where a login resumes
-  #toAck = new Map(); // app -> seq waiting in the ack batch
+  #backed = new Map(); // app -> last bseq acked (stored broadcasts; the server keeps the cursor too)
+  #toAck = new Map(); // app -> {seq, bseq} waiting in the ack batch
   #ackTimer = null;
   #ackCount = 0;
   #seen = new Set(); // recent stored message ids, in insertion order
@@ -101,7 +102,7 @@ export class Client {
   #sleepTimer = null; // the backoff before a reconnect
 
   /**
-   * @param {object} opts see index.d.ts (ClientOptions)
+   * @param {object} opts see longlink.d.ts (ClientOptions)
    */
   constructor(opts) {
     this.#opts = { ...defaults, ...opts };
@@ -224,7 +225,12 @@ export class Client {
       };
       const timer = setTimeout(() => fail(new LonglinkError(0, 'connect timed out')), o.connectTimeout);
       ws.onopen = () => {
-        const login = { op: 'login', tokens: this.#logins.map((l) => l.token), last_seqs: this.#logins.map((l) => this.#acked.get(l.app) ?? 0) };
+        const login = {
+          op: 'login',
+          tokens: this.#logins.map((l) => l.token),
+          last_seqs: this.#logins.map((l) => this.#acked.get(l.app) ?? 0),
+          last_bseqs: this.#logins.map((l) => this.#backed.get(l.app) ?? 0), // stored broadcasts by bseq
+        };
         if (o.heartbeat) login.heartbeat = o.heartbeat;
         ws.send(JSON.stringify(login));
       };
@@ -340,11 +346,14 @@ export class Client {
   // puts a stored one in the ack batch. Seqs are not compared: the
   // server's are the truth.
   #push(f) {
-    const seq = f.seq ?? 0;
-    const p = { app: f.app, id: f.id, seq, data: dataOf(f) };
-    if (seq === 0 || !this.#remember(f.id)) this.#emit('push', p);
-    if (seq === 0) return;
-    this.#toAck.set(f.app, seq);
+    const p = { app: f.app, id: f.id, seq: f.seq ?? 0, bseq: f.bseq ?? 0, data: dataOf(f) };
+    const stored = p.seq > 0 || p.bseq > 0;
+    if (!stored || !this.#remember(f.id)) this.#emit('push', p);
+    if (!stored) return;
+    const batch = this.#toAck.get(f.app) ?? { seq: 0, bseq: 0 };
+    if (p.seq > 0) batch.seq = p.seq;
+    else batch.bseq = p.bseq;
+    this.#toAck.set(f.app, batch);
     if (++this.#ackCount >= ACK_BATCH) this.#flushAcks();
     else this.#ackTimer ??= setTimeout(() => this.#flushAcks(), this.#opts.ackDelay);
   }
@@ -365,8 +374,13 @@ export class Client {
     clearTimeout(this.#ackTimer);
     this.#ackTimer = null;
     this.#ackCount = 0;
-    for (const [app, seq] of this.#toAck) {
-      if (!this.#send({ op: 'ack', app, seq })) continue;
+    for (const [app, { seq, bseq }] of this.#toAck) {
+      const ack = { op: 'ack', app };
+      if (seq > 0) ack.seq = seq;
+      if (bseq > 0) ack.bseq = bseq;
+      if (!this.#send(ack)) continue;
+      if (bseq > 0) this.#backed.set(app, bseq);
+      if (seq === 0) continue;
       this.#acked.set(app, seq);
       Promise.resolve(this.#opts.seqStore.set(app, seq)).catch((err) => this.#emit('error', err));
     }

@@ -51,7 +51,7 @@ test('online push, through dispatch', async () => {
   const r = await push(server, { devices: [device], data: 'hello' });
   assert.equal(r.online, 1);
   await eventually(() => pushes.length === 1, 'the push');
-  assert.deepEqual(pushes[0], { app: 'demo', id: r.id, seq: 0, data: 'hello' });
+  assert.deepEqual(pushes[0], { app: 'demo', id: r.id, seq: 0, bseq: 0, data: 'hello' });
   c.close();
   assert.equal(c.state, 'closed');
 });
@@ -106,6 +106,42 @@ test('stored messages: acked in a batch, kept in the seq store, replayed after a
   assert.deepEqual([got2[2].id, got2[2].seq], [m4.id, 4]);
   await eventually(async () => (await waiting(device)) === 0, 'everything acked');
   second.close();
+});
+
+test('stored broadcasts come by bseq, acked into the server cursor: not again for the device, at login for the others', async (t) => {
+  // A server of its own: the broadcast reaches every device of the app that logs in.
+  const shared = server;
+  server = await startServer();
+  t.after(async () => { await server.destroy(); server = shared; });
+  const [here, away] = [deviceId(), deviceId()];
+  const c = new Client({ url: server.wsUrl, token: token(here), ackDelay: 10 });
+  const got = collect(c);
+  await c.connect();
+  const b = await push(server, { broadcast: true, data: 'to all', ttl: 600 });
+  await eventually(() => got.length === 1, 'the broadcast');
+  assert.equal(got[0].id, b.id);
+  assert.equal(got[0].seq, 0);
+  assert.ok(got[0].bseq > 0);
+  const devices = async (d) => api(server, 'GET', `/v1/admin/devices/demo/${d}`, undefined, server.opsToken);
+  await eventually(async () => (await devices(here)).broadcasts_waiting === 0, 'the cursor moved');
+  assert.equal((await devices(here)).stored_waiting, 0); // nothing copied into the mailbox
+  c.close();
+
+  // A new process of the same device knows nothing: the server's cursor says it had it.
+  const again = new Client({ url: server.wsUrl, token: token(here) });
+  const got2 = collect(again);
+  await again.connect();
+  const next = await push(server, { devices: [here], data: 'after', ttl: 600 });
+  await eventually(() => got2.length === 1, 'the next message');
+  assert.equal(got2[0].id, next.id);
+  again.close();
+
+  // A device that was away gets it at login.
+  const late = new Client({ url: server.wsUrl, token: token(away) });
+  const got3 = collect(late);
+  await late.connect();
+  await eventually(() => got3.some((p) => p.id === b.id), 'the broadcast at login');
+  late.close();
 });
 
 test('a stored message replayed after a lost ack is handed over once', async () => {

@@ -15,13 +15,14 @@ import (
 type opKind uint8
 
 const (
-	opAppend    opKind = iota // a message into mailboxes, and/or an idempotency key
-	opBroadcast               // a message into an app's broadcast log
-	opCatchUp                 // copy an app's log into a device's mailbox
-	opAck                     // trim a mailbox
-	opBind                    // user <-> device
-	opSweep                   // delete what expired
-	opUsers                   // read: the devices of users (o.apps holds the users)
+	opAppend       opKind = iota // a message into mailboxes, and/or an idempotency key
+	opBroadcast                  // a message into an app's broadcast log
+	opCatchUp                    // copy an app's log into a device's mailbox
+	opAckBroadcast               // move a device's cursor in an app's log
+	opAck                        // trim a mailbox
+	opBind                       // user <-> device
+	opSweep                      // delete what expired
+	opUsers                      // read: the devices of users (o.apps holds the users)
 )
 
 // op is one operation for the committer.
@@ -137,6 +138,8 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 		return s.applyAppend(b, o, now)
 	case opCatchUp:
 		return s.applyCatchUp(b, o, now)
+	case opAckBroadcast:
+		return s.applyAckBroadcast(b, o)
 	case opAck:
 		return s.applyAck(b, o)
 	case opBind:
@@ -275,6 +278,29 @@ func (s *Store) applyCatchUp(b *pebble.Batch, o *op, now time.Time) error {
 	}
 	o.n = len(entries)
 	b.Set(ck, binary.AppendUvarint(nil, head), nil)
+	return nil
+}
+
+// applyAckBroadcast moves a device's cursor in its app's broadcast log to
+// o.seq, clamped to the log's last bseq (counted), and never back.
+func (s *Store) applyAckBroadcast(b *pebble.Batch, o *op) error {
+	app := o.msg.App
+	head, err := getUint(b, key(prefixHead, app))
+	if err != nil {
+		return err
+	}
+	if o.seq > head {
+		o.seq = head
+		if s.opts.Metrics != nil {
+			s.opts.Metrics.SeqClamped.WithLabelValues(app, "ack_bseq").Inc()
+		}
+	}
+	ck := key(prefixCursor, app, o.device)
+	cursor, err := getUint(b, ck)
+	if err != nil || o.seq <= cursor {
+		return err
+	}
+	b.Set(ck, binary.AppendUvarint(nil, o.seq), nil)
 	return nil
 }
 

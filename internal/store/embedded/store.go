@@ -120,8 +120,8 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 	return o.res, err
 }
 
-// AppendBroadcast writes m once to its app's broadcast log, once durable;
-// devices copy it into their mailboxes at their next CatchUp.
+// AppendBroadcast writes m once to its app's broadcast log, once durable,
+// and returns its bseq.
 func (s *Store) AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error) {
 	o := &op{kind: opBroadcast, msg: m, key: key}
 	err := s.do(ctx, o)
@@ -136,6 +136,44 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 	return o.n, err
 }
 
+// Broadcasts returns up to limit unexpired entries of app's broadcast log
+// after both after and device's cursor, in bseq order, and the log's last
+// bseq.
+func (s *Store) Broadcasts(_ context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error) {
+	cursor, err := s.getUint(key(prefixCursor, app, device))
+	if err != nil {
+		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
+	}
+	last, err := s.getUint(key(prefixHead, app))
+	if err != nil {
+		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
+	}
+	out, err := s.scan(logKey(app, max(after, cursor)+1), prefixEnd(logPrefix(app)), app, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
+	}
+	return out, last, nil
+}
+
+// getUint reads a uvarint value of the database (0 when absent).
+func (s *Store) getUint(k []byte) (uint64, error) {
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	return uvarint(v), nil
+}
+
+// AckBroadcast moves device's cursor in app's broadcast log to bseq, never
+// back. It does not wait.
+func (s *Store) AckBroadcast(app, device string, bseq uint64) {
+	s.queue(&op{kind: opAckBroadcast, msg: store.Message{App: app}, device: device, seq: bseq})
+}
+
 // Ack marks every stored message of device in app with seq <= seq done, and
 // deletes them. It does not wait: a lost ack only means a redelivery. A seq
 // beyond the last one given to (app, device) is clamped to it and counted
@@ -147,15 +185,11 @@ func (s *Store) Ack(app, device string, seq uint64) {
 // LastSeq returns the last seq given to device in app that is durable (0
 // if none). Any seq a client was handed is at or below it.
 func (s *Store) LastSeq(_ context.Context, app, device string) (uint64, error) {
-	v, closer, err := s.db.Get(key(prefixDevice, app, device))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
+	v, err := s.getUint(key(prefixDevice, app, device))
 	if err != nil {
 		return 0, fmt.Errorf("store last seq: %w", err)
 	}
-	defer closer.Close()
-	return uvarint(v), nil
+	return v, nil
 }
 
 // Bind records that device belongs to user in app (user "" unbinds it).
@@ -167,13 +201,21 @@ func (s *Store) Bind(app, device, user string) {
 // Since returns up to limit unexpired messages of device in app with seq
 // greater than after, in seq order.
 func (s *Store) Since(_ context.Context, app, device string, after uint64, limit int) ([]store.Stored, error) {
-	now := s.opts.Now().UnixMilli()
-	it, err := s.db.NewIter(&pebble.IterOptions{
-		LowerBound: messageKey(app, device, after+1),
-		UpperBound: prefixEnd(mailboxPrefix(app, device)),
-	})
+	out, err := s.scan(messageKey(app, device, after+1), prefixEnd(mailboxPrefix(app, device)), app, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store since: %w", err)
+	}
+	return out, nil
+}
+
+// scan returns up to limit unexpired records of app between the keys lower
+// and upper (a mailbox or a broadcast log), each with the number its key
+// ends with as Seq.
+func (s *Store) scan(lower, upper []byte, app string, limit int) ([]store.Stored, error) {
+	now := s.opts.Now().UnixMilli()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, err
 	}
 	var out []store.Stored
 	for it.First(); it.Valid() && len(out) < limit; it.Next() {
@@ -188,10 +230,7 @@ func (s *Store) Since(_ context.Context, app, device string, after uint64, limit
 		out = append(out, store.Stored{Seq: seqOf(it.Key()), Message: store.Message{
 			App: app, ID: r.id, Data: r.data, Expires: time.UnixMilli(r.expires)}})
 	}
-	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("store since: %w", err)
-	}
-	return out, nil
+	return out, it.Close()
 }
 
 // UserDevices returns the devices bound to any of users in app. It is served

@@ -20,7 +20,7 @@
 //
 //	<p><app>:s:<device>   last seq given to the device in app (integer)
 //	<p><app>:m:<device>   the mailbox: zset of "<seq>:<rest>" by seq
-//	<p><app>:c:<device>   highest broadcast seq copied into the mailbox
+//	<p><app>:c:<device>   the device's cursor in the broadcast log: highest bseq acked or copied into the mailbox
 //	<p><app>:h            last seq of the app's broadcast log
 //	<p><app>:b            the broadcast log: zset of "<bseq>:<rest>" by bseq
 //	<p><app>:u:<user>     the user's devices (set)
@@ -81,6 +81,7 @@ type write struct {
 	script *rueidis.Lua
 	exec   rueidis.LuaExec
 	app    string // for the clamped-ack metric
+	clamp  string // its op label, for a script that returns 1 when it clamped
 	done   chan struct{}
 }
 
@@ -244,14 +245,47 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 func (s *Store) Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
+	out, err := s.scan(ctx, s.key(app, "m", device), app, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store since: %w", err)
+	}
+	return out, nil
+}
+
+// Broadcasts implements store.Store.
+func (s *Store) Broadcasts(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	vals, err := s.client.Do(ctx, s.client.B().Mget().Key(s.key(app, "c", device), s.opts.Prefix+app+":h").Build()).ToArray()
+	if err != nil || len(vals) != 2 {
+		return nil, 0, fmt.Errorf("store broadcasts: %w", errors.Join(err, errCorrupt))
+	}
+	var cursorLast [2]uint64
+	for i, v := range vals {
+		if n, err := v.AsUint64(); err == nil {
+			cursorLast[i] = n
+		} else if !rueidis.IsRedisNil(err) {
+			return nil, 0, fmt.Errorf("store broadcasts: %w", err)
+		}
+	}
+	out, err := s.scan(ctx, s.opts.Prefix+app+":b", app, max(after, cursorLast[0]), limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
+	}
+	return out, cursorLast[1], nil
+}
+
+// scan returns up to limit unexpired messages of the zset key (a mailbox
+// or a broadcast log) with a score above after, in order.
+func (s *Store) scan(ctx context.Context, key, app string, after uint64, limit int) ([]store.Stored, error) {
 	now := s.opts.Now()
 	var out []store.Stored
 	for len(out) < limit {
 		want := limit - len(out)
-		members, err := s.client.Do(ctx, s.client.B().Zrangebyscore().Key(s.key(app, "m", device)).
+		members, err := s.client.Do(ctx, s.client.B().Zrangebyscore().Key(key).
 			Min("("+strconv.FormatUint(after, 10)).Max("+inf").Limit(0, int64(want)).Build()).AsStrSlice()
 		if err != nil {
-			return nil, fmt.Errorf("store since: %w", err)
+			return nil, err
 		}
 		for _, member := range members {
 			m, err := parseMember(app, []byte(member))
@@ -284,9 +318,16 @@ func (s *Store) LastSeq(ctx context.Context, app, device string) (uint64, error)
 	return v, nil
 }
 
+// AckBroadcast implements store.Store: the writer sends it.
+func (s *Store) AckBroadcast(app, device string, bseq uint64) {
+	s.queue(write{script: ackBroadcastScript, app: app, clamp: "ack_bseq", exec: rueidis.LuaExec{
+		Keys: []string{s.key(app, "c", device), s.opts.Prefix + app + ":h"},
+		Args: []string{strconv.FormatUint(bseq, 10)}}})
+}
+
 // Ack implements store.Store: the writer sends it.
 func (s *Store) Ack(app, device string, seq uint64) {
-	s.queue(write{script: ackScript, app: app, exec: rueidis.LuaExec{
+	s.queue(write{script: ackScript, app: app, clamp: "ack", exec: rueidis.LuaExec{
 		Keys: []string{s.key(app, "s", device), s.key(app, "m", device)},
 		Args: []string{strconv.FormatUint(seq, 10)}}})
 }
@@ -391,8 +432,8 @@ func (s *Store) writeBatch(batch []write) {
 			switch {
 			case err != nil:
 				failed = err
-			case run[i].script == ackScript && clamped == 1:
-				s.opts.Metrics.SeqClamped.WithLabelValues(run[i].app, "ack").Inc()
+			case run[i].clamp != "" && clamped == 1:
+				s.opts.Metrics.SeqClamped.WithLabelValues(run[i].app, run[i].clamp).Inc()
 			}
 		}
 		if failed != nil {

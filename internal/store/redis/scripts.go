@@ -127,6 +127,24 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', seq)
 return clamped
 `)
 
+// ackBroadcastScript moves a device's cursor in its app's broadcast log to
+// a bseq, clamped to the log's last, never back.
+//
+//	KEYS[1] the device's cursor; KEYS[2] the log's head; ARGV[1] the bseq
+//
+// It returns 1 when the bseq was clamped, else 0.
+var ackBroadcastScript = rueidis.NewLuaScript(`
+local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+local bseq, clamped = tonumber(ARGV[1]), 0
+if bseq == nil or bseq > head then
+  bseq, clamped = head, 1
+end
+if bseq > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], bseq)
+end
+return clamped
+`)
+
 // bindScript moves a device to a user's set (or out of every set).
 //
 //	KEYS[1] the device's user; ARGV[1] the prefix of user sets;

@@ -109,6 +109,7 @@ func Run(t *testing.T, backend Backend) {
 		{"ExpiredNeverDelivered", testExpired},
 		{"IdempotencySurvivesReopen", testIdempotency},
 		{"BroadcastCatchUp", testBroadcastCatchUp},
+		{"BroadcastCursor", testBroadcastCursor},
 		{"AckBeyondLastIsClampedAndCounted", testAckClamped},
 		{"UserBinding", testUserBinding},
 	}
@@ -265,6 +266,88 @@ func testBroadcastCatchUp(e *env) {
 	if n, _ := s.CatchUp(ctx, "other", "d1"); n != 0 {
 		e.t.Fatal("another app's log copied")
 	}
+}
+
+// broadcasts waits (AckBroadcast does not) until device's unread part of
+// app's broadcast log, after after, holds want, and fails if it does not
+// within 5s.
+func (e *env) broadcasts(s store.Store, app, device string, after uint64, want ...string) []store.Stored {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, _, err := s.Broadcasts(ctx, app, device, after, 100)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if slices.Equal(ids(got), want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("broadcasts of %s in %s after %d: %v, want %v", device, app, after, ids(got), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A device reads the broadcast log after its cursor, which its acks move:
+// nothing is written per device until it acks, and an ack writes only its
+// cursor. Cursors are per (app, device), never move back, and are clamped
+// to the log's end; CatchUp (for seq clients) moves the same cursor.
+func testBroadcastCursor(e *env) {
+	s := e.store()
+	for _, id := range []string{"b1", "b2", "b3"} {
+		if _, err := s.AppendBroadcast(ctx, e.msg("demo", id), ""); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	got := e.broadcasts(s, "demo", "d1", 0, "b1", "b2", "b3")
+	if got[0].Seq != 1 || got[2].Seq != 3 || string(got[1].Data) != "data b2" || got[1].App != "demo" {
+		e.t.Fatalf("log entries: %+v", got)
+	}
+	e.broadcasts(s, "demo", "d1", 1, "b2", "b3") // after the client's own last bseq
+	if got, last, _ := s.Broadcasts(ctx, "demo", "d1", 0, 2); len(got) != 2 || last != 3 {
+		e.t.Fatalf("limit 2 gave %d entries and last %d, want 2 and 3", len(got), last)
+	}
+	if got, last, _ := s.Broadcasts(ctx, "other", "d1", 0, 2); len(got) != 0 || last != 0 {
+		e.t.Fatalf("an app without a log: %d entries, last %d", len(got), last)
+	}
+	e.since(s, "demo", "d1") // no copy in the mailbox
+
+	s.AckBroadcast("demo", "d1", 2)
+	e.broadcasts(s, "demo", "d1", 0, "b3")
+	e.broadcasts(s, "demo", "d2", 0, "b1", "b2", "b3") // another device
+	e.broadcasts(s, "other", "d1", 0)                  // another app
+	s.AckBroadcast("demo", "d1", 1)                    // never back
+	s.AckBroadcast("demo", "d2", 1)
+	e.broadcasts(s, "demo", "d2", 0, "b2", "b3")
+	e.broadcasts(s, "demo", "d1", 0, "b3")
+
+	s.AckBroadcast("demo", "d1", math.MaxUint64) // clamped to 3
+	e.broadcasts(s, "demo", "d1", 0)
+	s.AppendBroadcast(ctx, e.msg("demo", "b4"), "")
+	e.broadcasts(s, "demo", "d1", 0, "b4")
+	if n := testutil.ToFloat64(e.m.SeqClamped.WithLabelValues("demo", "ack_bseq")); n != 1 {
+		e.t.Fatalf("clamped broadcast acks counted %v, want 1", n)
+	}
+
+	// A seq client of d2 copies what it has not acked (b2, b3, b4) into
+	// its mailbox; the cursor follows.
+	if n, err := s.CatchUp(ctx, "demo", "d2"); n != 3 || err != nil {
+		e.t.Fatalf("catch up after a cursor ack: %d %v", n, err)
+	}
+	e.broadcasts(s, "demo", "d2", 0)
+
+	// Expired entries are not read; cursors survive a reopen.
+	short := e.msg("demo", "short")
+	short.Expires = e.clock.In(time.Minute)
+	s.AppendBroadcast(ctx, short, "")
+	e.clock.Add(2 * time.Minute)
+	e.broadcasts(s, "demo", "d1", 0, "b4")
+	s.Close()
+	s = e.store()
+	e.broadcasts(s, "demo", "d1", 0, "b4")
+	e.broadcasts(s, "demo", "d2", 0)
+	e.since(s, "demo", "d2", "b2", "b3", "b4")
 }
 
 // Another app's token for the same device id acks 2^64-1: before seqs
