@@ -25,6 +25,7 @@ type pushRequest struct {
 	DataBase64 *string  `json:"data_base64"`
 	TTL        int64    `json:"ttl"`
 	ID         string   `json:"id"`
+	Collapse   string   `json:"collapse"`
 }
 
 type pushResponse struct {
@@ -34,8 +35,11 @@ type pushResponse struct {
 	Duplicate bool   `json:"duplicate,omitempty"` // a repeated id: nothing was sent
 }
 
-// maxKeyBytes bounds an idempotency key.
-const maxKeyBytes = 256
+// maxKeyBytes bounds an idempotency key; maxCollapseBytes a collapse key.
+const (
+	maxKeyBytes      = 256
+	maxCollapseBytes = 64
+)
 
 func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 	var req pushRequest
@@ -76,7 +80,7 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 // pushStored stores the message (durably, before answering) and hands it to
 // the devices online now; the others get it when they log in.
 func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string, f protocol.Frame) (pushResponse, error) {
-	m := store.Message{App: req.App, ID: string(f.ID), Data: f.Data,
+	m := store.Message{App: req.App, ID: string(f.ID), Data: f.Data, Collapse: req.Collapse,
 		Expires: time.Now().Add(time.Duration(req.TTL) * time.Second)}
 	if target == "broadcast" {
 		release, err := s.reserve(req.App, int64(len(f.Data)))
@@ -251,6 +255,14 @@ func (s *Server) checkPush(req *pushRequest) (data []byte, target string, err er
 	}
 	if len(req.ID) > maxKeyBytes {
 		return nil, "", errorf(http.StatusBadRequest, "id is %d bytes; the limit is %d", len(req.ID), maxKeyBytes)
+	}
+	if req.Collapse != "" {
+		switch {
+		case req.TTL == 0 || target == "group":
+			return nil, "", errorf(http.StatusBadRequest, "collapse replaces a stored message: it needs a ttl, and a target other than group")
+		case len(req.Collapse) > maxCollapseBytes || !protocol.ValidName(req.Collapse):
+			return nil, "", errorf(http.StatusBadRequest, "collapse must be 1-%d printable ASCII bytes, no spaces", maxCollapseBytes)
+		}
 	}
 	if data, err = pushData(req); err != nil {
 		return nil, "", err

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -410,6 +411,55 @@ func TestStoredBroadcastsInOrder(t *testing.T) {
 				}
 			}
 			d.expectNone(t)
+		}
+	})
+}
+
+// A stored push with a collapse key replaces the message with the same key
+// still waiting for each target device, and in the broadcast log: a device
+// that comes back gets the newest only; a device online got each as it
+// came. Without a ttl, to a group, or with a bad key, it is refused.
+func TestCollapse(t *testing.T) {
+	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
+		online := connect(t, ts, tr, ts.Token("online", ""))
+		score := func(target map[string]any, data string) {
+			body := maps.Clone(target)
+			body["data"], body["ttl"], body["collapse"] = data, 600, "score"
+			ts.Push(body)
+		}
+		devices := map[string]any{"devices": []string{"online", "away"}}
+		score(devices, "1-0")
+		ts.Push(map[string]any{"devices": []string{"online", "away"}, "data": "news", "ttl": 600})
+		score(devices, "2-0")
+		score(devices, "2-1")
+		all := map[string]any{"broadcast": true}
+		score(all, "final 1-0")
+		score(all, "final 2-1")
+		for _, want := range []string{"1-0", "news", "2-0", "2-1", "final 1-0", "final 2-1"} {
+			online.expect(t, want)
+		}
+		away := connect(t, ts, tr, ts.Token("away", ""))
+		got := map[string]bool{}
+		for range 3 {
+			got[string(away.next(t).Data)] = true
+		}
+		if !got["news"] || !got["2-1"] || !got["final 2-1"] {
+			t.Fatalf("the device that was away got %v, want news, 2-1 and final 2-1", got)
+		}
+		ts.Push(stored([]string{"away"}, "last"))
+		away.expect(t, "last")
+
+		for _, body := range []map[string]any{
+			{"devices": []string{"d1"}, "data": "x", "collapse": "k"},
+			{"group": "g", "data": "x", "ttl": 60, "collapse": "k"},
+			{"devices": []string{"d1"}, "data": "x", "ttl": 60, "collapse": strings.Repeat("k", 65)},
+			{"devices": []string{"d1"}, "data": "x", "ttl": 60, "collapse": "has space"},
+		} {
+			body["app"] = "demo"
+			if status, out := ts.Call(http.MethodPost, "/v1/push", testserver.Demo.APIKey, body); status != http.StatusBadRequest ||
+				!strings.Contains(out["error"].(string), "collapse") {
+				t.Errorf("%v: %d %v", body, status, out)
+			}
 		}
 	})
 }

@@ -69,6 +69,11 @@ type Message struct {
 	ID      string
 	Data    []byte
 	Expires time.Time
+	// Collapse, if set, replaces the message with the same key still
+	// waiting in each target mailbox (or in the app's broadcast log): a
+	// device that comes back gets the newest only. Not kept with the
+	// message.
+	Collapse string
 }
 
 // Stored is a message in a device's mailbox.

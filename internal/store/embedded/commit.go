@@ -187,6 +187,15 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 		lk := logKey(m.App, bseq)
 		b.Set(lk, record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode(), nil)
 		b.Set(expiryKey(m.Expires, lk), nil, nil)
+		if m.Collapse != "" {
+			old, err := collapse(b, key(prefixLogKey, m.App, m.Collapse), bseq, m.Expires)
+			if err != nil {
+				return err
+			}
+			if old > 0 {
+				b.Delete(logKey(m.App, old), nil)
+			}
+		}
 		o.res.Seqs = []uint64{bseq}
 		return nil
 	}
@@ -218,6 +227,18 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 	if err != nil {
 		return 0, err
 	}
+	if m.Collapse != "" {
+		old, err := collapse(b, key(prefixCollapse, m.App, device, m.Collapse), seq, m.Expires)
+		if err != nil {
+			return 0, err
+		}
+		if _, waiting, err := get(b, messageKey(m.App, device, old)); err != nil {
+			return 0, err
+		} else if old > 0 && waiting { // not acked, dropped or expired yet: replaced
+			b.Delete(messageKey(m.App, device, old), nil)
+			mb.count--
+		}
+	}
 	mb.count++
 	if mb.first == 0 {
 		mb.first = seq
@@ -238,6 +259,28 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 	}
 	s.meta.setMailbox(b, m.App, device, mb)
 	return seq, nil
+}
+
+// collapse points the collapse key ck at seq (a mailbox's seq or a log's
+// bseq) until expires, and returns what it pointed at before (0: nothing).
+// The key lives as long as the message it points at: its older expiry
+// index entry goes.
+func collapse(b *pebble.Batch, ck []byte, seq uint64, expires time.Time) (uint64, error) {
+	v, ok, err := get(b, ck)
+	if err != nil {
+		return 0, err
+	}
+	var old uint64
+	if ok {
+		var n int
+		old, n = binary.Uvarint(v)
+		oldExp, _ := binary.Uvarint(v[max(n, 0):])
+		b.Delete(expiryKey(time.UnixMilli(int64(oldExp)), ck), nil)
+	}
+	v = binary.AppendUvarint(binary.AppendUvarint(nil, seq), uint64(expires.UnixMilli()))
+	b.Set(ck, v, nil)
+	b.Set(expiryKey(expires, ck), nil, nil)
+	return old, nil
 }
 
 func (s *Store) applyCatchUp(b *pebble.Batch, o *op, now time.Time) error {

@@ -19,6 +19,8 @@ import (
 //	c/<app>\0<device>                 highest bseq copied into the device's mailbox (uvarint)
 //	u/<app>\0<user>\0<device>         the user's devices (empty value)
 //	w/<app>\0<device>                 the device's current user
+//	k/<app>\0<device>\0<collapse>      the last message with that collapse key: seq, expiry (unix ms) (uvarints)
+//	l/<app>\0<collapse>                the last broadcast with that collapse key: bseq, expiry (uvarints)
 //	i/<app>\0<key>                    idempotency key: record (id and time; no data)
 //	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms)
 //	v                                 the key format's version (uvarint; absent = 1)
@@ -34,6 +36,8 @@ const (
 	prefixCursor    = "c/"
 	prefixUser      = "u/"
 	prefixWho       = "w/"
+	prefixCollapse  = "k/"
+	prefixLogKey    = "l/"
 	prefixIdem      = "i/"
 	prefixExpiry    = "x/"
 	keyVersion      = "v"

@@ -23,6 +23,8 @@
 //	<p><app>:c:<device>   the device's cursor in the broadcast log: highest bseq acked or copied into the mailbox
 //	<p><app>:h            last seq of the app's broadcast log
 //	<p><app>:b            the broadcast log: zset of "<bseq>:<rest>" by bseq
+//	<p><app>:k:<device>   the mailbox's collapse keys: hash of key -> seq
+//	<p><app>:kb           the log's collapse keys: hash of key -> bseq
 //	<p><app>:u:<user>     the user's devices (set)
 //	<p><app>:w:<device>   the device's user
 //	<p><app>:i:<key>      idempotency key: "<expires ms>:<message id>"
@@ -182,11 +184,11 @@ func (s *Store) writeMessage(ctx context.Context, script *rueidis.Lua, m store.M
 
 // Append implements store.Store.
 func (s *Store) Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error) {
-	keys := make([]string, 0, 2*len(devices))
+	keys := make([]string, 0, 3*len(devices))
 	for _, d := range devices {
-		keys = append(keys, s.key(m.App, "s", d), s.key(m.App, "m", d))
+		keys = append(keys, s.key(m.App, "s", d), s.key(m.App, "m", d), s.key(m.App, "k", d))
 	}
-	out, dup, err := s.writeMessage(ctx, appendScript, m, key, keys, strconv.Itoa(s.opts.MailboxLimit), s.ttl(m))
+	out, dup, err := s.writeMessage(ctx, appendScript, m, key, keys, strconv.Itoa(s.opts.MailboxLimit), s.ttl(m), m.Collapse)
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store append: %w", err)
 	}
@@ -210,7 +212,7 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 // AppendBroadcast implements store.Store.
 func (s *Store) AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error) {
 	out, dup, err := s.writeMessage(ctx, broadcastScript, m, key,
-		[]string{s.opts.Prefix + m.App + ":h", s.opts.Prefix + m.App + ":b"}, s.ttl(m))
+		[]string{s.opts.Prefix + m.App + ":h", s.opts.Prefix + m.App + ":b", s.opts.Prefix + m.App + ":kb"}, s.ttl(m), m.Collapse)
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
 	}

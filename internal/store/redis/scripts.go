@@ -28,7 +28,8 @@ end
 // idempotency key.
 //
 //	KEYS[1]       the idempotency key (unused when ARGV[2] is "")
-//	KEYS[2i]      device i's seq counter; KEYS[2i+1] its mailbox
+//	KEYS[3i-1]    device i's seq counter; KEYS[3i] its mailbox;
+//	KEYS[3i+1]    its collapse keys (hash: key -> seq)
 //	ARGV[1]       now (unix ms, the store's clock)
 //	ARGV[2]       the key's expiry (unix ms), or "" for no key
 //	ARGV[3]       the key's TTL in ms
@@ -36,13 +37,15 @@ end
 //	ARGV[5]       rest (see above)
 //	ARGV[6]       the mailbox limit
 //	ARGV[7]       the mailbox TTL in ms (until the message expires)
+//	ARGV[8]       the collapse key, or "" for none
 //
 // It returns {1, first id} for a repeated key, else {0, dropped, seq...}.
-var appendScript = rueidis.NewLuaScript(idempotencyLua + `
+var appendScript = rueidis.NewLuaScript(idempotencyLua + collapseLua + `
 local limit, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local out, dropped = {0, 0}, 0
-for i = 2, #KEYS, 2 do
+for i = 2, #KEYS, 3 do
   local seq = redis.call('INCR', KEYS[i])
+  collapse(KEYS[i + 2], KEYS[i + 1], ARGV[8], seq, ttl)
   redis.call('ZADD', KEYS[i + 1], seq, seq .. ':' .. ARGV[5])
   if redis.call('ZCARD', KEYS[i + 1]) > limit then
     redis.call('ZPOPMIN', KEYS[i + 1])
@@ -57,15 +60,38 @@ out[2] = dropped
 return out
 `)
 
+// collapseLua defines collapse(keys, zset, key, seq, ttl): with a collapse
+// key (not ""), it removes from zset (a mailbox or a log) the entry the
+// key points at in the hash keys, if it is still there, and points the
+// key at seq; the hash lives at least ttl ms more.
+const collapseLua = `
+local function collapse(keys, zset, key, seq, ttl)
+  if key == "" then
+    return
+  end
+  local old = redis.call('HGET', keys, key)
+  if old then
+    redis.call('ZREMRANGEBYSCORE', zset, old, old)
+  end
+  redis.call('HSET', keys, key, seq)
+  if redis.call('PTTL', keys) < ttl then
+    redis.call('PEXPIRE', keys, ttl)
+  end
+end
+`
+
 // broadcastScript appends a message to an app's broadcast log, after its
 // idempotency key.
 //
-//	KEYS[1] the idempotency key; KEYS[2] the log's head; KEYS[3] the log
-//	ARGV[1..5] as appendScript; ARGV[6] the log's TTL in ms
+//	KEYS[1] the idempotency key; KEYS[2] the log's head; KEYS[3] the log;
+//	KEYS[4] the log's collapse keys (hash: key -> bseq)
+//	ARGV[1..5] as appendScript; ARGV[6] the log's TTL in ms;
+//	ARGV[7] the collapse key, or "" for none
 //
 // It returns {1, first id} for a repeated key, else {0, bseq}.
-var broadcastScript = rueidis.NewLuaScript(idempotencyLua + `
+var broadcastScript = rueidis.NewLuaScript(idempotencyLua + collapseLua + `
 local bseq = redis.call('INCR', KEYS[2])
+collapse(KEYS[4], KEYS[3], ARGV[7], bseq, tonumber(ARGV[6]))
 redis.call('ZADD', KEYS[3], bseq, bseq .. ':' .. ARGV[5])
 local ttl = tonumber(ARGV[6])
 if redis.call('PTTL', KEYS[3]) < ttl then

@@ -110,6 +110,7 @@ func Run(t *testing.T, backend Backend) {
 		{"IdempotencySurvivesReopen", testIdempotency},
 		{"BroadcastCatchUp", testBroadcastCatchUp},
 		{"BroadcastCursor", testBroadcastCursor},
+		{"CollapseReplacesWaiting", testCollapse},
 		{"AckBeyondLastIsClampedAndCounted", testAckClamped},
 		{"UserBinding", testUserBinding},
 	}
@@ -348,6 +349,49 @@ func testBroadcastCursor(e *env) {
 	e.broadcasts(s, "demo", "d1", 0, "b4")
 	e.broadcasts(s, "demo", "d2", 0)
 	e.since(s, "demo", "d2", "b2", "b3", "b4")
+}
+
+// A message with a collapse key replaces the one with the same key still
+// waiting in each target mailbox, and in the broadcast log; one acked is
+// not touched; keys are per app and per device; no key, no replacing.
+func testCollapse(e *env) {
+	s := e.store()
+	withKey := func(app, id, key string) store.Message {
+		m := e.msg(app, id)
+		m.Collapse = key
+		return m
+	}
+	s.Append(ctx, []string{"d1", "d2"}, withKey("demo", "score-1", "score"), "")
+	s.Append(ctx, []string{"d1", "d2"}, withKey("demo", "news-1", "news"), "")
+	s.Append(ctx, []string{"d1", "d2"}, e.msg("demo", "plain"), "")
+	s.Append(ctx, []string{"d1"}, withKey("other", "score-o", "score"), "")
+	e.since(s, "demo", "d2", "score-1", "news-1", "plain")
+	s.Ack("demo", "d2", 1) // d2 had score-1
+	e.since(s, "demo", "d2", "news-1", "plain")
+	res, err := s.Append(ctx, []string{"d1", "d2"}, withKey("demo", "score-2", "score"), "")
+	if err != nil || !slices.Equal(res.Seqs, []uint64{4, 4}) {
+		e.t.Fatalf("append with a collapse key: %+v %v", res, err)
+	}
+	s.Append(ctx, []string{"d1"}, withKey("demo", "score-3", "score"), "")
+	e.since(s, "demo", "d1", "news-1", "plain", "score-3")
+	e.since(s, "demo", "d2", "news-1", "plain", "score-2")
+	e.since(s, "other", "d1", "score-o")
+
+	// In the broadcast log.
+	s.AppendBroadcast(ctx, withKey("demo", "b-score-1", "score"), "")
+	s.AppendBroadcast(ctx, e.msg("demo", "b-plain"), "")
+	s.AppendBroadcast(ctx, withKey("demo", "b-score-2", "score"), "")
+	e.broadcasts(s, "demo", "d3", 0, "b-plain", "b-score-2")
+
+	// A full mailbox counts the replaced message out: nothing else is
+	// dropped. (The same place, reopened with a smaller limit.)
+	s.Close()
+	small := e.store(func(o *store.Options) { o.MailboxLimit = 2 })
+	small.Append(ctx, []string{"d9"}, e.msg("demo", "keep"), "")
+	for i := range 5 {
+		small.Append(ctx, []string{"d9"}, withKey("demo", fmt.Sprint("live-", i), "live"), "")
+	}
+	e.since(small, "demo", "d9", "keep", "live-4")
 }
 
 // Another app's token for the same device id acks 2^64-1: before seqs
