@@ -156,6 +156,24 @@ func ErrorFrame(e *Error) *Frame {
 	return &Frame{Op: OpError, Code: e.Code, Reason: []byte(e.Reason)}
 }
 
+// MaxTags bounds the tags of one device in one app.
+const MaxTags = 100
+
+// ValidTag reports whether t is a valid tag: 1-64 bytes of a-z, A-Z, 0-9,
+// '_', '.', ':' and '-'.
+func ValidTag(t string) bool {
+	if len(t) == 0 || len(t) > 64 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidName reports whether s is a valid device id, user id or group name:
 // 1-128 printable ASCII bytes, no spaces.
 func ValidName(s string) bool {

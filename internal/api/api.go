@@ -82,6 +82,8 @@ type Store interface {
 	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
 	Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error)
 	Broadcasts(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error)
+	Tag(ctx context.Context, app string, devices, add, remove []string) error
+	TagDevices(ctx context.Context, app string, q store.TagQuery) ([]string, error)
 }
 
 // A node's states.
@@ -167,6 +169,7 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("POST /v1/groups/join", s.handleGroup(false))
 	s.mux.HandleFunc("POST /v1/groups/leave", s.handleGroup(true))
 	s.mux.HandleFunc("POST /v1/kick", s.handleKick)
+	s.mux.HandleFunc("POST /v1/tags", s.handleTags)
 	s.mux.HandleFunc("GET /v1/dispatch", s.handleDispatch)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.Node})

@@ -16,16 +16,17 @@ import (
 
 // pushRequest is the body of POST /v1/push.
 type pushRequest struct {
-	App        string   `json:"app"`
-	Devices    []string `json:"devices"`
-	Users      []string `json:"users"`
-	Group      string   `json:"group"`
-	Broadcast  bool     `json:"broadcast"`
-	Data       *string  `json:"data"`
-	DataBase64 *string  `json:"data_base64"`
-	TTL        int64    `json:"ttl"`
-	ID         string   `json:"id"`
-	Collapse   string   `json:"collapse"`
+	App        string     `json:"app"`
+	Devices    []string   `json:"devices"`
+	Users      []string   `json:"users"`
+	Group      string     `json:"group"`
+	Broadcast  bool       `json:"broadcast"`
+	Tags       *tagTarget `json:"tags"`
+	Data       *string    `json:"data"`
+	DataBase64 *string    `json:"data_base64"`
+	TTL        int64      `json:"ttl"`
+	ID         string     `json:"id"`
+	Collapse   string     `json:"collapse"`
 }
 
 type pushResponse struct {
@@ -104,10 +105,16 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 		return pushResponse{ID: res.ID, Online: online}, nil
 	}
 	devices := req.Devices
-	if target == "users" {
+	switch target {
+	case "users":
 		var err error
 		if devices, err = s.store.UserDevices(ctx, req.App, req.Users); err != nil {
 			return pushResponse{}, unavailable(err)
+		}
+	case "tags":
+		var err error
+		if devices, err = s.tagDevices(ctx, req.App, req.Tags); err != nil {
+			return pushResponse{}, err
 		}
 	}
 	release, err := s.reserve(req.App, int64(len(f.Data))*int64(len(devices)))
@@ -150,6 +157,12 @@ func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string
 		online, err = s.fanout.PushDevices(req.App, req.Devices, m)
 	case "users":
 		online, err = s.fanout.PushUsers(req.App, req.Users, m)
+	case "tags":
+		var devices []string
+		if devices, err = s.tagDevices(ctx, req.App, req.Tags); err != nil {
+			return pushResponse{}, err
+		}
+		online, err = s.fanout.PushDevices(req.App, devices, m)
 	case "group":
 		online, err = s.fanout.PushGroup(req.App, req.Group, m)
 	case "broadcast":
@@ -233,8 +246,11 @@ func (s *Server) checkPush(req *pushRequest) (data []byte, target string, err er
 	if req.Broadcast {
 		targets, target = targets+1, "broadcast"
 	}
+	if req.Tags != nil {
+		targets, target = targets+1, "tags"
+	}
 	if targets != 1 {
-		return nil, "", errorf(http.StatusBadRequest, "give exactly one of devices, users, group, broadcast")
+		return nil, "", errorf(http.StatusBadRequest, "give exactly one of devices, users, tags, group, broadcast")
 	}
 	switch target {
 	case "devices":
@@ -248,6 +264,10 @@ func (s *Server) checkPush(req *pushRequest) (data []byte, target string, err er
 	case "group":
 		if !protocol.ValidName(req.Group) {
 			return nil, "", errorf(http.StatusBadRequest, "group %q must be 1-128 printable ASCII bytes, no spaces", req.Group)
+		}
+	case "tags":
+		if err := req.Tags.check(); err != nil {
+			return nil, "", err
 		}
 	}
 	if maxTTL := int64(s.cfg.API.MaxTTL / time.Second); req.TTL < 0 || req.TTL > maxTTL {

@@ -21,6 +21,8 @@ type Claims struct {
 	// Groups are the groups the device may join itself: exact names, or
 	// prefixes ending in "*". None when the claim is absent.
 	Groups []string
+	// Tags are added to the device's tags in its app at each login.
+	Tags []string
 	// Expires is when the token stops being valid (set by Verify).
 	Expires time.Time
 }
@@ -40,6 +42,7 @@ type tokenClaims struct {
 	App    string   `json:"app"`
 	UID    string   `json:"uid,omitempty"`
 	Groups []string `json:"groups,omitempty"`
+	Tags   []string `json:"tags,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -60,7 +63,7 @@ func MintClaims(secret string, cl Claims, ttl time.Duration) (string, error) {
 	if err := checkUser(cl.User); err != nil {
 		return "", err
 	}
-	c := tokenClaims{App: cl.App, UID: cl.User, Groups: cl.Groups, RegisteredClaims: jwt.RegisteredClaims{
+	c := tokenClaims{App: cl.App, UID: cl.User, Groups: cl.Groups, Tags: cl.Tags, RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   cl.Device,
 		ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl)),
 		IssuedAt:  jwt.NewNumericDate(time.Now()),
@@ -102,7 +105,24 @@ func Verify(token string, secretOf SecretFunc) (Claims, error) {
 	if c.IssuedAt != nil && c.IssuedAt.After(time.Now().Add(maxIssuedAhead)) {
 		return Claims{}, errors.New("bad token: iat is more than 5 minutes in the future")
 	}
-	return Claims{App: c.App, Device: c.Subject, User: c.UID, Groups: c.Groups, Expires: c.ExpiresAt.Time}, nil
+	if err := CheckTags(c.Tags); err != nil {
+		return Claims{}, fmt.Errorf("bad token: tags: %w", err)
+	}
+	return Claims{App: c.App, Device: c.Subject, User: c.UID, Groups: c.Groups, Tags: c.Tags, Expires: c.ExpiresAt.Time}, nil
+}
+
+// CheckTags checks a list of tags: valid names (protocol.ValidTag), at most
+// protocol.MaxTags.
+func CheckTags(tags []string) error {
+	if len(tags) > protocol.MaxTags {
+		return fmt.Errorf("%d tags; at most %d", len(tags), protocol.MaxTags)
+	}
+	for _, t := range tags {
+		if !protocol.ValidTag(t) {
+			return fmt.Errorf("tag %q must be 1-64 of a-z A-Z 0-9 _ . : -", t)
+		}
+	}
+	return nil
 }
 
 // checkUser checks a user id, which is optional: valid like a device id, or

@@ -40,6 +40,7 @@ type session struct {
 	app    string
 	user   string
 	groups []string // what the device may join itself (auth.Claims.Groups)
+	tags   []string // added to the device's tags at login (auth.Claims.Tags)
 
 	expiry expiry // its place in the gateway's expiries (4011 when its token expires)
 
@@ -474,6 +475,7 @@ func (c *conn) login(f *protocol.Frame) error {
 			}
 		}
 		sessions[i].app, sessions[i].user, sessions[i].groups, sessions[i].catchUp = claims.App, claims.User, claims.Groups, true
+		sessions[i].tags = claims.Tags
 		if len(f.LastBSeqs) > 0 { // the store clamps it (at the ack, and when reading after it)
 			sessions[i].byBSeq, sessions[i].sentBSeq = true, f.LastBSeqs[i]
 		}

@@ -82,8 +82,12 @@ func (c *conn) sendBroadcast(app string, m *Message) (took, now bool) {
 	return now, now
 }
 
-// loginAck is what a login's last_seq and last_bseq ack in one app.
-type loginAck struct{ seq, bseq uint64 }
+// loginAck is what a login's last_seq and last_bseq ack in one app, and
+// the tags its token adds.
+type loginAck struct {
+	seq, bseq uint64
+	tags      []string
+}
 
 // startSyncLocked starts the sync loop unless it runs; at login, it first
 // acks each session's last_seq and last_bseq. c.mu must be held.
@@ -94,7 +98,7 @@ func (c *conn) startSyncLocked(login bool) {
 		if login {
 			acks = make([]loginAck, len(c.sessions))
 			for i := range c.sessions {
-				acks[i] = loginAck{c.sessions[i].sentSeq, c.sessions[i].sentBSeq}
+				acks[i] = loginAck{c.sessions[i].sentSeq, c.sessions[i].sentBSeq, c.sessions[i].tags}
 			}
 		}
 		c.gw.track(func() { c.syncMailbox(acks) })
@@ -103,7 +107,8 @@ func (c *conn) startSyncLocked(login bool) {
 
 // syncMailbox delivers each session's broadcasts and mailbox after what was
 // sent, in order, until nothing new came meanwhile: at login (replay, after
-// acking the client's last_seqs and last_bseqs), when the app's broadcast
+// acking the client's last_seqs and last_bseqs and adding its token's
+// tags), when the app's broadcast
 // log grew, and whenever a stored message could not go straight to the
 // queue.
 func (c *conn) syncMailbox(acks []loginAck) {
@@ -113,6 +118,11 @@ func (c *conn) syncMailbox(acks []loginAck) {
 		}
 		if a.bseq > 0 {
 			c.gw.mailboxes.AckBroadcast(c.sessions[i].app, c.device, a.bseq)
+		}
+		if len(a.tags) > 0 {
+			if err := c.gw.mailboxes.Tag(context.Background(), c.sessions[i].app, []string{c.device}, a.tags, nil); err != nil {
+				c.gw.log.Warn("tags of the token not kept", "app", c.sessions[i].app, "device", c.device, "err", err)
+			}
 		}
 	}
 	for {

@@ -47,6 +47,8 @@ type Mailboxes interface {
 	CatchUp(ctx context.Context, app, device string) (int, error)
 	// Bind records the device's user in app, learned from its token.
 	Bind(app, device, user string)
+	// Tag adds tags to devices in app (from a token's tags claim).
+	Tag(ctx context.Context, app string, devices, add, remove []string) error
 }
 
 // Router records which node holds each (app, device), for a cluster; a

@@ -104,11 +104,13 @@ func TestClusterUsersBroadcastGroups(t *testing.T) {
 		testserver.Eventually(t, "all routed", func() bool {
 			return presentIn(t, nodes[0], "a") && presentIn(t, nodes[0], "b") && presentIn(t, nodes[0], "c")
 		})
+		tag(t, nodes[0], []string{"a", "b", "c", "away"}, []string{"team"}, nil)
 		for _, tc := range []struct {
 			body map[string]any
 			data string
 		}{
 			{map[string]any{"users": []string{"alice"}, "data": "to alice"}, "to alice"},
+			{map[string]any{"tags": map[string]any{"any": []string{"team"}}, "data": "to the team"}, "to the team"},
 			{map[string]any{"broadcast": true, "data": "to all"}, "to all"},
 			{map[string]any{"group": "room", "data": "to the room"}, "to the room"},
 		} {
@@ -119,12 +121,21 @@ func TestClusterUsersBroadcastGroups(t *testing.T) {
 				d.expect(t, tc.data)
 			}
 		}
-		// A stored broadcast too: every node's connections copy it.
+		// A stored broadcast too: every node hands it to its connections by
+		// bseq; and a stored push to a tag, kept for the tagged device away.
 		if out := nodes[2].Push(map[string]any{"broadcast": true, "data": "kept for all", "ttl": 60}); out["online"] != 3.0 {
 			t.Fatalf("stored broadcast: %v", out)
 		}
 		for _, d := range devices {
-			d.expect(t, "kept for all")
+			if p := d.expect(t, "kept for all"); p.BSeq != 1 {
+				t.Fatalf("stored broadcast %+v", p)
+			}
+		}
+		if out := nodes[1].Push(map[string]any{"tags": map[string]any{"all": []string{"team"}}, "data": "team, kept", "ttl": 60}); out["online"] != 3.0 || out["offline"] != 1.0 {
+			t.Fatalf("stored push to a tag: %v", out)
+		}
+		for _, d := range devices {
+			d.expect(t, "team, kept")
 		}
 	})
 }

@@ -59,9 +59,26 @@ type Store interface {
 	// UserDevices returns the devices bound to any of users in app,
 	// including the bindings of every Bind that returned before it.
 	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
+	// Tag adds the tags add to, and takes remove from, each of devices in
+	// app, once durable, all or nothing: a device that would have more
+	// than protocol.MaxTags fails it with ErrTooManyTags.
+	Tag(ctx context.Context, app string, devices, add, remove []string) error
+	// TagDevices returns the devices of app that have any tag of q.Any
+	// (if given), every tag of q.All (if given) and none of q.Not,
+	// including the tags of every Tag that returned before it. At least
+	// one of Any and All is given.
+	TagDevices(ctx context.Context, app string, q TagQuery) ([]string, error)
 	// Close lets the operations already queued finish, and closes.
 	Close() error
 }
+
+// TagQuery selects devices by their tags.
+type TagQuery struct {
+	Any, All, Not []string
+}
+
+// ErrTooManyTags fails a Tag that would give a device more than MaxTags.
+var ErrTooManyTags = errors.New("store: a device would have more than 100 tags")
 
 // Message is a message to store.
 type Message struct {

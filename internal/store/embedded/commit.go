@@ -23,6 +23,8 @@ const (
 	opBind                       // user <-> device
 	opSweep                      // delete what expired
 	opUsers                      // read: the devices of users (o.apps holds the users)
+	opTag                        // add and remove tags of devices
+	opTagDevices                 // read: the devices a tag query selects
 )
 
 // op is one operation for the committer.
@@ -33,6 +35,9 @@ type op struct {
 	device  string
 	user    string
 	users   []string
+	add     []string       // opTag: tags to add
+	remove  []string       // opTag: tags to remove
+	query   store.TagQuery // opTagDevices
 	seq     uint64
 	key     string        // idempotency key
 	done    chan struct{} // closed once committed; nil when nobody waits
@@ -148,6 +153,10 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 		return s.applySweep(b, now)
 	case opUsers:
 		return s.applyUsers(b, o)
+	case opTag:
+		return s.applyTag(b, o)
+	case opTagDevices:
+		return s.applyTagDevices(b, o)
 	}
 	return fmt.Errorf("store: unknown op %d", o.kind)
 }

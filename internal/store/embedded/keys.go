@@ -21,6 +21,8 @@ import (
 //	w/<app>\0<device>                 the device's current user
 //	k/<app>\0<device>\0<collapse>      the last message with that collapse key: seq, expiry (unix ms) (uvarints)
 //	l/<app>\0<collapse>                the last broadcast with that collapse key: bseq, expiry (uvarints)
+//	t/<app>\0<tag>\0<device>          the tag's devices (empty value)
+//	g/<app>\0<device>\0<tag>          the device's tags (empty value)
 //	i/<app>\0<key>                    idempotency key: record (id and time; no data)
 //	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms)
 //	v                                 the key format's version (uvarint; absent = 1)
@@ -38,6 +40,8 @@ const (
 	prefixWho       = "w/"
 	prefixCollapse  = "k/"
 	prefixLogKey    = "l/"
+	prefixTag       = "t/"
+	prefixTagsOf    = "g/"
 	prefixIdem      = "i/"
 	prefixExpiry    = "x/"
 	keyVersion      = "v"

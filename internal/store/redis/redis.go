@@ -25,6 +25,8 @@
 //	<p><app>:b            the broadcast log: zset of "<bseq>:<rest>" by bseq
 //	<p><app>:k:<device>   the mailbox's collapse keys: hash of key -> seq
 //	<p><app>:kb           the log's collapse keys: hash of key -> bseq
+//	<p><app>:t:<tag>      the tag's devices (set)
+//	<p><app>:g:<device>   the device's tags (set)
 //	<p><app>:u:<user>     the user's devices (set)
 //	<p><app>:w:<device>   the device's user
 //	<p><app>:i:<key>      idempotency key: "<expires ms>:<message id>"

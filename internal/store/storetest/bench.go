@@ -26,6 +26,7 @@ func Bench(b *testing.B, backend Backend) {
 		{"Replay1000", benchReplay1000},
 		{"BroadcastWithTTL", benchBroadcastWithTTL},
 		{"ReconnectStorm", benchReconnectStorm},
+		{"PushToTag100000", benchPushToTag},
 		{"BroadcastTo10000/copy", benchBroadcastCopy},
 		{"BroadcastTo10000/cursor", benchBroadcastCursor},
 	} {
@@ -217,4 +218,40 @@ func benchBroadcastTo(b *testing.B, backend Backend, deliver func(s store.Store,
 	}
 	b.ReportMetric(float64(b.N*broadcastDevices)/b.Elapsed().Seconds(), "devices/s")
 	b.ReportMetric(testutil.ToFloat64(m.StoreCommits)/float64(b.N*broadcastDevices), "commits/device")
+}
+
+// benchPushToTag: a stored push to a tag of 100,000 devices (of 200,000
+// tagged): the tag query, then one append to every mailbox, durable.
+func benchPushToTag(b *testing.B, backend Backend) {
+	const tagged = 100000
+	clk := NewClock()
+	s := benchStore(b, backend, clk, 0)
+	for from := 0; from < 2*tagged; from += 10000 {
+		devices := make([]string, 10000)
+		for i := range devices {
+			devices[i] = fmt.Sprint("d", from+i)
+		}
+		tags := []string{"even"}
+		if from >= tagged {
+			tags = []string{"odd"}
+		}
+		if err := s.Tag(ctx, "demo", devices, tags, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour)}
+	var query time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		devices, err := s.TagDevices(ctx, "demo", store.TagQuery{Any: []string{"even"}})
+		query += time.Since(start)
+		if err != nil || len(devices) != tagged {
+			b.Fatal(len(devices), err)
+		}
+		if _, err := s.Append(ctx, devices, m, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(query.Milliseconds())/float64(b.N), "query-ms/op")
 }

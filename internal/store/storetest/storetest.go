@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/protocol"
 )
 
 // Opener opens a store on one place (a directory, a database); opening the
@@ -111,6 +113,7 @@ func Run(t *testing.T, backend Backend) {
 		{"BroadcastCatchUp", testBroadcastCatchUp},
 		{"BroadcastCursor", testBroadcastCursor},
 		{"CollapseReplacesWaiting", testCollapse},
+		{"Tags", testTags},
 		{"AckBeyondLastIsClampedAndCounted", testAckClamped},
 		{"UserBinding", testUserBinding},
 	}
@@ -392,6 +395,60 @@ func testCollapse(e *env) {
 		small.Append(ctx, []string{"d9"}, withKey("demo", fmt.Sprint("live-", i), "live"), "")
 	}
 	e.since(small, "demo", "d9", "keep", "live-4")
+}
+
+// Tags are kept per (app, device) both ways: a query of any, all and not
+// finds the devices; a change that would give one device too many tags
+// changes nothing; tags survive a reopen.
+func testTags(e *env) {
+	s := e.store()
+	tag := func(devices []string, add, remove []string) {
+		e.t.Helper()
+		if err := s.Tag(ctx, "demo", devices, add, remove); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	query := func(q store.TagQuery, want ...string) {
+		e.t.Helper()
+		got, err := s.TagDevices(ctx, "demo", q)
+		if err != nil || !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			e.t.Fatalf("%+v: %v %v, want %v", q, got, err, want)
+		}
+	}
+	tag([]string{"d1", "d2", "d3"}, []string{"vip"}, nil)
+	tag([]string{"d2", "d3", "d4"}, []string{"beijing"}, nil)
+	tag([]string{"d3"}, []string{"beta", "vip"}, nil) // vip again: no change
+	s.Tag(ctx, "other", []string{"d1"}, []string{"beijing"}, nil)
+	query(store.TagQuery{Any: []string{"vip"}}, "d1", "d2", "d3")
+	query(store.TagQuery{Any: []string{"vip", "beijing"}}, "d1", "d2", "d3", "d4")
+	query(store.TagQuery{All: []string{"vip", "beijing"}}, "d2", "d3")
+	query(store.TagQuery{All: []string{"vip", "beijing"}, Not: []string{"beta"}}, "d2")
+	query(store.TagQuery{Any: []string{"beijing", "nobody"}, All: []string{"vip"}}, "d2", "d3")
+	query(store.TagQuery{Any: []string{"nobody"}})
+
+	tag([]string{"d2"}, nil, []string{"vip", "never-had"})
+	query(store.TagQuery{Any: []string{"vip"}}, "d1", "d3")
+
+	// 99 more tags on d1 (1 + 99 = 100) is fine; one more on d1 and d5 fails
+	// for both: d5 keeps none.
+	var many []string
+	for i := range protocol.MaxTags - 1 {
+		many = append(many, fmt.Sprint("t", i))
+	}
+	tag([]string{"d1"}, many, nil)
+	if err := s.Tag(ctx, "demo", []string{"d5", "d1"}, []string{"one-more"}, nil); !errors.Is(err, store.ErrTooManyTags) {
+		e.t.Fatalf("101 tags: %v", err)
+	}
+	query(store.TagQuery{Any: []string{"one-more"}})
+	tag([]string{"d1"}, []string{"one-more"}, []string{"t0"}) // one out, one in: 100
+	query(store.TagQuery{Any: []string{"one-more"}}, "d1")
+
+	s.Close()
+	s = e.store()
+	query(store.TagQuery{All: []string{"vip", "beijing"}}, "d3")
+	if got, _ := s.TagDevices(ctx, "other", store.TagQuery{Any: []string{"beijing"}}); !slices.Equal(got, []string{"d1"}) {
+		e.t.Fatalf("another app's tags: %v", got)
+	}
 }
 
 // Another app's token for the same device id acks 2^64-1: before seqs

@@ -1,0 +1,104 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+
+	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/store"
+)
+
+// tagsRequest is the body of POST /v1/tags.
+type tagsRequest struct {
+	App     string   `json:"app"`
+	Devices []string `json:"devices"`
+	Add     []string `json:"add"`
+	Remove  []string `json:"remove"`
+}
+
+// handleTags adds tags to and removes tags from devices, durably, all or
+// nothing.
+func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
+	var req tagsRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.authorize(r, req.App); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	devices, err := checkIDs("devices", req.Devices)
+	if err == nil {
+		err = checkTagChange(req.Add, req.Remove)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	switch err := s.store.Tag(r.Context(), req.App, devices, req.Add, req.Remove); {
+	case errors.Is(err, store.ErrTooManyTags):
+		s.writeError(w, r, errorf(http.StatusBadRequest, "a device would have more than 100 tags: nothing was changed"))
+		return
+	case err != nil:
+		s.writeError(w, r, unavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"devices": len(devices)})
+}
+
+// checkTagChange checks the tags a call adds and removes.
+func checkTagChange(add, remove []string) error {
+	if len(add) == 0 && len(remove) == 0 {
+		return errorf(http.StatusBadRequest, "give add or remove, or both")
+	}
+	for _, list := range []struct {
+		key  string
+		tags []string
+	}{{"add", add}, {"remove", remove}} {
+		if err := auth.CheckTags(list.tags); err != nil {
+			return errorf(http.StatusBadRequest, "%s: %v", list.key, err)
+		}
+	}
+	for _, t := range add {
+		if slices.Contains(remove, t) {
+			return errorf(http.StatusBadRequest, "tag %q is both added and removed", t)
+		}
+	}
+	return nil
+}
+
+// tagTarget is a push's "tags" target: devices with any of Any, all of
+// All, none of Not.
+type tagTarget struct {
+	Any []string `json:"any"`
+	All []string `json:"all"`
+	Not []string `json:"not"`
+}
+
+// check checks a tag expression.
+func (t *tagTarget) check() error {
+	if len(t.Any) == 0 && len(t.All) == 0 {
+		return errorf(http.StatusBadRequest, "tags needs any or all (not alone selects nothing)")
+	}
+	for _, list := range []struct {
+		key  string
+		tags []string
+	}{{"tags.any", t.Any}, {"tags.all", t.All}, {"tags.not", t.Not}} {
+		if err := auth.CheckTags(list.tags); err != nil {
+			return errorf(http.StatusBadRequest, "%s: %v", list.key, err)
+		}
+	}
+	return nil
+}
+
+// tagDevices returns the devices a push's tags select.
+func (s *Server) tagDevices(ctx context.Context, app string, t *tagTarget) ([]string, error) {
+	devices, err := s.store.TagDevices(ctx, app, store.TagQuery{Any: t.Any, All: t.All, Not: t.Not})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return devices, nil
+}

@@ -1,0 +1,113 @@
+package embedded
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/protocol"
+)
+
+// Tag adds and removes tags of devices in app, once durable, all or
+// nothing.
+func (s *Store) Tag(ctx context.Context, app string, devices, add, remove []string) error {
+	return s.do(ctx, &op{kind: opTag, msg: store.Message{App: app}, devices: devices, add: add, remove: remove})
+}
+
+// TagDevices returns the devices of app that q selects. It is served by
+// the committer, after every Tag queued before it.
+func (s *Store) TagDevices(ctx context.Context, app string, q store.TagQuery) ([]string, error) {
+	o := &op{kind: opTagDevices, msg: store.Message{App: app}, query: q}
+	err := s.do(ctx, o)
+	return o.devices, err
+}
+
+// applyTag changes each device's tags, both ways: tag -> devices for
+// queries, device -> tags for its count. A device over protocol.MaxTags fails
+// the op, and the committer leaves it out of the batch: nothing changes.
+func (s *Store) applyTag(b *pebble.Batch, o *op) error {
+	o.durable = true
+	app := o.msg.App
+	for _, d := range o.devices {
+		have, err := scanNames(b, append(key(prefixTagsOf, app, d), 0))
+		if err != nil {
+			return err
+		}
+		for _, t := range o.remove {
+			if have[t] {
+				delete(have, t)
+				b.Delete(key(prefixTagsOf, app, d, t), nil)
+				b.Delete(key(prefixTag, app, t, d), nil)
+			}
+		}
+		for _, t := range o.add {
+			if !have[t] {
+				have[t] = true
+				b.Set(key(prefixTagsOf, app, d, t), nil, nil)
+				b.Set(key(prefixTag, app, t, d), nil, nil)
+			}
+		}
+		if len(have) > protocol.MaxTags {
+			return store.ErrTooManyTags
+		}
+	}
+	return nil
+}
+
+// applyTagDevices answers a tag query from the tag -> devices index: the
+// union of Any's, intersected with each of All's, less each of Not's.
+func (s *Store) applyTagDevices(b *pebble.Batch, o *op) error {
+	app, q := o.msg.App, o.query
+	devicesOf := func(tag string) (map[string]bool, error) {
+		return scanNames(b, append(key(prefixTag, app, tag), 0))
+	}
+	var sel map[string]bool
+	for _, t := range q.Any {
+		ds, err := devicesOf(t)
+		if err != nil {
+			return err
+		}
+		if sel == nil {
+			sel = ds
+		} else {
+			maps.Copy(sel, ds)
+		}
+	}
+	for _, t := range q.All {
+		ds, err := devicesOf(t)
+		if err != nil {
+			return err
+		}
+		if sel == nil && len(q.Any) == 0 {
+			sel = ds
+			continue
+		}
+		maps.DeleteFunc(sel, func(d string, _ bool) bool { return !ds[d] })
+	}
+	for _, t := range q.Not {
+		ds, err := devicesOf(t)
+		if err != nil {
+			return err
+		}
+		maps.DeleteFunc(sel, func(d string, _ bool) bool { return ds[d] })
+	}
+	o.devices = slices.Sorted(maps.Keys(sel))
+	return nil
+}
+
+// scanNames returns the last parts of the keys under prefix p (a set kept
+// as keys: a tag's devices, a device's tags).
+func scanNames(b *pebble.Batch, p []byte) (map[string]bool, error) {
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, err
+	}
+	names := make(map[string]bool)
+	for it.First(); it.Valid(); it.Next() {
+		names[string(it.Key()[len(p):])] = true
+	}
+	return names, it.Close()
+}
