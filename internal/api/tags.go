@@ -8,6 +8,7 @@ import (
 
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/protocol"
 )
 
 // tagsRequest is the body of POST /v1/tags.
@@ -40,7 +41,7 @@ func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 	}
 	switch err := s.store.Tag(r.Context(), req.App, devices, req.Add, req.Remove); {
 	case errors.Is(err, store.ErrTooManyTags):
-		s.writeError(w, r, errorf(http.StatusBadRequest, "a device would have more than 100 tags: nothing was changed"))
+		s.writeError(w, r, errorf(http.StatusBadRequest, "a device would have more than %d tags: nothing was changed", protocol.MaxTags))
 		return
 	case err != nil:
 		s.writeError(w, r, unavailable(err))
@@ -54,13 +55,8 @@ func checkTagChange(add, remove []string) error {
 	if len(add) == 0 && len(remove) == 0 {
 		return errorf(http.StatusBadRequest, "give add or remove, or both")
 	}
-	for _, list := range []struct {
-		key  string
-		tags []string
-	}{{"add", add}, {"remove", remove}} {
-		if err := auth.CheckTags(list.tags); err != nil {
-			return errorf(http.StatusBadRequest, "%s: %v", list.key, err)
-		}
+	if err := checkTags(namedTags{"add", add}, namedTags{"remove", remove}); err != nil {
+		return err
 	}
 	for _, t := range add {
 		if slices.Contains(remove, t) {
@@ -83,12 +79,20 @@ func (t *tagTarget) check() error {
 	if len(t.Any) == 0 && len(t.All) == 0 {
 		return errorf(http.StatusBadRequest, "tags needs any or all (not alone selects nothing)")
 	}
-	for _, list := range []struct {
-		key  string
-		tags []string
-	}{{"tags.any", t.Any}, {"tags.all", t.All}, {"tags.not", t.Not}} {
-		if err := auth.CheckTags(list.tags); err != nil {
-			return errorf(http.StatusBadRequest, "%s: %v", list.key, err)
+	return checkTags(namedTags{"tags.any", t.Any}, namedTags{"tags.all", t.All}, namedTags{"tags.not", t.Not})
+}
+
+// namedTags is a list of tags and the key it came in, for errors.
+type namedTags struct {
+	key  string
+	tags []string
+}
+
+// checkTags checks lists of tags (auth.CheckTags), in order.
+func checkTags(lists ...namedTags) error {
+	for _, l := range lists {
+		if err := auth.CheckTags(l.tags); err != nil {
+			return errorf(http.StatusBadRequest, "%s: %v", l.key, err)
 		}
 	}
 	return nil

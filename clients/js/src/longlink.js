@@ -82,7 +82,7 @@ export class Client {
   #listeners = new Map();
   #logins = []; // {app, device, token, got, exp}; an ended app leaves it
   #acked = new Map(); // app -> last seq acked (and kept in the seq store): where a login resumes
-  #backed = new Map(); // app -> last bseq acked (stored broadcasts; the server keeps the cursor too)
+  #ackedBSeq = new Map(); // app -> last bseq acked (stored broadcasts; the server keeps the cursor too)
   #toAck = new Map(); // app -> {seq, bseq} waiting in the ack batch
   #ackTimer = null;
   #ackCount = 0;
@@ -229,7 +229,7 @@ export class Client {
           op: 'login',
           tokens: this.#logins.map((l) => l.token),
           last_seqs: this.#logins.map((l) => this.#acked.get(l.app) ?? 0),
-          last_bseqs: this.#logins.map((l) => this.#backed.get(l.app) ?? 0), // stored broadcasts by bseq
+          last_bseqs: this.#logins.map((l) => this.#ackedBSeq.get(l.app) ?? 0), // stored broadcasts by bseq
         };
         if (o.heartbeat) login.heartbeat = o.heartbeat;
         ws.send(JSON.stringify(login));
@@ -335,8 +335,11 @@ export class Client {
           this.#emit('appEnded', { app: f.app, code: f.code, reason: f.reason });
           if (this.#logins.length > 0) return;
         }
-        this.#lastError = { code: f.code, reason: f.reason }; // why the server closes, if it does
-        if (f.code === Code.UPSTREAM_UNAVAILABLE || f.code === Code.NOT_ALLOWED || f.code === Code.RATE_LIMITED) this.#emit('error', err);
+        if (f.code === Code.UPSTREAM_UNAVAILABLE || f.code === Code.NOT_ALLOWED || f.code === Code.RATE_LIMITED) {
+          this.#emit('error', err); // non-fatal: the connection stays
+          return;
+        }
+        this.#lastError = { code: f.code, reason: f.reason }; // why the server closes
       }
     }
   }
@@ -379,7 +382,7 @@ export class Client {
       if (seq > 0) ack.seq = seq;
       if (bseq > 0) ack.bseq = bseq;
       if (!this.#send(ack)) continue;
-      if (bseq > 0) this.#backed.set(app, bseq);
+      if (bseq > 0) this.#ackedBSeq.set(app, bseq);
       if (seq === 0) continue;
       this.#acked.set(app, seq);
       Promise.resolve(this.#opts.seqStore.set(app, seq)).catch((err) => this.#emit('error', err));

@@ -411,7 +411,7 @@ func testTags(e *env) {
 	query := func(q store.TagQuery, want ...string) {
 		e.t.Helper()
 		got, err := s.TagDevices(ctx, "demo", q)
-		if err != nil || !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+		if err != nil || len(got) != len(want) || len(want) > 0 && !slices.Equal(got, want) {
 			e.t.Fatalf("%+v: %v %v, want %v", q, got, err, want)
 		}
 	}
