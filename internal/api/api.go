@@ -83,6 +83,11 @@ type Store interface {
 	Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error)
 	Broadcasts(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error)
 	Tag(ctx context.Context, app string, devices, add, remove []string) error
+	Schedule(ctx context.Context, p store.Scheduled) error
+	Scheduled(ctx context.Context, app string, limit int) ([]store.Scheduled, error)
+	Unschedule(ctx context.Context, app, id string) (bool, error)
+	ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.Scheduled, error)
+	Done(ctx context.Context, app, id string) error
 	TagDevices(ctx context.Context, app string, q store.TagQuery) ([]string, error)
 }
 
@@ -170,6 +175,8 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("POST /v1/groups/leave", s.handleGroup(true))
 	s.mux.HandleFunc("POST /v1/kick", s.handleKick)
 	s.mux.HandleFunc("POST /v1/tags", s.handleTags)
+	s.mux.HandleFunc("GET /v1/messages", s.handleMessages)
+	s.mux.HandleFunc("DELETE /v1/messages/{id}", s.handleDeleteMessage)
 	s.mux.HandleFunc("GET /v1/dispatch", s.handleDispatch)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.Node})

@@ -27,6 +27,7 @@ type pushRequest struct {
 	TTL        int64      `json:"ttl"`
 	ID         string     `json:"id"`
 	Collapse   string     `json:"collapse"`
+	At         string     `json:"at"`
 }
 
 type pushResponse struct {
@@ -61,21 +62,37 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	f := protocol.Frame{Op: protocol.OpPush, App: []byte(req.App), ID: []byte(s.newMessageID()), Data: data}
-	var resp pushResponse
-	if req.TTL > 0 && target != "group" { // groups are online-only: ttl is ignored
-		resp, err = s.pushStored(r.Context(), &req, target, f)
-	} else {
-		resp, err = s.pushOnline(r.Context(), &req, target, f)
+	if req.At != "" {
+		status, out, err := s.schedule(r.Context(), &req)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, status, out)
+		return
 	}
+	resp, err := s.send(r.Context(), &req, target, protocol.Frame{Op: protocol.OpPush, App: []byte(req.App),
+		ID: []byte(s.newMessageID()), Data: data})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if !resp.Duplicate {
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// send makes a checked push now, and counts it.
+func (s *Server) send(ctx context.Context, req *pushRequest, target string, f protocol.Frame) (pushResponse, error) {
+	var resp pushResponse
+	var err error
+	if req.TTL > 0 && target != "group" { // groups are online-only: ttl is ignored
+		resp, err = s.pushStored(ctx, req, target, f)
+	} else {
+		resp, err = s.pushOnline(ctx, req, target, f)
+	}
+	if err == nil && !resp.Duplicate {
 		s.metrics.Pushed.WithLabelValues(req.App, target).Inc()
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return resp, err
 }
 
 // pushStored stores the message (durably, before answering) and hands it to

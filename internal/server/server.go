@@ -51,6 +51,9 @@ type Server struct {
 	drain   sync.Once
 	drained chan struct{} // closed when a drain has ended
 
+	stopScheduler chan struct{} // closed by Shutdown
+	scheduler     sync.WaitGroup
+
 	shutdown    sync.Once
 	shutdownErr error
 }
@@ -153,6 +156,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		apiAddr:  apiLn.Addr().String(),
 		errc:     make(chan error, 3),
 		drained:  make(chan struct{}),
+
+		stopScheduler: make(chan struct{}),
 	}
 	ao.Drain = s.StartDrain
 	a := api.New(ao)
@@ -163,6 +168,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.http = newHTTPServer(a.Handler(), keypair, log)
 	go func() { s.errc <- gw.Serve(gwLn) }()
 	go s.serveHTTP(s.http, apiLn)
+	s.scheduler.Add(1)
+	go s.fireScheduled(a)
 	if cfg.Ops.Listen != "" {
 		opsLn, err := net.Listen("tcp", cfg.Ops.Listen)
 		if err != nil {
@@ -300,6 +307,26 @@ func (s *Server) leaveCluster(ctx context.Context) [][]protocol.Endpoint {
 	return nodes
 }
 
+// scheduleTick is how often the node looks for scheduled pushes that are
+// due: a push fires within it of its time.
+const scheduleTick = 500 * time.Millisecond
+
+// fireScheduled makes the scheduled pushes as they fall due, until
+// Shutdown (every node of a cluster does; each push is claimed by one).
+func (s *Server) fireScheduled(a *api.Server) {
+	defer s.scheduler.Done()
+	t := time.NewTicker(scheduleTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopScheduler:
+			return
+		case <-t.C:
+			a.FireDue(context.Background())
+		}
+	}
+}
+
 // Drained is closed when a drain has ended.
 func (s *Server) Drained() <-chan struct{} { return s.drained }
 
@@ -338,6 +365,8 @@ func (s *Server) Err() <-chan error { return s.errc }
 // Later calls return the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdown.Do(func() {
+		close(s.stopScheduler)
+		s.scheduler.Wait()
 		httpErr := s.http.Shutdown(ctx)
 		if s.ops != nil {
 			httpErr = errors.Join(httpErr, s.ops.Shutdown(ctx))

@@ -68,8 +68,31 @@ type Store interface {
 	// including the tags of every Tag that returned before it. At least
 	// one of Any and All is given.
 	TagDevices(ctx context.Context, app string, q TagQuery) ([]string, error)
+	// Schedule keeps p (its ID unique in its app) until it is due and
+	// claimed, durably.
+	Schedule(ctx context.Context, p Scheduled) error
+	// Scheduled lists app's scheduled pushes not yet done, by time, at most
+	// limit.
+	Scheduled(ctx context.Context, app string, limit int) ([]Scheduled, error)
+	// Unschedule removes app's scheduled push id, and reports whether it
+	// was there (not yet done).
+	Unschedule(ctx context.Context, app, id string) (bool, error)
+	// ClaimDue returns up to limit pushes due at now, of every app, each
+	// claimed for lease: no other ClaimDue returns it until the lease
+	// ends (so that a claimer that dies does not lose it). Done removes it.
+	ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Scheduled, error)
+	// Done removes a claimed push that was made.
+	Done(ctx context.Context, app, id string) error
 	// Close lets the operations already queued finish, and closes.
 	Close() error
+}
+
+// Scheduled is a push to make at a time: its API request, kept as it came.
+type Scheduled struct {
+	App     string
+	ID      string // the message id it will have
+	At      time.Time
+	Request []byte
 }
 
 // TagQuery selects devices by their tags.

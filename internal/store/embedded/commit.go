@@ -25,6 +25,9 @@ const (
 	opUsers                      // read: the devices of users (o.apps holds the users)
 	opTag                        // add and remove tags of devices
 	opTagDevices                 // read: the devices a tag query selects
+	opSchedule                   // keep a scheduled push
+	opUnschedule                 // remove one (cancelled, or done)
+	opClaim                      // claim the due ones for a lease
 )
 
 // op is one operation for the committer.
@@ -35,9 +38,11 @@ type op struct {
 	device  string
 	user    string
 	users   []string
-	add     []string       // opTag: tags to add
-	remove  []string       // opTag: tags to remove
-	query   store.TagQuery // opTagDevices
+	add     []string          // opTag: tags to add
+	remove  []string          // opTag: tags to remove
+	query   store.TagQuery    // opTagDevices
+	sched   []store.Scheduled // opSchedule: the push; opClaim: the claimed
+	lease   time.Duration     // opClaim
 	seq     uint64
 	key     string        // idempotency key
 	done    chan struct{} // closed once committed; nil when nobody waits
@@ -157,6 +162,12 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 		return s.applyTag(b, o)
 	case opTagDevices:
 		return s.applyTagDevices(b, o)
+	case opSchedule:
+		return s.applySchedule(b, o)
+	case opUnschedule:
+		return s.applyUnschedule(b, o)
+	case opClaim:
+		return s.applyClaim(b, o, now)
 	}
 	return fmt.Errorf("store: unknown op %d", o.kind)
 }

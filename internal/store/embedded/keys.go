@@ -23,6 +23,8 @@ import (
 //	l/<app>\0<collapse>                the last broadcast with that collapse key: bseq, expiry (uvarints)
 //	t/<app>\0<tag>\0<device>          the tag's devices (empty value)
 //	g/<app>\0<device>\0<tag>          the device's tags (empty value)
+//	s/<app>\0<id>                     a scheduled push: when it is due or its claim ends (uvarint, unix ms), its request
+//	z/<when:8><app>\0<id>             the schedule's index by time (empty value)
 //	i/<app>\0<key>                    idempotency key: record (id and time; no data)
 //	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms)
 //	v                                 the key format's version (uvarint; absent = 1)
@@ -42,6 +44,8 @@ const (
 	prefixLogKey    = "l/"
 	prefixTag       = "t/"
 	prefixTagsOf    = "g/"
+	prefixSchedule  = "s/"
+	prefixDue       = "z/"
 	prefixIdem      = "i/"
 	prefixExpiry    = "x/"
 	keyVersion      = "v"

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -114,6 +115,7 @@ func Run(t *testing.T, backend Backend) {
 		{"BroadcastCursor", testBroadcastCursor},
 		{"CollapseReplacesWaiting", testCollapse},
 		{"Tags", testTags},
+		{"Schedule", testSchedule},
 		{"AckBeyondLastIsClampedAndCounted", testAckClamped},
 		{"UserBinding", testUserBinding},
 	}
@@ -448,6 +450,66 @@ func testTags(e *env) {
 	query(store.TagQuery{All: []string{"vip", "beijing"}}, "d3")
 	if got, _ := s.TagDevices(ctx, "other", store.TagQuery{Any: []string{"beijing"}}); !slices.Equal(got, []string{"d1"}) {
 		e.t.Fatalf("another app's tags: %v", got)
+	}
+}
+
+// Scheduled pushes are listed per app by time, claimed once due (and
+// again only when a claim's lease ran out without Done), removed by Done
+// or Unschedule, and survive a reopen.
+func testSchedule(e *env) {
+	s := e.store()
+	at := func(d time.Duration) time.Time { return e.clock.Now().Add(d).Truncate(time.Millisecond) }
+	for _, p := range []store.Scheduled{
+		{App: "demo", ID: "later", At: at(2 * time.Hour), Request: []byte(`{"data":"later"}`)},
+		{App: "demo", ID: "soon", At: at(time.Hour), Request: []byte(`{"data":"soon"}`)},
+		{App: "other", ID: "soon", At: at(time.Hour), Request: []byte(`{"data":"other"}`)},
+		{App: "demo", ID: "cancelled", At: at(time.Hour), Request: []byte(`{}`)},
+	} {
+		if err := s.Schedule(ctx, p); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if ok, err := s.Unschedule(ctx, "demo", "cancelled"); !ok || err != nil {
+		e.t.Fatalf("unschedule: %v %v", ok, err)
+	}
+	if ok, _ := s.Unschedule(ctx, "demo", "cancelled"); ok {
+		e.t.Fatal("unscheduled twice")
+	}
+	list, err := s.Scheduled(ctx, "demo", 10)
+	if err != nil || len(list) != 2 || list[0].ID != "soon" || list[1].ID != "later" ||
+		!list[0].At.Equal(at(time.Hour)) || string(list[1].Request) != `{"data":"later"}` {
+		e.t.Fatalf("scheduled: %+v %v", list, err)
+	}
+	if got, _ := s.ClaimDue(ctx, e.clock.Now(), time.Minute, 10); len(got) != 0 {
+		e.t.Fatalf("claimed before they are due: %+v", got)
+	}
+
+	e.clock.Add(time.Hour)
+	got, err := s.ClaimDue(ctx, e.clock.Now(), time.Minute, 10)
+	slices.SortFunc(got, func(a, b store.Scheduled) int { return strings.Compare(a.App, b.App) })
+	if err != nil || len(got) != 2 || got[0].App != "demo" || got[0].ID != "soon" || string(got[1].Request) != `{"data":"other"}` {
+		e.t.Fatalf("claim: %+v %v", got, err)
+	}
+	if again, _ := s.ClaimDue(ctx, e.clock.Now(), time.Minute, 10); len(again) != 0 {
+		e.t.Fatalf("claimed twice within the lease: %+v", again)
+	}
+	s.Done(ctx, "demo", "soon")
+
+	// other's claimer died: its lease runs out and it is claimed again;
+	// the store survives a reopen meanwhile.
+	s.Close()
+	s = e.store()
+	e.clock.Add(2 * time.Minute)
+	if again, _ := s.ClaimDue(ctx, e.clock.Now(), time.Minute, 10); len(again) != 1 || again[0].App != "other" {
+		e.t.Fatalf("after the lease: %+v", again)
+	}
+	s.Done(ctx, "other", "soon")
+	if list, _ := s.Scheduled(ctx, "demo", 10); len(list) != 1 || list[0].ID != "later" {
+		e.t.Fatalf("left: %+v", list)
+	}
+	e.clock.Add(2 * time.Hour)
+	if last, _ := s.ClaimDue(ctx, e.clock.Now(), time.Minute, 10); len(last) != 1 || last[0].ID != "later" {
+		e.t.Fatalf("the last: %+v", last)
 	}
 }
 

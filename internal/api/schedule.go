@@ -1,0 +1,137 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/protocol"
+)
+
+// Scheduled pushes: POST /v1/push with "at" keeps the request (checked
+// now) in the store under the message id it will have, and answers 202;
+// FireDue, run every moment by every node, claims the due ones (each by
+// one node, for claimLease) and pushes them. A push whose node died after
+// its claim is claimed again when the lease ends, and its idempotency key
+// ("scheduled:<id>") keeps it from being sent twice.
+const (
+	claimLease = 30 * time.Second
+	claimBatch = 100
+	// maxScheduled bounds the list of an app's scheduled pushes.
+	maxScheduled = 1000
+)
+
+// schedule keeps req to be pushed at its "at", and answers 202 with the
+// message id it will have.
+func (s *Server) schedule(ctx context.Context, req *pushRequest) (int, any, error) {
+	at, err := time.Parse(time.RFC3339Nano, req.At)
+	if err != nil {
+		return 0, nil, errorf(http.StatusBadRequest, "at must be an RFC 3339 time, like 2026-12-04T08:00:00Z")
+	}
+	if !at.After(time.Now()) || at.After(time.Now().Add(s.cfg.API.MaxTTL)) {
+		return 0, nil, errorf(http.StatusBadRequest, "at must be in the future, and within api.max_ttl (%s); leave it out to push now", s.cfg.API.MaxTTL)
+	}
+	id := s.newMessageID()
+	if req.ID != "" { // a repeated key schedules nothing again
+		res, err := s.store.Append(ctx, nil, store.Message{App: req.App, ID: id}, req.ID)
+		if err != nil {
+			return 0, nil, unavailable(err)
+		}
+		if res.Dup {
+			return http.StatusAccepted, map[string]any{"id": res.ID, "duplicate": true}, nil
+		}
+	}
+	next := *req
+	next.At, next.ID = "", "scheduled:"+id
+	body, _ := json.Marshal(next) // strings, numbers and slices: it cannot fail
+	if err := s.store.Schedule(ctx, store.Scheduled{App: req.App, ID: id, At: at, Request: body}); err != nil {
+		return 0, nil, unavailable(err)
+	}
+	return http.StatusAccepted, map[string]any{"id": id, "scheduled_at": at.UTC().Format(time.RFC3339Nano)}, nil
+}
+
+// FireDue pushes the scheduled pushes that are due now, and returns how
+// many. A push that cannot be made now (the store or the cluster away) is
+// tried again when its claim ends.
+func (s *Server) FireDue(ctx context.Context) int {
+	due, err := s.store.ClaimDue(ctx, time.Now(), claimLease, claimBatch)
+	if err != nil {
+		s.log.Warn("scheduled pushes: cannot claim the due ones now", "err", err)
+		return 0
+	}
+	for _, p := range due {
+		if err := s.fire(ctx, p); err != nil {
+			s.log.Warn("scheduled push not made; it is tried again after its claim", "app", p.App, "id", p.ID, "err", err)
+			continue
+		}
+		if err := s.store.Done(ctx, p.App, p.ID); err != nil {
+			s.log.Warn("scheduled push made but not marked done; its key keeps it from going twice", "app", p.App, "id", p.ID, "err", err)
+		}
+	}
+	return len(due)
+}
+
+// fire makes one scheduled push, as the API would have at its time. A
+// request that no longer checks (its app gone) is dropped and logged.
+func (s *Server) fire(ctx context.Context, p store.Scheduled) error {
+	var req pushRequest
+	if err := json.Unmarshal(p.Request, &req); err != nil {
+		s.log.Error("scheduled push unreadable: dropped", "app", p.App, "id", p.ID, "err", err)
+		return nil
+	}
+	if _, ok := s.apps.Get().ByID(req.App); !ok {
+		s.log.Warn("scheduled push of an app that is gone: dropped", "app", p.App, "id", p.ID)
+		return nil
+	}
+	data, target, err := s.checkPush(&req)
+	if err != nil {
+		s.log.Warn("scheduled push no longer valid: dropped", "app", p.App, "id", p.ID, "err", err)
+		return nil
+	}
+	_, err = s.send(ctx, &req, target, protocol.Frame{Op: protocol.OpPush, App: []byte(req.App), ID: []byte(p.ID), Data: data})
+	return err
+}
+
+// handleMessages lists an app's scheduled pushes: GET /v1/messages?app=A&state=scheduled.
+func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
+	app := r.URL.Query().Get("app")
+	if err := s.authorize(r, app); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if state := r.URL.Query().Get("state"); state != "scheduled" {
+		s.writeError(w, r, errorf(http.StatusBadRequest, "state=scheduled is the only list there is (not %q)", state))
+		return
+	}
+	list, err := s.store.Scheduled(r.Context(), app, maxScheduled)
+	if err != nil {
+		s.writeError(w, r, unavailable(err))
+		return
+	}
+	out := make([]map[string]any, len(list))
+	for i, p := range list {
+		out[i] = map[string]any{"id": p.ID, "state": "scheduled", "scheduled_at": p.At.UTC().Format(time.RFC3339Nano),
+			"push": json.RawMessage(p.Request)}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": out})
+}
+
+// handleDeleteMessage cancels a scheduled push: DELETE /v1/messages/{id}?app=A.
+func (s *Server) handleDeleteMessage(w http.ResponseWriter, r *http.Request) {
+	app, id := r.URL.Query().Get("app"), r.PathValue("id")
+	if err := s.authorize(r, app); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ok, err := s.store.Unschedule(r.Context(), app, id)
+	switch {
+	case err != nil:
+		s.writeError(w, r, unavailable(err))
+	case !ok:
+		s.writeError(w, r, errorf(http.StatusNotFound, "no scheduled message %q in app %s (recalling a sent message is not built yet)", id, app))
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"recalled": 0, "cancelled": true})
+	}
+}

@@ -1,0 +1,146 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/longlink/longlink/internal/store"
+)
+
+// Scheduled pushes: a hash per app (<p><app>:q, id -> "<ms>:<request>",
+// the time it is due or its claim ends) and one index by time for every
+// app (<p>due, a zset of "<app>:<id>"; app ids have no ':').
+
+// scheduleScript keeps a scheduled push.
+//
+//	KEYS[1] the app's hash; KEYS[2] the index; ARGV[1] the id; ARGV[2] its
+//	member in the index; ARGV[3] when it is due (ms); ARGV[4] the request
+var scheduleScript = rueidis.NewLuaScript(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. ':' .. ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 0
+`)
+
+// unscheduleScript removes a scheduled push; it returns 1 if it was there.
+//
+//	KEYS[1] the app's hash; KEYS[2] the index; ARGV[1] the id; ARGV[2] its
+//	member in the index
+var unscheduleScript = rueidis.NewLuaScript(`
+redis.call('ZREM', KEYS[2], ARGV[2])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+`)
+
+// claimScript claims up to a number of due pushes: each one's time moves
+// to the end of its claim. It returns member, value, member, value...
+//
+//	KEYS[1] the index; ARGV[1] now (ms); ARGV[2] the claim's end (ms);
+//	ARGV[3] how many at most; ARGV[4] the key prefix
+var claimScript = rueidis.NewLuaScript(`
+local out = {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))) do
+  local sep = string.find(member, ':', 1, true)
+  local hash, id = ARGV[4] .. string.sub(member, 1, sep - 1) .. ':q', string.sub(member, sep + 1)
+  local v = redis.call('HGET', hash, id)
+  if v then
+    local rest = string.sub(v, string.find(v, ':', 1, true) + 1)
+    redis.call('HSET', hash, id, ARGV[2] .. ':' .. rest)
+    redis.call('ZADD', KEYS[1], ARGV[2], member)
+    out[#out + 1] = member
+    out[#out + 1] = v
+  else
+    redis.call('ZREM', KEYS[1], member)
+  end
+end
+return out
+`)
+
+func (s *Store) scheduleKeys(app string) []string {
+	return []string{s.opts.Prefix + app + ":q", s.opts.Prefix + "due"}
+}
+
+// Schedule implements store.Store.
+func (s *Store) Schedule(ctx context.Context, p store.Scheduled) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	err := scheduleScript.Exec(ctx, s.client, s.scheduleKeys(p.App),
+		[]string{p.ID, p.App + ":" + p.ID, strconv.FormatInt(p.At.UnixMilli(), 10), string(p.Request)}).Error()
+	if err != nil {
+		return fmt.Errorf("store schedule: %w", err)
+	}
+	return nil
+}
+
+// Unschedule implements store.Store.
+func (s *Store) Unschedule(ctx context.Context, app, id string) (bool, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	n, err := unscheduleScript.Exec(ctx, s.client, s.scheduleKeys(app), []string{id, app + ":" + id}).AsInt64()
+	if err != nil {
+		return false, fmt.Errorf("store unschedule: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Done implements store.Store.
+func (s *Store) Done(ctx context.Context, app, id string) error {
+	_, err := s.Unschedule(ctx, app, id)
+	return err
+}
+
+// ClaimDue implements store.Store.
+func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.Scheduled, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	out, err := claimScript.Exec(ctx, s.client, []string{s.opts.Prefix + "due"}, []string{
+		strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(now.Add(lease).UnixMilli(), 10),
+		strconv.Itoa(limit), s.opts.Prefix}).AsStrSlice()
+	if err != nil {
+		return nil, fmt.Errorf("store claim: %w", err)
+	}
+	var claimed []store.Scheduled
+	for i := 0; i+1 < len(out); i += 2 {
+		app, id, _ := strings.Cut(out[i], ":")
+		p, err := parseSchedule(app, id, out[i+1])
+		if err != nil {
+			return nil, err
+		}
+		claimed = append(claimed, p)
+	}
+	return claimed, nil
+}
+
+// Scheduled implements store.Store.
+func (s *Store) Scheduled(ctx context.Context, app string, limit int) ([]store.Scheduled, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	all, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.opts.Prefix+app+":q").Build()).AsStrMap()
+	if err != nil {
+		return nil, fmt.Errorf("store scheduled: %w", err)
+	}
+	out := make([]store.Scheduled, 0, len(all))
+	for id, v := range all {
+		p, err := parseSchedule(app, id, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b store.Scheduled) int { return a.At.Compare(b.At) })
+	return out[:min(len(out), limit)], nil
+}
+
+// parseSchedule decodes a hash value "<ms>:<request>".
+func parseSchedule(app, id, v string) (store.Scheduled, error) {
+	ms, req, ok := strings.Cut(v, ":")
+	at, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil {
+		return store.Scheduled{}, fmt.Errorf("store: bad scheduled push %s/%s", app, id)
+	}
+	return store.Scheduled{App: app, ID: id, At: time.UnixMilli(at), Request: []byte(req)}, nil
+}
