@@ -63,12 +63,12 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.At != "" {
-		status, out, err := s.schedule(r.Context(), &req)
+		out, err := s.schedule(r.Context(), &req)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, status, out)
+		writeJSON(w, http.StatusAccepted, out)
 		return
 	}
 	resp, err := s.send(r.Context(), &req, target, protocol.Frame{Op: protocol.OpPush, App: []byte(req.App),

@@ -23,33 +23,33 @@ const (
 	maxScheduled = 1000
 )
 
-// schedule keeps req to be pushed at its "at", and answers 202 with the
-// message id it will have.
-func (s *Server) schedule(ctx context.Context, req *pushRequest) (int, any, error) {
+// schedule keeps req to be pushed at its "at", and returns the answer (a
+// 202): the message id it will have.
+func (s *Server) schedule(ctx context.Context, req *pushRequest) (map[string]any, error) {
 	at, err := time.Parse(time.RFC3339Nano, req.At)
 	if err != nil {
-		return 0, nil, errorf(http.StatusBadRequest, "at must be an RFC 3339 time, like 2026-12-04T08:00:00Z")
+		return nil, errorf(http.StatusBadRequest, "at must be an RFC 3339 time, like 2026-12-04T08:00:00Z")
 	}
 	if !at.After(time.Now()) || at.After(time.Now().Add(s.cfg.API.MaxTTL)) {
-		return 0, nil, errorf(http.StatusBadRequest, "at must be in the future, and within api.max_ttl (%s); leave it out to push now", s.cfg.API.MaxTTL)
+		return nil, errorf(http.StatusBadRequest, "at must be in the future, and within api.max_ttl (%s); leave it out to push now", s.cfg.API.MaxTTL)
 	}
 	id := s.newMessageID()
 	if req.ID != "" { // a repeated key schedules nothing again
 		res, err := s.store.Append(ctx, nil, store.Message{App: req.App, ID: id}, req.ID)
 		if err != nil {
-			return 0, nil, unavailable(err)
+			return nil, unavailable(err)
 		}
 		if res.Dup {
-			return http.StatusAccepted, map[string]any{"id": res.ID, "duplicate": true}, nil
+			return map[string]any{"id": res.ID, "duplicate": true}, nil
 		}
 	}
 	next := *req
 	next.At, next.ID = "", "scheduled:"+id
 	body, _ := json.Marshal(next) // strings, numbers and slices: it cannot fail
 	if err := s.store.Schedule(ctx, store.Scheduled{App: req.App, ID: id, At: at, Request: body}); err != nil {
-		return 0, nil, unavailable(err)
+		return nil, unavailable(err)
 	}
-	return http.StatusAccepted, map[string]any{"id": id, "scheduled_at": at.UTC().Format(time.RFC3339Nano)}, nil
+	return map[string]any{"id": id, "scheduled_at": at.UTC().Format(time.RFC3339Nano)}, nil
 }
 
 // FireDue pushes the scheduled pushes that are due now, and returns how

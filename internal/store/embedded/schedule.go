@@ -48,8 +48,8 @@ func (s *Store) Scheduled(_ context.Context, app string, limit int) ([]store.Sch
 	}
 	var out []store.Scheduled
 	for it.First(); it.Valid(); it.Next() {
-		at, req := decodeSchedule(it.Value())
-		out = append(out, store.Scheduled{App: app, ID: string(it.Key()[len(p):]), At: at, Request: req})
+		at, req := decodeSchedule(it.Value()) // the iterator's own memory: copied
+		out = append(out, store.Scheduled{App: app, ID: string(it.Key()[len(p):]), At: at, Request: bytes.Clone(req)})
 	}
 	if err := it.Close(); err != nil {
 		return nil, fmt.Errorf("store scheduled: %w", err)
