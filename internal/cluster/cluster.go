@@ -237,9 +237,14 @@ func (n *Node) live(ctx context.Context) ([]string, error) {
 	return names, err
 }
 
+// statsTimeout bounds the wait for other nodes' figures: a dashboard reads
+// them every few seconds, and a node that died is left out until its lease
+// ends.
+const statsTimeout = 2 * time.Second
+
 // Stats gives every live node's figures: this node's first, then the
 // others' in name order, each read over the bus. A node that does not
-// answer in time is left out (and logged).
+// answer within statsTimeout is left out (and logged).
 func (n *Node) Stats(ctx context.Context) ([]api.NodeStats, error) {
 	peers, err := n.Peers(ctx)
 	if err != nil {
@@ -248,7 +253,7 @@ func (n *Node) Stats(ctx context.Context) ([]api.NodeStats, error) {
 	slices.SortFunc(peers, func(a, b api.NodeInfo) int { return cmp.Compare(a.Node, b.Node) })
 	out := make([]api.NodeStats, 1+len(peers))
 	out[0] = n.opts.Stats()
-	ctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, min(statsTimeout, n.opts.Timeout))
 	defer cancel()
 	var wg sync.WaitGroup
 	for i, p := range peers {

@@ -90,7 +90,8 @@ type loginAck struct {
 }
 
 // startSyncLocked starts the sync loop unless it runs; at login, it first
-// acks each session's last_seq and last_bseq. c.mu must be held.
+// acks each session's last_seq and last_bseq and adds its token's tags.
+// c.mu must be held.
 func (c *conn) startSyncLocked(login bool) {
 	if !c.syncing {
 		c.syncing = true
