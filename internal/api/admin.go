@@ -1,6 +1,8 @@
 package api
 
 import (
+	"cmp"
+	"errors"
 	"net/http"
 	"time"
 
@@ -45,12 +47,33 @@ func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes})
 }
 
-// handleDrain starts draining this node and answers at once, with the
-// node as it is now (state draining).
+// ErrNoNode is the error of a request for a node that is not live.
+var ErrNoNode = errors.New("no such live node")
+
+// handleDrain starts draining this node, or the live node ?node= names,
+// and answers at once, with the node as it is then (state draining).
 func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
-	s.drain()
-	s.log.Info("drain requested", "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusAccepted, map[string]any{"node": s.self(),
+	node := r.URL.Query().Get("node")
+	s.log.Info("drain requested", "remote", r.RemoteAddr, "node", cmp.Or(node, s.cfg.Node))
+	var info NodeInfo
+	switch {
+	case node == "" || node == s.cfg.Node:
+		s.drain()
+		info = s.self()
+	case s.drainAt == nil:
+		s.writeError(w, r, errorf(http.StatusNotFound, "no node %q: this node runs alone", node))
+		return
+	default:
+		var err error
+		if info, err = s.drainAt(r.Context(), node); errors.Is(err, ErrNoNode) {
+			s.writeError(w, r, errorf(http.StatusNotFound, "no live node %q", node))
+			return
+		} else if err != nil {
+			s.writeError(w, r, clusterDown(err))
+			return
+		}
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"node": info,
 		"drain_period_ms": s.cfg.Gateway.DrainPeriod.Milliseconds()})
 }
 

@@ -121,6 +121,10 @@ type Options struct {
 	// Drain starts draining this node (POST /v1/admin/drain); it returns at
 	// once, and calling it again does nothing.
 	Drain func()
+	// DrainNode, in a cluster, asks another node to drain and returns it
+	// as it is then (ErrNoNode: no live node of that name). Nil: this node
+	// only.
+	DrainNode func(ctx context.Context, node string) (NodeInfo, error)
 	// Peers, in a cluster, describes the other live nodes; /v1/dispatch
 	// lists them after this node. Nil: this node only.
 	Peers func(context.Context) ([]NodeInfo, error)
@@ -140,6 +144,7 @@ type Server struct {
 	store   Store
 	self    func() NodeInfo
 	drain   func()
+	drainAt func(ctx context.Context, node string) (NodeInfo, error)
 	peers   func(context.Context) ([]NodeInfo, error)
 	stats   func(context.Context) ([]NodeStats, error)
 	metrics *metrics.Metrics
@@ -166,7 +171,7 @@ func New(o Options) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, drain: o.Drain, peers: o.Peers, stats: o.Stats, metrics: o.Metrics,
+	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, drain: o.Drain, drainAt: o.DrainNode, peers: o.Peers, stats: o.Stats, metrics: o.Metrics,
 		log: log, mux: http.NewServeMux()}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.HandleFunc("POST /v1/push", s.handlePush)

@@ -29,6 +29,7 @@ const (
 	opOnline          = "online"           // how many of Devices are online in App
 	opDevice          = "device"           // describe Devices[0]'s connection in App (reply.Device)
 	opStats           = "stats"            // this node's figures (reply.Stats)
+	opDrain           = "drain"            // start draining this node (reply.Node: as it is then)
 )
 
 // request is one bus message to a node; its answer is a reply.
@@ -46,6 +47,7 @@ type reply struct {
 	N      int                 `json:"n"`
 	Device *gateway.DeviceInfo `json:"device,omitempty"` // opDevice
 	Stats  *api.NodeStats      `json:"stats,omitempty"`  // opStats
+	Node   *api.NodeInfo       `json:"node,omitempty"`   // opDrain
 	Error  string              `json:"error,omitempty"`
 }
 
@@ -72,9 +74,15 @@ func (n *Node) serveRequest(msg *nats.Msg) {
 // answer runs req on this node's gateway: how many connections it reached,
 // or for opDevice the device's connection.
 func (n *Node) answer(req *request) (reply, error) {
-	if req.Op == opStats {
+	switch req.Op {
+	case opStats:
 		st := n.opts.Stats()
 		return reply{Stats: &st}, nil
+	case opDrain:
+		n.log.Info("drain requested by another node")
+		n.drain()
+		self := n.opts.Self()
+		return reply{Node: &self}, nil
 	}
 	if req.Op == opDevice {
 		if len(req.Devices) != 1 {

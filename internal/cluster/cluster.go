@@ -19,6 +19,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -56,8 +57,9 @@ type Node struct {
 	nc    *nats.Conn
 
 	// Set by Serve, before the bus is subscribed.
-	gw  *gateway.Gateway
-	sub *nats.Subscription
+	gw    *gateway.Gateway
+	drain func() // starts draining this node
+	sub   *nats.Subscription
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -107,10 +109,11 @@ func Open(o Options) (*Node, error) {
 	return &Node{opts: o, log: o.Logger, redis: rc, nc: nc, stop: make(chan struct{})}, nil
 }
 
-// Serve subscribes to this node's bus subject, delivering to gw, takes
-// this node's lease and keeps renewing it.
-func (n *Node) Serve(gw *gateway.Gateway) error {
-	n.gw = gw
+// Serve subscribes to this node's bus subject, delivering to gw (and
+// another node's request to drain this one to drain), takes this node's
+// lease and keeps renewing it.
+func (n *Node) Serve(gw *gateway.Gateway, drain func()) error {
+	n.gw, n.drain = gw, drain
 	sub, err := n.nc.Subscribe(n.subject(n.opts.Node), n.serveRequest)
 	if err != nil {
 		return fmt.Errorf("cluster: subscribe: %w", err)
@@ -270,6 +273,23 @@ func (n *Node) Stats(ctx context.Context) ([]api.NodeStats, error) {
 	}
 	wg.Wait()
 	return slices.DeleteFunc(out, func(s api.NodeStats) bool { return s.Node == "" }), nil
+}
+
+// Drain asks node to drain, over the bus, and returns it as it is then;
+// api.ErrNoNode when no live node has that name.
+func (n *Node) Drain(ctx context.Context, node string) (api.NodeInfo, error) {
+	live, err := n.live(ctx)
+	if err != nil {
+		return api.NodeInfo{}, err
+	}
+	if !slices.Contains(live, node) {
+		return api.NodeInfo{}, api.ErrNoNode
+	}
+	out, err := n.request(ctx, node, &request{Op: opDrain})
+	if err != nil || out.Node == nil {
+		return api.NodeInfo{}, errors.Join(err, fmt.Errorf("cluster: node %s did not say it drains", node))
+	}
+	return *out.Node, nil
 }
 
 // Peers describes the other live nodes (as their leases last said), for

@@ -290,3 +290,29 @@ func TestClusterDispatch(t *testing.T) {
 		t.Fatalf("%d of 500 devices sent to the canary node; want about 100 (20%%)", canary)
 	}
 }
+
+// Any node drains another through POST /v1/admin/drain?node= (the
+// dashboard's buttons do): that node refuses logins with 4013 and says
+// draining; an unknown node is a 404, and on a single node any other name.
+func TestDrainAnotherNode(t *testing.T) {
+	nodes := testserver.StartCluster(t, 2, withOpsToken, func(c *config.Config) { c.Gateway.DrainPeriod = time.Second })
+	status, out := nodes[0].Call(http.MethodPost, "/v1/admin/drain?node=n2", opsToken, nil)
+	if node, _ := out["node"].(map[string]any); status != http.StatusAccepted || node["node"] != "n2" || node["state"] != "draining" {
+		t.Fatalf("drain n2 through n1: %d %v", status, out)
+	}
+	c := rawDial(t, nodes[1], client.TCP)
+	c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(nodes[1].Token("late", ""))}, time.Second)
+	if f := readUntil(t, c, protocol.OpError); f.Code != protocol.CodeDraining {
+		t.Fatalf("a login on the drained node: %+v", f)
+	}
+	if status, _ := nodes[0].Call(http.MethodPost, "/v1/admin/drain?node=n9", opsToken, nil); status != http.StatusNotFound {
+		t.Errorf("an unknown node: %d", status)
+	}
+	if status, _ := nodes[0].Call(http.MethodGet, "/v1/admin/nodes", opsToken, nil); status != http.StatusOK {
+		t.Errorf("n1 after draining n2: %d", status)
+	}
+	single := testserver.Start(t, withOpsToken)
+	if status, _ := single.Call(http.MethodPost, "/v1/admin/drain?node=n2", opsToken, nil); status != http.StatusNotFound {
+		t.Errorf("another node on a single node: %d", status)
+	}
+}

@@ -126,22 +126,6 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		gwOpts.TLS, gwOpts.TLSRequired = keypair.Config(), cfg.TLS.Required
 	}
 	gw = gateway.New(gwOpts)
-	fanout := api.Local(gw)
-	if node != nil {
-		if err := node.Serve(gw); err != nil {
-			node.Close()
-			st.Close()
-			gwLn.Close()
-			apiLn.Close()
-			return nil, err
-		}
-		fanout = node
-	}
-	ao := api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Self: self,
-		Stats: func(context.Context) ([]api.NodeStats, error) { return []api.NodeStats{selfStats()}, nil }}
-	if node != nil {
-		ao.Peers, ao.Stats = node.Peers, node.Stats
-	}
 	s := &Server{
 		cfg:      cfg,
 		apps:     apps,
@@ -159,7 +143,22 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 		stopScheduler: make(chan struct{}),
 	}
-	ao.Drain = s.StartDrain
+	fanout := api.Local(gw)
+	if node != nil {
+		if err := node.Serve(gw, s.StartDrain); err != nil {
+			node.Close()
+			st.Close()
+			gwLn.Close()
+			apiLn.Close()
+			return nil, err
+		}
+		fanout = node
+	}
+	ao := api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Self: self,
+		Drain: s.StartDrain, Stats: func(context.Context) ([]api.NodeStats, error) { return []api.NodeStats{selfStats()}, nil }}
+	if node != nil {
+		ao.Peers, ao.Stats, ao.DrainNode = node.Peers, node.Stats, node.Drain
+	}
 	a := api.New(ao)
 	web.Dashboard(a)
 	if cfg.Demo {

@@ -92,7 +92,7 @@ test('the dashboard asks for the ops token, then shows live figures, kicks and p
   const ends = [];
   for (const c of clients.slice(1)) c.on('disconnected', (why) => ends.push(why.code));
   page.on('dialog', (d) => d.accept());
-  await page.click('#drain');
+  await page.click('[data-drain="n1"]');
   await page.locator('#node-out', { hasText: '"state": "draining"' }).waitFor();
   await eventually(() => server.proc.exitCode !== null, 'the drained node to exit', 20000);
   assert.equal(server.proc.exitCode, 0);

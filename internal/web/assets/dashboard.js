@@ -115,10 +115,10 @@ function drawNodes(nodes) {
     const one = view([n]);
     const conns = one.gauge('longlink_connections');
     const rss = one.gauge('process_resident_memory_bytes');
-    // This node is the first; the others' own dashboards drain them.
-    const link = i === 0 ? 'this node' : el('a', { href: `${n.api}/dashboard` }, 'its dashboard');
+    const drain = el('button', { class: 'danger', 'data-drain': n.node }, i === 0 ? 'Drain (this node)' : 'Drain');
+    drain.onclick = () => drainNode(n.node);
     return [n.node, n.state, int(conns), pct(one.rate('process_cpu_seconds_total')), bytes(rss), conns > 0 ? bytes(rss / conns) : '–',
-      int(one.gauge('go_goroutines')), secs(gcPauseMax(n)), new Date(n.started_at).toLocaleString(), link];
+      int(one.gauge('go_goroutines')), secs(gcPauseMax(n)), new Date(n.started_at).toLocaleString(), drain];
   }));
 }
 
@@ -207,10 +207,11 @@ $('#push').addEventListener('click', () => {
   const { app, device, data, stored } = deviceForm();
   if (device) show($('#device-out'), () => call('POST', '/v1/admin/push', { app, devices: [device], data, ttl: stored ? 3600 : 0 }));
 });
-$('#drain').addEventListener('click', () => {
-  if (!confirm('Drain this node? Its devices move to the other nodes, then it exits.')) return;
+// drainNode drains a node of the cluster (this one, or another through it).
+function drainNode(node) {
+  if (!confirm(`Drain ${node}? Its devices move to the other nodes, then it exits.`)) return;
   $('#node-out').hidden = false;
-  show($('#node-out'), () => call('POST', '/v1/admin/drain'));
-});
+  show($('#node-out'), () => call('POST', `/v1/admin/drain?node=${encodeURIComponent(node)}`));
+}
 
 refresh();
