@@ -32,10 +32,19 @@ func (s *Store) Done(ctx context.Context, app, id string) error {
 	return err
 }
 
-// ClaimDue claims up to limit pushes due at now for lease.
+// ClaimDue claims up to limit pushes due at now for lease. When none is
+// due (most of the time) it only reads.
 func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.Scheduled, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixDue), UpperBound: dueEnd(now)})
+	if err != nil {
+		return nil, fmt.Errorf("store claim: %w", err)
+	}
+	due := it.First()
+	if err := it.Close(); err != nil || !due {
+		return nil, err
+	}
 	o := &op{kind: opClaim, n: limit, lease: lease}
-	err := s.do(ctx, o)
+	err = s.do(ctx, o)
 	return o.sched, err
 }
 
@@ -73,6 +82,11 @@ func dueKey(at time.Time, app, id string) []byte {
 	return append(append(append(k, app...), 0), id...)
 }
 
+// dueEnd bounds the index's keys due at now.
+func dueEnd(now time.Time) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixDue), uint64(now.UnixMilli())+1)
+}
+
 func (s *Store) applySchedule(b *pebble.Batch, o *op) error {
 	o.durable = true
 	p := o.sched[0]
@@ -98,9 +112,7 @@ func (s *Store) applyUnschedule(b *pebble.Batch, o *op) error {
 // applyClaim moves each due push's time to the end of its claim, so that
 // no other claim takes it before then, and returns it with its time.
 func (s *Store) applyClaim(b *pebble.Batch, o *op, now time.Time) error {
-	o.durable = true
-	it, err := b.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixDue),
-		UpperBound: binary.BigEndian.AppendUint64([]byte(prefixDue), uint64(now.UnixMilli())+1)})
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixDue), UpperBound: dueEnd(now)})
 	if err != nil {
 		return err
 	}
@@ -112,6 +124,7 @@ func (s *Store) applyClaim(b *pebble.Batch, o *op, now time.Time) error {
 		return err
 	}
 	until := now.Add(o.lease)
+	o.durable = len(due) > 0 // a claim must outlive a crash; looking and finding none writes nothing
 	for _, dk := range due {
 		app, id, _ := bytes.Cut(dk[len(prefixDue)+8:], []byte{0})
 		b.Delete(dk, nil)
