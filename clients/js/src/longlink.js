@@ -2,9 +2,10 @@
 // WebSocket (the longlink.json subprotocol), for browsers and Node.js 20+.
 // It finds the gateway through dispatch, logs in (one app or several),
 // keeps the negotiated heartbeat, reconnects with jittered backoff, resumes
-// stored messages from the last seq it handled, acks them in batches, drops
-// repeats by id, refreshes tokens through a token function, follows a
-// draining node's redirect, and sends client-quality stats.
+// stored messages from the last seq it acked (stored broadcasts by bseq),
+// acks them in batches, drops repeats by id, refreshes tokens through a
+// token function, follows a draining node's redirect, and sends
+// client-quality stats.
 // No runtime dependencies. The wire format is docs/protocol.md.
 
 /** Close and error codes (docs/protocol.md). */
