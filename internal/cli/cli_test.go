@@ -307,3 +307,23 @@ func TestTLSCommands(t *testing.T) {
 		t.Fatalf("listen --tls without --ca: exit %d, %q", code, errOut.String())
 	}
 }
+
+// listen prints a push's seq, or a stored broadcast's bseq, and binary data
+// as base64.
+func TestPrintPush(t *testing.T) {
+	for _, c := range []struct {
+		p    client.Push
+		want string
+	}{
+		{client.Push{App: "demo", ID: "m1", Data: []byte("hi")}, "[demo] id=m1 hi\n"},
+		{client.Push{App: "demo", ID: "m2", Seq: 3, Data: []byte("kept")}, "[demo] id=m2 seq=3 kept\n"},
+		{client.Push{App: "demo", ID: "b1", BSeq: 7, Data: []byte("to all")}, "[demo] id=b1 bseq=7 to all\n"},
+		{client.Push{App: "demo", ID: "m3", Data: []byte{0xff}}, "[demo] id=m3 base64:/w==\n"},
+	} {
+		var b bytes.Buffer
+		printPush(&b, c.p)
+		if b.String() != c.want {
+			t.Errorf("%+v: %q, want %q", c.p, b.String(), c.want)
+		}
+	}
+}

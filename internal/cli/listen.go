@@ -113,16 +113,20 @@ func isWSURL(addr string) bool {
 	return strings.HasPrefix(addr, "ws://") || strings.HasPrefix(addr, "wss://")
 }
 
-// printPush prints one push per line: app, id, seq when stored, and the data
-// (as text when it is UTF-8, else base64).
+// printPush prints one push per line: app, id, seq (or bseq, for a stored
+// broadcast) when stored, and the data (as text when it is UTF-8, else
+// base64).
 func printPush(w io.Writer, p client.Push) {
 	data := string(p.Data)
 	if !utf8.Valid(p.Data) {
 		data = "base64:" + base64.StdEncoding.EncodeToString(p.Data)
 	}
-	if p.Seq > 0 {
+	switch {
+	case p.Seq > 0:
 		fmt.Fprintf(w, "[%s] id=%s seq=%d %s\n", p.App, p.ID, p.Seq, data)
-		return
+	case p.BSeq > 0:
+		fmt.Fprintf(w, "[%s] id=%s bseq=%d %s\n", p.App, p.ID, p.BSeq, data)
+	default:
+		fmt.Fprintf(w, "[%s] id=%s %s\n", p.App, p.ID, data)
 	}
-	fmt.Fprintf(w, "[%s] id=%s %s\n", p.App, p.ID, data)
 }
