@@ -75,22 +75,6 @@ func (l local) Device(app, device string) (*gateway.DeviceInfo, error) {
 	return l.g.Device(app, device), nil
 }
 
-// Store keeps stored messages and idempotency keys. *store.Store is one.
-type Store interface {
-	Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error)
-	AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error)
-	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
-	Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error)
-	Broadcasts(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error)
-	Tag(ctx context.Context, app string, devices, add, remove []string) error
-	Schedule(ctx context.Context, p store.Scheduled) error
-	Scheduled(ctx context.Context, app string, limit int) ([]store.Scheduled, error)
-	Unschedule(ctx context.Context, app, id string) (bool, error)
-	ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.Scheduled, error)
-	Done(ctx context.Context, app, id string) error
-	TagDevices(ctx context.Context, app string, q store.TagQuery) ([]string, error)
-}
-
 // A node's states.
 const (
 	StateServing  = "serving"
@@ -115,7 +99,7 @@ type Options struct {
 	Config *config.Config   // validated; its apps are not used (see Apps)
 	Apps   *config.LiveApps // the apps, swapped on reload
 	Fanout Fanout
-	Store  Store
+	Store  store.Store
 	// Self describes this node now.
 	Self func() NodeInfo
 	// Drain starts draining this node (POST /v1/admin/drain); it returns at
@@ -141,7 +125,7 @@ type Server struct {
 	cfg     *config.Config
 	apps    *config.LiveApps
 	fanout  Fanout
-	store   Store
+	store   store.Store
 	self    func() NodeInfo
 	drain   func()
 	drainAt func(ctx context.Context, node string) (NodeInfo, error)
