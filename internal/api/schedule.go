@@ -66,7 +66,7 @@ func (s *Server) FireDue(ctx context.Context) int {
 			s.log.Warn("scheduled push not made; it is tried again after its claim", "app", p.App, "id", p.ID, "err", err)
 			continue
 		}
-		if err := s.store.Done(ctx, p.App, p.ID); err != nil {
+		if _, err := s.store.Unschedule(ctx, p.App, p.ID); err != nil {
 			s.log.Warn("scheduled push made but not marked done; its key keeps it from going twice", "app", p.App, "id", p.ID, "err", err)
 		}
 	}

@@ -74,15 +74,14 @@ type Store interface {
 	// Scheduled lists app's scheduled pushes not yet done, by time, at most
 	// limit.
 	Scheduled(ctx context.Context, app string, limit int) ([]Scheduled, error)
-	// Unschedule removes app's scheduled push id, and reports whether it
-	// was there (not yet done).
+	// Unschedule removes app's scheduled push id (cancelled, or made),
+	// and reports whether it was there.
 	Unschedule(ctx context.Context, app, id string) (bool, error)
 	// ClaimDue returns up to limit pushes due at now, of every app, each
 	// claimed for lease: no other ClaimDue returns it until the lease
-	// ends (so that a claimer that dies does not lose it). Done removes it.
+	// ends (so that a claimer that dies does not lose it). Unschedule
+	// removes it once made.
 	ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Scheduled, error)
-	// Done removes a claimed push that was made.
-	Done(ctx context.Context, app, id string) error
 	// Close lets the operations already queued finish, and closes.
 	Close() error
 }

@@ -26,12 +26,6 @@ func (s *Store) Unschedule(ctx context.Context, app, id string) (bool, error) {
 	return o.n > 0, err
 }
 
-// Done removes a claimed push that was made.
-func (s *Store) Done(ctx context.Context, app, id string) error {
-	_, err := s.Unschedule(ctx, app, id)
-	return err
-}
-
 // ClaimDue claims up to limit pushes due at now for lease. When none is
 // due (most of the time) it only reads.
 func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.Scheduled, error) {

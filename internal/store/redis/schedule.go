@@ -87,12 +87,6 @@ func (s *Store) Unschedule(ctx context.Context, app, id string) (bool, error) {
 	return n == 1, nil
 }
 
-// Done implements store.Store.
-func (s *Store) Done(ctx context.Context, app, id string) error {
-	_, err := s.Unschedule(ctx, app, id)
-	return err
-}
-
 // ClaimDue implements store.Store.
 func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.Scheduled, error) {
 	ctx, cancel := s.call(ctx)

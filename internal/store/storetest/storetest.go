@@ -454,8 +454,8 @@ func testTags(e *env) {
 }
 
 // Scheduled pushes are listed per app by time, claimed once due (and
-// again only when a claim's lease ran out without Done), removed by Done
-// or Unschedule, and survive a reopen.
+// again only when a claim's lease ran out before Unschedule), and survive
+// a reopen.
 func testSchedule(e *env) {
 	s := e.store()
 	at := func(d time.Duration) time.Time { return e.clock.Now().Add(d).Truncate(time.Millisecond) }
@@ -493,7 +493,7 @@ func testSchedule(e *env) {
 	if again, _ := s.ClaimDue(ctx, e.clock.Now(), time.Minute, 10); len(again) != 0 {
 		e.t.Fatalf("claimed twice within the lease: %+v", again)
 	}
-	s.Done(ctx, "demo", "soon")
+	s.Unschedule(ctx, "demo", "soon")
 
 	// other's claimer died: its lease runs out and it is claimed again;
 	// the store survives a reopen meanwhile.
@@ -503,7 +503,7 @@ func testSchedule(e *env) {
 	if again, _ := s.ClaimDue(ctx, e.clock.Now(), time.Minute, 10); len(again) != 1 || again[0].App != "other" {
 		e.t.Fatalf("after the lease: %+v", again)
 	}
-	s.Done(ctx, "other", "soon")
+	s.Unschedule(ctx, "other", "soon")
 	if list, _ := s.Scheduled(ctx, "demo", 10); len(list) != 1 || list[0].ID != "later" {
 		e.t.Fatalf("left: %+v", list)
 	}
