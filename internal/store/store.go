@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/longlink/longlink/internal/metrics"
@@ -97,6 +99,39 @@ type Scheduled struct {
 // TagQuery selects devices by their tags.
 type TagQuery struct {
 	Any, All, Not []string
+}
+
+// Select evaluates q with a backend's sets: set(tags, false) is the union
+// of those tags' devices, set(tags, true) their intersection. It returns
+// the union of Any's (if given), within the intersection of All's (if
+// given), less the union of Not's, sorted.
+func (q TagQuery) Select(set func(tags []string, all bool) (map[string]bool, error)) ([]string, error) {
+	var sel map[string]bool
+	for _, part := range []struct {
+		tags []string
+		all  bool
+	}{{q.Any, false}, {q.All, true}} {
+		if len(part.tags) == 0 {
+			continue
+		}
+		ds, err := set(part.tags, part.all)
+		if err != nil {
+			return nil, err
+		}
+		if sel == nil {
+			sel = ds
+		} else {
+			maps.DeleteFunc(sel, func(d string, _ bool) bool { return !ds[d] })
+		}
+	}
+	if len(q.Not) > 0 {
+		not, err := set(q.Not, false)
+		if err != nil {
+			return nil, err
+		}
+		maps.DeleteFunc(sel, func(d string, _ bool) bool { return not[d] })
+	}
+	return slices.Sorted(maps.Keys(sel)), nil
 }
 
 // ErrTooManyTags fails a Tag that would give a device more than MaxTags.

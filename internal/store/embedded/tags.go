@@ -3,7 +3,6 @@ package embedded
 import (
 	"context"
 	"maps"
-	"slices"
 
 	"github.com/cockroachdb/pebble"
 
@@ -57,45 +56,28 @@ func (s *Store) applyTag(b *pebble.Batch, o *op) error {
 	return nil
 }
 
-// applyTagDevices answers a tag query from the tag -> devices index: the
-// union of Any's, intersected with each of All's, less each of Not's.
+// applyTagDevices answers a tag query from the tag -> devices index, one
+// scan per tag.
 func (s *Store) applyTagDevices(b *pebble.Batch, o *op) error {
-	app, q := o.msg.App, o.query
-	devicesOf := func(tag string) (map[string]bool, error) {
-		return scanNames(b, append(key(prefixTag, app, tag), 0))
-	}
-	var sel map[string]bool
-	for _, t := range q.Any {
-		ds, err := devicesOf(t)
-		if err != nil {
-			return err
+	var err error
+	o.devices, err = o.query.Select(func(tags []string, all bool) (map[string]bool, error) {
+		var set map[string]bool
+		for _, t := range tags {
+			ds, err := scanNames(b, append(key(prefixTag, o.msg.App, t), 0))
+			switch {
+			case err != nil:
+				return nil, err
+			case set == nil:
+				set = ds
+			case all:
+				maps.DeleteFunc(set, func(d string, _ bool) bool { return !ds[d] })
+			default:
+				maps.Copy(set, ds)
+			}
 		}
-		if sel == nil {
-			sel = ds
-		} else {
-			maps.Copy(sel, ds)
-		}
-	}
-	for _, t := range q.All {
-		ds, err := devicesOf(t)
-		if err != nil {
-			return err
-		}
-		if sel == nil && len(q.Any) == 0 {
-			sel = ds
-			continue
-		}
-		maps.DeleteFunc(sel, func(d string, _ bool) bool { return !ds[d] })
-	}
-	for _, t := range q.Not {
-		ds, err := devicesOf(t)
-		if err != nil {
-			return err
-		}
-		maps.DeleteFunc(sel, func(d string, _ bool) bool { return ds[d] })
-	}
-	o.devices = slices.Sorted(maps.Keys(sel))
-	return nil
+		return set, nil
+	})
+	return err
 }
 
 // scanNames returns the last parts of the keys under prefix p (a set kept

@@ -3,8 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 
 	"github.com/redis/rueidis"
@@ -71,52 +69,34 @@ func (s *Store) Tag(ctx context.Context, app string, devices, add, remove []stri
 	return nil
 }
 
-// TagDevices implements store.Store: the union of Any's sets, intersected
-// with All's, less Not's, each one round trip.
+// TagDevices implements store.Store: each of Any's, All's and Not's sets
+// is one round trip (SUNION, SINTER).
 func (s *Store) TagDevices(ctx context.Context, app string, q store.TagQuery) ([]string, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	read := func(tags []string, cmd func(keys ...string) rueidis.Completed) (map[string]bool, error) {
+	devices, err := q.Select(func(tags []string, all bool) (map[string]bool, error) {
 		keys := make([]string, len(tags))
 		for i, t := range tags {
 			keys[i] = s.key(app, "t", t)
 		}
-		members, err := s.client.Do(ctx, cmd(keys...)).AsStrSlice()
+		var cmd rueidis.Completed
+		if all {
+			cmd = s.client.B().Sinter().Key(keys...).Build()
+		} else {
+			cmd = s.client.B().Sunion().Key(keys...).Build()
+		}
+		members, err := s.client.Do(ctx, cmd).AsStrSlice()
 		if err != nil {
-			return nil, fmt.Errorf("store tag devices: %w", err)
+			return nil, err
 		}
 		set := make(map[string]bool, len(members))
 		for _, m := range members {
 			set[m] = true
 		}
 		return set, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store tag devices: %w", err)
 	}
-	union := func(keys ...string) rueidis.Completed { return s.client.B().Sunion().Key(keys...).Build() }
-	inter := func(keys ...string) rueidis.Completed { return s.client.B().Sinter().Key(keys...).Build() }
-	var sel map[string]bool
-	var err error
-	if len(q.Any) > 0 {
-		if sel, err = read(q.Any, union); err != nil {
-			return nil, err
-		}
-	}
-	if len(q.All) > 0 {
-		all, err := read(q.All, inter)
-		if err != nil {
-			return nil, err
-		}
-		if sel == nil {
-			sel = all
-		} else {
-			maps.DeleteFunc(sel, func(d string, _ bool) bool { return !all[d] })
-		}
-	}
-	if len(q.Not) > 0 {
-		not, err := read(q.Not, union)
-		if err != nil {
-			return nil, err
-		}
-		maps.DeleteFunc(sel, func(d string, _ bool) bool { return not[d] })
-	}
-	return slices.Sorted(maps.Keys(sel)), nil
+	return devices, nil
 }
