@@ -252,11 +252,14 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 		if err != nil {
 			return 0, err
 		}
-		if _, waiting, err := get(b, messageKey(m.App, device, old)); err != nil {
-			return 0, err
-		} else if old > 0 && waiting { // not acked, dropped or expired yet: replaced
-			b.Delete(messageKey(m.App, device, old), nil)
-			mb.count--
+		if old > 0 {
+			mk := messageKey(m.App, device, old)
+			if _, waiting, err := get(b, mk); err != nil {
+				return 0, err
+			} else if waiting { // not acked, dropped or expired yet: replaced
+				b.Delete(mk, nil)
+				mb.count--
+			}
 		}
 	}
 	mb.count++
