@@ -40,7 +40,6 @@ type session struct {
 	app    string
 	user   string
 	groups []string // what the device may join itself (auth.Claims.Groups)
-	tags   []string // added to the device's tags at login (auth.Claims.Tags)
 
 	expiry expiry // its place in the gateway's expiries (4011 when its token expires)
 
@@ -458,6 +457,7 @@ func (c *conn) login(f *protocol.Frame) error {
 		return protocol.Errorf(protocol.CodeBadFrame, "last_bseqs has %d entries for %d tokens", len(f.LastBSeqs), len(tokens))
 	}
 	sessions := make([]session, len(tokens))
+	acks := make([]loginAck, len(tokens)) // for the sync loop, before it delivers
 	expires := make([]time.Time, len(tokens))
 	var device string
 	for i, t := range tokens {
@@ -475,10 +475,10 @@ func (c *conn) login(f *protocol.Frame) error {
 			}
 		}
 		sessions[i].app, sessions[i].user, sessions[i].groups, sessions[i].catchUp = claims.App, claims.User, claims.Groups, true
-		sessions[i].tags = claims.Tags
 		if len(f.LastBSeqs) > 0 { // the store clamps it (at the ack, and when reading after it)
 			sessions[i].byBSeq, sessions[i].sentBSeq = true, f.LastBSeqs[i]
 		}
+		acks[i].tags, acks[i].bseq = claims.Tags, sessions[i].sentBSeq
 		expires[i] = claims.Expires
 	}
 	c.device, c.heartbeat, c.since = device, g.grantHeartbeat(f.Heartbeat), time.Now().UnixNano()
@@ -489,6 +489,7 @@ func (c *conn) login(f *protocol.Frame) error {
 		if s.sentSeq, err = c.clampSeq(s.app, seqs[i]); err != nil {
 			return err
 		}
+		acks[i].seq = s.sentSeq
 		welcome.Apps = append(welcome.Apps, []byte(s.app))
 		g.mailboxes.Bind(s.app, device, s.user)
 	}
@@ -509,7 +510,7 @@ func (c *conn) login(f *protocol.Frame) error {
 	// meanwhile behind the welcome.
 	c.pushLocked(c.kind.encode(nil, welcome))
 	c.writing = true
-	c.startSyncLocked(true)
+	c.startSyncLocked(acks)
 	c.mu.Unlock()
 
 	g.forgetPending(c)

@@ -32,7 +32,7 @@ func (c *conn) sendStored(app string, seq uint64, b []byte) bool {
 	if c.syncing || seq != s.sentSeq+1 {
 		if seq > s.sentSeq {
 			c.dirty = true
-			c.startSyncLocked(false)
+			c.startSyncLocked(nil)
 		}
 		c.mu.Unlock()
 		return true
@@ -67,7 +67,7 @@ func (c *conn) sendBroadcast(app string, m *Message) (took, now bool) {
 	}
 	if !s.byBSeq || c.syncing || bseq != s.sentBSeq+1 {
 		s.catchUp, c.dirty = true, true
-		c.startSyncLocked(false)
+		c.startSyncLocked(nil)
 		c.mu.Unlock()
 		return true, false
 	}
@@ -89,19 +89,12 @@ type loginAck struct {
 	tags      []string
 }
 
-// startSyncLocked starts the sync loop unless it runs; at login, it first
-// acks each session's last_seq and last_bseq and adds its token's tags.
-// c.mu must be held.
-func (c *conn) startSyncLocked(login bool) {
+// startSyncLocked starts the sync loop unless it runs; at login (acks,
+// one per session), it first acks each session's last_seq and last_bseq
+// and adds its token's tags. c.mu must be held.
+func (c *conn) startSyncLocked(acks []loginAck) {
 	if !c.syncing {
 		c.syncing = true
-		var acks []loginAck
-		if login {
-			acks = make([]loginAck, len(c.sessions))
-			for i := range c.sessions {
-				acks[i] = loginAck{c.sessions[i].sentSeq, c.sessions[i].sentBSeq, c.sessions[i].tags}
-			}
-		}
 		c.gw.track(func() { c.syncMailbox(acks) })
 	}
 }
@@ -109,9 +102,8 @@ func (c *conn) startSyncLocked(login bool) {
 // syncMailbox delivers each session's broadcasts and mailbox after what was
 // sent, in order, until nothing new came meanwhile: at login (replay, after
 // acking the client's last_seqs and last_bseqs and adding its token's
-// tags), when the app's broadcast
-// log grew, and whenever a stored message could not go straight to the
-// queue.
+// tags), when the app's broadcast log grew, and whenever a stored message
+// could not go straight to the queue.
 func (c *conn) syncMailbox(acks []loginAck) {
 	for i, a := range acks {
 		if a.seq > 0 {
