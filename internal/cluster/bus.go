@@ -167,13 +167,23 @@ func (n *Node) send(ctx context.Context, node string, b []byte) (reply, error) {
 }
 
 // each runs a request on every node of reqs at once, and returns the sum
-// of their answers. A request for several nodes is encoded once. A node
-// that does not answer is counted as reaching none and logged: the push
-// reached the others.
+// of their answers. A node that does not answer is counted as reaching
+// none (see replies): the push reached the others.
 func (n *Node) each(ctx context.Context, reqs map[string]*request) int {
+	total := 0
+	for _, out := range n.replies(ctx, reqs) {
+		total += out.N
+	}
+	return total
+}
+
+// replies runs a request on every node of reqs at once, and returns the
+// answers of those that answered; the others are logged. A request for
+// several nodes is encoded once.
+func (n *Node) replies(ctx context.Context, reqs map[string]*request) map[string]reply {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	total := 0
+	answers := make(map[string]reply, len(reqs))
 	encoded := make(map[*request][]byte)
 	for node, req := range reqs {
 		if node == n.opts.Node || encoded[req] != nil {
@@ -197,10 +207,10 @@ func (n *Node) each(ctx context.Context, reqs map[string]*request) int {
 				return
 			}
 			mu.Lock()
-			total += out.N
+			answers[node] = out
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return total
+	return answers
 }

@@ -253,26 +253,20 @@ func (n *Node) Stats(ctx context.Context) ([]api.NodeStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(peers, func(a, b api.NodeInfo) int { return cmp.Compare(a.Node, b.Node) })
-	out := make([]api.NodeStats, 1+len(peers))
-	out[0] = n.opts.Stats()
 	ctx, cancel := context.WithTimeout(ctx, min(statsTimeout, n.opts.Timeout))
 	defer cancel()
-	var wg sync.WaitGroup
-	for i, p := range peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := n.request(ctx, p.Node, &request{Op: opStats})
-			if err != nil || r.Stats == nil {
-				n.log.Warn("cluster: a node's figures were not read", "node", p.Node, "err", err)
-				return
-			}
-			out[1+i] = *r.Stats
-		}()
+	req, reqs := &request{Op: opStats}, make(map[string]*request, len(peers))
+	for _, p := range peers {
+		reqs[p.Node] = req
 	}
-	wg.Wait()
-	return slices.DeleteFunc(out, func(s api.NodeStats) bool { return s.Node == "" }), nil
+	var others []api.NodeStats
+	for _, r := range n.replies(ctx, reqs) {
+		if r.Stats != nil {
+			others = append(others, *r.Stats)
+		}
+	}
+	slices.SortFunc(others, func(a, b api.NodeStats) int { return cmp.Compare(a.Node, b.Node) })
+	return append([]api.NodeStats{n.opts.Stats()}, others...), nil
 }
 
 // Drain asks node to drain, over the bus, and returns it as it is then;
