@@ -157,14 +157,8 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 // pushOnline hands the message to the connections live now; with an id, the
 // key is recorded (durably) first so that a repeat sends nothing.
 func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string, f protocol.Frame) (pushResponse, error) {
-	if req.ID != "" {
-		res, err := s.store.Append(ctx, nil, store.Message{App: req.App, ID: string(f.ID)}, req.ID)
-		if err != nil {
-			return pushResponse{}, unavailable(err)
-		}
-		if res.Dup {
-			return duplicate(res), nil
-		}
+	if first, used, err := s.keyUsed(ctx, req, string(f.ID)); err != nil || used {
+		return pushResponse{ID: first, Duplicate: used}, err
 	}
 	m := gateway.NewMessage(&f)
 	var online int
@@ -228,6 +222,21 @@ func (s *Server) reserve(app string, size int64) (release func(), err error) {
 			"app %s has %d bytes of stored pushes being written (limits.app_pending_bytes); retry shortly", app, l.AppPendingBytes)
 	}
 	return func() { n.Add(-size) }, nil
+}
+
+// keyUsed records req's idempotency key (if it has one) for the message
+// id, durably, and reports whether the key was used before, and by which
+// message. Pushes that store nothing use it (stored pushes record the key
+// with their message).
+func (s *Server) keyUsed(ctx context.Context, req *pushRequest, id string) (first string, used bool, err error) {
+	if req.ID == "" {
+		return "", false, nil
+	}
+	res, err := s.store.Append(ctx, nil, store.Message{App: req.App, ID: id}, req.ID)
+	if err != nil {
+		return "", false, unavailable(err)
+	}
+	return res.ID, res.Dup, nil
 }
 
 func duplicate(res store.Appended) pushResponse { return pushResponse{ID: res.ID, Duplicate: true} }

@@ -34,14 +34,10 @@ func (s *Server) schedule(ctx context.Context, req *pushRequest) (map[string]any
 		return nil, errorf(http.StatusBadRequest, "at must be in the future, and within api.max_ttl (%s); leave it out to push now", s.cfg.API.MaxTTL)
 	}
 	id := s.newMessageID()
-	if req.ID != "" { // a repeated key schedules nothing again
-		res, err := s.store.Append(ctx, nil, store.Message{App: req.App, ID: id}, req.ID)
-		if err != nil {
-			return nil, unavailable(err)
-		}
-		if res.Dup {
-			return map[string]any{"id": res.ID, "duplicate": true}, nil
-		}
+	if first, used, err := s.keyUsed(ctx, req, id); err != nil {
+		return nil, err
+	} else if used { // a repeated key schedules nothing again
+		return map[string]any{"id": first, "duplicate": true}, nil
 	}
 	next := *req
 	next.At, next.ID = "", "scheduled:"+id

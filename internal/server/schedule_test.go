@@ -95,3 +95,22 @@ func TestClusterScheduledPushFiresOnce(t *testing.T) {
 	nodes[1].Push(map[string]any{"devices": []string{"d1"}, "data": "after"})
 	d.expect(t, "after")
 }
+
+// A scheduling call with an idempotency key schedules nothing again: its
+// repeat answers the first id, and one push is kept.
+func TestScheduledPushIdempotent(t *testing.T) {
+	ts := testserver.Start(t)
+	body := func() map[string]any {
+		return map[string]any{"devices": []string{"d1"}, "data": "once", "ttl": 60, "id": "campaign-7"}
+	}
+	first := schedule(t, ts, time.Hour, body())
+	b := body()
+	b["app"], b["at"] = "demo", time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
+	status, out := ts.Call(http.MethodPost, "/v1/push", testserver.Demo.APIKey, b)
+	if status != http.StatusAccepted || out["id"] != first || out["duplicate"] != true {
+		t.Fatalf("repeat: %d %v, want the first id %s", status, out, first)
+	}
+	if _, out := ts.Call(http.MethodGet, "/v1/messages?app=demo&state=scheduled", testserver.Demo.APIKey, nil); len(out["messages"].([]any)) != 1 {
+		t.Fatalf("scheduled: %v", out)
+	}
+}
