@@ -18,62 +18,39 @@ func (c *conn) liveInLocked(app string) bool {
 	return ok && c.state == stateLive
 }
 
-// sendStored hands a connection the stored message seq of app, encoded in
-// b. It goes straight to the queue when it is the very next seq of that app
-// and no sync runs; otherwise the sync loop delivers it from the mailbox, in
-// order. It reports whether the connection is live in app to take it.
-func (c *conn) sendStored(app string, seq uint64, b []byte) bool {
-	c.mu.Lock()
-	s, ok := c.session(app)
-	if !ok || c.state != stateLive {
-		c.mu.Unlock()
-		return false
-	}
-	if c.syncing || seq != s.sentSeq+1 {
-		if seq > s.sentSeq {
-			c.dirty = true
-			c.startSyncLocked(nil)
-		}
-		c.mu.Unlock()
-		return true
-	}
-	ok, full := c.enqueueLocked(b)
-	if ok {
-		s.sentSeq = seq
-	}
-	c.mu.Unlock()
-	if full {
-		c.closeTooSlow()
-	}
-	if ok {
-		c.gw.delivered(app, 1)
-	}
-	return ok
-}
-
-// sendBroadcast hands a connection the stored broadcast m of app. It goes
-// straight to the queue when it is the very next entry of the app's log
-// for this connection and no sync runs; otherwise the sync loop reads the
-// log (or, for a client that takes broadcasts by seq, copies it into the
-// device's mailbox) and delivers it. took reports that the connection is
-// live in app to receive it; now, that it was queued here.
-func (c *conn) sendBroadcast(app string, m *Message) (took, now bool) {
-	bseq := m.frame.BSeq
+// sendNext hands a connection stored message n of app, encoded in b: n is
+// a seq of the device's mailbox, or with broadcast a bseq of the app's
+// broadcast log. It goes straight to the queue when it is the very next
+// of that stream for this connection and no sync runs; otherwise the sync
+// loop delivers it, in order (for a client that takes broadcasts by seq,
+// copied into its mailbox first). took reports that the connection is live
+// in app to take it; now, that it was queued here.
+func (c *conn) sendNext(app string, n uint64, broadcast bool, b []byte) (took, now bool) {
 	c.mu.Lock()
 	s, ok := c.session(app)
 	if !ok || c.state != stateLive {
 		c.mu.Unlock()
 		return false, false
 	}
-	if !s.byBSeq || c.syncing || bseq != s.sentBSeq+1 {
-		s.catchUp, c.dirty = true, true
-		c.startSyncLocked(nil)
+	sent := &s.sentSeq
+	if broadcast {
+		sent = &s.sentBSeq
+	}
+	if c.syncing || n != *sent+1 || broadcast && !s.byBSeq {
+		switch {
+		case broadcast:
+			s.catchUp, c.dirty = true, true
+			c.startSyncLocked(nil)
+		case n > *sent:
+			c.dirty = true
+			c.startSyncLocked(nil)
+		}
 		c.mu.Unlock()
 		return true, false
 	}
-	now, full := c.enqueueLocked(m.bytes(c.kind))
+	now, full := c.enqueueLocked(b)
 	if now {
-		s.sentBSeq = bseq
+		*sent = n
 	}
 	c.mu.Unlock()
 	if full {

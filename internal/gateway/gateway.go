@@ -293,23 +293,41 @@ func (g *Gateway) Broadcast(app string, m *Message) int {
 	return f.done(g, app)
 }
 
+// storedReach counts a stored message's connections: those that take it,
+// and those it was queued to at once (the others get it from their sync
+// loop, which counts its deliveries itself).
+type storedReach struct{ took, queued int }
+
+func (r *storedReach) add(took, now bool) {
+	if took {
+		r.took++
+	}
+	if now {
+		r.queued++
+	}
+}
+
+// done counts the deliveries for app and returns how many connections
+// take it.
+func (r *storedReach) done(g *Gateway, app string) int {
+	g.delivered(app, r.queued)
+	return r.took
+}
+
 // PushStored hands the stored message f to the connections of devices,
 // each with its own seq (seqs[i] for devices[i]), and returns how many
-// devices are online to receive it now. Stored frames are counted as
-// delivered where they are queued (sendStored, syncMailbox).
+// devices are online to receive it now.
 func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) int {
-	n := 0
+	var r storedReach
 	for i, d := range devices {
 		c := g.hub.lookup(app, d)
 		if c == nil {
 			continue
 		}
 		f.Seq = seqs[i]
-		if c.sendStored(app, f.Seq, c.kind.encode(nil, &f)) {
-			n++
-		}
+		r.add(c.sendNext(app, f.Seq, false, c.kind.encode(nil, &f)))
 	}
-	return n
+	return r.done(g, app)
 }
 
 // BroadcastStored hands the stored broadcast m (its frame carries its
@@ -318,18 +336,10 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 // connection's broadcast log; otherwise from the log (or, for a client that
 // takes broadcasts by seq, copied into its mailbox) by its sync loop.
 func (g *Gateway) BroadcastStored(app string, m *Message) int {
-	n, queued := 0, 0
-	g.hub.eachAppConn(app, func(c *conn) {
-		took, now := c.sendBroadcast(app, m)
-		if took {
-			n++
-		}
-		if now {
-			queued++
-		}
-	})
-	g.delivered(app, queued)
-	return n
+	var r storedReach
+	bseq := m.frame.BSeq
+	g.hub.eachAppConn(app, func(c *conn) { r.add(c.sendNext(app, bseq, true, m.bytes(c.kind))) })
+	return r.done(g, app)
 }
 
 func (g *Gateway) delivered(app string, n int) {
