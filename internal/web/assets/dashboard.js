@@ -82,9 +82,12 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+// setRows fills a table's body; each cell takes its column header's class
+// (num: right-aligned).
 function setRows(table, rows) {
-  const body = $(`${table} tbody`);
-  body.replaceChildren(...rows.map((cells) => el('tr', {}, ...cells.map((c) => (c instanceof Node ? el('td', {}, c) : el('td', typeof c === 'string' && !/^[\d.,–%]/.test(c) ? {} : { class: 'num' }, String(c)))))));
+  const classes = [...document.querySelectorAll(`${table} thead th`)].map((th) => th.className);
+  const cell = (c, i) => el('td', classes[i] ? { class: classes[i] } : {}, c instanceof Node ? c : String(c));
+  $(`${table} tbody`).replaceChildren(...rows.map((cells) => el('tr', {}, ...cells.map(cell))));
 }
 
 function drawCharts(cluster, now) {
