@@ -188,7 +188,12 @@ func (s *Store) writeMessage(ctx context.Context, script *rueidis.Lua, m store.M
 func (s *Store) Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error) {
 	keys := make([]string, 0, 3*len(devices))
 	for _, d := range devices {
-		keys = append(keys, s.key(m.App, "s", d), s.key(m.App, "m", d), s.key(m.App, "k", d))
+		mailbox := s.key(m.App, "m", d)
+		collapse := mailbox // not touched without a collapse key: no key to build
+		if m.Collapse != "" {
+			collapse = s.key(m.App, "k", d)
+		}
+		keys = append(keys, s.key(m.App, "s", d), mailbox, collapse)
 	}
 	out, dup, err := s.writeMessage(ctx, appendScript, m, key, keys, strconv.Itoa(s.opts.MailboxLimit), s.ttl(m), m.Collapse)
 	if err != nil {

@@ -29,7 +29,8 @@ end
 //
 //	KEYS[1]       the idempotency key (unused when ARGV[2] is "")
 //	KEYS[3i-1]    device i's seq counter; KEYS[3i] its mailbox;
-//	KEYS[3i+1]    its collapse keys (hash: key -> seq)
+//	KEYS[3i+1]    its collapse keys (hash: key -> seq); unused, and any
+//	              key, when ARGV[8] is ""
 //	ARGV[1]       now (unix ms, the store's clock)
 //	ARGV[2]       the key's expiry (unix ms), or "" for no key
 //	ARGV[3]       the key's TTL in ms
