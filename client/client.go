@@ -87,6 +87,10 @@ type Config struct {
 	// a restart. (Stored broadcasts are not reported: the server keeps
 	// each device's place in the broadcast log as its acks move it.)
 	OnAck func(app string, seq uint64)
+	// OnRecall is called, in order with the pushes, when the app recalls a
+	// message (DELETE /v1/messages/{id}): withdraw it if it is shown. It
+	// may name a message this device never got.
+	OnRecall func(app, id string)
 	// TokenSource, if set, gives a fresh token for app. The client calls it
 	// when four fifths of a token's life have passed, and refreshes the
 	// live connection with the new token (the refresh op); and before
@@ -414,6 +418,10 @@ func (c *Client) serve(w *Conn, welcome Welcome) error {
 		case protocol.OpPush:
 			if err := c.handlePush(w, Push{App: string(f.App), ID: string(f.ID), Seq: f.Seq, BSeq: f.BSeq, Data: f.Data}, hb); err != nil {
 				return err
+			}
+		case protocol.OpRecall:
+			if c.cfg.OnRecall != nil {
+				c.cfg.OnRecall(string(f.App), string(f.ID))
 			}
 		case protocol.OpOK, protocol.OpUpReply:
 			c.answer(f)

@@ -32,13 +32,14 @@ const (
 	OpRefresh  Op = 13 // c: a new token for one app of the connection
 	OpRedirect Op = 14 // s: reconnect to one of these endpoints (the node is draining)
 	OpStats    Op = 15 // c: what the client measured (no reply)
+	OpRecall   Op = 16 // s: the app recalled the message with this id
 )
 
 var opNames = [...]string{
 	OpLogin: "login", OpWelcome: "welcome", OpPush: "push", OpAck: "ack",
 	OpPing: "ping", OpPong: "pong", OpJoin: "join", OpLeave: "leave", OpOK: "ok",
 	OpUp: "up", OpUpReply: "up_reply", OpError: "error", OpRefresh: "refresh",
-	OpRedirect: "redirect", OpStats: "stats",
+	OpRedirect: "redirect", OpStats: "stats", OpRecall: "recall",
 }
 
 // String returns the op's JSON name.

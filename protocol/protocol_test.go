@@ -33,6 +33,7 @@ var sampleFrames = []*Frame{
 	{Op: OpUpReply, Ref: b("u"), Status: 200, Data: b("ok")},
 	{Op: OpError, Code: CodeAuthFailed, Reason: b("token expired")},
 	{Op: OpStats, Network: b("wifi"), Transport: b("ws"), RTTs: []uint64{0, 12, 250}, ConnectMs: 85, Failures: 2},
+	{Op: OpRecall, App: b("demo"), ID: b("m-1")},
 	{Op: OpRedirect, Endpoints: []Endpoint{{Transport: "tcp", Address: "10.0.0.2:7070"},
 		{Transport: "wss", URL: "wss://n2.example:7070/ws"}}},
 }

@@ -165,6 +165,7 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("POST /v1/kick", s.handleKick)
 	s.mux.HandleFunc("POST /v1/tags", s.handleTags)
 	s.mux.HandleFunc("GET /v1/messages", s.handleMessages)
+	s.mux.HandleFunc("GET /v1/messages/{id}", s.handleMessage)
 	s.mux.HandleFunc("DELETE /v1/messages/{id}", s.handleDeleteMessage)
 	s.mux.HandleFunc("GET /v1/dispatch", s.handleDispatch)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -35,6 +35,10 @@ type pushResponse struct {
 	Online    int    `json:"online"`
 	Offline   int    `json:"offline"`
 	Duplicate bool   `json:"duplicate,omitempty"` // a repeated id: nothing was sent
+
+	// For the delivery report (see send).
+	targeted int
+	audience []string
 }
 
 // maxKeyBytes bounds an idempotency key; maxCollapseBytes a collapse key.
@@ -91,6 +95,8 @@ func (s *Server) send(ctx context.Context, req *pushRequest, target string, f pr
 	}
 	if err == nil && !resp.Duplicate {
 		s.metrics.Pushed.WithLabelValues(req.App, target).Inc()
+		s.store.Sent(req.App, resp.ID, store.Sending{Target: target, Targeted: resp.targeted, Online: resp.Online,
+			Audience: resp.audience})
 	}
 	return resp, err
 }
@@ -98,7 +104,7 @@ func (s *Server) send(ctx context.Context, req *pushRequest, target string, f pr
 // pushStored stores the message (durably, before answering) and hands it to
 // the devices online now; the others get it when they log in.
 func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string, f protocol.Frame) (pushResponse, error) {
-	m := store.Message{App: req.App, ID: string(f.ID), Data: f.Data, Collapse: req.Collapse,
+	m := store.Message{App: req.App, ID: string(f.ID), Data: f.Data, Collapse: req.Collapse, Target: target,
 		Expires: time.Now().Add(time.Duration(req.TTL) * time.Second)}
 	if target == "broadcast" {
 		release, err := s.reserve(req.App, int64(len(f.Data)))
@@ -119,7 +125,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 		if err != nil {
 			return pushResponse{}, stored(err)
 		}
-		return pushResponse{ID: res.ID, Online: online}, nil
+		return pushResponse{ID: res.ID, Online: online, targeted: online}, nil
 	}
 	devices := req.Devices
 	switch target {
@@ -151,7 +157,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 	if err != nil {
 		return pushResponse{}, stored(err)
 	}
-	return pushResponse{ID: res.ID, Online: online, Offline: len(devices) - online}, nil
+	return pushResponse{ID: res.ID, Online: online, Offline: len(devices) - online, targeted: len(devices)}, nil
 }
 
 // pushOnline hands the message to the connections live now; with an id, the
@@ -161,28 +167,34 @@ func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string
 		return pushResponse{ID: first, Duplicate: used}, err
 	}
 	m := gateway.NewMessage(&f)
-	var online int
+	var resp pushResponse
 	var err error
 	switch target {
 	case "devices":
-		online, err = s.fanout.PushDevices(req.App, req.Devices, m)
+		resp.audience = req.Devices
+		resp.Online, err = s.fanout.PushDevices(req.App, req.Devices, m)
 	case "users":
-		online, err = s.fanout.PushUsers(req.App, req.Users, m)
+		resp.audience = req.Users
+		resp.Online, err = s.fanout.PushUsers(req.App, req.Users, m)
 	case "tags":
-		var devices []string
-		if devices, err = s.tagDevices(ctx, req.App, req.Tags); err != nil {
+		if resp.audience, err = s.tagDevices(ctx, req.App, req.Tags); err != nil {
 			return pushResponse{}, err
 		}
-		online, err = s.fanout.PushDevices(req.App, devices, m)
+		resp.Online, err = s.fanout.PushDevices(req.App, resp.audience, m)
 	case "group":
-		online, err = s.fanout.PushGroup(req.App, req.Group, m)
+		resp.audience = []string{req.Group}
+		resp.Online, err = s.fanout.PushGroup(req.App, req.Group, m)
 	case "broadcast":
-		online, err = s.fanout.Broadcast(req.App, m)
+		resp.Online, err = s.fanout.Broadcast(req.App, m)
 	}
 	if err != nil {
 		return pushResponse{}, clusterDown(err)
 	}
-	return pushResponse{ID: string(f.ID), Online: online}, nil
+	resp.ID, resp.targeted = string(f.ID), resp.Online
+	if target == "devices" || target == "tags" {
+		resp.targeted = len(resp.audience)
+	}
+	return resp, nil
 }
 
 // clusterDown is the 503 of a call that could not find where devices are.

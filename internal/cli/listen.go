@@ -96,6 +96,7 @@ func listen(args []string, stdout, stderr io.Writer) error {
 		},
 		OnDisconnect: func(err error) { fmt.Fprintf(stderr, "disconnected: %v\n", err) },
 		OnPush:       func(p client.Push) { printPush(stdout, p) },
+		OnRecall:     func(app, id string) { fmt.Fprintf(stdout, "[%s] recalled id=%s\n", app, id) },
 	})
 	if err != nil {
 		return err

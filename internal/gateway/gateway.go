@@ -258,9 +258,12 @@ func (f *fanout) send(c *conn) {
 	}
 }
 
-// done counts the deliveries for app and returns how many there were.
+// done counts the deliveries for app (of a push; a recall is none) and
+// returns how many there were.
 func (f *fanout) done(g *Gateway, app string) int {
-	g.delivered(app, f.n)
+	if f.m.frame.Op == protocol.OpPush {
+		g.delivered(app, f.n)
+	}
 	return f.n
 }
 

@@ -37,6 +37,7 @@ func TestScheduledPush(t *testing.T) {
 			list[0].(map[string]any)["state"] != "scheduled" || list[0].(map[string]any)["push"].(map[string]any)["data"] == nil {
 			t.Fatalf("list: %d %v", status, out)
 		}
+		report(t, ts, id, map[string]any{"state": "scheduled"})
 		if status, out := ts.Call(http.MethodDelete, "/v1/messages/"+cancelled+"?app=demo", testserver.Demo.APIKey, nil); status != http.StatusOK || out["cancelled"] != true {
 			t.Fatalf("cancel: %d %v", status, out)
 		}
@@ -47,6 +48,7 @@ func TestScheduledPush(t *testing.T) {
 		if p.ID != id || time.Since(start) < time.Second {
 			t.Fatalf("fired %+v after %s", p, time.Since(start))
 		}
+		report(t, ts, id, map[string]any{"state": "sent", "online": 1.0})
 		ts.Push(map[string]any{"devices": []string{"d1"}, "data": "later"})
 		d1.expect(t, "later") // and not "never"
 		if _, out := ts.Call(http.MethodGet, "/v1/messages?app=demo&state=scheduled", testserver.Demo.APIKey, nil); len(out["messages"].([]any)) != 0 {

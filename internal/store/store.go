@@ -84,8 +84,73 @@ type Store interface {
 	// ends (so that a claimer that dies does not lose it). Unschedule
 	// removes it once made.
 	ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Scheduled, error)
+	// Sent records, without waiting, how a push went out (see Sending). A
+	// stored push's report was made by its append; an online-only push's
+	// report is made here.
+	Sent(app, id string, how Sending)
+	// Report returns app's delivery report of message id; false when
+	// there is none (never made, or no longer kept: reports are kept
+	// until ReportKept after their message expires).
+	Report(ctx context.Context, app, id string) (Report, bool, error)
+	// Recall removes message id of app from every mailbox (and its app's
+	// broadcast log) where it still waits, durably, marks its report
+	// recalled, and returns the report (with its Audience) and how many
+	// copies it removed (a broadcast's log entry is one); false when there
+	// is no report.
+	Recall(ctx context.Context, app, id string) (Report, int, bool, error)
 	// Close lets the operations already queued finish, and closes.
 	Close() error
+}
+
+// ReportKept is how long a delivery report is kept after its message
+// expires (an online-only message expires when it is sent).
+const ReportKept = 24 * time.Hour
+
+// Report is what became of a message: its delivery report. Acks are
+// counted as they come (each device's once: an ack deletes its copy, and a
+// broadcast cursor never moves back).
+type Report struct {
+	ID      string
+	State   string // "sent" or "recalled"
+	Target  string // devices, users, tags, group or broadcast
+	Created time.Time
+	Expires time.Time // the message's expiry (its creation for online-only)
+	// Targeted counts the devices addressed (for a group or broadcast, the
+	// connections it was handed to when sent); Online the connections it
+	// was handed to when sent; Stored its mailbox copies (a stored
+	// broadcast has none: its one log entry is read by every device, and
+	// Acked counts them); Acked the devices that acked it; Recalled the
+	// copies a recall removed.
+	Targeted, Online, Stored, Acked, Recalled int
+	// Audience, set by Recall only, is who may have it: the devices it was
+	// stored for, or else Sending.Audience.
+	Audience []string
+}
+
+// Kept reports whether r is still kept at now (a backend may delete it
+// later than that).
+func (r Report) Kept(now time.Time) bool { return now.Before(r.Expires.Add(ReportKept)) }
+
+// Expired counts the stored copies that were never acked and can no longer
+// be: those still waiting when the message expired (or replaced by a newer
+// one with its collapse key, or dropped from a full mailbox). Zero before
+// the message expires.
+func (r Report) Expired(now time.Time) int {
+	if now.Before(r.Expires) {
+		return 0
+	}
+	return max(r.Stored-r.Acked-r.Recalled, 0)
+}
+
+// Sending is how a push went out.
+type Sending struct {
+	Target   string
+	Targeted int
+	Online   int
+	Expires  time.Time // the message's expiry; zero for online-only
+	// Audience, for a push that stored no copies, names who it went to
+	// (devices, users or a group, as its target says), for Recall.
+	Audience []string
 }
 
 // Scheduled is a push to make at a time: its API request, kept as it came.
@@ -148,6 +213,10 @@ type Message struct {
 	// device that comes back gets the newest only. Not kept with the
 	// message.
 	Collapse string
+	// Target, if set (a push's target kind), makes the append keep the
+	// message's delivery report, and for a mailbox append where each copy
+	// is (so that Recall finds them). Not kept with the message.
+	Target string
 }
 
 // Stored is a message in a device's mailbox.

@@ -106,6 +106,8 @@ export interface Events {
   connected: Welcome;
   disconnected: Reason;
   push: Push;
+  /** The app recalled message id (it may be one this device never got): withdraw it if shown. */
+  recall: { app: string; id: string };
   error: Error;
   appEnded: Reason & { app: string };
   closed: Reason;

@@ -75,8 +75,10 @@ const defaults = {
 /**
  * A device's connection to longlink. Create it, add listeners with `on`, then
  * `connect()`. Events: `connected` (welcome), `disconnected` ({code, reason}),
- * `push` ({app, id, seq, data}), `error` (LonglinkError or Error), `appEnded`
- * ({app, code, reason}), `closed` ({code, reason}: the client has stopped).
+ * `push` ({app, id, seq, data}), `recall` ({app, id}: the app withdrew that
+ * message; it may be one this device never got), `error` (LonglinkError or
+ * Error), `appEnded` ({app, code, reason}), `closed` ({code, reason}: the
+ * client has stopped).
  */
 export class Client {
   #opts;
@@ -319,6 +321,8 @@ export class Client {
     switch (f.op) {
       case 'push':
         return this.#push(f);
+      case 'recall':
+        return this.#emit('recall', { app: f.app, id: f.id });
       case 'pong':
         if (this.#quality.pingAt && this.#quality.rtts.length < MAX_RTTS) this.#quality.rtts.push(Date.now() - this.#quality.pingAt);
         this.#quality.pingAt = 0;

@@ -56,6 +56,22 @@ test('online push, through dispatch', async () => {
   assert.equal(c.state, 'closed');
 });
 
+test('a recalled message comes as a recall event, after its push', async () => {
+  const device = deviceId();
+  const c = new Client({ url: server.wsUrl, token: token(device) });
+  const events = [];
+  c.on('push', (p) => events.push(`push ${p.id}`));
+  c.on('recall', (r) => events.push(`recall ${r.app} ${r.id}`));
+  await c.connect();
+  const r = await push(server, { devices: [device], data: 'oops', ttl: 600 });
+  await eventually(() => events.length === 1, 'the push');
+  const out = await api(server, 'DELETE', `/v1/messages/${r.id}?app=demo`, undefined, server.app.api_key);
+  assert.equal(out.notified, 1);
+  await eventually(() => events.length === 2, 'the recall');
+  assert.deepEqual(events, [`push ${r.id}`, `recall demo ${r.id}`]);
+  c.close();
+});
+
 test('binary data arrives as bytes', async () => {
   const device = deviceId();
   const c = new Client({ url: server.wsUrl, token: token(device) });

@@ -13,6 +13,7 @@ const off: () => void = client.on('push', (p: Push) => {
   const text: string = typeof p.data === 'string' ? p.data : new TextDecoder().decode(p.data);
   console.log(p.app, p.id, p.seq, text);
 });
+client.on('recall', ({ app, id }: { app: string; id: string }) => console.log('withdraw', app, id));
 client.on('disconnected', ({ code, reason }) => {
   if (code === Code.KICKED) console.log('kicked', reason);
 });

@@ -28,6 +28,8 @@ const (
 	opSchedule                   // keep a scheduled push
 	opUnschedule                 // remove one (cancelled, or done)
 	opClaim                      // claim the due ones for a lease
+	opSent                       // how a push went out, for its report
+	opRecall                     // remove a message wherever it waits
 )
 
 // op is one operation for the committer.
@@ -45,11 +47,14 @@ type op struct {
 	lease   time.Duration     // opClaim
 	seq     uint64
 	key     string        // idempotency key
+	sending store.Sending // opSent
 	done    chan struct{} // closed once committed; nil when nobody waits
 
 	// Results, valid once done is closed.
 	res     store.Appended
 	n       int
+	report  store.Report // opRecall
+	found   bool         // opRecall: the message has a report
 	err     error
 	durable bool // the op must be synced before it is visible
 }
@@ -109,15 +114,19 @@ func (s *Store) commit(ops []*op) {
 		if failed >= 0 {
 			batch.Close()
 			s.meta.reset()
+			clear(s.acks)
 			finish(ops[failed])
 			ops = append(ops[:failed:failed], ops[failed+1:]...)
 			continue
 		}
-		opts := pebble.NoSync
-		if sync {
-			opts = pebble.Sync
+		err := s.addAcks(batch)
+		if err == nil {
+			opts := pebble.NoSync
+			if sync {
+				opts = pebble.Sync
+			}
+			err = batch.Commit(opts)
 		}
-		err := batch.Commit(opts)
 		batch.Close()
 		if err != nil {
 			s.meta.reset()
@@ -168,6 +177,10 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 		return s.applyUnschedule(b, o)
 	case opClaim:
 		return s.applyClaim(b, o, now)
+	case opSent:
+		return s.applySent(b, o, now)
+	case opRecall:
+		return s.applyRecall(b, o)
 	}
 	return fmt.Errorf("store: unknown op %d", o.kind)
 }
@@ -217,6 +230,9 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 			}
 		}
 		o.res.Seqs = []uint64{bseq}
+		if m.Target != "" {
+			s.newReport(b, m, nil, nil, bseq, now)
+		}
 		return nil
 	}
 	o.res.Seqs = make([]uint64, len(o.devices))
@@ -226,6 +242,9 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 			return err
 		}
 		o.res.Seqs[i] = seq
+	}
+	if m.Target != "" {
+		s.newReport(b, m, o.devices, o.res.Seqs, 0, now)
 	}
 	return nil
 }
@@ -243,24 +262,20 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 	b.Set(mk, record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode(), nil)
 	b.Set(expiryKey(m.Expires, mk), nil, nil)
 
-	mb, err := s.meta.mailbox(b, m.App, device)
-	if err != nil {
-		return 0, err
-	}
 	if m.Collapse != "" {
 		old, err := collapse(b, key(prefixCollapse, m.App, device, m.Collapse), seq, m.Expires)
 		if err != nil {
 			return 0, err
 		}
-		if old > 0 {
-			mk := messageKey(m.App, device, old)
-			if _, waiting, err := get(b, mk); err != nil {
+		if old > 0 { // replaced, if not acked, dropped or expired yet
+			if _, err := s.removeMessage(b, m.App, device, old); err != nil {
 				return 0, err
-			} else if waiting { // not acked, dropped or expired yet: replaced
-				b.Delete(mk, nil)
-				mb.count--
 			}
 		}
+	}
+	mb, err := s.meta.mailbox(b, m.App, device)
+	if err != nil {
+		return 0, err
 	}
 	mb.count++
 	if mb.first == 0 {
@@ -367,7 +382,28 @@ func (s *Store) applyAckBroadcast(b *pebble.Batch, o *op) error {
 		return err
 	}
 	b.Set(ck, binary.AppendUvarint(nil, o.seq), nil)
-	return nil
+	return eachRecord(b, logKey(app, cursor+1), logKey(app, o.seq+1), func(_, v []byte) error { return s.countAck(app, v) })
+}
+
+// pointAcks: an ack of fewer seqs than this past its mailbox's first (the
+// usual ack, of the next message or two) reads them one by one, which costs
+// less than an iterator over the batch and the database.
+const pointAcks = 8
+
+// eachRecord calls f with each key and value between the keys lower and
+// upper, through the batch, until f fails.
+func eachRecord(b *pebble.Batch, lower, upper []byte, f func(k, v []byte) error) error {
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := f(it.Key(), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
 }
 
 // applyAck deletes the messages of one mailbox up to o.seq. A seq above the
@@ -390,20 +426,27 @@ func (s *Store) applyAck(b *pebble.Batch, o *op) error {
 	if err != nil || mb.count == 0 || o.seq < mb.first {
 		return err
 	}
-	start, end := messageKey(app, o.device, mb.first), messageKey(app, o.device, o.seq+1)
-	it, err := b.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
-	if err != nil {
-		return err
-	}
 	// Point deletes, not a range delete: every later read through the
 	// batch would fragment all of its range deletes again, which made a
 	// batch of many acks quadratic (pprof: fragmentRangeDels).
 	n := uint64(0)
-	for it.First(); it.Valid(); it.Next() {
-		b.Delete(it.Key(), nil)
+	drop := func(k, v []byte) error {
+		b.Delete(k, nil)
 		n++
+		return s.countAck(app, v)
 	}
-	if err := it.Close(); err != nil {
+	if o.seq-mb.first < pointAcks {
+		for seq := mb.first; seq <= o.seq; seq++ {
+			k := messageKey(app, o.device, seq)
+			if v, ok, err := get(b, k); err != nil {
+				return err
+			} else if ok {
+				if err := drop(k, v); err != nil {
+					return err
+				}
+			}
+		}
+	} else if err := eachRecord(b, messageKey(app, o.device, mb.first), messageKey(app, o.device, o.seq+1), drop); err != nil {
 		return err
 	}
 	mb.count -= min(n, mb.count)
@@ -482,6 +525,10 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 				mb.count -= min(1, mb.count)
 				s.meta.setMailbox(b, app, device, mb)
 			}
+		}
+		if bytes.HasPrefix(target, []byte(prefixReport)) { // and its copies, if not inline
+			b.Delete(append([]byte(prefixCopies), target[len(prefixReport):]...), nil)
+			s.meta.forget(target)
 		}
 		b.Delete(target, nil)
 		b.Delete(xk, nil)

@@ -25,6 +25,8 @@ import (
 //	g/<app>\0<device>\0<tag>          the device's tags (empty value)
 //	s/<app>\0<id>                     a scheduled push: when it is due or its claim ends (uvarint, unix ms), its request
 //	z/<when:8><app>\0<id>             the schedule's index by time (empty value)
+//	r/<app>\0<id>                     a message's delivery report, with its copies if few (report.go)
+//	o/<app>\0<id>                     where its mailbox copies are, if many: device, seq, ... (uvarint length, bytes, uvarint)
 //	i/<app>\0<key>                    idempotency key: record (id and time; no data)
 //	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms)
 //	v                                 the key format's version (uvarint; absent = 1)
@@ -46,6 +48,8 @@ const (
 	prefixTagsOf    = "g/"
 	prefixSchedule  = "s/"
 	prefixDue       = "z/"
+	prefixReport    = "r/"
+	prefixCopies    = "o/"
 	prefixIdem      = "i/"
 	prefixExpiry    = "x/"
 	keyVersion      = "v"
@@ -124,6 +128,20 @@ func decodeRecord(b []byte) (record, error) {
 	}
 	b = b[n:]
 	return record{expires: int64(exp), id: string(b[:l]), data: append([]byte(nil), b[l:]...)}, nil
+}
+
+// recordID returns the id of the encoded record b (in b's memory), without
+// decoding its data.
+func recordID(b []byte) ([]byte, error) {
+	_, n := binary.Uvarint(b)
+	if n <= 0 {
+		return nil, errCorrupt
+	}
+	l, m := binary.Uvarint(b[n:])
+	if m <= 0 || l > uint64(len(b)-n-m) {
+		return nil, errCorrupt
+	}
+	return b[n+m : n+m+int(l)], nil
 }
 
 func uvarint(b []byte) uint64 {

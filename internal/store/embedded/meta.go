@@ -4,24 +4,33 @@ import (
 	"encoding/binary"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/longlink/longlink/internal/store"
 )
 
 // metaCache holds the committer's bookkeeping (each (app, device)'s last seq,
-// each mailbox's count and lowest seq) in memory, written through to the batch.
+// each mailbox's count and lowest seq, recent delivery reports, and which
+// messages have none) in memory, written through to the batch.
 // The committer is the only writer, so the cache is right as long as it is
 // dropped whenever a batch is discarded. It is cleared when it grows past
-// metaCacheLimit entries and refills from the database.
+// metaCacheLimit entries (the reports past reportCacheLimit) and refills
+// from the database.
 // Owned by the committer goroutine.
 type metaCache struct {
 	last      map[string]uint64  // key: the d/ key
 	mailboxes map[string]mailbox // key: the n/ key
+	reports   map[string]*report // key: the r/ key; nil: the message has none
 }
 
-const metaCacheLimit = 100000
+const (
+	metaCacheLimit   = 100000
+	reportCacheLimit = 100000
+)
 
 func (c *metaCache) reset() {
 	c.last = make(map[string]uint64)
 	c.mailboxes = make(map[string]mailbox)
+	c.reports = nil
 }
 
 func (c *metaCache) lastSeq(b *pebble.Batch, app, device string) (uint64, error) {
@@ -66,6 +75,75 @@ func (c *metaCache) setMailbox(b *pebble.Batch, app, device string, mb mailbox) 
 	b.Set(k, binary.AppendUvarint(v, mb.first), nil)
 	c.remember(func() { c.mailboxes[string(k)] = mb })
 }
+
+// report reads the report at rk (of message id), if there is one: acks
+// come soon after their message, whose report the cache then has.
+func (c *metaCache) report(b *pebble.Batch, rk, id string) (report, bool, error) {
+	r, err := c.cachedReport(b, rk)
+	if err != nil || r == nil {
+		return report{}, false, err
+	}
+	out := *r
+	out.ID = id
+	return out, true, nil
+}
+
+// cachedReport returns the cache's report at rk (nil: none), reading it
+// first if the cache does not know it. The caller may change it only as
+// it writes it.
+func (c *metaCache) cachedReport(b *pebble.Batch, rk string) (*report, error) {
+	if r, ok := c.reports[rk]; ok {
+		return r, nil
+	}
+	v, ok, err := get(b, []byte(rk))
+	if err != nil {
+		return nil, err
+	}
+	var r *report
+	if ok {
+		dr, err := decodeReport("", v)
+		if err != nil {
+			return nil, err
+		}
+		r = &dr
+	}
+	c.rememberReport(rk, r)
+	return r, nil
+}
+
+// addAcked adds n acks to the report at rk, if there is one.
+func (c *metaCache) addAcked(b *pebble.Batch, rk string, n int) error {
+	r, err := c.cachedReport(b, rk)
+	if err != nil || r == nil {
+		return err
+	}
+	r.Acked += n
+	b.Set([]byte(rk), r.encode(), nil)
+	return nil
+}
+
+// setReport writes r under rk, and when it is new (exists false) the index
+// entry that deletes it ReportKept after its message expires.
+func (c *metaCache) setReport(b *pebble.Batch, rk string, r report, exists bool) {
+	b.Set([]byte(rk), r.encode(), nil)
+	if !exists {
+		b.Set(expiryKey(r.Expires.Add(store.ReportKept), []byte(rk)), nil, nil)
+	}
+	r.Audience = nil // Recall's answer, not kept
+	c.rememberReport(rk, &r)
+}
+
+// rememberReport caches r (nil: none) for rk, first clearing the reports
+// (only: the bookkeeping stays) if there are reportCacheLimit.
+func (c *metaCache) rememberReport(rk string, r *report) {
+	if c.reports == nil || len(c.reports) >= reportCacheLimit {
+		c.reports = make(map[string]*report)
+	}
+	c.reports[rk] = r
+}
+
+// forget drops what the cache holds for the key k, deleted by the sweep.
+func (c *metaCache) forget(k []byte) { delete(c.reports, string(k)) }
 
 // remember runs set, first clearing the cache if it is full.
 func (c *metaCache) remember(set func()) {

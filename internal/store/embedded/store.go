@@ -37,7 +37,9 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	meta metaCache // owned by the committer
+	meta   metaCache      // owned by the committer
+	acks   map[string]int // owned by the committer: acks by report key, this batch
+	ackKey []byte         // owned by the committer: countAck's key buffer
 }
 
 // maxBatchOps bounds how many operations share one commit.
@@ -63,7 +65,7 @@ func Open(dir string, o store.Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
 	s := &Store{db: db, opts: o, ops: make(chan *op, maxBatchOps),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), acks: make(map[string]int)}
 	go s.run()
 	return s, nil
 }

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -88,6 +89,33 @@ func TestSweepReclaimsExpired(t *testing.T) {
 	}
 	if got, _ := s.Since(ctx, "demo", "d1", 0, 10); !slices.Equal(ids(got), []string{"long"}) {
 		t.Fatalf("after the sweep: %v", ids(got))
+	}
+}
+
+// Reports go ReportKept after their message, with their copies, inline
+// (a few) or not (many).
+func TestSweepReclaimsReports(t *testing.T) {
+	clk := storetest.NewClock()
+	s := open(t, t.TempDir(), clk)
+	many := make([]string, inlineCopies+1)
+	for i := range many {
+		many[i] = fmt.Sprint("d", i)
+	}
+	for _, devices := range [][]string{many[:1], many} {
+		m := msg(clk, "demo", fmt.Sprint("m", len(devices)))
+		m.Expires, m.Target = clk.In(time.Minute), "devices"
+		s.Append(ctx, devices, m, "")
+	}
+	if r, c := countKeys(t, s, prefixReport), countKeys(t, s, prefixCopies); r != 2 || c != 1 {
+		t.Fatalf("%d reports and %d copies keys, want 2 and 1 (one push's copies inline)", r, c)
+	}
+	clk.Add(2*time.Minute + store.ReportKept)
+	s.queue(&op{kind: opSweep})
+	flush(t, s)
+	for _, p := range []string{prefixReport, prefixCopies, prefixExpiry} {
+		if n := countKeys(t, s, p); n != 0 {
+			t.Fatalf("%d %s keys after the sweep, want 0", n, p)
+		}
 	}
 }
 

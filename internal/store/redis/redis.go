@@ -10,7 +10,7 @@
 // say; `appendonly yes` and `appendfsync always` make it survive a crash
 // (Open logs a warning when the server says otherwise).
 //
-// Acks and bindings do not make their callers wait: one writer goroutine
+// Acks, bindings and sent reports do not make their callers wait: one writer goroutine
 // sends them in pipelined batches, in order, from a bounded queue (when it
 // is full, they are dropped and counted: a lost ack is a redelivery, a lost
 // binding is made again at the device's next login).
@@ -30,6 +30,8 @@
 //	<p><app>:u:<user>     the user's devices (set)
 //	<p><app>:w:<device>   the device's user
 //	<p><app>:i:<key>      idempotency key: "<expires ms>:<message id>"
+//	<p><app>:r:<id>       a message's delivery report (hash; report.go)
+//	<p><app>:o:<id>       where its mailbox copies are: "<seq> <device>" lines (seq 0: an audience, no copy)
 //
 // Mailboxes and logs expire with their newest message; seq counters and
 // cursors do not expire, so that a device's seqs never start over.
@@ -79,14 +81,27 @@ type Store struct {
 	closed    bool
 }
 
-// write is an ack or a binding for the writer, or a barrier (done set)
-// closed once everything queued before it is written.
+// write is an ack, a binding or a sent report for the writer (one item of
+// its script), or a barrier (done set) closed once everything queued before
+// it is written.
 type write struct {
-	script *rueidis.Lua
-	exec   rueidis.LuaExec
-	app    string // for the clamped-ack metric
-	clamp  string // its op label, for a script that returns 1 when it clamped
-	done   chan struct{}
+	script     *batchScript
+	keys, args []string
+	app        string // for the clamped-ack metric
+	clamp      string // its op label, for a script that returns 1 when it clamped
+	done       chan struct{}
+}
+
+// batchScript is a writer script: it runs once for a run of writes of its
+// kind, each of keys keys and args arguments, and returns one integer per
+// write.
+type batchScript struct {
+	lua        *rueidis.Lua
+	keys, args int
+}
+
+func newBatchScript(keys, args int, src string) *batchScript {
+	return &batchScript{lua: rueidis.NewLuaScript(src), keys: keys, args: args}
 }
 
 // Open connects to Redis and starts the writer.
@@ -186,7 +201,9 @@ func (s *Store) writeMessage(ctx context.Context, script *rueidis.Lua, m store.M
 
 // Append implements store.Store.
 func (s *Store) Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error) {
-	keys := make([]string, 0, 3*len(devices))
+	rk, copies := s.key(m.App, "r", m.ID), s.key(m.App, "o", m.ID)
+	keys := make([]string, 0, 2+3*len(devices))
+	keys = append(keys, rk, copies)
 	for _, d := range devices {
 		mailbox := s.key(m.App, "m", d)
 		collapse := mailbox // not touched without a collapse key: no key to build
@@ -195,7 +212,8 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 		}
 		keys = append(keys, s.key(m.App, "s", d), mailbox, collapse)
 	}
-	out, dup, err := s.writeMessage(ctx, appendScript, m, key, keys, strconv.Itoa(s.opts.MailboxLimit), s.ttl(m), m.Collapse)
+	out, dup, err := s.writeMessage(ctx, appendScript, m, key, keys,
+		append([]string{strconv.Itoa(s.opts.MailboxLimit), s.ttl(m), m.Collapse}, append(s.reportArgs(m), s.key(m.App, "m", ""))...)...)
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store append: %w", err)
 	}
@@ -219,7 +237,8 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 // AppendBroadcast implements store.Store.
 func (s *Store) AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error) {
 	out, dup, err := s.writeMessage(ctx, broadcastScript, m, key,
-		[]string{s.opts.Prefix + m.App + ":h", s.opts.Prefix + m.App + ":b", s.opts.Prefix + m.App + ":kb"}, s.ttl(m), m.Collapse)
+		[]string{s.opts.Prefix + m.App + ":h", s.opts.Prefix + m.App + ":b", s.opts.Prefix + m.App + ":kb", s.key(m.App, "r", m.ID)},
+		append([]string{s.ttl(m), m.Collapse}, s.reportArgs(m)...)...)
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
 	}
@@ -329,23 +348,22 @@ func (s *Store) LastSeq(ctx context.Context, app, device string) (uint64, error)
 
 // AckBroadcast implements store.Store: the writer sends it.
 func (s *Store) AckBroadcast(app, device string, bseq uint64) {
-	s.queue(write{script: ackBroadcastScript, app: app, clamp: "ack_bseq", exec: rueidis.LuaExec{
-		Keys: []string{s.key(app, "c", device), s.opts.Prefix + app + ":h"},
-		Args: []string{strconv.FormatUint(bseq, 10)}}})
+	s.queue(write{script: ackBroadcastScript, app: app, clamp: "ack_bseq",
+		keys: []string{s.key(app, "c", device), s.opts.Prefix + app + ":h", s.opts.Prefix + app + ":b"},
+		args: []string{strconv.FormatUint(bseq, 10), s.key(app, "r", "")}})
 }
 
 // Ack implements store.Store: the writer sends it.
 func (s *Store) Ack(app, device string, seq uint64) {
-	s.queue(write{script: ackScript, app: app, clamp: "ack", exec: rueidis.LuaExec{
-		Keys: []string{s.key(app, "s", device), s.key(app, "m", device)},
-		Args: []string{strconv.FormatUint(seq, 10)}}})
+	s.queue(write{script: ackScript, app: app, clamp: "ack",
+		keys: []string{s.key(app, "s", device), s.key(app, "m", device)},
+		args: []string{strconv.FormatUint(seq, 10), s.key(app, "r", "")}})
 }
 
 // Bind implements store.Store: the writer sends it.
 func (s *Store) Bind(app, device, user string) {
-	s.queue(write{script: bindScript, exec: rueidis.LuaExec{
-		Keys: []string{s.key(app, "w", device)},
-		Args: []string{s.opts.Prefix + app + ":u:", device, user}}})
+	s.queue(write{script: bindScript, keys: []string{s.key(app, "w", device)},
+		args: []string{s.opts.Prefix + app + ":u:", device, user}})
 }
 
 // UserDevices implements store.Store: it waits until the bindings queued
@@ -413,8 +431,9 @@ func (s *Store) writer() {
 	}
 }
 
-// writeBatch runs a batch's scripts in order, a run of the same script at
-// a time, and closes each barrier once what came before it is written.
+// writeBatch runs a batch's writes in order, a run of the same script at a
+// time in one call of it, and closes each barrier once what came before it
+// is written.
 func (s *Store) writeBatch(batch []write) {
 	for len(batch) > 0 {
 		if batch[0].done != nil {
@@ -428,25 +447,25 @@ func (s *Store) writeBatch(batch []write) {
 		}
 		run := batch[:n]
 		batch = batch[n:]
-		execs := make([]rueidis.LuaExec, len(run))
-		for i, w := range run {
-			execs[i] = w.exec
+		script := run[0].script
+		keys, args := make([]string, 0, len(run)*script.keys), make([]string, 0, len(run)*script.args)
+		for _, w := range run {
+			keys, args = append(keys, w.keys...), append(args, w.args...)
 		}
 		ctx, cancel := s.call(context.Background())
-		results := run[0].script.ExecMulti(ctx, s.client, execs...)
+		out, err := script.lua.Exec(ctx, s.client, keys, args).AsIntSlice()
 		cancel()
-		var failed error
-		for i, r := range results {
-			clamped, err := r.AsInt64()
-			switch {
-			case err != nil:
-				failed = err
-			case run[i].clamp != "" && clamped == 1:
+		if err == nil && len(out) != len(run) {
+			err = errCorrupt
+		}
+		if err != nil {
+			s.log.Warn("redis: acks, bindings or sent reports were not written", "batch", len(run), "err", err)
+			continue
+		}
+		for i, clamped := range out {
+			if run[i].clamp != "" && clamped == 1 {
 				s.opts.Metrics.SeqClamped.WithLabelValues(run[i].app, run[i].clamp).Inc()
 			}
-		}
-		if failed != nil {
-			s.log.Warn("redis: acks or bindings were not written", "batch", len(run), "err", failed)
 		}
 	}
 }

@@ -29,6 +29,8 @@ func Bench(b *testing.B, backend Backend) {
 		{"PushToTag100000", benchPushToTag},
 		{"BroadcastTo10000/copy", benchBroadcastCopy},
 		{"BroadcastTo10000/cursor", benchBroadcastCursor},
+		{"Ack10000", benchAck},
+		{"ReportRead", benchReportRead},
 	} {
 		b.Run(bm.name, func(b *testing.B) { bm.fn(b, backend) })
 	}
@@ -43,8 +45,8 @@ func benchStore(b *testing.B, backend Backend, clk *Clock, mailboxLimit int) sto
 var payload = []byte(strings.Repeat("x", 256))
 
 // benchAppend64Pushers: 64 goroutines each store one 256-byte message
-// per call, cycling over 150 devices of their own (9,600 in all); every call
-// returns only once durable.
+// per call, with its delivery report (as the API does), cycling over 150
+// devices of their own (9,600 in all); every call returns only once durable.
 func benchAppend64Pushers(b *testing.B, backend Backend) { benchAppend(b, backend, 150) }
 
 // benchAppend64PushersFullMailboxes: the same with one device per
@@ -60,7 +62,7 @@ func benchAppend(b *testing.B, backend Backend, devicesPerPusher int) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		pusher := next.Add(1)
-		m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour)}
+		m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour), Target: "devices"}
 		for i := 0; pb.Next(); i++ {
 			device := []string{fmt.Sprint("d", pusher, "-", i%devicesPerPusher)}
 			if _, err := s.Append(ctx, device, m, ""); err != nil {
@@ -239,7 +241,7 @@ func benchPushToTag(b *testing.B, backend Backend) {
 			b.Fatal(err)
 		}
 	}
-	m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour)}
+	m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour), Target: "tags"}
 	var query time.Duration
 	b.ReportAllocs()
 	for b.Loop() {
@@ -254,4 +256,111 @@ func benchPushToTag(b *testing.B, backend Backend) {
 		}
 	}
 	b.ReportMetric(float64(query.Milliseconds())/float64(b.N), "query-ms/op")
+}
+
+// benchAck: 10,000 devices (64 at a time) ack a stored message each, until
+// every ack is written, with and without delivery reports: "unicast", each
+// its own message (with reports, every ack counts in a report of its own,
+// the worst case); "one-push", one message to all of them (one report).
+func benchAck(b *testing.B, backend Backend) {
+	const devices = 10000
+	for _, shape := range []string{"unicast", "one-push"} {
+		for _, target := range []string{"", "devices"} {
+			b.Run(fmt.Sprintf("%s/reports=%v", shape, target != ""), func(b *testing.B) {
+				clk := NewClock()
+				s := benchStore(b, backend, clk, 0)
+				names := make([]string, devices)
+				for i := range names {
+					names[i] = fmt.Sprint("d", i)
+				}
+				seqs := make([]uint64, devices)
+				b.ReportAllocs()
+				for round := 0; b.Loop(); round++ {
+					b.StopTimer()
+					m := store.Message{App: "demo", ID: fmt.Sprint("m", round), Data: payload, Expires: clk.In(time.Hour), Target: target}
+					if shape == "one-push" {
+						res, err := s.Append(ctx, names, m, "")
+						if err != nil {
+							b.Fatal(err)
+						}
+						copy(seqs, res.Seqs)
+					} else {
+						parallel(devices, func(i int) error {
+							m := m
+							m.ID = fmt.Sprint(m.ID, "-", i)
+							res, err := s.Append(ctx, names[i:i+1], m, "")
+							if err == nil {
+								seqs[i] = res.Seqs[0]
+							}
+							return err
+						})
+					}
+					b.StartTimer()
+					parallel(devices, func(i int) error {
+						s.Ack("demo", names[i], seqs[i])
+						return nil
+					})
+					written(b, s) // the acks, and their counts
+				}
+				b.ReportMetric(float64(b.N*devices)/b.Elapsed().Seconds(), "acks/s")
+			})
+		}
+	}
+}
+
+// parallel runs f(0) ... f(n-1) on 64 goroutines, and panics on an error.
+func parallel(n int, f func(i int) error) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				if err := f(int(i)); err != nil {
+					panic(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// written waits until the writes that do not wait (acks, bindings, sent
+// reports) queued before it are written: UserDevices is served after them.
+func written(b *testing.B, s store.Store) {
+	if _, err := s.UserDevices(ctx, "demo", []string{"nobody"}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// benchReportRead: reading a delivery report costs the same whatever its
+// count: after no ack, and after 1,000,000 devices acked a stored broadcast.
+func benchReportRead(b *testing.B, backend Backend) {
+	for _, acks := range []int{0, 1000000} {
+		b.Run(fmt.Sprintf("acks=%d", acks), func(b *testing.B) {
+			clk := NewClock()
+			s := benchStore(b, backend, clk, 0)
+			m := store.Message{App: "demo", ID: "b", Data: payload, Expires: clk.In(time.Hour), Target: "broadcast"}
+			if _, err := s.AppendBroadcast(ctx, m, ""); err != nil {
+				b.Fatal(err)
+			}
+			const chunk = 50000 // within the Redis writer's queue
+			for from := 0; from < acks; from += chunk {
+				parallel(min(chunk, acks-from), func(i int) error {
+					s.AckBroadcast("demo", fmt.Sprint("d", from+i), 1)
+					return nil
+				})
+				written(b, s)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				r, ok, err := s.Report(ctx, "demo", "b")
+				if err != nil || !ok || r.Acked != acks {
+					b.Fatalf("report: %+v %v %v, want %d acks", r, ok, err, acks)
+				}
+			}
+		})
+	}
 }

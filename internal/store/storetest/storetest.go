@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -116,6 +117,7 @@ func Run(t *testing.T, backend Backend) {
 		{"CollapseReplacesWaiting", testCollapse},
 		{"Tags", testTags},
 		{"Schedule", testSchedule},
+		{"ReportsAndRecall", testReportsAndRecall},
 		{"AckBeyondLastIsClampedAndCounted", testAckClamped},
 		{"UserBinding", testUserBinding},
 	}
@@ -558,5 +560,161 @@ func testUserBinding(e *env) {
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"laptop", "phone"}) {
 		e.t.Fatalf("after rebinding: %v", got)
+	}
+}
+
+// report waits (Sent and acks do not) until app's report of id passes
+// ok, and fails if it does not within 5s.
+func (e *env) report(s store.Store, app, id string, ok func(store.Report) bool) store.Report {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, found, err := s.Report(ctx, app, id)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if found && ok(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("report of %s in %s: %+v (found %v)", id, app, r, found)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A stored message's report is made with it; Sent adds how it went out
+// (and makes an online-only message's); acks are counted once per device,
+// for mailboxes and for the broadcast log's cursors; Recall removes what
+// still waits; reports survive a reopen, are per app, and go ReportKept
+// after their message.
+func testReportsAndRecall(e *env) {
+	s := e.store()
+	created, exp := e.clock.Now(), e.clock.In(time.Hour)
+	m := e.msg("demo", "m1")
+	m.Target = "devices"
+	if _, err := s.Append(ctx, []string{"d1", "d2", "d3"}, m, ""); err != nil {
+		e.t.Fatal(err)
+	}
+	r, ok, err := s.Report(ctx, "demo", "m1")
+	want := store.Report{ID: "m1", State: "sent", Target: "devices", Targeted: 3, Stored: 3, Created: created, Expires: exp}
+	if err != nil || !ok || !r.Created.Equal(created) || !r.Expires.Equal(exp) {
+		e.t.Fatalf("report right after the append: %+v %v %v", r, ok, err)
+	}
+	r.Created, r.Expires = want.Created, want.Expires
+	if !reflect.DeepEqual(r, want) {
+		e.t.Fatalf("report right after the append: %+v, want %+v", r, want)
+	}
+	if _, ok, _ := s.Report(ctx, "other", "m1"); ok {
+		e.t.Fatal("another app sees demo's report")
+	}
+	s.Sent("demo", "m1", store.Sending{Target: "devices", Targeted: 3, Online: 1, Expires: exp})
+	s.Ack("demo", "d1", 1)
+	s.Ack("demo", "d2", 1)
+	s.Ack("demo", "d2", 1) // once per device
+	e.report(s, "demo", "m1", func(r store.Report) bool { return r.Online == 1 && r.Acked == 2 })
+
+	// A message without a report: its acks count nowhere.
+	if _, err := s.Append(ctx, []string{"d1"}, e.msg("demo", "plain"), ""); err != nil {
+		e.t.Fatal(err)
+	}
+	s.Ack("demo", "d1", 2)
+	e.since(s, "demo", "d1")
+	if _, ok, _ := s.Report(ctx, "demo", "plain"); ok {
+		e.t.Fatal("a message appended without a target has a report")
+	}
+
+	// Online-only: the report is Sent's, kept from when it went out, and
+	// a recall names its audience.
+	s.Sent("demo", "o1", store.Sending{Target: "group", Targeted: 4, Online: 4, Audience: []string{"room-1"}})
+	if r := e.report(s, "demo", "o1", func(r store.Report) bool { return true }); r.Online != 4 || r.Stored != 0 ||
+		r.Target != "group" || r.State != "sent" || !r.Expires.Equal(created) {
+		e.t.Fatalf("online-only report: %+v", r)
+	}
+	if r, n, ok, err := s.Recall(ctx, "demo", "o1"); err != nil || !ok || n != 0 || !slices.Equal(r.Audience, []string{"room-1"}) {
+		e.t.Fatalf("recall of an online-only message: %+v n=%d ok=%v err=%v", r, n, ok, err)
+	}
+
+	// A stored broadcast: acks by cursor (d1, d2) and by a copy in the
+	// mailbox (d3, a client that takes broadcasts by seq), once each.
+	b := e.msg("demo", "b1")
+	b.Target = "broadcast"
+	if _, err := s.AppendBroadcast(ctx, b, ""); err != nil {
+		e.t.Fatal(err)
+	}
+	s.AckBroadcast("demo", "d1", 1)
+	s.AckBroadcast("demo", "d2", 1)
+	s.AckBroadcast("demo", "d1", 1)
+	if n, err := s.CatchUp(ctx, "demo", "d3"); n != 1 || err != nil {
+		e.t.Fatalf("catch up: %d %v", n, err)
+	}
+	e.since(s, "demo", "d3", "m1", "b1")
+	e.report(s, "demo", "b1", func(r store.Report) bool { return r.Acked == 2 && r.Stored == 0 })
+	s.Ack("demo", "d3", 2) // m1 and the copy of b1
+	e.report(s, "demo", "b1", func(r store.Report) bool { return r.Acked == 3 })
+	if r := e.report(s, "demo", "m1", func(r store.Report) bool { return r.Acked == 3 }); r.Expired(e.clock.Now()) != 0 {
+		e.t.Fatalf("expired before the message expires: %+v", r)
+	}
+
+	// Recall: removed where it waits (d5, d6), not where acked (d4).
+	m2 := e.msg("demo", "m2")
+	m2.Target = "users"
+	if _, err := s.Append(ctx, []string{"d4", "d5", "d6"}, m2, ""); err != nil {
+		e.t.Fatal(err)
+	}
+	s.Append(ctx, []string{"d5"}, e.msg("demo", "after"), "")
+	s.Ack("demo", "d4", 1)
+	e.report(s, "demo", "m2", func(r store.Report) bool { return r.Acked == 1 })
+	r, n, ok, err := s.Recall(ctx, "demo", "m2")
+	if err != nil || !ok || n != 2 || r.State != "recalled" || r.Recalled != 2 || r.Acked != 1 ||
+		!slices.Equal(r.Audience, []string{"d4", "d5", "d6"}) {
+		e.t.Fatalf("recall: %+v n=%d ok=%v err=%v", r, n, ok, err)
+	}
+	e.since(s, "demo", "d5", "after")
+	e.since(s, "demo", "d6")
+	if _, n, ok, err := s.Recall(ctx, "demo", "m2"); n != 0 || !ok || err != nil {
+		e.t.Fatalf("a second recall removed %d (ok %v, %v)", n, ok, err)
+	}
+	if _, _, ok, err := s.Recall(ctx, "other", "m2"); ok || err != nil {
+		e.t.Fatalf("recall in another app: ok %v, %v", ok, err)
+	}
+	many := make([]string, 20) // copies too many to keep with the report, in some backend
+	for i := range many {
+		many[i] = fmt.Sprint("e", i)
+	}
+	m4 := e.msg("demo", "m4")
+	m4.Target = "tags"
+	if _, err := s.Append(ctx, many, m4, ""); err != nil {
+		e.t.Fatal(err)
+	}
+	if r, n, ok, err := s.Recall(ctx, "demo", "m4"); err != nil || !ok || n != 20 || !slices.Equal(r.Audience, many) {
+		e.t.Fatalf("recall of a push to 20 devices: %+v n=%d ok=%v err=%v", r, n, ok, err)
+	}
+	e.since(s, "demo", "e19")
+	if r, n, ok, _ := s.Recall(ctx, "demo", "b1"); n != 1 || !ok || r.State != "recalled" {
+		e.t.Fatalf("recall of a broadcast: %+v n=%d ok=%v", r, n, ok)
+	}
+	e.broadcasts(s, "demo", "d9", 0)
+
+	// Expired copies are counted once the message expires; reports
+	// survive a reopen and go ReportKept after their message.
+	m3 := e.msg("demo", "m3")
+	m3.Target, m3.Expires = "tags", e.clock.In(time.Minute)
+	s.Append(ctx, []string{"d7", "d8"}, m3, "")
+	e.clock.Add(2 * time.Minute)
+	s.Close()
+	s = e.store()
+	if r, ok, _ := s.Report(ctx, "demo", "m3"); !ok || r.Expired(e.clock.Now()) != 2 {
+		e.t.Fatalf("expired copies after a reopen: %+v (ok %v), want 2", r, ok)
+	}
+	if r, _, _ := s.Report(ctx, "demo", "m2"); r.Recalled != 2 || r.State != "recalled" || r.Expired(e.clock.In(2*time.Hour)) != 0 {
+		e.t.Fatalf("recalled report after a reopen: %+v", r)
+	}
+	e.clock.Add(store.ReportKept)
+	if _, ok, _ := s.Report(ctx, "demo", "m3"); ok {
+		e.t.Fatal("a report outlived its message by more than ReportKept")
+	}
+	if _, ok, _ := s.Report(ctx, "demo", "m1"); !ok {
+		e.t.Fatal("a report went before its message's expiry + ReportKept")
 	}
 }

@@ -1,0 +1,135 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/protocol"
+)
+
+// The messages an app sent or scheduled: /v1/messages. A message's delivery
+// report is kept by the store (made with a stored message, completed by
+// send once it went out, its acks counted as they come) until
+// store.ReportKept after the message expires.
+
+// handleMessages lists an app's scheduled pushes: GET /v1/messages?app=A&state=scheduled.
+func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
+	app := r.URL.Query().Get("app")
+	if err := s.authorize(r, app); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if state := r.URL.Query().Get("state"); state != "scheduled" {
+		s.writeError(w, r, errorf(http.StatusBadRequest, "state=scheduled is the only list there is (not %q)", state))
+		return
+	}
+	list, err := s.store.Scheduled(r.Context(), app, maxScheduled)
+	if err != nil {
+		s.writeError(w, r, unavailable(err))
+		return
+	}
+	out := make([]map[string]any, len(list))
+	for i, p := range list {
+		out[i] = scheduledJSON(p)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": out})
+}
+
+func scheduledJSON(p store.Scheduled) map[string]any {
+	return map[string]any{"id": p.ID, "state": "scheduled", "scheduled_at": p.At.UTC().Format(time.RFC3339Nano),
+		"push": json.RawMessage(p.Request)}
+}
+
+// handleMessage answers a message's delivery report, or its schedule:
+// GET /v1/messages/{id}?app=A.
+func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
+	app, id := r.URL.Query().Get("app"), r.PathValue("id")
+	if err := s.authorize(r, app); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rep, ok, err := s.store.Report(r.Context(), app, id)
+	if err != nil {
+		s.writeError(w, r, unavailable(err))
+		return
+	}
+	if ok {
+		writeJSON(w, http.StatusOK, reportJSON(rep))
+		return
+	}
+	list, err := s.store.Scheduled(r.Context(), app, maxScheduled)
+	if err != nil {
+		s.writeError(w, r, unavailable(err))
+		return
+	}
+	for _, p := range list {
+		if p.ID == id {
+			writeJSON(w, http.StatusOK, scheduledJSON(p))
+			return
+		}
+	}
+	s.writeError(w, r, notFound(app, id))
+}
+
+func notFound(app, id string) error {
+	return errorf(http.StatusNotFound, "no message %q in app %s (reports are kept until 24 h after a message expires)", id, app)
+}
+
+func reportJSON(r store.Report) map[string]any {
+	return map[string]any{"id": r.ID, "state": r.State, "target": r.Target, "targeted": r.Targeted,
+		"online": r.Online, "stored": r.Stored, "acked": r.Acked, "expired": r.Expired(time.Now()),
+		"recalled": r.Recalled, "created_at": r.Created.UTC().Format(time.RFC3339Nano),
+		"expires_at": r.Expires.UTC().Format(time.RFC3339Nano)}
+}
+
+// handleDeleteMessage cancels a scheduled push, or recalls a sent one:
+// DELETE /v1/messages/{id}?app=A.
+func (s *Server) handleDeleteMessage(w http.ResponseWriter, r *http.Request) {
+	app, id := r.URL.Query().Get("app"), r.PathValue("id")
+	if err := s.authorize(r, app); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if ok, err := s.store.Unschedule(r.Context(), app, id); err != nil {
+		s.writeError(w, r, unavailable(err))
+		return
+	} else if ok {
+		writeJSON(w, http.StatusOK, map[string]any{"recalled": 0, "cancelled": true})
+		return
+	}
+	rep, n, ok, err := s.store.Recall(r.Context(), app, id)
+	switch {
+	case err != nil:
+		s.writeError(w, r, unavailable(err))
+		return
+	case !ok:
+		s.writeError(w, r, notFound(app, id))
+		return
+	}
+	told, err := s.tellRecalled(app, rep)
+	if err != nil {
+		s.writeError(w, r, &httpError{status: http.StatusServiceUnavailable, cause: err,
+			msg: "the message is recalled where it waited, but the cluster could not be reached to tell online devices; repeat the call"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"recalled": n, "notified": told})
+}
+
+// tellRecalled sends the recall op to the connections of the recalled
+// message's audience that are online now, and returns how many.
+func (s *Server) tellRecalled(app string, r store.Report) (int, error) {
+	m := gateway.NewMessage(&protocol.Frame{Op: protocol.OpRecall, App: []byte(app), ID: []byte(r.ID)})
+	switch {
+	case r.Target == "broadcast":
+		return s.fanout.Broadcast(app, m)
+	case r.Target == "group" && len(r.Audience) == 1:
+		return s.fanout.PushGroup(app, r.Audience[0], m)
+	case r.Target == "users" && r.Stored == 0: // online-only: its audience is users
+		return s.fanout.PushUsers(app, r.Audience, m)
+	default: // the devices it was stored for, or sent to
+		return s.fanout.PushDevices(app, r.Audience, m)
+	}
+}

@@ -1,0 +1,273 @@
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/longlink/longlink/internal/store"
+)
+
+// Delivery reports: r/<app>\0<id> holds a message's report (encode) until
+// store.ReportKept after the message expires, with where its mailbox copies
+// are (device and seq, for Recall; for a push that stored none, its
+// Sending.Audience with seqs 0): inline for a few, else under
+// o/<app>\0<id>, deleted with the report. Acks are counted by message id
+// per commit (acks) and added to the reports once per batch (addAcks): a
+// batch of acks for one broadcast reads and writes its report once.
+
+// report is a message's report as kept: store.Report without its id, with
+// the bseq of a stored broadcast, and its copies when they are inline.
+type report struct {
+	store.Report
+	bseq   uint64
+	copies []byte // encodeCopies; nil: under o/, or none
+}
+
+// inlineCopies is how many copies a report holds itself: a unicast push
+// writes one key for its report, not two.
+const inlineCopies = 8
+
+func (r report) encode() []byte {
+	b := []byte{0}
+	if r.State == "recalled" {
+		b[0] = 1
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.Target)))
+	b = append(b, r.Target...)
+	for _, n := range []int{r.Targeted, r.Online, r.Stored, r.Acked, r.Recalled} {
+		b = binary.AppendUvarint(b, uint64(n))
+	}
+	b = binary.AppendUvarint(b, uint64(r.Created.UnixMilli()))
+	b = binary.AppendUvarint(b, uint64(r.Expires.UnixMilli()))
+	b = binary.AppendUvarint(b, r.bseq)
+	return append(b, r.copies...)
+}
+
+func decodeReport(id string, v []byte) (report, error) {
+	if len(v) < 2 {
+		return report{}, errCorrupt
+	}
+	r := report{Report: store.Report{ID: id, State: "sent"}}
+	if v[0] == 1 {
+		r.State = "recalled"
+	}
+	v = v[1:]
+	next := func() uint64 {
+		n, l := binary.Uvarint(v)
+		if l <= 0 {
+			v = nil
+			return 0
+		}
+		v = v[l:]
+		return n
+	}
+	tl := next()
+	if tl > uint64(len(v)) {
+		return report{}, errCorrupt
+	}
+	r.Target, v = string(v[:tl]), v[tl:]
+	for _, n := range []*int{&r.Targeted, &r.Online, &r.Stored, &r.Acked, &r.Recalled} {
+		*n = int(next())
+	}
+	r.Created = time.UnixMilli(int64(next()))
+	r.Expires = time.UnixMilli(int64(next()))
+	r.bseq = next()
+	if v == nil {
+		return report{}, errCorrupt
+	}
+	if len(v) > 0 {
+		r.copies = bytes.Clone(v)
+	}
+	return r, nil
+}
+
+// newReport writes the report of a stored message m that applyAppend just
+// wrote: to devices at seqs, or to its app's log at bseq.
+func (s *Store) newReport(b *pebble.Batch, m store.Message, devices []string, seqs []uint64, bseq uint64, now time.Time) {
+	r := report{Report: store.Report{Target: m.Target, Targeted: len(devices), Stored: len(devices),
+		Created: now, Expires: m.Expires}, bseq: bseq}
+	s.putReport(b, m.App, m.ID, r, devices, seqs)
+}
+
+// putReport writes the new report r of message id of app, with the copies
+// names[i] at seqs[i] (seqs nil: names without copies).
+func (s *Store) putReport(b *pebble.Batch, app, id string, r report, names []string, seqs []uint64) {
+	copies := encodeCopies(names, seqs)
+	if len(names) <= inlineCopies {
+		r.copies = copies
+	} else {
+		b.Set(key(prefixCopies, app, id), copies, nil)
+	}
+	s.meta.setReport(b, string(key(prefixReport, app, id)), r, false)
+}
+
+// encodeCopies encodes names[i] at seqs[i] (seqs nil: 0s): uvarint length,
+// name, uvarint seq, and so on.
+func encodeCopies(names []string, seqs []uint64) []byte {
+	var copies []byte
+	for i, d := range names {
+		copies = binary.AppendUvarint(copies, uint64(len(d)))
+		copies = append(copies, d...)
+		var seq uint64
+		if seqs != nil {
+			seq = seqs[i]
+		}
+		copies = binary.AppendUvarint(copies, seq)
+	}
+	return copies
+}
+
+// Sent records how a push went out, without waiting.
+func (s *Store) Sent(app, id string, how store.Sending) {
+	s.queue(&op{kind: opSent, msg: store.Message{App: app, ID: id}, sending: how})
+}
+
+func (s *Store) applySent(b *pebble.Batch, o *op, now time.Time) error {
+	rk := string(key(prefixReport, o.msg.App, o.msg.ID))
+	r, ok, err := s.meta.report(b, rk, o.msg.ID)
+	if err != nil {
+		return err
+	}
+	r.Target, r.Targeted, r.Online = o.sending.Target, o.sending.Targeted, o.sending.Online
+	if ok {
+		s.meta.setReport(b, rk, r, true)
+		return nil
+	}
+	r.Created, r.Expires = now, o.sending.Expires
+	if r.Expires.IsZero() {
+		r.Expires = now
+	}
+	s.putReport(b, o.msg.App, o.msg.ID, r, o.sending.Audience, nil)
+	return nil
+}
+
+// Report returns app's report of message id.
+func (s *Store) Report(_ context.Context, app, id string) (store.Report, bool, error) {
+	v, closer, err := s.db.Get(key(prefixReport, app, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return store.Report{}, false, nil
+	}
+	if err != nil {
+		return store.Report{}, false, fmt.Errorf("store report: %w", err)
+	}
+	defer closer.Close()
+	r, err := decodeReport(id, v)
+	if err != nil {
+		return store.Report{}, false, fmt.Errorf("store report: %w", err)
+	}
+	if !r.Kept(s.opts.Now()) { // not swept yet
+		return store.Report{}, false, nil
+	}
+	return r.Report, true, nil
+}
+
+// Recall removes message id of app wherever it still waits, durably.
+func (s *Store) Recall(ctx context.Context, app, id string) (store.Report, int, bool, error) {
+	o := &op{kind: opRecall, msg: store.Message{App: app, ID: id}}
+	if err := s.do(ctx, o); err != nil {
+		return store.Report{}, 0, false, fmt.Errorf("store recall: %w", err)
+	}
+	return o.report, o.n, o.found, nil
+}
+
+func (s *Store) applyRecall(b *pebble.Batch, o *op) error {
+	app, id := o.msg.App, o.msg.ID
+	rk := string(key(prefixReport, app, id))
+	r, ok, err := s.meta.report(b, rk, id)
+	if err != nil || !ok {
+		return err
+	}
+	o.durable, o.found = true, true
+	copies := r.copies
+	if copies == nil {
+		if copies, _, err = get(b, key(prefixCopies, app, id)); err != nil {
+			return err
+		}
+	}
+	n := 0
+	for len(copies) > 0 {
+		l, k := binary.Uvarint(copies)
+		if k <= 0 || l > uint64(len(copies)-k) {
+			return errCorrupt
+		}
+		device := string(copies[k : k+int(l)])
+		copies = copies[k+int(l):]
+		seq, k := binary.Uvarint(copies)
+		if k <= 0 {
+			return errCorrupt
+		}
+		copies = copies[k:]
+		r.Audience = append(r.Audience, device)
+		if seq == 0 {
+			continue
+		}
+		removed, err := s.removeMessage(b, app, device, seq)
+		if err != nil {
+			return err
+		}
+		if removed {
+			n++
+		}
+	}
+	if r.bseq > 0 {
+		lk := logKey(app, r.bseq)
+		if _, waiting, err := get(b, lk); err != nil {
+			return err
+		} else if waiting {
+			b.Delete(lk, nil)
+			n++
+		}
+	}
+	r.State, r.Recalled = "recalled", r.Recalled+n
+	s.meta.setReport(b, rk, r, true)
+	o.report, o.n = r.Report, n
+	return nil
+}
+
+// removeMessage deletes the message at seq from (app, device)'s mailbox if
+// it is still there, and reports whether it was.
+func (s *Store) removeMessage(b *pebble.Batch, app, device string, seq uint64) (bool, error) {
+	mk := messageKey(app, device, seq)
+	if _, waiting, err := get(b, mk); err != nil || !waiting {
+		return false, err
+	}
+	mb, err := s.meta.mailbox(b, app, device)
+	if err != nil {
+		return false, err
+	}
+	b.Delete(mk, nil)
+	mb.count -= min(1, mb.count)
+	s.meta.setMailbox(b, app, device, mb)
+	return true, nil
+}
+
+// countAck counts an ack of the record v (a mailbox message or a log entry)
+// of app, for its report.
+func (s *Store) countAck(app string, v []byte) error {
+	id, err := recordID(v)
+	if err != nil {
+		return err
+	}
+	k := append(append(append(append(s.ackKey[:0], prefixReport...), app...), 0), id...)
+	s.acks[string(k)]++
+	s.ackKey = k
+	return nil
+}
+
+// addAcks adds the acks counted in this batch to their reports (a message
+// without a report has none to add to), and forgets them.
+func (s *Store) addAcks(b *pebble.Batch) error {
+	defer clear(s.acks)
+	for rk, n := range s.acks {
+		if err := s.meta.addAcked(b, rk, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/longlink/longlink/internal/store"
+)
+
+// Delivery reports: a hash per message (<p><app>:r:<id>: state, target,
+// the counts, created and expires in unix ms, bseq), written with a stored
+// message by its append script and counted in by the ack scripts; its
+// copies (<p><app>:o:<id>) name each device and seq, for Recall (or, for a
+// push that stored none, its audience with seqs 0). Both expire
+// store.ReportKept after the message.
+
+// reportArgs are the append scripts' report arguments for m: its target
+// ("" for none), the report's TTL in ms, and m's expiry (unix ms).
+func (s *Store) reportArgs(m store.Message) []string {
+	return []string{m.Target, s.keep(m.Expires), strconv.FormatInt(m.Expires.UnixMilli(), 10)}
+}
+
+// keep is how long, in ms, the report of a message that expires at exp is
+// kept (at least 1).
+func (s *Store) keep(exp time.Time) string {
+	return strconv.FormatInt(max(exp.Add(store.ReportKept).Sub(s.opts.Now()).Milliseconds(), 1), 10)
+}
+
+// sentScript records how pushes went out, making the reports of online-only
+// pushes (a writer script: see scripts.go).
+//
+//	item keys: the report, its copies
+//	item args: target, targeted, online, now (unix ms), the message's
+//	expiry, the TTL of a new report in ms, its audience ("0 <name>" lines)
+var sentScript = newBatchScript(2, 7, `
+local out = {}
+for i = 0, #KEYS / 2 - 1 do
+  local rk, copies, a = KEYS[2 * i + 1], KEYS[2 * i + 2], 7 * i
+  if redis.call('EXISTS', rk) == 0 then
+    redis.call('HSET', rk, 'state', 'sent', 'created', ARGV[a + 4], 'expires', ARGV[a + 5])
+    redis.call('PEXPIRE', rk, ARGV[a + 6])
+    if ARGV[a + 7] ~= "" then
+      redis.call('SET', copies, ARGV[a + 7], 'PX', ARGV[a + 6])
+    end
+  end
+  redis.call('HSET', rk, 'target', ARGV[a + 1], 'targeted', ARGV[a + 2], 'online', ARGV[a + 3])
+  out[#out + 1] = 0
+end
+return out
+`)
+
+// recallScript removes a message from the mailboxes and the log where it
+// waits, and marks its report recalled. It returns how many copies it
+// removed, or -1 when the report is gone.
+//
+//	KEYS[1] the report; KEYS[2] the app's log; KEYS[3...] the mailboxes
+//	ARGV[1] the bseq in the log (0: none); ARGV[2...] the seq in each mailbox
+var recallScript = rueidis.NewLuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
+local n = 0
+for i = 3, #KEYS do
+  n = n + redis.call('ZREMRANGEBYSCORE', KEYS[i], ARGV[i - 1], ARGV[i - 1])
+end
+if ARGV[1] ~= '0' then
+  n = n + redis.call('ZREMRANGEBYSCORE', KEYS[2], ARGV[1], ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'state', 'recalled')
+redis.call('HINCRBY', KEYS[1], 'recalled', n)
+return n
+`)
+
+// Sent implements store.Store: the writer sends it.
+func (s *Store) Sent(app, id string, how store.Sending) {
+	now := s.opts.Now()
+	exp := how.Expires
+	if exp.IsZero() {
+		exp = now
+	}
+	var audience strings.Builder
+	for _, name := range how.Audience {
+		audience.WriteString("0 " + name + "\n")
+	}
+	s.queue(write{script: sentScript, keys: []string{s.key(app, "r", id), s.key(app, "o", id)},
+		args: []string{how.Target, strconv.Itoa(how.Targeted), strconv.Itoa(how.Online),
+			strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(exp.UnixMilli(), 10), s.keep(exp), audience.String()}})
+}
+
+// Report implements store.Store.
+func (s *Store) Report(ctx context.Context, app, id string) (store.Report, bool, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	r, _, ok, err := s.report(ctx, app, id)
+	if err != nil {
+		return store.Report{}, false, fmt.Errorf("store report: %w", err)
+	}
+	return r, ok && r.Kept(s.opts.Now()), nil
+}
+
+// report reads the report of message id of app, and its bseq.
+func (s *Store) report(ctx context.Context, app, id string) (r store.Report, bseq string, ok bool, err error) {
+	h, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.key(app, "r", id)).Build()).AsStrMap()
+	if err != nil || len(h) == 0 {
+		return store.Report{}, "", false, err
+	}
+	num := func(f string) int { n, _ := strconv.Atoi(h[f]); return n }
+	ms := func(f string) time.Time { return time.UnixMilli(int64(num(f))) }
+	r = store.Report{ID: id, State: h["state"], Target: h["target"], Created: ms("created"), Expires: ms("expires"),
+		Targeted: num("targeted"), Online: num("online"), Stored: num("stored"), Acked: num("acked"), Recalled: num("recalled")}
+	return r, cmp.Or(h["bseq"], "0"), true, nil
+}
+
+// Recall implements store.Store.
+func (s *Store) Recall(ctx context.Context, app, id string) (store.Report, int, bool, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	r, bseq, ok, err := s.report(ctx, app, id)
+	if err != nil || !ok {
+		return store.Report{}, 0, false, wrap("store recall", err)
+	}
+	copies, err := s.client.Do(ctx, s.client.B().Get().Key(s.key(app, "o", id)).Build()).ToString()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return store.Report{}, 0, false, fmt.Errorf("store recall: %w", err)
+	}
+	keys, args := []string{s.key(app, "r", id), s.opts.Prefix + app + ":b"}, []string{bseq}
+	for line := range strings.SplitSeq(copies, "\n") {
+		seq, device, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		r.Audience = append(r.Audience, device)
+		if seq != "0" {
+			keys, args = append(keys, s.key(app, "m", device)), append(args, seq)
+		}
+	}
+	n, err := recallScript.Exec(ctx, s.client, keys, args).AsInt64()
+	if err != nil || n < 0 {
+		return store.Report{}, 0, false, wrap("store recall", err)
+	}
+	r.State, r.Recalled = "recalled", r.Recalled+int(n)
+	return r, int(n), true, nil
+}
+
+// wrap prefixes a non-nil err with what failed.
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
