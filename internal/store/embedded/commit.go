@@ -219,7 +219,7 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 		b.Set(hk, binary.AppendUvarint(nil, bseq), nil)
 		lk := logKey(m.App, bseq)
 		b.Set(lk, record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode(), nil)
-		b.Set(expiryKey(m.Expires, lk), nil, nil)
+		b.Set(expiryKey(m.Expires, lk), reportKeyOf(m), nil)
 		if m.Collapse != "" {
 			old, err := collapse(b, key(prefixLogKey, m.App, m.Collapse), bseq, m.Expires)
 			if err != nil {
@@ -236,12 +236,13 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 		return nil
 	}
 	o.res.Seqs = make([]uint64, len(o.devices))
+	rk := reportKeyOf(m) // with the first copy's expiry
 	for i, d := range o.devices {
-		seq, err := s.appendMessage(b, d, m)
+		seq, err := s.appendMessage(b, d, m, rk)
 		if err != nil {
 			return err
 		}
-		o.res.Seqs[i] = seq
+		o.res.Seqs[i], rk = seq, nil
 	}
 	if m.Target != "" {
 		s.newReport(b, m, o.devices, o.res.Seqs, 0, now)
@@ -251,7 +252,8 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 
 // appendMessage puts m in device's mailbox for m.App with the next seq of
 // (m.App, device), dropping the mailbox's oldest message when it is full.
-func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (uint64, error) {
+// rk, if set, is the report key its expiry index entry carries (keys.go).
+func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message, rk []byte) (uint64, error) {
 	seq, err := s.meta.lastSeq(b, m.App, device)
 	if err != nil {
 		return 0, err
@@ -260,7 +262,7 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 	s.meta.setLastSeq(b, m.App, device, seq)
 	mk := messageKey(m.App, device, seq)
 	b.Set(mk, record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode(), nil)
-	b.Set(expiryKey(m.Expires, mk), nil, nil)
+	b.Set(expiryKey(m.Expires, mk), rk, nil)
 
 	if m.Collapse != "" {
 		old, err := collapse(b, key(prefixCollapse, m.App, device, m.Collapse), seq, m.Expires)
@@ -353,7 +355,7 @@ func (s *Store) applyCatchUp(b *pebble.Batch, o *op, now time.Time) error {
 	}
 	for _, r := range entries {
 		if _, err := s.appendMessage(b, o.device, store.Message{App: app, ID: r.id, Data: r.data,
-			Expires: time.UnixMilli(r.expires)}); err != nil {
+			Expires: time.UnixMilli(r.expires)}, nil); err != nil {
 			return err
 		}
 	}
@@ -500,15 +502,20 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	var expired [][]byte
+	var expired, reports [][]byte
 	for it.First(); it.Valid() && len(expired) < sweepChunk; it.Next() {
 		expired = append(expired, append([]byte(nil), it.Key()...))
+		reports = append(reports, append([]byte(nil), it.Value()...))
 	}
 	if err := it.Close(); err != nil {
 		return err
 	}
-	for _, xk := range expired {
+	for i, xk := range expired {
 		target := xk[len(prefixExpiry)+8:]
+		if rk := reports[i]; len(rk) > 0 { // its message went: the report goes ReportKept later
+			when := time.UnixMilli(int64(binary.BigEndian.Uint64(xk[len(prefixExpiry):])))
+			b.Set(expiryKey(when.Add(store.ReportKept), rk), nil, nil)
+		}
 		if bytes.HasPrefix(target, []byte(prefixMessage)) {
 			// A mailbox message may be gone already (acked, dropped):
 			// count it out only if it is still there.

@@ -28,7 +28,8 @@ import (
 //	r/<app>\0<id>                     a message's delivery report, with its copies if few (report.go)
 //	o/<app>\0<id>                     where its mailbox copies are, if many: device, seq, ... (uvarint length, bytes, uvarint)
 //	i/<app>\0<key>                    idempotency key: record (id and time; no data)
-//	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms)
+//	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms); its value, if any,
+//	                                  is a report key to index then for store.ReportKept more
 //	v                                 the key format's version (uvarint; absent = 1)
 //
 // Format 1 keyed d/, m/, n/ and c/ by device first, with one seq per device

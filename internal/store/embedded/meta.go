@@ -24,7 +24,7 @@ type metaCache struct {
 
 const (
 	metaCacheLimit   = 100000
-	reportCacheLimit = 100000
+	reportCacheLimit = 50000
 )
 
 func (c *metaCache) reset() {
@@ -122,11 +122,11 @@ func (c *metaCache) addAcked(b *pebble.Batch, rk string, n int) error {
 	return nil
 }
 
-// setReport writes r under rk, and when it is new (exists false) the index
-// entry that deletes it ReportKept after its message expires.
-func (c *metaCache) setReport(b *pebble.Batch, rk string, r report, exists bool) {
+// setReport writes r under rk, and if index the expiry index entry that
+// deletes it ReportKept after its message expires.
+func (c *metaCache) setReport(b *pebble.Batch, rk string, r report, index bool) {
 	b.Set([]byte(rk), r.encode(), nil)
-	if !exists {
+	if index {
 		b.Set(expiryKey(r.Expires.Add(store.ReportKept), []byte(rk)), nil, nil)
 	}
 	r.Audience = nil // Recall's answer, not kept

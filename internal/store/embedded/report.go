@@ -14,7 +14,9 @@ import (
 )
 
 // Delivery reports: r/<app>\0<id> holds a message's report (encode) until
-// store.ReportKept after the message expires, with where its mailbox copies
+// store.ReportKept after the message expires (the expiry index entry of
+// its first copy, or of its log entry, carries the report key: when the
+// sweep deletes the message, it indexes the report), with where its mailbox copies
 // are (device and seq, for Recall; for a push that stored none, its
 // Sending.Audience with seqs 0): inline for a few, else under
 // o/<app>\0<id>, deleted with the report. Acks are counted by message id
@@ -92,19 +94,29 @@ func decodeReport(id string, v []byte) (report, error) {
 func (s *Store) newReport(b *pebble.Batch, m store.Message, devices []string, seqs []uint64, bseq uint64, now time.Time) {
 	r := report{Report: store.Report{Target: m.Target, Targeted: len(devices), Stored: len(devices),
 		Created: now, Expires: m.Expires}, bseq: bseq}
-	s.putReport(b, m.App, m.ID, r, devices, seqs)
+	// Indexed by the expiry of its first copy or log entry, if it has one.
+	s.putReport(b, m.App, m.ID, r, devices, seqs, len(devices) == 0 && bseq == 0)
+}
+
+// reportKeyOf is the key of m's report, or nil when it has none.
+func reportKeyOf(m store.Message) []byte {
+	if m.Target == "" {
+		return nil
+	}
+	return key(prefixReport, m.App, m.ID)
 }
 
 // putReport writes the new report r of message id of app, with the copies
-// names[i] at seqs[i] (seqs nil: names without copies).
-func (s *Store) putReport(b *pebble.Batch, app, id string, r report, names []string, seqs []uint64) {
+// names[i] at seqs[i] (seqs nil: names without copies), and its own expiry
+// index entry if index.
+func (s *Store) putReport(b *pebble.Batch, app, id string, r report, names []string, seqs []uint64, index bool) {
 	copies := encodeCopies(names, seqs)
 	if len(names) <= inlineCopies {
 		r.copies = copies
 	} else {
 		b.Set(key(prefixCopies, app, id), copies, nil)
 	}
-	s.meta.setReport(b, string(key(prefixReport, app, id)), r, false)
+	s.meta.setReport(b, string(key(prefixReport, app, id)), r, index)
 }
 
 // encodeCopies encodes names[i] at seqs[i] (seqs nil: 0s): uvarint length,
@@ -136,14 +148,14 @@ func (s *Store) applySent(b *pebble.Batch, o *op, now time.Time) error {
 	}
 	r.Target, r.Targeted, r.Online = o.sending.Target, o.sending.Targeted, o.sending.Online
 	if ok {
-		s.meta.setReport(b, rk, r, true)
+		s.meta.setReport(b, rk, r, false)
 		return nil
 	}
 	r.Created, r.Expires = now, o.sending.Expires
 	if r.Expires.IsZero() {
 		r.Expires = now
 	}
-	s.putReport(b, o.msg.App, o.msg.ID, r, o.sending.Audience, nil)
+	s.putReport(b, o.msg.App, o.msg.ID, r, o.sending.Audience, nil, true)
 	return nil
 }
 
@@ -225,7 +237,7 @@ func (s *Store) applyRecall(b *pebble.Batch, o *op) error {
 		}
 	}
 	r.State, r.Recalled = "recalled", r.Recalled+n
-	s.meta.setReport(b, rk, r, true)
+	s.meta.setReport(b, rk, r, false)
 	o.report, o.n = r.Report, n
 	return nil
 }

@@ -109,10 +109,16 @@ func TestSweepReclaimsReports(t *testing.T) {
 	if r, c := countKeys(t, s, prefixReport), countKeys(t, s, prefixCopies); r != 2 || c != 1 {
 		t.Fatalf("%d reports and %d copies keys, want 2 and 1 (one push's copies inline)", r, c)
 	}
-	clk.Add(2*time.Minute + store.ReportKept)
+	clk.Add(2 * time.Minute) // the messages go, and their reports are indexed
 	s.queue(&op{kind: opSweep})
 	flush(t, s)
-	for _, p := range []string{prefixReport, prefixCopies, prefixExpiry} {
+	if r, c, x := countKeys(t, s, prefixReport), countKeys(t, s, prefixCopies), countKeys(t, s, prefixExpiry); r != 2 || c != 1 || x != 2 {
+		t.Fatalf("after the messages: %d reports, %d copies keys, %d expiry keys; want 2, 1, 2", r, c, x)
+	}
+	clk.Add(store.ReportKept)
+	s.queue(&op{kind: opSweep})
+	flush(t, s)
+	for _, p := range []string{prefixReport, prefixCopies, prefixExpiry, prefixMessage} {
 		if n := countKeys(t, s, p); n != 0 {
 			t.Fatalf("%d %s keys after the sweep, want 0", n, p)
 		}

@@ -14,10 +14,11 @@ import (
 )
 
 // Delivery reports: a hash per message (<p><app>:r:<id>: state, target,
-// the counts, created and expires in unix ms, bseq), written with a stored
-// message by its append script and counted in by the ack scripts; its
-// copies (<p><app>:o:<id>) name each device and seq, for Recall (or, for a
-// push that stored none, its audience with seqs 0). Both expire
+// the counts, created and expires in unix ms, bseq; absent ones are 0 or
+// "sent"), written with a stored message by its append script and counted
+// in by the ack scripts; its copies name each device and seq, for Recall
+// (or, for a push that stored none, its audience with seqs 0): a few in the
+// hash's field copies, more in <p><app>:o:<id>. Both expire
 // store.ReportKept after the message.
 
 // reportArgs are the append scripts' report arguments for m: its target
@@ -43,7 +44,7 @@ local out = {}
 for i = 0, #KEYS / 2 - 1 do
   local rk, copies, a = KEYS[2 * i + 1], KEYS[2 * i + 2], 7 * i
   if redis.call('EXISTS', rk) == 0 then
-    redis.call('HSET', rk, 'state', 'sent', 'created', ARGV[a + 4], 'expires', ARGV[a + 5])
+    redis.call('HSET', rk, 'created', ARGV[a + 4], 'expires', ARGV[a + 5])
     redis.call('PEXPIRE', rk, ARGV[a + 6])
     if ARGV[a + 7] ~= "" then
       redis.call('SET', copies, ARGV[a + 7], 'PX', ARGV[a + 6])
@@ -97,37 +98,40 @@ func (s *Store) Sent(app, id string, how store.Sending) {
 func (s *Store) Report(ctx context.Context, app, id string) (store.Report, bool, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	r, _, ok, err := s.report(ctx, app, id)
+	r, _, _, ok, err := s.report(ctx, app, id)
 	if err != nil {
 		return store.Report{}, false, fmt.Errorf("store report: %w", err)
 	}
 	return r, ok && r.Kept(s.opts.Now()), nil
 }
 
-// report reads the report of message id of app, and its bseq.
-func (s *Store) report(ctx context.Context, app, id string) (r store.Report, bseq string, ok bool, err error) {
+// report reads the report of message id of app, its copies if it holds
+// them, and its bseq.
+func (s *Store) report(ctx context.Context, app, id string) (r store.Report, copies, bseq string, ok bool, err error) {
 	h, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.key(app, "r", id)).Build()).AsStrMap()
 	if err != nil || len(h) == 0 {
-		return store.Report{}, "", false, err
+		return store.Report{}, "", "", false, err
 	}
 	num := func(f string) int { n, _ := strconv.Atoi(h[f]); return n }
 	ms := func(f string) time.Time { return time.UnixMilli(int64(num(f))) }
-	r = store.Report{ID: id, State: h["state"], Target: h["target"], Created: ms("created"), Expires: ms("expires"),
+	r = store.Report{ID: id, State: cmp.Or(h["state"], "sent"), Target: h["target"], Created: ms("created"), Expires: ms("expires"),
 		Targeted: num("targeted"), Online: num("online"), Stored: num("stored"), Acked: num("acked"), Recalled: num("recalled")}
-	return r, cmp.Or(h["bseq"], "0"), true, nil
+	return r, h["copies"], cmp.Or(h["bseq"], "0"), true, nil
 }
 
 // Recall implements store.Store.
 func (s *Store) Recall(ctx context.Context, app, id string) (store.Report, int, bool, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	r, bseq, ok, err := s.report(ctx, app, id)
+	r, copies, bseq, ok, err := s.report(ctx, app, id)
 	if err != nil || !ok {
 		return store.Report{}, 0, false, wrap("store recall", err)
 	}
-	copies, err := s.client.Do(ctx, s.client.B().Get().Key(s.key(app, "o", id)).Build()).ToString()
-	if err != nil && !rueidis.IsRedisNil(err) {
-		return store.Report{}, 0, false, fmt.Errorf("store recall: %w", err)
+	if copies == "" {
+		copies, err = s.client.Do(ctx, s.client.B().Get().Key(s.key(app, "o", id)).Build()).ToString()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return store.Report{}, 0, false, fmt.Errorf("store recall: %w", err)
+		}
 	}
 	keys, args := []string{s.key(app, "r", id), s.opts.Prefix + app + ":b"}, []string{bseq}
 	for line := range strings.SplitSeq(copies, "\n") {

@@ -67,21 +67,25 @@ for i = 4, #KEYS, 3 do
 end
 out[2] = dropped
 if ARGV[9] ~= "" then
-  newReport(KEYS[2], ARGV[9], #copies, now, ARGV[11], 0, ARGV[10])
-  if #copies > 0 then
+  local inline = ''
+  if #copies <= 8 then
+    inline = table.concat(copies, '\n')
+  else
     redis.call('SET', KEYS[3], table.concat(copies, '\n'), 'PX', ARGV[10])
   end
+  newReport(KEYS[2], ARGV[9], #copies, now, ARGV[11], ARGV[10], inline)
 end
 return out
 `)
 
-// reportLua defines newReport(key, target, n, created, expires, bseq, ttl):
-// the report of a stored message, written with it, kept ttl ms. n is the
-// count of its mailbox copies.
+// reportLua defines newReport(key, target, n, created, expires, ttl,
+// copies): the report of a stored message, written with it, kept ttl ms
+// (fields left out are 0, state "sent"). n is the count of its mailbox
+// copies; a few are kept in the report (copies, else ""), more in a key of
+// their own.
 const reportLua = `
-local function newReport(key, target, n, created, expires, bseq, ttl)
-  redis.call('HSET', key, 'state', 'sent', 'target', target, 'targeted', n, 'stored', n,
-    'created', created, 'expires', expires, 'bseq', bseq)
+local function newReport(key, target, n, created, expires, ttl, copies)
+  redis.call('HSET', key, 'target', target, 'targeted', n, 'stored', n, 'created', created, 'expires', expires, 'copies', copies)
   redis.call('PEXPIRE', key, ttl)
 end
 `
@@ -126,7 +130,8 @@ if redis.call('PTTL', KEYS[3]) < ttl then
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
 if ARGV[8] ~= "" then
-  newReport(KEYS[5], ARGV[8], 0, now, ARGV[10], bseq, ARGV[9])
+  newReport(KEYS[5], ARGV[8], 0, now, ARGV[10], ARGV[9], '')
+  redis.call('HSET', KEYS[5], 'bseq', bseq)
 end
 return {0, bseq}
 `)

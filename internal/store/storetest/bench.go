@@ -22,6 +22,7 @@ func Bench(b *testing.B, backend Backend) {
 		fn   func(*testing.B, Backend)
 	}{
 		{"Append64Pushers", benchAppend64Pushers},
+		{"Append64PushersNoReports", benchAppend64PushersNoReports},
 		{"Append64PushersFullMailboxes", benchAppend64PushersFullMailboxes},
 		{"Replay1000", benchReplay1000},
 		{"BroadcastWithTTL", benchBroadcastWithTTL},
@@ -47,13 +48,19 @@ var payload = []byte(strings.Repeat("x", 256))
 // benchAppend64Pushers: 64 goroutines each store one 256-byte message
 // per call, with its delivery report (as the API does), cycling over 150
 // devices of their own (9,600 in all); every call returns only once durable.
-func benchAppend64Pushers(b *testing.B, backend Backend) { benchAppend(b, backend, 150) }
+func benchAppend64Pushers(b *testing.B, backend Backend) { benchAppend(b, backend, 150, "devices") }
+
+// benchAppend64PushersNoReports: the same without delivery reports, to
+// show what they cost.
+func benchAppend64PushersNoReports(b *testing.B, backend Backend) { benchAppend(b, backend, 150, "") }
 
 // benchAppend64PushersFullMailboxes: the same with one device per
 // pusher, whose mailbox fills up, so every append also drops the oldest.
-func benchAppend64PushersFullMailboxes(b *testing.B, backend Backend) { benchAppend(b, backend, 1) }
+func benchAppend64PushersFullMailboxes(b *testing.B, backend Backend) {
+	benchAppend(b, backend, 1, "devices")
+}
 
-func benchAppend(b *testing.B, backend Backend, devicesPerPusher int) {
+func benchAppend(b *testing.B, backend Backend, devicesPerPusher int, target string) {
 	clk := NewClock()
 	s := benchStore(b, backend, clk, 100)
 	var next atomic.Int64
@@ -62,9 +69,10 @@ func benchAppend(b *testing.B, backend Backend, devicesPerPusher int) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		pusher := next.Add(1)
-		m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour), Target: "devices"}
+		m := store.Message{App: "demo", Data: payload, Expires: clk.In(time.Hour), Target: target}
 		for i := 0; pb.Next(); i++ {
 			device := []string{fmt.Sprint("d", pusher, "-", i%devicesPerPusher)}
+			m.ID = fmt.Sprint("m", pusher, "-", i) // each its own report
 			if _, err := s.Append(ctx, device, m, ""); err != nil {
 				b.Error(err)
 				return
