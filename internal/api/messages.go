@@ -10,10 +10,11 @@ import (
 	"github.com/longlink/longlink/protocol"
 )
 
-// The messages an app sent or scheduled: /v1/messages. A message's delivery
-// report is kept by the store (made with a stored message, completed by
+// The messages an app stored or scheduled: /v1/messages. A stored message's
+// delivery report is kept by the store (made with the message, completed by
 // send once it went out, its acks counted as they come) until
-// store.ReportKept after the message expires.
+// store.ReportKept after the message expires. An online-only message never
+// touches the store: its push's answer is all there is to know of it.
 
 // handleMessages lists an app's scheduled pushes: GET /v1/messages?app=A&state=scheduled.
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
@@ -75,7 +76,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
 }
 
 func notFound(app, id string) error {
-	return errorf(http.StatusNotFound, "no message %q in app %s (reports are kept until 24 h after a message expires)", id, app)
+	return errorf(http.StatusNotFound, "no stored message %q in app %s (reports are kept until 24 h after a message expires; online-only messages, handed over when sent, keep none)", id, app)
 }
 
 func reportJSON(r store.Report) map[string]any {
@@ -122,14 +123,8 @@ func (s *Server) handleDeleteMessage(w http.ResponseWriter, r *http.Request) {
 // message's audience that are online now, and returns how many.
 func (s *Server) tellRecalled(app string, r store.Report) (int, error) {
 	m := gateway.NewMessage(&protocol.Frame{Op: protocol.OpRecall, App: []byte(app), ID: []byte(r.ID)})
-	switch {
-	case r.Target == "broadcast":
+	if r.Target == "broadcast" {
 		return s.fanout.Broadcast(app, m)
-	case r.Target == "group" && len(r.Audience) == 1:
-		return s.fanout.PushGroup(app, r.Audience[0], m)
-	case r.Target == "users" && r.Stored == 0: // online-only: its audience is users
-		return s.fanout.PushUsers(app, r.Audience, m)
-	default: // the devices it was stored for, or sent to
-		return s.fanout.PushDevices(app, r.Audience, m)
 	}
+	return s.fanout.PushDevices(app, r.Audience, m)
 }

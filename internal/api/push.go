@@ -35,10 +35,6 @@ type pushResponse struct {
 	Online    int    `json:"online"`
 	Offline   int    `json:"offline"`
 	Duplicate bool   `json:"duplicate,omitempty"` // a repeated id: nothing was sent
-
-	// For the delivery report (see send).
-	targeted int
-	audience []string
 }
 
 // maxKeyBytes bounds an idempotency key; maxCollapseBytes a collapse key.
@@ -90,13 +86,14 @@ func (s *Server) send(ctx context.Context, req *pushRequest, target string, f pr
 	var err error
 	if req.TTL > 0 && target != "group" { // groups are online-only: ttl is ignored
 		resp, err = s.pushStored(ctx, req, target, f)
+		if err == nil && !resp.Duplicate { // for its delivery report
+			s.store.Sent(req.App, resp.ID, resp.Online)
+		}
 	} else {
 		resp, err = s.pushOnline(ctx, req, target, f)
 	}
 	if err == nil && !resp.Duplicate {
 		s.metrics.Pushed.WithLabelValues(req.App, target).Inc()
-		s.store.Sent(req.App, resp.ID, store.Sending{Target: target, Targeted: resp.targeted, Online: resp.Online,
-			Audience: resp.audience})
 	}
 	return resp, err
 }
@@ -125,7 +122,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 		if err != nil {
 			return pushResponse{}, stored(err)
 		}
-		return pushResponse{ID: res.ID, Online: online, targeted: online}, nil
+		return pushResponse{ID: res.ID, Online: online}, nil
 	}
 	devices := req.Devices
 	switch target {
@@ -157,7 +154,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 	if err != nil {
 		return pushResponse{}, stored(err)
 	}
-	return pushResponse{ID: res.ID, Online: online, Offline: len(devices) - online, targeted: len(devices)}, nil
+	return pushResponse{ID: res.ID, Online: online, Offline: len(devices) - online}, nil
 }
 
 // pushOnline hands the message to the connections live now; with an id, the
@@ -167,34 +164,28 @@ func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string
 		return pushResponse{ID: first, Duplicate: used}, err
 	}
 	m := gateway.NewMessage(&f)
-	var resp pushResponse
+	var online int
 	var err error
 	switch target {
 	case "devices":
-		resp.audience = req.Devices
-		resp.Online, err = s.fanout.PushDevices(req.App, req.Devices, m)
+		online, err = s.fanout.PushDevices(req.App, req.Devices, m)
 	case "users":
-		resp.audience = req.Users
-		resp.Online, err = s.fanout.PushUsers(req.App, req.Users, m)
+		online, err = s.fanout.PushUsers(req.App, req.Users, m)
 	case "tags":
-		if resp.audience, err = s.tagDevices(ctx, req.App, req.Tags); err != nil {
+		var devices []string
+		if devices, err = s.tagDevices(ctx, req.App, req.Tags); err != nil {
 			return pushResponse{}, err
 		}
-		resp.Online, err = s.fanout.PushDevices(req.App, resp.audience, m)
+		online, err = s.fanout.PushDevices(req.App, devices, m)
 	case "group":
-		resp.audience = []string{req.Group}
-		resp.Online, err = s.fanout.PushGroup(req.App, req.Group, m)
+		online, err = s.fanout.PushGroup(req.App, req.Group, m)
 	case "broadcast":
-		resp.Online, err = s.fanout.Broadcast(req.App, m)
+		online, err = s.fanout.Broadcast(req.App, m)
 	}
 	if err != nil {
 		return pushResponse{}, clusterDown(err)
 	}
-	resp.ID, resp.targeted = string(f.ID), resp.Online
-	if target == "devices" || target == "tags" {
-		resp.targeted = len(resp.audience)
-	}
-	return resp, nil
+	return pushResponse{ID: string(f.ID), Online: online}, nil
 }
 
 // clusterDown is the 503 of a call that could not find where devices are.

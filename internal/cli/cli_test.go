@@ -68,6 +68,16 @@ func TestNewcomerPath(t *testing.T) {
 		return regexp.MustCompile(`(?m)^\[demo\] id=n1-\w+ hello$`).MatchString(out.String())
 	})
 
+	// A stored push, recalled: the listener prints the recall.
+	id := ts.Push(map[string]any{"devices": []string{"d1"}, "data": "oops", "ttl": 600})["id"].(string)
+	testserver.Eventually(t, "the stored push", func() bool { return strings.Contains(out.String(), "oops") })
+	if status, body := ts.Call(http.MethodDelete, "/v1/messages/"+id+"?app=demo", testserver.Demo.APIKey, nil); status != http.StatusOK {
+		t.Fatalf("recall: %d %v", status, body)
+	}
+	testserver.Eventually(t, "the recall on the listener's terminal", func() bool {
+		return strings.Contains(out.String(), "[demo] recalled id="+id+"\n")
+	})
+
 	// A newer connection of d1 replaces the listener: it exits 1, saying why.
 	c, err := client.Dial(context.Background(), client.Config{Addr: ts.GatewayAddr(), Token: ts.Token("d1", "")})
 	if err != nil {

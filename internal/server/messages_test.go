@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,9 +63,9 @@ func (r recaller) expect(t *testing.T, id string) {
 }
 
 // A delivery report counts the devices targeted, handed it live, stored
-// for and that acked it (each once), for stored pushes, stored broadcasts
-// (acks by cursor, counted once per device) and online-only pushes; any
-// node reads it; another app cannot.
+// for and that acked it (each once), for stored pushes and stored
+// broadcasts (acks by cursor, counted once per device); any node reads it;
+// another app cannot; an online-only push has none.
 func TestDeliveryReport(t *testing.T) {
 	eachMode(t, func(t *testing.T, nodes []*testserver.TS, tr client.Transport) {
 		d1 := connect(t, nodes[1], tr, nodes[1].Token("d1", ""))
@@ -93,10 +94,15 @@ func TestDeliveryReport(t *testing.T) {
 		connect(t, nodes[2], tr, nodes[2].Token("d4", "")).expectNone(t)
 		report(t, nodes[0], bid, map[string]any{"acked": 3.0})
 
-		// Online-only: what went out, nothing stored or acked.
+		// Online-only: handed over when sent, never stored: no report, no recall.
 		out = nodes[0].Push(map[string]any{"devices": []string{"d1", "d9"}, "data": "now"})
 		d1.expect(t, "now")
-		report(t, nodes[1], out["id"].(string), map[string]any{"targeted": 2.0, "online": 1.0, "stored": 0.0, "acked": 0.0})
+		for _, method := range []string{http.MethodGet, http.MethodDelete} {
+			status, body := nodes[1].Call(method, "/v1/messages/"+out["id"].(string)+"?app=demo", testserver.Demo.APIKey, nil)
+			if status != http.StatusNotFound || !strings.Contains(body["error"].(string), "online-only") {
+				t.Fatalf("%s of an online-only message: %d %v", method, status, body)
+			}
+		}
 
 		status, body := nodes[0].Call(http.MethodGet, "/v1/messages/"+id+"?app=other", testserver.Other.APIKey, nil)
 		if status != http.StatusNotFound {

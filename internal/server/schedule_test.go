@@ -30,7 +30,7 @@ func TestScheduledPush(t *testing.T) {
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		d1 := connect(t, ts, tr, ts.Token("d1", ""))
 		start := time.Now()
-		id := schedule(t, ts, time.Second, map[string]any{"devices": []string{"d1"}, "data": "at its time"})
+		id := schedule(t, ts, time.Second, map[string]any{"devices": []string{"d1"}, "data": "at its time", "ttl": 600})
 		cancelled := schedule(t, ts, time.Second, map[string]any{"devices": []string{"d1"}, "data": "never"})
 		status, out := ts.Call(http.MethodGet, "/v1/messages?app=demo&state=scheduled", testserver.Demo.APIKey, nil)
 		if list, _ := out["messages"].([]any); status != http.StatusOK || len(list) != 2 ||

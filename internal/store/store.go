@@ -84,10 +84,11 @@ type Store interface {
 	// ends (so that a claimer that dies does not lose it). Unschedule
 	// removes it once made.
 	ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Scheduled, error)
-	// Sent records, without waiting, how a push went out (see Sending). A
-	// stored push's report was made by its append; an online-only push's
-	// report is made here.
-	Sent(app, id string, how Sending)
+	// Sent records, without waiting, the connections a stored message
+	// (whose report its append made) was handed to when it was sent; for a
+	// broadcast they are also its Targeted. A message without a report
+	// (online-only) is left alone.
+	Sent(app, id string, online int)
 	// Report returns app's delivery report of message id; false when
 	// there is none (never made, or no longer kept: reports are kept
 	// until ReportKept after their message expires).
@@ -106,7 +107,7 @@ type Store interface {
 // expires (an online-only message expires when it is sent).
 const ReportKept = 24 * time.Hour
 
-// Report is what became of a message: its delivery report. Acks are
+// Report is what became of a stored message: its delivery report. Acks are
 // counted as they come (each device's once: an ack deletes its copy, and a
 // broadcast cursor never moves back).
 type Report struct {
@@ -114,16 +115,15 @@ type Report struct {
 	State   string // "sent" or "recalled"
 	Target  string // devices, users, tags, group or broadcast
 	Created time.Time
-	Expires time.Time // the message's expiry (its creation for online-only)
-	// Targeted counts the devices addressed (for a group or broadcast, the
+	Expires time.Time // the message's expiry
+	// Targeted counts the devices addressed (for a broadcast, the
 	// connections it was handed to when sent); Online the connections it
 	// was handed to when sent; Stored its mailbox copies (a stored
 	// broadcast has none: its one log entry is read by every device, and
 	// Acked counts them); Acked the devices that acked it; Recalled the
 	// copies a recall removed.
 	Targeted, Online, Stored, Acked, Recalled int
-	// Audience, set by Recall only, is who may have it: the devices it was
-	// stored for, or else Sending.Audience.
+	// Audience, set by Recall only, is the devices it was stored for.
 	Audience []string
 }
 
@@ -140,17 +140,6 @@ func (r Report) Expired(now time.Time) int {
 		return 0
 	}
 	return max(r.Stored-r.Acked-r.Recalled, 0)
-}
-
-// Sending is how a push went out.
-type Sending struct {
-	Target   string
-	Targeted int
-	Online   int
-	Expires  time.Time // the message's expiry; zero for online-only
-	// Audience, for a push that stored no copies, names who it went to
-	// (devices, users or a group, as its target says), for Recall.
-	Audience []string
 }
 
 // Scheduled is a push to make at a time: its API request, kept as it came.

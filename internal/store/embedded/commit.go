@@ -28,7 +28,7 @@ const (
 	opSchedule                   // keep a scheduled push
 	opUnschedule                 // remove one (cancelled, or done)
 	opClaim                      // claim the due ones for a lease
-	opSent                       // how a push went out, for its report
+	opSent                       // the connections a push was handed to, for its report
 	opRecall                     // remove a message wherever it waits
 )
 
@@ -47,7 +47,6 @@ type op struct {
 	lease   time.Duration     // opClaim
 	seq     uint64
 	key     string        // idempotency key
-	sending store.Sending // opSent
 	done    chan struct{} // closed once committed; nil when nobody waits
 
 	// Results, valid once done is closed.
@@ -178,7 +177,7 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 	case opClaim:
 		return s.applyClaim(b, o, now)
 	case opSent:
-		return s.applySent(b, o, now)
+		return s.applySent(b, o)
 	case opRecall:
 		return s.applyRecall(b, o)
 	}

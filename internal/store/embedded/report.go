@@ -17,8 +17,7 @@ import (
 // store.ReportKept after the message expires (the expiry index entry of
 // its first copy, or of its log entry, carries the report key: when the
 // sweep deletes the message, it indexes the report), with where its mailbox copies
-// are (device and seq, for Recall; for a push that stored none, its
-// Sending.Audience with seqs 0): inline for a few, else under
+// are (device and seq, for Recall): inline for a few, else under
 // o/<app>\0<id>, deleted with the report. Acks are counted by message id
 // per commit (acks) and added to the reports once per batch (addAcks): a
 // batch of acks for one broadcast reads and writes its report once.
@@ -94,8 +93,14 @@ func decodeReport(id string, v []byte) (report, error) {
 func (s *Store) newReport(b *pebble.Batch, m store.Message, devices []string, seqs []uint64, bseq uint64, now time.Time) {
 	r := report{Report: store.Report{Target: m.Target, Targeted: len(devices), Stored: len(devices),
 		Created: now, Expires: m.Expires}, bseq: bseq}
+	copies := encodeCopies(devices, seqs)
+	if len(devices) <= inlineCopies {
+		r.copies = copies
+	} else {
+		b.Set(key(prefixCopies, m.App, m.ID), copies, nil)
+	}
 	// Indexed by the expiry of its first copy or log entry, if it has one.
-	s.putReport(b, m.App, m.ID, r, devices, seqs, len(devices) == 0 && bseq == 0)
+	s.meta.setReport(b, string(key(prefixReport, m.App, m.ID)), r, len(devices) == 0 && bseq == 0)
 }
 
 // reportKeyOf is the key of m's report, or nil when it has none.
@@ -106,56 +111,35 @@ func reportKeyOf(m store.Message) []byte {
 	return key(prefixReport, m.App, m.ID)
 }
 
-// putReport writes the new report r of message id of app, with the copies
-// names[i] at seqs[i] (seqs nil: names without copies), and its own expiry
-// index entry if index.
-func (s *Store) putReport(b *pebble.Batch, app, id string, r report, names []string, seqs []uint64, index bool) {
-	copies := encodeCopies(names, seqs)
-	if len(names) <= inlineCopies {
-		r.copies = copies
-	} else {
-		b.Set(key(prefixCopies, app, id), copies, nil)
-	}
-	s.meta.setReport(b, string(key(prefixReport, app, id)), r, index)
-}
-
-// encodeCopies encodes names[i] at seqs[i] (seqs nil: 0s): uvarint length,
-// name, uvarint seq, and so on.
-func encodeCopies(names []string, seqs []uint64) []byte {
+// encodeCopies encodes devices[i] at seqs[i]: uvarint length, device,
+// uvarint seq, and so on.
+func encodeCopies(devices []string, seqs []uint64) []byte {
 	var copies []byte
-	for i, d := range names {
+	for i, d := range devices {
 		copies = binary.AppendUvarint(copies, uint64(len(d)))
 		copies = append(copies, d...)
-		var seq uint64
-		if seqs != nil {
-			seq = seqs[i]
-		}
-		copies = binary.AppendUvarint(copies, seq)
+		copies = binary.AppendUvarint(copies, seqs[i])
 	}
 	return copies
 }
 
-// Sent records how a push went out, without waiting.
-func (s *Store) Sent(app, id string, how store.Sending) {
-	s.queue(&op{kind: opSent, msg: store.Message{App: app, ID: id}, sending: how})
+// Sent records the connections a stored push was handed to, without
+// waiting.
+func (s *Store) Sent(app, id string, online int) {
+	s.queue(&op{kind: opSent, msg: store.Message{App: app, ID: id}, n: online})
 }
 
-func (s *Store) applySent(b *pebble.Batch, o *op, now time.Time) error {
+func (s *Store) applySent(b *pebble.Batch, o *op) error {
 	rk := string(key(prefixReport, o.msg.App, o.msg.ID))
 	r, ok, err := s.meta.report(b, rk, o.msg.ID)
-	if err != nil {
+	if err != nil || !ok {
 		return err
 	}
-	r.Target, r.Targeted, r.Online = o.sending.Target, o.sending.Targeted, o.sending.Online
-	if ok {
-		s.meta.setReport(b, rk, r, false)
-		return nil
+	r.Online = o.n
+	if r.Target == "broadcast" {
+		r.Targeted = o.n
 	}
-	r.Created, r.Expires = now, o.sending.Expires
-	if r.Expires.IsZero() {
-		r.Expires = now
-	}
-	s.putReport(b, o.msg.App, o.msg.ID, r, o.sending.Audience, nil, true)
+	s.meta.setReport(b, rk, r, false)
 	return nil
 }
 
@@ -216,9 +200,6 @@ func (s *Store) applyRecall(b *pebble.Batch, o *op) error {
 		}
 		copies = copies[k:]
 		r.Audience = append(r.Audience, device)
-		if seq == 0 {
-			continue
-		}
 		removed, err := s.removeMessage(b, app, device, seq)
 		if err != nil {
 			return err

@@ -31,7 +31,7 @@
 //	<p><app>:w:<device>   the device's user
 //	<p><app>:i:<key>      idempotency key: "<expires ms>:<message id>"
 //	<p><app>:r:<id>       a message's delivery report (hash; report.go)
-//	<p><app>:o:<id>       where its mailbox copies are: "<seq> <device>" lines (seq 0: an audience, no copy)
+//	<p><app>:o:<id>       where its mailbox copies are, if many: "<seq> <device>" lines
 //
 // Mailboxes and logs expire with their newest message; seq counters and
 // cursors do not expire, so that a device's seqs never start over.

@@ -16,9 +16,8 @@ import (
 // Delivery reports: a hash per message (<p><app>:r:<id>: state, target,
 // the counts, created and expires in unix ms, bseq; absent ones are 0 or
 // "sent"), written with a stored message by its append script and counted
-// in by the ack scripts; its copies name each device and seq, for Recall
-// (or, for a push that stored none, its audience with seqs 0): a few in the
-// hash's field copies, more in <p><app>:o:<id>. Both expire
+// in by the ack scripts; its copies name each device and seq, for Recall:
+// a few in the hash's field copies, more in <p><app>:o:<id>. Both expire
 // store.ReportKept after the message.
 
 // reportArgs are the append scripts' report arguments for m: its target
@@ -33,24 +32,20 @@ func (s *Store) keep(exp time.Time) string {
 	return strconv.FormatInt(max(exp.Add(store.ReportKept).Sub(s.opts.Now()).Milliseconds(), 1), 10)
 }
 
-// sentScript records how pushes went out, making the reports of online-only
-// pushes (a writer script: see scripts.go).
+// sentScript records the connections stored pushes were handed to (a
+// writer script: see scripts.go).
 //
-//	item keys: the report, its copies
-//	item args: target, targeted, online, now (unix ms), the message's
-//	expiry, the TTL of a new report in ms, its audience ("0 <name>" lines)
-var sentScript = newBatchScript(2, 7, `
+//	item keys: the report
+//	item args: the connections
+var sentScript = newBatchScript(1, 1, `
 local out = {}
-for i = 0, #KEYS / 2 - 1 do
-  local rk, copies, a = KEYS[2 * i + 1], KEYS[2 * i + 2], 7 * i
-  if redis.call('EXISTS', rk) == 0 then
-    redis.call('HSET', rk, 'created', ARGV[a + 4], 'expires', ARGV[a + 5])
-    redis.call('PEXPIRE', rk, ARGV[a + 6])
-    if ARGV[a + 7] ~= "" then
-      redis.call('SET', copies, ARGV[a + 7], 'PX', ARGV[a + 6])
-    end
+for i = 1, #KEYS do
+  local target = redis.call('HGET', KEYS[i], 'target')
+  if target == 'broadcast' then
+    redis.call('HSET', KEYS[i], 'online', ARGV[i], 'targeted', ARGV[i])
+  elseif target then
+    redis.call('HSET', KEYS[i], 'online', ARGV[i])
   end
-  redis.call('HSET', rk, 'target', ARGV[a + 1], 'targeted', ARGV[a + 2], 'online', ARGV[a + 3])
   out[#out + 1] = 0
 end
 return out
@@ -79,19 +74,8 @@ return n
 `)
 
 // Sent implements store.Store: the writer sends it.
-func (s *Store) Sent(app, id string, how store.Sending) {
-	now := s.opts.Now()
-	exp := how.Expires
-	if exp.IsZero() {
-		exp = now
-	}
-	var audience strings.Builder
-	for _, name := range how.Audience {
-		audience.WriteString("0 " + name + "\n")
-	}
-	s.queue(write{script: sentScript, keys: []string{s.key(app, "r", id), s.key(app, "o", id)},
-		args: []string{how.Target, strconv.Itoa(how.Targeted), strconv.Itoa(how.Online),
-			strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(exp.UnixMilli(), 10), s.keep(exp), audience.String()}})
+func (s *Store) Sent(app, id string, online int) {
+	s.queue(write{script: sentScript, keys: []string{s.key(app, "r", id)}, args: []string{strconv.Itoa(online)}})
 }
 
 // Report implements store.Store.
@@ -140,9 +124,7 @@ func (s *Store) Recall(ctx context.Context, app, id string) (store.Report, int, 
 			continue
 		}
 		r.Audience = append(r.Audience, device)
-		if seq != "0" {
-			keys, args = append(keys, s.key(app, "m", device)), append(args, seq)
-		}
+		keys, args = append(keys, s.key(app, "m", device)), append(args, seq)
 	}
 	n, err := recallScript.Exec(ctx, s.client, keys, args).AsInt64()
 	if err != nil || n < 0 {

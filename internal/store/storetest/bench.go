@@ -210,21 +210,7 @@ func benchBroadcastTo(b *testing.B, backend Backend, deliver func(s store.Store,
 		if _, err := s.AppendBroadcast(ctx, msg, ""); err != nil {
 			b.Fatal(err)
 		}
-		var wg sync.WaitGroup
-		var next atomic.Int64
-		for range 64 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := next.Add(1); i <= broadcastDevices; i = next.Add(1) {
-					if err := deliver(s, fmt.Sprint("d", i)); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		parallel(b, broadcastDevices, func(i int) error { return deliver(s, fmt.Sprint("d", i+1)) })
 	}
 	b.ReportMetric(float64(b.N*broadcastDevices)/b.Elapsed().Seconds(), "devices/s")
 	b.ReportMetric(testutil.ToFloat64(m.StoreCommits)/float64(b.N*broadcastDevices), "commits/device")
@@ -293,7 +279,7 @@ func benchAck(b *testing.B, backend Backend) {
 						}
 						copy(seqs, res.Seqs)
 					} else {
-						parallel(devices, func(i int) error {
+						parallel(b, devices, func(i int) error {
 							m := m
 							m.ID = fmt.Sprint(m.ID, "-", i)
 							res, err := s.Append(ctx, names[i:i+1], m, "")
@@ -304,7 +290,7 @@ func benchAck(b *testing.B, backend Backend) {
 						})
 					}
 					b.StartTimer()
-					parallel(devices, func(i int) error {
+					parallel(b, devices, func(i int) error {
 						s.Ack("demo", names[i], seqs[i])
 						return nil
 					})
@@ -316,8 +302,8 @@ func benchAck(b *testing.B, backend Backend) {
 	}
 }
 
-// parallel runs f(0) ... f(n-1) on 64 goroutines, and panics on an error.
-func parallel(n int, f func(i int) error) {
+// parallel runs f(0) ... f(n-1) on 64 goroutines, and fails b on an error.
+func parallel(b *testing.B, n int, f func(i int) error) {
 	var wg sync.WaitGroup
 	var next atomic.Int64
 	for range 64 {
@@ -326,7 +312,8 @@ func parallel(n int, f func(i int) error) {
 			defer wg.Done()
 			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
 				if err := f(int(i)); err != nil {
-					panic(err)
+					b.Error(err)
+					return
 				}
 			}
 		}()
@@ -355,7 +342,7 @@ func benchReportRead(b *testing.B, backend Backend) {
 			}
 			const chunk = 50000 // within the Redis writer's queue
 			for from := 0; from < acks; from += chunk {
-				parallel(min(chunk, acks-from), func(i int) error {
+				parallel(b, min(chunk, acks-from), func(i int) error {
 					s.AckBroadcast("demo", fmt.Sprint("d", from+i), 1)
 					return nil
 				})
