@@ -126,11 +126,16 @@ func TestRecall(t *testing.T) {
 		id := nodes[0].Push(stored([]string{"d1", "d2"}, "oops"))["id"].(string)
 		d1.expect(t, "oops")
 		report(t, nodes[0], id, map[string]any{"acked": 1.0}) // else d1's copy, not yet acked, is recalled too
+		delivered := `longlink_messages_delivered_total\{app="demo"\}`
+		before := metricValue(nodes[1], delivered)
 		status, out := nodes[0].Call(http.MethodDelete, "/v1/messages/"+id+"?app=demo", testserver.Demo.APIKey, nil)
 		if status != http.StatusOK || out["recalled"] != 1.0 || out["notified"] != 1.0 {
 			t.Fatalf("recall: %d %v", status, out)
 		}
 		r1.expect(t, id)
+		if after := metricValue(nodes[1], delivered); after != before { // a recall is no delivery
+			t.Fatalf("deliveries counted %v, then %v after a recall", before, after)
+		}
 		r2 := make(recaller, 4)
 		connect(t, nodes[2], tr, nodes[2].Token("d2", ""), r2.config).expectNone(t)
 		report(t, nodes[1], id, map[string]any{"state": "recalled", "recalled": 1.0, "acked": 1.0})
