@@ -27,8 +27,9 @@ func (s *Store) TagDevices(ctx context.Context, app string, q store.TagQuery) ([
 // applyTag changes each device's tags, both ways: tag -> devices for
 // queries, device -> tags for its count. A device over protocol.MaxTags fails
 // the op, and the committer leaves it out of the batch: nothing changes.
+// Only a change waits for an fsync: a login whose token's tags the device
+// has already (most logins) writes nothing.
 func (s *Store) applyTag(b *pebble.Batch, o *op) error {
-	o.durable = true
 	app := o.msg.App
 	for _, d := range o.devices {
 		have, err := scanNames(b, append(key(prefixTagsOf, app, d), 0))
@@ -38,6 +39,7 @@ func (s *Store) applyTag(b *pebble.Batch, o *op) error {
 		for _, t := range o.remove {
 			if have[t] {
 				delete(have, t)
+				o.durable = true
 				b.Delete(key(prefixTagsOf, app, d, t), nil)
 				b.Delete(key(prefixTag, app, t, d), nil)
 			}
@@ -45,6 +47,7 @@ func (s *Store) applyTag(b *pebble.Batch, o *op) error {
 		for _, t := range o.add {
 			if !have[t] {
 				have[t] = true
+				o.durable = true
 				b.Set(key(prefixTagsOf, app, d, t), nil, nil)
 				b.Set(key(prefixTag, app, t, d), nil, nil)
 			}
