@@ -61,18 +61,15 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, reportJSON(rep))
 		return
 	}
-	list, err := s.store.Scheduled(r.Context(), app, maxScheduled)
-	if err != nil {
+	p, ok, err := s.store.FindScheduled(r.Context(), app, id)
+	switch {
+	case err != nil:
 		s.writeError(w, r, unavailable(err))
-		return
+	case ok:
+		writeJSON(w, http.StatusOK, scheduledJSON(p))
+	default:
+		s.writeError(w, r, notFound(app, id))
 	}
-	for _, p := range list {
-		if p.ID == id {
-			writeJSON(w, http.StatusOK, scheduledJSON(p))
-			return
-		}
-	}
-	s.writeError(w, r, notFound(app, id))
 }
 
 func notFound(app, id string) error {

@@ -76,6 +76,8 @@ type Store interface {
 	// Scheduled lists app's scheduled pushes not yet done, by time, at most
 	// limit.
 	Scheduled(ctx context.Context, app string, limit int) ([]Scheduled, error)
+	// FindScheduled returns app's scheduled push id if it is not done yet.
+	FindScheduled(ctx context.Context, app, id string) (Scheduled, bool, error)
 	// Unschedule removes app's scheduled push id (cancelled, or made),
 	// and reports whether it was there.
 	Unschedule(ctx context.Context, app, id string) (bool, error)
@@ -104,7 +106,7 @@ type Store interface {
 }
 
 // ReportKept is how long a delivery report is kept after its message
-// expires (an online-only message expires when it is sent).
+// expires.
 const ReportKept = 24 * time.Hour
 
 // Report is what became of a stored message: its delivery report. Acks are
@@ -113,7 +115,7 @@ const ReportKept = 24 * time.Hour
 type Report struct {
 	ID      string
 	State   string // "sent" or "recalled"
-	Target  string // devices, users, tags, group or broadcast
+	Target  string // devices, users, tags or broadcast
 	Created time.Time
 	Expires time.Time // the message's expiry
 	// Targeted counts the devices addressed (for a broadcast, the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -40,6 +41,20 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 	o := &op{kind: opClaim, n: limit, lease: lease}
 	err = s.do(ctx, o)
 	return o.sched, err
+}
+
+// FindScheduled returns app's scheduled push id, if it is there.
+func (s *Store) FindScheduled(_ context.Context, app, id string) (store.Scheduled, bool, error) {
+	v, closer, err := s.db.Get(key(prefixSchedule, app, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return store.Scheduled{}, false, nil
+	}
+	if err != nil {
+		return store.Scheduled{}, false, fmt.Errorf("store scheduled: %w", err)
+	}
+	defer closer.Close()
+	at, req := decodeSchedule(v) // the database's memory: copied
+	return store.Scheduled{App: app, ID: id, At: at, Request: bytes.Clone(req)}, true, nil
 }
 
 // Scheduled lists app's scheduled pushes by time, at most limit.
@@ -90,12 +105,12 @@ func (s *Store) applySchedule(b *pebble.Batch, o *op) error {
 }
 
 func (s *Store) applyUnschedule(b *pebble.Batch, o *op) error {
-	o.durable = true
 	sk := key(prefixSchedule, o.msg.App, o.msg.ID)
 	v, ok, err := get(b, sk)
 	if err != nil || !ok {
 		return err
 	}
+	o.durable = true
 	at, _ := decodeSchedule(v)
 	b.Delete(sk, nil)
 	b.Delete(dueKey(at, o.msg.App, o.msg.ID), nil)

@@ -109,6 +109,21 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 	return claimed, nil
 }
 
+// FindScheduled implements store.Store.
+func (s *Store) FindScheduled(ctx context.Context, app, id string) (store.Scheduled, bool, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	v, err := s.client.Do(ctx, s.client.B().Hget().Key(s.opts.Prefix+app+":q").Field(id).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return store.Scheduled{}, false, nil
+	}
+	if err != nil {
+		return store.Scheduled{}, false, fmt.Errorf("store scheduled: %w", err)
+	}
+	p, err := parseSchedule(app, id, v)
+	return p, err == nil, err
+}
+
 // Scheduled implements store.Store.
 func (s *Store) Scheduled(ctx context.Context, app string, limit int) ([]store.Scheduled, error) {
 	ctx, cancel := s.call(ctx)

@@ -485,6 +485,15 @@ func testSchedule(e *env) {
 	if got, _ := s.ClaimDue(ctx, e.clock.Now(), time.Minute, 10); len(got) != 0 {
 		e.t.Fatalf("claimed before they are due: %+v", got)
 	}
+	if p, ok, err := s.FindScheduled(ctx, "other", "soon"); err != nil || !ok || string(p.Request) != `{"data":"other"}` ||
+		!p.At.Equal(at(time.Hour)) || p.App != "other" || p.ID != "soon" {
+		e.t.Fatalf("find: %+v %v %v", p, ok, err)
+	}
+	for _, id := range []string{"cancelled", "nope"} {
+		if _, ok, err := s.FindScheduled(ctx, "demo", id); ok || err != nil {
+			e.t.Fatalf("found %s: %v %v", id, ok, err)
+		}
+	}
 
 	e.clock.Add(time.Hour)
 	got, err := s.ClaimDue(ctx, e.clock.Now(), time.Minute, 10)
