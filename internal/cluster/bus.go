@@ -71,8 +71,9 @@ func (n *Node) serveRequest(msg *nats.Msg) {
 	msg.Respond(b)
 }
 
-// answer runs req on this node's gateway: how many connections it reached,
-// or for opDevice the device's connection.
+// answer runs req on this node: how many connections it reached, or for
+// opDevice the device's connection, opStats the node's figures, opDrain
+// the node as it starts draining.
 func (n *Node) answer(req *request) (reply, error) {
 	switch req.Op {
 	case opStats:
@@ -83,8 +84,7 @@ func (n *Node) answer(req *request) (reply, error) {
 		n.drain()
 		self := n.opts.Self()
 		return reply{Node: &self}, nil
-	}
-	if req.Op == opDevice {
+	case opDevice:
 		if len(req.Devices) != 1 {
 			return reply{}, fmt.Errorf("device: name one device")
 		}

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"maps"
 	"math"
 	"strconv"
 	"strings"
@@ -54,9 +55,7 @@ func (m *Metrics) Snapshot() []Sample {
 				l := labels
 				if len(extra) == 2 {
 					l = make(map[string]string, len(labels)+1)
-					for k, v := range labels {
-						l[k] = v
-					}
+					maps.Copy(l, labels)
 					l[extra[0]] = extra[1]
 				}
 				out = append(out, Sample{Name: name + suffix, Labels: l, Value: v})
