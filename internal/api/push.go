@@ -163,6 +163,9 @@ func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string
 	if first, used, err := s.keyUsed(ctx, req, string(f.ID)); err != nil || used {
 		return pushResponse{ID: first, Duplicate: used}, err
 	}
+	if target == "group" { // so that the device knows (MQTT: the PUBLISH's topic)
+		f.Group = []byte(req.Group)
+	}
 	m := gateway.NewMessage(&f)
 	var online int
 	var err error

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/mqtt"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -89,7 +90,7 @@ type conn struct {
 	since     int64 // unix ns of the login
 
 	// Owned by the reader.
-	prefixed bool // hdr[:4] holds the first frame's length prefix, read by the sniffer
+	sniffed  uint8 // hdr[:sniffed] holds the first bytes of the first message, read by the sniffer
 	hdr      [ws.MaxHeaderSize]byte
 	upTokens float64 // token bucket for up frames (allowUp)
 	upAt     int64
@@ -215,14 +216,13 @@ func (c *conn) serveBlocking() {
 	}
 }
 
-// readOne reads and handles one frame (a WebSocket control frame counts,
-// with nothing to handle); an error is fatal to the connection.
+// readOne reads and serves one message (a WebSocket control frame counts,
+// with nothing to serve); an error is fatal to the connection.
 func (c *conn) readOne() error {
-	var f protocol.Frame
-	buf, err := c.readFrame(&f)
+	buf, err := c.readMessage()
 	switch {
 	case err == nil:
-		err = c.handle(&f)
+		err = wires[c.kind].codec.serve(c, *buf)
 	case errors.Is(err, errControlFrame):
 		err = nil
 	}
@@ -313,7 +313,8 @@ type handshakeError struct{ error }
 
 // handshake tells the protocol from the first bytes: 0x16 starts a TLS
 // session, inside which the same tells again; "GET " starts a WebSocket
-// upgrade; a 0x00 starts the length prefix of a native frame. A peer silent
+// upgrade; a 0x00 starts the length prefix of a native frame, and 0x10 an
+// MQTT CONNECT. A peer silent
 // until the login deadline is taken for a native one, so that it learns why
 // it is closed (4002).
 func (c *conn) handshake() error {
@@ -338,13 +339,21 @@ func (c *conn) handshake() error {
 		return err
 	case c.tls == nil && g.tlsRequired:
 		return c.refusePlaintext()
-	case string(c.hdr[:4]) != "GET ":
-		if c.hdr[0] != 0 {
-			return handshakeError{errors.New("unknown protocol")}
-		}
-		c.kind, c.prefixed = wireTCP, true
-		return nil
+	case string(c.hdr[:4]) == "GET ":
+		return c.upgrade()
+	case c.hdr[0] == 0:
+		c.kind, c.sniffed = wireTCP, 4
+	case c.hdr[0] == byte(mqtt.Connect)<<4:
+		c.kind, c.sniffed = wireMQTT, 4
+	default:
+		return handshakeError{errors.New("unknown protocol")}
 	}
+	return nil
+}
+
+// upgrade completes a WebSocket upgrade, at /ws (the subprotocol names the
+// wire: longlink.v1, longlink.json when none, or mqtt) or at /mqtt (MQTT).
+func (c *conn) upgrade() error {
 	var w io.Writer = c.nc
 	if c.tls != nil {
 		w = c.tls
@@ -353,25 +362,51 @@ func (c *conn) handshake() error {
 		io.Reader
 		io.Writer
 	}{io.MultiReader(bytes.NewReader(c.hdr[:4]), c.input()), w}
-	hs, err := upgrader.Upgrade(rw)
+	atMQTT := false
+	u := ws.Upgrader{
+		OnRequest: func(uri []byte) error {
+			switch path, _, _ := bytes.Cut(uri, []byte("?")); string(path) {
+			case "/ws":
+			case "/mqtt":
+				atMQTT = true
+			default:
+				return ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound),
+					ws.RejectionReason("the WebSocket endpoints are /ws and /mqtt"))
+			}
+			return nil
+		},
+		Protocol: func(p []byte) bool {
+			return string(p) == SubprotocolMQTT || !atMQTT && (string(p) == SubprotocolBinary || string(p) == SubprotocolJSON)
+		},
+	}
+	hs, err := u.Upgrade(rw)
 	if err != nil {
 		return handshakeError{err}
 	}
-	c.kind = wireWSJSON
-	if hs.Protocol == SubprotocolBinary {
+	switch {
+	case atMQTT || hs.Protocol == SubprotocolMQTT:
+		c.kind = wireWSMQTT
+	case hs.Protocol == SubprotocolBinary:
 		c.kind = wireWSBinary
+	default:
+		c.kind = wireWSJSON
 	}
 	return nil
 }
 
 // refusePlaintext turns away a plaintext connection where tls.required is
-// set: a native one with error 4000, a WebSocket upgrade with HTTP 426.
+// set: a native one with error 4000, an MQTT one with CONNACK "not
+// authorized", a WebSocket upgrade with HTTP 426.
 func (c *conn) refusePlaintext() error {
-	if string(c.hdr[:4]) == "GET " {
-		c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+	c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+	switch {
+	case string(c.hdr[:4]) == "GET ":
 		io.WriteString(c.nc, "HTTP/1.1 426 Upgrade Required\r\nConnection: close\r\nContent-Type: text/plain\r\n"+
 			"Content-Length: 33\r\n\r\nTLS required: connect with wss://")
 		return handshakeError{errors.New("plaintext WebSocket refused: TLS required")}
+	case c.hdr[0] == byte(mqtt.Connect)<<4:
+		c.nc.Write(mqtt.AppendConnack(nil, false, mqtt.RefusedNotAuthorized))
+		return handshakeError{errors.New("plaintext MQTT refused: TLS required")}
 	}
 	c.kind = wireTCP
 	return protocol.Errorf(protocol.CodeBadFrame, "TLS required on this port")
@@ -385,16 +420,13 @@ func (c *conn) input() io.Reader {
 	return c.nc
 }
 
-// transport names how the connection came: tcp, ws or ws_json, with an s
-// added under TLS (tls, wss, wss_json).
+// transport names how the connection came: tcp, ws, ws_json, mqtt or
+// ws_mqtt; under TLS tls, wss, wss_json, mqtts or wss_mqtt.
 func (c *conn) transport() string {
-	switch {
-	case c.tls == nil:
-		return c.kind.String()
-	case c.kind == wireTCP:
-		return "tls"
+	if c.tls == nil {
+		return wires[c.kind].name
 	}
-	return "wss" + strings.TrimPrefix(c.kind.String(), "ws")
+	return wires[c.kind].tlsName
 }
 
 // handle serves one frame; an error it returns is fatal to the connection.
@@ -403,7 +435,7 @@ func (c *conn) handle(f *protocol.Frame) error {
 		if f.Op != protocol.OpLogin {
 			return protocol.Errorf(protocol.CodeAuthFailed, "the first frame must be a login, not %s", f.Op)
 		}
-		return c.login(f)
+		return c.login(f, nil)
 	}
 	switch f.Op {
 	case protocol.OpPing:
@@ -426,9 +458,10 @@ func (c *conn) handle(f *protocol.Frame) error {
 	return nil
 }
 
-// login verifies the token(s), grants a heartbeat, queues the welcome and
-// registers the connection, replacing the device's older one.
-func (c *conn) login(f *protocol.Frame) error {
+// login verifies the token(s) (and check, if set, approves each token's
+// claims), grants a heartbeat, queues the welcome and registers the
+// connection, replacing the device's older one.
+func (c *conn) login(f *protocol.Frame, check func(*auth.Claims) error) error {
 	g := c.gw
 	if g.closing.Load() {
 		return errGoingAway
@@ -464,6 +497,11 @@ func (c *conn) login(f *protocol.Frame) error {
 		claims, err := auth.Verify(string(t), g.secrets)
 		if err != nil {
 			return protocol.Errorf(protocol.CodeAuthFailed, "%v", err)
+		}
+		if check != nil {
+			if err := check(&claims); err != nil {
+				return err
+			}
 		}
 		if device != "" && claims.Device != device {
 			return protocol.Errorf(protocol.CodeAuthFailed, "tokens name different devices (%q, %q)", device, claims.Device)

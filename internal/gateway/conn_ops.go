@@ -64,55 +64,75 @@ func (c *conn) joinOrLeave(f *protocol.Frame) {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "not logged into app "+string(f.App))
 		return
 	}
-	if !protocol.ValidName(string(f.Group)) {
-		c.replyError(f.Ref, protocol.CodeBadFrame, "group must be 1-128 printable ASCII bytes, no spaces")
-		return
-	}
-	if f.Op == protocol.OpJoin && !auth.GroupAllowed(s.groups, string(f.Group)) {
-		c.replyError(f.Ref, protocol.CodeNotAllowed, "not allowed")
-		return
-	}
-	k := groupKey{app: s.app, name: string(f.Group)}
-	if f.Op == protocol.OpLeave {
-		c.gw.groups.leave(c, k)
-	} else if err := c.gw.groups.join(c, k, c.gw.cfg.MaxGroups); err != nil {
-		c.replyError(f.Ref, protocol.CodeBadFrame, err.Error())
+	if err := c.joinGroup(s, string(f.Group), f.Op == protocol.OpLeave); err != nil {
+		c.replyError(f.Ref, err.Code, err.Reason)
 		return
 	}
 	c.reply(&protocol.Frame{Op: protocol.OpOK, Ref: f.Ref})
 }
 
+// joinGroup puts the connection in s's app's group, if the session's token
+// allows it, or takes it out (leave).
+func (c *conn) joinGroup(s *session, group string, leave bool) *protocol.Error {
+	if !protocol.ValidName(group) {
+		return protocol.Errorf(protocol.CodeBadFrame, "group must be 1-128 printable ASCII bytes, no spaces")
+	}
+	if !leave && !auth.GroupAllowed(s.groups, group) {
+		return protocol.Errorf(protocol.CodeNotAllowed, "not allowed")
+	}
+	k := groupKey{app: s.app, name: group}
+	if leave {
+		c.gw.groups.leave(c, k)
+	} else if err := c.gw.groups.join(c, k, c.gw.cfg.MaxGroups); err != nil {
+		return protocol.Errorf(protocol.CodeBadFrame, "%v", err)
+	}
+	return nil
+}
+
 // up forwards data to the app's backend for biz; the answer comes back as
 // up_reply with the same ref. Errors are not fatal.
 func (c *conn) up(f *protocol.Frame) {
-	g := c.gw
 	s, ok := c.sessionOf(f)
 	if !ok {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "not logged into app "+string(f.App))
 		return
 	}
-	app := s.app
+	ref := bytes.Clone(f.Ref)
+	c.forwardUp(s, string(f.Biz), f.Data, func(status int, body []byte, err *protocol.Error) {
+		if err != nil {
+			c.replyError(ref, err.Code, err.Reason)
+			return
+		}
+		c.reply(&protocol.Frame{Op: protocol.OpUpReply, Ref: ref, Status: uint32(status), Data: body})
+	})
+}
+
+// forwardUp hands data from the device to s's app's backend for biz (data
+// is copied), and calls answer with the backend's answer, or with why
+// there is none: an unknown biz, too many up frames, the backend busy or
+// unreachable (a short reason; the detail is in the log).
+func (c *conn) forwardUp(s *session, biz string, data []byte, answer func(status int, body []byte, err *protocol.Error)) {
+	g := c.gw
 	switch {
-	case !g.upstream.HasBiz(app, string(f.Biz)):
-		g.metrics.Upstream.WithLabelValues(app, "unknown_biz").Inc()
-		c.replyError(f.Ref, protocol.CodeBadFrame, "unknown biz "+string(f.Biz))
+	case !g.upstream.HasBiz(s.app, biz):
+		g.metrics.Upstream.WithLabelValues(s.app, "unknown_biz").Inc()
+		answer(0, nil, protocol.Errorf(protocol.CodeBadFrame, "unknown biz %s", biz))
 		return
 	case !c.allowUp():
-		g.metrics.Upstream.WithLabelValues(app, "rate_limited").Inc()
-		c.replyError(f.Ref, protocol.CodeRateLimited, "too many up frames; slow down")
+		g.metrics.Upstream.WithLabelValues(s.app, "rate_limited").Inc()
+		answer(0, nil, protocol.Errorf(protocol.CodeRateLimited, "too many up frames; slow down"))
 		return
 	}
-	ref := bytes.Clone(f.Ref)
-	call := hooks.UpCall{App: app, Device: c.device, User: s.user, Biz: string(f.Biz), Data: bytes.Clone(f.Data),
+	call := hooks.UpCall{App: s.app, Device: c.device, User: s.user, Biz: biz, Data: bytes.Clone(data),
 		Reply: func(status int, body []byte, err error) {
-			if err != nil { // a short reason from hooks; the detail is in the log
-				c.replyError(ref, protocol.CodeUpstreamUnavailable, "upstream unavailable: "+err.Error())
+			if err != nil {
+				answer(0, nil, protocol.Errorf(protocol.CodeUpstreamUnavailable, "upstream unavailable: %v", err))
 				return
 			}
-			c.reply(&protocol.Frame{Op: protocol.OpUpReply, Ref: ref, Status: uint32(status), Data: body})
+			answer(status, body, nil)
 		}}
 	if !g.upstream.Forward(call) {
-		c.replyError(ref, protocol.CodeUpstreamUnavailable, "upstream busy; try again")
+		answer(0, nil, protocol.Errorf(protocol.CodeUpstreamUnavailable, "upstream busy; try again"))
 	}
 }
 

@@ -1,31 +1,14 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
-	"net/http"
 	"sync"
 
 	"github.com/gobwas/ws"
 
 	"github.com/longlink/longlink/protocol"
 )
-
-// upgrader accepts WebSocket upgrades at /ws with either subprotocol.
-var upgrader = ws.Upgrader{
-	Protocol: func(p []byte) bool {
-		return string(p) == SubprotocolBinary || string(p) == SubprotocolJSON
-	},
-	OnRequest: func(uri []byte) error {
-		if path, _, _ := bytes.Cut(uri, []byte("?")); string(path) != "/ws" {
-			return ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound),
-				ws.RejectionReason("the WebSocket endpoint is /ws"))
-		}
-		return nil
-	},
-}
 
 // Read buffers are pooled: an idle connection holds none.
 const pooledBufSize = 4096
@@ -64,43 +47,33 @@ func putBuf(b *[]byte) {
 	}
 }
 
-// readFrame reads the next frame into f. f aliases the returned buffer, which
-// the caller gives back with putBuf once done with f.
-func (c *conn) readFrame(f *protocol.Frame) (*[]byte, error) {
-	if c.kind == wireTCP {
-		return c.readNative(f)
-	}
-	buf, err := c.readWSMessage()
-	if err != nil {
-		return buf, err
-	}
-	msg := *buf
-	if c.kind == wireWSJSON {
-		return buf, protocol.DecodeJSON(msg, f)
-	}
-	// A binary WebSocket message holds one native frame, length prefix included.
-	if len(msg) < protocol.LengthSize || int(binary.BigEndian.Uint32(msg)) != len(msg)-protocol.LengthSize {
-		return buf, protocol.Errorf(protocol.CodeBadFrame, "length prefix does not match the message")
-	}
-	return buf, protocol.DecodeBinary(msg[protocol.LengthSize:], f)
-}
+// readMessage reads the peer's next message: a frame of the connection's
+// codec, or (MQTT over WebSocket) one or more whole packets. The caller
+// gives the buffer back with putBuf once done with it.
+func (c *conn) readMessage() (*[]byte, error) { return wires[c.kind].read(c) }
 
-func (c *conn) readNative(f *protocol.Frame) (*[]byte, error) {
-	if !c.prefixed {
+// readWS reads the next WebSocket data message.
+func (c *conn) readWS() (*[]byte, error) { return c.readWSMessage(nil) }
+
+// readNative reads one native frame, length prefix included, from the
+// stream.
+func (c *conn) readNative() (*[]byte, error) {
+	if c.sniffed == 0 {
 		if _, err := io.ReadFull(c.input(), c.hdr[:protocol.LengthSize]); err != nil {
 			return nil, err
 		}
 	}
-	c.prefixed = false
+	c.sniffed = 0
 	n, err := protocol.BodyLength([protocol.LengthSize]byte(c.hdr[:protocol.LengthSize]), c.gw.cfg.MaxFrameBytes)
 	if err != nil {
 		return nil, err
 	}
-	buf := getBuf(n)
-	if _, err := io.ReadFull(c.input(), *buf); err != nil {
+	buf := getBuf(protocol.LengthSize + n)
+	copy(*buf, c.hdr[:protocol.LengthSize])
+	if _, err := io.ReadFull(c.input(), (*buf)[protocol.LengthSize:]); err != nil {
 		return buf, err
 	}
-	return buf, protocol.DecodeBinary(*buf, f)
+	return buf, nil
 }
 
 // errControlFrame reports that a WebSocket control frame was read (and
@@ -113,12 +86,13 @@ var errControlFrame = errors.New("websocket control frame")
 const maxFragments = 64
 
 // readWSMessage reads one whole data message, answering pings and
-// reassembling fragments on the way; a control frame between messages ends
-// the read with errControlFrame. The payload is unmasked in place.
-// Fragments are gathered in one buffer that grows geometrically, so a
-// message costs time linear in its size however it is cut.
-func (c *conn) readWSMessage() (*[]byte, error) {
-	var msg *[]byte
+// reassembling fragments on the way, and appends it to msg (nil: a new
+// buffer). A control frame before anything was read ends the read with
+// errControlFrame. The payload is unmasked in place. Fragments are gathered
+// in one buffer that grows geometrically, so a message costs time linear in
+// its size however it is cut; msg, with what it held, stays within the
+// frame limit.
+func (c *conn) readWSMessage(msg *[]byte) (*[]byte, error) {
 	max := c.gw.cfg.MaxFrameBytes + protocol.LengthSize
 	fragments := 0
 	for {
@@ -142,7 +116,7 @@ func (c *conn) readWSMessage() (*[]byte, error) {
 		if msg != nil {
 			have = len(*msg)
 		}
-		if (h.OpCode == ws.OpContinuation) != (msg != nil) {
+		if (h.OpCode == ws.OpContinuation) != (fragments > 0) {
 			return msg, protocol.Errorf(protocol.CodeBadFrame, "bad WebSocket fragment sequence")
 		}
 		if h.Length > int64(max-have) {

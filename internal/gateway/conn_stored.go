@@ -195,7 +195,7 @@ func (c *conn) deliver(s *session, msgs []store.Stored, bseq bool) bool {
 		} else {
 			f.Seq = m.Seq
 		}
-		b := c.kind.encode(nil, &f)
+		b := c.kind.encodeReplay(nil, &f)
 		c.mu.Lock()
 		queued, full := false, false
 		if m.Seq > *sent && !s.over.Load() { // else a fast-path push got there first

@@ -15,8 +15,12 @@ const closeGrace = time.Second
 
 // send queues an encoded frame and never blocks. It reports whether the frame
 // was queued: false when the connection is not live, or when its queue is full,
-// in which case the connection is closed as too slow (4004).
+// in which case the connection is closed as too slow (4004), or when b is
+// empty (the frame has no form on the connection's wire).
 func (c *conn) send(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
 	c.mu.Lock()
 	ok, full := c.enqueueLocked(b)
 	c.mu.Unlock()
@@ -203,8 +207,9 @@ func (c *conn) writeFailed(err error, size int) {
 }
 
 // close decides to end the connection with code (0 when the peer went away)
-// and queues the final frames: an error frame with the code and reason, and
-// for WebSocket a close frame. The first decision wins; later calls do nothing.
+// and queues the final frames: an error frame with the code and reason (MQTT
+// has none: its peer only sees the socket close), and for WebSocket a close
+// frame. The first decision wins; later calls do nothing.
 func (c *conn) close(code protocol.Code, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -220,14 +225,16 @@ func (c *conn) close(code protocol.Code, reason string) {
 		c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	}
 	if code == protocol.CodeDraining { // a login refused: say where to go
-		if m := c.gw.nextRedirect(); m != nil {
+		if m := c.gw.nextRedirect(); m != nil && len(m.bytes(c.kind)) > 0 {
 			c.pushLocked(m.bytes(c.kind))
 		}
 	}
 	if code != 0 {
-		c.pushLocked(c.kind.encode(nil, protocol.ErrorFrame(&protocol.Error{Code: code, Reason: reason})))
+		if b := c.kind.encode(nil, protocol.ErrorFrame(&protocol.Error{Code: code, Reason: reason})); len(b) > 0 {
+			c.pushLocked(b)
+		}
 	}
-	if c.kind != wireTCP {
+	if wires[c.kind].ws {
 		wsCode := code
 		if wsCode == 0 {
 			wsCode = 1000 // normal closure

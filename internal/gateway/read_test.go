@@ -55,7 +55,10 @@ func TestWSFragmentsReassembled(t *testing.T) {
 		Biz: []byte("chat"), Data: bytes.Repeat([]byte("x"), 20000)})
 	c := readingConn(wireWSBinary, fragmented(ws.OpBinary, frame, 1000)) // 21 fragments
 	var f protocol.Frame
-	buf, err := c.readFrame(&f)
+	buf, err := c.readMessage()
+	if err == nil {
+		err = protocol.DecodeBinary((*buf)[protocol.LengthSize:], &f)
+	}
 	if err != nil || len(f.Data) != 20000 || string(f.Biz) != "chat" {
 		t.Fatalf("got %v, %d bytes of data", err, len(f.Data))
 	}
@@ -70,8 +73,7 @@ func TestWSFragmentFloodRefused(t *testing.T) {
 	login := protocol.AppendJSON(nil, &protocol.Frame{Op: protocol.OpPing})
 	input := fragmented(ws.OpText, append(login, bytes.Repeat([]byte(" "), 65536-len(login))...), 1)
 	c := readingConn(wireWSJSON, input)
-	var f protocol.Frame
-	_, err := c.readFrame(&f)
+	_, err := c.readMessage()
 	var pe *protocol.Error
 	if !errors.As(err, &pe) || pe.Code != protocol.CodeBadFrame {
 		t.Fatalf("65,536 fragments: %v, want 4000", err)
@@ -91,8 +93,7 @@ func BenchmarkWSFragments(b *testing.B) {
 			b.SetBytes(int64(len(frame)))
 			for b.Loop() {
 				c := readingConn(wireWSBinary, input)
-				var f protocol.Frame
-				buf, err := c.readFrame(&f)
+				buf, err := c.readMessage()
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -102,22 +103,23 @@ func BenchmarkWSFragments(b *testing.B) {
 	}
 }
 
-// FuzzReadFrame feeds arbitrary bytes to the frame reader of every wire
-// kind: it must return frames or an error, never panic, and never hand
-// back a message over the frame limit.
-func FuzzReadFrame(f *testing.F) {
+// FuzzReadMessage feeds arbitrary bytes to the message reader of every wire
+// kind: it must return messages or an error, never panic, and never hand
+// back a message over the frame limit (plus the largest header, MQTT's).
+func FuzzReadMessage(f *testing.F) {
 	ping := protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpPing})
 	f.Add(uint8(wireTCP), ping)
 	f.Add(uint8(wireWSBinary), fragmented(ws.OpBinary, ping, 2))
 	f.Add(uint8(wireWSJSON), fragmented(ws.OpText, []byte(`{"op":"ping","ref":"p"}`), 5))
 	huge := binary.BigEndian.AppendUint32(nil, 1<<20)
 	f.Add(uint8(wireTCP), huge)
+	f.Add(uint8(wireMQTT), []byte{0xc0, 0, 0x10, 0xff, 0xff, 0xff, 0x7f})
+	f.Add(uint8(wireWSMQTT), fragmented(ws.OpBinary, []byte{0xc0, 0}, 1))
 	f.Fuzz(func(t *testing.T, kind uint8, input []byte) {
 		c := readingConn(wireKind(kind%uint8(numWireKinds)), input)
 		for range 100 {
-			var fr protocol.Frame
-			buf, err := c.readFrame(&fr)
-			if buf != nil && len(*buf) > c.gw.cfg.MaxFrameBytes+protocol.LengthSize {
+			buf, err := c.readMessage()
+			if buf != nil && len(*buf) > c.gw.cfg.MaxFrameBytes+5 {
 				t.Fatalf("a message of %d bytes passed the limit", len(*buf))
 			}
 			putBuf(buf)

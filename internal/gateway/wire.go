@@ -9,13 +9,16 @@ import (
 	"github.com/longlink/longlink/protocol"
 )
 
-// wireKind is how frames are put on one connection's wire.
+// wireKind names a connection's wire; it indexes wires and the encodings
+// a Message keeps.
 type wireKind uint8
 
 const (
 	wireTCP      wireKind = iota // native binary frames on TCP
 	wireWSBinary                 // WebSocket, subprotocol longlink.v1
 	wireWSJSON                   // WebSocket, subprotocol longlink.json
+	wireMQTT                     // MQTT 3.1.1 packets on TCP
+	wireWSMQTT                   // MQTT packets in WebSocket messages, subprotocol mqtt
 	numWireKinds
 )
 
@@ -23,30 +26,107 @@ const (
 const (
 	SubprotocolBinary = "longlink.v1"
 	SubprotocolJSON   = "longlink.json"
+	SubprotocolMQTT   = "mqtt"
 )
 
-func (k wireKind) String() string {
-	switch k {
-	case wireTCP:
-		return "tcp"
-	case wireWSBinary:
-		return "ws"
-	default:
-		return "ws_json"
+// wire is how one kind of connection carries frames: a codec's messages
+// on the byte stream itself (the socket, or its TLS session), or in
+// WebSocket messages.
+type wire struct {
+	name, tlsName string // the transport's name for metrics and logs, in plaintext and under TLS
+	codec         codec
+	read          func(*conn) (*[]byte, error) // reads the peer's next message
+	ws            bool                         // messages travel in WebSocket messages ...
+	op            ws.OpCode                    // ... of this opcode
+}
+
+var wires [numWireKinds]wire
+
+// The table is filled in init: its readers lead back to it (a reader that
+// answers a WebSocket ping may close a connection too slow to take the pong).
+func init() {
+	wires = [numWireKinds]wire{
+		wireTCP:      {name: "tcp", tlsName: "tls", codec: nativeCodec{}, read: (*conn).readNative},
+		wireWSBinary: {name: "ws", tlsName: "wss", codec: nativeCodec{}, read: (*conn).readWS, ws: true, op: ws.OpBinary},
+		wireWSJSON:   {name: "ws_json", tlsName: "wss_json", codec: jsonCodec{}, read: (*conn).readWS, ws: true, op: ws.OpText},
+		wireMQTT:     {name: "mqtt", tlsName: "mqtts", codec: mqttCodec{}, read: (*conn).readMQTT},
+		wireWSMQTT:   {name: "ws_mqtt", tlsName: "wss_mqtt", codec: mqttCodec{}, read: (*conn).readWSMQTT, ws: true, op: ws.OpBinary},
 	}
 }
 
-// encode appends f as it goes on a wire of kind k: a binary frame, or a
-// binary frame or a JSON object inside one unmasked WebSocket message.
-func (k wireKind) encode(dst []byte, f *protocol.Frame) []byte {
-	switch k {
-	case wireTCP:
-		return protocol.AppendBinary(dst, f)
-	case wireWSBinary:
-		return appendWSMessage(dst, ws.OpBinary, func(b []byte) []byte { return protocol.AppendBinary(b, f) })
-	default:
-		return appendWSMessage(dst, ws.OpText, func(b []byte) []byte { return protocol.AppendJSON(b, f) })
+// codec is one way of writing frames as messages: native binary, JSON or
+// MQTT packets.
+type codec interface {
+	// appendFrame appends f as one message, or nothing when f has no form
+	// in this codec (MQTT has no redirect, for one). replay marks a stored
+	// message read back from the store, which may have been sent on an
+	// earlier connection.
+	appendFrame(dst []byte, f *protocol.Frame, replay bool) []byte
+	// serve handles one message from the peer; an error it returns is
+	// fatal to the connection.
+	serve(c *conn, msg []byte) error
+}
+
+// nativeCodec is the binary frame layout of docs/protocol.md, length
+// prefix included.
+type nativeCodec struct{}
+
+func (nativeCodec) appendFrame(dst []byte, f *protocol.Frame, _ bool) []byte {
+	return protocol.AppendBinary(dst, f)
+}
+
+func (nativeCodec) serve(c *conn, msg []byte) error {
+	if len(msg) < protocol.LengthSize || int(binary.BigEndian.Uint32(msg)) != len(msg)-protocol.LengthSize {
+		return protocol.Errorf(protocol.CodeBadFrame, "length prefix does not match the message")
 	}
+	var f protocol.Frame
+	if err := protocol.DecodeBinary(msg[protocol.LengthSize:], &f); err != nil {
+		return err
+	}
+	return c.handle(&f)
+}
+
+// jsonCodec is the JSON form of frames (subprotocol longlink.json).
+type jsonCodec struct{}
+
+func (jsonCodec) appendFrame(dst []byte, f *protocol.Frame, _ bool) []byte {
+	return protocol.AppendJSON(dst, f)
+}
+
+func (jsonCodec) serve(c *conn, msg []byte) error {
+	var f protocol.Frame
+	if err := protocol.DecodeJSON(msg, &f); err != nil {
+		return err
+	}
+	return c.handle(&f)
+}
+
+// encode appends f as it goes on a wire of kind k: a message of its codec,
+// inside one unmasked WebSocket message on a WebSocket. It appends nothing
+// when f has no form there.
+func (k wireKind) encode(dst []byte, f *protocol.Frame) []byte { return k.appendFrame(dst, f, false) }
+
+// encodeReplay is encode for a stored message read back from the store.
+func (k wireKind) encodeReplay(dst []byte, f *protocol.Frame) []byte {
+	return k.appendFrame(dst, f, true)
+}
+
+func (k wireKind) appendFrame(dst []byte, f *protocol.Frame, replay bool) []byte {
+	start := len(dst)
+	dst = k.message(dst, func(b []byte) []byte { return wires[k].codec.appendFrame(b, f, replay) })
+	if wires[k].ws && len(dst)-start == 2 { // an empty WebSocket message: f has no form in this codec
+		return dst[:start]
+	}
+	return dst
+}
+
+// message appends one message whose bytes payload appends: as they are on
+// a stream, in one unmasked WebSocket message on a WebSocket.
+func (k wireKind) message(dst []byte, payload func([]byte) []byte) []byte {
+	if w := &wires[k]; w.ws {
+		return appendWSMessage(dst, w.op, payload)
+	}
+	return payload(dst)
 }
 
 // appendWSMessage appends one server-to-client WebSocket frame whose payload

@@ -399,7 +399,7 @@ func AppendConnack(dst []byte, sessionPresent bool, code byte) []byte {
 
 // AppendPublish appends a PUBLISH of payload to topic at qos (0 or 1; id
 // is its packet identifier at QoS 1), with the DUP flag for a redelivery.
-func AppendPublish(dst []byte, topic string, qos byte, dup bool, id uint16, payload []byte) []byte {
+func AppendPublish(dst []byte, topic []byte, qos byte, dup bool, id uint16, payload []byte) []byte {
 	n := 2 + len(topic) + len(payload)
 	flags := qos << 1
 	if qos > 0 {

@@ -121,7 +121,7 @@ func TestEncodeServerPackets(t *testing.T) {
 		dup  bool
 		data []byte
 	}{{0, false, []byte("online")}, {1, true, big}, {1, false, nil}} {
-		p := read(AppendPublish(nil, "longlink/demo/push", tc.qos, tc.dup, 513, tc.data)).(*packets.PublishPacket)
+		p := read(AppendPublish(nil, []byte("longlink/demo/push"), tc.qos, tc.dup, 513, tc.data)).(*packets.PublishPacket)
 		wantID := uint16(0)
 		if tc.qos == 1 {
 			wantID = 513
@@ -219,7 +219,7 @@ func FuzzDecode(f *testing.F) {
 		if Decode(b, &p) != nil || p.Type != Publish || p.QoS() > 1 || p.Retain() {
 			return
 		}
-		again := AppendPublish(nil, string(p.Topic), p.QoS(), p.Dup(), p.PacketID, p.Payload)
+		again := AppendPublish(nil, p.Topic, p.QoS(), p.Dup(), p.PacketID, p.Payload)
 		var q Packet
 		if err := Decode(again, &q); err != nil || !bytes.Equal(again, b) && !reflect.DeepEqual(p, q) {
 			t.Fatalf("% x re-encoded as % x: %v", b, again, err)
