@@ -18,6 +18,10 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
+// TransportMQTT is the transport of MQTT 3.1.1 devices (the others are the
+// Go SDK's: tcp, ws, ws-json).
+const TransportMQTT = "mqtt"
+
 // Scenarios are the loads the tool knows.
 var Scenarios = []string{"connect", "idle", "unicast", "batch", "group", "broadcast", "storm", "drain"}
 
@@ -27,7 +31,7 @@ type Options struct {
 	Scenario    string
 	Gateways    []string // host:port; device i uses Gateways[i%len]
 	APIs        []string // http://host:port, paired with Gateways
-	Transport   string   // tcp, ws or ws-json
+	Transport   string   // tcp, ws, ws-json or mqtt
 	App         string
 	Secret      string        // to mint device tokens
 	APIKey      string        // to push
@@ -45,6 +49,12 @@ type Options struct {
 	Cluster bool
 	// OpsToken is the nodes' ops token (drain).
 	OpsToken string
+	// Broker says the gateways are a plain MQTT broker (Debian's mosquitto),
+	// for a side-by-side run: the devices (transport mqtt) connect without
+	// a token and subscribe to the app's push topic, and a broadcast is
+	// published to that topic. Only connect, idle and broadcast; there are
+	// no APIs, so no server figures.
+	Broker bool
 	// TLS makes the devices connect with TLS (the native protocol over
 	// TLS, or wss://). CAPEM (PEM) is the CA they and the API calls trust
 	// (empty: the system's roots); Insecure trusts any certificate.
@@ -168,18 +178,23 @@ func (o *Options) check() error {
 		return fmt.Errorf("unknown scenario %q (one of %s)", o.Scenario, strings.Join(Scenarios, ", "))
 	case len(o.Gateways) == 0:
 		return errors.New("--gateway is required")
-	case len(o.APIs) != len(o.Gateways) && o.Scenario != "connect":
+	case len(o.APIs) != len(o.Gateways) && o.Scenario != "connect" && !o.Broker:
 		return errors.New("give one --api per --gateway")
 	case o.N < 1 || o.PerWorker < 1:
 		return errors.New("-n and --per-worker must be at least 1")
 	case o.Secret == "":
 		return errors.New("the app's secret is needed to mint device tokens (--secret or --config)")
-	case o.APIKey == "" && o.Scenario != "connect" && o.Scenario != "idle":
+	case o.APIKey == "" && o.Scenario != "connect" && o.Scenario != "idle" && !o.Broker:
 		return errors.New("the app's API key is needed to push (--key or --config)")
 	case o.Rate <= 0 && (o.Scenario == "unicast" || o.Scenario == "batch" || o.Scenario == "group" || o.Scenario == "drain"):
 		return errors.New("--rate must be positive")
 	case o.Scenario == "drain" && (!o.Cluster || len(o.APIs) < 2 || o.OpsToken == ""):
 		return errors.New("drain needs --cluster, two or more nodes, and the ops token (--ops-token or the config's ops.token)")
+	case o.Broker && (o.Transport != TransportMQTT || o.TLS || len(o.APIs) > 0 ||
+		o.Scenario != "connect" && o.Scenario != "idle" && o.Scenario != "broadcast"):
+		return errors.New("--broker runs connect, idle or broadcast, over --transport mqtt, without --api or TLS")
+	case o.Transport == TransportMQTT && o.TLS:
+		return errors.New("the load's MQTT devices speak plaintext only")
 	}
 	return nil
 }
@@ -322,7 +337,13 @@ func (o *Options) broadcast(f *fleet, r *Result, p *pusher) error {
 	if err := f.reset(); err != nil {
 		return err
 	}
-	n, err := p.broadcast(payload(time.Now(), o.Size))
+	var n int64
+	var err error
+	if o.Broker {
+		n, err = int64(r.Connected), publishMQTT(o.Gateways[0], pushTopic(o.App), payload(time.Now(), o.Size))
+	} else {
+		n, err = p.broadcast(payload(time.Now(), o.Size))
+	}
 	if err != nil {
 		return err
 	}

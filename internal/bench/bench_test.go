@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,43 +25,49 @@ func TestMain(m *testing.M) {
 }
 
 // TestScenarios runs every scenario against a real server with 40 devices
-// spread over 3 worker processes, and checks what each one measured.
+// spread over 3 worker processes, with SDK devices (TCP) and MQTT devices,
+// and checks what each one measured.
 func TestScenarios(t *testing.T) {
 	for _, scenario := range Scenarios {
 		if scenario == "drain" { // needs a cluster: TestDrainScenario
 			continue
 		}
-		t.Run(scenario, func(t *testing.T) {
-			t.Parallel()
-			ts := testserver.Start(t, func(c *config.Config) { c.Apps = c.Apps[:1] })
-			const n = 40
-			r, err := Run(Options{Scenario: scenario, Gateways: []string{ts.GatewayAddr()}, APIs: []string{ts.APIURL()},
-				Transport: "tcp", App: "demo", Secret: testserver.Demo.Secret, APIKey: testserver.Demo.APIKey,
-				N: n, ConnectRate: 400, Rate: 40, Duration: 500 * time.Millisecond, Size: 64, Batch: 4, PerWorker: 15,
-				Heartbeat: 30 * time.Second, Self: os.Args[0]})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Connected != n || r.ConnectErrors != 0 || r.ConnectLatency.N != n {
-				t.Fatalf("connected %d (%d errors, %d samples)", r.Connected, r.ConnectErrors, r.ConnectLatency.N)
-			}
-			if len(r.Servers) != 1 || r.Servers[0].Connections != n || r.Servers[0].RSSAfter == 0 {
-				t.Fatalf("server stats %+v", r.Servers)
-			}
-			switch scenario {
-			case "unicast", "batch", "group", "broadcast":
-				if r.Expected == 0 || r.Delivered != r.Expected || r.Reach != 1 || r.Latency.N != r.Delivered {
-					t.Fatalf("%s: %d of %d delivered (reach %v), %d latencies", scenario, r.Delivered, r.Expected, r.Reach, r.Latency.N)
-				}
-			case "storm":
-				if r.StoredExpected != n || r.StoredReceived != n || r.StormSeconds <= 0 {
-					t.Fatalf("storm: stored %d of %d, %vs", r.StoredReceived, r.StoredExpected, r.StormSeconds)
-				}
-			}
-			if scenario == "broadcast" && r.Expected != n {
-				t.Fatalf("broadcast reached %d of %d", r.Expected, n)
-			}
-		})
+		for _, transport := range []string{"tcp", TransportMQTT} {
+			t.Run(scenario+"/"+transport, func(t *testing.T) {
+				t.Parallel()
+				testScenario(t, scenario, transport)
+			})
+		}
+	}
+}
+
+func testScenario(t *testing.T, scenario, transport string) {
+	ts := testserver.Start(t, func(c *config.Config) { c.Apps = c.Apps[:1] })
+	const n = 40
+	o := runOptions(ts, scenario, n)
+	o.Transport = transport
+	r, err := Run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Connected != n || r.ConnectErrors != 0 || r.ConnectLatency.N != n {
+		t.Fatalf("connected %d (%d errors, %d samples)", r.Connected, r.ConnectErrors, r.ConnectLatency.N)
+	}
+	if len(r.Servers) != 1 || r.Servers[0].Connections != n || r.Servers[0].RSSAfter == 0 {
+		t.Fatalf("server stats %+v", r.Servers)
+	}
+	switch scenario {
+	case "unicast", "batch", "group", "broadcast":
+		if r.Expected == 0 || r.Delivered != r.Expected || r.Reach != 1 || r.Latency.N != r.Delivered {
+			t.Fatalf("%s: %d of %d delivered (reach %v), %d latencies", scenario, r.Delivered, r.Expected, r.Reach, r.Latency.N)
+		}
+	case "storm":
+		if r.StoredExpected != n || r.StoredReceived != n || r.StormSeconds <= 0 {
+			t.Fatalf("storm: stored %d of %d, %vs", r.StoredReceived, r.StoredExpected, r.StormSeconds)
+		}
+	}
+	if scenario == "broadcast" && r.Expected != n {
+		t.Fatalf("broadcast reached %d of %d", r.Expected, n)
 	}
 }
 
@@ -187,5 +196,44 @@ func TestDrainScenario(t *testing.T) {
 	}
 	if r.Servers[1].Connections+r.Servers[2].Connections != 60 {
 		t.Fatalf("after the drain: %+v", r.Servers)
+	}
+}
+
+// With Broker, the load runs against Debian's mosquitto broker for a side
+// by side figure: devices subscribe to the push topic, and the broadcast
+// published there reaches them all.
+func TestBrokerBroadcast(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(dir, "mosquitto.conf")
+	os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\n"), 0o600)
+	broker := exec.Command("mosquitto", "-c", conf)
+	if err := broker.Start(); err != nil {
+		t.Fatalf("mosquitto (Debian package mosquitto): %v", err)
+	}
+	t.Cleanup(func() { broker.Process.Kill(); broker.Wait() })
+	for dial := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Since(dial) > 5*time.Second {
+			t.Fatalf("mosquitto does not listen on %s: %v", addr, err)
+		}
+	}
+	r, err := Run(Options{Scenario: "broadcast", Gateways: []string{addr}, Transport: TransportMQTT, Broker: true,
+		App: "demo", Secret: "unused", N: 40, Size: 64, PerWorker: 15, Heartbeat: 30 * time.Second, Self: os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Connected != 40 || r.Expected != 40 || r.Delivered != 40 || r.Latency.N != 40 || len(r.Servers) != 0 {
+		t.Fatalf("connected %d, delivered %d of %d, %d latencies, servers %v", r.Connected, r.Delivered, r.Expected, r.Latency.N, r.Servers)
 	}
 }

@@ -37,7 +37,7 @@ func startFleet(o *Options) (*fleet, error) {
 	for from := 0; from < o.N; from += o.PerWorker {
 		to := min(from+o.PerWorker, o.N)
 		cfg, _ := json.Marshal(workerConfig{Gateways: o.Gateways, Transport: o.Transport, App: o.App,
-			Secret: o.Secret, Run: o.run, From: from, To: to, Heartbeat: int(o.Heartbeat / time.Second), Yield: o.Yield,
+			Secret: o.Secret, Run: o.run, From: from, To: to, Heartbeat: int(o.Heartbeat / time.Second), Yield: o.Yield, Broker: o.Broker,
 			TLS: o.TLS, CAPEM: string(o.CAPEM), Insecure: o.Insecure})
 		cmd := exec.Command(o.Self, "bench-worker")
 		cmd.Env = append(os.Environ(), WorkerEnv+"="+string(cfg))

@@ -43,6 +43,7 @@ type workerConfig struct {
 	From      int      `json:"from"` // device indexes [From, To)
 	To        int      `json:"to"`
 	Heartbeat int      `json:"heartbeat"` // seconds
+	Broker    bool     `json:"broker"`    // Options.Broker
 	Yield     bool     `json:"yield"`     // run at idle CPU priority (Options.Yield)
 	TLS       bool     `json:"tls"`       // Options.TLS, CAPEM, Insecure
 	CAPEM     string   `json:"ca_pem"`

@@ -40,7 +40,7 @@ type worker struct {
 	dialers [][]*net.Dialer // by gateway: the source addresses devices spread over (nil: default)
 
 	mu      sync.Mutex
-	clients []*client.Client // by device index - From; nil while not connected
+	clients []io.Closer // SDK clients or MQTT devices, by device index - From; nil while not connected
 }
 
 // Worker runs a worker process: its devices come from the environment
@@ -56,7 +56,7 @@ func Worker(in io.Reader, out io.Writer) error {
 		}
 	}
 	w := &worker{cfg: cfg, out: json.NewEncoder(out), connect: newLatencies(), latency: newLatencies(),
-		clients: make([]*client.Client, cfg.To-cfg.From)}
+		clients: make([]io.Closer, cfg.To-cfg.From)}
 	if cfg.TLS {
 		var err error
 		if w.tls, err = certs.ClientConfig([]byte(cfg.CAPEM), cfg.Insecure); err != nil {
@@ -167,20 +167,31 @@ func (w *worker) dial(i int) {
 	if sources := w.dialers[n%len(w.cfg.Gateways)]; sources != nil {
 		dialer = sources[n%len(sources)]
 	}
-	tr := client.Transport(w.cfg.Transport)
-	addr := gw
-	switch {
-	case tr != client.TCP && w.tls != nil:
-		addr = "wss://" + gw + "/ws"
-	case tr != client.TCP:
-		addr = "ws://" + gw + "/ws"
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	c, err := client.Dial(ctx, client.Config{Addr: addr, Transport: tr, TLS: w.tls, Token: w.tokens[i],
-		Dialer: dialer, Heartbeat: time.Duration(w.cfg.Heartbeat) * time.Second, MinBackoff: time.Second,
-		OnPush: func(p client.Push) { w.received(n, p) }})
+	var c io.Closer
+	var err error
+	heartbeat := time.Duration(w.cfg.Heartbeat) * time.Second
+	switch tr := client.Transport(w.cfg.Transport); {
+	case tr == TransportMQTT && w.cfg.Broker: // a plain broker: no token; the push topic is subscribed to
+		c, err = dialMQTT(ctx, dialer, gw, deviceID(w.cfg.Run, n), "", "", pushTopic(w.cfg.App), heartbeat,
+			func(data []byte, qos byte) { w.received(n, data, qos > 0) })
+	case tr == TransportMQTT: // keep alive 2× the heartbeat: the gateway grants half of it
+		c, err = dialMQTT(ctx, dialer, gw, deviceID(w.cfg.Run, n), w.cfg.App, w.tokens[i], "", 2*heartbeat,
+			func(data []byte, qos byte) { w.received(n, data, qos > 0) })
+	default:
+		addr := gw
+		switch {
+		case tr != client.TCP && w.tls != nil:
+			addr = "wss://" + gw + "/ws"
+		case tr != client.TCP:
+			addr = "ws://" + gw + "/ws"
+		}
+		c, err = client.Dial(ctx, client.Config{Addr: addr, Transport: tr, TLS: w.tls, Token: w.tokens[i],
+			Dialer: dialer, Heartbeat: heartbeat, MinBackoff: time.Second,
+			OnPush: func(p client.Push) { w.received(n, p.Data, p.Seq > 0 || p.BSeq > 0) }})
+	}
 	if err != nil {
 		w.errors.Add(1)
 		return
@@ -192,12 +203,14 @@ func (w *worker) dial(i int) {
 	w.connected.Add(1)
 }
 
-func (w *worker) received(n int, p client.Push) {
-	if sent, ok := sentAt(p.Data); ok {
+// received counts a push that device n received (stored: with a seq or
+// bseq, or at MQTT QoS 1) and records its latency.
+func (w *worker) received(n int, data []byte, stored bool) {
+	if sent, ok := sentAt(data); ok {
 		w.latency.record(n, time.Since(sent))
 	}
 	w.delivered.Add(1)
-	if p.Seq > 0 || p.BSeq > 0 {
+	if stored {
 		w.stored.Add(1)
 	}
 }
@@ -206,7 +219,7 @@ func (w *worker) received(n int, p client.Push) {
 func (w *worker) closeAll() {
 	w.mu.Lock()
 	clients := w.clients
-	w.clients = make([]*client.Client, len(clients))
+	w.clients = make([]io.Closer, len(clients))
 	w.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range clients {

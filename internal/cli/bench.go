@@ -29,7 +29,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	app := fs.String("app", "", "app id (default: the only app, or demo)")
 	secret := fs.String("secret", "", "the app's secret, to mint device tokens (default: from the config)")
 	key := fs.String("key", "", "the app's API key (default: from the config)")
-	transport := fs.String("transport", "tcp", "tcp, ws or ws-json")
+	transport := fs.String("transport", "tcp", "tcp, ws, ws-json or mqtt (MQTT 3.1.1 devices)")
 	n := fs.Int("n", 1000, "devices (connections)")
 	connectRate := fs.Float64("connect-rate", 0, "logins per second while connecting (0: as fast as possible)")
 	rate := fs.Float64("rate", 100, "unicast, batch, group: API calls per second")
@@ -44,6 +44,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	opsToken := fs.String("ops-token", "", "drain: the nodes' ops token (default: the config's ops.token)")
 	useTLS := fs.Bool("tls", false, "devices connect with TLS (native over TLS, or wss://); give https:// --api URLs")
 	tf := addTLSFlags(fs)
+	broker := fs.Bool("broker", false, "the --gateway is a plain MQTT broker (mosquitto), for comparison: devices subscribe to the app's push topic and the broadcast is published to it (connect, idle, broadcast; --transport mqtt)")
 	inCluster := fs.Bool("cluster", false, "the servers are nodes of one cluster: push through the first --api only, to devices on every node")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fs.Usage()
@@ -58,7 +59,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	o := bench.Options{Scenario: scenario, Gateways: gateways, APIs: apis, Transport: *transport,
 		App: *app, Secret: *secret, APIKey: *key, N: *n, ConnectRate: *connectRate, Rate: *rate, Duration: *duration, Size: *size,
-		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat, Yield: *yield, TTL: *ttl, Cluster: *inCluster, OpsToken: *opsToken}
+		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat, Yield: *yield, TTL: *ttl, Cluster: *inCluster, OpsToken: *opsToken, Broker: *broker}
 	o.TLS, o.Insecure = *useTLS || tf.given(), *tf.insecure
 	if *tf.ca != "" {
 		ca, err := os.ReadFile(*tf.ca)
@@ -124,7 +125,7 @@ func benchDefaults(o *bench.Options, path string) error {
 	if len(o.Gateways) == 0 {
 		o.Gateways = []string{cfg.Gateway.Listen}
 	}
-	if len(o.APIs) == 0 {
+	if len(o.APIs) == 0 && !o.Broker {
 		o.APIs = []string{"http://" + cfg.API.Listen}
 		if cfg.TLS.Enabled() {
 			o.APIs = []string{"https://" + cfg.API.Listen}
