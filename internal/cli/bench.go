@@ -100,8 +100,8 @@ func benchDefaults(o *bench.Options, path string) error {
 			o.Batch = 100
 		}
 	}
-	if o.Secret != "" && o.App != "" && (o.APIKey != "" || o.Scenario == "connect" || o.Scenario == "idle") &&
-		len(o.Gateways) > 0 && (len(o.APIs) > 0 || o.Scenario == "connect") && (o.OpsToken != "" || o.Scenario != "drain") {
+	if o.Secret != "" && o.App != "" && (o.APIKey != "" || o.Scenario == "connect" || o.Scenario == "idle" || o.Broker) &&
+		len(o.Gateways) > 0 && (len(o.APIs) > 0 || o.Scenario == "connect" || o.Broker) && (o.OpsToken != "" || o.Scenario != "drain") {
 		return nil
 	}
 	cfg, err := config.LoadOrDemo(path, false)

@@ -127,10 +127,10 @@ func printBanner(w io.Writer, s *server.Server, demo, firstStart bool) error {
 	fmt.Fprintf(w, "longlink node %s is serving\n", cfg.Node)
 	gw, web := s.GatewayAddr(), "http"
 	if !cfg.TLS.Required {
-		fmt.Fprintf(w, "  gateway   tcp://%s   ws://%s/ws\n", gw, gw)
+		fmt.Fprintf(w, "  gateway   tcp://%s   ws://%s/ws   (MQTT devices: mqtt://%s   ws://%s/mqtt)\n", gw, gw, gw, gw)
 	}
 	if cfg.TLS.Enabled() {
-		fmt.Fprintf(w, "  gateway   tls://%s   wss://%s/ws\n", gw, gw)
+		fmt.Fprintf(w, "  gateway   tls://%s   wss://%s/ws   (MQTT devices: mqtts://%s   wss://%s/mqtt)\n", gw, gw, gw, gw)
 		web = "https"
 	}
 	fmt.Fprintf(w, "  api       %s://%s   (push, presence, dispatch, /healthz, /metrics)\n", web, s.APIAddr())

@@ -461,7 +461,7 @@ func (c *conn) handle(f *protocol.Frame) error {
 // login verifies the token(s) (and check, if set, approves each token's
 // claims), grants a heartbeat, queues the welcome and registers the
 // connection, replacing the device's older one.
-func (c *conn) login(f *protocol.Frame, check func(*auth.Claims) error) error {
+func (c *conn) login(f *protocol.Frame, check func(auth.Claims) error) error {
 	g := c.gw
 	if g.closing.Load() {
 		return errGoingAway
@@ -499,7 +499,7 @@ func (c *conn) login(f *protocol.Frame, check func(*auth.Claims) error) error {
 			return protocol.Errorf(protocol.CodeAuthFailed, "%v", err)
 		}
 		if check != nil {
-			if err := check(&claims); err != nil {
+			if err := check(claims); err != nil {
 				return err
 			}
 		}

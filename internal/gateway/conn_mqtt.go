@@ -120,7 +120,7 @@ type mqttCodec struct{}
 // when read back from the store; at QoS 0 when online only. Other frames
 // have no MQTT form: an error's code and reason go to the server's log,
 // and the device sees the connection close.
-func (mqttCodec) appendFrame(dst []byte, f *protocol.Frame, replay bool) []byte {
+func (mqttCodec) appendFrame(dst []byte, f protocol.Frame, replay bool) []byte {
 	switch f.Op {
 	case protocol.OpWelcome:
 		return mqtt.AppendConnack(dst, false, mqtt.Accepted)
@@ -181,6 +181,9 @@ func (c *conn) serveMQTT(p *mqtt.Packet) error {
 		return c.connectMQTT(p)
 	}
 	s := &c.sessions[0] // an MQTT connection is logged into one app
+	if s.over.Load() {  // replaced or kicked: the connection is closing
+		return nil
+	}
 	switch p.Type {
 	case mqtt.Publish:
 		return c.publishMQTT(s, p)
@@ -218,7 +221,7 @@ func (c *conn) connectMQTT(p *mqtt.Packet) error {
 	default:
 		login := protocol.Frame{Op: protocol.OpLogin, Token: p.Password, Heartbeat: (uint32(p.KeepAlive) + 1) / 2,
 			LastBSeqs: []uint64{0}} // broadcasts from the app's log, after the device's cursor
-		err = c.login(&login, func(claims *auth.Claims) error {
+		err = c.login(&login, func(claims auth.Claims) error {
 			switch {
 			case len(p.ClientID) > 0 && string(p.ClientID) != claims.Device:
 				refuse = mqtt.RefusedIdentifier
@@ -271,7 +274,7 @@ func (c *conn) ackMQTT(s *session, id uint16) {
 	c.mu.Unlock()
 	n := seqOfID(id, sent)
 	switch {
-	case n == 0 || s.over.Load():
+	case n == 0:
 		return
 	case broadcast:
 		c.gw.mailboxes.AckBroadcast(s.app, c.device, n)

@@ -60,8 +60,9 @@ type codec interface {
 	// appendFrame appends f as one message, or nothing when f has no form
 	// in this codec (MQTT has no redirect, for one). replay marks a stored
 	// message read back from the store, which may have been sent on an
-	// earlier connection.
-	appendFrame(dst []byte, f *protocol.Frame, replay bool) []byte
+	// earlier connection. f comes by value: a pointer would escape through
+	// the interface, and cost each stored message a heap frame.
+	appendFrame(dst []byte, f protocol.Frame, replay bool) []byte
 	// serve handles one message from the peer; an error it returns is
 	// fatal to the connection.
 	serve(c *conn, msg []byte) error
@@ -71,8 +72,8 @@ type codec interface {
 // prefix included.
 type nativeCodec struct{}
 
-func (nativeCodec) appendFrame(dst []byte, f *protocol.Frame, _ bool) []byte {
-	return protocol.AppendBinary(dst, f)
+func (nativeCodec) appendFrame(dst []byte, f protocol.Frame, _ bool) []byte {
+	return protocol.AppendBinary(dst, &f)
 }
 
 func (nativeCodec) serve(c *conn, msg []byte) error {
@@ -89,8 +90,8 @@ func (nativeCodec) serve(c *conn, msg []byte) error {
 // jsonCodec is the JSON form of frames (subprotocol longlink.json).
 type jsonCodec struct{}
 
-func (jsonCodec) appendFrame(dst []byte, f *protocol.Frame, _ bool) []byte {
-	return protocol.AppendJSON(dst, f)
+func (jsonCodec) appendFrame(dst []byte, f protocol.Frame, _ bool) []byte {
+	return protocol.AppendJSON(dst, &f)
 }
 
 func (jsonCodec) serve(c *conn, msg []byte) error {
@@ -113,7 +114,7 @@ func (k wireKind) encodeReplay(dst []byte, f *protocol.Frame) []byte {
 
 func (k wireKind) appendFrame(dst []byte, f *protocol.Frame, replay bool) []byte {
 	start := len(dst)
-	dst = k.message(dst, func(b []byte) []byte { return wires[k].codec.appendFrame(b, f, replay) })
+	dst = k.message(dst, func(b []byte) []byte { return wires[k].codec.appendFrame(b, *f, replay) })
 	if wires[k].ws && len(dst)-start == 2 { // an empty WebSocket message: f has no form in this codec
 		return dst[:start]
 	}

@@ -203,10 +203,11 @@ func TestMQTTGroups(t *testing.T) {
 		}
 		d := dialMQTT(t, mqttOptions(mqttBroker(ts, tr), "m1", tok))
 		sub := d.SubscribeMultiple(map[string]byte{"longlink/demo/group/room-1": 1, "longlink/demo/group/staff": 1,
-			"longlink/other/group/room-1": 0, "longlink/demo/group/room-+": 0, pushTopic: 1}, nil)
+			"longlink/other/group/room-1": 0, "longlink/demo/group/room-+": 0, pushTopic: 1, "longlink/demo/up_reply/#": 2}, nil)
 		wait(t, "subscribe", sub)
 		want := map[string]byte{"longlink/demo/group/room-1": 0, "longlink/demo/group/staff": 0x80,
-			"longlink/other/group/room-1": 0x80, "longlink/demo/group/room-+": 0x80, pushTopic: 1}
+			"longlink/other/group/room-1": 0x80, "longlink/demo/group/room-+": 0x80, pushTopic: 1,
+			"longlink/demo/up_reply/#": 1} // QoS 2 asked, 1 granted
 		for topic, code := range sub.(*paho.SubscribeToken).Result() {
 			if want[topic] != code {
 				t.Fatalf("SUBACK for %s: %#x, want %#x", topic, code, want[topic])
@@ -246,17 +247,27 @@ func TestMQTTUpstream(t *testing.T) {
 			if call["device"] != "m1" || call["user"] != "u1" || call["biz"] != "chat" {
 				t.Fatalf("backend got %v", call)
 			}
+			wait(t, "publish up at QoS 2", d.Publish("longlink/demo/up/chat", 2, false, "twice sure")) // PUBREC, PUBREL, PUBCOMP
+			d.next(t, "longlink/demo/up_reply/chat", "echo: twice sure")
 			wait(t, "publish up at QoS 0", d.Publish("longlink/demo/up/nope", 0, false, "x"))
 			m := d.next(t, "longlink/demo/up_error/nope", `{"code":4000,"reason":"unknown biz nope"}`)
 			var e struct{ Code int }
 			if json.Unmarshal(m.Payload(), &e); e.Code != 4000 {
 				t.Fatalf("up_error %s", m.Payload())
 			}
-			d.Publish("longlink/demo/push", 1, false, "not mine to send")
-			select {
-			case <-d.lost:
-			case <-time.After(5 * time.Second):
-				t.Fatal("a PUBLISH to the push topic did not close the connection")
+			// Refused publishes close the connection: to a topic that is not
+			// up/<biz>, or retained.
+			for _, pub := range []struct {
+				topic    string
+				retained bool
+			}{{"longlink/demo/push", false}, {"longlink/demo/up/chat", true}} {
+				d.Publish(pub.topic, 1, pub.retained, "refused")
+				select {
+				case <-d.lost:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("a PUBLISH to %s (retained %v) did not close the connection", pub.topic, pub.retained)
+				}
+				d = dialMQTT(t, mqttOptions(mqttBroker(ts, tr), "m1", ts.Token("m1", "u1")))
 			}
 		})
 	}
@@ -295,10 +306,13 @@ func TestMQTTConnectRefused(t *testing.T) {
 	if err != nil || string(got) != "\x20\x02\x00\x01" {
 		t.Fatalf("MQTT 5 CONNECT: % x, %v; want CONNACK 0x01", got, err)
 	}
-	// Without client id, the device is the token's.
-	d := dialMQTT(t, mqttOptions(broker, "", good).SetCleanSession(true))
-	ts.Push(map[string]any{"devices": []string{"m1"}, "data": "for m1"})
-	d.next(t, pushTopic, "for m1")
+	// Without client id, the device is the token's; /ws serves MQTT too,
+	// by its subprotocol.
+	for _, broker := range []string{broker, "ws://" + ts.GatewayAddr() + "/ws"} {
+		d := dialMQTT(t, mqttOptions(broker, "", good).SetCleanSession(true))
+		ts.Push(map[string]any{"devices": []string{"m1"}, "data": "for m1"})
+		d.next(t, pushTopic, "for m1")
+	}
 }
 
 // Keep alive k maps onto a heartbeat of k/2: a device silent for 1.5 k is
