@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -446,4 +447,38 @@ func TestMQTTOverTLS(t *testing.T) {
 	if _, err := tryMQTT(t, mqttOptions(mqttBroker(ts, "tcp"), "m1", ts.Token("m1", ""))); !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
 		t.Fatalf("plaintext MQTT where TLS is required: %v", err)
 	}
+}
+
+// One live connection per device across transports, with the same status
+// events: a native login replaces the device's MQTT connection (closed),
+// a kick closes it, and DISCONNECT is a clean close; the backend hears
+// each, in order.
+func TestMQTTReplacedKickedAndEvents(t *testing.T) {
+	b := newBackend(t)
+	ts := testserver.Start(t, withWebhooks(b))
+	broker := mqttBroker(ts, "tcp")
+	m := dialMQTT(t, mqttOptions(broker, "m1", ts.Token("m1", "")))
+	native := connect(t, ts, client.TCP, ts.Token("m1", ""))
+	select {
+	case <-m.lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a native login did not replace the MQTT connection")
+	}
+	ts.Push(map[string]any{"devices": []string{"m1"}, "data": "to the newer"})
+	native.expect(t, "to the newer")
+	native.Close()
+	testserver.Eventually(t, "m1 offline", func() bool { return !online(t, ts, "m1") })
+
+	m = dialMQTT(t, mqttOptions(broker, "m1", ts.Token("m1", "")))
+	ts.Call("POST", "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{"m1"}})
+	select {
+	case <-m.lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a kick did not close the MQTT connection")
+	}
+	m = dialMQTT(t, mqttOptions(broker, "m1", ts.Token("m1", "")))
+	m.Disconnect(0)
+	want := []string{"online:login", "offline:replaced", "online:login", "offline:closed",
+		"online:login", "offline:kicked", "online:login", "offline:closed"}
+	testserver.Eventually(t, "the status events", func() bool { return slices.Equal(b.eventsOf("m1"), want) })
 }
