@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os/exec"
 	"slices"
@@ -481,4 +482,39 @@ func TestMQTTReplacedKickedAndEvents(t *testing.T) {
 	want := []string{"online:login", "offline:replaced", "online:login", "offline:closed",
 		"online:login", "offline:kicked", "online:login", "offline:closed"}
 	testserver.Eventually(t, "the status events", func() bool { return slices.Equal(b.eventsOf("m1"), want) })
+}
+
+// Garbage after a good CONNECT (random packets of every type, well framed
+// or not) closes only that connection: the server stays up and another
+// device is served throughout.
+func TestMQTTGarbageAffectsOnlyItsConnection(t *testing.T) {
+	ts := testserver.Start(t)
+	other := dialMQTT(t, mqttOptions(mqttBroker(ts, "tcp"), "other", ts.Token("other", "")))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 300 {
+		c, err := net.Dial("tcp", ts.GatewayAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := packets.NewControlPacket(packets.Connect).(*packets.ConnectPacket)
+		p.ProtocolName, p.ProtocolVersion, p.ClientIdentifier, p.Keepalive = "MQTT", 4, "g1", 30
+		p.UsernameFlag, p.Username, p.PasswordFlag, p.Password = true, "demo", true, []byte(ts.Token("g1", ""))
+		p.Write(c)
+		junk := make([]byte, 1+rng.IntN(64))
+		for j := range junk {
+			junk[j] = byte(rng.IntN(256))
+		}
+		junk[0] = byte(rng.IntN(16)) << 4 // a packet type, any flags in the rest
+		if rng.IntN(2) == 0 && len(junk) > 1 {
+			junk[1] = byte(len(junk) - 2) // well framed, when it fits
+		}
+		c.Write(junk)
+		c.Close()
+		if i%100 == 0 {
+			ts.Push(map[string]any{"devices": []string{"other"}, "data": fmt.Sprint("still here ", i)})
+			other.next(t, pushTopic, fmt.Sprint("still here ", i))
+		}
+	}
+	ts.Push(map[string]any{"devices": []string{"other"}, "data": "at the end"})
+	other.next(t, pushTopic, "at the end")
 }
