@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -18,8 +17,9 @@ import (
 func pushTopic(app string) string { return "longlink/" + app + "/push" }
 
 // mqttDevice is a lean MQTT 3.1.1 device for the load: one socket, a
-// reader goroutine, a keep-alive timer. Packets are encoded and decoded by
-// paho's packets package. It acks each QoS 1 message when it arrives.
+// reader goroutine, and a goroutine that sends PINGREQ every keep alive.
+// Packets are encoded and decoded by paho's packets package. It acks each
+// QoS 1 message when it arrives.
 type mqttDevice struct {
 	conn    net.Conn
 	mu      sync.Mutex // serializes writes
@@ -145,7 +145,7 @@ func publishMQTT(addr, topic string, data []byte) error {
 	pub := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
 	pub.TopicName, pub.Payload = topic, data
 	if err := d.write(pub); err != nil {
-		return errors.Join(errors.New("publish"), err)
+		return fmt.Errorf("publish: %w", err)
 	}
 	return nil
 }
