@@ -552,9 +552,10 @@ func mailboxOf(k []byte) (app, device string) {
 	return string(rest[:i]), string(rest[i+1:])
 }
 
-// get reads k through the batch (so it sees the batch's own writes).
-func get(b *pebble.Batch, k []byte) ([]byte, bool, error) {
-	v, closer, err := b.Get(k)
+// get reads k, a copy of its value, through r: the database, or a batch
+// (so that it sees the batch's own writes).
+func get(r pebble.Reader, k []byte) ([]byte, bool, error) {
+	v, closer, err := r.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -566,7 +567,16 @@ func get(b *pebble.Batch, k []byte) ([]byte, bool, error) {
 	return v, true, nil
 }
 
-func getUint(b *pebble.Batch, k []byte) (uint64, error) {
-	v, _, err := get(b, k)
-	return uvarint(v), err
+// getUint reads k's uvarint value through r (0 when absent), without a
+// copy.
+func getUint(r pebble.Reader, k []byte) (uint64, error) {
+	v, closer, err := r.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	return uvarint(v), nil
 }

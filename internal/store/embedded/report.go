@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -145,14 +144,13 @@ func (s *Store) applySent(b *pebble.Batch, o *op) error {
 
 // Report returns app's report of message id.
 func (s *Store) Report(_ context.Context, app, id string) (store.Report, bool, error) {
-	v, closer, err := s.db.Get(key(prefixReport, app, id))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return store.Report{}, false, nil
-	}
+	v, ok, err := get(s.db, key(prefixReport, app, id))
 	if err != nil {
 		return store.Report{}, false, fmt.Errorf("store report: %w", err)
 	}
-	defer closer.Close()
+	if !ok {
+		return store.Report{}, false, nil
+	}
 	r, err := decodeReport(id, v)
 	if err != nil {
 		return store.Report{}, false, fmt.Errorf("store report: %w", err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -45,16 +44,15 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, lease time.Duration
 
 // FindScheduled returns app's scheduled push id, if it is there.
 func (s *Store) FindScheduled(_ context.Context, app, id string) (store.Scheduled, bool, error) {
-	v, closer, err := s.db.Get(key(prefixSchedule, app, id))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return store.Scheduled{}, false, nil
-	}
+	v, ok, err := get(s.db, key(prefixSchedule, app, id))
 	if err != nil {
 		return store.Scheduled{}, false, fmt.Errorf("store scheduled: %w", err)
 	}
-	defer closer.Close()
-	at, req := decodeSchedule(v) // the database's memory: copied
-	return store.Scheduled{App: app, ID: id, At: at, Request: bytes.Clone(req)}, true, nil
+	if !ok {
+		return store.Scheduled{}, false, nil
+	}
+	at, req := decodeSchedule(v)
+	return store.Scheduled{App: app, ID: id, At: at, Request: req}, true, nil
 }
 
 // Scheduled lists app's scheduled pushes by time, at most limit.

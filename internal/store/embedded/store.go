@@ -11,7 +11,6 @@ package embedded
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -142,11 +141,11 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 // after both after and device's cursor, in bseq order, and the log's last
 // bseq.
 func (s *Store) Broadcasts(_ context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error) {
-	cursor, err := s.getUint(key(prefixCursor, app, device))
+	cursor, err := getUint(s.db, key(prefixCursor, app, device))
 	if err != nil {
 		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
 	}
-	last, err := s.getUint(key(prefixHead, app))
+	last, err := getUint(s.db, key(prefixHead, app))
 	if err != nil {
 		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
 	}
@@ -155,19 +154,6 @@ func (s *Store) Broadcasts(_ context.Context, app, device string, after uint64, 
 		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
 	}
 	return out, last, nil
-}
-
-// getUint reads a uvarint value of the database (0 when absent).
-func (s *Store) getUint(k []byte) (uint64, error) {
-	v, closer, err := s.db.Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	defer closer.Close()
-	return uvarint(v), nil
 }
 
 // AckBroadcast moves device's cursor in app's broadcast log to bseq, never
@@ -187,7 +173,7 @@ func (s *Store) Ack(app, device string, seq uint64) {
 // LastSeq returns the last seq given to device in app that is durable (0
 // if none). Any seq a client was handed is at or below it.
 func (s *Store) LastSeq(_ context.Context, app, device string) (uint64, error) {
-	v, err := s.getUint(key(prefixDevice, app, device))
+	v, err := getUint(s.db, key(prefixDevice, app, device))
 	if err != nil {
 		return 0, fmt.Errorf("store last seq: %w", err)
 	}
