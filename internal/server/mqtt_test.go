@@ -210,7 +210,11 @@ func TestMQTTGroups(t *testing.T) {
 		want := map[string]byte{"longlink/demo/group/room-1": 0, "longlink/demo/group/staff": 0x80,
 			"longlink/other/group/room-1": 0x80, "longlink/demo/group/room-+": 0x80, pushTopic: 1,
 			"longlink/demo/up_reply/#": 1} // QoS 2 asked, 1 granted
-		for topic, code := range sub.(*paho.SubscribeToken).Result() {
+		got := sub.(*paho.SubscribeToken).Result()
+		if len(got) != len(want) {
+			t.Fatalf("SUBACK codes %v, want one for each of %v", got, want)
+		}
+		for topic, code := range got {
 			if want[topic] != code {
 				t.Fatalf("SUBACK for %s: %#x, want %#x", topic, code, want[topic])
 			}
