@@ -50,9 +50,13 @@ func (c *conn) enqueueLocked(b []byte) (ok, full bool) {
 	return true, false
 }
 
-// pushLocked appends b to the queue and counts its bytes as waiting.
-// c.mu must be held.
+// pushLocked appends b to the queue and counts its bytes as waiting; an
+// empty b (a frame with no form on the connection's wire) is nothing to
+// queue. c.mu must be held.
 func (c *conn) pushLocked(b []byte) {
+	if len(b) == 0 {
+		return
+	}
 	c.queue = append(c.queue, b)
 	c.pending += len(b)
 	c.gw.queued.Add(int64(len(b)))
@@ -225,14 +229,12 @@ func (c *conn) close(code protocol.Code, reason string) {
 		c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 	}
 	if code == protocol.CodeDraining { // a login refused: say where to go
-		if m := c.gw.nextRedirect(); m != nil && len(m.bytes(c.kind)) > 0 {
+		if m := c.gw.nextRedirect(); m != nil {
 			c.pushLocked(m.bytes(c.kind))
 		}
 	}
 	if code != 0 {
-		if b := c.kind.encode(nil, protocol.ErrorFrame(&protocol.Error{Code: code, Reason: reason})); len(b) > 0 {
-			c.pushLocked(b)
-		}
+		c.pushLocked(c.kind.encode(nil, protocol.ErrorFrame(&protocol.Error{Code: code, Reason: reason})))
 	}
 	if wires[c.kind].ws {
 		wsCode := code
