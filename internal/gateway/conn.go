@@ -73,7 +73,7 @@ type conn struct {
 	fd  int32           // nc's descriptor, for the poller; -1 if it has none
 	raw syscall.RawConn // nc's raw access, for non-blocking writes; nil if it has none
 
-	tls *tlsConn // set by the handshake: nil on plaintext
+	tls tlsSession // set by the handshake: nil on plaintext
 
 	reader    atomic.Int32 // readerBusy, readerIdle (armed in the poller) or readerDone
 	ended     atomic.Bool  // end has run

@@ -145,7 +145,7 @@ func New(o Options) *Gateway {
 		log = slog.Default()
 	}
 	g := &Gateway{cfg: o.Config, limits: o.Limits, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
-		events: o.Events, node: o.Node, router: o.Router, tlsConfig: o.TLS, tlsRequired: o.TLSRequired, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
+		events: o.Events, node: o.Node, router: o.Router, tlsConfig: keyLogging(o.TLS), tlsRequired: o.TLSRequired, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{})}
 	g.ipLimits = newIPLimits(o.Limits)
 	if r := o.Limits.LoginsPerSecond; r > 0 {

@@ -3,9 +3,12 @@ package gateway
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -13,12 +16,36 @@ import (
 // recordHandshake is the first byte of a TLS client's first record.
 const recordHandshake = 0x16
 
-// tlsConn is a device connection's TLS session. Its tls.Conn reads from the
-// socket as usual but writes into the tlsSocket's buffer: the connection's
-// writer takes the sealed records from there and puts them on the socket with
-// the same non-blocking writev as plaintext frames. So no write ever goes
-// around the tls.Conn, and no TLS write can block a writer-pool worker or
-// time out halfway through a record (which would leave the session corrupt).
+// tlsSession is a connection's TLS session once its handshake is done:
+// records (TLS 1.3), or a tlsConn where crypto/tls keeps the session. It is
+// the connection's input, and seals what the connection's writer writes.
+type tlsSession interface {
+	io.Reader
+	io.Writer // the handshakes' writes (a WebSocket upgrade's answer), before sealWrites
+
+	// readable reports whether input waits inside the session, where the
+	// poller cannot see it.
+	readable() bool
+	// sealWrites ends the handshakes' writes: the connection's writer
+	// writes from now on.
+	sealWrites()
+	// seal encrypts a batch of frames, and returns the records to put on the
+	// socket, after any the session wrote meanwhile by itself (an answer to
+	// a key update). A closing connection's last batch ends with a
+	// close_notify alert.
+	seal(batch [][]byte, closing bool) (net.Buffers, error)
+	// pending reports whether the session wrote records by itself that
+	// wait for the writer.
+	pending() bool
+}
+
+// tlsConn is a TLS session that crypto/tls keeps (TLS 1.2). Its tls.Conn
+// reads from the socket as usual but writes into the tlsSocket's buffer:
+// the connection's writer takes the sealed records from there and puts them
+// on the socket with the same non-blocking writev as plaintext frames. So no
+// write ever goes around the tls.Conn, and no TLS write can block a
+// writer-pool worker or time out halfway through a record (which would leave
+// the session corrupt).
 type tlsConn struct {
 	*tls.Conn
 	sock *tlsSocket
@@ -32,12 +59,45 @@ type tlsConn struct {
 type tlsSocket struct {
 	net.Conn        // reads, read deadlines, addresses, close
 	prefix   []byte // what the sniffer read, given back first
-	mu       sync.Mutex
-	direct   bool   // while the handshakes run: writes go to the socket at once
-	sealed   []byte // records written since the writer last took them
+
+	// While the handshake runs, reads stop at the end of each record, so
+	// that the tls.Conn reads nothing past the client's Finished, and the
+	// flight it writes is kept (see takeOver).
+	handshaking bool
+	at, end     int // how far into the record being read, and its length
+	hdr         [recordHeaderLen]byte
+	flight      []byte
+	keys        keyLog
+
+	mu     sync.Mutex
+	direct bool   // while the handshakes run: writes go to the socket at once
+	sealed []byte // records written since the writer last took them
 }
 
 func (s *tlsSocket) Read(p []byte) (int, error) {
+	if s.handshaking {
+		if s.at < recordHeaderLen {
+			p = p[:min(len(p), recordHeaderLen-s.at)]
+		} else {
+			p = p[:min(len(p), s.end-s.at)]
+		}
+	}
+	n, err := s.read(p)
+	if s.handshaking {
+		if s.at < recordHeaderLen {
+			copy(s.hdr[s.at:], p[:n])
+		}
+		if s.at += n; s.at == recordHeaderLen {
+			s.end = recordHeaderLen + int(binary.BigEndian.Uint16(s.hdr[3:]))
+		}
+		if s.at == s.end {
+			s.at = 0
+		}
+	}
+	return n, err
+}
+
+func (s *tlsSocket) read(p []byte) (int, error) {
 	if len(s.prefix) > 0 {
 		n := copy(p, s.prefix)
 		if s.prefix = s.prefix[n:]; len(s.prefix) == 0 {
@@ -51,6 +111,9 @@ func (s *tlsSocket) Read(p []byte) (int, error) {
 func (s *tlsSocket) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.handshaking {
+		s.flight = append(s.flight, p...)
+	}
 	if s.direct {
 		return s.Conn.Write(p)
 	}
@@ -64,23 +127,48 @@ func (s *tlsSocket) SetWriteDeadline(time.Time) error { return nil }
 
 func (s *tlsSocket) SetDeadline(t time.Time) error { return s.Conn.SetReadDeadline(t) }
 
+// keyLogging returns the server configuration the gateway serves: base,
+// giving each session's key log to the session's own socket (see
+// takeOver). The per-session configuration is a clone that keeps base's
+// session ticket keys (crypto/tls takes them from the configuration the
+// server started with), so sessions resume across connections.
+func keyLogging(base *tls.Config) *tls.Config {
+	if base == nil {
+		return nil
+	}
+	g := base.Clone()
+	g.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		sock, ok := hello.Conn.(*tlsSocket)
+		if !ok || !slices.Contains(hello.SupportedVersions, tls.VersionTLS13) {
+			return nil, nil // TLS 1.2 stays with crypto/tls: no key log to keep
+		}
+		c := base.Clone()
+		c.KeyLogWriter = &sock.keys
+		return c, nil
+	}
+	return g
+}
+
 // startTLS runs the TLS handshake on c's socket, whose first 4 bytes the
-// sniffer read into c.hdr, and makes the session c's input. Writes go
-// straight to the socket until sealing is turned on (after the WebSocket
-// upgrade, if any).
+// sniffer read into c.hdr, and makes the session c's input: records where
+// the session is TLS 1.3, else a tlsConn. Writes go straight to the socket
+// until sealing is turned on (after the WebSocket upgrade, if any).
 func (c *conn) startTLS() error {
-	sock := &tlsSocket{Conn: c.nc, prefix: bytes.Clone(c.hdr[:4]), direct: true}
-	t := &tlsConn{Conn: tls.Server(sock, c.gw.tlsConfig), sock: sock}
+	sock := &tlsSocket{Conn: c.nc, prefix: bytes.Clone(c.hdr[:4]), direct: true, handshaking: true}
+	tc := tls.Server(sock, c.gw.tlsConfig)
 	c.nc.SetWriteDeadline(time.Now().Add(c.gw.cfg.LoginTimeout))
-	if err := t.Handshake(); err != nil {
+	if err := tc.Handshake(); err != nil {
 		return handshakeError{err}
 	}
-	c.tls = t
+	if r, ok := takeOver(tc, &sock.keys, sock.flight, c.nc); ok {
+		c.tls = r
+		return nil
+	}
+	sock.handshaking, sock.flight = false, nil
+	c.tls = &tlsConn{Conn: tc, sock: sock}
 	return nil
 }
 
-// sealWrites ends the handshakes' direct writes: from now on, what the
-// tls.Conn writes waits for the connection's writer.
 func (t *tlsConn) sealWrites() {
 	t.sock.mu.Lock()
 	t.sock.direct = false
@@ -98,9 +186,9 @@ func (t *tlsConn) Read(p []byte) (int, error) {
 }
 
 // readable reports whether input waits inside the TLS session (decrypted, or
-// whole records read ahead) that the poller cannot see on the socket, or the
-// session failed. It never waits: the read runs under a deadline already
-// past, which the session survives (a timeout is not fatal to a tls.Conn).
+// whole records read ahead), or the session failed. It never waits: the read
+// runs under a deadline already past, which the session survives (a timeout
+// is not fatal to a tls.Conn).
 func (t *tlsConn) readable() bool {
 	if t.peeked {
 		return true
@@ -112,10 +200,8 @@ func (t *tlsConn) readable() bool {
 	return t.peeked || err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-// seal encrypts a batch of frames, as one write so that small frames share
-// records, and returns the records to put on the socket, after any the
-// session wrote meanwhile by itself (an answer to a key update). A closing
-// connection's last batch ends with a close_notify alert.
+// seal encrypts a batch of frames as one write, so that small frames share
+// records.
 func (t *tlsConn) seal(batch [][]byte, closing bool) (net.Buffers, error) {
 	var err error
 	switch len(batch) {
@@ -141,8 +227,6 @@ func (t *tlsConn) seal(batch [][]byte, closing bool) (net.Buffers, error) {
 	return net.Buffers{out}, nil
 }
 
-// pending reports whether the session wrote records by itself that wait
-// for the writer.
 func (t *tlsConn) pending() bool {
 	t.sock.mu.Lock()
 	defer t.sock.mu.Unlock()
