@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -234,5 +236,106 @@ func (p pushTarget) push(t *testing.T, device, data string) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("push: %s", resp.Status)
+	}
+}
+
+// TestTLSOpenSSLClient: OpenSSL's s_client, a TLS stack that is not Go's,
+// logs in over TLS 1.3 with each TLS 1.3 cipher suite, receives a push
+// larger than a record, asks for a key update (so both sides change keys),
+// and is then still served both ways: a push, and a ping answered.
+func TestTLSOpenSSLClient(t *testing.T) {
+	ts := testserver.Start(t, testserver.WithTLS(t, false), func(c *config.Config) {
+		c.Gateway.MaxFrameBytes, c.API.MaxDataBytes = 64<<10, 60000
+	})
+	big := strings.Repeat("b", 40000)
+	for _, suite := range []string{"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"} {
+		t.Run(suite, func(t *testing.T) {
+			device := "openssl-" + suite
+			s := startSClient(t, ts.GatewayAddr(), "-tls1_3", "-ciphersuites", suite)
+			s.write(t, protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token(device, ""))}))
+			s.readUntil(t, protocol.OpWelcome)
+			ts.Push(map[string]any{"devices": []string{device}, "data": big})
+			if f := s.readUntil(t, protocol.OpPush); string(f.Data) != big {
+				t.Fatalf("push of %d bytes, want %d", len(f.Data), len(big))
+			}
+			s.write(t, []byte("K\n")) // s_client's command: a key update, answer requested
+			ts.Push(map[string]any{"devices": []string{device}, "data": "after the key update"})
+			if f := s.readUntil(t, protocol.OpPush); string(f.Data) != "after the key update" {
+				t.Fatalf("push %q", f.Data)
+			}
+			s.write(t, protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpPing, Ref: []byte("p1")}))
+			if f := s.readUntil(t, protocol.OpPong); string(f.Ref) != "p1" {
+				t.Fatalf("pong %q", f.Ref)
+			}
+		})
+	}
+}
+
+// sClient is `openssl s_client` connected to a gateway: what is written to
+// its stdin goes to the server in TLS records, and what the server sends
+// comes out of its stdout.
+type sClient struct {
+	in, out *os.File
+}
+
+func startSClient(t *testing.T, addr string, args ...string) *sClient {
+	t.Helper()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// -quiet turns on -ign_eof, which turns off s_client's commands (K);
+	// -no_ign_eof after it turns them on again.
+	cmd := exec.Command("openssl", append([]string{"s_client", "-connect", addr, "-quiet", "-no_ign_eof"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	inR.Close()
+	outW.Close()
+	t.Cleanup(func() {
+		inW.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		outR.Close()
+		if t.Failed() {
+			t.Logf("s_client: %s", stderr.String())
+		}
+	})
+	return &sClient{in: inW, out: outR}
+}
+
+func (s *sClient) write(t *testing.T, b []byte) {
+	t.Helper()
+	if _, err := s.in.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readUntil reads native frames from s_client's output until one of op.
+func (s *sClient) readUntil(t *testing.T, op protocol.Op) protocol.Frame {
+	t.Helper()
+	s.out.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		var prefix [protocol.LengthSize]byte
+		if _, err := io.ReadFull(s.out, prefix[:]); err != nil {
+			t.Fatalf("no %s frame: %v", op, err)
+		}
+		body := make([]byte, binary.BigEndian.Uint32(prefix[:]))
+		if _, err := io.ReadFull(s.out, body); err != nil {
+			t.Fatalf("no %s frame: %v", op, err)
+		}
+		var f protocol.Frame
+		if err := protocol.DecodeBinary(body, &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Op == op {
+			return f
+		}
 	}
 }
