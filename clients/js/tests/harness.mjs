@@ -82,7 +82,7 @@ export async function startServer({ dir, gatewayPort, apiPort, webhooks, otherAp
     });
   });
   const gateway = /gateway\s+tcp:\/\/(\S+)/.exec(out)[1];
-  const api = /api\s+http:\/\/(\S+)/.exec(out)[1];
+  const [, scheme, api] = /api\s+(https?):\/\/(\S+)/.exec(out);
   if (demo) { // the credentials serve generated in its data dir
     const data = join(dir, 'longlink-data');
     const d = JSON.parse(readFileSync(join(data, 'demo-app.json'), 'utf8'));
@@ -93,7 +93,7 @@ export async function startServer({ dir, gatewayPort, apiPort, webhooks, otherAp
     dir, proc, app, opsToken, gatewayPort, apiPort, banner: out,
     log: () => log,
     wsUrl: `ws://${gateway}/ws`,
-    apiUrl: `http://${api}`,
+    apiUrl: `${scheme}://${api}`,
     /** Stops the server (SIGINT: fast shutdown, 4009 to every connection) and waits for it. */
     stop: (signal = 'SIGINT') => new Promise((resolve) => {
       if (proc.exitCode !== null) return resolve();
