@@ -79,15 +79,7 @@ func (f *tlsFixture) pair(t *testing.T, maxVersion uint16) (*conn, *tls.Conn, *c
 	t.Helper()
 	ccfg := f.client.Clone()
 	ccfg.MaxVersion = maxVersion
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, nc := loopbackPair(t)
 	cc := &corkedConn{Conn: raw, corked: maxVersion == tls.VersionTLS13}
 	client := tls.Client(cc, ccfg)
 	t.Cleanup(func() { client.Close() })
@@ -102,11 +94,6 @@ func (f *tlsFixture) pair(t *testing.T, maxVersion uint16) (*conn, *tls.Conn, *c
 		}
 		clientDone <- err
 	}()
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	c := &conn{gw: &Gateway{cfg: config.Gateway{LoginTimeout: 5 * time.Second}, tlsConfig: f.server}, nc: nc}
 	if _, err := io.ReadFull(nc, c.hdr[:4]); err != nil {

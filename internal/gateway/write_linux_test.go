@@ -12,21 +12,7 @@ import (
 // unwritten bytes in bufs (cutting a buffer where the kernel did), and what
 // the peer then reads, followed by the rest, is the whole input in order.
 func TestWriteNonBlocking(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := loopbackPair(t)
 
 	var want []byte
 	var bufs net.Buffers
