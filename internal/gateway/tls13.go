@@ -55,16 +55,15 @@ const (
 
 // suite13 is what a TLS 1.3 cipher suite takes to key its records.
 type suite13 struct {
-	hash    func() hash.Hash
-	hashLen int
-	keyLen  int
-	aead    func(key []byte) (cipher.AEAD, error)
+	hash   func() hash.Hash
+	keyLen int
+	aead   func(key []byte) (cipher.AEAD, error)
 }
 
 var suites13 = map[uint16]*suite13{
-	tls.TLS_AES_128_GCM_SHA256:       {sha256.New, sha256.Size, 16, newGCM},
-	tls.TLS_AES_256_GCM_SHA384:       {sha512.New384, sha512.Size384, 32, newGCM},
-	tls.TLS_CHACHA20_POLY1305_SHA256: {sha256.New, sha256.Size, chacha20poly1305.KeySize, chacha20poly1305.New},
+	tls.TLS_AES_128_GCM_SHA256:       {sha256.New, 16, newGCM},
+	tls.TLS_AES_256_GCM_SHA384:       {sha512.New384, 32, newGCM},
+	tls.TLS_CHACHA20_POLY1305_SHA256: {sha256.New, chacha20poly1305.KeySize, chacha20poly1305.New},
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {
@@ -111,7 +110,7 @@ func (d *direction) setSecret(s *suite13, secret []byte) error {
 
 // update moves to the next traffic secret (a key update).
 func (d *direction) update(s *suite13) error {
-	return d.setSecret(s, s.expandLabel(d.secret, "traffic upd", s.hashLen))
+	return d.setSecret(s, s.expandLabel(d.secret, "traffic upd", len(d.secret)))
 }
 
 // nonce is the IV xored with the record counter.
@@ -161,8 +160,10 @@ func (d *direction) open(dst, record []byte) ([]byte, byte, error) {
 }
 
 var (
-	errBadRecordMAC  = &recordError{alertBadRecordMAC, "tls: record authentication failed"}
-	errNoContentType = &recordError{alertUnexpected, "tls: record without a content type"}
+	errBadRecordMAC     = &recordError{alertBadRecordMAC, "tls: record authentication failed"}
+	errNoContentType    = &recordError{alertUnexpected, "tls: record without a content type"}
+	errUnexpectedRecord = &recordError{alertUnexpected, "tls: unexpected record"}
+	errRecordTooLong    = &recordError{alertOverflow, "tls: record too long"}
 )
 
 // recordError is a fatal error of the peer's records, and the alert that
@@ -296,9 +297,9 @@ func (r *records) readRecord() error {
 	n := int(binary.BigEndian.Uint16(r.hdr[3:]))
 	switch {
 	case r.hdr[0] != recordAppData || r.hdr[1] != 3 || r.hdr[2] != 3:
-		return r.fail(&recordError{alertUnexpected, "tls: unexpected record"})
+		return r.fail(errUnexpectedRecord)
 	case n > maxCiphertext:
-		return r.fail(&recordError{alertOverflow, "tls: record too long"})
+		return r.fail(errRecordTooLong)
 	}
 	buf := getBuf(recordHeaderLen + n)
 	copy(*buf, r.hdr[:])
@@ -310,7 +311,7 @@ func (r *records) readRecord() error {
 	switch {
 	case err != nil:
 	case len(content) > maxPlaintext:
-		err = &recordError{alertOverflow, "tls: record too long"}
+		err = errRecordTooLong
 	case typ == recordAppData && len(content) > 0:
 		r.buf, r.plain, r.useless = buf, content, 0
 		return nil
@@ -322,7 +323,7 @@ func (r *records) readRecord() error {
 	case typ == recordHandshake:
 		err = r.keyUpdate(content)
 	default:
-		err = &recordError{alertUnexpected, "tls: unexpected record"}
+		err = errUnexpectedRecord
 	}
 	putBuf(buf)
 	if r.useless++; err == nil && r.useless > maxUseless {
