@@ -45,6 +45,7 @@ const (
 	alertUnexpected    = 10
 	alertBadRecordMAC  = 20
 	alertOverflow      = 22
+	alertIllegalParam  = 47
 	alertDecodeError   = 50
 
 	// maxUseless bounds the records in a row that carry no application
@@ -338,10 +339,18 @@ func (r *records) readRecord() error {
 
 // keyUpdate takes a handshake record: the peer's key update, which must be
 // alone in it (RFC 8446 section 5.1: no handshake message spans a key
-// change). If the peer asks, the answer is sealed under the old key.
+// change). If the peer asks, the answer is sealed under the old key. The
+// alerts for a bad one are RFC 8446's (sections 4.6.3 and 6.2).
 func (r *records) keyUpdate(m []byte) error {
-	if len(m) != 5 || m[0] != handshakeKeyUpdate || m[1] != 0 || m[2] != 0 || m[3] != 1 || m[4] > 1 {
+	switch {
+	case len(m) < 4 || m[0] != handshakeKeyUpdate:
 		return &recordError{alertUnexpected, "tls: unexpected handshake message"}
+	case m[1] != 0 || m[2] != 0 || m[3] != 1:
+		return &recordError{alertDecodeError, "tls: key update of a wrong length"}
+	case len(m) != 5:
+		return &recordError{alertUnexpected, "tls: key update not alone in its record"}
+	case m[4] > 1:
+		return &recordError{alertIllegalParam, "tls: key update with an unknown request"}
 	}
 	if m[4] == 1 {
 		r.mu.Lock()

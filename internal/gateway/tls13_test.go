@@ -262,6 +262,41 @@ func TestTLS13KeyUpdate(t *testing.T) {
 	}
 }
 
+// TestTLS13BadKeyUpdate: a handshake record that is not one whole key
+// update ends the session with the alert RFC 8446 names for its fault, as
+// the last record the peer gets.
+func TestTLS13BadKeyUpdate(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		content []byte
+		alert   byte
+	}{
+		{"another message", []byte{4, 0, 0, 1, 0}, alertUnexpected},
+		{"a header cut short", []byte{handshakeKeyUpdate, 0}, alertUnexpected},
+		{"a wrong length", []byte{handshakeKeyUpdate, 0, 0, 2, 0, 0}, alertDecodeError},
+		{"split over records", []byte{handshakeKeyUpdate, 0, 0, 1}, alertUnexpected},
+		{"a second message behind it", []byte{handshakeKeyUpdate, 0, 0, 1, 0, handshakeKeyUpdate}, alertUnexpected},
+		{"an unknown request", []byte{handshakeKeyUpdate, 0, 0, 1, 2}, alertIllegalParam},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, p, peerConn := newPipeRecords(t)
+			go peerConn.Write(p.out.seal(nil, tc.content, recordHandshake))
+			var re *recordError
+			if _, err := r.Read(make([]byte, 1)); !errors.As(err, &re) || re.alert != tc.alert {
+				t.Fatalf("read: %v, want alert %d", err, tc.alert)
+			}
+			bufs, err := r.seal([][]byte{[]byte("not for a broken session")}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			contents, types := p.readRecords(t, bytes.Join(bufs, nil))
+			if len(types) != 1 || types[0] != recordAlert || contents[0] != string([]byte{2, tc.alert}) {
+				t.Fatalf("sent %d records, types %v %q: want the fatal alert alone", len(types), types, contents)
+			}
+		})
+	}
+}
+
 // FuzzRecords feeds a session records of any content type and content,
 // properly sealed: it returns their application data in order, or an
 // error, and never panics or hands back more than the peer sent.
