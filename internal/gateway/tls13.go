@@ -261,16 +261,20 @@ func (k *keyLog) Write(line []byte) (int, error) {
 	if len(f) != 3 {
 		return 0, errors.New("key log: unexpected line")
 	}
+	var dst *[]byte
+	switch string(f[0]) {
+	case "CLIENT_TRAFFIC_SECRET_0":
+		dst = &k.client
+	case "SERVER_TRAFFIC_SECRET_0":
+		dst = &k.server
+	default: // the handshake's secrets: crypto/tls keeps those
+		return len(line), nil
+	}
 	secret := make([]byte, hex.DecodedLen(len(f[2])))
 	if _, err := hex.Decode(secret, f[2]); err != nil {
 		return 0, err
 	}
-	switch string(f[0]) {
-	case "CLIENT_TRAFFIC_SECRET_0":
-		k.client = secret
-	case "SERVER_TRAFFIC_SECRET_0":
-		k.server = secret
-	}
+	*dst = secret
 	return len(line), nil
 }
 
