@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -59,7 +60,13 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := printBanner(stdout, s, *path == "", firstStart); err != nil {
+	// One write: a reader of the pipe (a test, a supervisor) sees the
+	// banner whole, not cut wherever the lines happened to be flushed.
+	var banner bytes.Buffer
+	if err := printBanner(&banner, s, *path == "", firstStart); err != nil {
+		return err
+	}
+	if _, err := stdout.Write(banner.Bytes()); err != nil {
 		return err
 	}
 	hup, term := make(chan os.Signal, 1), make(chan os.Signal, 1)

@@ -90,7 +90,9 @@ export async function startServer({ dir, gatewayPort, apiPort, webhooks, otherAp
     opsToken = readFileSync(join(data, 'ops-token'), 'utf8');
   }
   const server = {
-    dir, proc, app, opsToken, gatewayPort, apiPort, banner: out,
+    dir, proc, app, opsToken, gatewayPort, apiPort,
+    /** What serve has printed so far. */
+    get banner() { return out; },
     log: () => log,
     wsUrl: `ws://${gateway}/ws`,
     apiUrl: `${scheme}://${api}`,
