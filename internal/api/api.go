@@ -136,15 +136,18 @@ type Server struct {
 	mux     *http.ServeMux
 	ops     *http.ServeMux // the ops surface: mux itself, unless ops.listen is set
 
-	dispatcher dispatcher
-	msgSeq     atomic.Uint64 // message id counter
-	pending    sync.Map      // app -> *atomic.Int64: bytes of stored pushes being written (reserve)
-	pushes     sync.Map      // app -> *rate.Limiter (golang.org/x/time/rate): limits.push_per_second
+	dispatcher  dispatcher
+	msgSeq      atomic.Uint64 // message id counter
+	pending     sync.Map      // app -> *atomic.Int64: bytes of stored pushes being written (reserve)
+	pushes      sync.Map      // app -> *rate.Limiter (golang.org/x/time/rate): limits.push_per_second
+	bodies      atomic.Int64  // bytes of request bodies being read and decoded (limits.api_body_bytes)
+	sessions    sessions      // the dashboard's
+	opsFailures opsFailures   // wrong ops tokens, per address
 }
 
 // Limits of one API call.
 const (
-	maxBodyBytes = 8 << 20
+	maxBodyBytes = config.MaxAPIBodyBytes
 	maxTargets   = 10000 // devices or users in one push
 	maxPresence  = 1000  // devices in one presence query
 )
@@ -169,21 +172,30 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("DELETE /v1/messages/{id}", s.handleDeleteMessage)
 	s.mux.HandleFunc("GET /v1/dispatch", s.handleDispatch)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.self().State == StateDraining { // so that a load balancer takes the node out
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": StateDraining, "node": s.cfg.Node})
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.Node})
 	})
-	s.mux.Handle("GET /metrics", o.Metrics.Handler())
+	// /metrics is open on the API's port, unless ops.listen moves it to
+	// the ops surface, behind the ops token (ops.metrics_public keeps it
+	// open on the API's port too).
+	if s.cfg.Ops.MetricsOnAPI() {
+		s.mux.Handle("GET /metrics", o.Metrics.Handler())
+	}
 	// The ops surface: on the API's port, or on ops.listen (OpsHandler).
 	s.ops = s.mux
 	if s.cfg.Ops.Listen != "" {
 		s.ops = http.NewServeMux()
 		s.ops.Handle("GET /healthz", s.mux)
-		s.ops.Handle("GET /metrics", s.mux)
+		s.ops.Handle("GET /metrics", s.opsOnly(o.Metrics.Handler()))
 	}
 	// Profiles on demand, for the ops token:
 	// go tool pprof -http : 'http://127.0.0.1:8080/debug/pprof/profile' (with the header)
 	s.ops.Handle("GET /debug/pprof/", s.opsOnly(http.HandlerFunc(pprof.Index)))
-	s.ops.Handle("GET /debug/pprof/profile", s.opsOnly(http.HandlerFunc(pprof.Profile)))
-	s.ops.Handle("GET /debug/pprof/trace", s.opsOnly(http.HandlerFunc(pprof.Trace)))
+	s.ops.Handle("GET /debug/pprof/profile", s.opsOnly(longRunning(pprof.Profile)))
+	s.ops.Handle("GET /debug/pprof/trace", s.opsOnly(longRunning(pprof.Trace)))
 	s.ops.Handle("GET /v1/admin/nodes", s.opsOnly(http.HandlerFunc(s.handleNodes)))
 	s.ops.Handle("POST /v1/admin/drain", s.opsOnly(http.HandlerFunc(s.handleDrain)))
 	s.ops.Handle("GET /v1/admin/devices/{app}/{device}", s.opsOnly(http.HandlerFunc(s.handleDevice)))
@@ -193,6 +205,16 @@ func New(o Options) *Server {
 	s.ops.HandleFunc("POST /dashboard/login", s.handleLogin)
 	s.ops.HandleFunc("POST /dashboard/logout", s.handleLogout)
 	return s
+}
+
+// longRunning lets h run past api.read_timeout: net/http ends a request's
+// context when the connection's read deadline passes, and a profile or a
+// trace is asked for 30 s and more.
+func longRunning(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).SetReadDeadline(time.Time{})
+		h(w, r)
+	})
 }
 
 // Handler returns the API's HTTP handler (with the ops surface, unless it
@@ -274,7 +296,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.log.Info("api", attrs...)
 	}
-	if he.status == http.StatusTooManyRequests {
+	if he.status == http.StatusTooManyRequests || he.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, he.status, map[string]string{"error": he.msg})
@@ -290,35 +312,73 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-// authorize checks the Bearer key against app: 401 without a key or with a
-// key of no app, 404 for an unknown app, 403 for a key of another app. The
-// scheme is case-insensitive (RFC 9110).
-func (s *Server) authorize(r *http.Request, app string) error {
+// caller is who makes an API call: the backend of one app, by its API key,
+// or an operator (the ops token, or a dashboard session), for any app.
+type caller struct {
+	app string // the key's app; "" for an operator
+}
+
+// authenticate says who makes r, from its headers alone: 401 without a key
+// or with a key of no app. The scheme is case-insensitive (RFC 9110).
+func (s *Server) authenticate(r *http.Request) (caller, error) {
 	if r.Context().Value(opsKey{}) != nil { // an admin call: any app
-		if _, ok := s.apps.Get().ByID(app); !ok {
-			return errorf(http.StatusNotFound, "unknown app %q", app)
-		}
-		return nil
+		return caller{}, nil
 	}
 	key := bearer(r)
 	if key == "" {
-		return errorf(http.StatusUnauthorized, "missing Authorization: Bearer <api_key>")
+		return caller{}, errorf(http.StatusUnauthorized, "missing Authorization: Bearer <api_key>")
 	}
-	apps := s.apps.Get()
-	owner, ok := apps.ByKey(key)
+	owner, ok := s.apps.Get().ByKey(key)
 	if !ok {
-		return errorf(http.StatusUnauthorized, "unknown API key")
+		return caller{}, errorf(http.StatusUnauthorized, "unknown API key")
 	}
-	if app == "" {
+	return caller{app: owner.ID}, nil
+}
+
+// permit checks that c may act on app: 400 without an app, 404 for an
+// unknown app, 403 for a key of another app.
+func (s *Server) permit(c caller, app string) error {
+	if app == "" && c.app != "" {
 		return errorf(http.StatusBadRequest, "app is required")
 	}
-	if _, ok := apps.ByID(app); !ok {
+	if _, ok := s.apps.Get().ByID(app); !ok {
 		return errorf(http.StatusNotFound, "unknown app %q", app)
 	}
-	if owner.ID != app {
+	if c.app != "" && c.app != app {
 		return errorf(http.StatusForbidden, "this API key belongs to another app")
 	}
 	return nil
+}
+
+// authorize checks the Bearer key of r against app (see authenticate and
+// permit).
+func (s *Server) authorize(r *http.Request, app string) error {
+	c, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	return s.permit(c, app)
+}
+
+// appRequest is a request body that names the app it acts on.
+type appRequest interface{ appID() string }
+
+// decodeAs decodes r's body into req for its caller, who must be known
+// first: a request with no valid key is answered 401 before a byte of its
+// body is read. Before the body is read, early (if set) checks the caller
+// too (the push rate); after, the caller must be allowed on req's app.
+func (s *Server) decodeAs(w http.ResponseWriter, r *http.Request, req appRequest, early func(caller) error) (caller, error) {
+	c, err := s.authenticate(r)
+	if err == nil && early != nil {
+		err = early(c)
+	}
+	if err == nil {
+		err = s.decodeBody(w, r, req)
+	}
+	if err == nil {
+		err = s.permit(c, req.appID())
+	}
+	return c, err
 }
 
 // newMessageID returns an id unique in this node: node, then a counter

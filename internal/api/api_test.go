@@ -80,7 +80,7 @@ func TestObjectKeys(t *testing.T) {
 		`{"a":1,"b"`:       "a b",
 	} {
 		var got []string
-		objectKeys([]byte(body), func(k string) error { got = append(got, k); return nil })
+		objectKeys([]byte(body), func(k string, _ []byte) error { got = append(got, k); return nil })
 		if strings.Join(got, " ") != want {
 			t.Errorf("%s: keys %q, want %q", body, got, want)
 		}

@@ -13,14 +13,13 @@ type devicesRequest struct {
 	Devices []string `json:"devices"`
 }
 
+func (r *devicesRequest) appID() string { return r.App }
+
 // decodeDevices decodes and checks a devicesRequest; withGroup says whether
 // the call names a group.
 func (s *Server) decodeDevices(w http.ResponseWriter, r *http.Request, withGroup bool) (*devicesRequest, error) {
 	var req devicesRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		return nil, err
-	}
-	if err := s.authorize(r, req.App); err != nil {
+	if _, err := s.decodeAs(w, r, &req, nil); err != nil {
 		return nil, err
 	}
 	if withGroup && !protocol.ValidName(req.Group) {

@@ -19,15 +19,13 @@ type tagsRequest struct {
 	Remove  []string `json:"remove"`
 }
 
+func (r *tagsRequest) appID() string { return r.App }
+
 // handleTags adds tags to and removes tags from devices, durably, all or
 // nothing.
 func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 	var req tagsRequest
-	if err := decodeBody(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.authorize(r, req.App); err != nil {
+	if _, err := s.decodeAs(w, r, &req, nil); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

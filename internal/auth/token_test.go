@@ -1,6 +1,10 @@
 package auth
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -39,22 +43,40 @@ func TestVerify(t *testing.T) {
 	noSub, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"app": "demo",
 		"exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte("demo-secret-0123456789"))
 
+	exp := time.Now().Add(time.Hour).Unix()
+	upperSub := signRaw(t, fmt.Sprintf(`{"app":"demo","sub":"d1","Sub":"victim","exp":%d}`, exp))
+	onlyUpper := signRaw(t, fmt.Sprintf(`{"app":"demo","SUB":"victim","exp":%d}`, exp))
+	twice := signRaw(t, fmt.Sprintf(`{"app":"demo","sub":"d1","sub":"victim","exp":%d}`, exp))
 	for name, tc := range map[string]struct{ token, want string }{
-		"expired":        {expired, "expired"},
-		"foreign secret": {foreignSig, "signature"},
-		"unknown app":    {unknownApp, "unknown app"},
-		"no exp":         {noExp, "exp"},
-		"hs512":          {hs512, "signing method"},
-		"alg none":       {none, "signing method"},
-		"no sub":         {noSub, "device id"},
-		"bad uid":        {badUID, "uid: user id"},
-		"garbage":        {"not.a.jwt", "malformed"},
+		"sub in two cases": {upperSub, `claim "Sub" is given twice`},
+		"SUB":              {onlyUpper, `claim "SUB": claim names are lower case`},
+		"sub twice":        {twice, `claim "sub" is given twice`},
+		"expired":          {expired, "expired"},
+		"foreign secret":   {foreignSig, "signature"},
+		"unknown app":      {unknownApp, "unknown app"},
+		"no exp":           {noExp, "exp"},
+		"hs512":            {hs512, "signing method"},
+		"alg none":         {none, "signing method"},
+		"no sub":           {noSub, "device id"},
+		"bad uid":          {badUID, "uid: user id"},
+		"garbage":          {"not.a.jwt", "malformed"},
 	} {
 		_, err := Verify(tc.token, secrets)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error about %q", name, err, tc.want)
 		}
 	}
+}
+
+// signRaw returns an HS256 token of the demo app whose payload is the JSON
+// text given, as it is.
+func signRaw(t *testing.T, payload string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	unsigned := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(payload))
+	mac := hmac.New(sha256.New, []byte("demo-secret-0123456789"))
+	mac.Write([]byte(unsigned))
+	return unsigned + "." + enc.EncodeToString(mac.Sum(nil))
 }
 
 func TestGroupsClaim(t *testing.T) {

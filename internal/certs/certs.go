@@ -49,11 +49,21 @@ func (k *Keypair) Reload() error {
 // Config returns a server configuration that serves the current pair.
 func (k *Keypair) Config() *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: tls12Suites,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return k.cur.Load(), nil
 		},
 	}
+}
+
+// tls12Suites are the suites offered to TLS 1.2 clients: AEADs with ECDHE
+// (forward secrecy), none in CBC mode nor with RSA key exchange. TLS 1.3's
+// suites are all AEADs, and not configurable.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
 // WriteSelfSigned writes a new self-signed certificate for hosts (names or

@@ -140,9 +140,13 @@ func printBanner(w io.Writer, s *server.Server, demo, firstStart bool) error {
 		fmt.Fprintf(w, "  gateway   tls://%s   wss://%s/ws   (MQTT devices: mqtts://%s   wss://%s/mqtt)\n", gw, gw, gw, gw)
 		web = "https"
 	}
-	fmt.Fprintf(w, "  api       %s://%s   (push, presence, dispatch, /healthz, /metrics)\n", web, s.APIAddr())
+	apiMetrics, opsMetrics := ", /metrics", ""
+	if !cfg.Ops.MetricsOnAPI() {
+		apiMetrics, opsMetrics = "", ", /metrics"
+	}
+	fmt.Fprintf(w, "  api       %s://%s   (push, presence, dispatch, /healthz%s)\n", web, s.APIAddr(), apiMetrics)
 	fmt.Fprintf(w, "  dashboard %s://%s/dashboard   (sign in with the ops token)\n", web, s.OpsAddr())
-	fmt.Fprintf(w, "  ops       %s://%s/debug/pprof/   (Authorization: Bearer <ops.token>)\n", web, s.OpsAddr())
+	fmt.Fprintf(w, "  ops       %s://%s/debug/pprof/%s   (Authorization: Bearer <ops.token>)\n", web, s.OpsAddr(), opsMetrics)
 	fmt.Fprintf(w, "  data dir  %s\n", dataDir)
 	if !demo {
 		for _, a := range cfg.Apps {

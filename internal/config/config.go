@@ -85,7 +85,15 @@ type Ops struct {
 	// guarded endpoints answer 401 to everyone (serve without --config
 	// generates one, kept in the data dir).
 	Token string `yaml:"token"`
+	// MetricsPublic keeps /metrics on the API port, without a token, where
+	// Listen is set (for scrapers that cannot send one). False: with Listen
+	// set, /metrics is served there, for the token.
+	MetricsPublic bool `yaml:"metrics_public"`
 }
+
+// MetricsOnAPI reports whether /metrics is served on the API's port, open:
+// without Listen, or with MetricsPublic.
+func (o Ops) MetricsOnAPI() bool { return o.Listen == "" || o.MetricsPublic }
 
 // Cluster makes this node a member of a cluster: its stored messages and
 // routes live in Redis, and the nodes talk over NATS. Empty Redis and NATS
@@ -123,9 +131,9 @@ type Limits struct {
 	// slow (4004). Zero means 4194304 (4 MiB).
 	QueueBytes int `yaml:"queue_bytes"`
 	// QueueBytesTotal bounds those bytes over all connections together:
-	// over it, a connection that already has bytes waiting is closed as
-	// too slow when more come for it, while connections that keep up still
-	// get theirs. Zero means 268435456 (256 MiB).
+	// over it, the connections whose sockets take nothing and that hold the
+	// most are closed as too slow, while connections that keep up still get
+	// theirs. Zero means 268435456 (256 MiB).
 	QueueBytesTotal int64 `yaml:"queue_bytes_total"`
 	// PushBytes bounds the bytes one stored push may write (data times its
 	// target devices); over it, 413. Zero means 33554432 (32 MiB).
@@ -134,7 +142,14 @@ type Limits struct {
 	// be made durable at once; over it, 429 with Retry-After. Zero means
 	// 67108864 (64 MiB).
 	AppPendingBytes int64 `yaml:"app_pending_bytes"`
+	// APIBodyBytes bounds the bytes of API request bodies being read and
+	// decoded at once, over the whole process; a request that would go over
+	// it gets 503 with Retry-After. Zero means 67108864 (64 MiB).
+	APIBodyBytes int64 `yaml:"api_body_bytes"`
 }
+
+// MaxAPIBodyBytes is the largest API request body (413 above it).
+const MaxAPIBodyBytes = 8 << 20
 
 // Hooks configures the calls to app backends: upstream data and status events.
 type Hooks struct {
@@ -192,6 +207,10 @@ type Gateway struct {
 	// MaxFrameBytes is the largest frame body a client may send.
 	// Zero means 65536.
 	MaxFrameBytes int `yaml:"max_frame_bytes"`
+	// MaxLoginBytes is the largest message a connection may send before its
+	// login is accepted (the login frame, an MQTT CONNECT), when below
+	// MaxFrameBytes; over it, 4006. Zero means 16384.
+	MaxLoginBytes int `yaml:"max_login_bytes"`
 	// SendQueue is how many frames may wait for one connection before it is
 	// closed as too slow (4004). Zero means 1024.
 	SendQueue int `yaml:"send_queue"`
@@ -214,6 +233,13 @@ type API struct {
 	MaxDataBytes int `yaml:"max_data_bytes"`
 	// MaxTTL is the longest a stored message may be kept. Zero means 720h.
 	MaxTTL time.Duration `yaml:"max_ttl"`
+	// ReadHeaderTimeout bounds the time to receive a request's headers,
+	// ReadTimeout the whole request with its body, IdleTimeout how long a
+	// keep-alive connection waits for its next request; past them the
+	// connection is closed. Zero means 5s, 30s and 120s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 }
 
 // App is one tenant.
@@ -380,10 +406,14 @@ func (c *Config) setDefaults() {
 	defDur(&c.Gateway.WriteTimeout, 10*time.Second)
 	defDur(&c.Gateway.DrainPeriod, 10*time.Second)
 	defInt(&c.Gateway.MaxFrameBytes, 65536)
+	defInt(&c.Gateway.MaxLoginBytes, 16384)
 	defInt(&c.Gateway.SendQueue, 1024)
 	defInt(&c.Gateway.MaxGroups, 4096)
 	defInt(&c.API.MaxDataBytes, 16384)
 	defDur(&c.API.MaxTTL, 720*time.Hour)
+	defDur(&c.API.ReadHeaderTimeout, 5*time.Second)
+	defDur(&c.API.ReadTimeout, 30*time.Second)
+	defDur(&c.API.IdleTimeout, 120*time.Second)
 	defInt(&c.Store.MailboxLimit, 1000)
 	defInt(&c.Dispatch.MaxEndpoints, 3)
 	defInt(&c.Hooks.UpstreamWorkers, 64)
@@ -408,6 +438,7 @@ func (c *Config) setDefaults() {
 	defInt64(&c.Limits.QueueBytesTotal, 256<<20)
 	defInt64(&c.Limits.PushBytes, 32<<20)
 	defInt64(&c.Limits.AppPendingBytes, 64<<20)
+	defInt64(&c.Limits.APIBodyBytes, 64<<20)
 }
 
 var (
@@ -447,6 +478,8 @@ func (c *Config) Validate() error {
 		return bad("gateway.write_timeout", "must be positive")
 	case g.MaxFrameBytes < 1024 || g.MaxFrameBytes > protocol.MaxFrameLimit:
 		return bad("gateway.max_frame_bytes", "must lie between 1024 and %d", protocol.MaxFrameLimit)
+	case g.MaxLoginBytes < 1024:
+		return bad("gateway.max_login_bytes", "must be at least 1024")
 	case g.SendQueue < 1:
 		return bad("gateway.send_queue", "must be at least 1")
 	case g.MaxGroups < 1:
@@ -457,6 +490,12 @@ func (c *Config) Validate() error {
 		return bad("api.max_data_bytes", "must lie between 1 and gateway.max_frame_bytes-512 (%d)", g.MaxFrameBytes-512)
 	case c.API.MaxTTL < time.Second:
 		return bad("api.max_ttl", "must be at least 1s")
+	case c.API.ReadHeaderTimeout < 0:
+		return bad("api.read_header_timeout", "must be positive")
+	case c.API.ReadTimeout < 0:
+		return bad("api.read_timeout", "must be positive")
+	case c.API.IdleTimeout < 0:
+		return bad("api.idle_timeout", "must be positive")
 	case c.Store.MailboxLimit < 1:
 		return bad("store.mailbox_limit", "must be at least 1")
 	case c.Store.SweepInterval < 10*time.Millisecond:
@@ -519,6 +558,8 @@ func (c *Config) Validate() error {
 		return bad("limits.push_bytes", "must be at least api.max_data_bytes (%d)", c.API.MaxDataBytes)
 	case l.AppPendingBytes < l.PushBytes:
 		return bad("limits.app_pending_bytes", "must be at least limits.push_bytes (%d)", l.PushBytes)
+	case l.APIBodyBytes < MaxAPIBodyBytes:
+		return bad("limits.api_body_bytes", "must be at least %d (the largest request body)", MaxAPIBodyBytes)
 	}
 	h := c.Hooks
 	switch {

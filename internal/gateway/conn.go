@@ -103,6 +103,7 @@ type conn struct {
 	groups  map[groupKey]struct{} // nil until the first join
 	state   state
 	writing bool // in the writer pool's FIFO, or being written
+	blocked bool // its socket took no more: a write waits for it (writeSlow)
 	syncing bool // a sync loop runs (see syncMailbox)
 	dirty   bool // a stored message or broadcast arrived that the sync loop must read
 }
@@ -134,10 +135,17 @@ const (
 
 // serve runs a new connection up to its login. The logged-in connection then
 // waits for input in the poller, with no goroutine; the stack that the
-// handshake and the token check grew is freed with this one.
-func (c *conn) serve() {
+// handshake and the token check grew is freed with this one. A connection
+// refused by a per-IP limit (refusal) is told why once its protocol is
+// known, and closed.
+func (c *conn) serve(refusal error) {
 	g := c.gw
-	c.nc.SetReadDeadline(time.Now().Add(g.cfg.LoginTimeout))
+	timeout := g.cfg.LoginTimeout
+	if refusal != nil {
+		timeout = min(timeout, refusalTimeout)
+		defer g.refusing.Add(-1)
+	}
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	err := c.handshake()
 	var he handshakeError
 	if errors.As(err, &he) {
@@ -152,7 +160,7 @@ func (c *conn) serve() {
 		return
 	}
 	if err == nil {
-		err = c.admit()
+		err = refusal
 	}
 	for err == nil && c.sessions == nil { // WebSocket pings may come before the login
 		err = c.readOne()
@@ -361,7 +369,7 @@ func (c *conn) upgrade() error {
 	rw := struct {
 		io.Reader
 		io.Writer
-	}{io.MultiReader(bytes.NewReader(c.hdr[:4]), c.input()), w}
+	}{&boundedRequest{r: io.MultiReader(bytes.NewReader(c.hdr[:4]), c.input())}, w}
 	atMQTT := false
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
@@ -380,6 +388,10 @@ func (c *conn) upgrade() error {
 		},
 	}
 	hs, err := u.Upgrade(rw)
+	if errors.Is(err, errRequestTooLarge) {
+		io.WriteString(w, "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Type: text/plain\r\n"+
+			"Content-Length: 50\r\n\r\nrequest headers over 8 KiB a line or 16 KiB in all")
+	}
 	if err != nil {
 		return handshakeError{err}
 	}
@@ -392,6 +404,48 @@ func (c *conn) upgrade() error {
 		c.kind = wireWSJSON
 	}
 	return nil
+}
+
+// Bounds of a WebSocket upgrade request: before login, it is all the
+// server holds for the connection.
+const (
+	maxRequestLine  = 8 << 10
+	maxRequestBytes = 16 << 10
+)
+
+var errRequestTooLarge = errors.New("upgrade request over its bounds")
+
+// boundedRequest reads an upgrade request, and fails once it has given
+// maxRequestBytes in all, or more than maxRequestLine in one line.
+type boundedRequest struct {
+	r           io.Reader
+	total, line int // bytes given, and since the last line's end
+}
+
+func (b *boundedRequest) Read(p []byte) (int, error) {
+	if b.total >= maxRequestBytes {
+		return 0, errRequestTooLarge
+	}
+	n, err := b.r.Read(p[:min(len(p), maxRequestBytes-b.total)])
+	b.total += n
+	over := false
+	for rest := p[:n]; !over; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			b.line += len(rest)
+			over = b.line > maxRequestLine
+			break
+		}
+		over = b.line+i > maxRequestLine
+		b.line, rest = 0, rest[i+1:]
+	}
+	if over {
+		// Not a byte of this read is given: the parser would find a whole
+		// request in it and never ask again.
+		b.total = maxRequestBytes
+		return 0, errRequestTooLarge
+	}
+	return n, err
 }
 
 // refusePlaintext turns away a plaintext connection where tls.required is

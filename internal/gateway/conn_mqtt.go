@@ -67,8 +67,8 @@ func (c *conn) readMQTT() (*[]byte, error) {
 		if err != nil {
 			return nil, protocol.Errorf(protocol.CodeBadFrame, "%v", err)
 		}
-		if remaining > c.gw.cfg.MaxFrameBytes {
-			return nil, protocol.Errorf(protocol.CodeFrameTooLarge, "packet exceeds the limit of %d bytes", c.gw.cfg.MaxFrameBytes)
+		if limit := c.maxMessage(); remaining > limit {
+			return nil, protocol.Errorf(protocol.CodeFrameTooLarge, "packet exceeds the limit of %d bytes", limit)
 		}
 		if size+remaining < n { // the sniffer read past the end of a packet too short to be a CONNECT
 			return nil, protocol.Errorf(protocol.CodeBadFrame, "malformed CONNECT")

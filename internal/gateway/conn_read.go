@@ -52,6 +52,16 @@ func putBuf(b *[]byte) {
 // gives the buffer back with putBuf once done with it.
 func (c *conn) readMessage() (*[]byte, error) { return wires[c.kind].read(c) }
 
+// maxMessage is the largest frame body the peer may send now: before its
+// login is accepted, gateway.max_login_bytes bounds it too, so that a
+// connection nobody vouched for holds little.
+func (c *conn) maxMessage() int {
+	if c.sessions == nil {
+		return min(c.gw.cfg.MaxLoginBytes, c.gw.cfg.MaxFrameBytes)
+	}
+	return c.gw.cfg.MaxFrameBytes
+}
+
 // readWS reads the next WebSocket data message.
 func (c *conn) readWS() (*[]byte, error) { return c.readWSMessage(nil) }
 
@@ -64,7 +74,7 @@ func (c *conn) readNative() (*[]byte, error) {
 		}
 	}
 	c.sniffed = 0
-	n, err := protocol.BodyLength([protocol.LengthSize]byte(c.hdr[:protocol.LengthSize]), c.gw.cfg.MaxFrameBytes)
+	n, err := protocol.BodyLength([protocol.LengthSize]byte(c.hdr[:protocol.LengthSize]), c.maxMessage())
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +103,7 @@ const maxFragments = 64
 // its size however it is cut; msg, with what it held, stays within the
 // frame limit.
 func (c *conn) readWSMessage(msg *[]byte) (*[]byte, error) {
-	max := c.gw.cfg.MaxFrameBytes + protocol.LengthSize
+	max := c.maxMessage() + protocol.LengthSize
 	fragments := 0
 	for {
 		h, err := ws.ReadHeaderBuffer(c.input(), c.hdr[:])

@@ -53,9 +53,7 @@ func (c *conn) sendNext(app string, n uint64, broadcast bool, b []byte) (took, n
 		*sent = n
 	}
 	c.mu.Unlock()
-	if full {
-		c.closeTooSlow()
-	}
+	c.enqueued(now, full)
 	return now, now
 }
 
@@ -205,9 +203,7 @@ func (c *conn) deliver(s *session, msgs []store.Stored, bseq bool) bool {
 		}
 		live := c.state == stateLive
 		c.mu.Unlock()
-		if full {
-			c.closeTooSlow()
-		}
+		c.enqueued(queued, full)
 		if !live || full {
 			return false
 		}

@@ -24,25 +24,35 @@ func (c *conn) send(b []byte) bool {
 	c.mu.Lock()
 	ok, full := c.enqueueLocked(b)
 	c.mu.Unlock()
-	if full {
-		c.closeTooSlow()
-	}
+	c.enqueued(ok, full)
 	return ok
+}
+
+// enqueued follows an enqueueLocked (without c.mu): a connection that had no
+// room is closed as too slow; a frame queued past limits.queue_bytes_total
+// sheds the offenders.
+func (c *conn) enqueued(ok, full bool) {
+	switch {
+	case full:
+		c.closeTooSlow()
+	case ok && c.gw.queued.Load() > c.gw.limits.QueueBytesTotal:
+		c.gw.shed()
+	}
 }
 
 // enqueueLocked queues b if the connection is live and its queue has room;
 // full reports that it had none, and the caller must then closeTooSlow
 // (without c.mu). Room is bounded in frames (gateway.send_queue), in bytes
 // (limits.queue_bytes), and over the whole process (limits.queue_bytes_total:
-// past it, only a connection with nothing waiting takes more). c.mu must be
-// held.
+// past it, a connection whose socket takes nothing has no more room, and
+// the caller sheds the offenders, see shed). c.mu must be held.
 func (c *conn) enqueueLocked(b []byte) (ok, full bool) {
 	if c.state != stateLive {
 		return false, false
 	}
 	g := c.gw
 	if len(c.queue) >= g.cfg.SendQueue || c.pending+len(b) > g.limits.QueueBytes ||
-		c.pending > 0 && g.queued.Load()+int64(len(b)) > g.limits.QueueBytesTotal {
+		c.blocked && g.queued.Load()+int64(len(b)) > g.limits.QueueBytesTotal {
 		return false, true
 	}
 	c.pushLocked(b)
@@ -58,15 +68,17 @@ func (c *conn) pushLocked(b []byte) {
 		return
 	}
 	c.queue = append(c.queue, b)
-	c.pending += len(b)
-	c.gw.queued.Add(int64(len(b)))
+	c.holdLocked(len(b))
+}
+
+// holdLocked counts n more bytes as waiting. c.mu must be held.
+func (c *conn) holdLocked(n int) {
+	c.pending += n
+	c.gw.queued.Add(int64(n))
 }
 
 // releaseLocked forgets n waiting bytes, written or dropped. c.mu must be held.
-func (c *conn) releaseLocked(n int) {
-	c.pending -= n
-	c.gw.queued.Add(-int64(n))
-}
+func (c *conn) releaseLocked(n int) { c.holdLocked(-n) }
 
 // dropQueueLocked drops the frames not yet taken by the writer.
 // c.mu must be held.
@@ -111,6 +123,15 @@ func (c *conn) flush() {
 			c.writeFailed(err, size)
 			return
 		}
+		// What sealing added (record headers and tags, and the records
+		// the session wrote by itself: a key update's answer) waits to be
+		// written too.
+		if extra := sizeOf(bufs) - size; extra > 0 {
+			c.mu.Lock()
+			c.holdLocked(extra)
+			c.mu.Unlock()
+			size += extra
+		}
 	}
 	if len(bufs) > 0 {
 		blocked, err := c.writeNow(&bufs)
@@ -119,6 +140,7 @@ func (c *conn) flush() {
 			c.writeFailed(err, size)
 			return
 		case blocked:
+			c.gw.blocked(c, true)
 			c.gw.track(func() { c.writeSlow(bufs, size, closing) })
 			return
 		}
@@ -152,7 +174,9 @@ func (c *conn) writeSlow(bufs net.Buffers, size int, closing bool) {
 		timeout = min(timeout, closeGrace)
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := bufs.WriteTo(c.nc); err != nil && len(bufs) > 0 {
+	_, err := bufs.WriteTo(c.nc)
+	c.gw.blocked(c, false)
+	if err != nil && len(bufs) > 0 {
 		c.writeFailed(err, size)
 		return
 	}

@@ -125,6 +125,7 @@ type Gateway struct {
 	redirects    atomic.Pointer[[]*Message] // set by Drain: the redirect frames, one per rotation of the nodes
 	redirectTurn atomic.Uint64              // which rotation the next connection sent away gets
 	queued       atomic.Int64               // bytes waiting to be written, over all connections
+	refusing     atomic.Int32               // connections refused by a per-IP limit, being told why (maxRefusing)
 	live         atomic.Int64               // logged-in connections
 	// Shutdown waits until both are zero. (Not a WaitGroup: an idle
 	// connection holds no goroutine, so the count of goroutines may rise
@@ -136,6 +137,11 @@ type Gateway struct {
 	mu      sync.Mutex
 	ln      net.Listener
 	pending map[*conn]struct{} // accepted, not yet logged in
+
+	shedding atomic.Bool // shed runs
+	// blockedMu guards blockedConns; a conn's mu may be taken under it.
+	blockedMu    sync.Mutex
+	blockedConns map[*conn]struct{} // connections whose writes wait for their sockets
 }
 
 // New returns a Gateway; call Serve to accept connections.
@@ -146,7 +152,8 @@ func New(o Options) *Gateway {
 	}
 	g := &Gateway{cfg: o.Config, limits: o.Limits, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
 		events: o.Events, node: o.Node, router: o.Router, tlsConfig: keyLogging(o.TLS), tlsRequired: o.TLSRequired, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
-		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{})}
+		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{}),
+		blockedConns: make(map[*conn]struct{})}
 	g.ipLimits = newIPLimits(o.Limits)
 	if r := o.Limits.LoginsPerSecond; r > 0 {
 		g.logins = rate.NewLimiter(rate.Limit(r), max(int(r), 1))
@@ -179,13 +186,18 @@ func (g *Gateway) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		g.sockets.Add(1)
 		c := &conn{gw: g, nc: nc, id: g.nextID.Add(1)}
+		refusal, ok := c.admit()
+		if !ok {
+			nc.Close()
+			continue
+		}
+		g.sockets.Add(1)
 		c.raw, c.fd = rawOf(nc)
 		g.mu.Lock()
 		g.pending[c] = struct{}{}
 		g.mu.Unlock()
-		g.track(c.serve)
+		g.track(func() { c.serve(refusal) })
 	}
 }
 
@@ -450,6 +462,9 @@ func (g *Gateway) Device(app, device string) *DeviceInfo {
 	slices.Sort(info.Groups)
 	return info
 }
+
+// Sockets returns how many accepted sockets are open, logged in or not.
+func (g *Gateway) Sockets() int64 { return g.sockets.Load() }
 
 // Connections returns how many connections are logged in.
 func (g *Gateway) Connections() int { return int(g.live.Load()) }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -93,17 +94,88 @@ func ipOf(nc net.Conn) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// admit applies the per-IP limits to c, once it spoke our protocol (so that
-// it can be told why: 4005).
-func (c *conn) admit() error {
+// maxRefusing bounds the connections refused by a per-IP limit that are
+// being told why at once (4005 in their protocol, once it is known); past
+// it, a refused connection is closed at accept without a word. So a flood
+// from many addresses holds no more than this many sockets beyond the
+// limits, and refusalTimeout bounds how long each is held.
+const (
+	maxRefusing    = 64
+	refusalTimeout = 2 * time.Second
+)
+
+// admit applies the per-IP limits to a connection just accepted, before
+// anything is read from it. It returns the refusal to tell it (nil: it was
+// admitted), and ok false when it is refused and cannot be told: the
+// caller closes it at once.
+func (c *conn) admit() (refusal error, ok bool) {
 	g := c.gw
 	if !g.ipLimits.enabled() {
-		return nil
+		return nil, true
 	}
-	if refused := g.ipLimits.admit(ipOf(c.nc)); refused != "" {
-		g.metrics.Limited.WithLabelValues(refused).Inc()
-		return protocol.Errorf(protocol.CodeRateLimited, "too many connections from your address (%s)", refused)
+	refused := g.ipLimits.admit(ipOf(c.nc))
+	if refused == "" {
+		c.counted.Store(true)
+		return nil, true
 	}
-	c.counted.Store(true)
-	return nil
+	g.metrics.Limited.WithLabelValues(refused).Inc()
+	if g.refusing.Add(1) > maxRefusing {
+		g.refusing.Add(-1)
+		return nil, false
+	}
+	return protocol.Errorf(protocol.CodeRateLimited, "too many connections from your address (%s)", refused), true
+}
+
+// blocked records whether c's socket takes no more for now (a write waits
+// for it), for shed.
+func (g *Gateway) blocked(c *conn, on bool) {
+	c.mu.Lock()
+	c.blocked = on
+	c.mu.Unlock()
+	g.blockedMu.Lock()
+	if on {
+		g.blockedConns[c] = struct{}{}
+	} else {
+		delete(g.blockedConns, c)
+	}
+	g.blockedMu.Unlock()
+}
+
+// shed brings the bytes waiting over all connections back under
+// limits.queue_bytes_total: it closes as too slow (4004) the connections
+// whose sockets take nothing and that hold the most bytes, the offenders,
+// until what they hold covers the excess (counting what those already
+// closing will let go). A connection that keeps up is never closed for
+// what others hold. One shed runs at a time; a call meanwhile does nothing.
+func (g *Gateway) shed() {
+	if !g.shedding.CompareAndSwap(false, true) {
+		return
+	}
+	defer g.shedding.Store(false)
+	type held struct {
+		c *conn
+		n int
+	}
+	var offenders []held
+	excess := g.queued.Load() - g.limits.QueueBytesTotal
+	g.blockedMu.Lock()
+	for c := range g.blockedConns {
+		c.mu.Lock()
+		n, closing := c.pending, c.state >= stateClosing
+		c.mu.Unlock()
+		if closing {
+			excess -= int64(n)
+		} else {
+			offenders = append(offenders, held{c, n})
+		}
+	}
+	g.blockedMu.Unlock()
+	slices.SortFunc(offenders, func(a, b held) int { return b.n - a.n })
+	for _, o := range offenders {
+		if excess <= 0 {
+			return
+		}
+		o.c.close(protocol.CodeTooSlow, "too slow to read: the server's send queues are full")
+		excess -= int64(o.n)
+	}
 }

@@ -47,7 +47,7 @@ func loopbackPair(t *testing.T) (client, server net.Conn) {
 // readingConn returns a connection in its login state that reads input as
 // wire kind k.
 func readingConn(k wireKind, input []byte) *conn {
-	g := &Gateway{cfg: config.Gateway{MaxFrameBytes: 64 << 10}}
+	g := &Gateway{cfg: config.Gateway{MaxFrameBytes: 64 << 10, MaxLoginBytes: 64 << 10}}
 	nc := readerConn{r: bytes.NewReader(input)}
 	return &conn{gw: g, nc: nc, kind: k}
 }

@@ -16,6 +16,12 @@ import (
 // recordHandshake is the first byte of a TLS client's first record.
 const recordHandshake = 0x16
 
+// maxHandshakeBytes bounds what a client may send in its TLS handshake
+// (a ClientHello, with post-quantum key shares and a ticket, is 2-3 KB).
+const maxHandshakeBytes = 16 << 10
+
+var errHandshakeTooLarge = errors.New("TLS handshake over 16 KiB")
+
 // tlsSession is a connection's TLS session once its handshake is done:
 // records (TLS 1.3), or a tlsConn where crypto/tls keeps the session. It is
 // the connection's input, and seals what the connection's writer writes.
@@ -64,6 +70,7 @@ type tlsSocket struct {
 	// that the tls.Conn reads nothing past the client's Finished, and the
 	// flight it writes is kept (see takeOver).
 	handshaking bool
+	taken       int // bytes read while handshaking (maxHandshakeBytes)
 	at, end     int // how far into the record being read, and its length
 	hdr         [recordHeaderLen]byte
 	flight      []byte
@@ -84,6 +91,9 @@ func (s *tlsSocket) Read(p []byte) (int, error) {
 	}
 	n, err := s.read(p)
 	if s.handshaking {
+		if s.taken += n; s.taken > maxHandshakeBytes {
+			return n, errHandshakeTooLarge
+		}
 		if s.at < recordHeaderLen {
 			copy(s.hdr[s.at:], p[:n])
 		}

@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/time/rate"
+
+	"github.com/longlink/longlink/protocol"
 )
 
 // A TLS 1.3 session after its handshake is two AEAD keys and two record
@@ -185,16 +188,18 @@ type records struct {
 	// Owned by the reader.
 	in      direction
 	hdr     [recordHeaderLen]byte
-	buf     *[]byte // the record whose content is being read; nil when idle
-	plain   []byte  // what is left of its content
-	useless int     // records in a row without application data
+	buf     *[]byte       // the record whose content is being read; nil when idle
+	plain   []byte        // what is left of its content
+	useless int           // records in a row without application data
+	updates *rate.Limiter // the peer's key updates (keyUpdateRate); nil until the first
 
 	// mu guards the writing side: the writer seals under it, and the reader
 	// answers a key update under it.
-	mu     sync.Mutex
-	out    direction
-	sealed []byte // records the session wrote by itself (a key update, an alert)
-	broken bool   // a fatal alert was sent: nothing follows it
+	mu       sync.Mutex
+	out      direction
+	sealed   []byte // records the session wrote by itself (a key update, an alert)
+	answered bool   // sealed holds the answer to a key update
+	broken   bool   // a fatal alert was sent: nothing follows it
 }
 
 // takeOver returns the record layer that replaces the handshaken tls.Conn
@@ -341,10 +346,21 @@ func (r *records) readRecord() error {
 	return err
 }
 
+// A peer may update its keys keyUpdateBurst times at once, and then
+// keyUpdateRate times per second (clients do it after millions of records,
+// or when told to); past that, the connection is closed with 4005.
+const (
+	keyUpdateRate  = 1
+	keyUpdateBurst = 16
+)
+
 // keyUpdate takes a handshake record: the peer's key update, which must be
 // alone in it (RFC 8446 section 5.1: no handshake message spans a key
-// change). If the peer asks, the answer is sealed under the old key. The
-// alerts for a bad one are RFC 8446's (sections 4.6.3 and 6.2).
+// change). If the peer asks, the answer is sealed under the old key, unless
+// an answer is still waiting for the writer: that one answers this request
+// too (section 4.6.3), so that a peer that asks while it does not read
+// holds one answer at most. The alerts for a bad one are RFC 8446's
+// (sections 4.6.3 and 6.2).
 func (r *records) keyUpdate(m []byte) error {
 	switch {
 	case len(m) < 4 || m[0] != handshakeKeyUpdate:
@@ -356,10 +372,20 @@ func (r *records) keyUpdate(m []byte) error {
 	case m[4] > 1:
 		return &recordError{alertIllegalParam, "tls: key update with an unknown request"}
 	}
+	if r.updates == nil {
+		r.updates = rate.NewLimiter(keyUpdateRate, keyUpdateBurst)
+	}
+	if !r.updates.Allow() {
+		return protocol.Errorf(protocol.CodeRateLimited, "too many TLS key updates")
+	}
 	if m[4] == 1 {
 		r.mu.Lock()
-		r.sealed = r.out.seal(r.sealed, []byte{handshakeKeyUpdate, 0, 0, 1, 0}, recordHandshake)
-		err := r.out.update(r.suite)
+		var err error
+		if !r.answered {
+			r.sealed = r.out.seal(r.sealed, []byte{handshakeKeyUpdate, 0, 0, 1, 0}, recordHandshake)
+			r.answered = true
+			err = r.out.update(r.suite)
+		}
 		r.mu.Unlock()
 		if err != nil {
 			return err
@@ -407,7 +433,7 @@ func (r *records) seal(batch [][]byte, closing bool) (net.Buffers, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.sealed
-	r.sealed = nil
+	r.sealed, r.answered = nil, false
 	if !r.broken {
 		size := sizeOf(batch)
 		records := (size + maxPlaintext - 1) / maxPlaintext

@@ -14,6 +14,7 @@ import (
 
 	"github.com/longlink/longlink/internal/certs"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/protocol"
 )
 
 // corkedConn is a client's socket that holds its writes after the first
@@ -332,4 +333,65 @@ func FuzzRecords(f *testing.F) {
 		}
 		r.nc.Close() // ends the peer's write, if the session stopped reading
 	})
+}
+
+// keyUpdates seals n key updates that ask for an answer, each followed by
+// an application data record (so that none is a record without data), the
+// peer's keys moving after each.
+func (p *peer) keyUpdates(t *testing.T, r *records, n int) []byte {
+	t.Helper()
+	var in []byte
+	for range n {
+		in = p.out.seal(in, []byte{handshakeKeyUpdate, 0, 0, 1, 1}, recordHandshake)
+		if err := p.out.update(r.suite); err != nil {
+			t.Fatal(err)
+		}
+		in = p.out.seal(in, []byte("x"), recordAppData)
+	}
+	return in
+}
+
+// TestTLS13KeyUpdatesAnsweredOnce: key updates that come while the answer
+// to the first still waits for the writer are answered by it: the session
+// holds one answer at most, whatever the peer asks while it does not read.
+func TestTLS13KeyUpdatesAnsweredOnce(t *testing.T) {
+	r, p, peerConn := newPipeRecords(t)
+	go peerConn.Write(p.keyUpdates(t, r, 3))
+	got := make([]byte, 3)
+	if _, err := io.ReadFull(r, got); err != nil {
+		t.Fatal(err)
+	}
+	bufs, err := r.seal([][]byte{[]byte("new key")}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Join(bufs, nil)
+	n := recordHeaderLen + int(binary.BigEndian.Uint16(b[3:]))
+	if _, types := p.readRecords(t, b[:n]); types[0] != recordHandshake {
+		t.Fatalf("first record: type %d, want the answer", types[0])
+	}
+	if err := p.in.update(r.suite); err != nil {
+		t.Fatal(err)
+	}
+	if contents, types := p.readRecords(t, b[n:]); len(types) != 1 || contents[0] != "new key" {
+		t.Fatalf("after the one answer: types %v %q, want the data alone under the next key", types, contents)
+	}
+}
+
+// TestTLS13KeyUpdateFlood: a peer that updates its keys over and over is
+// closed with 4005.
+func TestTLS13KeyUpdateFlood(t *testing.T) {
+	r, p, peerConn := newPipeRecords(t)
+	go peerConn.Write(p.keyUpdates(t, r, keyUpdateBurst+1))
+	var err error
+	for read := 0; err == nil; read++ {
+		if read > keyUpdateBurst {
+			t.Fatalf("%d key updates at once were taken", keyUpdateBurst+1)
+		}
+		_, err = r.Read(make([]byte, 1))
+	}
+	var pe *protocol.Error
+	if !errors.As(err, &pe) || pe.Code != protocol.CodeRateLimited {
+		t.Fatalf("read: %v, want 4005", err)
+	}
 }

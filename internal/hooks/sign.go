@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,24 @@ func Sign(secret, ts string, body []byte) string {
 	mac.Write(body)
 	return "v1=" + hex.EncodeToString(mac.Sum(nil))
 }
+
+// newClient returns the HTTP client of webhook calls: it never follows a
+// redirect (a backend's 3xx could send a signed call, or a device's reply,
+// to another host), so that a 3xx is the answer, and a failed call.
+func newClient(timeout time.Duration, transport http.RoundTripper) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// lastID numbers webhook calls and events; it starts from the clock, so
+// that a node's ids do not repeat across restarts.
+var lastID atomic.Uint64
+
+func init() { lastID.Store(uint64(time.Now().UnixNano())) }
+
+// newID returns an id for a call or an event, unique in the cluster (it
+// starts with the node's name), that a backend can dedupe retries by.
+func newID(node string) string { return node + "-" + strconv.FormatUint(lastID.Add(1), 36) }
 
 // post sends body to url as JSON, signed with secret.
 func post(client *http.Client, url, secret string, body []byte) (*http.Response, error) {

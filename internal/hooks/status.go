@@ -14,6 +14,7 @@ import (
 
 // Event is an online or offline event of one device in one app.
 type Event struct {
+	ID     string `json:"id"`   // unique; a retried batch carries the same ids
 	Type   string `json:"type"` // "online" or "offline"
 	App    string `json:"app"`
 	Device string `json:"device"`
@@ -51,7 +52,7 @@ func NewStatus(o Options) *Status {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Status{opts: o, client: &http.Client{Timeout: o.Config.StatusTimeout},
+	return &Status{opts: o, client: newClient(o.Config.StatusTimeout, nil),
 		stop: make(chan struct{}), queues: make(map[string]*eventQueue)}
 }
 
@@ -86,7 +87,7 @@ func (s *Status) emit(e Event) {
 	if a, ok := s.opts.Apps.Get().ByID(e.App); !ok || a.Webhooks.Status == "" {
 		return // nobody to tell
 	}
-	e.Node, e.At = s.opts.Node, timestamp(time.Now())
+	e.ID, e.Node, e.At = newID(s.opts.Node), s.opts.Node, timestamp(time.Now())
 	if dropped := s.queue(e.App).push(e, s.opts.Config.StatusBuffer); dropped {
 		s.opts.Metrics.StatusEvents.WithLabelValues(e.App, "dropped").Inc()
 	}
@@ -169,7 +170,11 @@ func (s *Status) post(app string, batch []Event) error {
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
+	switch resp.StatusCode / 100 {
+	case 2:
+	case 3:
+		return fmt.Errorf("status webhook answered %s: webhooks do not follow redirects", resp.Status)
+	default:
 		return fmt.Errorf("status webhook answered %s", resp.Status)
 	}
 	return nil

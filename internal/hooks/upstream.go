@@ -58,12 +58,12 @@ func NewUpstream(o Options) *Upstream {
 	n := o.Config.UpstreamWorkers
 	u := &Upstream{
 		opts: o,
-		client: &http.Client{Timeout: o.Config.UpstreamTimeout, Transport: &http.Transport{
+		client: newClient(o.Config.UpstreamTimeout, &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: o.Config.UpstreamTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        n,
 			MaxIdleConnsPerHost: n,
 			IdleConnTimeout:     90 * time.Second,
-		}},
+		}),
 		calls: make(chan UpCall, o.Config.UpstreamQueue),
 		stop:  make(chan struct{}),
 	}
@@ -135,6 +135,7 @@ var (
 	ErrUnreachable = errors.New("the backend could not be reached")
 	ErrTimeout     = errors.New("the backend did not answer in time")
 	ErrTooLarge    = errors.New("the backend's answer is too large")
+	ErrRedirect    = errors.New("the backend answered with a redirect, which is not followed")
 )
 
 // fail tells the device why its call failed, and the log what exactly.
@@ -151,6 +152,7 @@ func (u *Upstream) call(c UpCall) {
 		return
 	}
 	body := struct {
+		ID         string `json:"id"`
 		App        string `json:"app"`
 		Device     string `json:"device"`
 		User       string `json:"user,omitempty"`
@@ -159,7 +161,7 @@ func (u *Upstream) call(c UpCall) {
 		DataBase64 string `json:"data_base64,omitempty"`
 		Node       string `json:"node"`
 		At         string `json:"at"`
-	}{App: c.App, Device: c.Device, User: c.User, Biz: c.Biz, Node: u.opts.Node, At: timestamp(time.Now())}
+	}{ID: newID(u.opts.Node), App: c.App, Device: c.Device, User: c.User, Biz: c.Biz, Node: u.opts.Node, At: timestamp(time.Now())}
 	if utf8.Valid(c.Data) {
 		body.Data = string(c.Data)
 	} else {
@@ -178,6 +180,8 @@ func (u *Upstream) call(c UpCall) {
 	switch {
 	case err != nil:
 		u.fail(c, "unreachable", shortNetError(err), err)
+	case resp.StatusCode/100 == 3:
+		u.fail(c, "redirect", ErrRedirect, fmt.Errorf("%s answered %s: webhooks do not follow redirects", url, resp.Status))
 	case len(reply) > u.opts.MaxReplySize:
 		u.fail(c, "too_large", ErrTooLarge, fmt.Errorf("%s answered more than %d bytes", url, u.opts.MaxReplySize))
 	default:

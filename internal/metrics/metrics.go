@@ -92,7 +92,7 @@ func New() *Metrics {
 		}),
 		Upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_upstream_calls_total",
-			Help: "Upstream calls to app backends, per app and result: answered, unreachable, too_large, busy (queue full), rate_limited, unknown_biz.",
+			Help: "Upstream calls to app backends, per app and result: answered, unreachable, too_large, redirect (a 3xx: not followed), busy (queue full), rate_limited, unknown_biz.",
 		}, []string{"app", "result"}),
 		UpstreamSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "longlink_upstream_seconds", Help: "How long upstream calls took, answered or failed, per app.",

@@ -252,6 +252,10 @@ func TestBadAPIInput(t *testing.T) {
 		{"duplicate key", key, `{"app":"demo","devices":["d1"],"data":"x","data":"y"}`, 400, `"data" is given twice`},
 		{"invalid UTF-8", key, "{\"app\":\"demo\",\"devices\":[\"d1\"],\"data\":\"\xff\"}", 400, "not valid UTF-8"},
 		{"empty body", key, ``, 400, "empty"},
+		{"bad JSON without a key", "", `{"app": "demo", "devices": [`, 401, "Authorization"},
+		{"nested key in another case", key, `{"app":"demo","tags":{"ANY":["x"]},"data":"x"}`, 400, `unknown key "tags.ANY"`},
+		{"nested key twice", key, `{"app":"demo","tags":{"any":["x"],"any":["y"]},"data":"x"}`, 400, `"tags.any" is given twice`},
+		{"too many values", key, `{"app":"demo","data":"x","devices":["a"` + strings.Repeat(`,"a"`, 20000) + `]}`, 413, "20000 values"},
 	}
 	for _, tc := range cases {
 		status, out := ts.Call(http.MethodPost, "/v1/push", tc.key, tc.body)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,9 @@ import (
 // signals and all.
 const serveConfigEnv = "LONGLINK_TEST_SERVE_CONFIG"
 
+// serveNofileEnv, if set, is the child's limit of open files.
+const serveNofileEnv = "LONGLINK_TEST_SERVE_NOFILE"
+
 func serveForTest(path string) int {
 	return cli.Main([]string{"serve", "--config", path}, os.Stdout, os.Stderr)
 }
@@ -31,12 +35,16 @@ type child struct {
 	gateway, api string
 }
 
-// childGateway is a child's gateway config unless its test gives another.
-const childGateway = "gateway: {listen: 127.0.0.1:0}"
+// childGateway and childAPI are a child's gateway and API config unless
+// its test gives others.
+const (
+	childGateway = "gateway: {listen: 127.0.0.1:0}"
+	childAPI     = "api: {listen: 127.0.0.1:0}"
+)
 
 // childConfig is the YAML of a child server on dataDir serving apps.
 func childConfig(dataDir string, apps ...config.App) string {
-	yaml := fmt.Sprintf("data_dir: %s\n%s\napi: {listen: 127.0.0.1:0}\napps:\n", dataDir, childGateway)
+	yaml := fmt.Sprintf("data_dir: %s\n%s\n%s\napps:\n", dataDir, childGateway, childAPI)
 	for _, a := range apps {
 		yaml += fmt.Sprintf("  - {id: %s, secret: %q, api_key: %q}\n", a.ID, a.Secret, a.APIKey)
 	}
@@ -44,9 +52,16 @@ func childConfig(dataDir string, apps ...config.App) string {
 }
 
 // startChild runs a server process on dataDir with the test apps; extra
-// is more YAML for its config (node, cluster); a "gateway:" line replaces
-// the default one.
+// is more YAML for its config (node, cluster); a "gateway:" or "api:" line
+// replaces the default one.
 func startChild(t *testing.T, dataDir string, extra ...string) *child {
+	t.Helper()
+	return startChildEnv(t, nil, dataDir, extra...)
+}
+
+// startChildEnv is startChild with more environment variables for the
+// child (serveNofileEnv).
+func startChildEnv(t *testing.T, env []string, dataDir string, extra ...string) *child {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "longlink.yaml")
 	yaml := childConfig(dataDir, testserver.Demo, testserver.Other)
@@ -55,13 +70,17 @@ func startChild(t *testing.T, dataDir string, extra ...string) *child {
 			yaml = strings.Replace(yaml, childGateway, e, 1)
 			continue
 		}
+		if strings.HasPrefix(e, "api:") {
+			yaml = strings.Replace(yaml, childAPI, e, 1)
+			continue
+		}
 		yaml += e + "\n"
 	}
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serveConfigEnv+"="+path)
+	cmd.Env = append(append(os.Environ(), serveConfigEnv+"="+path), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -87,6 +106,21 @@ func startChild(t *testing.T, dataDir string, extra ...string) *child {
 	}
 	go io.Copy(io.Discard, out)
 	return c
+}
+
+// metrics returns the child's /metrics page.
+func (c *child) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + c.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
 }
 
 // kill9 kills the server process at once, as a crash would.

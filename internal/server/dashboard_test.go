@@ -1,10 +1,10 @@
 package server_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -207,17 +207,17 @@ func TestDashboardSession(t *testing.T) {
 		}
 	}
 
-	// Forged: another expiry with the same MAC, or a MAC of another key.
-	exp, mac, _ := strings.Cut(session.Value, ".")
-	later, _ := strconv.ParseInt(exp, 10, 64)
-	for _, v := range []string{strconv.FormatInt(later+3600, 10) + "." + mac, exp + "." + strings.Repeat("0", len(mac)), "", "x.y"} {
+	// Forged: ids this node never gave.
+	for _, v := range []string{strings.Repeat("A", len(session.Value)), session.Value + "x", "", "x.y"} {
 		if resp := get("/v1/admin/stats", &http.Cookie{Name: "longlink_ops", Value: v}); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("forged session %q: %d", v, resp.StatusCode)
 		}
 	}
 
-	// Logout clears the cookie.
-	resp, err := noRedirect.Post(base+"/dashboard/logout", "", nil)
+	// Logout clears the cookie and ends the session: the cookie, kept, is void.
+	req, _ := http.NewRequest(http.MethodPost, base+"/dashboard/logout", nil)
+	req.AddCookie(session)
+	resp, err := noRedirect.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,13 +225,16 @@ func TestDashboardSession(t *testing.T) {
 	if c := resp.Cookies(); len(c) != 1 || c[0].MaxAge >= 0 {
 		t.Errorf("logout: %v", c)
 	}
+	if resp := get("/v1/admin/stats", session); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the session's cookie after logout: %d", resp.StatusCode)
+	}
 }
 
-// A session made with one ops token is void on a node with another one
-// (or once the token changes), and lasts at most 12 h. (Its expiry is
-// checked in internal/api's TestSessionExpires.)
-func TestDashboardSessionOfAnotherToken(t *testing.T) {
-	other := testserver.Start(t, func(c *config.Config) { c.Ops.Token = "another-ops-token-0123456789" })
+// A session is of the node that made it (void on another, whatever its
+// token), and lasts at most 12 h. (Its expiry is checked in internal/api's
+// TestSessions.)
+func TestDashboardSessionOfAnotherNode(t *testing.T) {
+	other := testserver.Start(t, withOpsToken)
 	ts := testserver.Start(t, withOpsToken)
 	resp, err := noRedirect.PostForm(ts.APIURL()+"/dashboard/login", url.Values{"token": {opsToken}})
 	if err != nil {
@@ -242,10 +245,36 @@ func TestDashboardSessionOfAnotherToken(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, other.APIURL()+"/v1/admin/stats", nil)
 	req.AddCookie(session)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("a session of another token: %v %v", resp.StatusCode, err)
+		t.Errorf("a session of another node: %v %v", resp.StatusCode, err)
 	}
-	if exp, _ := strconv.ParseInt(strings.Split(session.Value, ".")[0], 10, 64); time.Until(time.Unix(exp, 0)) > 12*time.Hour+time.Minute {
-		t.Errorf("session lasts past 12 h: %v", session.Value)
+	if time.Until(session.Expires) > 12*time.Hour+time.Minute {
+		t.Errorf("session lasts past 12 h: %v", session.Expires)
+	}
+}
+
+// Wrong ops tokens from one address are throttled: past 10 at once it gets
+// 429, even with the right token, until its pace is back under one a
+// second; a node with no ops token says so.
+func TestOpsTokenGuessingThrottled(t *testing.T) {
+	ts := testserver.Start(t, withOpsToken)
+	for i := range 10 {
+		if code := get(t, ts.APIURL()+"/v1/admin/nodes", fmt.Sprint("wrong-token-", i)); code != http.StatusUnauthorized {
+			t.Fatalf("wrong token %d: %d, want 401", i, code)
+		}
+	}
+	if code := get(t, ts.APIURL()+"/v1/admin/nodes", "wrong-token-10"); code != http.StatusTooManyRequests {
+		t.Fatalf("an 11th wrong token at once: %d, want 429", code)
+	}
+	if code := get(t, ts.APIURL()+"/v1/admin/nodes", opsToken); code != http.StatusTooManyRequests {
+		t.Fatalf("the right token from a throttled address: %d, want 429", code)
+	}
+	testserver.Eventually(t, "the right token let through again", func() bool {
+		return get(t, ts.APIURL()+"/v1/admin/nodes", opsToken) == http.StatusOK
+	})
+	none := testserver.Start(t)
+	status, out := none.Call(http.MethodGet, "/v1/admin/nodes", "some-token-0123456789", nil)
+	if msg, _ := out["error"].(string); status != http.StatusUnauthorized || !strings.Contains(msg, "no ops token") {
+		t.Fatalf("a node without an ops token: %d %q", status, msg)
 	}
 }
 
@@ -274,6 +303,21 @@ func TestDemoPageOnlyInDemoMode(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	// The credentials go to a loopback Host only: not to a page of another
+	// site whose name was rebound to 127.0.0.1.
+	for host, want := range map[string]int{"evil.example:8080": 403, "10.0.0.1": 403, "localhost:8080": 200, "[::1]:8080": 200} {
+		req, _ := http.NewRequest(http.MethodGet, demo.APIURL()+"/demo/device", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == 403 && strings.Contains(string(body), "token") {
+			t.Errorf("/demo/device for Host %s: %d %s, want %d", host, resp.StatusCode, body, want)
 		}
 	}
 }

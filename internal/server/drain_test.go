@@ -126,9 +126,17 @@ func TestClusterDrain(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 
+	if status, out := nodes[0].Call(http.MethodGet, "/healthz", "", nil); status != http.StatusOK || out["status"] != "ok" {
+		t.Fatalf("/healthz while serving: %d %v", status, out)
+	}
 	status, out := nodes[0].Call(http.MethodPost, "/v1/admin/drain", opsToken, nil)
 	if node, _ := out["node"].(map[string]any); status != http.StatusAccepted || node["state"] != "draining" {
 		t.Fatalf("drain: %d %v", status, out)
+	}
+	// A load balancer that asks /healthz takes the node out.
+	if status, out := nodes[0].Call(http.MethodGet, "/healthz", "", nil); status != http.StatusServiceUnavailable ||
+		out["status"] != "draining" || out["node"] != "n1" {
+		t.Fatalf("/healthz while draining: %d %v", status, out)
 	}
 	// Out of dispatch (n2 learns it from n1's lease), and logins refused.
 	testserver.Eventually(t, "n1 out of dispatch", func() bool {

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +27,7 @@ import (
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/hooks"
+	"github.com/longlink/longlink/internal/server"
 	"github.com/longlink/longlink/internal/testserver"
 	"github.com/longlink/longlink/protocol"
 )
@@ -41,10 +44,11 @@ type backend struct {
 	mu     sync.Mutex
 	ups    []map[string]any
 	events []hooks.Event
+	tries  map[string]int // event id -> the status calls that carried it, failed ones too
 }
 
 func newBackend(t *testing.T) *backend {
-	b := &backend{}
+	b := &backend{tries: map[string]int{}}
 	b.secret.Store(testserver.Demo.Secret)
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, _ := io.ReadAll(r.Body)
@@ -64,15 +68,18 @@ func newBackend(t *testing.T) *backend {
 			w.WriteHeader(http.StatusCreated)
 			fmt.Fprintf(w, "echo: %v", call["data"])
 		case "/status":
+			var batch struct{ Events []hooks.Event }
+			json.Unmarshal(raw, &batch)
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			for _, e := range batch.Events {
+				b.tries[e.ID]++
+			}
 			if b.down.Load() {
 				http.Error(w, "down", http.StatusServiceUnavailable)
 				return
 			}
-			var batch struct{ Events []hooks.Event }
-			json.Unmarshal(raw, &batch)
-			b.mu.Lock()
 			b.events = append(b.events, batch.Events...)
-			b.mu.Unlock()
 		}
 	}))
 	t.Cleanup(b.Close)
@@ -145,7 +152,7 @@ func TestUpstreamRoundTrip(t *testing.T) {
 		call := b.ups[len(b.ups)-1]
 		b.mu.Unlock()
 		if call["app"] != "demo" || call["device"] != "d1" || call["user"] != "alice" || call["biz"] != "chat" ||
-			call["node"] != "n1" || call["at"] == nil {
+			call["node"] != "n1" || call["at"] == nil || !strings.HasPrefix(fmt.Sprint(call["id"]), "n1-") {
 			t.Fatalf("the backend got %v", call)
 		}
 		// The raw protocol: the reply carries the request's ref.
@@ -190,6 +197,41 @@ func TestUpstreamBackendDown(t *testing.T) {
 		d.expect(t, "gateway fine")
 		other.expect(t, "gateway fine")
 	}, func(c *config.Config) { c.Apps[0].Webhooks.Upstream = map[string]string{"chat": deadURL} })
+}
+
+// A backend's redirect is never followed: the signed call does not go to
+// another host, nor what it answers to the device. An upstream call gets
+// 4010; a status batch is retried.
+func TestWebhooksDoNotFollowRedirects(t *testing.T) {
+	var followed, statusCalls atomic.Int32
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/up":
+			http.Redirect(w, r, "/internal", http.StatusTemporaryRedirect)
+		case "/status":
+			statusCalls.Add(1)
+			http.Redirect(w, r, "/internal", http.StatusSeeOther)
+		default:
+			followed.Add(1)
+			io.WriteString(w, "internal secrets")
+		}
+	}))
+	defer backend.Close()
+	ts := testserver.Start(t, func(c *config.Config) {
+		c.Apps[0].Webhooks = config.Webhooks{Upstream: map[string]string{"chat": backend.URL + "/up"}, Status: backend.URL + "/status"}
+		c.Hooks.StatusLinger = 10 * time.Millisecond
+	})
+	d := connect(t, ts, client.TCP, ts.Token("d1", ""))
+	if _, body, err := d.Up(context.Background(), "demo", "chat", []byte("x")); upCode(err) != protocol.CodeUpstreamUnavailable {
+		t.Fatalf("up to a backend that redirects: %q %v, want 4010", body, err)
+	}
+	testserver.Eventually(t, "the status batch retried", func() bool { return statusCalls.Load() >= 2 })
+	if n := followed.Load(); n != 0 {
+		t.Fatalf("a redirect was followed %d times", n)
+	}
+	if metricValue(ts, `longlink_upstream_calls_total\{app="demo",result="redirect"\}`) != 1 {
+		t.Error("the redirect was not counted")
+	}
 }
 
 func TestUpstreamSlowBackendDoesNotStallPushes(t *testing.T) {
@@ -269,6 +311,28 @@ func TestStatusEvents(t *testing.T) {
 		waitFor()
 		if !strings.Contains(ts.Metrics(), `longlink_status_events_total{app="demo",result="retried"}`) {
 			t.Error("retries not counted")
+		}
+		// Every event has an id of its own, and a retried one keeps it:
+		// every id a failed call carried is delivered in the end.
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		ids, retried := map[string]bool{}, 0
+		for _, e := range b.events {
+			if e.ID == "" || ids[e.ID] {
+				t.Fatalf("event %+v: its id is empty or repeated", e)
+			}
+			ids[e.ID] = true
+			if b.tries[e.ID] > 1 {
+				retried++
+			}
+		}
+		for id := range b.tries {
+			if !ids[id] {
+				t.Errorf("event %s was sent during the outage, then retried under another id", id)
+			}
+		}
+		if retried == 0 {
+			t.Error("no event was retried")
 		}
 	}, func(c *config.Config) { c.Gateway.HeartbeatMin = time.Second })
 }
@@ -458,4 +522,28 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(raw)
+}
+
+// An app with webhooks but no webhook_secret of its own is named in a
+// warning at start: one key would sign its tokens and its webhooks.
+func TestWebhookSecretWarning(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir, cfg.Gateway.Listen, cfg.API.Listen = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+	demo, other := testserver.Demo, testserver.Other
+	demo.Webhooks.Status = "http://127.0.0.1:9/status"
+	other.Webhooks.Status, other.WebhookSecret = "http://127.0.0.1:9/status", "other-webhook-secret-0123"
+	cfg.Apps = []config.App{demo, other}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	s, err := server.Start(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Shutdown(context.Background())
+	if out := logs.String(); !strings.Contains(out, "no webhook_secret") || !strings.Contains(out, "app=demo") ||
+		strings.Contains(out, "app=other") {
+		t.Fatalf("the warnings at start:\n%s", out)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,13 @@ const idleAddrEnv = "LONGLINK_IDLE_CLIENTS_ADDR"
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(serveConfigEnv); path != "" {
+		if n, err := strconv.ParseUint(os.Getenv(serveNofileEnv), 10, 64); err == nil {
+			lim := syscall.Rlimit{Cur: n, Max: n}
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
 		os.Exit(serveForTest(path))
 	}
 	if addr := os.Getenv(idleAddrEnv); addr != "" {

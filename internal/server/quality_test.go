@@ -15,7 +15,12 @@ import (
 // metricValue returns the value of the first sample of /metrics that
 // matches pattern (a regexp of its name and labels), or -1.
 func metricValue(ts *testserver.TS, pattern string) float64 {
-	m := regexp.MustCompile(`(?m)^` + pattern + ` (\S+)$`).FindStringSubmatch(ts.Metrics())
+	return sampleValue(ts.Metrics(), pattern)
+}
+
+// sampleValue is metricValue on a /metrics page already read.
+func sampleValue(page, pattern string) float64 {
+	m := regexp.MustCompile(`(?m)^` + pattern + ` (\S+)$`).FindStringSubmatch(page)
 	if m == nil {
 		return -1
 	}

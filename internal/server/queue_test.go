@@ -2,9 +2,11 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -54,9 +56,15 @@ func TestSlowReaderClosedWith4004(t *testing.T) {
 	})
 }
 
-// neverReads logs a device in and never reads again, with a small receive
-// buffer so that the kernel holds little of what the server sends.
+// neverReads logs a device of the demo app in and never reads again, with
+// a small receive buffer so that the kernel holds little of what the
+// server sends.
 func neverReads(t *testing.T, ts *testserver.TS, device string) {
+	neverReadsIn(t, ts, testserver.Demo, device)
+}
+
+// neverReadsIn is neverReads for a device of app.
+func neverReadsIn(t *testing.T, ts *testserver.TS, app config.App, device string) {
 	t.Helper()
 	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
@@ -66,10 +74,13 @@ func neverReads(t *testing.T, ts *testserver.TS, device string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if err := c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token(device, ""))}, time.Second); err != nil {
+	if err := c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(testserver.MintToken(t, app, device, ""))}, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	testserver.Eventually(t, device+" online", func() bool { return online(t, ts, device) })
+	testserver.Eventually(t, device+" online", func() bool {
+		_, out := ts.Call(http.MethodGet, "/v1/presence?app="+app.ID+"&device="+device, app.APIKey, nil)
+		return out["devices"].(map[string]any)[device].(map[string]any)["online"] == true
+	})
 }
 
 // pushUntilDropped pushes 16,000-byte online messages to devices, at most
@@ -128,6 +139,56 @@ func TestSlowReadersBoundedOverTheProcess(t *testing.T) {
 	ts.Push(map[string]any{"devices": []string{"fast"}, "data": "unaffected"})
 	fast.expect(t, "unaffected")
 	expectQueuesEmpty(t, ts)
+}
+
+// One app's devices that do not read cannot get another app's devices
+// closed: past limits.queue_bytes_total, the connections whose sockets
+// take nothing and hold the most are closed (4004), while 20 devices of
+// another app that read everything they get are served on, none closed.
+func TestQueueBytesTotalClosesTheOffenders(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) {
+		c.Limits.QueueBytesTotal = 1 << 20
+		c.Gateway.WriteTimeout = 30 * time.Second
+	})
+	var got atomic.Int64
+	healthy := make([]string, 20)
+	for i := range healthy {
+		healthy[i] = fmt.Sprint("healthy-", i)
+		c, err := client.Dial(context.Background(), client.Config{Addr: ts.GatewayAddr(), Token: ts.Token(healthy[i], ""),
+			OnPush: func(client.Push) { got.Add(1) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	slow := []string{"slow1", "slow2", "slow3", "slow4"}
+	for _, d := range slow {
+		neverReadsIn(t, ts, testserver.Other, d)
+	}
+	data := strings.Repeat("x", 16000)
+	sent := int64(0)
+	for i := 0; ; i++ {
+		if i == 400 {
+			t.Fatal("the devices that never read still took pushes after 400 of 16,000 bytes")
+		}
+		_, out := ts.Call(http.MethodPost, "/v1/push", testserver.Other.APIKey, map[string]any{"app": "other", "devices": slow, "data": data})
+		_, mine := ts.Call(http.MethodPost, "/v1/push", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": healthy, "data": data})
+		if mine["online"] != 20.0 {
+			t.Fatalf("push %d: %v of the 20 devices that read were online", i, mine["online"])
+		}
+
+		if sent += 20; out["online"] == 0.0 {
+			break
+		}
+	}
+	testserver.Eventually(t, "every push taken by the devices that read", func() bool { return got.Load() == sent })
+	testserver.Eventually(t, "the 4 that never read closed", func() bool {
+		return metricValue(ts, `longlink_disconnects_total\{reason="too_slow"\}`) == 4
+	})
+	expectQueuesEmpty(t, ts)
+	if n := metricValue(ts, `longlink_disconnects_total\{reason="too_slow"\}`); n != 4 {
+		t.Fatalf("%v connections closed as too slow, want the 4 that never read", n)
+	}
 }
 
 // expectQueuesEmpty checks that every byte counted in the send queues was

@@ -110,6 +110,12 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		apiLn.Close()
 		return nil, err
 	}
+	for _, a := range cfg.Apps {
+		if a.WebhookSecret == "" && (a.Webhooks.Status != "" || len(a.Webhooks.Upstream) > 0) {
+			log.Warn("app has webhooks but no webhook_secret: they are signed with the secret that signs its device "+
+				"tokens, so whoever checks them can mint tokens; give it a webhook_secret of its own", "app", a.ID)
+		}
+	}
 	apps := config.NewLiveApps(cfg.Apps)
 	hookOpts := hooks.Options{Config: cfg.Hooks, Apps: apps, Node: cfg.Node, MaxReplySize: cfg.API.MaxDataBytes,
 		Metrics: m, Logger: log}
@@ -164,9 +170,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if cfg.Demo {
 		web.Demo(a, cfg.Apps[0], advertise)
 	}
-	s.http = newHTTPServer(a.Handler(), keypair, log)
+	reserve := newFDReserve(gw.Sockets)
+	s.http = newHTTPServer(a.Handler(), cfg.API, keypair, log)
 	go func() { s.errc <- gw.Serve(gwLn) }()
-	go s.serveHTTP(s.http, apiLn)
+	go s.serveHTTP(s.http, reserve.listener(apiLn))
 	s.scheduler.Add(1)
 	go s.fireScheduled(a)
 	if cfg.Ops.Listen != "" {
@@ -175,17 +182,18 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			s.Shutdown(context.Background())
 			return nil, fmt.Errorf("ops.listen: %w", err)
 		}
-		s.ops, s.opsAddr = newHTTPServer(a.OpsHandler(), keypair, log), opsLn.Addr().String()
-		go s.serveHTTP(s.ops, opsLn)
+		s.ops, s.opsAddr = newHTTPServer(a.OpsHandler(), cfg.API, keypair, log), opsLn.Addr().String()
+		go s.serveHTTP(s.ops, reserve.listener(opsLn))
 	}
 	return s, nil
 }
 
-// newHTTPServer returns an HTTP server for h, HTTPS with a keypair. What
-// net/http logs itself (a failed TLS handshake, say) goes to log at debug.
-func newHTTPServer(h http.Handler, keypair *certs.Keypair, log *slog.Logger) *http.Server {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+// newHTTPServer returns an HTTP server for h, HTTPS with a keypair, with
+// the API's timeouts. What net/http logs itself (a failed TLS handshake,
+// say) goes to log at debug.
+func newHTTPServer(h http.Handler, cfg config.API, keypair *certs.Keypair, log *slog.Logger) *http.Server {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout,
+		IdleTimeout: cfg.IdleTimeout, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	if keypair != nil {
 		hs.TLSConfig = keypair.Config()
 	}

@@ -167,6 +167,36 @@ func TestTLSUntrustedRefused(t *testing.T) {
 	}
 }
 
+// TestTLS12OnlyAEADWithECDHE: a TLS 1.2 client gets only the AEAD suites
+// with ECDHE, on the gateway and the API alike; no CBC, no RSA key
+// exchange. (The test certificate is ECDSA: the ECDHE_RSA suites need an
+// RSA one.)
+func TestTLS12OnlyAEADWithECDHE(t *testing.T) {
+	ts := testserver.Start(t, testserver.WithTLS(t, false))
+	for _, addr := range []string{ts.GatewayAddr(), strings.TrimPrefix(ts.APIURL(), "https://")} {
+		for _, suite := range tls.CipherSuites() {
+			cfg := ts.TLS.Clone()
+			cfg.MaxVersion, cfg.CipherSuites = tls.VersionTLS12, []uint16{suite.ID}
+			c, err := tls.Dial("tcp", addr, cfg)
+			if err == nil {
+				c.Close()
+			}
+			aead := strings.Contains(suite.Name, "_GCM_") || strings.Contains(suite.Name, "CHACHA20")
+			if want := strings.HasPrefix(suite.Name, "TLS_ECDHE_ECDSA_") && aead; (err == nil) != want {
+				t.Errorf("%s, TLS 1.2 with %s: %v, want accepted %v", addr, suite.Name, err, want)
+			}
+		}
+		for _, suite := range tls.InsecureCipherSuites() {
+			cfg := ts.TLS.Clone()
+			cfg.MaxVersion, cfg.CipherSuites = tls.VersionTLS12, []uint16{suite.ID}
+			if c, err := tls.Dial("tcp", addr, cfg); err == nil {
+				c.Close()
+				t.Errorf("%s, TLS 1.2 with %s: accepted", addr, suite.Name)
+			}
+		}
+	}
+}
+
 // TestTLSReloadOnSIGHUP: `longlink serve` reads its certificate again on
 // SIGHUP. Connections made before keep working; new ones get the new
 // certificate.

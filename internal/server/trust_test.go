@@ -172,8 +172,8 @@ func get(t *testing.T, url, token string) int {
 }
 
 // Profiles need the ops token; /metrics and /healthz stay open. With
-// ops.listen the ops surface has a port of its own, and the API's port
-// serves no profile.
+// ops.listen the ops surface has a port of its own, the API's port serves
+// no profile, and /metrics moves there behind the token.
 func TestOpsSurface(t *testing.T) {
 	const token = "ops-token-0123456789"
 	ts := testserver.Start(t, func(c *config.Config) { c.Ops.Token = token })
@@ -195,14 +195,25 @@ func TestOpsSurface(t *testing.T) {
 	if ops == apart.APIURL() {
 		t.Fatal("ops.listen did not give the ops surface a port of its own")
 	}
+	// /metrics moves there too, behind the token.
 	for url, want := range map[string]int{ops + "/debug/pprof/": 200, ops + "/metrics": 200, ops + "/healthz": 200,
-		apart.APIURL() + "/debug/pprof/": 404, apart.APIURL() + "/metrics": 200} {
+		apart.APIURL() + "/debug/pprof/": 404, apart.APIURL() + "/metrics": 404} {
 		if got := get(t, url, token); got != want {
 			t.Errorf("GET %s: %d, want %d", url, got, want)
 		}
 	}
-	if get(t, ops+"/debug/pprof/", "") != 401 {
-		t.Error("pprof on ops.listen without the token")
+	for _, path := range []string{"/debug/pprof/", "/metrics"} {
+		if get(t, ops+path, "") != 401 {
+			t.Errorf("%s on ops.listen without the token", path)
+		}
+	}
+	// ops.metrics_public keeps it open on the API's port, for scrapers
+	// that cannot send a token.
+	public := testserver.Start(t, func(c *config.Config) {
+		c.Ops.Token, c.Ops.Listen, c.Ops.MetricsPublic = token, "127.0.0.1:0", true
+	})
+	if got := get(t, public.APIURL()+"/metrics", ""); got != 200 {
+		t.Errorf("/metrics on the API's port with metrics_public: %d", got)
 	}
 }
 

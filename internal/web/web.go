@@ -10,8 +10,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/netip"
 	"path"
+	"strings"
 	"time"
 
 	longlinkjs "github.com/longlink/longlink/clients/js"
@@ -54,13 +57,18 @@ func Demo(a *api.Server, app config.App, gatewayAddr string) {
 		write(w, "longlink.js", longlinkjs.Module, http.StatusOK)
 	}))
 	a.HandleAPI("GET /demo/device", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if !loopbackHost(r.Host) { // a page of another site whose name was rebound to this machine
+			w.WriteHeader(http.StatusForbidden)
+			json.NewEncoder(w).Encode(map[string]string{"error": "the demo's credentials are given at a loopback address only (localhost, 127.0.0.1, [::1])"})
+			return
+		}
 		device := r.URL.Query().Get("device")
 		if device == "" {
 			device = "web-" + randomHex(4)
 		}
 		token, err := auth.Mint(app.ID, app.Secret, device, "", time.Hour)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
@@ -69,6 +77,20 @@ func Demo(a *api.Server, app config.App, gatewayAddr string) {
 		json.NewEncoder(w).Encode(map[string]string{"app": app.ID, "device": device, "token": token,
 			"url": "ws://" + gatewayAddr + "/ws", "api_key": app.APIKey})
 	}))
+}
+
+// loopbackHost reports whether a request's Host names this machine by a
+// loopback name or address.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // file serves the embedded file name.
