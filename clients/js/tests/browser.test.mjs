@@ -46,8 +46,8 @@ test('a page using the SDK receives pushes, and a stored one after it was closed
   await page.locator('#push-out', { hasText: /^200 .*"online":1/ }).waitFor();
   await page.screenshot({ path: join(artifactsDir(), 'demo.png'), fullPage: true });
 
-  // Closed: a stored message waits; the page opened again (same device, from
-  // localStorage) gets it, with its seq.
+  // Closed: a stored message waits; the page opened again (the same device:
+  // no other page holds it) gets it, with its seq.
   await page.close();
   await eventually(async () => !(await api(server, 'GET', `/v1/presence?app=demo&device=${device}`, undefined, server.app.api_key)).devices[device].online,
     'the closed page offline');
@@ -58,5 +58,33 @@ test('a page using the SDK receives pushes, and a stored one after it was closed
   await again.locator(`#pushes li[data-id="${stored.id}"]`, { hasText: 'seq=1' }).waitFor();
   assert.equal(await again.locator('#device').textContent(), device);
   assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('two pages are two devices; a page replaced says so and takes its device back', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const [one, two] = [await context.newPage(), await context.newPage()];
+  for (const page of [one, two]) {
+    await page.goto(`${server.apiUrl}/demo`);
+    await page.locator('#status', { hasText: 'connected as' }).waitFor();
+  }
+  const [first, second] = [await one.locator('#device').textContent(), await two.locator('#device').textContent()];
+  assert.notEqual(first, second);
+  const r = await push(server, { broadcast: true, data: 'to both pages' });
+  for (const page of [one, two]) await page.locator(`#pushes li[data-id="${r.id}"]`).waitFor();
+
+  // At a phone's width, nothing runs off the page.
+  assert.ok(await one.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+    'the demo page is wider than 390 px');
+
+  // Another connection of the first page's device replaces it.
+  const other = new WebSocket(server.wsUrl, 'longlink.json');
+  const token = (await api(server, 'GET', `/demo/device?device=${first}`)).token;
+  await new Promise((resolve) => { other.onopen = resolve; });
+  other.send(JSON.stringify({ op: 'login', token }));
+  await one.locator('#status', { hasText: `replaced: device ${first} connected elsewhere` }).waitFor();
+  other.close();
+  await one.click('#reconnect');
+  await one.locator('#status', { hasText: `connected as ${first}` }).waitFor();
   await context.close();
 });

@@ -1,31 +1,64 @@
 // The demo page: a device in the browser. It gets a token for its device
-// (kept in localStorage, so a reload is the same device) from /demo/device,
-// connects with the JS SDK, lists its pushes, and pushes through the API.
+// from /demo/device, connects with the JS SDK, lists its pushes, and pushes
+// through the API. Each open page is a device of its own: the devices this
+// browser used are kept in localStorage, and a page takes the first that no
+// other open page holds (a Web Lock held while the page lives), or a new
+// one; so a page opened again is the device it was, and gets what was
+// stored for it, while two pages open at once are two devices.
 import { Client, LocalStorageSeqStore } from '/demo/longlink.js';
 
 const $ = (sel) => document.querySelector(sel);
-const saved = localStorage.getItem('longlink-demo-device') ?? '';
-const device = async () => {
-  const resp = await fetch(`/demo/device?device=${encodeURIComponent(saved)}`);
+const device = async (id) => {
+  const resp = await fetch(`/demo/device?device=${encodeURIComponent(id)}`);
   if (!resp.ok) throw new Error((await resp.json()).error);
   return resp.json();
 };
 
-const me = await device();
-localStorage.setItem('longlink-demo-device', me.device);
+// hold takes the lock of device id for as long as the page lives, if no
+// other page holds it.
+const hold = (id) => new Promise((taken) => {
+  navigator.locks.request(`longlink-demo:${id}`, { ifAvailable: true }, (lock) => {
+    taken(lock !== null);
+    return lock && new Promise(() => {}); // never let go
+  });
+});
+
+const known = JSON.parse(localStorage.getItem('longlink-demo-devices') ?? '[]');
+let mine = '';
+for (const id of known) {
+  if (await hold(id)) {
+    mine = id;
+    break;
+  }
+}
+const me = await device(mine);
+if (!mine) {
+  await hold(me.device);
+  localStorage.setItem('longlink-demo-devices', JSON.stringify([...known, me.device]));
+}
 $('#device').textContent = me.device;
 $('#app').textContent = me.app;
 
 const client = new Client({
   url: me.url,
   token: me.token,
-  tokenSource: async () => (await device()).token,
+  tokenSource: async () => (await device(me.device)).token,
   seqStore: new LocalStorageSeqStore(`longlink-demo:${me.device}:`),
 });
 const status = (text) => { $('#status').textContent = text; };
 client.on('connected', (w) => status(`connected as ${w.device} (heartbeat ${w.heartbeat} s)`));
 client.on('disconnected', ({ code, reason }) => status(`disconnected (${code} ${reason}); reconnecting…`));
-client.on('closed', ({ code, reason }) => status(`stopped (${code} ${reason})`));
+client.on('closed', ({ code, reason }) => {
+  if (code !== 4003) {
+    status(`stopped (${code} ${reason})`);
+    return;
+  }
+  // Another connection of this device took over (another browser, or
+  // `longlink listen` with its token): say so, and offer to take it back.
+  status(`replaced: device ${me.device} connected elsewhere`);
+  $('#replaced').hidden = false;
+});
+$('#reconnect').addEventListener('click', () => location.reload()); // the same device, taken back
 client.on('push', (p) => {
   const text = typeof p.data === 'string' ? p.data : `${p.data.length} bytes`;
   const li = document.createElement('li');
