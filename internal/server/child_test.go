@@ -63,7 +63,6 @@ func startChild(t *testing.T, dataDir string, extra ...string) *child {
 // child (serveNofileEnv).
 func startChildEnv(t *testing.T, env []string, dataDir string, extra ...string) *child {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "longlink.yaml")
 	yaml := childConfig(dataDir, testserver.Demo, testserver.Other)
 	for _, e := range extra {
 		if strings.HasPrefix(e, "gateway:") {
@@ -76,6 +75,13 @@ func startChildEnv(t *testing.T, env []string, dataDir string, extra ...string) 
 		}
 		yaml += e + "\n"
 	}
+	return startChildYAML(t, env, yaml)
+}
+
+// startChildYAML runs a server process with the config yaml, as it is.
+func startChildYAML(t *testing.T, env []string, yaml string) *child {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "longlink.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

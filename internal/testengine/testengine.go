@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -83,7 +83,7 @@ func (e *Engine) Stop() {
 // (the settings a cluster needs), its files in a temporary directory;
 // settings are more "--name value" arguments, which come last and win.
 func Redis(t testing.TB, settings ...string) *Engine {
-	port := freePort(t)
+	port := FreePort(t)
 	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", t.TempDir(),
 		"--appendonly", "yes", "--appendfsync", "always", "--save", ""}
 	return start(t, fmt.Sprintf("127.0.0.1:%d", port), "redis-server", append(args, settings...)...)
@@ -94,7 +94,7 @@ func (e *Engine) URL() string { return "redis://" + e.Addr + "/0" }
 
 // NATS starts a nats-server (core NATS: no JetStream).
 func NATS(t testing.TB) *Engine {
-	port := freePort(t)
+	port := FreePort(t)
 	return start(t, fmt.Sprintf("127.0.0.1:%d", port), "nats-server", "-a", "127.0.0.1", "-p", strconv.Itoa(port))
 }
 

@@ -1,0 +1,90 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/cli"
+	"github.com/longlink/longlink/internal/testengine"
+)
+
+// TestClusterDocs runs docs/cluster.md as it is written: its n1.yaml, made
+// into n2.yaml as the page says (with this test's ports and engines), a
+// device on n2, `longlink push --config n1.yaml`, and the admin API with
+// the page's ops token.
+func TestClusterDocs(t *testing.T) {
+	page, err := os.ReadFile("../../docs/cluster.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)`n1.yaml`:\n\n```yaml\n(.*?)```").FindSubmatch(page)
+	if m == nil {
+		t.Fatal("docs/cluster.md has no n1.yaml")
+	}
+	n1 := string(m[1])
+	token := regexp.MustCompile(`token: "([^"]+)"`).FindStringSubmatch(n1)
+	secret := regexp.MustCompile(`secret: "([^"]+)"`).FindStringSubmatch(n1)
+	if token == nil || secret == nil {
+		t.Fatalf("n1.yaml has no ops token or app secret:\n%s", n1)
+	}
+	redis, nats := testengine.Redis(t), testengine.NATS(t)
+	dir := t.TempDir()
+	configs := make([]string, 2)
+	nodes := make([]*child, 2)
+	for i := range nodes {
+		name := fmt.Sprint("n", i+1)
+		yaml := strings.NewReplacer("n1", name, "127.0.0.1:7071", fmt.Sprint("127.0.0.1:", testengine.FreePort(t)),
+			"127.0.0.1:8081", fmt.Sprint("127.0.0.1:", testengine.FreePort(t)),
+			"redis://127.0.0.1:6379/0", redis.URL(), "nats://127.0.0.1:4222", nats.NATSURL()).Replace(n1)
+		yaml = strings.Replace(yaml, "./"+name+"-data", filepath.Join(dir, name), 1)
+		configs[i] = filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(configs[i], []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = startChildYAML(t, nil, yaml)
+	}
+	tok, err := auth.Mint("demo", secret[1], "d1", "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan client.Push, 1)
+	d1, err := client.Dial(context.Background(), client.Config{Addr: nodes[1].gateway, Token: tok, OnPush: func(p client.Push) { got <- p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d1.Close()
+	var out, errOut bytes.Buffer
+	if code := cli.Main([]string{"push", "--config", configs[0], "--device", "d1", "through n1"}, &out, &errOut); code != 0 {
+		t.Fatalf("longlink push --config n1.yaml: %d %s %s", code, out.String(), errOut.String())
+	}
+	select {
+	case p := <-got:
+		if string(p.Data) != "through n1" {
+			t.Fatalf("the device on n2 got %q", p.Data)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the device on n2 got nothing")
+	}
+	for _, path := range []string{"/v1/admin/nodes", "/dashboard"} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+nodes[0].api+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token[1])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s with the page's ops token: %d", path, resp.StatusCode)
+		}
+	}
+}
