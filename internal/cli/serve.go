@@ -58,7 +58,15 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	s, err := server.Start(cfg, log)
 	if err != nil {
+		if firstStart { // so that the next start, which can show them, is the first
+			config.ForgetDemoApp(cfg.DataDir)
+		}
 		return err
+	}
+	if *path == "" { // for the commands run beside it
+		if err := config.SaveDemoAddresses(cfg.DataDir, s.GatewayAddr(), s.APIAddr()); err != nil {
+			log.Warn("the demo node's addresses not saved: listen, push and demo-credentials will look at the defaults", "err", err)
+		}
 	}
 	// One write: a reader of the pipe (a test, a supervisor) sees the
 	// banner whole, not cut wherever the lines happened to be flushed.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -16,24 +17,67 @@ const DemoAppID = "demo"
 
 const demoFile = "demo-app.json"
 
+// demoKeys is demo-app.json: the demo app under the config's key names,
+// and the addresses the demo node last served on (so that the commands run
+// beside it reach it where `serve --gateway-listen/--api-listen` put it).
+type demoKeys struct {
+	ID      string `json:"id"`
+	Secret  string `json:"secret"`
+	APIKey  string `json:"api_key"`
+	Gateway string `json:"gateway,omitempty"`
+	API     string `json:"api,omitempty"`
+	// The API key as files written before the config's names were used
+	// hold it.
+	OldAPIKey string `json:"APIKey,omitempty"`
+}
+
+func readDemoKeys(dataDir string, create bool) (demoKeys, error) {
+	raw, err := readOrCreate(filepath.Join(dataDir, demoFile), create, func() []byte {
+		raw, _ := json.MarshalIndent(demoKeys{ID: DemoAppID, Secret: randomKey(), APIKey: randomKey()}, "", "  ")
+		return raw
+	})
+	if err != nil {
+		return demoKeys{}, fmt.Errorf("demo app: %w", err)
+	}
+	var k demoKeys
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return demoKeys{}, fmt.Errorf("demo app: %s: %w", demoFile, err)
+	}
+	k.APIKey = cmp.Or(k.APIKey, k.OldAPIKey)
+	k.OldAPIKey = ""
+	return k, nil
+}
+
 // DemoApp returns the demo app whose secret and API key live in dataDir, so
 // that serve, token, listen and push agree without a config file. With create
 // (serve) they are generated and saved (mode 0600) on first use; without it a
 // missing file is an error, so that a command run elsewhere does not invent
 // credentials the server does not know.
 func DemoApp(dataDir string, create bool) (App, error) {
-	raw, err := readOrCreate(filepath.Join(dataDir, demoFile), create, func() []byte {
-		raw, _ := json.Marshal(App{ID: DemoAppID, Secret: randomKey(), APIKey: randomKey()})
-		return raw
-	})
+	k, err := readDemoKeys(dataDir, create)
 	if err != nil {
-		return App{}, fmt.Errorf("demo app: %w", err)
+		return App{}, err
 	}
-	var app App
-	if err := json.Unmarshal(raw, &app); err != nil {
-		return App{}, fmt.Errorf("demo app: %s: %w", demoFile, err)
+	return App{ID: k.ID, Secret: k.Secret, APIKey: k.APIKey}, nil
+}
+
+// SaveDemoAddresses records in dataDir where the demo node serves now: its
+// gateway's and API's host:port.
+func SaveDemoAddresses(dataDir, gateway, api string) error {
+	k, err := readDemoKeys(dataDir, false)
+	if err != nil {
+		return err
 	}
-	return app, nil
+	k.Gateway, k.API = gateway, api
+	raw, _ := json.MarshalIndent(k, "", "  ")
+	return os.WriteFile(filepath.Join(dataDir, demoFile), raw, 0o600)
+}
+
+// ForgetDemoApp removes the demo app's credentials and ops token from
+// dataDir: a first start that failed before it could show them.
+func ForgetDemoApp(dataDir string) {
+	os.Remove(filepath.Join(dataDir, demoFile))
+	os.Remove(filepath.Join(dataDir, opsTokenFile))
 }
 
 const opsTokenFile = "ops-token"
@@ -84,16 +128,21 @@ func randomKey() string {
 
 // LoadOrDemo loads path when it is set; otherwise it returns the defaults
 // with the demo app from the default data dir (see DemoApp for create).
+// Without create (a command run beside the demo node), the listen
+// addresses are where the demo node last served.
 func LoadOrDemo(path string, create bool) (*Config, error) {
 	if path != "" {
 		return Load(path)
 	}
 	c := Default()
-	app, err := DemoApp(c.DataDir, create)
+	k, err := readDemoKeys(c.DataDir, create)
 	if err != nil {
 		return nil, err
 	}
-	c.Apps = []App{app}
+	c.Apps = []App{{ID: k.ID, Secret: k.Secret, APIKey: k.APIKey}}
+	if !create {
+		c.Gateway.Listen, c.API.Listen = cmp.Or(k.Gateway, c.Gateway.Listen), cmp.Or(k.API, c.API.Listen)
+	}
 	c.Demo = true
 	if c.Ops.Token, err = DemoOpsToken(c.DataDir, create); err != nil && create {
 		return nil, err
