@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,8 +20,7 @@ import (
 func benchCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: longlink bench SCENARIO [flags]\n\nScenarios: %s\n\nFlags:\n", strings.Join(bench.Scenarios, ", "))
-		fs.PrintDefaults()
+		printUsage(fs, stderr, fmt.Sprintf("Usage: longlink bench SCENARIO [flags]\n\nScenarios: %s\n\nFlags:\n", strings.Join(bench.Scenarios, ", ")))
 	}
 	var gateways, apis listFlag
 	fs.Var(&gateways, "gateway", "gateway host:port (repeatable: devices are spread over the servers)")
@@ -46,9 +46,13 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	tf := addTLSFlags(fs)
 	broker := fs.Bool("broker", false, "the --gateway is a plain MQTT broker (mosquitto), for comparison: devices subscribe to the app's push topic and the broadcast is published to it (connect, idle, broadcast; --transport mqtt)")
 	inCluster := fs.Bool("cluster", false, "the servers are nodes of one cluster: push through the first --api only, to devices on every node")
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+	switch {
+	case len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
 		fs.Usage()
-		return errors.New("give a scenario")
+		return flag.ErrHelp
+	case len(args) == 0 || strings.HasPrefix(args[0], "-"):
+		fs.Usage()
+		return errors.New("give a scenario first, then its flags")
 	}
 	scenario := args[0]
 	if err := fs.Parse(args[1:]); err != nil {

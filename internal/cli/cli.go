@@ -66,11 +66,22 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// newFlags returns a flag set that reports errors instead of exiting.
+// newFlags returns a flag set that reports errors instead of exiting. On a
+// bad flag it prints its usage to stderr, and leaves the error to Main, so
+// that it is said once, after the usage.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("longlink "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() { printUsage(fs, stderr, "Usage of "+fs.Name()+":\n") }
 	return fs
+}
+
+// printUsage writes head, then fs's flags, to w.
+func printUsage(fs *flag.FlagSet, w io.Writer, head string) {
+	fmt.Fprint(w, head)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 // stdin is what `push -` reads; tests replace it.

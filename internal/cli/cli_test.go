@@ -173,6 +173,34 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// Bad input on the command line is said once, in words, without Go's
+// names: a bad flag after the usage, a bad log level, a config's list given
+// as a mapping (named by its own key); --help exits 0, bench's too.
+func TestCommandLineErrors(t *testing.T) {
+	run := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := Main(args, &out, &errOut)
+		return code, errOut.String()
+	}
+	if code, msg := run("serve", "--bogus"); code != 1 || strings.Count(msg, "flag provided but not defined") != 1 ||
+		!strings.HasSuffix(msg, "longlink serve: flag provided but not defined: -bogus\n") {
+		t.Errorf("a bad flag: exit %d\n%s", code, msg)
+	}
+	if code, msg := run("serve", "--log-level", "loud"); code != 1 || msg != "longlink serve: --log-level: \"loud\" is not debug, info, warn or error\n" {
+		t.Errorf("--log-level loud: exit %d %q", code, msg)
+	}
+	path := writeConfig(t, "apps:\n  id: demo\n")
+	if code, msg := run("serve", "--config", path); code != 1 || !strings.Contains(msg, "config: apps (line 2): is a mapping of keys, not a list") ||
+		strings.Contains(msg, "config.App") {
+		t.Errorf("apps as a mapping: exit %d %q", code, msg)
+	}
+	for _, cmd := range []string{"serve", "push", "listen", "bench"} {
+		if code, msg := run(cmd, "--help"); code != 0 || !strings.Contains(msg, "-") {
+			t.Errorf("%s --help: exit %d %q", cmd, code, msg)
+		}
+	}
+}
+
 // push takes its flags before or after DATA, reads DATA from stdin with -,
 // sends binary stdin or --base64 as data_base64, and pushes to a group.
 func TestPushCommandForms(t *testing.T) {

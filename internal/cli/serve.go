@@ -30,7 +30,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return fmt.Errorf("--log-level: %q is not debug, info, warn or error", *level)
 	}
 	hopts := &slog.HandlerOptions{Level: lvl}
 	var handler slog.Handler

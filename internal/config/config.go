@@ -305,6 +305,7 @@ func Parse(raw []byte) (*Config, error) {
 var (
 	unknownFieldRe = regexp.MustCompile(`^line (\d+): field \S+ not found in type \S+$`)
 	badValueRe     = regexp.MustCompile("^line (\\d+): cannot unmarshal !!\\w+ `(.*)` into (\\S+)$")
+	badNodeRe      = regexp.MustCompile(`^line (\d+): cannot unmarshal !!(map|seq) into (\S+)$`)
 )
 
 // plainYAMLError says a yaml.v3 message without Go's type names.
@@ -312,21 +313,29 @@ func plainYAMLError(m string) string {
 	if g := unknownFieldRe.FindStringSubmatch(m); g != nil {
 		return "line " + g[1] + ": unknown key"
 	}
+	if g := badNodeRe.FindStringSubmatch(m); g != nil {
+		given := map[string]string{"map": "a mapping of keys", "seq": "a list"}[g[2]]
+		return fmt.Sprintf("line %s: is %s, not %s", g[1], given, yamlKind(g[3]))
+	}
 	if g := badValueRe.FindStringSubmatch(m); g != nil {
-		want := map[string]string{"time.Duration": "a duration such as 30s or 1h", "string": "a string",
-			"bool": "true or false", "float64": "a number"}[g[3]]
-		switch {
-		case want != "":
-		case strings.HasPrefix(g[3], "int") || strings.HasPrefix(g[3], "uint"):
-			want = "a whole number"
-		case strings.HasPrefix(g[3], "[]"):
-			want = "a list"
-		default:
-			want = "a mapping of keys"
-		}
-		return fmt.Sprintf("line %s: %q is not %s", g[1], g[2], want)
+		return fmt.Sprintf("line %s: %q is not %s", g[1], g[2], yamlKind(g[3]))
 	}
 	return m
+}
+
+// yamlKind says what a Go type looks like in YAML.
+func yamlKind(goType string) string {
+	if want := map[string]string{"time.Duration": "a duration such as 30s or 1h", "string": "a string",
+		"bool": "true or false", "float64": "a number"}[goType]; want != "" {
+		return want
+	}
+	switch {
+	case strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	}
+	return "a mapping of keys"
 }
 
 // nameKeys rewrites yaml's "line N: ..." errors as "key.path (line N): ...",
@@ -340,27 +349,33 @@ func nameKeys(raw []byte, err error) string {
 	if yaml.Unmarshal(raw, &root) != nil {
 		return err.Error()
 	}
-	keys := map[int]string{}
-	collectKeys(&root, "", keys)
+	keys, containers := map[int]string{}, map[int]string{}
+	collectKeys(&root, "", keys, containers)
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {
+		at := keys
+		if badNodeRe.MatchString(m) { // about a mapping or a list, not its first key
+			at = containers
+		}
 		m = plainYAMLError(m)
 		msgs[i] = m
 		var line int
-		if _, scanErr := fmt.Sscanf(m, "line %d:", &line); scanErr == nil && keys[line] != "" {
+		if _, scanErr := fmt.Sscanf(m, "line %d:", &line); scanErr == nil && at[line] != "" {
 			_, rest, _ := strings.Cut(m, ": ")
-			msgs[i] = keys[line] + " (line " + strconv.Itoa(line) + "): " + rest
+			msgs[i] = at[line] + " (line " + strconv.Itoa(line) + "): " + rest
 		}
 	}
 	return strings.Join(msgs, "; ")
 }
 
-// collectKeys maps the line of every key and value to its dotted path.
-func collectKeys(n *yaml.Node, path string, keys map[int]string) {
+// collectKeys maps the line of every key and value to its dotted path, and
+// the line where a mapping or a list value starts (its first key's line)
+// to the path of the value itself, in containers.
+func collectKeys(n *yaml.Node, path string, keys, containers map[int]string) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
-			collectKeys(c, path, keys)
+			collectKeys(c, path, keys, containers)
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -370,11 +385,14 @@ func collectKeys(n *yaml.Node, path string, keys map[int]string) {
 				p = path + "." + k.Value
 			}
 			keys[k.Line], keys[v.Line] = p, p
-			collectKeys(v, p, keys)
+			if v.Kind == yaml.MappingNode || v.Kind == yaml.SequenceNode {
+				containers[v.Line] = p
+			}
+			collectKeys(v, p, keys, containers)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			collectKeys(c, fmt.Sprintf("%s[%d]", path, i), keys)
+			collectKeys(c, fmt.Sprintf("%s[%d]", path, i), keys, containers)
 		}
 	}
 }
