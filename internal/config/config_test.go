@@ -89,6 +89,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"api:\n  read_timeout: -1s\n" + goodApps:                                                       "api.read_timeout:",
 		"api:\n  idle_timeout: -1s\n" + goodApps:                                                       "api.idle_timeout:",
 		"node: n1\n":                                                                                   "apps:",
+		"apps:\n  id: demo\n":                                                                          "apps (line 2): is a mapping of keys, not a list",
 		"apps:\n  - id: Demo!\n    secret: x\n":                                                        "apps[0].id:",
 		"apps:\n  - id: demo\n    secret: short\n":                                                     "apps[0].secret:",
 		"apps:\n  - id: demo\n    secret: \"0123456789abcdef\"\n    api_key: k\n":                      "apps[0].api_key:",
