@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/auth"
@@ -201,6 +203,48 @@ func TestCommandLineErrors(t *testing.T) {
 	}
 }
 
+// push targets tags, collapses stored messages by key and schedules a push
+// for later; with --api and --key it needs --app, and says so.
+func TestPushCommandTagsAtCollapse(t *testing.T) {
+	ts := testserver.Start(t)
+	_, got := ts.Listen(t, "d1")
+	ts.Call(http.MethodPost, "/v1/tags", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{"d1"}, "add": []string{"vip", "city:bj"}})
+	base := []string{"push", "--api", ts.APIURL(), "--key", testserver.Demo.APIKey, "--app", "demo"}
+	run := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := Main(append(slices.Clone(base), args...), &out, &errOut); code != 0 {
+			t.Fatalf("push %v: exit %d %s", args, code, errOut.String())
+		}
+		return out.String()
+	}
+	if out := run("--tags", "vip,gold", "--tags-not", "beta", "to the vips"); !strings.Contains(out, `"online":1`) {
+		t.Fatalf("push --tags: %s", out)
+	}
+	if p := <-got; string(p.Data) != "to the vips" {
+		t.Fatalf("got %q", p.Data)
+	}
+	if out := run("--tags-all", "vip", "--tags-all", "city:sh", "to nobody"); !strings.Contains(out, `"online":0`) {
+		t.Fatalf("push --tags-all vip,city:sh: %s", out)
+	}
+	at := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	if out := run("--device", "d1", "--at", at, "later"); !strings.Contains(out, `"scheduled_at"`) {
+		t.Fatalf("push --at: %s", out)
+	}
+	run("--device", "offline", "--ttl", "600", "--collapse", "score", "1:0")
+	run("--device", "offline", "--ttl", "600", "--collapse", "score", "2:0")
+	c, gotOffline := ts.Listen(t, "offline")
+	defer c.Close()
+	if p := <-gotOffline; string(p.Data) != "2:0" {
+		t.Fatalf("after two collapsed pushes the device got %q first, want the newest", p.Data)
+	}
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"push", "--api", ts.APIURL(), "--key", testserver.Demo.APIKey, "--device", "d1", "x"}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "give --app with --api and --key") {
+		t.Fatalf("push --api --key without --app: exit %d %q", code, errOut.String())
+	}
+}
+
 // push takes its flags before or after DATA, reads DATA from stdin with -,
 // sends binary stdin or --base64 as data_base64, and pushes to a group.
 func TestPushCommandForms(t *testing.T) {
@@ -339,6 +383,20 @@ func TestTLSCommands(t *testing.T) {
 		ts.Call(http.MethodPost, "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{device}})
 		<-done
 	}
+	// listen --dispatch https://... trusts the config's certificate, and
+	// connects over TLS where dispatch says.
+	path := writeConfig(t, fmt.Sprintf("tls: {cert_file: %s, key_file: %s}\napps:\n  - {id: demo, secret: %q, api_key: %q}\n",
+		certFile, keyFile, testserver.Demo.Secret, testserver.Demo.APIKey))
+	var dout, derr syncBuffer
+	dispatched := make(chan int, 1)
+	go func() {
+		dispatched <- Main([]string{"listen", "--config", path, "--dispatch", ts.APIURL(), "--device", "tls-dispatch"}, &dout, &derr)
+	}()
+	testserver.Eventually(t, "listen --dispatch https:// to connect", func() bool {
+		return strings.Contains(derr.String(), "connected as tls-dispatch")
+	})
+	ts.Call(http.MethodPost, "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{"tls-dispatch"}})
+	<-dispatched
 	errOut.Reset()
 	if code := Main([]string{"listen", "--tls", "--addr", ts.GatewayAddr(), "--token", ts.Token("d1", "")}, &out, &errOut); code != 1 ||
 		!strings.Contains(errOut.String(), "certificate") {

@@ -30,12 +30,12 @@ func listen(args []string, stdout, stderr io.Writer) error {
 	app := fs.String("app", "", "app id, with --device")
 	device := fs.String("device", "", "device id to mint a token for, instead of --token")
 	user := fs.String("user", "", "user id, with --device")
-	useTLS := fs.Bool("tls", false, "connect with TLS: the native protocol over TLS, or wss:// (implied by --ca, --insecure, a wss:// --addr, or the config's tls.required)")
+	useTLS := fs.Bool("tls", false, "connect with TLS: the native protocol over TLS, or wss:// (implied by --ca, --insecure, a wss:// --addr, an https:// --dispatch, or the config's tls.required)")
 	tf := addTLSFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	*useTLS = *useTLS || tf.given() || strings.HasPrefix(*addr, "wss://")
+	*useTLS = *useTLS || tf.given() || strings.HasPrefix(*addr, "wss://") || strings.HasPrefix(*dispatch, "https://")
 	if *useTLS && strings.HasPrefix(*addr, "ws://") {
 		return fmt.Errorf("--addr %s is plaintext: give wss:// with --tls", *addr)
 	}

@@ -25,8 +25,14 @@ func push(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&users, "user", "user to push to (repeatable)")
 	group := fs.String("group", "", "group to push to (its connections now)")
 	broadcast := fs.Bool("broadcast", false, "push to every connection of the app")
+	var anyTags, allTags, notTags tagsFlag
+	fs.Var(&anyTags, "tags", "push to the devices with any of these `tags` (comma-separated, repeatable)")
+	fs.Var(&allTags, "tags-all", "push to the devices with all of these `tags`")
+	fs.Var(&notTags, "tags-not", "leave out the devices with any of these `tags` (with --tags or --tags-all)")
 	ttl := fs.Int64("ttl", 0, "seconds to keep the message for offline devices; 0 = online only")
 	id := fs.String("id", "", "idempotency key")
+	at := fs.String("at", "", "send at this `time` (RFC 3339, e.g. 2026-12-24T18:00:00Z) instead of now")
+	collapse := fs.String("collapse", "", "collapse `key`: a stored message replaces an undelivered one with the same key")
 	b64 := fs.Bool("base64", false, "DATA is base64: push the bytes it decodes to")
 	tf := addTLSFlags(fs)
 	positional, err := parseInterspersed(fs, args)
@@ -41,6 +47,9 @@ func push(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var cfg *config.Config
+	if *key != "" && *api != "" && *app == "" && *path == "" {
+		return errors.New("give --app with --api and --key (or --config, which names the app)")
+	}
 	if *key == "" || *api == "" || *app == "" || *path != "" {
 		if cfg, err = config.LoadOrDemo(*path, false); err != nil {
 			return err
@@ -81,8 +90,13 @@ func push(args []string, stdout, stderr io.Writer) error {
 	if *broadcast {
 		body["broadcast"] = true
 	}
-	if *id != "" {
-		body["id"] = *id
+	if len(anyTags)+len(allTags)+len(notTags) > 0 {
+		body["tags"] = map[string][]string{"any": anyTags, "all": allTags, "not": notTags}
+	}
+	for k, v := range map[string]string{"id": *id, "at": *at, "collapse": *collapse} {
+		if v != "" {
+			body[k] = v
+		}
 	}
 	raw, _ := json.Marshal(body)
 	req, err := http.NewRequest(http.MethodPost, strings.TrimRight(*api, "/")+"/v1/push", bytes.NewReader(raw))
@@ -100,11 +114,20 @@ func push(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted { // 202: scheduled
 		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(answer))
 	}
 	_, err = stdout.Write(answer)
 	return err
+}
+
+// tagsFlag is a repeatable flag of comma-separated tags.
+type tagsFlag []string
+
+func (l *tagsFlag) String() string { return strings.Join(*l, ",") }
+func (l *tagsFlag) Set(v string) error {
+	*l = append(*l, strings.Split(v, ",")...)
+	return nil
 }
 
 // pushData turns the DATA argument into the push's payload and the key it
