@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -521,4 +524,54 @@ func TestMQTTGarbageAffectsOnlyItsConnection(t *testing.T) {
 	}
 	ts.Push(map[string]any{"devices": []string{"other"}, "data": "at the end"})
 	other.next(t, pushTopic, "at the end")
+}
+
+// TestMQTTDocsTryIt runs docs/mqtt.md's "Try it" as written, against a
+// server of this test: the subscriber gets its stored push, and the
+// publisher, a device of its own, replaces nobody.
+func TestMQTTDocsTryIt(t *testing.T) {
+	page, err := os.ReadFile("../../docs/mqtt.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tryIt := string(page[bytes.Index(page, []byte("## Try it")):])
+	ts := testserver.Start(t)
+	_, port, _ := net.SplitHostPort(ts.GatewayAddr())
+	tokens := map[string]string{}
+	for _, m := range regexp.MustCompile(`(\w+)=\$\(go run ./cmd/longlink token --device (\w+)\)`).FindAllStringSubmatch(tryIt, -1) {
+		tokens[m[1]] = ts.Token(m[2], "")
+	}
+	command := func(name string) []string {
+		line := regexp.MustCompile(`(?m)^` + name + ` .*$`).FindString(tryIt)
+		if line == "" {
+			t.Fatalf("no %s in the docs' Try it", name)
+		}
+		args := strings.Fields(strings.Replace(line, "-p 7070", "-p "+port, 1))
+		for i, a := range args {
+			if v, ok := strings.CutPrefix(strings.Trim(a, `"`), "$"); ok {
+				args[i] = tokens[v]
+			}
+		}
+		return args[1:]
+	}
+	ts.Push(stored([]string{"d1"}, "kept for d1"))
+	sub := exec.Command("mosquitto_sub", append(command("mosquitto_sub"), "-C", "2", "-W", "20")...)
+	var subOut bytes.Buffer
+	sub.Stdout, sub.Stderr = &subOut, &subOut
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Process.Kill()
+	testserver.Eventually(t, "mosquitto_sub online", func() bool { return online(t, ts, "d1") })
+	run(t, "mosquitto_pub", command("mosquitto_pub")...)
+	ts.Push(map[string]any{"devices": []string{"d1"}, "data": "after the pub"})
+	if err := sub.Wait(); err != nil {
+		t.Fatalf("mosquitto_sub: %v\n%s", err, subOut.String())
+	}
+	if want := "longlink/demo/push kept for d1\nlonglink/demo/push after the pub\n"; subOut.String() != want {
+		t.Fatalf("mosquitto_sub printed %q, want %q", subOut.String(), want)
+	}
+	if n := metricValue(ts, `longlink_disconnects_total\{reason="replaced"\}`); n > 0 {
+		t.Fatalf("%v connections replaced: mosquitto_pub took the subscriber's device", n)
+	}
 }
