@@ -14,20 +14,21 @@ import (
 	"github.com/longlink/longlink/protocol"
 )
 
-// pushRequest is the body of POST /v1/push.
+// pushRequest is the body of POST /v1/push. Encoded (a scheduled push is
+// kept so), it leaves out what the request left out.
 type pushRequest struct {
 	App        string     `json:"app"`
-	Devices    []string   `json:"devices"`
-	Users      []string   `json:"users"`
-	Group      string     `json:"group"`
-	Broadcast  bool       `json:"broadcast"`
-	Tags       *tagTarget `json:"tags"`
-	Data       *string    `json:"data"`
-	DataBase64 *string    `json:"data_base64"`
-	TTL        int64      `json:"ttl"`
-	ID         string     `json:"id"`
-	Collapse   string     `json:"collapse"`
-	At         string     `json:"at"`
+	Devices    []string   `json:"devices,omitempty"`
+	Users      []string   `json:"users,omitempty"`
+	Group      string     `json:"group,omitempty"`
+	Broadcast  bool       `json:"broadcast,omitempty"`
+	Tags       *tagTarget `json:"tags,omitempty"`
+	Data       *string    `json:"data,omitempty"`
+	DataBase64 *string    `json:"data_base64,omitempty"`
+	TTL        int64      `json:"ttl,omitempty"`
+	ID         string     `json:"id,omitempty"`
+	Collapse   string     `json:"collapse,omitempty"`
+	At         string     `json:"at,omitempty"`
 }
 
 type pushResponse struct {

@@ -10,12 +10,13 @@ import (
 	"github.com/longlink/longlink/protocol"
 )
 
-// Scheduled pushes: POST /v1/push with "at" keeps the request (checked
-// now) in the store under the message id it will have, and answers 202;
-// FireDue, run every moment by every node, claims the due ones (each by
-// one node, for claimLease) and pushes them. A push whose node died after
-// its claim is claimed again when the lease ends, and its idempotency key
-// ("scheduled:<id>") keeps it from being sent twice.
+// Scheduled pushes: POST /v1/push with "at" keeps the request as it was
+// sent (checked now) in the store under the message id it will have, and
+// answers 202; FireDue, run every moment by every node, claims the due ones
+// (each by one node, for claimLease) and pushes them. A push whose node
+// died after its claim is claimed again when the lease ends, and the
+// idempotency key it is sent with ("scheduled:<id>") keeps it from being
+// sent twice.
 const (
 	claimLease = 30 * time.Second
 	claimBatch = 100
@@ -39,9 +40,7 @@ func (s *Server) schedule(ctx context.Context, req *pushRequest) (map[string]any
 	} else if used { // a repeated key schedules nothing again
 		return map[string]any{"id": first, "duplicate": true}, nil
 	}
-	next := *req
-	next.At, next.ID = "", "scheduled:"+id
-	body, _ := json.Marshal(next) // strings, numbers and slices: it cannot fail
+	body, _ := json.Marshal(req) // strings, numbers and slices: it cannot fail
 	if err := s.store.Schedule(ctx, store.Scheduled{App: req.App, ID: id, At: at, Request: body}); err != nil {
 		return nil, unavailable(err)
 	}
@@ -81,6 +80,7 @@ func (s *Server) fire(ctx context.Context, p store.Scheduled) error {
 		s.log.Warn("scheduled push of an app that is gone: dropped", "app", p.App, "id", p.ID)
 		return nil
 	}
+	req.At, req.ID = "", "scheduled:"+p.ID
 	data, target, err := s.checkPush(&req)
 	if err != nil {
 		s.log.Warn("scheduled push no longer valid: dropped", "app", p.App, "id", p.ID, "err", err)

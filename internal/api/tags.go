@@ -67,9 +67,9 @@ func checkTagChange(add, remove []string) error {
 // tagTarget is a push's "tags" target: devices with any of Any, all of
 // All, none of Not.
 type tagTarget struct {
-	Any []string `json:"any"`
-	All []string `json:"all"`
-	Not []string `json:"not"`
+	Any []string `json:"any,omitempty"`
+	All []string `json:"all,omitempty"`
+	Not []string `json:"not,omitempty"`
 }
 
 // check checks a tag expression.

@@ -2,7 +2,10 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,12 +33,19 @@ func TestScheduledPush(t *testing.T) {
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		d1 := connect(t, ts, tr, ts.Token("d1", ""))
 		start := time.Now()
-		id := schedule(t, ts, time.Second, map[string]any{"devices": []string{"d1"}, "data": "at its time", "ttl": 600})
+		sent := map[string]any{"devices": []string{"d1"}, "data": "at its time", "ttl": 600}
+		id := schedule(t, ts, time.Second, sent)
 		cancelled := schedule(t, ts, time.Second, map[string]any{"devices": []string{"d1"}, "data": "never"})
 		status, out := ts.Call(http.MethodGet, "/v1/messages?app=demo&state=scheduled", testserver.Demo.APIKey, nil)
-		if list, _ := out["messages"].([]any); status != http.StatusOK || len(list) != 2 ||
-			list[0].(map[string]any)["state"] != "scheduled" || list[0].(map[string]any)["push"].(map[string]any)["data"] == nil {
+		list, _ := out["messages"].([]any)
+		if status != http.StatusOK || len(list) != 2 || list[0].(map[string]any)["state"] != "scheduled" {
 			t.Fatalf("list: %d %v", status, out)
+		}
+		// Each lists the request as it was sent: no internal key, no empty fields.
+		i := slices.IndexFunc(list, func(m any) bool { return m.(map[string]any)["id"] == id })
+		if push, _ := json.Marshal(list[max(i, 0)].(map[string]any)["push"]); i < 0 ||
+			string(push) != fmt.Sprintf(`{"app":"demo","at":%q,"data":"at its time","devices":["d1"],"ttl":600}`, sent["at"]) {
+			t.Fatalf("%s listed as %s", id, push)
 		}
 		report(t, ts, id, map[string]any{"state": "scheduled"})
 		if status, out := ts.Call(http.MethodDelete, "/v1/messages/"+cancelled+"?app=demo", testserver.Demo.APIKey, nil); status != http.StatusOK || out["cancelled"] != true {
