@@ -225,6 +225,15 @@ func (s *Server) Handler() http.Handler { return s.route(s.mux) }
 // its own guarding).
 func (s *Server) HandleOps(pattern string, h http.Handler) { s.ops.Handle(pattern, h) }
 
+// HandleEverywhere adds a route to the API's port, and to the ops surface
+// where it has a port of its own.
+func (s *Server) HandleEverywhere(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	if s.ops != s.mux {
+		s.ops.Handle(pattern, h)
+	}
+}
+
 // HandleAPI adds a route to the API's port (the demo page).
 func (s *Server) HandleAPI(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 

@@ -195,9 +195,10 @@ func TestOpsSurface(t *testing.T) {
 	if ops == apart.APIURL() {
 		t.Fatal("ops.listen did not give the ops surface a port of its own")
 	}
-	// /metrics moves there too, behind the token.
+	// /metrics moves there too, behind the token; each port has a favicon.
 	for url, want := range map[string]int{ops + "/debug/pprof/": 200, ops + "/metrics": 200, ops + "/healthz": 200,
-		apart.APIURL() + "/debug/pprof/": 404, apart.APIURL() + "/metrics": 404} {
+		apart.APIURL() + "/debug/pprof/": 404, apart.APIURL() + "/metrics": 404,
+		ops + "/favicon.ico": 200, apart.APIURL() + "/favicon.ico": 200, api + "/favicon.ico": 200} {
 		if got := get(t, url, token); got != want {
 			t.Errorf("GET %s: %d, want %d", url, got, want)
 		}

@@ -40,6 +40,9 @@ func Dashboard(a *api.Server) {
 	for _, name := range []string{"dashboard.js", "style.css"} {
 		a.HandleOps("GET /dashboard/"+name, a.OpsOnly(file(name), login))
 	}
+	// The browser asks every page's host for it: the dashboard's, the
+	// demo's, and a bare API port opened in a tab.
+	a.HandleEverywhere("GET /favicon.ico", file("favicon.svg"))
 }
 
 // Demo adds the demo page to the API's port of a: /demo, the JS SDK at
@@ -109,7 +112,7 @@ func serveFile(w http.ResponseWriter, name string, status int) {
 }
 
 var contentTypes = map[string]string{".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-	".css": "text/css; charset=utf-8"}
+	".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
 // write answers b, the content of a file named name, with status.
 func write(w http.ResponseWriter, name string, b []byte, status int) {

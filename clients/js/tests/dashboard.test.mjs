@@ -48,6 +48,8 @@ test('the dashboard asks for the ops token, then shows live figures, kicks and p
 
   const online = page.locator('[data-figure="connections"]');
   await online.filter({ hasText: /^0$/ }).waitFor();
+  // Before any device sent its stats, the client-quality table says so.
+  await page.locator('#quality tbody tr', { hasText: 'no data yet' }).waitFor();
 
   // Devices connect: the count follows, without a reload.
   const a = await device();
@@ -58,6 +60,8 @@ test('the dashboard asks for the ops token, then shows live figures, kicks and p
   await page.locator('#apps tbody tr', { hasText: 'ws_json' }).filter({ hasText: '3' }).waitFor();
   await page.locator('#quality tbody tr', { hasText: 'wifi' }).waitFor(); // the devices' stats
   await page.locator('#nodes tbody tr', { hasText: 'serving' }).waitFor();
+  // Memory per connection is not RSS over 3: it waits for 100 connections.
+  assert.equal(await page.locator('#nodes tbody tr td').nth(5).textContent(), '–');
 
   // A push from the page reaches the device.
   const pushes = [];
@@ -71,7 +75,16 @@ test('the dashboard asks for the ops token, then shows live figures, kicks and p
   // Look up, then kick: the device closes with 4008, and the count drops.
   await page.click('#device-form button[type=submit]');
   await page.locator('#device-out', { hasText: '"online": true' }).waitFor();
+  // Kick asks first: dismissed, nothing happens; accepted, the device goes.
+  const asked = [];
+  const dismiss = (d) => { asked.push(d.message()); d.dismiss(); };
+  page.once('dialog', dismiss);
+  await page.click('#kick');
+  await eventually(() => asked.length === 1, 'the kick to ask');
+  assert.match(asked[0], new RegExp(`Kick ${id}`));
+  assert.equal(a.state, 'connected');
   const closed = new Promise((r) => a.on('closed', r));
+  page.once('dialog', (d) => d.accept());
   await page.click('#kick');
   assert.equal((await closed).code, Code.KICKED);
   await page.locator('#device-out', { hasText: '"kicked": 1' }).waitFor();

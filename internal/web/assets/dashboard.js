@@ -113,6 +113,10 @@ function drawCharts(cluster, now) {
   }
 }
 
+// PER_CONN_FROM is the fewest connections a node's memory per connection
+// is shown for: below, it is the process's own memory over a few.
+const PER_CONN_FROM = 100;
+
 function drawNodes(nodes) {
   setRows('#nodes', nodes.map((n, i) => {
     const one = view([n]);
@@ -120,7 +124,9 @@ function drawNodes(nodes) {
     const rss = one.gauge('process_resident_memory_bytes');
     const drain = el('button', { class: 'danger', 'data-drain': n.node }, i === 0 ? 'Drain (this node)' : 'Drain');
     drain.onclick = () => drainNode(n.node);
-    return [n.node, n.state, int(conns), pct(one.rate('process_cpu_seconds_total')), bytes(rss), conns > 0 ? bytes(rss / conns) : '–',
+    // Per connection only where connections, not the process's base, make
+    // most of the memory.
+    return [n.node, n.state, int(conns), pct(one.rate('process_cpu_seconds_total')), bytes(rss), conns >= PER_CONN_FROM ? bytes(rss / conns) : '–',
       int(one.gauge('go_goroutines')), secs(gcPauseMax(n)), new Date(n.started_at).toLocaleString(), drain];
   }));
 }
@@ -148,14 +154,16 @@ function drawApps(nodes) {
       }
     }
   }
-  setRows('#quality', [...groups.values()].map((l) => {
+  const quality = [...groups.values()].map((l) => {
     const avg = (name) => {
       const total = (suffix) => c.gauge(name + suffix, l);
       return ratio(total('_sum'), total('_count'));
     };
     return [l.app, l.transport, l.network, secs(avg('longlink_client_rtt_seconds')), secs(avg('longlink_client_connect_seconds')),
       num(c.rate('longlink_client_connect_failures_total', l))];
-  }));
+  });
+  setRows('#quality', quality.length ? quality
+    : [[el('span', { class: 'note' }, 'no data yet: devices send it with the stats op (the SDKs do, every few minutes)'), '', '', '', '', '']]);
 }
 
 async function call(method, path, body) {
@@ -204,7 +212,8 @@ $('#device-form').addEventListener('submit', (ev) => {
 });
 $('#kick').addEventListener('click', () => {
   const { app, device } = deviceForm();
-  if (device) show($('#device-out'), () => call('POST', '/v1/admin/kick', { app, devices: [device] }));
+  if (!device || !confirm(`Kick ${device} of ${app}? Its connection is closed with 4008.`)) return;
+  show($('#device-out'), () => call('POST', '/v1/admin/kick', { app, devices: [device] }));
 });
 $('#push').addEventListener('click', () => {
   const { app, device, data, stored } = deviceForm();
