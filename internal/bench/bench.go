@@ -82,11 +82,13 @@ type Result struct {
 	Devices        int          `json:"devices"`
 	Connected      int          `json:"connected"`
 	ConnectErrors  int          `json:"connect_errors"`
+	ConnectError   string       `json:"connect_error,omitempty"` // the first, when there were some
 	ConnectSeconds float64      `json:"connect_seconds"`
 	ConnectRate    float64      `json:"connect_rate"`
 	ConnectLatency Percentiles  `json:"connect_latency_ms"`
 	Sent           int64        `json:"sent,omitempty"`              // API calls
 	SendErrors     int64        `json:"send_errors,omitempty"`       // API calls that failed
+	SendError      string       `json:"send_error,omitempty"`        // the first failure's cause
 	Expected       int64        `json:"expected,omitempty"`          // deliveries expected
 	Others         int64        `json:"other_connections,omitempty"` // broadcast: connections of the app not the run's, reached too
 	Delivered      int64        `json:"delivered,omitempty"`         // deliveries seen
@@ -130,7 +132,7 @@ func Run(o Options) (*Result, error) {
 	}
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, TLSClientConfig: tlsConf}}
-	scrapeAPIs := func() []metrics { return scrapeAll(hc, o.APIs) }
+	scrapeAPIs := func() scrapes { return scrapeAll(hc, o.APIs) }
 	before := scrapeAPIs()
 	f, err := startFleet(&o)
 	if err != nil {
@@ -244,9 +246,10 @@ func (o *Options) connect(f *fleet, r *Result) error {
 			if err != nil {
 				return err
 			}
-			r.Connected, r.ConnectErrors = rep.connected, rep.errors
+			r.Connected, r.ConnectErrors, r.ConnectError = rep.connected, rep.errors, rep.firstErr
 			if rep.connected == 0 {
-				return fmt.Errorf("none of the %d devices could log in (%d errors): check the gateway addresses, the transport and the app's secret (a worker's log above says why)", o.N, rep.errors)
+				return fmt.Errorf("none of the %d devices could log in (%d errors; the first: %s): check the gateway addresses, the transport and the app's secret",
+					o.N, rep.errors, rep.firstErr)
 			}
 			r.ConnectRate = float64(rep.connected) / r.ConnectSeconds
 			r.ConnectLatency = percentiles(rep.connect)
@@ -267,6 +270,7 @@ func (o *Options) sendLoad(f *fleet, r *Result, p *pusher, send func([]byte) (in
 		return err
 	}
 	var expected, calls, failed atomic.Int64
+	var firstErr atomic.Pointer[string]
 	interval := time.Duration(float64(time.Second) / o.Rate)
 	jobs := make(chan struct{}, 1024)
 	var wg sync.WaitGroup
@@ -279,6 +283,8 @@ func (o *Options) sendLoad(f *fleet, r *Result, p *pusher, send func([]byte) (in
 				calls.Add(1)
 				if err != nil {
 					failed.Add(1)
+					msg := err.Error()
+					firstErr.CompareAndSwap(nil, &msg)
 					continue
 				}
 				expected.Add(n)
@@ -306,6 +312,12 @@ func (o *Options) sendLoad(f *fleet, r *Result, p *pusher, send func([]byte) (in
 	wg.Wait()
 	sendSeconds := time.Since(start).Seconds()
 	r.Sent, r.SendErrors, r.Expected = calls.Load(), failed.Load(), expected.Load()
+	if e := firstErr.Load(); e != nil {
+		r.SendError = *e
+		if r.SendErrors == r.Sent {
+			return fmt.Errorf("every one of the %d API calls failed; the first: %s", r.Sent, *e)
+		}
+	}
 	if err := o.awaitDeliveries(f, r); err != nil {
 		return err
 	}

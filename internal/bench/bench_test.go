@@ -114,8 +114,50 @@ func TestBenchFailsWhenNoDeviceConnects(t *testing.T) {
 	ts := testserver.Start(t, func(c *config.Config) { c.Apps = c.Apps[:1] })
 	o := runOptions(ts, "connect", 5)
 	o.Secret = "not-the-secret-0123456789"
-	if _, err := Run(o); err == nil || !strings.Contains(err.Error(), "none of the 5 devices could log in") {
-		t.Fatalf("every login refused: %v", err)
+	if _, err := Run(o); err == nil || !strings.Contains(err.Error(), "none of the 5 devices could log in") ||
+		!strings.Contains(err.Error(), "the first: ") || !strings.Contains(err.Error(), "signature") {
+		t.Fatalf("every login refused: %v, want it to say why", err)
+	}
+}
+
+// A run whose every API call fails is an error that says why; a server
+// that cannot be scraped is reported as not measured, with no figure made
+// up for it.
+func TestBenchSaysWhy(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) { c.Apps = c.Apps[:1] })
+	o := runOptions(ts, "unicast", 5)
+	o.APIKey = "not-the-key-0123456789"
+	if _, err := Run(o); err == nil || !strings.Contains(err.Error(), "API calls failed; the first:") || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("every call refused: %v, want it to say why", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "http://" + ln.Addr().String()
+	ln.Close()
+	o = runOptions(ts, "connect", 5)
+	o.APIs = []string{gone}
+	r, err := Run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Servers[0]; s.Figures != nil || !strings.Contains(s.Error, "not measured") || !strings.Contains(s.Error, "refused") {
+		t.Fatalf("an unreachable server: %+v", s)
+	}
+}
+
+// The GC pause a run reports is its own: the bound of the highest pause
+// bucket that grew during it, not the process's longest since it started.
+func TestMaxPauseGrown(t *testing.T) {
+	bucket := func(le string) string { return pauseBucket + le + `"}` }
+	before := metrics{bucket("0.0001"): 10, bucket("0.001"): 12, bucket("0.1"): 13, bucket("+Inf"): 13}
+	after := metrics{bucket("0.0001"): 20, bucket("0.001"): 25, bucket("0.1"): 13, bucket("+Inf"): 25}
+	if got := maxPauseGrown(before, after); got != 0.001 {
+		t.Fatalf("max pause %v, want 0.001 (the 0.1 bucket did not grow in this run)", got)
+	}
+	if got := maxPauseGrown(after, after); got != 0 {
+		t.Fatalf("no GC in the run: %v", got)
 	}
 }
 

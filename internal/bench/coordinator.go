@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,6 +135,7 @@ func (f *fleet) reset() error {
 type counts struct {
 	connected, errors int
 	delivered, stored int64
+	firstErr          string // the first worker's first login error
 }
 
 func (c *counts) add(e event) {
@@ -141,6 +143,7 @@ func (c *counts) add(e event) {
 	c.errors += e.Errors
 	c.delivered += e.Delivered
 	c.stored += e.Stored
+	c.firstErr = cmp.Or(c.firstErr, e.Err)
 }
 
 // progress sums the workers' latest progress.

@@ -19,14 +19,25 @@ func (o *Options) drain(f *fleet, r *Result, p *pusher) error {
 		return err
 	}
 	// others scrapes the other nodes once: their connections and logins.
-	others := func() (conns, logins float64) {
-		for _, m := range scrapeAll(p.client, o.APIs[1:]) {
+	others := func() (conns, logins float64, err error) {
+		s := scrapeAll(p.client, o.APIs[1:])
+		for i, m := range s.m {
+			if s.errs[i] != nil {
+				return 0, 0, fmt.Errorf("drain: %s: %w", o.APIs[1+i], s.errs[i])
+			}
 			conns, logins = conns+m["longlink_connections"], logins+m["longlink_connects_total"]
 		}
-		return conns, logins
+		return conns, logins, nil
 	}
-	moving := scrape(p.client, o.APIs[0])["longlink_connections"]
-	held, logins := others()
+	first, err := scrape(p.client, o.APIs[0])
+	if err != nil {
+		return fmt.Errorf("drain: %s: %w", o.APIs[0], err)
+	}
+	moving := first["longlink_connections"]
+	held, logins, err := others()
+	if err != nil {
+		return err
+	}
 	target := held + moving
 
 	var expected atomic.Int64
@@ -70,7 +81,11 @@ func (o *Options) drain(f *fleet, r *Result, p *pusher) error {
 	window := []sample{{start, logins}}
 	for {
 		time.Sleep(250 * time.Millisecond)
-		held, logins = others()
+		if held, logins, err = others(); err != nil {
+			close(stop)
+			wg.Wait()
+			return err
+		}
 		s := sample{time.Now(), logins}
 		window = append(window, s)
 		for len(window) > 2 && s.at.Sub(window[1].at) >= time.Second {

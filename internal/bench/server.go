@@ -2,14 +2,25 @@ package bench
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 )
 
-// Server is what a run saw of one server, from its /metrics.
+// Server is what a run saw of one server, from its /metrics: its figures,
+// or why there are none (a scrape failed, or the server restarted during
+// the run): no figure is given that was not measured.
 type Server struct {
-	API          string  `json:"api"`
+	API      string `json:"api"`
+	Error    string `json:"error,omitempty"`
+	*Figures        // nil with Error
+}
+
+// Figures are a server's measured figures.
+type Figures struct {
 	Connections  float64 `json:"connections"`         // longlink_connections, summed over apps
 	RSSBefore    float64 `json:"rss_before_bytes"`    // before the devices connected
 	RSSConnected float64 `json:"rss_connected_bytes"` // once they all had
@@ -18,30 +29,45 @@ type Server struct {
 	// measured once they all had connected; omitted when the server's RSS
 	// did not grow (it reused memory an earlier load had left it).
 	BytesPerConn float64 `json:"rss_bytes_per_connection,omitempty"`
-	CPUSeconds   float64 `json:"cpu_seconds"`     // spent during the run
-	GCMaxPauseMs float64 `json:"gc_max_pause_ms"` // longest recent stop-the-world pause
+	CPUSeconds   float64 `json:"cpu_seconds"` // spent during the run
+	// GCMaxPauseMs bounds the longest stop-the-world GC pause of the run:
+	// the upper bound of the highest bucket of the pause histogram that
+	// grew during it (0: no GC ran).
+	GCMaxPauseMs float64 `json:"gc_max_pause_ms"`
 	Goroutines   float64 `json:"goroutines"`
 }
 
-// metrics is one scrape: series name (labels dropped, values summed) or
-// name{quantile="1"} for the summary's maximum.
+// metrics is one scrape: series name (labels dropped, values summed), but
+// for the GC pause histogram's buckets, kept apart by their bound.
 type metrics map[string]float64
 
-func scrapeAll(hc *http.Client, apis []string) []metrics {
-	out := make([]metrics, len(apis))
-	for i, api := range apis {
-		out[i] = scrape(hc, api)
-	}
-	return out
+// pauseBucket is the prefix of the GC pause histogram's buckets.
+const pauseBucket = `go_sched_pauses_total_gc_seconds_bucket{le="`
+
+// scrapes are one scrape of each server, or why it failed.
+type scrapes struct {
+	m    []metrics
+	errs []error
 }
 
-func scrape(hc *http.Client, api string) metrics {
-	m := metrics{}
+func scrapeAll(hc *http.Client, apis []string) scrapes {
+	s := scrapes{m: make([]metrics, len(apis)), errs: make([]error, len(apis))}
+	for i, api := range apis {
+		s.m[i], s.errs[i] = scrape(hc, api)
+	}
+	return s
+}
+
+func scrape(hc *http.Client, api string) (metrics, error) {
 	resp, err := hc.Get(api + "/metrics")
 	if err != nil {
-		return m
+		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s (with ops.listen set, /metrics is on the ops port)", resp.Status)
+	}
+	m := metrics{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
@@ -57,8 +83,8 @@ func scrape(hc *http.Client, api string) metrics {
 			continue
 		}
 		name := line[:sp]
-		if strings.HasPrefix(name, "go_gc_duration_seconds{") {
-			m[name] = v // keep the quantiles apart
+		if strings.HasPrefix(name, pauseBucket) {
+			m[name] = v // keep the buckets apart
 			continue
 		}
 		if i := strings.IndexByte(name, '{'); i >= 0 {
@@ -66,23 +92,52 @@ func scrape(hc *http.Client, api string) metrics {
 		}
 		m[name] += v
 	}
-	return m
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // serverStats compares the scrapes of each server before the devices
 // connected, once they had, and after the run.
-func serverStats(apis []string, before, connected, after []metrics) []Server {
+func serverStats(apis []string, before, connected, after scrapes) []Server {
 	out := make([]Server, len(apis))
 	for i, api := range apis {
-		b, c, a := before[i], connected[i], after[i]
-		s := Server{API: api, Connections: a["longlink_connections"], RSSBefore: b["process_resident_memory_bytes"],
-			RSSConnected: c["process_resident_memory_bytes"], RSSAfter: a["process_resident_memory_bytes"],
-			CPUSeconds:   a["process_cpu_seconds_total"] - b["process_cpu_seconds_total"],
-			GCMaxPauseMs: a[`go_gc_duration_seconds{quantile="1"}`] * 1000, Goroutines: a["go_goroutines"]}
-		if added := c["longlink_connections"] - b["longlink_connections"]; added > 0 && s.RSSConnected > s.RSSBefore {
-			s.BytesPerConn = (s.RSSConnected - s.RSSBefore) / added
+		out[i] = Server{API: api}
+		if err := errors.Join(before.errs[i], connected.errs[i], after.errs[i]); err != nil {
+			out[i].Error = "not measured: " + err.Error()
+			continue
 		}
-		out[i] = s
+		b, c, a := before.m[i], connected.m[i], after.m[i]
+		cpu := a["process_cpu_seconds_total"] - b["process_cpu_seconds_total"]
+		if cpu < 0 {
+			out[i].Error = "not measured: its CPU time went back, so it restarted during the run"
+			continue
+		}
+		f := &Figures{Connections: a["longlink_connections"], RSSBefore: b["process_resident_memory_bytes"],
+			RSSConnected: c["process_resident_memory_bytes"], RSSAfter: a["process_resident_memory_bytes"],
+			CPUSeconds: cpu, GCMaxPauseMs: maxPauseGrown(b, a) * 1000, Goroutines: a["go_goroutines"]}
+		if added := c["longlink_connections"] - b["longlink_connections"]; added > 0 && f.RSSConnected > f.RSSBefore {
+			f.BytesPerConn = (f.RSSConnected - f.RSSBefore) / added
+		}
+		out[i].Figures = f
 	}
 	return out
+}
+
+// maxPauseGrown returns the upper bound (seconds) of the highest bucket of
+// the GC pause histogram that grew from before to after: the run's longest
+// pause is at most that. 0: no pause during the run.
+func maxPauseGrown(before, after metrics) float64 {
+	top := 0.0
+	for name, v := range after {
+		le, ok := strings.CutPrefix(name, pauseBucket)
+		if !ok || v <= before[name] {
+			continue
+		}
+		if bound, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64); err == nil && !math.IsInf(bound, 1) {
+			top = max(top, bound)
+		}
+	}
+	return top
 }

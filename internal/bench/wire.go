@@ -29,7 +29,7 @@ type event struct {
 	Connect   *hdrhistogram.Snapshot `json:"connect,omitempty"` // connect+login latency, µs
 	Latency   *hdrhistogram.Snapshot `json:"latency,omitempty"` // push latency, µs
 	Took      float64                `json:"took,omitempty"`    // seconds (connected, back)
-	Err       string                 `json:"err,omitempty"`
+	Err       string                 `json:"err,omitempty"`     // the first login error (report)
 }
 
 // workerConfig tells a worker which devices it runs; it travels in the

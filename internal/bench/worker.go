@@ -30,6 +30,7 @@ type worker struct {
 
 	connected atomic.Int64
 	errors    atomic.Int64
+	firstErr  atomic.Pointer[string] // the first login error
 	delivered atomic.Int64
 	stored    atomic.Int64
 	connect   *latencies
@@ -93,7 +94,7 @@ func Worker(in io.Reader, out io.Writer) error {
 			w.latency.snapshot(true)
 			w.send(event{Type: "reset"})
 		case "report":
-			w.send(event{Type: "report", Connected: int(w.connected.Load()), Errors: int(w.errors.Load()),
+			w.send(event{Type: "report", Connected: int(w.connected.Load()), Errors: int(w.errors.Load()), Err: w.firstError(),
 				Delivered: w.delivered.Load(), Stored: w.stored.Load(),
 				Connect: w.connect.snapshot(false), Latency: w.latency.snapshot(false)})
 		case "drop":
@@ -194,6 +195,8 @@ func (w *worker) dial(i int) {
 	}
 	if err != nil {
 		w.errors.Add(1)
+		msg := err.Error()
+		w.firstErr.CompareAndSwap(nil, &msg)
 		return
 	}
 	w.connect.record(n, time.Since(start))
@@ -201,6 +204,14 @@ func (w *worker) dial(i int) {
 	w.clients[i] = c
 	w.mu.Unlock()
 	w.connected.Add(1)
+}
+
+// firstError is the first login error, or "".
+func (w *worker) firstError() string {
+	if e := w.firstErr.Load(); e != nil {
+		return *e
+	}
+	return ""
 }
 
 // received counts a push that device n received (stored: with a seq or

@@ -169,9 +169,15 @@ func printResult(w io.Writer, r *bench.Result) {
 	}
 	p("longlink bench %s over %s, %d devices", r.Scenario, r.Transport, r.Devices)
 	p("  connected              %d (%d errors) in %.2fs: %.0f logins/s", r.Connected, r.ConnectErrors, r.ConnectSeconds, r.ConnectRate)
+	if r.ConnectError != "" {
+		p("  first login error      %s", r.ConnectError)
+	}
 	lat("connect + login", r.ConnectLatency)
 	if r.Expected > 0 || r.Sent > 0 {
 		p("  API calls              %d (%d failed)", r.Sent, r.SendErrors)
+		if r.SendError != "" {
+			p("  first API error        %s", r.SendError)
+		}
 		p("  delivered              %d of %d expected: reach %.2f%%", r.Delivered, r.Expected, 100*r.Reach)
 		if r.DeliveryRate > 0 {
 			p("  delivery rate          %.0f/s", r.DeliveryRate)
@@ -191,11 +197,15 @@ func printResult(w io.Writer, r *bench.Result) {
 			r.Moved, r.DrainSeconds, r.PeakLoginRate, r.StoredReceived, r.StoredExpected)
 	}
 	for _, s := range r.Servers {
+		if s.Figures == nil {
+			p("  server %s: %s", s.API, s.Error)
+			continue
+		}
 		perConn := "n/a: RSS did not grow"
 		if s.BytesPerConn > 0 {
 			perConn = fmt.Sprintf("%.0f bytes/connection", s.BytesPerConn)
 		}
-		p("  server %s: %.0f connections, RSS %.1f -> %.1f (all connected) -> %.1f MB (%s), CPU %.2fs, goroutines %.0f, GC max pause %.3f ms",
+		p("  server %s: %.0f connections, RSS %.1f -> %.1f (all connected) -> %.1f MB (%s), CPU %.2fs, goroutines %.0f, GC max pause this run <= %.3f ms",
 			s.API, s.Connections, s.RSSBefore/1e6, s.RSSConnected/1e6, s.RSSAfter/1e6, perConn, s.CPUSeconds, s.Goroutines, s.GCMaxPauseMs)
 	}
 }

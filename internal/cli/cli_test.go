@@ -17,6 +17,7 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/bench"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/testserver"
 )
@@ -421,5 +422,15 @@ func TestPrintPush(t *testing.T) {
 		if b.String() != c.want {
 			t.Errorf("%+v: %q, want %q", c.p, b.String(), c.want)
 		}
+	}
+}
+
+// bench prints why a server was not measured, and no figure for it.
+func TestPrintResultNotMeasured(t *testing.T) {
+	var b bytes.Buffer
+	printResult(&b, &bench.Result{Scenario: "connect", Transport: "tcp", Devices: 1, Connected: 1,
+		Servers: []bench.Server{{API: "http://127.0.0.1:1", Error: "not measured: connection refused"}}})
+	if out := b.String(); !strings.Contains(out, "server http://127.0.0.1:1: not measured: connection refused\n") || strings.Contains(out, "RSS") {
+		t.Fatalf("printed:\n%s", out)
 	}
 }
