@@ -68,21 +68,3 @@ func TestInternalErrorsStayInTheLog(t *testing.T) {
 		t.Fatalf("503 carries its cause: %d %s", rec.Code, rec.Body)
 	}
 }
-
-// objectKeys reports the top-level keys only, whatever the values hold.
-func TestObjectKeys(t *testing.T) {
-	for body, want := range map[string]string{
-		`{"app":"demo","devices":["a","b}"],"data":"x\"y{","ttl":3}`: "app devices data ttl",
-		` { "a" : {"inner":1,"x":[{"y":2}]} , "b":true,"c":null } `:  "a b c",
-		`{"\u0061pp":"x"}`: "app",
-		`{}`:               "",
-		`[1,2]`:            "",
-		`{"a":1,"b"`:       "a b",
-	} {
-		var got []string
-		objectKeys([]byte(body), func(k string, _ []byte) error { got = append(got, k); return nil })
-		if strings.Join(got, " ") != want {
-			t.Errorf("%s: keys %q, want %q", body, got, want)
-		}
-	}
-}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/longlink/longlink/internal/jsonscan"
 )
 
 // maxBodyValues bounds the values in a body's lists and objects, over
@@ -35,7 +37,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error
 	if !utf8.Valid(body) {
 		return errorf(http.StatusBadRequest, "the body is not valid UTF-8 (send binary data as data_base64)")
 	}
-	if n := countValues(body); n > maxBodyValues {
+	if n := jsonscan.Commas(body); n > maxBodyValues {
 		return errorf(http.StatusRequestEntityTooLarge, "the body holds over %d values; a call takes at most %d devices or users", maxBodyValues, maxTargets)
 	}
 	return strictDecode(body, v)
@@ -115,24 +117,6 @@ var errBodyUnread = errorf(http.StatusBadRequest, "could not read the request bo
 
 var errBodyTooLarge = errorf(http.StatusRequestEntityTooLarge, "request body over %d bytes", maxBodyBytes)
 
-// countValues counts the commas outside strings in b: one less than the
-// values in its lists and objects, over all of them.
-func countValues(b []byte) int {
-	n := 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			if i = stringEnd(b, i); i < 0 {
-				return n
-			}
-			i--
-		case ',':
-			n++
-		}
-	}
-	return n
-}
-
 // jsonKeys returns the fields of struct type t by their JSON names.
 func jsonKeys(t reflect.Type) map[string]reflect.Type {
 	keys := make(map[string]reflect.Type, t.NumField())
@@ -151,7 +135,8 @@ func jsonKeys(t reflect.Type) map[string]reflect.Type {
 func checkKeys(body []byte, t reflect.Type, path string) error {
 	known := jsonKeys(t)
 	seen := make(map[string]bool, len(known))
-	return objectKeys(body, func(key string, value []byte) error {
+	return jsonscan.ObjectKeys(body, func(k, value []byte) error {
+		key := string(k)
 		ft, ok := known[key]
 		switch {
 		case !ok:
@@ -168,92 +153,6 @@ func checkKeys(body []byte, t reflect.Type, path string) error {
 		}
 		return nil
 	})
-}
-
-// objectKeys calls fn with each key of the top-level JSON object in b, and
-// its value, in order, and returns the first error fn returns. It is a
-// scan, not a parse (one pass, values skipped by their brackets and
-// quotes): where b is not a well-formed object it stops quietly, and the
-// decoder that follows says what is wrong.
-func objectKeys(b []byte, fn func(key string, value []byte) error) error {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return nil
-	}
-	for i = skipSpace(b, i+1); i < len(b) && b[i] == '"'; i = skipSpace(b, i+1) {
-		end := stringEnd(b, i)
-		if end < 0 {
-			return nil
-		}
-		key := string(b[i+1 : end-1])
-		if strings.IndexByte(key, '\\') >= 0 && json.Unmarshal(b[i:end], &key) != nil {
-			return nil
-		}
-		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
-			return fn(key, nil)
-		}
-		start := skipSpace(b, i+1)
-		if i = skipValue(b, i+1); i < 0 {
-			return fn(key, nil)
-		}
-		if err := fn(key, b[start:i]); err != nil {
-			return err
-		}
-		if i = skipSpace(b, i); i >= len(b) || b[i] != ',' {
-			return nil
-		}
-	}
-	return nil
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// stringEnd returns the index after the string that starts at b[i] (a
-// quote), or -1 if it does not end.
-func stringEnd(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return -1
-}
-
-// skipValue returns the index after the value that starts at or after
-// b[i], or -1 if it does not end.
-func skipValue(b []byte, i int) int {
-	i = skipSpace(b, i)
-	depth := 0
-	for ; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
-			if i = stringEnd(b, i); i < 0 {
-				return -1
-			}
-			i--
-		case c == '{' || c == '[':
-			depth++
-		case c == '}' || c == ']':
-			if depth == 0 { // the end of the object: an empty value
-				return i
-			}
-			depth--
-		case depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'):
-			return i
-		}
-		if depth == 0 && (b[i] == '"' || b[i] == '}' || b[i] == ']') {
-			return i + 1
-		}
-	}
-	return -1
 }
 
 // describeJSONError says what encoding/json found wrong without its Go

@@ -4,7 +4,6 @@ package auth
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/longlink/longlink/internal/jsonscan"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -83,54 +83,47 @@ var parser = jwt.NewParser(
 )
 
 // claimNames are the claims Verify reads, as they must be spelled.
-var claimNames = map[string]bool{"app": true, "uid": true, "groups": true, "tags": true,
-	"sub": true, "exp": true, "iat": true, "nbf": true, "iss": true, "aud": true, "jti": true}
+var claimNames = [...]string{"app", "uid", "groups", "tags", "sub", "exp", "iat", "nbf", "iss", "aud", "jti"}
 
-// checkClaimNames refuses a payload whose claims a decoder that matches
-// names in any letter case (as encoding/json does) would read otherwise
-// than they say: a claim of ours spelled in another case ("Sub"), or a
-// name given twice in any case.
-func checkClaimNames(token string) error {
-	_, rest, _ := strings.Cut(token, ".")
-	payload, _, _ := strings.Cut(rest, ".")
-	raw, err := base64.RawURLEncoding.DecodeString(payload)
-	if err != nil {
-		return nil // the parser says what is wrong
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+// maxClaims bounds the claims of a token (more is refused).
+const maxClaims = 64
+
+// UnmarshalJSON decodes the claims after checking their names, which a
+// decoder that matches names in any letter case (as encoding/json does)
+// would read otherwise than they say: a claim of ours spelled in another
+// case ("Sub"), or a name given twice in any case, is refused.
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	var seen [maxClaims][]byte
+	n := 0
+	err := jsonscan.ObjectKeys(b, func(key, _ []byte) error {
+		for _, k := range seen[:n] {
+			if bytes.EqualFold(k, key) {
+				return fmt.Errorf("claim %q is given twice (in any letter case)", key)
+			}
+		}
+		for _, name := range claimNames {
+			if bytes.EqualFold(key, []byte(name)) && string(key) != name {
+				return fmt.Errorf("claim %q: claim names are lower case (%q)", key, name)
+			}
+		}
+		if n == maxClaims {
+			return fmt.Errorf("more than %d claims", maxClaims)
+		}
+		seen[n], n = key, n+1
 		return nil
+	})
+	if err != nil {
+		return err
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		name, _ := t.(string)
-		lower := strings.ToLower(name)
-		switch {
-		case seen[lower]:
-			return fmt.Errorf("claim %q is given twice (in any letter case)", name)
-		case claimNames[lower] && name != lower:
-			return fmt.Errorf("claim %q: claim names are lower case (%q)", name, lower)
-		}
-		seen[lower] = true
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
-			return nil
-		}
-	}
-	return nil
+	type plain tokenClaims // without this method
+	return json.Unmarshal(b, (*plain)(c))
 }
 
 // Verify checks a token's algorithm (HS256 only), signature (with the secret
 // of the app it names), expiry and claims, whose names must be spelled
-// exactly and given once. The error is fit to show the client.
+// exactly and given once (see tokenClaims.UnmarshalJSON). The error is fit
+// to show the client.
 func Verify(token string, secretOf SecretFunc) (Claims, error) {
-	if err := checkClaimNames(token); err != nil {
-		return Claims{}, fmt.Errorf("bad token: %w", err)
-	}
 	var c tokenClaims
 	_, err := parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) {
 		if c.App == "" {

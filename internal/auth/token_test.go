@@ -130,3 +130,13 @@ func TestCheckDevice(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func BenchmarkVerify(b *testing.B) {
+	tok, _ := Mint("demo", "demo-secret-0123456789", "d1", "u1", time.Hour)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Verify(tok, secrets); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
