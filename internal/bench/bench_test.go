@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -158,6 +159,15 @@ func TestMaxPauseGrown(t *testing.T) {
 	}
 	if got := maxPauseGrown(after, after); got != 0 {
 		t.Fatalf("no GC in the run: %v", got)
+	}
+	// The run's collections and their mean pause come from the summary's
+	// count and sum.
+	before["go_gc_duration_seconds_count"], before["go_gc_duration_seconds_sum"] = 10, 0.010
+	after["go_gc_duration_seconds_count"], after["go_gc_duration_seconds_sum"] = 14, 0.014
+	one := func(m metrics) scrapes { return scrapes{m: []metrics{m}, errs: []error{nil}} }
+	s := serverStats([]string{"http://x"}, one(before), one(before), one(after))[0]
+	if s.Figures == nil || s.GCs != 4 || math.Abs(s.GCMeanPauseMs-1) > 1e-9 || s.GCMaxPauseMs != 1 {
+		t.Fatalf("the run's GC figures: %+v %+v", s, s.Figures)
 	}
 }
 

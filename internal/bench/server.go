@@ -34,7 +34,12 @@ type Figures struct {
 	// the upper bound of the highest bucket of the pause histogram that
 	// grew during it (0: no GC ran).
 	GCMaxPauseMs float64 `json:"gc_max_pause_ms"`
-	Goroutines   float64 `json:"goroutines"`
+	// GCs is how many collections ran during the run, and GCMeanPauseMs
+	// their mean stop-the-world pause (go_gc_duration_seconds' sum and
+	// count).
+	GCs           float64 `json:"gcs"`
+	GCMeanPauseMs float64 `json:"gc_mean_pause_ms,omitempty"`
+	Goroutines    float64 `json:"goroutines"`
 }
 
 // metrics is one scrape: series name (labels dropped, values summed), but
@@ -117,6 +122,9 @@ func serverStats(apis []string, before, connected, after scrapes) []Server {
 		f := &Figures{Connections: a["longlink_connections"], RSSBefore: b["process_resident_memory_bytes"],
 			RSSConnected: c["process_resident_memory_bytes"], RSSAfter: a["process_resident_memory_bytes"],
 			CPUSeconds: cpu, GCMaxPauseMs: maxPauseGrown(b, a) * 1000, Goroutines: a["go_goroutines"]}
+		if f.GCs = a["go_gc_duration_seconds_count"] - b["go_gc_duration_seconds_count"]; f.GCs > 0 {
+			f.GCMeanPauseMs = (a["go_gc_duration_seconds_sum"] - b["go_gc_duration_seconds_sum"]) / f.GCs * 1000
+		}
 		if added := c["longlink_connections"] - b["longlink_connections"]; added > 0 && f.RSSConnected > f.RSSBefore {
 			f.BytesPerConn = (f.RSSConnected - f.RSSBefore) / added
 		}

@@ -205,8 +205,8 @@ func printResult(w io.Writer, r *bench.Result) {
 		if s.BytesPerConn > 0 {
 			perConn = fmt.Sprintf("%.0f bytes/connection", s.BytesPerConn)
 		}
-		p("  server %s: %.0f connections, RSS %.1f -> %.1f (all connected) -> %.1f MB (%s), CPU %.2fs, goroutines %.0f, GC max pause this run <= %.3f ms",
-			s.API, s.Connections, s.RSSBefore/1e6, s.RSSConnected/1e6, s.RSSAfter/1e6, perConn, s.CPUSeconds, s.Goroutines, s.GCMaxPauseMs)
+		p("  server %s: %.0f connections, RSS %.1f -> %.1f (all connected) -> %.1f MB (%s), CPU %.2fs, goroutines %.0f, %.0f GCs this run: mean pause %.3f ms, max <= %.3f ms",
+			s.API, s.Connections, s.RSSBefore/1e6, s.RSSConnected/1e6, s.RSSAfter/1e6, perConn, s.CPUSeconds, s.Goroutines, s.GCs, s.GCMeanPauseMs, s.GCMaxPauseMs)
 	}
 }
 
