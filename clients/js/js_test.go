@@ -36,7 +36,9 @@ func TestJS(t *testing.T) {
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".test.mjs"), func(t *testing.T) {
 			start := time.Now()
-			cmd := exec.Command("node", "--experimental-websocket", "--test", file)
+			// A test that hangs fails after 2 minutes, named, instead of the
+			// whole run timing out with nothing said.
+			cmd := exec.Command("node", "--experimental-websocket", "--test", "--test-timeout=120000", file)
 			cmd.Env = append(os.Environ(), "LONGLINK_BIN="+bin, "LONGLINK_ARTIFACTS="+artifacts(t))
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out

@@ -50,7 +50,8 @@ func demoServe(t *testing.T, dir string, args ...string) (banner string, exit er
 			return b.String(), nil
 		}
 	}
-	return b.String() + stderr.String(), cmd.Wait()
+	err = cmd.Wait() // stderr is whole once it returns
+	return b.String() + stderr.String(), err
 }
 
 // The demo node on other ports than 7070 and 8080: the commands run beside

@@ -78,9 +78,9 @@ test('two pages are two devices; a page replaced says so and takes its device ba
     'the demo page is wider than 390 px');
 
   // Another connection of the first page's device replaces it.
-  const other = new WebSocket(server.wsUrl, 'longlink.json');
   const token = (await api(server, 'GET', `/demo/device?device=${first}`)).token;
-  await new Promise((resolve) => { other.onopen = resolve; });
+  const other = new WebSocket(server.wsUrl, 'longlink.json');
+  await new Promise((resolve) => { other.onopen = resolve; }); // set in the tick that opened it: no open is missed
   other.send(JSON.stringify({ op: 'login', token }));
   await one.locator('#status', { hasText: `replaced: device ${first} connected elsewhere` }).waitFor();
   other.close();

@@ -86,7 +86,7 @@ export async function startServer({ dir, gatewayPort, apiPort, webhooks, otherAp
   if (demo) { // the credentials serve generated in its data dir
     const data = join(dir, 'longlink-data');
     const d = JSON.parse(readFileSync(join(data, 'demo-app.json'), 'utf8'));
-    Object.assign(app, { secret: d.Secret, api_key: d.APIKey });
+    Object.assign(app, { secret: d.secret, api_key: d.api_key });
     opsToken = readFileSync(join(data, 'ops-token'), 'utf8');
   }
   const server = {

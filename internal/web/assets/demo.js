@@ -15,12 +15,13 @@ const device = async (id) => {
 };
 
 // hold takes the lock of device id for as long as the page lives, if no
-// other page holds it.
-const hold = (id) => new Promise((taken) => {
-  navigator.locks.request(`longlink-demo:${id}`, { ifAvailable: true }, (lock) => {
+// other page holds it (or lets it go within wait ms: a page being closed).
+const hold = (id, wait = 0) => new Promise((taken) => {
+  const opts = wait > 0 ? { signal: AbortSignal.timeout(wait) } : { ifAvailable: true };
+  navigator.locks.request(`longlink-demo:${id}`, opts, (lock) => {
     taken(lock !== null);
     return lock && new Promise(() => {}); // never let go
-  });
+  }).catch(() => taken(false)); // still held when the wait ended
 });
 
 const known = JSON.parse(localStorage.getItem('longlink-demo-devices') ?? '[]');
@@ -31,6 +32,7 @@ for (const id of known) {
     break;
   }
 }
+if (!mine && known.length > 0 && await hold(known[0], 1500)) mine = known[0];
 const me = await device(mine);
 if (!mine) {
   await hold(me.device);
