@@ -202,8 +202,8 @@ func New(o Options) *Server {
 	s.ops.Handle("GET /v1/admin/stats", s.opsOnly(http.HandlerFunc(s.handleStats)))
 	s.ops.Handle("POST /v1/admin/push", s.opsOnly(http.HandlerFunc(s.handlePush)))
 	s.ops.Handle("POST /v1/admin/kick", s.opsOnly(http.HandlerFunc(s.handleKick)))
-	s.ops.HandleFunc("POST /dashboard/login", s.handleLogin)
-	s.ops.HandleFunc("POST /dashboard/logout", s.handleLogout)
+	s.ops.HandleFunc("POST /dashboard/login", s.handleDashboardLogin)
+	s.ops.HandleFunc("POST /dashboard/logout", s.handleDashboardLogout)
 	return s
 }
 

@@ -489,33 +489,35 @@ func (c *conn) handle(f *protocol.Frame) error {
 		if f.Op != protocol.OpLogin {
 			return protocol.Errorf(protocol.CodeAuthFailed, "the first frame must be a login, not %s", f.Op)
 		}
-		return c.login(f, nil)
+		return c.handleLogin(f, nil)
 	}
 	switch f.Op {
 	case protocol.OpPing:
 		c.reply(&protocol.Frame{Op: protocol.OpPong, Ref: f.Ref})
 	case protocol.OpAck:
-		c.ack(f)
+		c.handleAck(f)
 	case protocol.OpLogin:
 		c.replyError(f.Ref, protocol.CodeBadFrame, "already logged in")
-	case protocol.OpJoin, protocol.OpLeave:
-		c.joinOrLeave(f)
+	case protocol.OpJoin:
+		c.handleJoin(f)
+	case protocol.OpLeave:
+		c.handleLeave(f)
 	case protocol.OpRefresh:
-		c.refresh(f)
+		c.handleRefresh(f)
 	case protocol.OpUp:
-		c.up(f)
+		c.handleUp(f)
 	case protocol.OpStats:
-		c.stats(f)
+		c.handleStats(f)
 	default:
 		return protocol.Errorf(protocol.CodeBadFrame, "op %s is sent by servers, not clients", f.Op)
 	}
 	return nil
 }
 
-// login verifies the token(s) (and check, if set, approves each token's
+// handleLogin verifies the token(s) (and check, if set, approves each token's
 // claims), grants a heartbeat, queues the welcome and registers the
 // connection, replacing the device's older one.
-func (c *conn) login(f *protocol.Frame, check func(auth.Claims) error) error {
+func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) error {
 	g := c.gw
 	if g.closing.Load() {
 		return errGoingAway

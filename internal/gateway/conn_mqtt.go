@@ -164,7 +164,7 @@ func (mqttCodec) serve(c *conn, msg []byte) error {
 			}
 			return protocol.Errorf(protocol.CodeBadFrame, "%v", err)
 		}
-		if err := c.serveMQTT(&p); err != nil {
+		if err := c.handlePacket(&p); err != nil {
 			return err
 		}
 		msg = msg[size+remaining:]
@@ -172,13 +172,13 @@ func (mqttCodec) serve(c *conn, msg []byte) error {
 	return nil
 }
 
-// serveMQTT handles one packet from an MQTT device.
-func (c *conn) serveMQTT(p *mqtt.Packet) error {
+// handlePacket handles one packet from an MQTT device.
+func (c *conn) handlePacket(p *mqtt.Packet) error {
 	if c.sessions == nil {
 		if p.Type != mqtt.Connect {
 			return protocol.Errorf(protocol.CodeAuthFailed, "the first packet must be a CONNECT, not %s", p.Type)
 		}
-		return c.connectMQTT(p)
+		return c.handleConnect(p)
 	}
 	s := &c.sessions[0] // an MQTT connection is logged into one app
 	if s.over.Load() {  // replaced or kicked: the connection is closing
@@ -186,13 +186,13 @@ func (c *conn) serveMQTT(p *mqtt.Packet) error {
 	}
 	switch p.Type {
 	case mqtt.Publish:
-		return c.publishMQTT(s, p)
+		return c.handlePublish(s, p)
 	case mqtt.Puback:
-		c.ackMQTT(s, p.PacketID)
+		c.handlePuback(s, p.PacketID)
 	case mqtt.Pubrel: // the end of a QoS 2 publish from the device
 		c.sendAck(mqtt.Pubcomp, p.PacketID)
 	case mqtt.Subscribe, mqtt.Unsubscribe:
-		c.subscribeMQTT(s, p)
+		c.handleSubscribe(s, p)
 	case mqtt.Pingreq:
 		c.sendPacket(mqtt.AppendPingresp)
 	case mqtt.Disconnect:
@@ -205,12 +205,12 @@ func (c *conn) serveMQTT(p *mqtt.Packet) error {
 	return nil
 }
 
-// connectMQTT logs the device in: the password is its token, the client id
+// handleConnect logs the device in: the password is its token, the client id
 // (if any) must be the token's device and the user name (if any) its app.
 // A refused CONNECT is answered with a CONNACK return code, then closed.
 // Keep alive k maps onto a heartbeat of k/2, so that 3 silent heartbeats
 // are the 1.5 k after which MQTT closes.
-func (c *conn) connectMQTT(p *mqtt.Packet) error {
+func (c *conn) handleConnect(p *mqtt.Packet) error {
 	refuse := byte(0)
 	var err error
 	switch {
@@ -221,7 +221,7 @@ func (c *conn) connectMQTT(p *mqtt.Packet) error {
 	default:
 		login := protocol.Frame{Op: protocol.OpLogin, Token: p.Password, Heartbeat: (uint32(p.KeepAlive) + 1) / 2,
 			LastBSeqs: []uint64{0}} // broadcasts from the app's log, after the device's cursor
-		err = c.login(&login, func(claims auth.Claims) error {
+		err = c.handleLogin(&login, func(claims auth.Claims) error {
 			switch {
 			case len(p.ClientID) > 0 && string(p.ClientID) != claims.Device:
 				refuse = mqtt.RefusedIdentifier
@@ -261,10 +261,10 @@ func (c *conn) refuseConnect(code byte) {
 	c.mu.Unlock()
 }
 
-// ackMQTT acks the stored message of packet identifier id in s's app, and
+// handlePuback acks the stored message of packet identifier id in s's app, and
 // every one before it in its stream (mailbox or broadcast log), as an ack
 // frame does.
-func (c *conn) ackMQTT(s *session, id uint16) {
+func (c *conn) handlePuback(s *session, id uint16) {
 	broadcast := id%2 == 0
 	c.mu.Lock()
 	sent := s.sentSeq
@@ -284,13 +284,13 @@ func (c *conn) ackMQTT(s *session, id uint16) {
 	c.gw.metrics.Acks.WithLabelValues(s.app).Inc()
 }
 
-// publishMQTT sends a device's PUBLISH to longlink/<app>/up/<biz> to the
+// handlePublish sends a device's PUBLISH to longlink/<app>/up/<biz> to the
 // backend, acknowledged (PUBACK, or PUBREC at QoS 2) once handed over. The
 // backend's answer is published to the device on longlink/<app>/up_reply/<biz>;
 // when there is none, why is published on longlink/<app>/up_error/<biz>.
 // A PUBLISH anywhere else, or retained, closes the connection: MQTT 3.1.1
 // has no other way to refuse one.
-func (c *conn) publishMQTT(s *session, p *mqtt.Packet) error {
+func (c *conn) handlePublish(s *session, p *mqtt.Packet) error {
 	prefix := topicRoot + s.app + "/up/"
 	biz, ok := strings.CutPrefix(string(p.Topic), prefix)
 	switch {
@@ -320,14 +320,14 @@ func (c *conn) publishMQTT(s *session, p *mqtt.Packet) error {
 	return nil
 }
 
-// subscribeMQTT serves SUBSCRIBE and UNSUBSCRIBE. A filter
+// handleSubscribe serves SUBSCRIBE and UNSUBSCRIBE. A filter
 // longlink/<app>/group/<group> joins (or leaves) the group, granted at
 // QoS 0 (group pushes are online only); any other filter under
 // longlink/<app>/ (the push and reply topics, wildcards) is granted at up to
 // QoS 1 and changes nothing, for the device gets its pushes and replies
 // anyway. Filters elsewhere, and joins the token does not allow, are refused
 // (0x80).
-func (c *conn) subscribeMQTT(s *session, p *mqtt.Packet) {
+func (c *conn) handleSubscribe(s *session, p *mqtt.Packet) {
 	leave := p.Type == mqtt.Unsubscribe
 	codes := make([]byte, len(p.Filters))
 	root := []byte(topicRoot + s.app + "/")

@@ -20,10 +20,10 @@ func (c *conn) sessionOf(f *protocol.Frame) (s *session, ok bool) {
 	return c.session(app)
 }
 
-// ack trims the mailbox of the app the ack names (or of the only app) up
+// handleAck trims the mailbox of the app the ack names (or of the only app) up
 // to its seq, and moves the device's cursor in the app's broadcast log to
 // its bseq. Errors are not fatal.
-func (c *conn) ack(f *protocol.Frame) {
+func (c *conn) handleAck(f *protocol.Frame) {
 	s, ok := c.sessionOf(f)
 	if !ok {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "ack: not logged into app "+string(f.App))
@@ -38,10 +38,10 @@ func (c *conn) ack(f *protocol.Frame) {
 	c.gw.metrics.Acks.WithLabelValues(s.app).Inc()
 }
 
-// refresh takes a new token for one app of the connection: the session's
+// handleRefresh takes a new token for one app of the connection: the session's
 // expiry moves to the new token's. A bad token is a non-fatal 4001: the
 // connection keeps its current token until it expires.
-func (c *conn) refresh(f *protocol.Frame) {
+func (c *conn) handleRefresh(f *protocol.Frame) {
 	claims, err := auth.Verify(string(f.Token), c.gw.secrets)
 	if err != nil {
 		c.gw.log.Info("refresh refused", "device", c.device, "remote", c.nc.RemoteAddr().String(), "reason", err)
@@ -57,14 +57,20 @@ func (c *conn) refresh(f *protocol.Frame) {
 	c.reply(&protocol.Frame{Op: protocol.OpOK, Ref: f.Ref})
 }
 
-// joinOrLeave serves join and leave; errors are not fatal.
-func (c *conn) joinOrLeave(f *protocol.Frame) {
+// handleJoin puts the connection in a group of the app the frame names, if
+// its token allows it; errors are not fatal.
+func (c *conn) handleJoin(f *protocol.Frame) { c.joinOrLeave(f, false) }
+
+// handleLeave takes the connection out of a group; errors are not fatal.
+func (c *conn) handleLeave(f *protocol.Frame) { c.joinOrLeave(f, true) }
+
+func (c *conn) joinOrLeave(f *protocol.Frame, leave bool) {
 	s, ok := c.sessionOf(f)
 	if !ok {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "not logged into app "+string(f.App))
 		return
 	}
-	if err := c.joinGroup(s, string(f.Group), f.Op == protocol.OpLeave); err != nil {
+	if err := c.joinGroup(s, string(f.Group), leave); err != nil {
 		c.replyError(f.Ref, err.Code, err.Reason)
 		return
 	}
@@ -89,9 +95,9 @@ func (c *conn) joinGroup(s *session, group string, leave bool) *protocol.Error {
 	return nil
 }
 
-// up forwards data to the app's backend for biz; the answer comes back as
+// handleUp forwards data to the app's backend for biz; the answer comes back as
 // up_reply with the same ref. Errors are not fatal.
-func (c *conn) up(f *protocol.Frame) {
+func (c *conn) handleUp(f *protocol.Frame) {
 	s, ok := c.sessionOf(f)
 	if !ok {
 		c.replyError(f.Ref, protocol.CodeBadFrame, "not logged into app "+string(f.App))

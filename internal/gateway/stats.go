@@ -23,9 +23,9 @@ var clientTransports = map[string]string{
 	"tls": "tls", "wss": "wss", "wss-json": "wss_json", "wss_json": "wss_json",
 }
 
-// stats records what the client measured, for the app it names (or the
+// handleStats records what the client measured, for the app it names (or the
 // connection's first). It has no reply.
-func (c *conn) stats(f *protocol.Frame) {
+func (c *conn) handleStats(f *protocol.Frame) {
 	m := c.gw.metrics
 	app := c.sessions[0].app
 	if len(f.App) > 0 {

@@ -148,10 +148,10 @@ func (s *Server) OpsOnly(h http.Handler, denied http.HandlerFunc) http.Handler {
 	})
 }
 
-// handleLogin takes the ops token from the dashboard's login form and sets
-// the session cookie: 303 to /dashboard, or to the form again with
-// ?failed=1.
-func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+// handleDashboardLogin takes the ops token from the dashboard's login form
+// and sets the session cookie: 303 to /dashboard, or to the form again
+// with ?failed=1.
+func (s *Server) handleDashboardLogin(w http.ResponseWriter, r *http.Request) {
 	if !s.opsFailures.allowed(r) {
 		s.writeError(w, r, errOpsThrottled)
 		return
@@ -172,8 +172,8 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
 }
 
-// handleLogout ends the browser's session, here and in its cookie.
-func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+// handleDashboardLogout ends the browser's session, here and in its cookie.
+func (s *Server) handleDashboardLogout(w http.ResponseWriter, r *http.Request) {
 	if id := sessionOf(r); id != "" {
 		s.sessions.end(id)
 	}
