@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -85,6 +88,39 @@ func TestClusterDocs(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("GET %s with the page's ops token: %d", path, resp.StatusCode)
+		}
+	}
+}
+
+// TestArchitectureMap keeps docs/architecture.md true: every `file:function`
+// it names is a function (or method) declared in that file.
+func TestArchitectureMap(t *testing.T) {
+	page, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := regexp.MustCompile("`((?:internal|client|protocol)/[\\w/]+\\.go):(\\w+)`").FindAllStringSubmatch(string(page), -1)
+	if len(refs) < 40 {
+		t.Fatalf("docs/architecture.md names %d functions by file: the map is gone", len(refs))
+	}
+	declared := map[string]map[string]bool{}
+	for _, ref := range refs {
+		file, name := ref[1], ref[2]
+		if declared[file] == nil {
+			f, err := parser.ParseFile(token.NewFileSet(), "../../"+file, nil, parser.SkipObjectResolution)
+			if err != nil {
+				t.Errorf("%s: %v", file, err)
+				continue
+			}
+			declared[file] = map[string]bool{}
+			for _, d := range f.Decls {
+				if fd, ok := d.(*ast.FuncDecl); ok {
+					declared[file][fd.Name.Name] = true
+				}
+			}
+		}
+		if !declared[file][name] {
+			t.Errorf("docs/architecture.md names %s:%s, which %s does not declare", file, name, file)
 		}
 	}
 }
