@@ -464,25 +464,43 @@ var (
 	appRe  = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 )
 
-// Validate checks every key and names the first bad one.
+// Validate checks every key and names the first bad one, section by
+// section.
 func (c *Config) Validate() error {
-	bad := func(key, format string, args ...any) error {
-		return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...))
-	}
 	if !nodeRe.MatchString(c.Node) {
 		return bad("node", "%q must be 1-64 letters, digits, '_' or '-'", c.Node)
 	}
-	for key, addr := range map[string]string{"gateway.listen": c.Gateway.Listen, "api.listen": c.API.Listen} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return bad(key, "%q is not host:port", addr)
+	for _, check := range []func() error{c.Gateway.validate, c.validateAPI, c.Store.validate, c.Ops.validate,
+		c.TLS.validate, c.Dispatch.validate, c.Cluster.validate, c.validateLimits, c.Hooks.validate, c.validateApps} {
+		if err := check(); err != nil {
+			return err
 		}
 	}
-	if a := c.Gateway.Advertise; a != "" {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return bad("gateway.advertise", "%q is not host:port", a)
+	return nil
+}
+
+// bad is the error of a bad key.
+func bad(key, format string, args ...any) error {
+	return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...))
+}
+
+// hostPort checks that a key's address is host:port.
+func hostPort(key, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return bad(key, "%q is not host:port", addr)
+	}
+	return nil
+}
+
+func (g Gateway) validate() error {
+	if err := hostPort("gateway.listen", g.Listen); err != nil {
+		return err
+	}
+	if g.Advertise != "" {
+		if err := hostPort("gateway.advertise", g.Advertise); err != nil {
+			return err
 		}
 	}
-	g := c.Gateway
 	switch {
 	case g.LoginTimeout < 0:
 		return bad("gateway.login_timeout", "must be positive")
@@ -504,61 +522,98 @@ func (c *Config) Validate() error {
 		return bad("gateway.max_groups", "must be at least 1")
 	case g.DrainPeriod < 100*time.Millisecond:
 		return bad("gateway.drain_period", "must be at least 100ms")
-	case c.API.MaxDataBytes < 1 || c.API.MaxDataBytes > g.MaxFrameBytes-512:
-		return bad("api.max_data_bytes", "must lie between 1 and gateway.max_frame_bytes-512 (%d)", g.MaxFrameBytes-512)
-	case c.API.MaxTTL < time.Second:
+	}
+	return nil
+}
+
+func (c *Config) validateAPI() error {
+	a, maxData := c.API, c.Gateway.MaxFrameBytes-512
+	if err := hostPort("api.listen", a.Listen); err != nil {
+		return err
+	}
+	switch {
+	case a.MaxDataBytes < 1 || a.MaxDataBytes > maxData:
+		return bad("api.max_data_bytes", "must lie between 1 and gateway.max_frame_bytes-512 (%d)", maxData)
+	case a.MaxTTL < time.Second:
 		return bad("api.max_ttl", "must be at least 1s")
-	case c.API.ReadHeaderTimeout < 0:
+	case a.ReadHeaderTimeout < 0:
 		return bad("api.read_header_timeout", "must be positive")
-	case c.API.ReadTimeout < 0:
+	case a.ReadTimeout < 0:
 		return bad("api.read_timeout", "must be positive")
-	case c.API.IdleTimeout < 0:
+	case a.IdleTimeout < 0:
 		return bad("api.idle_timeout", "must be positive")
-	case c.Store.MailboxLimit < 1:
+	}
+	return nil
+}
+
+func (st Store) validate() error {
+	switch {
+	case st.MailboxLimit < 1:
 		return bad("store.mailbox_limit", "must be at least 1")
-	case c.Store.SweepInterval < 10*time.Millisecond:
+	case st.SweepInterval < 10*time.Millisecond:
 		return bad("store.sweep_interval", "must be at least 10ms")
 	}
-	if o := c.Ops; o.Listen != "" {
-		if _, _, err := net.SplitHostPort(o.Listen); err != nil {
-			return bad("ops.listen", "%q is not host:port", o.Listen)
+	return nil
+}
+
+func (o Ops) validate() error {
+	if o.Listen != "" {
+		if err := hostPort("ops.listen", o.Listen); err != nil {
+			return err
 		}
 	}
-	if t := c.Ops.Token; t != "" && len(t) < 16 {
+	if o.Token != "" && len(o.Token) < 16 {
 		return bad("ops.token", "must be at least 16 bytes")
 	}
-	if t := c.TLS; t.CertFile != "" || t.KeyFile != "" || t.Required {
-		switch {
-		case t.CertFile == "":
-			return bad("tls.cert_file", "is required with tls.key_file or tls.required")
-		case t.KeyFile == "":
-			return bad("tls.key_file", "is required with tls.cert_file")
-		}
+	return nil
+}
+
+func (t TLS) validate() error {
+	switch {
+	case t.CertFile == "" && t.KeyFile == "" && !t.Required:
+		return nil
+	case t.CertFile == "":
+		return bad("tls.cert_file", "is required with tls.key_file or tls.required")
+	case t.KeyFile == "":
+		return bad("tls.key_file", "is required with tls.cert_file")
 	}
-	if d := c.Dispatch; d.MaxEndpoints < 1 {
+	return nil
+}
+
+func (d Dispatch) validate() error {
+	cn := d.Canary
+	switch {
+	case d.MaxEndpoints < 1:
 		return bad("dispatch.max_endpoints", "must be at least 1")
-	}
-	if cn := c.Dispatch.Canary; cn.Percent < 0 || cn.Percent > 100 {
+	case cn.Percent < 0 || cn.Percent > 100:
 		return bad("dispatch.canary.percent", "must lie between 0 and 100")
-	} else if cn.Percent > 0 && len(cn.Nodes) == 0 {
+	case cn.Percent > 0 && len(cn.Nodes) == 0:
 		return bad("dispatch.canary.nodes", "must name the canary nodes when percent is set")
 	}
-	for i, n := range c.Dispatch.Canary.Nodes {
+	for i, n := range cn.Nodes {
 		if !nodeRe.MatchString(n) {
 			return bad(fmt.Sprintf("dispatch.canary.nodes[%d]", i), "%q is not a node name", n)
 		}
 	}
-	if cl := c.Cluster; cl.Redis != "" || cl.NATS != "" {
-		switch {
-		case !strings.HasPrefix(cl.Redis, "redis://") && !strings.HasPrefix(cl.Redis, "rediss://"):
-			return bad("cluster.redis", "%q is not a redis:// URL (a cluster needs both redis and nats)", cl.Redis)
-		case !strings.HasPrefix(cl.NATS, "nats://") && !strings.HasPrefix(cl.NATS, "tls://"):
-			return bad("cluster.nats", "%q is not a nats:// URL (a cluster needs both redis and nats)", cl.NATS)
-		case cl.Lease < time.Second:
-			return bad("cluster.lease", "must be at least 1s")
-		}
+	return nil
+}
+
+func (c Cluster) validate() error {
+	switch {
+	case c.Redis == "" && c.NATS == "":
+		return nil
+	case !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://"):
+		return bad("cluster.redis", "%q is not a redis:// URL (a cluster needs both redis and nats)", c.Redis)
+	case !strings.HasPrefix(c.NATS, "nats://") && !strings.HasPrefix(c.NATS, "tls://"):
+		return bad("cluster.nats", "%q is not a nats:// URL (a cluster needs both redis and nats)", c.NATS)
+	case c.Lease < time.Second:
+		return bad("cluster.lease", "must be at least 1s")
 	}
-	l := c.Limits
+	return nil
+}
+
+func (c *Config) validateLimits() error {
+	l, maxFrame := c.Limits, c.Gateway.MaxFrameBytes
 	switch {
 	case l.ConnsPerIP < 0:
 		return bad("limits.conns_per_ip", "must not be negative")
@@ -568,10 +623,10 @@ func (c *Config) Validate() error {
 		return bad("limits.logins_per_second", "must not be negative")
 	case l.PushPerSecond < 0:
 		return bad("limits.push_per_second", "must not be negative")
-	case l.QueueBytes < g.MaxFrameBytes:
-		return bad("limits.queue_bytes", "must be at least gateway.max_frame_bytes (%d)", g.MaxFrameBytes)
-	case l.QueueBytesTotal < int64(g.MaxFrameBytes):
-		return bad("limits.queue_bytes_total", "must be at least gateway.max_frame_bytes (%d)", g.MaxFrameBytes)
+	case l.QueueBytes < maxFrame:
+		return bad("limits.queue_bytes", "must be at least gateway.max_frame_bytes (%d)", maxFrame)
+	case l.QueueBytesTotal < int64(maxFrame):
+		return bad("limits.queue_bytes_total", "must be at least gateway.max_frame_bytes (%d)", maxFrame)
 	case l.PushBytes < int64(c.API.MaxDataBytes):
 		return bad("limits.push_bytes", "must be at least api.max_data_bytes (%d)", c.API.MaxDataBytes)
 	case l.AppPendingBytes < l.PushBytes:
@@ -579,7 +634,10 @@ func (c *Config) Validate() error {
 	case l.APIBodyBytes < MaxAPIBodyBytes:
 		return bad("limits.api_body_bytes", "must be at least %d (the largest request body)", MaxAPIBodyBytes)
 	}
-	h := c.Hooks
+	return nil
+}
+
+func (h Hooks) validate() error {
 	switch {
 	case h.UpstreamWorkers < 1:
 		return bad("hooks.upstream_workers", "must be at least 1")
@@ -600,6 +658,10 @@ func (c *Config) Validate() error {
 	case h.StatusTimeout <= 0:
 		return bad("hooks.status_timeout", "must be positive")
 	}
+	return nil
+}
+
+func (c *Config) validateApps() error {
 	ids, keys := map[string]bool{}, map[string]bool{}
 	for i, a := range c.Apps {
 		key := fmt.Sprintf("apps[%d]", i)
