@@ -27,7 +27,7 @@ type poller struct {
 
 // newPoller returns a running poller, or nil where epoll is not available.
 func newPoller(g *Gateway) *poller {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		g.log.Warn("epoll unavailable: idle connections keep a goroutine", "err", err)
 		return nil
@@ -98,17 +98,17 @@ func consume(bufs *net.Buffers, n int) {
 // arm waits for c's next input. It reports false when c was forgotten (its
 // socket is closing), and the caller then ends c.
 func (p *poller) arm(c *conn) bool {
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: c.fd}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: c.fd}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c.forgotten {
 		return false
 	}
-	op := syscall.EPOLL_CTL_MOD
+	op := unix.EPOLL_CTL_MOD
 	if p.conns[c.fd] != c {
-		op = syscall.EPOLL_CTL_ADD
+		op = unix.EPOLL_CTL_ADD
 	}
-	if syscall.EpollCtl(p.epfd, op, int(c.fd), &ev) != nil {
+	if unix.EpollCtl(p.epfd, op, int(c.fd), &ev) != nil {
 		return false
 	}
 	p.conns[c.fd] = c
@@ -123,23 +123,23 @@ func (p *poller) forget(c *conn) {
 	c.forgotten = true
 	if p.conns[c.fd] == c {
 		delete(p.conns, c.fd)
-		syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(c.fd), nil)
+		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
 	}
 }
 
 func (p *poller) run(g *Gateway) {
 	defer close(p.done)
-	events := make([]syscall.EpollEvent, 256)
+	events := make([]unix.EpollEvent, 256)
 	for {
 		select {
 		case <-p.stop:
-			syscall.Close(p.epfd)
+			unix.Close(p.epfd)
 			return
 		default:
 		}
-		n, err := syscall.EpollWait(p.epfd, events, 200)
+		n, err := unix.EpollWait(p.epfd, events, 200)
 		if err != nil {
-			if err == syscall.EINTR {
+			if err == unix.EINTR {
 				continue
 			}
 			g.log.Error("epoll", "err", err)
