@@ -117,21 +117,14 @@ func (c *conn) flush() {
 	c.mu.Unlock()
 	size := sizeOf(batch)
 	bufs := net.Buffers(batch)
+	extra := 0 // what sealing added: record headers and tags, records the session wrote by itself
 	if c.tls != nil {
 		var err error
 		if bufs, err = c.tls.seal(batch, closing); err != nil {
 			c.writeFailed(err, size)
 			return
 		}
-		// What sealing added (record headers and tags, and the records
-		// the session wrote by itself: a key update's answer) waits to be
-		// written too.
-		if extra := sizeOf(bufs) - size; extra > 0 {
-			c.mu.Lock()
-			c.holdLocked(extra)
-			c.mu.Unlock()
-			size += extra
-		}
+		extra = max(sizeOf(bufs)-size, 0)
 	}
 	if len(bufs) > 0 {
 		blocked, err := c.writeNow(&bufs)
@@ -139,9 +132,9 @@ func (c *conn) flush() {
 		case err != nil:
 			c.writeFailed(err, size)
 			return
-		case blocked:
-			c.gw.blocked(c, true)
-			c.gw.track(func() { c.writeSlow(bufs, size, closing) })
+		case blocked: // what sealing added waits now too: counted until written
+			c.gw.block(c, extra)
+			c.gw.track(func() { c.writeSlow(bufs, size+extra, closing) })
 			return
 		}
 	}
@@ -175,7 +168,7 @@ func (c *conn) writeSlow(bufs net.Buffers, size int, closing bool) {
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := bufs.WriteTo(c.nc)
-	c.gw.blocked(c, false)
+	c.gw.unblock(c)
 	if err != nil && len(bufs) > 0 {
 		c.writeFailed(err, size)
 		return

@@ -126,18 +126,26 @@ func (c *conn) admit() (refusal error, ok bool) {
 	return protocol.Errorf(protocol.CodeRateLimited, "too many connections from your address (%s)", refused), true
 }
 
-// blocked records whether c's socket takes no more for now (a write waits
-// for it), for shed.
-func (g *Gateway) blocked(c *conn, on bool) {
+// block records that c's socket takes no more for now: a write waits for
+// it (writeSlow), holding held bytes beyond its frames (what sealing
+// added). shed looks for the offenders among these.
+func (g *Gateway) block(c *conn, held int) {
 	c.mu.Lock()
-	c.blocked = on
+	c.blocked = true
+	c.holdLocked(held)
 	c.mu.Unlock()
 	g.blockedMu.Lock()
-	if on {
-		g.blockedConns[c] = struct{}{}
-	} else {
-		delete(g.blockedConns, c)
-	}
+	g.blockedConns[c] = struct{}{}
+	g.blockedMu.Unlock()
+}
+
+// unblock records that c's waiting write is over.
+func (g *Gateway) unblock(c *conn) {
+	c.mu.Lock()
+	c.blocked = false
+	c.mu.Unlock()
+	g.blockedMu.Lock()
+	delete(g.blockedConns, c)
 	g.blockedMu.Unlock()
 }
 

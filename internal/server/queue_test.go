@@ -69,7 +69,7 @@ func neverReadsIn(t *testing.T, ts *testserver.TS, app config.App, device string
 	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}}
-	c, err := client.DialConn(context.Background(), client.TCP, ts.Addr(client.TCP), d, nil)
+	c, err := client.DialConn(context.Background(), client.TCP, ts.Addr(client.TCP), d, ts.TLS) // TLS when the server has it
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +111,22 @@ func TestSlowReaderBoundedInBytes(t *testing.T) {
 	})
 	neverReads(t, ts, "slow")
 	pushUntilDropped(t, ts, []string{"slow"}, 1000) // 16 MB in fewer than 1024 frames
+	testserver.Eventually(t, "too_slow counted", func() bool {
+		return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="too_slow"} 1`)
+	})
+	expectQueuesEmpty(t, ts)
+}
+
+// Over TLS 1.3 the same holds, and what sealing adds to the frames (record
+// headers and tags, counted while a write waits for the socket) is let go
+// with them: nothing stays counted once the connection is gone.
+func TestSlowTLSReaderBoundedInBytes(t *testing.T) {
+	ts := testserver.Start(t, testserver.WithTLS(t, false), func(c *config.Config) {
+		c.Limits.QueueBytes = 256 << 10
+		c.Gateway.WriteTimeout = 30 * time.Second
+	})
+	neverReads(t, ts, "slow")
+	pushUntilDropped(t, ts, []string{"slow"}, 1000)
 	testserver.Eventually(t, "too_slow counted", func() bool {
 		return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="too_slow"} 1`)
 	})
