@@ -93,18 +93,7 @@ func readUntilError(t *testing.T, c *rawConn) protocol.Frame {
 // expectClosed checks that the server closes the connection.
 func expectClosed(t *testing.T, c *rawConn) {
 	t.Helper()
-	c.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		var f protocol.Frame
-		err := c.ReadFrame(&f)
-		if err == nil {
-			continue
-		}
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			t.Fatalf("connection still open: %T %v", err, err)
-		}
-		return
-	}
+	expectHangUp(t, c.NetConn(), 5*time.Second)
 }
 
 // native encodes a frame as the transport carries it: binary, or JSON.

@@ -141,15 +141,6 @@ func memorySnapshot(b *testing.B) memory {
 	debug.FreeOSMemory()
 	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
 	metrics.Read(samples)
-	status, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var rssKB uint64
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			rssKB, _ = strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-		}
-	}
-	return memory{rss: rssKB * 1024, heap: samples[0].Value.Uint64(), stacks: samples[1].Value.Uint64()}
+	rss := procStatus(b, os.Getpid(), "VmRSS")
+	return memory{rss: uint64(rss), heap: samples[0].Value.Uint64(), stacks: samples[1].Value.Uint64()}
 }

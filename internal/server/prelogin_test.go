@@ -30,23 +30,30 @@ import (
 const upgradeHead = "GET /ws HTTP/1.1\r\nHost: longlink\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 	"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 
-// expectHangUp checks that the server closes nc within 3s, however much
-// of what it was promised is still to come (a server that waits for it
-// would time out the read: the login deadline is longer).
-func expectHangUp(t *testing.T, nc net.Conn) {
+// expectHangUp checks that the server closes nc within the time given,
+// reading and dropping whatever comes before.
+func expectHangUp(t *testing.T, nc net.Conn, within time.Duration) {
 	t.Helper()
-	nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	nc.SetReadDeadline(time.Now().Add(within))
 	buf := make([]byte, 4096)
 	for {
 		_, err := nc.Read(buf)
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
-			t.Fatal("the server still waits for the rest")
+			t.Fatalf("connection still open after %v", within)
 		case err != nil:
 			return
 		}
 	}
+}
+
+// cutOff checks that the server hangs up on nc at once (within 3s), however
+// much of what it was promised is still to come: a server that waits for it
+// would time out the read, the login deadline being longer.
+func cutOff(t *testing.T, nc net.Conn) {
+	t.Helper()
+	expectHangUp(t, nc, 3*time.Second)
 }
 
 func dialTCP(t *testing.T, addr string) net.Conn {
@@ -76,7 +83,7 @@ func TestPreLoginBounds(t *testing.T) {
 	t.Run("MQTT CONNECT", func(t *testing.T) {
 		nc := dialTCP(t, ts.GatewayAddr())
 		nc.Write([]byte{0x10, 0xa0, 0x9c, 0x01}) // CONNECT, 20,000 bytes to come
-		expectHangUp(t, nc)
+		cutOff(t, nc)
 	})
 	t.Run("upgrade headers in all", func(t *testing.T) {
 		nc := dialTCP(t, ts.GatewayAddr())
@@ -104,7 +111,7 @@ func TestPreLoginBounds(t *testing.T) {
 		}
 		first := append([]byte{0x01, 0x00, 0xea, 0x60}, make([]byte, 16380)...)
 		go nc.Write(append(record(first), record(make([]byte, 16384))...))
-		expectHangUp(t, nc)
+		cutOff(t, nc)
 	})
 	t.Run("a login within the bounds", func(t *testing.T) {
 		rawLogin(t, ts, client.WebSocket, ts.Token("d1", ""), 0, 0)
@@ -112,7 +119,7 @@ func TestPreLoginBounds(t *testing.T) {
 }
 
 // procStatus reads a field of a process's /proc status, in bytes.
-func procStatus(t *testing.T, pid int, field string) int64 {
+func procStatus(t testing.TB, pid int, field string) int64 {
 	t.Helper()
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -129,6 +136,18 @@ func procStatus(t *testing.T, pid int, field string) int64 {
 	}
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
+}
+
+// peakGrowth runs load and returns how far process pid's peak RSS rose
+// above its RSS before: VmHWM, reset by clear_refs, against VmRSS.
+func peakGrowth(t *testing.T, pid int, load func()) int64 {
+	t.Helper()
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		t.Fatal(err)
+	}
+	before := procStatus(t, pid, "VmRSS")
+	load()
+	return procStatus(t, pid, "VmHWM") - before
 }
 
 // 20 connections from one address, each sending 16 MiB of one header line
@@ -151,61 +170,55 @@ func TestPreLoginMemory(t *testing.T) {
 	}
 	defer canary.Close()
 
-	// The peak RSS from here on (VmHWM, reset by clear_refs) against RSS now.
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
-		t.Fatal(err)
-	}
-	before := procStatus(t, pid, "VmRSS")
-
 	const attackers, each = 20, 16 << 20
 	api := "http://" + srv.api
 	limited := func() float64 { return sampleValue(srv.metrics(t), `longlink_limited_total\{limit="conns_per_ip"\}`) }
-	var wg sync.WaitGroup
-	conns := make([]net.Conn, attackers)
-	for i := range conns {
-		conns[i] = dialTCP(t, srv.gateway)
-	}
-	// All connected before any sends: beside the canary, 9 are admitted and
-	// 11 refused, at accept, though none has said what it speaks.
-	testserver.Eventually(t, "11 connections refused at accept", func() bool { return limited() == attackers-9 })
-	for _, nc := range conns {
-		wg.Go(func() {
-			chunk := bytes.Repeat([]byte("a"), 64<<10)
-			if _, err := nc.Write([]byte("GET /ws HTTP/1.1\r\nX-Pad: ")); err != nil {
-				return
-			}
-			for sent := 0; sent < each; sent += len(chunk) {
-				if _, err := nc.Write(chunk); err != nil {
-					return // the server hung up
-				}
-			}
-		})
-	}
-	for i := 0; ; i++ {
-		data := fmt.Sprint("during-", i)
-		code, body := testserver.CallAPI(t, api, "POST", "/v1/push", testserver.Demo.APIKey,
-			map[string]any{"app": "demo", "devices": []string{"canary"}, "data": data})
-		if code != 200 || body["online"] != float64(1) {
-			t.Fatalf("push %d to the canary: %d %v", i, code, body)
+	grew := peakGrowth(t, pid, func() {
+		conns := make([]net.Conn, attackers)
+		for i := range conns {
+			conns[i] = dialTCP(t, srv.gateway)
 		}
-		select {
-		case p := <-pushes:
-			if string(p.Data) != data {
-				t.Fatalf("the canary got %q, want %q", p.Data, data)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("the canary did not get push %d", i)
+		// All connected before any sends: beside the canary, 9 are admitted
+		// and 11 refused, at accept, though none has said what it speaks.
+		testserver.Eventually(t, "11 connections refused at accept", func() bool { return limited() == attackers-9 })
+		var wg sync.WaitGroup
+		for _, nc := range conns {
+			wg.Go(func() {
+				chunk := bytes.Repeat([]byte("a"), 64<<10)
+				if _, err := nc.Write([]byte("GET /ws HTTP/1.1\r\nX-Pad: ")); err != nil {
+					return
+				}
+				for sent := 0; sent < each; sent += len(chunk) {
+					if _, err := nc.Write(chunk); err != nil {
+						return // the server hung up
+					}
+				}
+			})
 		}
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(50 * time.Millisecond):
-			continue
+		for i := 0; ; i++ { // the canary gets its pushes while the attack lasts
+			data := fmt.Sprint("during-", i)
+			code, body := testserver.CallAPI(t, api, "POST", "/v1/push", testserver.Demo.APIKey,
+				map[string]any{"app": "demo", "devices": []string{"canary"}, "data": data})
+			if code != 200 || body["online"] != float64(1) {
+				t.Fatalf("push %d to the canary: %d %v", i, code, body)
+			}
+			select {
+			case p := <-pushes:
+				if string(p.Data) != data {
+					t.Fatalf("the canary got %q, want %q", p.Data, data)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the canary did not get push %d", i)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
-		break
-	}
-	grew := procStatus(t, pid, "VmHWM") - before
+	})
 	t.Logf("the server's peak RSS grew by %.1f MiB", float64(grew)/(1<<20))
 	if grew > 32<<20 {
 		t.Fatalf("the server's RSS grew by %d MiB under the attack, want under 32", grew>>20)
@@ -258,18 +271,14 @@ func TestAPIBodyMemory(t *testing.T) {
 		{"without a key", "", []int{401}},
 		{"with a key", testserver.Demo.APIKey, []int{413, 503}},
 	} {
-		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
-			t.Fatal(err)
-		}
-		before := procStatus(t, pid, "VmRSS")
-		statuses := postBodies(t, api, tc.key, 16, 8<<20-64)
+		var statuses []int
+		grew := peakGrowth(t, pid, func() { statuses = postBodies(t, api, tc.key, 16, 8<<20-64) })
 		for _, status := range statuses {
 			if !slices.Contains(tc.allow, status) {
 				t.Errorf("%s: %v, want each one of %v", tc.name, statuses, tc.allow)
 				break
 			}
 		}
-		grew := procStatus(t, pid, "VmHWM") - before
 		t.Logf("%s: %v; the server's peak RSS grew by %.1f MiB", tc.name, statuses, float64(grew)/(1<<20))
 		if grew > 64<<20 {
 			t.Errorf("%s: the server's RSS grew by %d MiB, want under 64", tc.name, grew>>20)
@@ -346,12 +355,12 @@ func TestAPITimeouts(t *testing.T) {
 	t.Run("headers", func(t *testing.T) {
 		nc := dialTCP(t, addr)
 		io.WriteString(nc, "POST /v1/push HTTP/1.1\r\nHost: x\r\n")
-		expectHangUp(t, nc)
+		cutOff(t, nc)
 	})
 	t.Run("body", func(t *testing.T) {
 		nc := dialTCP(t, addr)
 		fmt.Fprintf(nc, "POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{\"app\":", testserver.Demo.APIKey)
-		expectHangUp(t, nc)
+		cutOff(t, nc)
 	})
 	t.Run("idle", func(t *testing.T) {
 		nc := dialTCP(t, addr)
@@ -360,7 +369,7 @@ func TestAPITimeouts(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("GET /healthz: %v %v", resp, err)
 		}
-		expectHangUp(t, nc)
+		cutOff(t, nc)
 	})
 	t.Run("profile", func(t *testing.T) {
 		start := time.Now()
