@@ -13,6 +13,7 @@ import (
 	// The server the JS tests run is built from this module: importing it
 	// makes a change to it invalidate go test's cached result.
 	_ "github.com/longlink/longlink/internal/server"
+	"github.com/longlink/longlink/internal/testengine"
 )
 
 // TestJS runs the SDK's Node.js tests and the browser tests (Playwright in
@@ -20,6 +21,8 @@ import (
 // from a binary built here. Their packages come from `npm ci --prefix
 // clients/js` (.ci/run does it).
 func TestJS(t *testing.T) {
+	testengine.Need(t, "node")
+	testengine.Need(t, "chromium")
 	if _, err := os.Stat("node_modules/playwright-core"); err != nil {
 		t.Fatalf("the JS test packages are missing: run `npm ci --prefix clients/js` (%v)", err)
 	}

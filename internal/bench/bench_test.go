@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
 )
 
@@ -255,6 +256,7 @@ func TestDrainScenario(t *testing.T) {
 // by side figure: devices subscribe to the push topic, and the broadcast
 // published there reaches them all.
 func TestBrokerBroadcast(t *testing.T) {
+	mosquitto := testengine.Need(t, "mosquitto")
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -265,7 +267,7 @@ func TestBrokerBroadcast(t *testing.T) {
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(dir, "mosquitto.conf")
 	os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\n"), 0o600)
-	broker := exec.Command("mosquitto", "-c", conf)
+	broker := exec.Command(mosquitto, "-c", conf)
 	if err := broker.Start(); err != nil {
 		t.Fatalf("mosquitto (Debian package mosquitto): %v", err)
 	}

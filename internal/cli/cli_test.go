@@ -20,6 +20,7 @@ import (
 	"github.com/longlink/longlink/internal/bench"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command writing while a test reads.
@@ -58,7 +59,7 @@ func TestNewcomerPath(t *testing.T) {
 	var out, errOut syncBuffer
 	exit := make(chan int)
 	go func() { exit <- Main(append([]string{"listen"}, strings.Fields(listenLine[1])...), &out, &errOut) }()
-	testserver.Eventually(t, "listen to connect", func() bool { return strings.Contains(errOut.String(), "connected as d1") })
+	testwait.Eventually(t, "listen to connect", func() bool { return strings.Contains(errOut.String(), "connected as d1") })
 
 	req, _ := http.NewRequest(http.MethodPost, curl[3], strings.NewReader(curl[2]))
 	req.Header.Set("Authorization", "Bearer "+curl[1])
@@ -67,17 +68,17 @@ func TestNewcomerPath(t *testing.T) {
 		t.Fatalf("the printed curl: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	testserver.Eventually(t, "the push on the listener's terminal", func() bool {
+	testwait.Eventually(t, "the push on the listener's terminal", func() bool {
 		return regexp.MustCompile(`(?m)^\[demo\] id=n1-\w+ hello$`).MatchString(out.String())
 	})
 
 	// A stored push, recalled: the listener prints the recall.
 	id := ts.Push(map[string]any{"devices": []string{"d1"}, "data": "oops", "ttl": 600})["id"].(string)
-	testserver.Eventually(t, "the stored push", func() bool { return strings.Contains(out.String(), "oops") })
+	testwait.Eventually(t, "the stored push", func() bool { return strings.Contains(out.String(), "oops") })
 	if status, body := ts.Call(http.MethodDelete, "/v1/messages/"+id+"?app=demo", testserver.Demo.APIKey, nil); status != http.StatusOK {
 		t.Fatalf("recall: %d %v", status, body)
 	}
-	testserver.Eventually(t, "the recall on the listener's terminal", func() bool {
+	testwait.Eventually(t, "the recall on the listener's terminal", func() bool {
 		return strings.Contains(out.String(), "[demo] recalled id="+id+"\n")
 	})
 
@@ -298,9 +299,9 @@ func TestListenWebSocketURL(t *testing.T) {
 	go func() {
 		done <- Main([]string{"listen", "--addr", "ws://" + ts.GatewayAddr() + "/ws", "--token", ts.Token("d1", "")}, &out, &errOut)
 	}()
-	testserver.Eventually(t, "listen to connect over ws", func() bool { return strings.Contains(errOut.String(), "connected as d1") })
+	testwait.Eventually(t, "listen to connect over ws", func() bool { return strings.Contains(errOut.String(), "connected as d1") })
 	ts.Push(map[string]any{"devices": []string{"d1"}, "data": "over ws"})
-	testserver.Eventually(t, "the push printed", func() bool { return strings.Contains(out.String(), "over ws") })
+	testwait.Eventually(t, "the push printed", func() bool { return strings.Contains(out.String(), "over ws") })
 	ts.Call(http.MethodPost, "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{"d1"}})
 	<-done
 	var errOut2 bytes.Buffer
@@ -373,14 +374,14 @@ func TestTLSCommands(t *testing.T) {
 			done <- Main([]string{"listen", "--tls", "--ca", certFile, "--transport", tr, "--addr", ts.GatewayAddr(),
 				"--token", ts.Token(device, "")}, &lout, &lerr)
 		}()
-		testserver.Eventually(t, "listen to connect over TLS", func() bool { return strings.Contains(lerr.String(), "connected as "+device) })
+		testwait.Eventually(t, "listen to connect over TLS", func() bool { return strings.Contains(lerr.String(), "connected as "+device) })
 		out.Reset()
 		push := []string{"push", "--api", ts.APIURL(), "--ca", certFile, "--key", testserver.Demo.APIKey, "--app", "demo",
 			"--device", device, "over " + tr}
 		if code := Main(push, &out, &errOut); code != 0 || !strings.Contains(out.String(), `"online":1`) {
 			t.Fatalf("push over HTTPS: exit %d, %q %q", code, out.String(), errOut.String())
 		}
-		testserver.Eventually(t, "the push printed", func() bool { return strings.Contains(lout.String(), "over "+tr) })
+		testwait.Eventually(t, "the push printed", func() bool { return strings.Contains(lout.String(), "over "+tr) })
 		ts.Call(http.MethodPost, "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{device}})
 		<-done
 	}
@@ -393,7 +394,7 @@ func TestTLSCommands(t *testing.T) {
 	go func() {
 		dispatched <- Main([]string{"listen", "--config", path, "--dispatch", ts.APIURL(), "--device", "tls-dispatch"}, &dout, &derr)
 	}()
-	testserver.Eventually(t, "listen --dispatch https:// to connect", func() bool {
+	testwait.Eventually(t, "listen --dispatch https:// to connect", func() bool {
 		return strings.Contains(derr.String(), "connected as tls-dispatch")
 	})
 	ts.Call(http.MethodPost, "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{"tls-dispatch"}})

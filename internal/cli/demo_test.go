@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // mainArgsEnv makes the test binary run Main with these arguments
@@ -79,12 +79,12 @@ func TestDemoOnOtherPorts(t *testing.T) {
 	t.Chdir(dir)
 	var lout, lerr syncBuffer
 	go Main([]string{"listen", "--device", "d1"}, &lout, &lerr)
-	testserver.Eventually(t, "listen to connect", func() bool { return strings.Contains(lerr.String(), "connected as d1") })
+	testwait.Eventually(t, "listen to connect", func() bool { return strings.Contains(lerr.String(), "connected as d1") })
 	var pout, perr bytes.Buffer
 	if code := Main([]string{"push", "--device", "d1", "hello there"}, &pout, &perr); code != 0 {
 		t.Fatalf("push: %d %s %s", code, pout.String(), perr.String())
 	}
-	testserver.Eventually(t, "the push on the listener", func() bool { return strings.Contains(lout.String(), "hello there") })
+	testwait.Eventually(t, "the push on the listener", func() bool { return strings.Contains(lout.String(), "hello there") })
 	var cout, cerr bytes.Buffer
 	if code := Main([]string{"demo-credentials"}, &cout, &cerr); code != 0 ||
 		!strings.Contains(cout.String(), "--addr "+gateway) || !strings.Contains(cout.String(), "http://"+api+"/v1/push") {

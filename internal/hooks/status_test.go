@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // TestStatusBufferDropsOldest: while the backend is down, the events waiting
@@ -48,9 +50,7 @@ func TestStatusBufferDropsOldest(t *testing.T) {
 	defer s.Close()
 
 	s.Online("demo", "e1", "")
-	for attempts.Load() == 0 { // e1 is in flight, being retried
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Eventually(t, "e1 in flight, being retried", func() bool { return attempts.Load() > 0 })
 	for _, d := range []string{"e2", "e3", "e4", "e5", "e6", "e7", "e8"} {
 		s.Online("demo", d, "")
 	}
@@ -59,26 +59,21 @@ func TestStatusBufferDropsOldest(t *testing.T) {
 	}
 	up.Store(true)
 	want := []string{"e1", "e6", "e7", "e8"}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.EventuallyNil(t, func() error {
 		mu.Lock()
-		done := slices.Equal(got, want)
-		mu.Unlock()
-		if done {
-			break
+		defer mu.Unlock()
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("backend got %v, want %v", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backend got %v, want %v", got, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	// Counted once the backend's answer is back, a moment after it got them.
-	for n := 0.0; n != 4; n = testutil.ToFloat64(m.StatusEvents.WithLabelValues("demo", "sent")) {
-		if time.Now().After(deadline) {
-			t.Fatalf("sent counted %v, want 4", n)
+	testwait.EventuallyNil(t, func() error {
+		if n := testutil.ToFloat64(m.StatusEvents.WithLabelValues("demo", "sent")); n != 4 {
+			return fmt.Errorf("sent counted %v, want 4", n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestStatusWithoutWebhook: an app without a status webhook queues nothing.

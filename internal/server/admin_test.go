@@ -9,6 +9,7 @@ import (
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 const opsToken = "ops-token-0123456789"
@@ -81,8 +82,8 @@ func TestAdminEndpoints(t *testing.T) {
 func TestClusterAdmin(t *testing.T) {
 	nodes := testserver.StartCluster(t, 2, withOpsToken)
 	connect(t, nodes[1], client.TCP, nodes[1].Token("d1", ""))
-	testserver.Eventually(t, "d1 routed", func() bool { return presentIn(t, nodes[0], "d1") })
-	testserver.Eventually(t, "n2's lease to count d1", func() bool {
+	testwait.Eventually(t, "d1 routed", func() bool { return presentIn(t, nodes[0], "d1") })
+	testwait.Eventually(t, "n2's lease to count d1", func() bool {
 		_, out := admin(t, nodes[0], "/v1/admin/nodes")
 		list, _ := out["nodes"].([]any)
 		for _, n := range list {

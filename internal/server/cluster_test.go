@@ -14,6 +14,7 @@ import (
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -43,7 +44,7 @@ func presentIn(t *testing.T, node *testserver.TS, device string) bool {
 func TestClusterPushAcrossNodes(t *testing.T) {
 	eachClusterTransport(t, func(t *testing.T, nodes []*testserver.TS, tr client.Transport) {
 		d := connect(t, nodes[1], tr, nodes[1].Token("d1", ""))
-		testserver.Eventually(t, "d1 routed", func() bool { return presentIn(t, nodes[0], "d1") })
+		testwait.Eventually(t, "d1 routed", func() bool { return presentIn(t, nodes[0], "d1") })
 		out := nodes[0].Push(map[string]any{"devices": []string{"d1", "nobody"}, "data": "from n1"})
 		if out["online"] != 1.0 {
 			t.Fatalf("push through n1: %v", out)
@@ -81,7 +82,7 @@ func TestClusterStoredReplayOnAnotherNode(t *testing.T) {
 		}
 		<-acked
 		d.Close()
-		testserver.Eventually(t, "d1 offline", func() bool { return !presentIn(t, nodes[0], "d1") })
+		testwait.Eventually(t, "d1 offline", func() bool { return !presentIn(t, nodes[0], "d1") })
 		again := connect(t, nodes[1], tr, nodes[1].Token("d1", ""), func(c *client.Config) { c.LastSeq = 1 })
 		nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "after"})
 		again.expect(t, "after") // and not "kept" again
@@ -101,7 +102,7 @@ func TestClusterUsersBroadcastGroups(t *testing.T) {
 			}
 			devices = append(devices, d)
 		}
-		testserver.Eventually(t, "all routed", func() bool {
+		testwait.Eventually(t, "all routed", func() bool {
 			return presentIn(t, nodes[0], "a") && presentIn(t, nodes[0], "b") && presentIn(t, nodes[0], "c")
 		})
 		tag(t, nodes[0], []string{"a", "b", "c", "away"}, []string{"team"}, nil)
@@ -145,7 +146,7 @@ func TestClusterUsersBroadcastGroups(t *testing.T) {
 func TestClusterPresenceKickReplace(t *testing.T) {
 	eachClusterTransport(t, func(t *testing.T, nodes []*testserver.TS, tr client.Transport) {
 		older := connect(t, nodes[0], tr, nodes[0].Token("d1", ""))
-		testserver.Eventually(t, "d1 routed", func() bool { return presentIn(t, nodes[2], "d1") })
+		testwait.Eventually(t, "d1 routed", func() bool { return presentIn(t, nodes[2], "d1") })
 		newer := connect(t, nodes[1], tr, nodes[1].Token("d1", ""))
 		older.expectEnded(t, protocol.CodeReplaced)
 		nodes[2].Push(map[string]any{"devices": []string{"d1"}, "data": "to the newer"})
@@ -157,7 +158,7 @@ func TestClusterPresenceKickReplace(t *testing.T) {
 			t.Fatalf("kick through n3: %d %v", status, out)
 		}
 		<-newer.Done()
-		testserver.Eventually(t, "d1 offline everywhere", func() bool {
+		testwait.Eventually(t, "d1 offline everywhere", func() bool {
 			return !presentIn(t, nodes[0], "d1") && !presentIn(t, nodes[1], "d1")
 		})
 	})
@@ -231,7 +232,7 @@ func TestClusterNodeKilledLosesNothingStored(t *testing.T) {
 			for id := range sent {
 				want = append(want, id)
 			}
-			testserver.Eventually(t, "every acknowledged message received", func() bool {
+			testwait.Eventually(t, "every acknowledged message received", func() bool {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, id := range want {
@@ -269,7 +270,7 @@ func TestClusterEnginesDownAndBack(t *testing.T) {
 	}
 	r.Start()
 	// The leases lapsed while Redis was down; once renewed, n2 is routed to.
-	testserver.Eventually(t, "pushes work again", func() bool {
+	testwait.Eventually(t, "pushes work again", func() bool {
 		status, out := nodes[0].Call(http.MethodPost, "/v1/push", testserver.Demo.APIKey,
 			map[string]any{"app": "demo", "devices": []string{"d1"}, "data": "redis is back"})
 		return status == http.StatusOK && out["online"] == 1.0
@@ -283,7 +284,7 @@ func TestClusterEnginesDownAndBack(t *testing.T) {
 		t.Fatalf("stored push with NATS down: %v", out)
 	}
 	nats.Start()
-	testserver.Eventually(t, "online pushes across nodes again", func() bool {
+	testwait.Eventually(t, "online pushes across nodes again", func() bool {
 		return nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "after nats"})["online"] == 1.0
 	})
 	d.expect(t, "after nats")

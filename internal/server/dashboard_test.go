@@ -11,7 +11,9 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -46,7 +48,7 @@ func TestAdminStats(t *testing.T) {
 		t.Errorf("without the token: %d", status)
 	}
 	var node map[string]any
-	testserver.Eventually(t, "both acks counted", func() bool {
+	testwait.Eventually(t, "both acks counted", func() bool {
 		status, out := admin(t, ts, "/v1/admin/stats")
 		nodes, _ := out["nodes"].([]any)
 		if status != http.StatusOK || len(nodes) != 1 {
@@ -256,6 +258,7 @@ func TestDashboardSessionOfAnotherNode(t *testing.T) {
 // 429, even with the right token, until its pace is back under one a
 // second; a node with no ops token says so.
 func TestOpsTokenGuessingThrottled(t *testing.T) {
+	testengine.Long(t, "waits for the throttle to refill")
 	ts := testserver.Start(t, withOpsToken)
 	for i := range 10 {
 		if code := get(t, ts.APIURL()+"/v1/admin/nodes", fmt.Sprint("wrong-token-", i)); code != http.StatusUnauthorized {
@@ -268,7 +271,7 @@ func TestOpsTokenGuessingThrottled(t *testing.T) {
 	if code := get(t, ts.APIURL()+"/v1/admin/nodes", opsToken); code != http.StatusTooManyRequests {
 		t.Fatalf("the right token from a throttled address: %d, want 429", code)
 	}
-	testserver.Eventually(t, "the right token let through again", func() bool {
+	testwait.Eventually(t, "the right token let through again", func() bool {
 		return get(t, ts.APIURL()+"/v1/admin/nodes", opsToken) == http.StatusOK
 	})
 	none := testserver.Start(t)

@@ -13,7 +13,9 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -139,7 +141,7 @@ func TestClusterDrain(t *testing.T) {
 		t.Fatalf("/healthz while draining: %d %v", status, out)
 	}
 	// Out of dispatch (n2 learns it from n1's lease), and logins refused.
-	testserver.Eventually(t, "n1 out of dispatch", func() bool {
+	testwait.Eventually(t, "n1 out of dispatch", func() bool {
 		_, out := nodes[1].Call(http.MethodGet, "/v1/dispatch?app=demo&device=x", "", nil)
 		for _, e := range out["endpoints"].([]any) {
 			if e.(map[string]any)["address"] == nodes[0].GatewayAddr() {
@@ -150,7 +152,7 @@ func TestClusterDrain(t *testing.T) {
 	})
 	// A login refused while the devices are being moved is told where to
 	// go too.
-	testserver.Eventually(t, "the first move", func() bool {
+	testwait.Eventually(t, "the first move", func() bool {
 		return slices.ContainsFunc(movers, func(m *mover) bool { return m.cutCount() > 0 })
 	})
 	late := rawDial(t, nodes[0], client.TCP)
@@ -173,7 +175,7 @@ func TestClusterDrain(t *testing.T) {
 
 	on := map[any]int{}
 	for i, m := range movers {
-		testserver.Eventually(t, fmt.Sprint("m", i, " on n2 or n3"), func() bool {
+		testwait.Eventually(t, fmt.Sprint("m", i, " on n2 or n3"), func() bool {
 			_, out := admin(t, nodes[1], fmt.Sprint("/v1/admin/devices/demo/m", i))
 			if out["online"] == true && (out["node"] == "n2" || out["node"] == "n3") {
 				on[out["node"]]++
@@ -181,7 +183,7 @@ func TestClusterDrain(t *testing.T) {
 			}
 			return false
 		})
-		testserver.Eventually(t, fmt.Sprint("m", i, "'s stored messages"), func() bool {
+		testwait.Eventually(t, fmt.Sprint("m", i, "'s stored messages"), func() bool {
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			for data := range want[i] {
@@ -202,6 +204,7 @@ func TestClusterDrain(t *testing.T) {
 // closed with 4009, spread over the period, after a redirect with no
 // endpoints (there is no other node), and the process then exits 0.
 func TestDrainOnSIGTERM(t *testing.T) {
+	testengine.Long(t, "a drain spread over its period")
 	const period = 1500 * time.Millisecond
 	srv := startChild(t, t.TempDir(), fmt.Sprintf("gateway: {listen: 127.0.0.1:0, drain_period: %v}", period))
 	var movers []*mover
@@ -256,7 +259,7 @@ func TestClusterDispatch(t *testing.T) {
 		connect(t, nodes[0], client.TCP, nodes[0].Token(fmt.Sprint("a", i), ""))
 	}
 	connect(t, nodes[1], client.TCP, nodes[1].Token("b", ""))
-	testserver.Eventually(t, "the leases to say 3 and 1", func() bool {
+	testwait.Eventually(t, "the leases to say 3 and 1", func() bool {
 		_, out := admin(t, nodes[0], "/v1/admin/nodes")
 		conns := map[any]any{}
 		for _, n := range out["nodes"].([]any) {

@@ -14,7 +14,9 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -179,7 +181,7 @@ func TestPresence(t *testing.T) {
 			t.Fatalf("presence %v", got)
 		}
 		d1.Close()
-		testserver.Eventually(t, "d1 offline", func() bool {
+		testwait.Eventually(t, "d1 offline", func() bool {
 			return presence()["d1"].(map[string]any)["online"] == false
 		})
 	})
@@ -197,6 +199,7 @@ func TestReplacement(t *testing.T) {
 }
 
 func TestHeartbeatTimeout(t *testing.T) {
+	testengine.Long(t, "waits out 3 heartbeats")
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		// A client that keeps its 1s heartbeat stays; a silent one is closed
 		// after 3 heartbeats with 4007.
@@ -215,6 +218,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 // is closed with 4007 after 3 heartbeats, while a connection that keeps
 // pinging outlives the login deadline.
 func TestStalledFrame(t *testing.T) {
+	testengine.Long(t, "waits out 3 heartbeats")
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		alive := rawLogin(t, ts, tr, ts.Token("alive", ""), 1, 0)
 		stalled := rawLogin(t, ts, tr, ts.Token("stalled", ""), 1, 0)
@@ -316,7 +320,7 @@ func TestMetrics(t *testing.T) {
 	d1.expect(t, "m")
 	ts.Push(map[string]any{"broadcast": true, "data": "b"})
 	d1.expect(t, "b")
-	testserver.Eventually(t, "the replaced connection to be counted", func() bool {
+	testwait.Eventually(t, "the replaced connection to be counted", func() bool {
 		return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="replaced"} 1`)
 	})
 	page := ts.Metrics()
@@ -345,6 +349,7 @@ func TestMetrics(t *testing.T) {
 // TestWebSocketPingsKeepAlive: WebSocket ping control frames count as
 // input for the heartbeat, and are answered with pongs.
 func TestWebSocketPingsKeepAlive(t *testing.T) {
+	testengine.Long(t, "waits out 3 heartbeats")
 	ts := testserver.Start(t, func(c *config.Config) { c.Gateway.HeartbeatMin = time.Second })
 	c := rawLogin(t, ts, client.WebSocket, ts.Token("pinger", ""), 1, 0)
 	for i := 0; i < 8; i++ { // 4s: past 3 heartbeats of 1s

@@ -28,7 +28,9 @@ import (
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/server"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -225,7 +227,7 @@ func TestWebhooksDoNotFollowRedirects(t *testing.T) {
 	if _, body, err := d.Up(context.Background(), "demo", "chat", []byte("x")); upCode(err) != protocol.CodeUpstreamUnavailable {
 		t.Fatalf("up to a backend that redirects: %q %v, want 4010", body, err)
 	}
-	testserver.Eventually(t, "the status batch retried", func() bool { return statusCalls.Load() >= 2 })
+	testwait.Eventually(t, "the status batch retried", func() bool { return statusCalls.Load() >= 2 })
 	if n := followed.Load(); n != 0 {
 		t.Fatalf("a redirect was followed %d times", n)
 	}
@@ -235,6 +237,7 @@ func TestWebhooksDoNotFollowRedirects(t *testing.T) {
 }
 
 func TestUpstreamSlowBackendDoesNotStallPushes(t *testing.T) {
+	testengine.Long(t, "waits on a slow backend")
 	eachTransportBackend(t, func(t *testing.T, ts *testserver.TS, tr client.Transport, b *backend) {
 		b.delay.Store(int64(3 * time.Second))
 		d := connect(t, ts, tr, ts.Token("d1", ""))
@@ -274,12 +277,13 @@ func TestUpstreamRateLimit(t *testing.T) {
 }
 
 func TestStatusEvents(t *testing.T) {
+	testengine.Long(t, "waits for status webhooks to linger")
 	eachTransportBackend(t, func(t *testing.T, ts *testserver.TS, tr client.Transport, b *backend) {
 		prefix := string(tr) + "-" // the backend is shared by the transports
 		want := map[string][]string{}
 		waitFor := func() {
 			for dev, w := range want {
-				testserver.Eventually(t, "events of "+dev, func() bool { return slices.Equal(b.eventsOf(dev), w) })
+				testwait.Eventually(t, "events of "+dev, func() bool { return slices.Equal(b.eventsOf(dev), w) })
 			}
 		}
 		// Login and close.
@@ -363,7 +367,7 @@ func TestGroups(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.Close() // closing leaves every group
-		testserver.Eventually(t, "b gone", func() bool { return !online(t, ts, "b") })
+		testwait.Eventually(t, "b gone", func() bool { return !online(t, ts, "b") })
 		c.Join(context.Background(), "demo", "room")
 		if n := push("second"); n != 1 {
 			t.Fatalf("after leave and close: %v connections, want 1", n)
@@ -498,7 +502,7 @@ func TestSIGHUPAddsApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.cmd.Process.Signal(syscall.SIGHUP)
-	testserver.Eventually(t, "the third app", func() bool {
+	testwait.Eventually(t, "the third app", func() bool {
 		status, _ := testserver.CallAPI(t, api, http.MethodPost, "/v1/push", third.APIKey,
 			map[string]any{"app": "third", "broadcast": true, "data": "x"})
 		return status == 200

@@ -18,6 +18,7 @@ import (
 
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -122,7 +123,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
 		b.Fatalf("client process: %q", line)
 	}
-	testserver.Eventually(b, "every connection registered", func() bool {
+	testwait.Eventually(b, "every connection registered", func() bool {
 		return strings.Contains(ts.Metrics(), fmt.Sprintf(`longlink_connections{app="demo",transport="tcp"} %d`, n))
 	})
 	after := memorySnapshot(b)

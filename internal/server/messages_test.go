@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // eachMode runs body over TCP and WebSocket against one node (as nodes[0],
@@ -27,22 +29,19 @@ func eachMode(t *testing.T, body func(t *testing.T, nodes []*testserver.TS, tr c
 func report(t *testing.T, ts *testserver.TS, id string, want map[string]any) map[string]any {
 	t.Helper()
 	var out map[string]any
-	var status int
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.EventuallyNil(t, func() error {
+		var status int
 		status, out = ts.Call(http.MethodGet, "/v1/messages/"+id+"?app=demo", testserver.Demo.APIKey, nil)
 		ok := status == http.StatusOK
 		for k, v := range want {
 			ok = ok && out[k] == v
 		}
-		if ok {
-			return out
+		if !ok {
+			return fmt.Errorf("report of %s: %d %v, want %v", id, status, out, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("report of %s: %d %v, want %v", id, status, out, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return out
 }
 
 // recaller collects the recall ops a device gets.
@@ -69,7 +68,7 @@ func (r recaller) expect(t *testing.T, id string) {
 func TestDeliveryReport(t *testing.T) {
 	eachMode(t, func(t *testing.T, nodes []*testserver.TS, tr client.Transport) {
 		d1 := connect(t, nodes[1], tr, nodes[1].Token("d1", ""))
-		testserver.Eventually(t, "d1 online", func() bool { return presentIn(t, nodes[0], "d1") })
+		testwait.Eventually(t, "d1 online", func() bool { return presentIn(t, nodes[0], "d1") })
 		out := nodes[0].Push(stored([]string{"d1", "d2", "d3"}, "counted"))
 		id := out["id"].(string)
 		d1.expect(t, "counted")
@@ -121,7 +120,7 @@ func TestRecall(t *testing.T) {
 	eachMode(t, func(t *testing.T, nodes []*testserver.TS, tr client.Transport) {
 		r1 := make(recaller, 4)
 		d1 := connect(t, nodes[1], tr, nodes[1].Token("d1", ""), r1.config)
-		testserver.Eventually(t, "d1 online", func() bool { return presentIn(t, nodes[0], "d1") })
+		testwait.Eventually(t, "d1 online", func() bool { return presentIn(t, nodes[0], "d1") })
 		visit(t, nodes[2], tr, "d2", "")
 		id := nodes[0].Push(stored([]string{"d1", "d2"}, "oops"))["id"].(string)
 		d1.expect(t, "oops")

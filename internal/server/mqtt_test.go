@@ -23,7 +23,9 @@ import (
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // mqttTransports are the ways an MQTT device reaches the gateway port: MQTT
@@ -184,7 +186,7 @@ func TestMQTTBroadcastWithOtherTransports(t *testing.T) {
 		t.Fatalf("stored broadcast at QoS %d", msg.Qos())
 	}
 	msg.Ack()
-	testserver.Eventually(t, "the PUBACK to move the cursor", func() bool {
+	testwait.Eventually(t, "the PUBACK to move the cursor", func() bool {
 		_, d := admin(t, ts, "/v1/admin/devices/demo/m1")
 		return d["broadcasts_waiting"] == 0.0
 	})
@@ -327,6 +329,7 @@ func TestMQTTConnectRefused(t *testing.T) {
 // Keep alive k maps onto a heartbeat of k/2: a device silent for 1.5 k is
 // closed; one that pings stays.
 func TestMQTTKeepAlive(t *testing.T) {
+	testengine.Long(t, "waits out keep alives")
 	ts := testserver.Start(t, func(c *config.Config) { c.Gateway.HeartbeatMin = time.Second })
 	connectRaw := func(keepAlive uint16) net.Conn {
 		c, err := net.Dial("tcp", ts.GatewayAddr())
@@ -374,6 +377,7 @@ func TestMQTTKeepAlive(t *testing.T) {
 // Debian's mosquitto_sub receives a stored push at QoS 1 and acks it;
 // mosquitto_pub publishes upstream.
 func TestMQTTMosquittoClients(t *testing.T) {
+	testengine.Need(t, "mosquitto_sub")
 	b := newBackend(t)
 	ts := testserver.Start(t, withWebhooks(b))
 	host, port, _ := net.SplitHostPort(ts.GatewayAddr())
@@ -386,7 +390,7 @@ func TestMQTTMosquittoClients(t *testing.T) {
 	report(t, ts, id, map[string]any{"acked": 1.0})
 
 	run(t, "mosquitto_pub", append(login, "-q", "1", "-t", "longlink/demo/up/chat", "-m", "from mosquitto")...)
-	testserver.Eventually(t, "the backend to get the up", func() bool {
+	testwait.Eventually(t, "the backend to get the up", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return len(b.ups) == 1 && b.ups[0]["device"] == "m1"
@@ -399,7 +403,7 @@ func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, testengine.Need(t, name), args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", name, err, out)
 	}
@@ -416,7 +420,7 @@ func TestMQTTCluster(t *testing.T) {
 	}
 	d := dialMQTT(t, opts(nodes[1]))
 	wait(t, "subscribe", d.Subscribe("longlink/demo/group/g1", 0, nil))
-	testserver.Eventually(t, "m1 routed", func() bool { return presentIn(t, nodes[0], "m1") })
+	testwait.Eventually(t, "m1 routed", func() bool { return presentIn(t, nodes[0], "m1") })
 	id := nodes[0].Push(stored([]string{"m1"}, "across"))["id"].(string)
 	d.next(t, pushTopic, "across").Ack()
 	report(t, nodes[0], id, map[string]any{"acked": 1.0})
@@ -475,7 +479,7 @@ func TestMQTTReplacedKickedAndEvents(t *testing.T) {
 	ts.Push(map[string]any{"devices": []string{"m1"}, "data": "to the newer"})
 	native.expect(t, "to the newer")
 	native.Close()
-	testserver.Eventually(t, "m1 offline", func() bool { return !online(t, ts, "m1") })
+	testwait.Eventually(t, "m1 offline", func() bool { return !online(t, ts, "m1") })
 
 	m = dialMQTT(t, mqttOptions(broker, "m1", ts.Token("m1", "")))
 	ts.Call("POST", "/v1/kick", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{"m1"}})
@@ -488,7 +492,7 @@ func TestMQTTReplacedKickedAndEvents(t *testing.T) {
 	m.Disconnect(0)
 	want := []string{"online:login", "offline:replaced", "online:login", "offline:closed",
 		"online:login", "offline:kicked", "online:login", "offline:closed"}
-	testserver.Eventually(t, "the status events", func() bool { return slices.Equal(b.eventsOf("m1"), want) })
+	testwait.Eventually(t, "the status events", func() bool { return slices.Equal(b.eventsOf("m1"), want) })
 }
 
 // Garbage after a good CONNECT (random packets of every type, well framed
@@ -530,6 +534,7 @@ func TestMQTTGarbageAffectsOnlyItsConnection(t *testing.T) {
 // server of this test: the subscriber gets its stored push, and the
 // publisher, a device of its own, replaces nobody.
 func TestMQTTDocsTryIt(t *testing.T) {
+	testengine.Need(t, "mosquitto_sub")
 	page, err := os.ReadFile("../../docs/mqtt.md")
 	if err != nil {
 		t.Fatal(err)
@@ -555,14 +560,14 @@ func TestMQTTDocsTryIt(t *testing.T) {
 		return args[1:]
 	}
 	ts.Push(stored([]string{"d1"}, "kept for d1"))
-	sub := exec.Command("mosquitto_sub", append(command("mosquitto_sub"), "-C", "2", "-W", "20")...)
+	sub := exec.Command(testengine.Need(t, "mosquitto_sub"), append(command("mosquitto_sub"), "-C", "2", "-W", "20")...)
 	var subOut bytes.Buffer
 	sub.Stdout, sub.Stderr = &subOut, &subOut
 	if err := sub.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Process.Kill()
-	testserver.Eventually(t, "mosquitto_sub online", func() bool { return online(t, ts, "d1") })
+	testwait.Eventually(t, "mosquitto_sub online", func() bool { return online(t, ts, "d1") })
 	run(t, "mosquitto_pub", command("mosquitto_pub")...)
 	ts.Push(map[string]any{"devices": []string{"d1"}, "data": "after the pub"})
 	if err := sub.Wait(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
 )
 
@@ -17,10 +18,7 @@ import (
 // using the `ws` package logs in, pings, and receives a push. It uses the
 // packages .ci/run installs, and writes nothing into the source tree.
 func TestNodeClient(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed: install Node.js 20+ (.ci/run does: apt-get install nodejs npm)")
-	}
+	node := testengine.Need(t, "node")
 	dir, _ := filepath.Abs("testdata/node")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ws")); err != nil {
 		t.Fatalf("the Node test's packages are missing: run `npm ci --prefix internal/server/testdata/node` (.ci/run does): %v", err)

@@ -21,7 +21,9 @@ import (
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -180,7 +182,7 @@ func TestPreLoginMemory(t *testing.T) {
 		}
 		// All connected before any sends: beside the canary, 9 are admitted
 		// and 11 refused, at accept, though none has said what it speaks.
-		testserver.Eventually(t, "11 connections refused at accept", func() bool { return limited() == attackers-9 })
+		testwait.Eventually(t, "11 connections refused at accept", func() bool { return limited() == attackers-9 })
 		var wg sync.WaitGroup
 		for _, nc := range conns {
 			wg.Go(func() {
@@ -304,7 +306,7 @@ func TestAPIBodyBudget(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
-	testserver.Eventually(t, "a 503 while a body holds the budget", func() bool {
+	testwait.Eventually(t, "a 503 while a body holds the budget", func() bool {
 		resp := push()
 		if resp.StatusCode == 200 {
 			<-pushes
@@ -312,7 +314,7 @@ func TestAPIBodyBudget(t *testing.T) {
 		return resp.StatusCode == 503 && resp.Header.Get("Retry-After") != ""
 	})
 	slow.Close()
-	testserver.Eventually(t, "a push once the body is gone", func() bool { return push().StatusCode == 200 })
+	testwait.Eventually(t, "a push once the body is gone", func() bool { return push().StatusCode == 200 })
 	<-pushes
 }
 
@@ -348,6 +350,7 @@ func TestAPIChunkedBody(t *testing.T) {
 // connection waits api.idle_timeout for its next request. A profile may
 // still run past read_timeout.
 func TestAPITimeouts(t *testing.T) {
+	testengine.Long(t, "waits out the API timeouts")
 	ts := testserver.Start(t, withOpsToken, func(c *config.Config) {
 		c.API.ReadHeaderTimeout, c.API.ReadTimeout, c.API.IdleTimeout = 300*time.Millisecond, time.Second, 500*time.Millisecond
 	})
@@ -406,7 +409,7 @@ func TestAPIKeepsFilesForDevices(t *testing.T) {
 	for _, nc := range held {
 		nc.Close()
 	}
-	testserver.Eventually(t, "the API answering again", func() bool {
+	testwait.Eventually(t, "the API answering again", func() bool {
 		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + srv.api + "/healthz")
 		if err != nil {
 			return false

@@ -9,7 +9,9 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // metricValue returns the value of the first sample of /metrics that
@@ -32,13 +34,14 @@ func sampleValue(page, pattern string) float64 {
 // stats ops, labelled with the network the app reports; they land in
 // /metrics by app, transport and network.
 func TestClientQualityStats(t *testing.T) {
+	testengine.Long(t, "waits for the SDK to measure pings")
 	ts := testserver.Start(t, func(c *config.Config) { c.Gateway.HeartbeatMin, c.Gateway.Heartbeat = time.Second, time.Second })
 	connect(t, ts, client.WebSocket, ts.Token("d1", ""), func(c *client.Config) {
 		c.Heartbeat, c.StatsInterval = time.Second, 1500*time.Millisecond
 		c.Network = func() string { return "wifi" }
 	})
 	labels := `\{app="demo",network="wifi",transport="ws"\}`
-	testserver.Eventually(t, "the SDK's stats in /metrics", func() bool {
+	testwait.Eventually(t, "the SDK's stats in /metrics", func() bool {
 		return metricValue(ts, `longlink_client_rtt_seconds_count`+labels) >= 1 &&
 			metricValue(ts, `longlink_client_connect_seconds_count`+labels) == 1
 	})

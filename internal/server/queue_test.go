@@ -13,7 +13,9 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -21,6 +23,7 @@ import (
 // 4004 once its send queue is full, while the API keeps answering at once
 // and other devices keep receiving.
 func TestSlowReaderClosedWith4004(t *testing.T) {
+	testengine.Long(t, "fills socket buffers")
 	ts := testserver.Start(t, func(c *config.Config) {
 		c.Gateway.SendQueue = 8
 		c.Gateway.WriteTimeout = 30 * time.Second // the queue, not the write timeout, must trip
@@ -51,7 +54,7 @@ func TestSlowReaderClosedWith4004(t *testing.T) {
 	}
 	// Counted when the socket closes: when the device closes its side, or a
 	// second after the final frames (this one does not close).
-	testserver.Eventually(t, "the too_slow disconnect counted", func() bool {
+	testwait.Eventually(t, "the too_slow disconnect counted", func() bool {
 		return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="too_slow"} 1`)
 	})
 }
@@ -77,7 +80,7 @@ func neverReadsIn(t *testing.T, ts *testserver.TS, app config.App, device string
 	if err := c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(testserver.MintToken(t, app, device, ""))}, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	testserver.Eventually(t, device+" online", func() bool {
+	testwait.Eventually(t, device+" online", func() bool {
 		_, out := ts.Call(http.MethodGet, "/v1/presence?app="+app.ID+"&device="+device, app.APIKey, nil)
 		return out["devices"].(map[string]any)[device].(map[string]any)["online"] == true
 	})
@@ -105,13 +108,14 @@ func pushUntilDropped(t *testing.T, ts *testserver.TS, devices []string, max int
 // with more than limits.queue_bytes waiting is closed with 4004, long
 // before its 1024 frames.
 func TestSlowReaderBoundedInBytes(t *testing.T) {
+	testengine.Long(t, "fills socket buffers")
 	ts := testserver.Start(t, func(c *config.Config) {
 		c.Limits.QueueBytes = 256 << 10
 		c.Gateway.WriteTimeout = 30 * time.Second // the bytes, not the write timeout, must trip
 	})
 	neverReads(t, ts, "slow")
 	pushUntilDropped(t, ts, []string{"slow"}, 1000) // 16 MB in fewer than 1024 frames
-	testserver.Eventually(t, "too_slow counted", func() bool {
+	testwait.Eventually(t, "too_slow counted", func() bool {
 		return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="too_slow"} 1`)
 	})
 	expectQueuesEmpty(t, ts)
@@ -121,13 +125,14 @@ func TestSlowReaderBoundedInBytes(t *testing.T) {
 // headers and tags, counted while a write waits for the socket) is let go
 // with them: nothing stays counted once the connection is gone.
 func TestSlowTLSReaderBoundedInBytes(t *testing.T) {
+	testengine.Long(t, "fills socket buffers")
 	ts := testserver.Start(t, testserver.WithTLS(t, false), func(c *config.Config) {
 		c.Limits.QueueBytes = 256 << 10
 		c.Gateway.WriteTimeout = 30 * time.Second
 	})
 	neverReads(t, ts, "slow")
 	pushUntilDropped(t, ts, []string{"slow"}, 1000)
-	testserver.Eventually(t, "too_slow counted", func() bool {
+	testwait.Eventually(t, "too_slow counted", func() bool {
 		return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="too_slow"} 1`)
 	})
 	expectQueuesEmpty(t, ts)
@@ -137,6 +142,7 @@ func TestSlowTLSReaderBoundedInBytes(t *testing.T) {
 // bytes waiting are closed with 4004 though each is under its own bound;
 // a device that reads is served on.
 func TestSlowReadersBoundedOverTheProcess(t *testing.T) {
+	testengine.Long(t, "fills socket buffers")
 	ts := testserver.Start(t, func(c *config.Config) {
 		c.Limits.QueueBytesTotal = 1 << 20 // each connection may hold 4 MiB; together, 1 MiB
 		c.Gateway.WriteTimeout = 30 * time.Second
@@ -149,7 +155,7 @@ func TestSlowReadersBoundedOverTheProcess(t *testing.T) {
 	// 250 pushes of 16 KB to each: 4 MB each, under its own 4 MiB bound
 	// once the kernel holds its part.
 	pushUntilDropped(t, ts, slow, 250)
-	testserver.Eventually(t, "four too_slow counted", func() bool {
+	testwait.Eventually(t, "four too_slow counted", func() bool {
 		return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="too_slow"} 4`)
 	})
 	ts.Push(map[string]any{"devices": []string{"fast"}, "data": "unaffected"})
@@ -162,6 +168,7 @@ func TestSlowReadersBoundedOverTheProcess(t *testing.T) {
 // take nothing and hold the most are closed (4004), while 20 devices of
 // another app that read everything they get are served on, none closed.
 func TestQueueBytesTotalClosesTheOffenders(t *testing.T) {
+	testengine.Long(t, "fills socket buffers")
 	ts := testserver.Start(t, func(c *config.Config) {
 		c.Limits.QueueBytesTotal = 1 << 20
 		c.Gateway.WriteTimeout = 30 * time.Second
@@ -197,8 +204,8 @@ func TestQueueBytesTotalClosesTheOffenders(t *testing.T) {
 			break
 		}
 	}
-	testserver.Eventually(t, "every push taken by the devices that read", func() bool { return got.Load() == sent })
-	testserver.Eventually(t, "the 4 that never read closed", func() bool {
+	testwait.Eventually(t, "every push taken by the devices that read", func() bool { return got.Load() == sent })
+	testwait.Eventually(t, "the 4 that never read closed", func() bool {
 		return metricValue(ts, `longlink_disconnects_total\{reason="too_slow"\}`) == 4
 	})
 	expectQueuesEmpty(t, ts)
@@ -211,7 +218,7 @@ func TestQueueBytesTotalClosesTheOffenders(t *testing.T) {
 // let go once the connections that held them are gone.
 func expectQueuesEmpty(t *testing.T, ts *testserver.TS) {
 	t.Helper()
-	testserver.Eventually(t, "send queues empty", func() bool {
+	testwait.Eventually(t, "send queues empty", func() bool {
 		return strings.Contains(ts.Metrics(), "\nlonglink_send_queue_bytes 0\n")
 	})
 }

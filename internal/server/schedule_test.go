@@ -12,7 +12,9 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // schedule pushes body at the time in, and returns the scheduled id.
@@ -30,6 +32,7 @@ func schedule(t *testing.T, ts *testserver.TS, in time.Duration, body map[string
 // A scheduled push answers 202 with its id, is listed until it fires, is
 // delivered at its time (not before) with that id, and can be cancelled.
 func TestScheduledPush(t *testing.T) {
+	testengine.Long(t, "waits for scheduled times")
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		d1 := connect(t, ts, tr, ts.Token("d1", ""))
 		start := time.Now()
@@ -76,6 +79,7 @@ func TestScheduledPush(t *testing.T) {
 
 // A schedule is durable: one made before a restart fires after it.
 func TestScheduledPushSurvivesRestart(t *testing.T) {
+	testengine.Long(t, "waits for a scheduled time across a restart")
 	first := testserver.Start(t)
 	id := schedule(t, first, 1500*time.Millisecond, map[string]any{"devices": []string{"d1"}, "data": "kept", "ttl": 600})
 	if err := first.Shutdown(context.Background()); err != nil {
@@ -92,14 +96,14 @@ func TestScheduledPushSurvivesRestart(t *testing.T) {
 func TestClusterScheduledPushFiresOnce(t *testing.T) {
 	nodes := testserver.StartCluster(t, 3)
 	d := connect(t, nodes[2], client.TCP, nodes[2].Token("d1", ""))
-	testserver.Eventually(t, "d1 routed", func() bool { return presentIn(t, nodes[0], "d1") })
+	testwait.Eventually(t, "d1 routed", func() bool { return presentIn(t, nodes[0], "d1") })
 	for range 5 {
 		schedule(t, nodes[0], 700*time.Millisecond, map[string]any{"devices": []string{"d1"}, "data": "once", "ttl": 600})
 	}
 	for range 5 {
 		d.expect(t, "once")
 	}
-	testserver.Eventually(t, "every schedule done", func() bool { // no node can claim one again
+	testwait.Eventually(t, "every schedule done", func() bool { // no node can claim one again
 		_, out := nodes[1].Call(http.MethodGet, "/v1/messages?app=demo&state=scheduled", testserver.Demo.APIKey, nil)
 		list, _ := out["messages"].([]any)
 		return out["messages"] != nil && len(list) == 0

@@ -12,7 +12,9 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -27,7 +29,7 @@ func stored(devices []string, data string) map[string]any {
 func visit(t *testing.T, ts *testserver.TS, tr client.Transport, device, user string) {
 	d := connect(t, ts, tr, ts.Token(device, user))
 	d.Close()
-	testserver.Eventually(t, device+" offline", func() bool { return !online(t, ts, device) })
+	testwait.Eventually(t, device+" offline", func() bool { return !online(t, ts, device) })
 }
 
 func online(t *testing.T, ts *testserver.TS, device string) bool {
@@ -64,7 +66,7 @@ func TestBroadcastOfflineCompensation(t *testing.T) {
 		if p := onlineDev.expect(t, "to everyone"); p.BSeq != 1 || p.Seq != 0 || p.ID != out["id"] {
 			t.Fatalf("broadcast push %+v", p)
 		}
-		testserver.Eventually(t, "the ack to move the cursor", func() bool {
+		testwait.Eventually(t, "the ack to move the cursor", func() bool {
 			_, d := admin(t, ts, "/v1/admin/devices/demo/online")
 			return d["broadcasts_waiting"] == 0.0 && d["stored_waiting"] == 0.0
 		})
@@ -191,6 +193,7 @@ func TestNoAckThenReconnectRedelivered(t *testing.T) {
 }
 
 func TestStoredMessageExpires(t *testing.T) {
+	testengine.Long(t, "waits for TTLs")
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		ts.Push(map[string]any{"devices": []string{"d1"}, "data": "brief", "ttl": 1})
 		time.Sleep(1100 * time.Millisecond) // the ttl itself is what is tested
@@ -355,7 +358,7 @@ func TestBroadcastBySeqForOlderClients(t *testing.T) {
 			t.Fatalf("the copy: %v", d)
 		}
 		old.WriteFrame(&protocol.Frame{Op: protocol.OpAck, Seq: 1}, time.Second)
-		testserver.Eventually(t, "the ack by seq", func() bool {
+		testwait.Eventually(t, "the ack by seq", func() bool {
 			_, d := admin(t, ts, "/v1/admin/devices/demo/old")
 			return d["stored_waiting"] == 0.0
 		})
@@ -375,7 +378,7 @@ func TestBroadcastBySeqForOlderClients(t *testing.T) {
 		ahead := rawDial(t, ts, tr)
 		ahead.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(ts.Token("ahead", "")), LastBSeqs: []uint64{1000}}, time.Second)
 		readUntil(t, ahead, protocol.OpWelcome)
-		testserver.Eventually(t, "the clamp", func() bool {
+		testwait.Eventually(t, "the clamp", func() bool {
 			return strings.Contains(ts.Metrics(), `longlink_seq_clamped_total{app="demo",op="login_bseq"} 1`)
 		})
 		ts.Push(map[string]any{"broadcast": true, "data": "b3", "ttl": 3600})

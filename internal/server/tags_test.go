@@ -10,6 +10,7 @@ import (
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // tag calls POST /v1/tags and fails the test unless it answers 200.
@@ -75,7 +76,7 @@ func TestPushToTags(t *testing.T) {
 			t.Fatal(err)
 		}
 		fresh := connect(t, ts, tr, tok)
-		testserver.Eventually(t, "the claim's tag", func() bool {
+		testwait.Eventually(t, "the claim's tag", func() bool {
 			out := ts.Push(map[string]any{"tags": map[string]any{"any": []string{"newcomer"}}, "data": "welcome"})
 			return out["online"] == 1.0
 		})

@@ -20,7 +20,9 @@ import (
 
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -218,7 +220,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	}
 	srv.cmd.Process.Signal(syscall.SIGHUP)
 	after := pushTarget{api: before.api, trust: newTrust}
-	testserver.Eventually(t, "the new certificate served", func() bool {
+	testwait.Eventually(t, "the new certificate served", func() bool {
 		conf := newTrust.Clone()
 		conf.ServerName = "127.0.0.1"
 		tc, err := tls.Dial("tcp", srv.gateway, conf)
@@ -274,6 +276,7 @@ func (p pushTarget) push(t *testing.T, device, data string) {
 // larger than a record, asks for a key update (so both sides change keys),
 // and is then still served both ways: a push, and a ping answered.
 func TestTLSOpenSSLClient(t *testing.T) {
+	testengine.Need(t, "openssl")
 	ts := testserver.Start(t, testserver.WithTLS(t, false), func(c *config.Config) {
 		c.Gateway.MaxFrameBytes, c.API.MaxDataBytes = 64<<10, 60000
 	})
@@ -320,7 +323,7 @@ func startSClient(t *testing.T, addr string, args ...string) *sClient {
 	}
 	// -quiet turns on -ign_eof, which turns off s_client's commands (K);
 	// -no_ign_eof after it turns them on again.
-	cmd := exec.Command("openssl", append([]string{"s_client", "-connect", addr, "-quiet", "-no_ign_eof"}, args...)...)
+	cmd := exec.Command(testengine.Need(t, "openssl"), append([]string{"s_client", "-connect", addr, "-quiet", "-no_ign_eof"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, &stderr
 	if err := cmd.Start(); err != nil {

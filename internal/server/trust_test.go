@@ -15,7 +15,9 @@ import (
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -64,7 +66,7 @@ func TestWebhookSignatures(t *testing.T) {
 		string(body) != "echo: hi" {
 		t.Fatalf("signed upstream call: %d %q %v", status, body, err)
 	}
-	testserver.Eventually(t, "the online event accepted", func() bool { return len(b.eventsOf("d1")) > 0 })
+	testwait.Eventually(t, "the online event accepted", func() bool { return len(b.eventsOf("d1")) > 0 })
 
 	b.secret.Store(testserver.Demo.Secret) // the app's secret is not the webhook secret here
 	if status, _, err := d.Up(context.Background(), "demo", "chat", []byte("again")); err != nil || status != http.StatusUnauthorized {
@@ -89,6 +91,7 @@ func mintFor(t *testing.T, device string, ttl time.Duration) string {
 // time (the refresh op) stays; a refresh with a token of another device is
 // refused (4001) without closing the connection.
 func TestTokenExpiryAndRefresh(t *testing.T) {
+	testengine.Long(t, "waits for tokens to expire")
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		expiring := rawLogin(t, ts, tr, mintFor(t, "expiring", 2*time.Second), 0, 0)
 		kept := rawLogin(t, ts, tr, mintFor(t, "kept", 2*time.Second), 0, 0)
@@ -103,7 +106,7 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 		if f := readUntilError(t, expiring); f.Code != protocol.CodeTokenExpired {
 			t.Fatalf("expired token: %d %s, want 4011", f.Code, f.Reason)
 		}
-		testserver.Eventually(t, "the expiry counted by its reason", func() bool {
+		testwait.Eventually(t, "the expiry counted by its reason", func() bool {
 			return strings.Contains(ts.Metrics(), `longlink_disconnects_total{reason="token_expired"} 1`)
 		})
 		time.Sleep(time.Second) // past the first token of "kept"
@@ -118,6 +121,7 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 // expires; and when it could not (the source failed) and the server closed
 // it with 4011, it reconnects with a fresh token.
 func TestSDKTokenSource(t *testing.T) {
+	testengine.Long(t, "waits for tokens to expire")
 	ts := testserver.Start(t)
 	var calls, failFirst atomic.Int64
 	failFirst.Store(1)
@@ -142,7 +146,7 @@ func TestSDKTokenSource(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no 4011 after the first token expired")
 	}
-	testserver.Eventually(t, "reconnected", func() bool { return online(t, ts, "d1") })
+	testwait.Eventually(t, "reconnected", func() bool { return online(t, ts, "d1") })
 	time.Sleep(4 * time.Second) // past the second token's life: it was refreshed
 	select {
 	case err := <-disconnects:
@@ -232,7 +236,7 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("a third connection from 127.0.0.1: %d %s, want 4005", f.Code, f.Reason)
 		}
 		second.Close() // a slot is free again
-		testserver.Eventually(t, "a connection in the freed slot", func() bool {
+		testwait.Eventually(t, "a connection in the freed slot", func() bool {
 			c, err := client.Dial(context.Background(), client.Config{Addr: ts.GatewayAddr(), Token: ts.Token("d4", "")})
 			if err != nil {
 				return false

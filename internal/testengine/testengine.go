@@ -1,6 +1,12 @@
-// Package testengine starts the real engines a cluster runs on, for tests:
+// Package testengine starts the real programs tests run beside longlink:
 // redis-server and nats-server, each on a free loopback port with its files
-// in the test's temporary directory, stopped when the test ends.
+// in the test's temporary directory, stopped when the test ends; and it
+// finds the others (Node.js, Chromium's tests, mosquitto, openssl).
+//
+// `go test -short` runs what needs nothing but Go, in under a minute: a test
+// that needs a program, or takes seconds, skips under -short, saying how to
+// run it. Without -short it runs, and a missing program fails it (with the
+// same hint), so CI proves every test.
 package testengine
 
 import (
@@ -32,15 +38,48 @@ type Engine struct {
 	t    testing.TB
 }
 
+// Programs not installed with Go, with the package that brings each
+// (Debian's; .ci/run installs them all).
+var packages = map[string]string{
+	"redis-server":  "Debian package redis-server",
+	"nats-server":   "Debian package nats-server",
+	"node":          "Node.js 20+: Debian packages nodejs and npm",
+	"chromium":      "Debian package chromium",
+	"mosquitto":     "Debian package mosquitto",
+	"mosquitto_sub": "Debian package mosquitto-clients",
+	"mosquitto_pub": "Debian package mosquitto-clients",
+	"openssl":       "Debian package openssl",
+}
+
+// Need returns the path of program name, which the test runs. Under -short
+// the test is skipped (it needs more than Go); without -short a missing
+// program fails it. Either way the message says how to install it.
+func Need(t testing.TB, name string) string {
+	t.Helper()
+	hint := fmt.Sprintf("needs %s (%s; .ci/run installs it)", name, packages[name])
+	if testing.Short() {
+		t.Skip(hint + ": skipped under -short")
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s: %v", hint, err)
+	}
+	return path
+}
+
+// Long skips a test that takes seconds under -short, saying why.
+func Long(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("takes seconds (" + why + "): skipped under -short")
+	}
+}
+
 // start runs name with args, listening on addr, until the test ends; it
 // returns once addr accepts connections.
 func start(t testing.TB, addr, name string, args ...string) *Engine {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s is not installed (Debian package %s; .ci/run installs it)", name, name)
-	}
-	e := &Engine{Addr: addr, args: append([]string{path}, args...), t: t}
+	e := &Engine{Addr: addr, args: append([]string{Need(t, name)}, args...), t: t}
 	e.Start()
 	t.Cleanup(e.Stop)
 	return e

@@ -234,18 +234,6 @@ func (ts *TS) Push(body map[string]any) map[string]any {
 	return out
 }
 
-// Eventually polls cond until it holds, failing the test after 10s.
-func Eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // Metrics returns the /metrics page.
 func (ts *TS) Metrics() string {
 	ts.t.Helper()

@@ -14,6 +14,7 @@ import (
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/internal/store/storetest"
 	"github.com/longlink/longlink/internal/testengine"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // backend is a fresh redis-server per test; opening again reconnects.
@@ -71,7 +72,7 @@ func TestAcknowledgedSurviveRedisCrash(t *testing.T) {
 	r.Start()
 	for g := range 20 {
 		var got []store.Stored
-		eventually(t, func() bool {
+		testwait.Eventually(t, fmt.Sprint("10 messages for d", g), func() bool {
 			var err error
 			got, err = s.Since(context.Background(), "demo", fmt.Sprint("d", g), 0, 100)
 			return err == nil && len(got) == 10
@@ -93,7 +94,7 @@ func TestRedisDownThenBack(t *testing.T) {
 		t.Fatalf("the failed push took %v", took)
 	}
 	r.Start()
-	eventually(t, func() bool {
+	testwait.Eventually(t, "a push to work again", func() bool {
 		_, err := s.Append(context.Background(), []string{"d1"}, msg("kept"), "")
 		return err == nil
 	})
@@ -110,17 +111,6 @@ func TestWarnsWithoutFsyncAlways(t *testing.T) {
 	open(t, r.URL(), func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
 	if !strings.Contains(log.String(), "appendfsync always") || !strings.Contains(log.String(), "everysec") {
 		t.Fatalf("no warning: %q", log.String())
-	}
-}
-
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -73,23 +74,21 @@ func (e *env) msg(app, id string) store.Message {
 }
 
 // since waits (Ack does not) until device's mailbox in app holds want
-// after seq 0, and fails if it does not within 5s.
+// after seq 0, and fails if it does not in time.
 func (e *env) since(s store.Store, app, device string, want ...string) []store.Stored {
 	e.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, err := s.Since(ctx, app, device, 0, 100)
-		if err != nil {
+	var got []store.Stored
+	testwait.EventuallyNil(e.t, func() error {
+		var err error
+		if got, err = s.Since(ctx, app, device, 0, 100); err != nil {
 			e.t.Fatal(err)
 		}
-		if slices.Equal(ids(got), want) {
-			return got
+		if !slices.Equal(ids(got), want) {
+			return fmt.Errorf("mailbox of %s in %s: %v, want %v", device, app, ids(got), want)
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("mailbox of %s in %s: %v, want %v", device, app, ids(got), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return got
 }
 
 func ids(ms []store.Stored) []string {
@@ -278,23 +277,21 @@ func testBroadcastCatchUp(e *env) {
 
 // broadcasts waits (AckBroadcast does not) until device's unread part of
 // app's broadcast log, after after, holds want, and fails if it does not
-// within 5s.
+// in time.
 func (e *env) broadcasts(s store.Store, app, device string, after uint64, want ...string) []store.Stored {
 	e.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, _, err := s.Broadcasts(ctx, app, device, after, 100)
-		if err != nil {
+	var got []store.Stored
+	testwait.EventuallyNil(e.t, func() error {
+		var err error
+		if got, _, err = s.Broadcasts(ctx, app, device, after, 100); err != nil {
 			e.t.Fatal(err)
 		}
-		if slices.Equal(ids(got), want) {
-			return got
+		if !slices.Equal(ids(got), want) {
+			return fmt.Errorf("broadcasts of %s in %s after %d: %v, want %v", device, app, after, ids(got), want)
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("broadcasts of %s in %s after %d: %v, want %v", device, app, after, ids(got), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return got
 }
 
 // A device reads the broadcast log after its cursor, which its acks move:
@@ -573,23 +570,22 @@ func testUserBinding(e *env) {
 }
 
 // report waits (Sent and acks do not) until app's report of id passes
-// ok, and fails if it does not within 5s.
+// ok, and fails if it does not in time.
 func (e *env) report(s store.Store, app, id string, ok func(store.Report) bool) store.Report {
 	e.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r, found, err := s.Report(ctx, app, id)
-		if err != nil {
+	var r store.Report
+	testwait.EventuallyNil(e.t, func() error {
+		var found bool
+		var err error
+		if r, found, err = s.Report(ctx, app, id); err != nil {
 			e.t.Fatal(err)
 		}
-		if found && ok(r) {
-			return r
+		if !found || !ok(r) {
+			return fmt.Errorf("report of %s in %s: %+v (found %v)", id, app, r, found)
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("report of %s in %s: %+v (found %v)", id, app, r, found)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return r
 }
 
 // A stored message's report is made with it; Sent adds how it went out
