@@ -273,3 +273,19 @@ func TestDocumentedBytes(t *testing.T) {
 		t.Errorf("ping encodes as %s, docs say 0000000105", got)
 	}
 }
+
+// Each close code's label, as the metrics of closed connections and
+// refused logins say it.
+func TestCodeLabels(t *testing.T) {
+	want := map[Code]string{0: "closed", CodeBadFrame: "bad_frame", CodeAuthFailed: "auth_failed",
+		CodeLoginTimeout: "login_timeout", CodeReplaced: "replaced", CodeTooSlow: "too_slow",
+		CodeRateLimited: "rate_limited", CodeFrameTooLarge: "frame_too_large", CodeHeartbeatTimeout: "timeout",
+		CodeKicked: "kicked", CodeGoingAway: "shutdown", CodeUpstreamUnavailable: "error",
+		CodeTokenExpired: "token_expired", CodeNotAllowed: "error", CodeDraining: "draining",
+		1000: "error", 3999: "error", 4014: "error", 65535: "error"}
+	for code, label := range want {
+		if got := code.Label(); got != label {
+			t.Errorf("Code(%d).Label() = %q, want %q", code, got, label)
+		}
+	}
+}

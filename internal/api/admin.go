@@ -6,23 +6,37 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/metrics"
+
+	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/nodeinfo"
 	"github.com/longlink/longlink/internal/store"
 )
 
-// NodeStats is one node's figures at one moment, for the dashboard: the
-// node, and its metrics (the same as its /metrics). Counters are totals
-// since the node started; a reader takes rates from two snapshots.
-type NodeStats struct {
-	NodeInfo
-	At      time.Time        `json:"at"`
-	Samples []metrics.Sample `json:"samples"`
+// nodeJSON is a node as the API shows it. What nodes keep in their leases
+// is nodeinfo.Info: the two are apart, so that a field renamed here does
+// not change what is stored in Redis.
+type nodeJSON struct {
+	Node        string    `json:"node"`
+	State       string    `json:"state"`
+	Connections int       `json:"connections"`
+	Gateway     string    `json:"gateway"`
+	API         string    `json:"api"`
+	StartedAt   time.Time `json:"started_at"`
+	Plain       bool      `json:"plain"`
+	TLS         bool      `json:"tls"`
 }
 
-// StatsOf returns the figures of the node self says, from m, now.
-func StatsOf(self NodeInfo, m *metrics.Metrics) NodeStats {
-	return NodeStats{NodeInfo: self, At: time.Now().UTC(), Samples: m.Snapshot()}
+func nodeJSONOf(n nodeinfo.Info) nodeJSON {
+	return nodeJSON{Node: n.Node, State: string(n.State), Connections: n.Connections, Gateway: n.Gateway,
+		API: n.API, StartedAt: n.StartedAt, Plain: n.Plain, TLS: n.TLS}
+}
+
+// nodeStatsJSON is a node's figures as /v1/admin/stats shows them.
+type nodeStatsJSON struct {
+	nodeJSON
+	At      time.Time        `json:"at"`
+	Samples []metrics.Sample `json:"samples"`
 }
 
 // handleStats gives every node's figures: this node's, then in a cluster
@@ -33,7 +47,11 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, clusterDown(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes})
+	views := make([]nodeStatsJSON, len(nodes))
+	for i, n := range nodes {
+		views[i] = nodeStatsJSON{nodeJSONOf(n.Info), n.At, n.Samples}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"nodes": views})
 }
 
 // handleNodes lists the nodes: this one, then the cluster's other live
@@ -44,18 +62,19 @@ func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, clusterDown(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes})
+	views := make([]nodeJSON, len(nodes))
+	for i, n := range nodes {
+		views[i] = nodeJSONOf(n)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"nodes": views})
 }
-
-// ErrNoNode is the error of a request for a node that is not live.
-var ErrNoNode = errors.New("no such live node")
 
 // handleDrain starts draining this node, or the live node ?node= names,
 // and answers at once, with the node as it is then (state draining).
 func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 	node := r.URL.Query().Get("node")
 	s.log.Info("drain requested", "remote", r.RemoteAddr, "node", cmp.Or(node, s.cfg.Node))
-	var info NodeInfo
+	var info nodeinfo.Info
 	switch {
 	case node == "" || node == s.cfg.Node:
 		s.drain()
@@ -65,7 +84,7 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 		var err error
-		if info, err = s.drainAt(r.Context(), node); errors.Is(err, ErrNoNode) {
+		if info, err = s.drainAt(r.Context(), node); errors.Is(err, nodeinfo.ErrNoNode) {
 			s.writeError(w, r, errorf(http.StatusNotFound, "no live node %q", node))
 			return
 		} else if err != nil {
@@ -73,7 +92,7 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"node": info,
+	writeJSON(w, http.StatusAccepted, map[string]any{"node": nodeJSONOf(info),
 		"drain_period_ms": s.cfg.Gateway.DrainPeriod.Milliseconds()})
 }
 
@@ -99,7 +118,7 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	info, err := s.fanout.Device(app, device)
+	info, err := s.fanout.Device(r.Context(), app, device)
 	if err != nil {
 		s.writeError(w, r, clusterDown(err))
 		return

@@ -17,82 +17,10 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/config"
-	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/nodeinfo"
 	"github.com/longlink/longlink/internal/store"
-	"github.com/longlink/longlink/protocol"
 )
-
-// Fanout hands messages to connected devices, and answers how many took
-// them. In one process it is the gateway (Local); a cluster puts a router
-// and a bus behind the same methods (cluster.Node), which fail when they
-// cannot tell where devices are.
-type Fanout interface {
-	PushDevices(app string, devices []string, m *gateway.Message) (int, error)
-	PushUsers(app string, users []string, m *gateway.Message) (int, error)
-	Broadcast(app string, m *gateway.Message) (int, error)
-	PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) (int, error)
-	// BroadcastStored hands the stored broadcast f (with its BSeq) to
-	// every connection of app.
-	BroadcastStored(app string, f protocol.Frame) (int, error)
-	PushGroup(app, group string, m *gateway.Message) (int, error)
-	JoinGroup(app, group string, devices []string, leave bool) (int, error)
-	Kick(app string, devices []string) (int, error)
-	Online(app, device string) (bool, error)
-	// Device describes device's connection in app; nil when it has none.
-	Device(app, device string) (*gateway.DeviceInfo, error)
-}
-
-// Local is the Fanout of a single node: its gateway, which never fails.
-func Local(g *gateway.Gateway) Fanout { return local{g} }
-
-type local struct{ g *gateway.Gateway }
-
-func (l local) PushDevices(app string, devices []string, m *gateway.Message) (int, error) {
-	return l.g.PushDevices(app, devices, m), nil
-}
-func (l local) PushUsers(app string, users []string, m *gateway.Message) (int, error) {
-	return l.g.PushUsers(app, users, m), nil
-}
-func (l local) Broadcast(app string, m *gateway.Message) (int, error) {
-	return l.g.Broadcast(app, m), nil
-}
-func (l local) PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) (int, error) {
-	return l.g.PushStored(app, devices, seqs, f), nil
-}
-func (l local) BroadcastStored(app string, f protocol.Frame) (int, error) {
-	return l.g.BroadcastStored(app, gateway.NewMessage(&f)), nil
-}
-func (l local) PushGroup(app, group string, m *gateway.Message) (int, error) {
-	return l.g.PushGroup(app, group, m), nil
-}
-func (l local) JoinGroup(app, group string, devices []string, leave bool) (int, error) {
-	return l.g.JoinGroup(app, group, devices, leave), nil
-}
-func (l local) Kick(app string, devices []string) (int, error) { return l.g.Kick(app, devices), nil }
-func (l local) Online(app, device string) (bool, error)        { return l.g.Online(app, device), nil }
-func (l local) Device(app, device string) (*gateway.DeviceInfo, error) {
-	return l.g.Device(app, device), nil
-}
-
-// A node's states.
-const (
-	StateServing  = "serving"
-	StateDraining = "draining" // refusing logins, moving its devices away
-)
-
-// NodeInfo is one node as /v1/dispatch and /v1/admin/nodes show it. In a
-// cluster every node keeps its own in its lease.
-type NodeInfo struct {
-	Node        string    `json:"node"`
-	State       string    `json:"state"` // StateServing or StateDraining
-	Connections int       `json:"connections"`
-	Gateway     string    `json:"gateway"` // host:port devices reach the gateway at
-	API         string    `json:"api"`     // the API's base URL
-	StartedAt   time.Time `json:"started_at"`
-	Plain       bool      `json:"plain"` // the gateway takes native TCP and ws://
-	TLS         bool      `json:"tls"`   // the gateway takes TLS and wss://
-}
 
 // Options configure a Server.
 type Options struct {
@@ -101,20 +29,20 @@ type Options struct {
 	Fanout Fanout
 	Store  store.Store
 	// Self describes this node now.
-	Self func() NodeInfo
+	Self func() nodeinfo.Info
 	// Drain starts draining this node (POST /v1/admin/drain); it returns at
 	// once, and calling it again does nothing.
 	Drain func()
 	// DrainNode, in a cluster, asks another node to drain and returns it
-	// as it is then (ErrNoNode: no live node of that name). Nil: this node
+	// as it is then (nodeinfo.ErrNoNode: no live node of that name). Nil: this node
 	// only.
-	DrainNode func(ctx context.Context, node string) (NodeInfo, error)
+	DrainNode func(ctx context.Context, node string) (nodeinfo.Info, error)
 	// Peers, in a cluster, describes the other live nodes; /v1/dispatch
 	// lists them after this node. Nil: this node only.
-	Peers func(context.Context) ([]NodeInfo, error)
+	Peers func(context.Context) ([]nodeinfo.Info, error)
 	// Stats gives every node's figures for /v1/admin/stats, this node's
 	// first (in a cluster, the others' read over the bus).
-	Stats   func(context.Context) ([]NodeStats, error)
+	Stats   func(context.Context) ([]nodeinfo.Stats, error)
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger // nil means slog.Default()
 }
@@ -126,11 +54,11 @@ type Server struct {
 	apps    *config.LiveApps
 	fanout  Fanout
 	store   store.Store
-	self    func() NodeInfo
+	self    func() nodeinfo.Info
 	drain   func()
-	drainAt func(ctx context.Context, node string) (NodeInfo, error)
-	peers   func(context.Context) ([]NodeInfo, error)
-	stats   func(context.Context) ([]NodeStats, error)
+	drainAt func(ctx context.Context, node string) (nodeinfo.Info, error)
+	peers   func(context.Context) ([]nodeinfo.Info, error)
+	stats   func(context.Context) ([]nodeinfo.Stats, error)
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -163,8 +91,8 @@ func New(o Options) *Server {
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.HandleFunc("POST /v1/push", s.handlePush)
 	s.mux.HandleFunc("GET /v1/presence", s.handlePresence)
-	s.mux.HandleFunc("POST /v1/groups/join", s.handleGroup(false))
-	s.mux.HandleFunc("POST /v1/groups/leave", s.handleGroup(true))
+	s.mux.HandleFunc("POST /v1/groups/join", s.handleGroup(s.fanout.Join))
+	s.mux.HandleFunc("POST /v1/groups/leave", s.handleGroup(s.fanout.Leave))
 	s.mux.HandleFunc("POST /v1/kick", s.handleKick)
 	s.mux.HandleFunc("POST /v1/tags", s.handleTags)
 	s.mux.HandleFunc("GET /v1/messages", s.handleMessages)
@@ -172,8 +100,8 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("DELETE /v1/messages/{id}", s.handleDeleteMessage)
 	s.mux.HandleFunc("GET /v1/dispatch", s.handleDispatch)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.self().State == StateDraining { // so that a load balancer takes the node out
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": StateDraining, "node": s.cfg.Node})
+		if s.self().State == nodeinfo.Draining { // so that a load balancer takes the node out
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": string(nodeinfo.Draining), "node": s.cfg.Node})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.Node})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/nodeinfo"
 )
 
 // dispatcher chooses the nodes /v1/dispatch lists for a device: serving
@@ -23,12 +24,12 @@ type dispatcher struct {
 
 // order returns the nodes to list for (app, device), at most cfg's
 // max_endpoints of them.
-func (d *dispatcher) order(cfg config.Dispatch, app, device string, nodes []NodeInfo) []NodeInfo {
+func (d *dispatcher) order(cfg config.Dispatch, app, device string, nodes []nodeinfo.Info) []nodeinfo.Info {
 	canary := canaryShare(app, device) < cfg.Canary.Percent
-	var pool, others []NodeInfo
+	var pool, others []nodeinfo.Info
 	for _, n := range nodes {
 		switch {
-		case n.State != StateServing:
+		case n.State != nodeinfo.Serving:
 		case slices.Contains(cfg.Canary.Nodes, n.Node) == canary:
 			pool = append(pool, n)
 		default:
@@ -43,7 +44,7 @@ func (d *dispatcher) order(cfg config.Dispatch, app, device string, nodes []Node
 	if now := time.Now(); now.Sub(d.epoch) >= time.Second {
 		d.epoch, d.sent = now, make(map[string]int)
 	}
-	slices.SortStableFunc(pool, func(a, b NodeInfo) int {
+	slices.SortStableFunc(pool, func(a, b nodeinfo.Info) int {
 		return (a.Connections + d.sent[a.Node]) - (b.Connections + d.sent[b.Node])
 	})
 	pool = pool[:min(len(pool), cfg.MaxEndpoints)]

@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/nodeinfo"
 )
 
-func serving(name string, conns int) NodeInfo {
-	return NodeInfo{Node: name, State: StateServing, Connections: conns, Gateway: name + ":7070", Plain: true}
+func serving(name string, conns int) nodeinfo.Info {
+	return nodeinfo.Info{Node: name, State: nodeinfo.Serving, Connections: conns, Gateway: name + ":7070", Plain: true}
 }
 
 // The least loaded first, at most max_endpoints, draining nodes never; and
@@ -19,8 +20,8 @@ func TestDispatchOrder(t *testing.T) {
 	var d dispatcher
 	cfg := config.Dispatch{MaxEndpoints: 2}
 	drained := serving("n0", 0)
-	drained.State = StateDraining
-	nodes := []NodeInfo{serving("n1", 30), serving("n2", 10), serving("n3", 20), drained}
+	drained.State = nodeinfo.Draining
+	nodes := []nodeinfo.Info{serving("n1", 30), serving("n2", 10), serving("n3", 20), drained}
 	got := d.order(cfg, "demo", "d1", nodes)
 	if len(got) != 2 || got[0].Node != "n2" || got[1].Node != "n3" {
 		t.Fatalf("order: %v", got)
@@ -39,7 +40,7 @@ func TestDispatchOrder(t *testing.T) {
 func TestDispatchCanary(t *testing.T) {
 	var d dispatcher
 	cfg := config.Dispatch{MaxEndpoints: 3, Canary: config.Canary{Nodes: []string{"n9"}, Percent: 5}}
-	nodes := []NodeInfo{serving("n1", 0), serving("n2", 0), serving("n9", 0)}
+	nodes := []nodeinfo.Info{serving("n1", 0), serving("n2", 0), serving("n9", 0)}
 	canaries := 0
 	const n = 10000
 	for i := range n {

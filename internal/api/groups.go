@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/longlink/longlink/protocol"
@@ -33,16 +34,17 @@ func (s *Server) decodeDevices(w http.ResponseWriter, r *http.Request, withGroup
 	return &req, err
 }
 
-// handleGroup adds devices' connections to a group, or removes them. Only
-// connections live now are members: membership ends with the connection.
-func (s *Server) handleGroup(leave bool) http.HandlerFunc {
+// handleGroup adds devices' connections to a group (join: Fanout.Join), or
+// removes them (Fanout.Leave). Only connections live now are members:
+// membership ends with the connection.
+func (s *Server) handleGroup(join func(ctx context.Context, app, group string, devices []string) (int, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		req, err := s.decodeDevices(w, r, true)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		n, err := s.fanout.JoinGroup(req.App, req.Group, req.Devices, leave)
+		n, err := join(r.Context(), req.App, req.Group, req.Devices)
 		if err != nil {
 			s.writeError(w, r, clusterDown(err))
 			return

@@ -9,7 +9,7 @@ func (s *Server) handleKick(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	n, err := s.fanout.Kick(req.App, req.Devices)
+	n, err := s.fanout.Kick(r.Context(), req.App, req.Devices)
 	if err != nil {
 		s.writeError(w, r, clusterDown(err))
 		return

@@ -1,11 +1,11 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
 
-	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
 )
@@ -107,7 +107,7 @@ func (s *Server) handleDeleteMessage(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, notFound(app, id))
 		return
 	}
-	told, err := s.tellRecalled(app, rep)
+	told, err := s.tellRecalled(r.Context(), app, rep)
 	if err != nil {
 		s.writeError(w, r, &httpError{status: http.StatusServiceUnavailable, cause: err,
 			msg: "the message is recalled where it waited, but the cluster could not be reached to tell online devices; repeat the call"})
@@ -118,10 +118,10 @@ func (s *Server) handleDeleteMessage(w http.ResponseWriter, r *http.Request) {
 
 // tellRecalled sends the recall op to the connections of the recalled
 // message's audience that are online now, and returns how many.
-func (s *Server) tellRecalled(app string, r store.Report) (int, error) {
-	m := gateway.NewMessage(&protocol.Frame{Op: protocol.OpRecall, App: []byte(app), ID: []byte(r.ID)})
-	if r.Target == "broadcast" {
-		return s.fanout.Broadcast(app, m)
+func (s *Server) tellRecalled(ctx context.Context, app string, r store.Report) (int, error) {
+	f := protocol.Frame{Op: protocol.OpRecall, App: []byte(app), ID: []byte(r.ID)}
+	if r.Target == store.TargetBroadcast {
+		return s.fanout.Broadcast(ctx, app, f)
 	}
-	return s.fanout.PushDevices(app, r.Audience, m)
+	return s.fanout.PushDevices(ctx, app, r.Audience, f)
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/nodeinfo"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -30,7 +31,7 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		online, err := s.fanout.Online(app, d)
+		online, err := s.fanout.Online(r.Context(), app, d)
 		if err != nil {
 			s.writeError(w, r, clusterDown(err))
 			return
@@ -60,10 +61,10 @@ func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
 
 // Endpoints lists where devices reach the serving nodes of nodes, in their
 // order: draining nodes are left out.
-func Endpoints(nodes []NodeInfo) []protocol.Endpoint {
+func Endpoints(nodes []nodeinfo.Info) []protocol.Endpoint {
 	eps := []protocol.Endpoint{}
 	for _, n := range nodes {
-		if n.State != StateServing {
+		if n.State != nodeinfo.Serving {
 			continue
 		}
 		if n.Plain {
@@ -96,8 +97,8 @@ func checkDevice(device string) error {
 }
 
 // nodes returns this node, then the cluster's other live ones.
-func (s *Server) nodes(ctx context.Context) ([]NodeInfo, error) {
-	nodes := []NodeInfo{s.self()}
+func (s *Server) nodes(ctx context.Context) ([]nodeinfo.Info, error) {
+	nodes := []nodeinfo.Info{s.self()}
 	if s.peers != nil {
 		peers, err := s.peers(ctx)
 		if err != nil {

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
 )
@@ -87,10 +86,10 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 }
 
 // send makes a checked push now, and counts it.
-func (s *Server) send(ctx context.Context, req *pushRequest, target string, f protocol.Frame) (pushResponse, error) {
+func (s *Server) send(ctx context.Context, req *pushRequest, target store.Target, f protocol.Frame) (pushResponse, error) {
 	var resp pushResponse
 	var err error
-	if req.TTL > 0 && target != "group" { // groups are online-only: ttl is ignored
+	if req.TTL > 0 && target != store.TargetGroup { // groups are online-only: ttl is ignored
 		resp, err = s.pushStored(ctx, req, target, f)
 		if err == nil && !resp.Duplicate { // for its delivery report
 			s.store.Sent(req.App, resp.ID, resp.Online)
@@ -99,17 +98,17 @@ func (s *Server) send(ctx context.Context, req *pushRequest, target string, f pr
 		resp, err = s.pushOnline(ctx, req, target, f)
 	}
 	if err == nil && !resp.Duplicate {
-		s.metrics.Pushed.WithLabelValues(req.App, target).Inc()
+		s.metrics.Pushed.WithLabelValues(req.App, string(target)).Inc()
 	}
 	return resp, err
 }
 
 // pushStored stores the message (durably, before answering) and hands it to
 // the devices online now; the others get it when they log in.
-func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string, f protocol.Frame) (pushResponse, error) {
+func (s *Server) pushStored(ctx context.Context, req *pushRequest, target store.Target, f protocol.Frame) (pushResponse, error) {
 	m := store.Message{App: req.App, ID: string(f.ID), Data: f.Data, Collapse: req.Collapse, Target: target,
 		Expires: time.Now().Add(time.Duration(req.TTL) * time.Second)}
-	if target == "broadcast" {
+	if target == store.TargetBroadcast {
 		release, err := s.reserve(req.App, int64(len(f.Data)))
 		if err != nil {
 			return pushResponse{}, err
@@ -124,7 +123,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 		}
 		s.metrics.Stored.WithLabelValues(req.App).Inc()
 		f.BSeq = res.Seqs[0]
-		online, err := s.fanout.BroadcastStored(req.App, f)
+		online, err := s.fanout.BroadcastStored(ctx, req.App, f)
 		if err != nil {
 			return pushResponse{}, stored(err)
 		}
@@ -132,12 +131,12 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 	}
 	devices := req.Devices
 	switch target {
-	case "users":
+	case store.TargetUsers:
 		var err error
 		if devices, err = s.store.UserDevices(ctx, req.App, req.Users); err != nil {
 			return pushResponse{}, unavailable(err)
 		}
-	case "tags":
+	case store.TargetTags:
 		var err error
 		if devices, err = s.tagDevices(ctx, req.App, req.Tags); err != nil {
 			return pushResponse{}, err
@@ -156,7 +155,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 		return duplicate(res), nil
 	}
 	s.metrics.Stored.WithLabelValues(req.App).Add(float64(len(devices)))
-	online, err := s.fanout.PushStored(req.App, devices, res.Seqs, f)
+	online, err := s.fanout.PushStored(ctx, req.App, devices, res.Seqs, f)
 	if err != nil {
 		return pushResponse{}, stored(err)
 	}
@@ -165,31 +164,30 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target string
 
 // pushOnline hands the message to the connections live now; with an id, the
 // key is recorded (durably) first so that a repeat sends nothing.
-func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target string, f protocol.Frame) (pushResponse, error) {
+func (s *Server) pushOnline(ctx context.Context, req *pushRequest, target store.Target, f protocol.Frame) (pushResponse, error) {
 	if first, used, err := s.keyUsed(ctx, req, string(f.ID)); err != nil || used {
 		return pushResponse{ID: first, Duplicate: used}, err
 	}
-	if target == "group" { // so that the device knows (MQTT: the PUBLISH's topic)
+	if target == store.TargetGroup { // so that the device knows (MQTT: the PUBLISH's topic)
 		f.Group = []byte(req.Group)
 	}
-	m := gateway.NewMessage(&f)
 	var online int
 	var err error
 	switch target {
-	case "devices":
-		online, err = s.fanout.PushDevices(req.App, req.Devices, m)
-	case "users":
-		online, err = s.fanout.PushUsers(req.App, req.Users, m)
-	case "tags":
+	case store.TargetDevices:
+		online, err = s.fanout.PushDevices(ctx, req.App, req.Devices, f)
+	case store.TargetUsers:
+		online, err = s.fanout.PushUsers(ctx, req.App, req.Users, f)
+	case store.TargetTags:
 		var devices []string
 		if devices, err = s.tagDevices(ctx, req.App, req.Tags); err != nil {
 			return pushResponse{}, err
 		}
-		online, err = s.fanout.PushDevices(req.App, devices, m)
-	case "group":
-		online, err = s.fanout.PushGroup(req.App, req.Group, m)
-	case "broadcast":
-		online, err = s.fanout.Broadcast(req.App, m)
+		online, err = s.fanout.PushDevices(ctx, req.App, devices, f)
+	case store.TargetGroup:
+		online, err = s.fanout.PushGroup(ctx, req.App, req.Group, f)
+	case store.TargetBroadcast:
+		online, err = s.fanout.Broadcast(ctx, req.App, f)
 	}
 	if err != nil {
 		return pushResponse{}, clusterDown(err)
@@ -270,40 +268,40 @@ func unavailable(err error) error {
 
 // checkPush validates a push request, deduplicates its targets in place, and
 // returns the payload and the target kind.
-func (s *Server) checkPush(req *pushRequest) (data []byte, target string, err error) {
+func (s *Server) checkPush(req *pushRequest) (data []byte, target store.Target, err error) {
 	targets := 0
 	if req.Devices != nil {
-		targets, target = targets+1, "devices"
+		targets, target = targets+1, store.TargetDevices
 	}
 	if req.Users != nil {
-		targets, target = targets+1, "users"
+		targets, target = targets+1, store.TargetUsers
 	}
 	if req.Group != "" {
-		targets, target = targets+1, "group"
+		targets, target = targets+1, store.TargetGroup
 	}
 	if req.Broadcast {
-		targets, target = targets+1, "broadcast"
+		targets, target = targets+1, store.TargetBroadcast
 	}
 	if req.Tags != nil {
-		targets, target = targets+1, "tags"
+		targets, target = targets+1, store.TargetTags
 	}
 	if targets != 1 {
 		return nil, "", errorf(http.StatusBadRequest, "give exactly one of devices, users, tags, group, broadcast")
 	}
 	switch target {
-	case "devices":
+	case store.TargetDevices:
 		if req.Devices, err = checkIDs("devices", req.Devices); err != nil {
 			return nil, "", err
 		}
-	case "users":
+	case store.TargetUsers:
 		if req.Users, err = checkIDs("users", req.Users); err != nil {
 			return nil, "", err
 		}
-	case "group":
+	case store.TargetGroup:
 		if !protocol.ValidName(req.Group) {
 			return nil, "", errorf(http.StatusBadRequest, "group %q must be 1-128 printable ASCII bytes, no spaces", req.Group)
 		}
-	case "tags":
+	case store.TargetTags:
 		if err := req.Tags.check(); err != nil {
 			return nil, "", err
 		}
@@ -316,7 +314,7 @@ func (s *Server) checkPush(req *pushRequest) (data []byte, target string, err er
 	}
 	if req.Collapse != "" {
 		switch {
-		case req.TTL == 0 || target == "group":
+		case req.TTL == 0 || target == store.TargetGroup:
 			return nil, "", errorf(http.StatusBadRequest, "collapse replaces a stored message: it needs a ttl, and a target other than group")
 		case len(req.Collapse) > maxCollapseBytes || !protocol.ValidName(req.Collapse):
 			return nil, "", errorf(http.StatusBadRequest, "collapse must be 1-%d printable ASCII bytes, no spaces", maxCollapseBytes)

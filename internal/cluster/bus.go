@@ -8,15 +8,17 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/longlink/longlink/internal/api"
 	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/nodeinfo"
 	"github.com/longlink/longlink/protocol"
 )
 
-// The ops of a bus request: what the receiving node does with its local
-// connections.
+// op is what the node a bus request goes to does with its connections.
+type op string
+
+// The ops of a bus request.
 const (
-	opDevices         = "devices"          // push Frame to Devices
+	opDevices         op = "devices"          // push Frame to Devices
 	opUsers           = "users"            // push Frame to the connections of Users
 	opBroadcast       = "broadcast"        // push Frame to every connection of App
 	opGroup           = "group"            // push Frame to the connections in Group
@@ -34,7 +36,7 @@ const (
 
 // request is one bus message to a node; its answer is a reply.
 type request struct {
-	Op      string   `json:"op"`
+	Op      op       `json:"op"`
 	App     string   `json:"app"`
 	Devices []string `json:"devices,omitempty"`
 	Users   []string `json:"users,omitempty"`
@@ -46,8 +48,8 @@ type request struct {
 type reply struct {
 	N      int                 `json:"n"`
 	Device *gateway.DeviceInfo `json:"device,omitempty"` // opDevice
-	Stats  *api.NodeStats      `json:"stats,omitempty"`  // opStats
-	Node   *api.NodeInfo       `json:"node,omitempty"`   // opDrain
+	Stats  *nodeinfo.Stats     `json:"stats,omitempty"`  // opStats
+	Node   *nodeinfo.Info      `json:"node,omitempty"`   // opDrain
 	Error  string              `json:"error,omitempty"`
 }
 
@@ -123,8 +125,10 @@ func (n *Node) local(req *request) (int, error) {
 		return g.PushStored(req.App, req.Devices, req.Seqs, f), nil
 	case opBroadcastStored:
 		return g.BroadcastStored(req.App, m), nil
-	case opJoin, opLeave:
-		return g.JoinGroup(req.App, req.Group, req.Devices, req.Op == opLeave), nil
+	case opJoin:
+		return g.Join(req.App, req.Group, req.Devices), nil
+	case opLeave:
+		return g.Leave(req.App, req.Group, req.Devices), nil
 	case opKick:
 		return g.Kick(req.App, req.Devices), nil
 	case opReplace:

@@ -7,7 +7,7 @@
 //
 // Redis keys (under the store's prefix, default "ll:"):
 //
-//	<p>nodes              hash: node -> its lease, JSON: api.NodeInfo and "until" (unix ms)
+//	<p>nodes              hash: node -> its lease, JSON: nodeinfo.Info and "until" (unix ms)
 //	<p><app>:r:<device>   the node holding the device's session in app
 //
 // NATS subjects: "longlink.node.<node>", one per node, carries requests
@@ -29,19 +29,19 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/redis/rueidis"
 
-	"github.com/longlink/longlink/internal/api"
 	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/nodeinfo"
 )
 
 // Options configure a Node.
 type Options struct {
-	Node   string               // this node's name, unique in the cluster
-	Self   func() api.NodeInfo  // this node now, kept in its lease at each renewal
-	Stats  func() api.NodeStats // this node's figures now, for the other nodes' dashboards
-	Redis  string               // redis://host:port/db
-	NATS   string               // nats://host:port
-	Lease  time.Duration        // a node that stops renewing is dropped after this; zero means 10s
-	Prefix string               // Redis key prefix; empty means "ll:"
+	Node   string                // this node's name, unique in the cluster
+	Self   func() nodeinfo.Info  // this node now, kept in its lease at each renewal
+	Stats  func() nodeinfo.Stats // this node's figures now, for the other nodes' dashboards
+	Redis  string                // redis://host:port/db
+	NATS   string                // nats://host:port
+	Lease  time.Duration         // a node that stops renewing is dropped after this; zero means 10s
+	Prefix string                // Redis key prefix; empty means "ll:"
 	// Timeout bounds one call to Redis or one request over the bus. Zero
 	// means 5s.
 	Timeout time.Duration
@@ -66,7 +66,7 @@ type Node struct {
 
 	// mu guards the fields below: the live members, as last read.
 	mu     sync.Mutex
-	cached []api.NodeInfo
+	cached []nodeinfo.Info
 	readAt time.Time
 }
 
@@ -132,7 +132,7 @@ func (n *Node) Serve(gw *gateway.Gateway, drain func()) error {
 func (n *Node) Close() error {
 	close(n.stop)
 	n.wg.Wait()
-	ctx, cancel := n.call()
+	ctx, cancel := n.call(context.Background())
 	defer cancel()
 	err := n.redis.Do(ctx, n.redis.B().Hdel().Key(n.opts.Prefix+"nodes").Field(n.opts.Node).Build()).Error()
 	n.closeClients()
@@ -144,8 +144,9 @@ func (n *Node) closeClients() {
 	n.redis.Close()
 }
 
-func (n *Node) call() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), n.opts.Timeout)
+// call bounds a call to the engines by cluster.timeout, within ctx.
+func (n *Node) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, n.opts.Timeout)
 }
 
 func (n *Node) subject(node string) string { return "longlink.node." + node }
@@ -156,9 +157,9 @@ func (n *Node) Renew() error { return n.renew() }
 
 // renew moves this node's lease a full lease ahead.
 func (n *Node) renew() error {
-	ctx, cancel := n.call()
+	ctx, cancel := n.call(context.Background())
 	defer cancel()
-	v, err := json.Marshal(lease{NodeInfo: n.opts.Self(), Until: time.Now().Add(n.opts.Lease).UnixMilli()})
+	v, err := json.Marshal(lease{Info: n.opts.Self(), Until: time.Now().Add(n.opts.Lease).UnixMilli()})
 	if err != nil {
 		return err
 	}
@@ -185,13 +186,13 @@ func (n *Node) keepLease() {
 
 // lease is a node's entry in <p>nodes.
 type lease struct {
-	api.NodeInfo
+	nodeinfo.Info
 	Until int64 `json:"until"` // unix ms: the node is dropped after it
 }
 
 // members returns the nodes whose lease runs, this one included, as read
 // at most membersMaxAge ago.
-func (n *Node) members(ctx context.Context) ([]api.NodeInfo, error) {
+func (n *Node) members(ctx context.Context) ([]nodeinfo.Info, error) {
 	n.mu.Lock()
 	cached, fresh := n.cached, time.Since(n.readAt) < membersMaxAge
 	n.mu.Unlock()
@@ -209,13 +210,13 @@ func (n *Node) members(ctx context.Context) ([]api.NodeInfo, error) {
 }
 
 // readMembers reads the nodes whose lease runs from Redis.
-func (n *Node) readMembers(ctx context.Context) ([]api.NodeInfo, error) {
+func (n *Node) readMembers(ctx context.Context) ([]nodeinfo.Info, error) {
 	leases, err := n.redis.Do(ctx, n.redis.B().Hgetall().Key(n.opts.Prefix+"nodes").Build()).AsStrMap()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: nodes: %w", err)
 	}
 	now := time.Now().UnixMilli()
-	var out []api.NodeInfo
+	var out []nodeinfo.Info
 	for node, v := range leases {
 		var l lease
 		if err := json.Unmarshal([]byte(v), &l); err != nil {
@@ -224,7 +225,7 @@ func (n *Node) readMembers(ctx context.Context) ([]api.NodeInfo, error) {
 		}
 		if l.Until > now {
 			l.Node = node
-			out = append(out, l.NodeInfo)
+			out = append(out, l.Info)
 		}
 	}
 	return out, nil
@@ -248,7 +249,7 @@ const statsTimeout = 2 * time.Second
 // Stats gives every live node's figures: this node's first, then the
 // others' in name order, each read over the bus. A node that does not
 // answer within statsTimeout is left out (and logged).
-func (n *Node) Stats(ctx context.Context) ([]api.NodeStats, error) {
+func (n *Node) Stats(ctx context.Context) ([]nodeinfo.Stats, error) {
 	peers, err := n.Peers(ctx)
 	if err != nil {
 		return nil, err
@@ -259,41 +260,41 @@ func (n *Node) Stats(ctx context.Context) ([]api.NodeStats, error) {
 	for _, p := range peers {
 		reqs[p.Node] = req
 	}
-	var others []api.NodeStats
+	var others []nodeinfo.Stats
 	for _, r := range n.replies(ctx, reqs) {
 		if r.Stats != nil {
 			others = append(others, *r.Stats)
 		}
 	}
-	slices.SortFunc(others, func(a, b api.NodeStats) int { return cmp.Compare(a.Node, b.Node) })
-	return append([]api.NodeStats{n.opts.Stats()}, others...), nil
+	slices.SortFunc(others, func(a, b nodeinfo.Stats) int { return cmp.Compare(a.Node, b.Node) })
+	return append([]nodeinfo.Stats{n.opts.Stats()}, others...), nil
 }
 
 // Drain asks node to drain, over the bus, and returns it as it is then;
-// api.ErrNoNode when no live node has that name.
-func (n *Node) Drain(ctx context.Context, node string) (api.NodeInfo, error) {
+// nodeinfo.ErrNoNode when no live node has that name.
+func (n *Node) Drain(ctx context.Context, node string) (nodeinfo.Info, error) {
 	live, err := n.live(ctx)
 	if err != nil {
-		return api.NodeInfo{}, err
+		return nodeinfo.Info{}, err
 	}
 	if !slices.Contains(live, node) {
-		return api.NodeInfo{}, api.ErrNoNode
+		return nodeinfo.Info{}, nodeinfo.ErrNoNode
 	}
 	out, err := n.request(ctx, node, &request{Op: opDrain})
 	if err != nil || out.Node == nil {
-		return api.NodeInfo{}, errors.Join(err, fmt.Errorf("cluster: node %s did not say it drains", node))
+		return nodeinfo.Info{}, errors.Join(err, fmt.Errorf("cluster: node %s did not say it drains", node))
 	}
 	return *out.Node, nil
 }
 
 // Peers describes the other live nodes (as their leases last said), for
 // /v1/dispatch and /v1/admin/nodes.
-func (n *Node) Peers(ctx context.Context) ([]api.NodeInfo, error) {
+func (n *Node) Peers(ctx context.Context) ([]nodeinfo.Info, error) {
 	ms, err := n.members(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []api.NodeInfo
+	var out []nodeinfo.Info
 	for _, m := range ms {
 		if m.Node != n.opts.Node {
 			out = append(out, m)

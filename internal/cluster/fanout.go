@@ -1,21 +1,24 @@
 package cluster
 
 import (
-	"github.com/longlink/longlink/internal/api"
+	"context"
+
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/protocol"
 )
 
-var (
-	_ api.Fanout     = (*Node)(nil)
-	_ gateway.Router = (*Node)(nil)
-)
+// A Node is the API's Fanout (api.Fanout) of a cluster: each method finds
+// which nodes hold the devices it names, or goes to every live node, and
+// sends them one bus request each. The caller's context bounds it, and
+// cluster.timeout within it.
+
+var _ gateway.Router = (*Node)(nil)
 
 // toDevices sends one request per node that holds some of devices in app:
 // build makes it from the indexes of that node's devices. It fails only
 // when the routes cannot be read.
-func (n *Node) toDevices(app string, devices []string, build func(idx []int) *request) (int, error) {
-	ctx, cancel := n.call()
+func (n *Node) toDevices(ctx context.Context, app string, devices []string, build func(idx []int) *request) (int, error) {
+	ctx, cancel := n.call(ctx)
 	defer cancel()
 	byNode, err := n.locate(ctx, app, devices)
 	if err != nil {
@@ -29,8 +32,8 @@ func (n *Node) toDevices(app string, devices []string, build func(idx []int) *re
 }
 
 // toAll sends req to every live node.
-func (n *Node) toAll(req *request) (int, error) {
-	ctx, cancel := n.call()
+func (n *Node) toAll(ctx context.Context, req *request) (int, error) {
+	ctx, cancel := n.call(ctx)
 	defer cancel()
 	nodes, err := n.live(ctx)
 	if err != nil {
@@ -52,17 +55,17 @@ func pick(all []string, idx []int) []string {
 }
 
 // PushDevices implements api.Fanout.
-func (n *Node) PushDevices(app string, devices []string, m *gateway.Message) (int, error) {
-	frame := frameOf(m.Frame())
-	return n.toDevices(app, devices, func(idx []int) *request {
+func (n *Node) PushDevices(ctx context.Context, app string, devices []string, f protocol.Frame) (int, error) {
+	frame := frameOf(&f)
+	return n.toDevices(ctx, app, devices, func(idx []int) *request {
 		return &request{Op: opDevices, App: app, Devices: pick(devices, idx), Frame: frame}
 	})
 }
 
 // PushStored implements api.Fanout.
-func (n *Node) PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) (int, error) {
+func (n *Node) PushStored(ctx context.Context, app string, devices []string, seqs []uint64, f protocol.Frame) (int, error) {
 	frame := frameOf(&f)
-	return n.toDevices(app, devices, func(idx []int) *request {
+	return n.toDevices(ctx, app, devices, func(idx []int) *request {
 		s := make([]uint64, len(idx))
 		for i, j := range idx {
 			s[i] = seqs[j]
@@ -73,48 +76,53 @@ func (n *Node) PushStored(app string, devices []string, seqs []uint64, f protoco
 
 // PushUsers implements api.Fanout: every node pushes to the connections
 // of those users it holds.
-func (n *Node) PushUsers(app string, users []string, m *gateway.Message) (int, error) {
-	return n.toAll(&request{Op: opUsers, App: app, Users: users, Frame: frameOf(m.Frame())})
+func (n *Node) PushUsers(ctx context.Context, app string, users []string, f protocol.Frame) (int, error) {
+	return n.toAll(ctx, &request{Op: opUsers, App: app, Users: users, Frame: frameOf(&f)})
 }
 
 // Broadcast implements api.Fanout: one bus message per node.
-func (n *Node) Broadcast(app string, m *gateway.Message) (int, error) {
-	return n.toAll(&request{Op: opBroadcast, App: app, Frame: frameOf(m.Frame())})
+func (n *Node) Broadcast(ctx context.Context, app string, f protocol.Frame) (int, error) {
+	return n.toAll(ctx, &request{Op: opBroadcast, App: app, Frame: frameOf(&f)})
 }
 
 // BroadcastStored implements api.Fanout.
-func (n *Node) BroadcastStored(app string, f protocol.Frame) (int, error) {
-	return n.toAll(&request{Op: opBroadcastStored, App: app, Frame: frameOf(&f)})
+func (n *Node) BroadcastStored(ctx context.Context, app string, f protocol.Frame) (int, error) {
+	return n.toAll(ctx, &request{Op: opBroadcastStored, App: app, Frame: frameOf(&f)})
 }
 
 // PushGroup implements api.Fanout: group membership lives with the
 // connections, so every node pushes to its members.
-func (n *Node) PushGroup(app, group string, m *gateway.Message) (int, error) {
-	return n.toAll(&request{Op: opGroup, App: app, Group: group, Frame: frameOf(m.Frame())})
+func (n *Node) PushGroup(ctx context.Context, app, group string, f protocol.Frame) (int, error) {
+	return n.toAll(ctx, &request{Op: opGroup, App: app, Group: group, Frame: frameOf(&f)})
 }
 
-// JoinGroup implements api.Fanout.
-func (n *Node) JoinGroup(app, group string, devices []string, leave bool) (int, error) {
-	op := opJoin
-	if leave {
-		op = opLeave
-	}
-	return n.toDevices(app, devices, func(idx []int) *request {
-		return &request{Op: op, App: app, Group: group, Devices: pick(devices, idx)}
-	})
+// Join implements api.Fanout.
+func (n *Node) Join(ctx context.Context, app, group string, devices []string) (int, error) {
+	return n.toEach(ctx, opJoin, app, group, devices)
+}
+
+// Leave implements api.Fanout.
+func (n *Node) Leave(ctx context.Context, app, group string, devices []string) (int, error) {
+	return n.toEach(ctx, opLeave, app, group, devices)
 }
 
 // Kick implements api.Fanout.
-func (n *Node) Kick(app string, devices []string) (int, error) {
-	return n.toDevices(app, devices, func(idx []int) *request {
-		return &request{Op: opKick, App: app, Devices: pick(devices, idx)}
+func (n *Node) Kick(ctx context.Context, app string, devices []string) (int, error) {
+	return n.toEach(ctx, opKick, app, "", devices)
+}
+
+// toEach sends op (with group, if any) to the nodes of devices, each for
+// its own.
+func (n *Node) toEach(ctx context.Context, o op, app, group string, devices []string) (int, error) {
+	return n.toDevices(ctx, app, devices, func(idx []int) *request {
+		return &request{Op: o, App: app, Group: group, Devices: pick(devices, idx)}
 	})
 }
 
 // Device implements api.Fanout: the live node that holds the device's
 // route describes its connection.
-func (n *Node) Device(app, device string) (*gateway.DeviceInfo, error) {
-	ctx, cancel := n.call()
+func (n *Node) Device(ctx context.Context, app, device string) (*gateway.DeviceInfo, error) {
+	ctx, cancel := n.call(ctx)
 	defer cancel()
 	byNode, err := n.locate(ctx, app, []string{device})
 	if err != nil {
@@ -129,9 +137,7 @@ func (n *Node) Device(app, device string) (*gateway.DeviceInfo, error) {
 
 // Online implements api.Fanout: the device is online when a live node
 // holds its route and has it connected.
-func (n *Node) Online(app, device string) (bool, error) {
-	cnt, err := n.toDevices(app, []string{device}, func([]int) *request {
-		return &request{Op: opOnline, App: app, Devices: []string{device}}
-	})
+func (n *Node) Online(ctx context.Context, app, device string) (bool, error) {
+	cnt, err := n.toEach(ctx, opOnline, app, "", []string{device})
 	return cnt > 0, err
 }

@@ -108,12 +108,32 @@ type conn struct {
 	dirty   bool // a stored message or broadcast arrived that the sync loop must read
 }
 
+var errPeerClosed = errors.New("peer closed the connection")
+
+// Why the server closes a connection or ends a session, each said once.
 var (
-	errPeerClosed       = errors.New("peer closed the connection")
 	errGoingAway        = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "server going away"}
+	errMoveAway         = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "this node is draining: reconnect elsewhere"}
 	errDraining         = &protocol.Error{Code: protocol.CodeDraining, Reason: "this node is draining: reconnect elsewhere"}
 	errStoreUnavailable = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "stored messages unavailable; reconnect"}
+	errLoginTimeout     = &protocol.Error{Code: protocol.CodeLoginTimeout, Reason: "no login before the deadline"}
+	errSilent           = &protocol.Error{Code: protocol.CodeHeartbeatTimeout, Reason: "silent for 3 heartbeats"}
+	errWriteTimedOut    = &protocol.Error{Code: protocol.CodeTooSlow, Reason: "too slow to read: write timed out"}
+	errQueueFull        = &protocol.Error{Code: protocol.CodeTooSlow, Reason: "too slow to read: send queue full"}
+	errServerQueuesFull = &protocol.Error{Code: protocol.CodeTooSlow, Reason: "too slow to read: the server's send queues are full"}
+	errReplaced         = &protocol.Error{Code: protocol.CodeReplaced, Reason: "replaced by a newer connection"}
+	errKicked           = &protocol.Error{Code: protocol.CodeKicked, Reason: "kicked by the app"}
+	errTokenExpired     = &protocol.Error{Code: protocol.CodeTokenExpired, Reason: "token expired"}
 )
+
+// closeOf is the code and reason of a close for why: 0 and "closed" when
+// the peer went away (why is nil).
+func closeOf(why *protocol.Error) (protocol.Code, string) {
+	if why == nil {
+		return 0, "closed"
+	}
+	return why.Code, why.Reason
+}
 
 // session returns the connection's live session in app, if it has one.
 func (c *conn) session(app string) (*session, bool) {
@@ -209,7 +229,7 @@ func (c *conn) serveReady() {
 
 // heartbeatTimeout closes a connection that sent nothing for 3 heartbeats.
 func (c *conn) heartbeatTimeout() {
-	c.close(protocol.CodeHeartbeatTimeout, "silent for 3 heartbeats")
+	c.close(errSilent)
 }
 
 // serveBlocking reads a logged-in connection's frames in this goroutine,
@@ -274,8 +294,8 @@ func (c *conn) end(err error) {
 	if c.hbTimer != nil {
 		c.hbTimer.Stop()
 	}
-	code, reason := c.classify(err)
-	c.close(code, reason)
+	why := c.classify(err)
+	c.close(why)
 	g.forgetPending(c)
 	c.mu.Lock()
 	label, flushed := c.reason, c.state == stateClosed
@@ -285,6 +305,7 @@ func (c *conn) end(err error) {
 	}
 	if c.sessions == nil {
 		g.metrics.Rejected.WithLabelValues(label).Inc()
+		code, reason := closeOf(why)
 		g.log.Info("login refused", "remote", c.nc.RemoteAddr().String(), "code", int(code), "reason", reason)
 		return
 	}
@@ -301,19 +322,19 @@ func (c *conn) end(err error) {
 }
 
 // classify turns the reader's final error into a close code and reason.
-func (c *conn) classify(err error) (protocol.Code, string) {
+func (c *conn) classify(err error) *protocol.Error {
 	var pe *protocol.Error
 	var ne net.Error
 	switch {
 	case errors.As(err, &pe):
-		return pe.Code, pe.Reason
+		return pe
 	case errors.As(err, &ne) && ne.Timeout():
 		if c.sessions == nil {
-			return protocol.CodeLoginTimeout, "no login before the deadline"
+			return errLoginTimeout
 		}
-		return protocol.CodeHeartbeatTimeout, "silent for 3 heartbeats"
+		return errSilent
 	}
-	return 0, "closed"
+	return nil
 }
 
 // handshakeError is a failure before the peer spoke our protocol.
@@ -617,7 +638,7 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 	// the app cannot get its events in between.
 	g.hub.register(c, func(s *session, old *conn, olds *session) {
 		if olds != nil {
-			old.dropSession(olds, protocol.CodeReplaced, "replaced by a newer connection")
+			old.dropSession(olds, errReplaced)
 		}
 		g.events.Online(s.app, device, s.user)
 	})
@@ -669,20 +690,20 @@ func (c *conn) clampSeq(app string, seq uint64) (uint64, error) {
 	return seq, nil
 }
 
-// dropSession ends the session s for code (replaced, kicked): the
-// connection closes with code if s was its last live session; otherwise it
+// dropSession ends the session s for why (replaced, kicked): the
+// connection closes with it if s was its last live session; otherwise it
 // keeps its other apps and is told with an error frame naming the app.
-func (c *conn) dropSession(s *session, code protocol.Code, reason string) {
-	last, ok := c.endSession(s, reasonLabel(code))
+func (c *conn) dropSession(s *session, why *protocol.Error) {
+	last, ok := c.endSession(s, why.Code.Label())
 	if !ok {
 		return
 	}
 	c.gw.groups.leaveApp(c, s.app)
 	if last {
-		c.close(code, reason)
+		c.close(why)
 		return
 	}
-	c.reply(&protocol.Frame{Op: protocol.OpError, App: []byte(s.app), Code: code, Reason: []byte(reason)})
+	c.reply(&protocol.Frame{Op: protocol.OpError, App: []byte(s.app), Code: why.Code, Reason: []byte(why.Reason)})
 }
 
 // endSession ends s once: the app's backend hears that the device went
@@ -711,38 +732,4 @@ func (c *conn) reply(f *protocol.Frame) { c.send(c.kind.encode(nil, f)) }
 
 func (c *conn) replyError(ref []byte, code protocol.Code, reason string) {
 	c.reply(&protocol.Frame{Op: protocol.OpError, Ref: ref, Code: code, Reason: []byte(reason)})
-}
-
-// reasonLabel names a close code for metrics.
-func reasonLabel(code protocol.Code) string {
-	switch code {
-	case 0:
-		return "closed"
-	case protocol.CodeBadFrame:
-		return "bad_frame"
-	case protocol.CodeAuthFailed:
-		return "auth_failed"
-	case protocol.CodeLoginTimeout:
-		return "login_timeout"
-	case protocol.CodeReplaced:
-		return "replaced"
-	case protocol.CodeTooSlow:
-		return "too_slow"
-	case protocol.CodeRateLimited:
-		return "rate_limited"
-	case protocol.CodeFrameTooLarge:
-		return "frame_too_large"
-	case protocol.CodeHeartbeatTimeout:
-		return "timeout"
-	case protocol.CodeKicked:
-		return "kicked"
-	case protocol.CodeGoingAway:
-		return "shutdown"
-	case protocol.CodeTokenExpired:
-		return "token_expired"
-	case protocol.CodeDraining:
-		return "draining"
-	default:
-		return "error"
-	}
 }

@@ -237,5 +237,5 @@ func (c *conn) waitForRoom() bool {
 // reconnects (4009) and is served once the store answers again.
 func (c *conn) storeFailed(app string, err error) {
 	c.gw.log.Error("mailbox", "app", app, "device", c.device, "err", err)
-	c.close(errStoreUnavailable.Code, errStoreUnavailable.Reason)
+	c.close(errStoreUnavailable)
 }

@@ -94,7 +94,7 @@ func sizeOf(bufs [][]byte) (n int) {
 	return n
 }
 
-func (c *conn) closeTooSlow() { c.close(protocol.CodeTooSlow, "too slow to read: send queue full") }
+func (c *conn) closeTooSlow() { c.close(errQueueFull) }
 
 // startWriterLocked makes sure the queued frames get written: it puts the
 // connection in the writer pool's FIFO unless it is there or being written.
@@ -215,9 +215,9 @@ func (c *conn) lingerClose() {
 // size bytes: too slow (4004) when the write timed out, else gone.
 func (c *conn) writeFailed(err error, size int) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.close(protocol.CodeTooSlow, "too slow to read: write timed out")
+		c.close(errWriteTimedOut)
 	} else {
-		c.close(0, "closed")
+		c.close(nil)
 	}
 	c.mu.Lock()
 	c.releaseLocked(size)
@@ -227,18 +227,19 @@ func (c *conn) writeFailed(err error, size int) {
 	c.closeSocket()
 }
 
-// close decides to end the connection with code (0 when the peer went away)
-// and queues the final frames: an error frame with the code and reason (MQTT
-// has none: its peer only sees the socket close), and for WebSocket a close
-// frame. The first decision wins; later calls do nothing.
-func (c *conn) close(code protocol.Code, reason string) {
+// close decides to end the connection for why (nil when the peer went
+// away) and queues the final frames: an error frame with its code and
+// reason (MQTT has none: its peer only sees the socket close), and for
+// WebSocket a close frame. The first decision wins; later calls do nothing.
+func (c *conn) close(why *protocol.Error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state >= stateClosing {
 		return
 	}
 	c.state = stateClosing
-	c.reason = reasonLabel(code)
+	code, reason := closeOf(why)
+	c.reason = code.Label()
 	if code == protocol.CodeTooSlow {
 		c.dropQueueLocked() // it could not take them; stored messages are replayed later
 		// A write under way may wait for the write timeout: cut it short,
@@ -250,8 +251,8 @@ func (c *conn) close(code protocol.Code, reason string) {
 			c.pushLocked(m.bytes(c.kind))
 		}
 	}
-	if code != 0 {
-		c.pushLocked(c.kind.encode(nil, protocol.ErrorFrame(&protocol.Error{Code: code, Reason: reason})))
+	if why != nil {
+		c.pushLocked(c.kind.encode(nil, protocol.ErrorFrame(why)))
 	}
 	if wires[c.kind].ws {
 		wsCode := code

@@ -38,7 +38,7 @@ func (g *Gateway) Drain(ctx context.Context, period time.Duration, nodes [][]pro
 	g.redirects.Store(&redirects) // also for the logins refused from now on (see conn.close)
 	move := func(c *conn) {       // a second time does nothing: the connection is no longer live
 		c.send(g.nextRedirect().bytes(c.kind))
-		c.close(protocol.CodeGoingAway, "this node is draining: reconnect elsewhere")
+		c.close(errMoveAway)
 	}
 	start := time.Now()
 	t := time.NewTicker(drainTick)

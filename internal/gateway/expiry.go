@@ -4,8 +4,6 @@ import (
 	"container/heap"
 	"sync"
 	"time"
-
-	"github.com/longlink/longlink/protocol"
 )
 
 // expiries ends sessions whose token expired without a refresh (4011): one
@@ -75,7 +73,7 @@ func (e *expiries) fire() {
 	e.mu.Unlock()
 	for _, x := range due {
 		x.c.gw.unregister(x.c, x.s)
-		x.c.dropSession(x.s, protocol.CodeTokenExpired, "token expired")
+		x.c.dropSession(x.s, errTokenExpired)
 	}
 }
 

@@ -229,7 +229,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		c.nc.Close()
 	}
 	g.mu.Unlock()
-	g.hub.eachConn(func(c *conn) { c.close(protocol.CodeGoingAway, "server going away") })
+	g.hub.eachConn(func(c *conn) { c.close(errGoingAway) })
 
 	defer func() {
 		g.expiries.stop()
@@ -371,21 +371,29 @@ func (g *Gateway) PushGroup(app, group string, m *Message) int {
 	return f.done(g, app)
 }
 
-// JoinGroup adds the connections of devices (logged into app) to group, or
-// removes them when leave is set, and returns how many devices were online.
-func (g *Gateway) JoinGroup(app, group string, devices []string, leave bool) int {
-	k, n := groupKey{app: app, name: group}, 0
+// Join adds the connections of devices (logged into app) to group, and
+// returns how many devices were online and joined (one at
+// gateway.max_groups joins no more).
+func (g *Gateway) Join(app, group string, devices []string) int {
+	k := groupKey{app: app, name: group}
+	return g.eachOnline(app, devices, func(c *conn) bool { return g.groups.join(c, k, g.cfg.MaxGroups) == nil })
+}
+
+// Leave removes the connections of devices (logged into app) from group,
+// and returns how many devices were online.
+func (g *Gateway) Leave(app, group string, devices []string) int {
+	k := groupKey{app: app, name: group}
+	return g.eachOnline(app, devices, func(c *conn) bool { g.groups.leave(c, k); return true })
+}
+
+// eachOnline calls do with the connection of each of devices logged into
+// app, and counts those for which it returns true.
+func (g *Gateway) eachOnline(app string, devices []string, do func(*conn) bool) int {
+	n := 0
 	for _, d := range devices {
-		c := g.hub.lookup(app, d)
-		if c == nil {
-			continue
+		if c := g.hub.lookup(app, d); c != nil && do(c) {
+			n++
 		}
-		if leave {
-			g.groups.leave(c, k)
-		} else if g.groups.join(c, k, g.cfg.MaxGroups) != nil {
-			continue
-		}
-		n++
 	}
 	return n
 }
@@ -393,29 +401,24 @@ func (g *Gateway) JoinGroup(app, group string, devices []string, leave bool) int
 // Kick ends the sessions of devices in app with 4008 (a connection that
 // serves other apps too keeps them), and returns how many there were.
 func (g *Gateway) Kick(app string, devices []string) int {
-	return g.drop(app, devices, protocol.CodeKicked, "kicked by the app")
+	return g.drop(app, devices, errKicked)
 }
 
 // Replace ends the sessions of devices in app with 4003: they logged into
 // app on another node of the cluster.
 func (g *Gateway) Replace(app string, devices []string) int {
-	return g.drop(app, devices, protocol.CodeReplaced, "replaced by a newer connection")
+	return g.drop(app, devices, errReplaced)
 }
 
-func (g *Gateway) drop(app string, devices []string, code protocol.Code, reason string) int {
-	n := 0
-	for _, d := range devices {
-		c := g.hub.lookup(app, d)
-		if c == nil {
-			continue
-		}
-		if s, ok := c.session(app); ok {
+func (g *Gateway) drop(app string, devices []string, why *protocol.Error) int {
+	return g.eachOnline(app, devices, func(c *conn) bool {
+		s, ok := c.session(app)
+		if ok {
 			g.unregister(c, s)
-			c.dropSession(s, code, reason)
-			n++
+			c.dropSession(s, why)
 		}
-	}
-	return n
+		return ok
+	})
 }
 
 // unregister forgets c's session s here and, if this node held the

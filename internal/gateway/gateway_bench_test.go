@@ -132,7 +132,7 @@ func BenchmarkBroadcast10k(b *testing.B) {
 func BenchmarkGroupPush10k(b *testing.B) {
 	benchFanout(b, func(g *gateway.Gateway, m *gateway.Message) int { return g.PushGroup("bench", "room", m) },
 		func(g *gateway.Gateway, devices []string) {
-			if n := g.JoinGroup("bench", "room", devices, false); n != len(devices) {
+			if n := g.Join("bench", "room", devices); n != len(devices) {
 				b.Fatalf("%d of %d joined", n, len(devices))
 			}
 		})

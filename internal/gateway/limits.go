@@ -183,7 +183,7 @@ func (g *Gateway) shed() {
 		if excess <= 0 {
 			return
 		}
-		o.c.close(protocol.CodeTooSlow, "too slow to read: the server's send queues are full")
+		o.c.close(errServerQueuesFull)
 		excess -= int64(o.n)
 	}
 }

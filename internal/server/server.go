@@ -22,6 +22,7 @@ import (
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/nodeinfo"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/internal/store/embedded"
 	redisstore "github.com/longlink/longlink/internal/store/redis"
@@ -94,16 +95,16 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	var gw *gateway.Gateway // set below, before anyone asks
 	started := time.Now().UTC().Truncate(time.Second)
-	self := func() api.NodeInfo {
-		state := api.StateServing
+	self := func() nodeinfo.Info {
+		state := nodeinfo.Serving
 		if gw.Draining() {
-			state = api.StateDraining
+			state = nodeinfo.Draining
 		}
-		return api.NodeInfo{Node: cfg.Node, State: state, Connections: gw.Connections(), Gateway: advertise,
+		return nodeinfo.Info{Node: cfg.Node, State: state, Connections: gw.Connections(), Gateway: advertise,
 			API: scheme + apiLn.Addr().String(), StartedAt: started, Plain: !cfg.TLS.Required, TLS: keypair != nil}
 	}
 	m := metrics.New()
-	selfStats := func() api.NodeStats { return api.StatsOf(self(), m) }
+	selfStats := func() nodeinfo.Stats { return nodeinfo.StatsOf(self(), m) }
 	st, node, err := openStore(cfg, self, selfStats, m, log)
 	if err != nil {
 		gwLn.Close()
@@ -161,7 +162,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		fanout = node
 	}
 	ao := api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Self: self,
-		Drain: s.StartDrain, Stats: func(context.Context) ([]api.NodeStats, error) { return []api.NodeStats{selfStats()}, nil }}
+		Drain: s.StartDrain, Stats: func(context.Context) ([]nodeinfo.Stats, error) { return []nodeinfo.Stats{selfStats()}, nil }}
 	if node != nil {
 		ao.Peers, ao.Stats, ao.DrainNode = node.Peers, node.Stats, node.Drain
 	}
@@ -215,7 +216,7 @@ func (s *Server) serveHTTP(hs *http.Server, ln net.Listener) {
 
 // openStore opens the embedded store of a single node, or for a cluster
 // member the shared Redis store and its membership of the cluster.
-func openStore(cfg *config.Config, self func() api.NodeInfo, stats func() api.NodeStats, m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
+func openStore(cfg *config.Config, self func() nodeinfo.Info, stats func() nodeinfo.Stats, m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
 	so := store.Options{MailboxLimit: cfg.Store.MailboxLimit, SweepInterval: cfg.Store.SweepInterval, Metrics: m, Logger: log}
 	if !cfg.Cluster.Enabled() {
 		st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), so)
@@ -304,10 +305,10 @@ func (s *Server) leaveCluster(ctx context.Context) [][]protocol.Endpoint {
 	if err != nil {
 		s.log.Warn("drain: devices are sent away without endpoints", "err", err)
 	}
-	slices.SortFunc(peers, func(a, b api.NodeInfo) int { return a.Connections - b.Connections })
+	slices.SortFunc(peers, func(a, b nodeinfo.Info) int { return a.Connections - b.Connections })
 	var nodes [][]protocol.Endpoint
 	for _, p := range peers {
-		if eps := api.Endpoints([]api.NodeInfo{p}); len(eps) > 0 {
+		if eps := api.Endpoints([]nodeinfo.Info{p}); len(eps) > 0 {
 			nodes = append(nodes, eps)
 		}
 	}

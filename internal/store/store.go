@@ -105,6 +105,18 @@ type Store interface {
 	Close() error
 }
 
+// Target is the kind of audience a push names.
+type Target string
+
+// The kinds of target. A group push is online only: it is never stored.
+const (
+	TargetDevices   Target = "devices"
+	TargetUsers     Target = "users"
+	TargetTags      Target = "tags"
+	TargetGroup     Target = "group"
+	TargetBroadcast Target = "broadcast"
+)
+
 // ReportKept is how long a delivery report is kept after its message
 // expires.
 const ReportKept = 24 * time.Hour
@@ -115,7 +127,7 @@ const ReportKept = 24 * time.Hour
 type Report struct {
 	ID      string
 	State   string // "sent" or "recalled"
-	Target  string // devices, users, tags or broadcast
+	Target  Target // devices, users, tags or broadcast
 	Created time.Time
 	Expires time.Time // the message's expiry
 	// Targeted counts the devices addressed (for a broadcast, the
@@ -207,7 +219,7 @@ type Message struct {
 	// Target, if set (a push's target kind), makes the append keep the
 	// message's delivery report, and for a mailbox append where each copy
 	// is (so that Recall finds them). Not kept with the message.
-	Target string
+	Target Target
 }
 
 // Stored is a message in a device's mailbox.

@@ -71,7 +71,7 @@ func decodeReport(id string, v []byte) (report, error) {
 	if tl > uint64(len(v)) {
 		return report{}, errCorrupt
 	}
-	r.Target, v = string(v[:tl]), v[tl:]
+	r.Target, v = store.Target(v[:tl]), v[tl:]
 	for _, n := range []*int{&r.Targeted, &r.Online, &r.Stored, &r.Acked, &r.Recalled} {
 		*n = int(next())
 	}
@@ -135,7 +135,7 @@ func (s *Store) applySent(b *pebble.Batch, o *op) error {
 		return err
 	}
 	r.Online = o.n
-	if r.Target == "broadcast" {
+	if r.Target == store.TargetBroadcast {
 		r.Targeted = o.n
 	}
 	s.meta.setReport(b, rk, r, false)

@@ -23,7 +23,7 @@ import (
 // reportArgs are the append scripts' report arguments for m: its target
 // ("" for none), the report's TTL in ms, and m's expiry (unix ms).
 func (s *Store) reportArgs(m store.Message) []string {
-	return []string{m.Target, s.keep(m.Expires), strconv.FormatInt(m.Expires.UnixMilli(), 10)}
+	return []string{string(m.Target), s.keep(m.Expires), strconv.FormatInt(m.Expires.UnixMilli(), 10)}
 }
 
 // keep is how long, in ms, the report of a message that expires at exp is
@@ -98,7 +98,7 @@ func (s *Store) report(ctx context.Context, app, id string) (r store.Report, cop
 	}
 	num := func(f string) int { n, _ := strconv.Atoi(h[f]); return n }
 	ms := func(f string) time.Time { return time.UnixMilli(int64(num(f))) }
-	r = store.Report{ID: id, State: cmp.Or(h["state"], "sent"), Target: h["target"], Created: ms("created"), Expires: ms("expires"),
+	r = store.Report{ID: id, State: cmp.Or(h["state"], "sent"), Target: store.Target(h["target"]), Created: ms("created"), Expires: ms("expires"),
 		Targeted: num("targeted"), Online: num("online"), Stored: num("stored"), Acked: num("acked"), Recalled: num("recalled")}
 	return r, h["copies"], cmp.Or(h["bseq"], "0"), true, nil
 }

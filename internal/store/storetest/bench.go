@@ -48,7 +48,7 @@ var payload = []byte(strings.Repeat("x", 256))
 // benchAppend64Pushers: 64 goroutines each store one 256-byte message
 // per call, with its delivery report (as the API does), cycling over 150
 // devices of their own (9,600 in all); every call returns only once durable.
-func benchAppend64Pushers(b *testing.B, backend Backend) { benchAppend(b, backend, 150, "devices") }
+func benchAppend64Pushers(b *testing.B, backend Backend) { benchAppend(b, backend, 150, store.TargetDevices) }
 
 // benchAppend64PushersNoReports: the same without delivery reports, to
 // show what they cost.
@@ -57,10 +57,10 @@ func benchAppend64PushersNoReports(b *testing.B, backend Backend) { benchAppend(
 // benchAppend64PushersFullMailboxes: the same with one device per
 // pusher, whose mailbox fills up, so every append also drops the oldest.
 func benchAppend64PushersFullMailboxes(b *testing.B, backend Backend) {
-	benchAppend(b, backend, 1, "devices")
+	benchAppend(b, backend, 1, store.TargetDevices)
 }
 
-func benchAppend(b *testing.B, backend Backend, devicesPerPusher int, target string) {
+func benchAppend(b *testing.B, backend Backend, devicesPerPusher int, target store.Target) {
 	clk := NewClock()
 	s := benchStore(b, backend, clk, 100)
 	var next atomic.Int64
@@ -235,7 +235,7 @@ func benchPushToTag(b *testing.B, backend Backend) {
 			b.Fatal(err)
 		}
 	}
-	m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour), Target: "tags"}
+	m := store.Message{App: "demo", ID: "m", Data: payload, Expires: clk.In(time.Hour), Target: store.TargetTags}
 	var query time.Duration
 	b.ReportAllocs()
 	for b.Loop() {
@@ -259,7 +259,7 @@ func benchPushToTag(b *testing.B, backend Backend) {
 func benchAck(b *testing.B, backend Backend) {
 	const devices = 10000
 	for _, shape := range []string{"unicast", "one-push"} {
-		for _, target := range []string{"", "devices"} {
+		for _, target := range []store.Target{"", store.TargetDevices} {
 			b.Run(fmt.Sprintf("%s/reports=%v", shape, target != ""), func(b *testing.B) {
 				clk := NewClock()
 				s := benchStore(b, backend, clk, 0)
@@ -336,7 +336,7 @@ func benchReportRead(b *testing.B, backend Backend) {
 		b.Run(fmt.Sprintf("acks=%d", acks), func(b *testing.B) {
 			clk := NewClock()
 			s := benchStore(b, backend, clk, 0)
-			m := store.Message{App: "demo", ID: "b", Data: payload, Expires: clk.In(time.Hour), Target: "broadcast"}
+			m := store.Message{App: "demo", ID: "b", Data: payload, Expires: clk.In(time.Hour), Target: store.TargetBroadcast}
 			if _, err := s.AppendBroadcast(ctx, m, ""); err != nil {
 				b.Fatal(err)
 			}

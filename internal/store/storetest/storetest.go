@@ -597,12 +597,12 @@ func testReportsAndRecall(e *env) {
 	s := e.store()
 	created, exp := e.clock.Now(), e.clock.In(time.Hour)
 	m := e.msg("demo", "m1")
-	m.Target = "devices"
+	m.Target = store.TargetDevices
 	if _, err := s.Append(ctx, []string{"d1", "d2", "d3"}, m, ""); err != nil {
 		e.t.Fatal(err)
 	}
 	r, ok, err := s.Report(ctx, "demo", "m1")
-	want := store.Report{ID: "m1", State: "sent", Target: "devices", Targeted: 3, Stored: 3, Created: created, Expires: exp}
+	want := store.Report{ID: "m1", State: "sent", Target: store.TargetDevices, Targeted: 3, Stored: 3, Created: created, Expires: exp}
 	if err != nil || !ok || !r.Created.Equal(created) || !r.Expires.Equal(exp) {
 		e.t.Fatalf("report right after the append: %+v %v %v", r, ok, err)
 	}
@@ -642,7 +642,7 @@ func testReportsAndRecall(e *env) {
 	// A stored broadcast: acks by cursor (d1, d2) and by a copy in the
 	// mailbox (d3, a client that takes broadcasts by seq), once each.
 	b := e.msg("demo", "b1")
-	b.Target = "broadcast"
+	b.Target = store.TargetBroadcast
 	if _, err := s.AppendBroadcast(ctx, b, ""); err != nil {
 		e.t.Fatal(err)
 	}
@@ -663,7 +663,7 @@ func testReportsAndRecall(e *env) {
 
 	// Recall: removed where it waits (d5, d6), not where acked (d4).
 	m2 := e.msg("demo", "m2")
-	m2.Target = "users"
+	m2.Target = store.TargetUsers
 	if _, err := s.Append(ctx, []string{"d4", "d5", "d6"}, m2, ""); err != nil {
 		e.t.Fatal(err)
 	}
@@ -688,7 +688,7 @@ func testReportsAndRecall(e *env) {
 		many[i] = fmt.Sprint("e", i)
 	}
 	m4 := e.msg("demo", "m4")
-	m4.Target = "tags"
+	m4.Target = store.TargetTags
 	if _, err := s.Append(ctx, many, m4, ""); err != nil {
 		e.t.Fatal(err)
 	}
@@ -704,7 +704,7 @@ func testReportsAndRecall(e *env) {
 	// Expired copies are counted once the message expires; reports
 	// survive a reopen and go ReportKept after their message.
 	m3 := e.msg("demo", "m3")
-	m3.Target, m3.Expires = "tags", e.clock.In(time.Minute)
+	m3.Target, m3.Expires = store.TargetTags, e.clock.In(time.Minute)
 	s.Append(ctx, []string{"d7", "d8"}, m3, "")
 	e.clock.Add(2 * time.Minute)
 	s.Close()
