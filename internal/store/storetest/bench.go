@@ -48,7 +48,9 @@ var payload = []byte(strings.Repeat("x", 256))
 // benchAppend64Pushers: 64 goroutines each store one 256-byte message
 // per call, with its delivery report (as the API does), cycling over 150
 // devices of their own (9,600 in all); every call returns only once durable.
-func benchAppend64Pushers(b *testing.B, backend Backend) { benchAppend(b, backend, 150, store.TargetDevices) }
+func benchAppend64Pushers(b *testing.B, backend Backend) {
+	benchAppend(b, backend, 150, store.TargetDevices)
+}
 
 // benchAppend64PushersNoReports: the same without delivery reports, to
 // show what they cost.
