@@ -19,19 +19,19 @@ type op string
 // The ops of a bus request.
 const (
 	opDevices         op = "devices"          // push Frame to Devices
-	opUsers              = "users"            // push Frame to the connections of Users
-	opBroadcast          = "broadcast"        // push Frame to every connection of App
-	opGroup              = "group"            // push Frame to the connections in Group
-	opStored             = "stored"           // push the stored Frame to Devices, with Seqs
-	opBroadcastStored    = "broadcast_stored" // push the stored broadcast Frame (with its BSeq) to every connection of App
-	opJoin               = "join"             // Devices join Group
-	opLeave              = "leave"            // Devices leave Group
-	opKick               = "kick"             // end Devices' sessions in App with 4008
-	opReplace            = "replace"          // end Devices' sessions in App with 4003
-	opOnline             = "online"           // how many of Devices are online in App
-	opDevice             = "device"           // describe Devices[0]'s connection in App (reply.Device)
-	opStats              = "stats"            // this node's figures (reply.Stats)
-	opDrain              = "drain"            // start draining this node (reply.Node: as it is then)
+	opUsers           op = "users"            // push Frame to the connections of Users
+	opBroadcast       op = "broadcast"        // push Frame to every connection of App
+	opGroup           op = "group"            // push Frame to the connections in Group
+	opStored          op = "stored"           // push the stored Frame to Devices, with Seqs
+	opBroadcastStored op = "broadcast_stored" // push the stored broadcast Frame (with its BSeq) to every connection of App
+	opJoin            op = "join"             // Devices join Group
+	opLeave           op = "leave"            // Devices leave Group
+	opKick            op = "kick"             // end Devices' sessions in App with 4008
+	opReplace         op = "replace"          // end Devices' sessions in App with 4003
+	opOnline          op = "online"           // how many of Devices are online in App
+	opDevice          op = "device"           // describe Devices[0]'s connection in App (reply.Device)
+	opStats           op = "stats"            // this node's figures (reply.Stats)
+	opDrain           op = "drain"            // start draining this node (reply.Node: as it is then)
 )
 
 // request is one bus message to a node; its answer is a reply.
