@@ -84,32 +84,32 @@ const (
 	CodeDraining            Code = 4013
 )
 
-// labels are the codes' short names, indexed from CodeBadFrame; a code
-// with none is labelled "error".
-var labels = [...]string{
-	CodeBadFrame - CodeBadFrame:         "bad_frame",
-	CodeAuthFailed - CodeBadFrame:       "auth_failed",
-	CodeLoginTimeout - CodeBadFrame:     "login_timeout",
-	CodeReplaced - CodeBadFrame:         "replaced",
-	CodeTooSlow - CodeBadFrame:          "too_slow",
-	CodeRateLimited - CodeBadFrame:      "rate_limited",
-	CodeFrameTooLarge - CodeBadFrame:    "frame_too_large",
-	CodeHeartbeatTimeout - CodeBadFrame: "timeout",
-	CodeKicked - CodeBadFrame:           "kicked",
-	CodeGoingAway - CodeBadFrame:        "shutdown",
-	CodeTokenExpired - CodeBadFrame:     "token_expired",
-	CodeDraining - CodeBadFrame:         "draining",
+// labels are the codes' short names; a code with none is labelled
+// "error".
+var labels = map[Code]string{
+	CodeBadFrame:         "bad_frame",
+	CodeAuthFailed:       "auth_failed",
+	CodeLoginTimeout:     "login_timeout",
+	CodeReplaced:         "replaced",
+	CodeTooSlow:          "too_slow",
+	CodeRateLimited:      "rate_limited",
+	CodeFrameTooLarge:    "frame_too_large",
+	CodeHeartbeatTimeout: "timeout",
+	CodeKicked:           "kicked",
+	CodeGoingAway:        "shutdown",
+	CodeTokenExpired:     "token_expired",
+	CodeDraining:         "draining",
 }
 
 // Label is the code's short name, as the metrics of closed connections
 // say it: "closed" for 0 (the peer went away), "error" for a code with
 // none of its own.
 func (c Code) Label() string {
-	switch {
-	case c == 0:
+	if c == 0 {
 		return "closed"
-	case c >= CodeBadFrame && int(c-CodeBadFrame) < len(labels) && labels[c-CodeBadFrame] != "":
-		return labels[c-CodeBadFrame]
+	}
+	if l, ok := labels[c]; ok {
+		return l
 	}
 	return "error"
 }

@@ -26,29 +26,14 @@ import (
 	"github.com/longlink/longlink/protocol"
 )
 
-// Mailboxes is the durable side of stored messages, as the gateway uses it.
-// Every store.Store implements it.
+// Mailboxes is the durable state the gateway uses: mailboxes and broadcast
+// logs (replay, acks), user bindings and tags (learned from tokens). Every
+// store.Store is one.
 type Mailboxes interface {
-	// Since returns up to limit messages of device in app after seq.
-	Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error)
-	// Ack trims device's mailbox in app up to seq (cumulative, clamped to
-	// the last seq given); it does not wait.
-	Ack(app, device string, seq uint64)
-	// LastSeq returns the last seq given to device in app.
-	LastSeq(ctx context.Context, app, device string) (uint64, error)
-	// Broadcasts returns up to limit entries of app's broadcast log after
-	// bseq after and after device's cursor, and the log's last bseq.
-	Broadcasts(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error)
-	// AckBroadcast moves device's cursor in app's broadcast log (clamped,
-	// never back); it does not wait.
-	AckBroadcast(app, device string, bseq uint64)
-	// CatchUp copies unseen entries of app's broadcast log into device's
-	// mailbox, for clients that take broadcasts by seq.
-	CatchUp(ctx context.Context, app, device string) (int, error)
-	// Bind records the device's user in app, learned from its token.
-	Bind(app, device, user string)
-	// Tag adds tags to devices in app (from a token's tags claim).
-	Tag(ctx context.Context, app string, devices, add, remove []string) error
+	store.Mailboxes
+	store.BroadcastLog
+	store.Bindings
+	store.Tags
 }
 
 // Router records which node holds each (app, device), for a cluster; a

@@ -17,15 +17,44 @@ import (
 	"github.com/longlink/longlink/internal/metrics"
 )
 
-// Store keeps stored messages durably. Implementations are safe for
-// concurrent use. An error means the operation did not happen.
+// Store keeps stored messages durably: every concern below, on one
+// backend. Implementations are safe for concurrent use. An error means the
+// operation did not happen. A consumer asks for the concerns it uses.
 type Store interface {
+	Mailboxes
+	BroadcastLog
+	Bindings
+	Tags
+	Schedules
+	Reports
+	// Close lets the operations already queued finish, and closes.
+	Close() error
+}
+
+// Mailboxes are the per-(app, device) mailboxes of stored messages.
+type Mailboxes interface {
 	// Append stores m in the mailbox of every device (for m.App) and
 	// returns their seqs (each from its own (app, device) sequence), once
 	// durable. With a key, a repeat of the key within the idempotency
 	// window stores nothing and returns the first message's id; with no
 	// devices only the key is recorded (online-only messages).
 	Append(ctx context.Context, devices []string, m Message, key string) (Appended, error)
+	// Since returns up to limit unexpired messages of device in app with
+	// seq greater than after, in seq order.
+	Since(ctx context.Context, app, device string, after uint64, limit int) ([]Stored, error)
+	// LastSeq returns the last seq given to device in app that is durable
+	// (0 if none). Any seq a client was handed is at or below it.
+	LastSeq(ctx context.Context, app, device string) (uint64, error)
+	// Ack marks every stored message of device in app with seq <= seq
+	// done, and deletes them. It does not wait: a lost ack only means a
+	// redelivery. A seq beyond the last one given is clamped to it and
+	// counted (longlink_seq_clamped_total).
+	Ack(app, device string, seq uint64)
+}
+
+// BroadcastLog is each app's log of stored broadcasts, and each device's
+// cursor in it.
+type BroadcastLog interface {
 	// AppendBroadcast writes m once to its app's broadcast log, once
 	// durable, and returns its bseq (its place in the log). Devices read
 	// the log after their cursor (Broadcasts, AckBroadcast), or have it
@@ -44,23 +73,20 @@ type Store interface {
 	// broadcast log after its cursor, moves the cursor to the log's end,
 	// and returns how many (for clients that take broadcasts by seq).
 	CatchUp(ctx context.Context, app, device string) (int, error)
-	// Since returns up to limit unexpired messages of device in app with
-	// seq greater than after, in seq order.
-	Since(ctx context.Context, app, device string, after uint64, limit int) ([]Stored, error)
-	// LastSeq returns the last seq given to device in app that is durable
-	// (0 if none). Any seq a client was handed is at or below it.
-	LastSeq(ctx context.Context, app, device string) (uint64, error)
-	// Ack marks every stored message of device in app with seq <= seq
-	// done, and deletes them. It does not wait: a lost ack only means a
-	// redelivery. A seq beyond the last one given is clamped to it and
-	// counted (longlink_seq_clamped_total).
-	Ack(app, device string, seq uint64)
+}
+
+// Bindings are which user each device belongs to.
+type Bindings interface {
 	// Bind records that device belongs to user in app (user "" unbinds
 	// it). It does not wait; a login binds again.
 	Bind(app, device, user string)
 	// UserDevices returns the devices bound to any of users in app,
 	// including the bindings of every Bind that returned before it.
 	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
+}
+
+// Tags are each device's tags, and their index.
+type Tags interface {
 	// Tag adds the tags add to, and takes remove from, each of devices in
 	// app, once durable, all or nothing: a device that would have more
 	// than protocol.MaxTags fails it with ErrTooManyTags.
@@ -70,6 +96,10 @@ type Store interface {
 	// including the tags of every Tag that returned before it. At least
 	// one of Any and All is given.
 	TagDevices(ctx context.Context, app string, q TagQuery) ([]string, error)
+}
+
+// Schedules are the pushes kept until their time.
+type Schedules interface {
 	// Schedule keeps p (its ID unique in its app) until it is due and
 	// claimed, durably.
 	Schedule(ctx context.Context, p Scheduled) error
@@ -86,6 +116,10 @@ type Store interface {
 	// ends (so that a claimer that dies does not lose it). Unschedule
 	// removes it once made.
 	ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Scheduled, error)
+}
+
+// Reports are the delivery reports of stored messages, and recall.
+type Reports interface {
 	// Sent records, without waiting, the connections a stored message
 	// (whose report its append made) was handed to when it was sent; for a
 	// broadcast they are also its Targeted. A message without a report
@@ -101,8 +135,6 @@ type Store interface {
 	// copies it removed (a broadcast's log entry is one); false when there
 	// is no report.
 	Recall(ctx context.Context, app, id string) (Report, int, bool, error)
-	// Close lets the operations already queued finish, and closes.
-	Close() error
 }
 
 // Target is the kind of audience a push names.
