@@ -30,6 +30,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/golabel"
 	"github.com/longlink/longlink/internal/nodeinfo"
 )
 
@@ -124,7 +125,7 @@ func (n *Node) Serve(gw *gateway.Gateway, drain func()) error {
 	}
 	n.sub = sub
 	n.wg.Add(1)
-	go n.keepLease()
+	golabel.Go("cluster.lease", n.keepLease)
 	return nil
 }
 

@@ -27,8 +27,8 @@ func (n *Node) routeKey(app, device string) string { return n.opts.Prefix + app 
 
 // Claim implements gateway.Router: this node holds device's session in app
 // now; the node that held it before, if another, is told to end it (4003).
-func (n *Node) Claim(app, device string) {
-	ctx, cancel := n.call(context.Background())
+func (n *Node) Claim(ctx context.Context, app, device string) {
+	ctx, cancel := n.call(ctx)
 	defer cancel()
 	prev, err := claimScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.opts.Node}).ToString()
 	if err != nil {
@@ -43,8 +43,8 @@ func (n *Node) Claim(app, device string) {
 }
 
 // Release implements gateway.Router.
-func (n *Node) Release(app, device string) {
-	ctx, cancel := n.call(context.Background())
+func (n *Node) Release(ctx context.Context, app, device string) {
+	ctx, cancel := n.call(ctx)
 	defer cancel()
 	if err := releaseScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.opts.Node}).Error(); err != nil {
 		n.log.Warn("cluster: route not released", "app", app, "device", device, "err", err)

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -646,9 +645,11 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 		g.expiries.set(c, &sessions[i], expires[i])
 	}
 	if g.router != nil { // before the welcome: a welcomed device is routable
+		ctx, cancel := g.storeCall()
 		for i := range sessions {
-			g.router.Claim(sessions[i].app, device)
+			g.router.Claim(ctx, sessions[i].app, device)
 		}
+		cancel()
 	}
 	g.writers.schedule(c) // the held writer: the welcome goes out
 	g.log.Debug("logged in", "app", sessions[0].app, "device", device, "apps", len(sessions), "transport", c.transport())
@@ -678,7 +679,9 @@ func (c *conn) clampSeq(app string, seq uint64) (uint64, error) {
 	if seq == 0 {
 		return 0, nil
 	}
-	last, err := c.gw.mailboxes.LastSeq(context.Background(), app, c.device)
+	ctx, cancel := c.gw.storeCall()
+	defer cancel()
+	last, err := c.gw.mailboxes.LastSeq(ctx, app, c.device)
 	if err != nil {
 		c.gw.log.Error("mailbox", "app", app, "device", c.device, "err", err)
 		return 0, errStoreUnavailable

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"time"
 
 	"github.com/longlink/longlink/internal/store"
@@ -88,7 +87,7 @@ func (c *conn) syncMailbox(acks []loginAck) {
 			c.gw.mailboxes.AckBroadcast(c.sessions[i].app, c.device, a.bseq)
 		}
 		if len(a.tags) > 0 {
-			if err := c.gw.mailboxes.Tag(context.Background(), c.sessions[i].app, []string{c.device}, a.tags, nil); err != nil {
+			if err := c.tag(c.sessions[i].app, a.tags); err != nil {
 				c.gw.log.Warn("tags of the token not kept", "app", c.sessions[i].app, "device", c.device, "err", err)
 			}
 		}
@@ -118,6 +117,13 @@ func (c *conn) syncMailbox(acks []loginAck) {
 	}
 }
 
+// tag gives the device the tags of its token in app.
+func (c *conn) tag(app string, tags []string) error {
+	ctx, cancel := c.gw.storeCall()
+	defer cancel()
+	return c.gw.mailboxes.Tag(ctx, app, []string{c.device}, tags, nil)
+}
+
 // syncSession queues one chunk of s's broadcast log after the last bseq
 // sent if the log grew (or copies the log into the mailbox, for a client
 // that takes broadcasts by seq), then one chunk of its mailbox after the
@@ -137,10 +143,12 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 	catchUp, after, afterB := s.catchUp, s.sentSeq, s.sentBSeq
 	s.catchUp = false
 	c.mu.Unlock()
+	ctx, cancel := c.gw.storeCall() // one round: at most two reads
+	defer cancel()
 
 	switch {
 	case catchUp && s.byBSeq:
-		entries, last, err := mb.Broadcasts(context.Background(), s.app, c.device, afterB, replayChunk)
+		entries, last, err := mb.Broadcasts(ctx, s.app, c.device, afterB, replayChunk)
 		if err != nil {
 			c.storeFailed(s.app, err)
 			return false, false
@@ -162,12 +170,12 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 		}
 		c.mu.Unlock()
 	case catchUp:
-		if _, err := mb.CatchUp(context.Background(), s.app, c.device); err != nil {
+		if _, err := mb.CatchUp(ctx, s.app, c.device); err != nil {
 			c.storeFailed(s.app, err)
 			return false, false
 		}
 	}
-	msgs, err := mb.Since(context.Background(), s.app, c.device, after, replayChunk)
+	msgs, err := mb.Since(ctx, s.app, c.device, after, replayChunk)
 	if err != nil {
 		c.storeFailed(s.app, err)
 		return false, false

@@ -20,6 +20,7 @@ import (
 
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/golabel"
 	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
@@ -40,9 +41,9 @@ type Mailboxes interface {
 // single node has none. *cluster.Node is one.
 type Router interface {
 	// Claim records that this node holds device's session in app now.
-	Claim(app, device string)
+	Claim(ctx context.Context, app, device string)
 	// Release forgets it, unless another node claimed it since.
-	Release(app, device string)
+	Release(ctx context.Context, app, device string)
 }
 
 // Upstream forwards up frames to app backends; *hooks.Upstream is one.
@@ -104,6 +105,12 @@ type Gateway struct {
 	logins      *rate.Limiter // nil without limits.logins_per_second
 	poller      *poller       // nil where epoll is not available
 
+	// life is the gateway's lifetime: Shutdown cancels it, and with it
+	// every store and router call of its connections (storeCall).
+	life    context.Context
+	endLife context.CancelFunc
+	stopped sync.Once // Shutdown stops the timers, writers and poller once
+
 	nextID       atomic.Uint64
 	closing      atomic.Bool
 	draining     atomic.Bool                // Drain was called: logins are refused with 4013
@@ -139,6 +146,7 @@ func New(o Options) *Gateway {
 		events: o.Events, node: o.Node, router: o.Router, tlsConfig: keyLogging(o.TLS), tlsRequired: o.TLSRequired, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{}),
 		blockedConns: make(map[*conn]struct{})}
+	g.life, g.endLife = context.WithCancel(context.Background())
 	g.ipLimits = newIPLimits(o.Limits)
 	if r := o.Limits.LoginsPerSecond; r > 0 {
 		g.logins = rate.NewLimiter(rate.Limit(r), max(int(r), 1))
@@ -186,11 +194,15 @@ func (g *Gateway) Serve(ln net.Listener) error {
 	}
 }
 
+// connLabel labels the goroutines of connections, for profiles.
+var connLabel = golabel.New("gateway.conn")
+
 // track runs fn in a goroutine that Shutdown waits for.
 func (g *Gateway) track(fn func()) {
 	g.running.Add(1)
 	go func() {
 		defer g.running.Add(-1)
+		connLabel.Set()
 		fn()
 	}()
 }
@@ -201,11 +213,32 @@ func (g *Gateway) forgetPending(c *conn) {
 	g.mu.Unlock()
 }
 
+// storeTimeout bounds each store or router call a connection makes (a
+// login's seq check and route, a round of replay): past it the call
+// fails, and the connection is told to reconnect (4009).
+const storeTimeout = 10 * time.Second
+
+// storeCall is the context of one store or router call of a connection:
+// storeTimeout, within the gateway's lifetime.
+func (g *Gateway) storeCall() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(g.life, storeTimeout)
+}
+
+// cleanupCall is the context of a call that undoes a connection's state
+// (its route's release): storeTimeout alone, so that it still runs while
+// Shutdown closes the connections.
+func cleanupCall() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), storeTimeout)
+}
+
 // Shutdown stops accepting, closes every connection with 4009 (server going
 // away, reconnect) and waits until every socket is closed and every
-// goroutine it started has ended, or for ctx.
+// goroutine it started has ended, or for ctx. The store calls of
+// connections under way are cancelled at once (routes are still released).
+// Calling it again waits again.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.closing.Store(true)
+	g.endLife()
 	g.mu.Lock()
 	if g.ln != nil {
 		g.ln.Close()
@@ -216,13 +249,13 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Unlock()
 	g.hub.eachConn(func(c *conn) { c.close(errGoingAway) })
 
-	defer func() {
+	defer g.stopped.Do(func() {
 		g.expiries.stop()
 		g.writers.stop()
 		if g.poller != nil {
 			g.poller.close()
 		}
-	}()
+	})
 	for g.running.Load() > 0 || g.sockets.Load() > 0 {
 		select {
 		case <-time.After(5 * time.Millisecond):
@@ -410,7 +443,9 @@ func (g *Gateway) drop(app string, devices []string, why *protocol.Error) int {
 // device's route, in the cluster's router.
 func (g *Gateway) unregister(c *conn, s *session) {
 	if g.hub.unregister(c, s) && g.router != nil {
-		g.router.Release(s.app, c.device)
+		ctx, cancel := cleanupCall()
+		defer cancel()
+		g.router.Release(ctx, s.app, c.device)
 	}
 }
 

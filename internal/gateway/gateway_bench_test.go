@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -12,82 +11,20 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/auth"
-	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/gateway"
-	"github.com/longlink/longlink/internal/hooks"
-	"github.com/longlink/longlink/internal/metrics"
-	"github.com/longlink/longlink/internal/store"
-	"github.com/longlink/longlink/internal/store/embedded"
 	"github.com/longlink/longlink/protocol"
 )
 
-// pipeListener hands in-process connections (net.Pipe) to a gateway.
-type pipeListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
-func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
-
-// dial opens an in-process connection to the gateway.
-func (l *pipeListener) dial() net.Conn {
-	server, client := net.Pipe()
-	l.conns <- server
-	return client
-}
-
-const secret = "bench-secret-0123456789"
-
 func startGateway(b *testing.B) (*gateway.Gateway, *pipeListener) {
-	cfg := config.Default()
-	cfg.Gateway.SendQueue = 64
-	m := metrics.New()
-	st, err := embedded.Open(b.TempDir(), store.Options{Metrics: m})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	apps := config.NewLiveApps([]config.App{{ID: "bench", Secret: secret, APIKey: "bench-key-0123456789"}})
-	hookOpts := hooks.Options{Config: cfg.Hooks, Apps: apps, Node: "n1", MaxReplySize: 1024, Metrics: m}
-	upstream, status := hooks.NewUpstream(hookOpts), hooks.NewStatus(hookOpts)
-	b.Cleanup(func() { upstream.Close(); status.Close() })
-	g := gateway.New(gateway.Options{
-		Config:    cfg.Gateway,
-		Limits:    cfg.Limits,
-		Secrets:   apps.Secret,
-		Mailboxes: st,
-		Upstream:  upstream,
-		Events:    status,
-		UpRate:    cfg.Hooks.UpstreamRate,
-		UpBurst:   cfg.Hooks.UpstreamBurst,
-		Metrics:   m,
-	})
-	ln := newPipeListener()
-	go g.Serve(ln)
-	b.Cleanup(func() { g.Shutdown(context.Background()) })
-	return g, ln
+	h := newHarness(b, func(o *gateway.Options) { o.Config.SendQueue = 64 })
+	return h.g, h.ln
 }
 
 // benchDevice logs in over the native protocol and counts pushes, reading
 // into one reused buffer so that the benchmark counts the gateway's
 // allocations, not its own.
 func benchDevice(b *testing.B, nc net.Conn, device string, got *sync.WaitGroup) {
-	tok, err := auth.Mint("bench", secret, device, "", time.Hour)
+	tok, err := auth.Mint(app, secret, device, "", time.Hour)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,15 +61,15 @@ func benchDevice(b *testing.B, nc net.Conn, device string, got *sync.WaitGroup) 
 // BenchmarkBroadcast10k measures one 256-byte broadcast reaching 10,000
 // in-process connections: encode once, queue to each, write, read.
 func BenchmarkBroadcast10k(b *testing.B) {
-	benchFanout(b, func(g *gateway.Gateway, m *gateway.Message) int { return g.Broadcast("bench", m) }, nil)
+	benchFanout(b, func(g *gateway.Gateway, m *gateway.Message) int { return g.Broadcast(app, m) }, nil)
 }
 
 // BenchmarkGroupPush10k measures one 256-byte push reaching a group of
 // 10,000 in-process connections.
 func BenchmarkGroupPush10k(b *testing.B) {
-	benchFanout(b, func(g *gateway.Gateway, m *gateway.Message) int { return g.PushGroup("bench", "room", m) },
+	benchFanout(b, func(g *gateway.Gateway, m *gateway.Message) int { return g.PushGroup(app, "room", m) },
 		func(g *gateway.Gateway, devices []string) {
-			if n := g.Join("bench", "room", devices); n != len(devices) {
+			if n := g.Join(app, "room", devices); n != len(devices) {
 				b.Fatalf("%d of %d joined", n, len(devices))
 			}
 		})
@@ -165,7 +102,7 @@ func benchFanout(b *testing.B, push func(*gateway.Gateway, *gateway.Message) int
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		got.Add(n)
-		m := gateway.NewMessage(&protocol.Frame{Op: protocol.OpPush, App: []byte("bench"), ID: []byte("m"), Data: data})
+		m := gateway.NewMessage(&protocol.Frame{Op: protocol.OpPush, App: []byte(app), ID: []byte("m"), Data: data})
 		if sent := push(g, m); sent != n {
 			b.Fatalf("push reached %d of %d", sent, n)
 		}

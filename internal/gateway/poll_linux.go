@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/longlink/longlink/internal/golabel"
 )
 
 // poller waits for input on idle logged-in connections with one epoll
@@ -33,7 +35,7 @@ func newPoller(g *Gateway) *poller {
 		return nil
 	}
 	p := &poller{epfd: epfd, stop: make(chan struct{}), done: make(chan struct{}), conns: make(map[int32]*conn)}
-	go p.run(g)
+	golabel.Go("gateway.poller", func() { p.run(g) })
 	return p
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/fifo"
+	"github.com/longlink/longlink/internal/golabel"
 )
 
 // poolWriteTimeout bounds one write made by a pool worker to a connection
@@ -34,7 +35,7 @@ func newWriterPool() *writerPool {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	for range n {
 		p.wg.Add(1)
-		go p.work()
+		golabel.Go("gateway.writer", p.work)
 	}
 	return p
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/fifo"
+	"github.com/longlink/longlink/internal/golabel"
 )
 
 // Event is an online or offline event of one device in one app.
@@ -102,7 +103,7 @@ func (s *Status) queue(app string) *eventQueue {
 		q = &eventQueue{wake: make(chan struct{}, 1)}
 		s.queues[app] = q
 		s.wg.Add(1)
-		go s.send(app, q)
+		golabel.Go("hooks.status", func() { s.send(app, q) })
 	}
 	return q
 }

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/golabel"
 	"github.com/longlink/longlink/internal/metrics"
 )
 
@@ -69,7 +70,7 @@ func NewUpstream(o Options) *Upstream {
 	}
 	for range n {
 		u.wg.Add(1)
-		go u.work()
+		golabel.Go("hooks.upstream", u.work)
 	}
 	return u
 }

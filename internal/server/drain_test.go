@@ -327,3 +327,23 @@ func TestDrainAnotherNode(t *testing.T) {
 		t.Errorf("another node on a single node: %d", status)
 	}
 }
+
+// Shutdown during a drain cuts it short and waits for it: once Shutdown
+// returns, the drain has ended (Drained is closed), though its period has
+// a minute to run.
+func TestShutdownEndsADrain(t *testing.T) {
+	ts := testserver.Start(t, func(c *config.Config) { c.Gateway.DrainPeriod = time.Minute })
+	ts.Listen(t, "d1")
+	ts.Listen(t, "d2")
+	ts.StartDrain()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ts.Drained():
+	default:
+		t.Fatal("Shutdown returned while the drain still ran")
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/longlink/longlink/internal/cluster"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/golabel"
 	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/nodeinfo"
@@ -49,11 +50,14 @@ type Server struct {
 	apiAddr  string
 	errc     chan error // the first error of a serving goroutine
 
+	// life is the node's lifetime: Shutdown cancels it, which stops the
+	// scheduler and cuts a drain short, and then waits for both (workers).
+	life    context.Context
+	endLife context.CancelFunc
+	workers sync.WaitGroup
+
 	drain   sync.Once
 	drained chan struct{} // closed when a drain has ended
-
-	stopScheduler chan struct{} // closed by Shutdown
-	scheduler     sync.WaitGroup
 
 	shutdown    sync.Once
 	shutdownErr error
@@ -147,9 +151,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		apiAddr:  apiLn.Addr().String(),
 		errc:     make(chan error, 3),
 		drained:  make(chan struct{}),
-
-		stopScheduler: make(chan struct{}),
 	}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	fanout := api.Local(gw)
 	if node != nil {
 		if err := node.Serve(gw, s.StartDrain); err != nil {
@@ -173,10 +176,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	reserve := newFDReserve(gw.Sockets)
 	s.http = newHTTPServer(a.Handler(), cfg.API, keypair, log)
-	go func() { s.errc <- gw.Serve(gwLn) }()
-	go s.serveHTTP(s.http, reserve.listener(apiLn))
-	s.scheduler.Add(1)
-	go s.fireScheduled(a)
+	golabel.Go("gateway.accept", func() { s.errc <- gw.Serve(gwLn) })
+	golabel.Go("api.http", func() { s.serveHTTP(s.http, reserve.listener(apiLn)) })
+	s.goWorker("scheduler", func() { s.fireScheduled(s.life, a) })
 	if cfg.Ops.Listen != "" {
 		opsLn, err := net.Listen("tcp", cfg.Ops.Listen)
 		if err != nil {
@@ -184,7 +186,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("ops.listen: %w", err)
 		}
 		s.ops, s.opsAddr = newHTTPServer(a.OpsHandler(), cfg.API, keypair, log), opsLn.Addr().String()
-		go s.serveHTTP(s.ops, reserve.listener(opsLn))
+		golabel.Go("ops.http", func() { s.serveHTTP(s.ops, reserve.listener(opsLn)) })
 	}
 	return s, nil
 }
@@ -275,9 +277,9 @@ const drainGrace = 5 * time.Second
 func (s *Server) StartDrain() {
 	s.drain.Do(func() {
 		s.gw.StopLogins()
-		go func() {
+		s.goWorker("drain", func() {
 			defer close(s.drained)
-			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Gateway.DrainPeriod+drainGrace)
+			ctx, cancel := context.WithTimeout(s.life, s.cfg.Gateway.DrainPeriod+drainGrace)
 			defer cancel()
 			nodes := s.leaveCluster(ctx)
 			s.log.Info("draining", "connections", s.gw.Connections(), "period", s.cfg.Gateway.DrainPeriod, "to_nodes", len(nodes))
@@ -286,7 +288,7 @@ func (s *Server) StartDrain() {
 				return
 			}
 			s.log.Info("drained")
-		}()
+		})
 	})
 }
 
@@ -319,20 +321,44 @@ func (s *Server) leaveCluster(ctx context.Context) [][]protocol.Endpoint {
 // due: a push fires within it of its time.
 const scheduleTick = 500 * time.Millisecond
 
-// fireScheduled makes the scheduled pushes as they fall due, until
-// Shutdown (every node of a cluster does; each push is claimed by one).
-func (s *Server) fireScheduled(a *api.Server) {
-	defer s.scheduler.Done()
+// fireScheduled makes the scheduled pushes as they fall due, until ctx
+// ends (every node of a cluster does; each push is claimed by one).
+func (s *Server) fireScheduled(ctx context.Context, a *api.Server) {
 	t := time.NewTicker(scheduleTick)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stopScheduler:
+		case <-ctx.Done():
 			return
 		case <-t.C:
-			a.FireDue(context.Background())
+			a.FireDue(ctx)
 		}
 	}
+}
+
+// waitWorkers waits for the goroutines of goWorker to end, or for ctx.
+func (s *Server) waitWorkers(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the scheduler or a drain did not end: %w", ctx.Err())
+	}
+}
+
+// goWorker runs fn in a goroutine labelled name (for profiles) that
+// Shutdown waits for.
+func (s *Server) goWorker(name string, fn func()) {
+	s.workers.Add(1)
+	golabel.Go(name, func() {
+		defer s.workers.Done()
+		fn()
+	})
 }
 
 // Drained is closed when a drain has ended.
@@ -373,20 +399,20 @@ func (s *Server) Err() <-chan error { return s.errc }
 // Later calls return the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdown.Do(func() {
-		close(s.stopScheduler)
-		s.scheduler.Wait()
+		s.endLife()
 		httpErr := s.http.Shutdown(ctx)
 		if s.ops != nil {
 			httpErr = errors.Join(httpErr, s.ops.Shutdown(ctx))
 		}
 		gwErr := s.gw.Shutdown(ctx)
+		workersErr := s.waitWorkers(ctx) // the scheduler, and a drain cut short
 		s.upstream.Close()
 		s.status.Close()
 		var nodeErr error
 		if s.node != nil { // after the gateway: closing connections releases their routes
 			nodeErr = s.node.Close()
 		}
-		s.shutdownErr = errors.Join(httpErr, gwErr, nodeErr, s.store.Close())
+		s.shutdownErr = errors.Join(httpErr, gwErr, workersErr, nodeErr, s.store.Close())
 	})
 	return s.shutdownErr
 }

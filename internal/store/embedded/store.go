@@ -19,6 +19,7 @@ import (
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
 
+	"github.com/longlink/longlink/internal/golabel"
 	"github.com/longlink/longlink/internal/store"
 )
 
@@ -65,7 +66,7 @@ func Open(dir string, o store.Options) (*Store, error) {
 	}
 	s := &Store{db: db, opts: o, ops: make(chan *op, maxBatchOps),
 		stop: make(chan struct{}), done: make(chan struct{}), acks: make(map[string]int)}
-	go s.run()
+	golabel.Go("store.commit", s.run)
 	return s, nil
 }
 

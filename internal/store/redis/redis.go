@@ -48,6 +48,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/longlink/longlink/internal/golabel"
 	"github.com/longlink/longlink/internal/store"
 )
 
@@ -125,7 +126,7 @@ func Open(o Options) (*Store, error) {
 	}
 	s := &Store{client: client, opts: o, log: o.Logger, writes: make(chan write, writeQueue), done: make(chan struct{})}
 	s.checkDurability()
-	go s.writer()
+	golabel.Go("store.writer", s.writer)
 	return s, nil
 }
 
