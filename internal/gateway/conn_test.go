@@ -57,7 +57,7 @@ func TestReplaceAndKick(t *testing.T) {
 // A device that reads nothing while its send queue fills is closed with
 // 4004; the queue it could not take is let go.
 func TestTooSlowClosedWith4004(t *testing.T) {
-	h := newHarness(t, func(o *gateway.Options) { o.Config.SendQueue, o.Config.WriteTimeout = 4, 200 * time.Millisecond })
+	h := newHarness(t, func(o *gateway.Options) { o.Config.SendQueue, o.Config.WriteTimeout = 4, 200*time.Millisecond })
 	d := h.login("slow")
 	for i := range 64 {
 		h.g.PushDevices(app, []string{"slow"}, push(fmt.Sprint("p", i)))
