@@ -41,37 +41,37 @@ type nodeStatsJSON struct {
 
 // handleStats gives every node's figures: this node's, then in a cluster
 // each other live node's.
-func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) error {
 	nodes, err := s.stats(r.Context())
 	if err != nil {
-		s.writeError(w, r, clusterDown(err))
-		return
+		return clusterDown(err)
 	}
 	views := make([]nodeStatsJSON, len(nodes))
 	for i, n := range nodes {
 		views[i] = nodeStatsJSON{nodeJSONOf(n.Info), n.At, n.Samples}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": views})
+	return nil
 }
 
 // handleNodes lists the nodes: this one, then the cluster's other live
 // ones (as their leases last said).
-func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) error {
 	nodes, err := s.nodes(r.Context())
 	if err != nil {
-		s.writeError(w, r, clusterDown(err))
-		return
+		return clusterDown(err)
 	}
 	views := make([]nodeJSON, len(nodes))
 	for i, n := range nodes {
 		views[i] = nodeJSONOf(n)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": views})
+	return nil
 }
 
 // handleDrain starts draining this node, or the live node ?node= names,
 // and answers at once, with the node as it is then (state draining).
-func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) error {
 	node := r.URL.Query().Get("node")
 	s.log.Info("drain requested", "remote", r.RemoteAddr, "node", cmp.Or(node, s.cfg.Node))
 	var info nodeinfo.Info
@@ -80,20 +80,18 @@ func (s *Server) handleDrain(w http.ResponseWriter, r *http.Request) {
 		s.drain()
 		info = s.self()
 	case s.drainAt == nil:
-		s.writeError(w, r, errorf(http.StatusNotFound, "no node %q: this node runs alone", node))
-		return
+		return errorf(http.StatusNotFound, "no node %q: this node runs alone", node)
 	default:
 		var err error
 		if info, err = s.drainAt(r.Context(), node); errors.Is(err, nodeinfo.ErrNoNode) {
-			s.writeError(w, r, errorf(http.StatusNotFound, "no live node %q", node))
-			return
+			return errorf(http.StatusNotFound, "no live node %q", node)
 		} else if err != nil {
-			s.writeError(w, r, clusterDown(err))
-			return
+			return clusterDown(err)
 		}
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"node": nodeJSONOf(info),
 		"drain_period_ms": s.cfg.Gateway.DrainPeriod.Milliseconds()})
+	return nil
 }
 
 // deviceAnswer is what /v1/admin/devices tells about a device.
@@ -112,16 +110,14 @@ type deviceAnswer struct {
 
 // handleDevice tells where a device is connected and how many stored
 // messages wait for it.
-func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) error {
 	app, device := r.PathValue("app"), r.PathValue("device")
 	if err := s.checkAppDevice(app, device); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	info, err := s.fanout.Device(r.Context(), app, device)
 	if err != nil {
-		s.writeError(w, r, clusterDown(err))
-		return
+		return clusterDown(err)
 	}
 	waiting, err := s.store.Since(r.Context(), app, device, 0, s.cfg.Store.MailboxLimit)
 	var broadcasts []store.Stored
@@ -129,9 +125,9 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 		broadcasts, _, err = s.store.Broadcasts(r.Context(), app, device, 0, s.cfg.Store.MailboxLimit)
 	}
 	if err != nil {
-		s.writeError(w, r, &httpError{status: http.StatusServiceUnavailable, msg: "cannot read the store now; retry later", cause: err})
-		return
+		return &httpError{status: http.StatusServiceUnavailable, msg: "cannot read the store now; retry later", cause: err}
 	}
 	writeJSON(w, http.StatusOK, deviceAnswer{App: app, Device: device, Online: info != nil, DeviceInfo: info,
 		Waiting: len(waiting), BroadcastsWaiting: len(broadcasts)})
+	return nil
 }

@@ -89,16 +89,16 @@ func New(o Options) *Server {
 	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, drain: o.Drain, drainAt: o.DrainNode, peers: o.Peers, stats: o.Stats, metrics: o.Metrics,
 		log: log, mux: http.NewServeMux()}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
-	s.mux.HandleFunc("POST /v1/push", s.handlePush)
-	s.mux.HandleFunc("GET /v1/presence", s.handlePresence)
-	s.mux.HandleFunc("POST /v1/groups/join", s.handleGroup(s.fanout.Join))
-	s.mux.HandleFunc("POST /v1/groups/leave", s.handleGroup(s.fanout.Leave))
-	s.mux.HandleFunc("POST /v1/kick", s.handleKick)
-	s.mux.HandleFunc("POST /v1/tags", s.handleTags)
-	s.mux.HandleFunc("GET /v1/messages", s.handleMessages)
-	s.mux.HandleFunc("GET /v1/messages/{id}", s.handleMessage)
-	s.mux.HandleFunc("DELETE /v1/messages/{id}", s.handleDeleteMessage)
-	s.mux.HandleFunc("GET /v1/dispatch", s.handleDispatch)
+	s.mux.Handle("POST /v1/push", s.serve(s.handlePush))
+	s.mux.Handle("GET /v1/presence", s.serve(s.handlePresence))
+	s.mux.Handle("POST /v1/groups/join", s.serve(s.handleGroup(s.fanout.Join)))
+	s.mux.Handle("POST /v1/groups/leave", s.serve(s.handleGroup(s.fanout.Leave)))
+	s.mux.Handle("POST /v1/kick", s.serve(s.handleKick))
+	s.mux.Handle("POST /v1/tags", s.serve(s.handleTags))
+	s.mux.Handle("GET /v1/messages", s.serve(s.handleMessages))
+	s.mux.Handle("GET /v1/messages/{id}", s.serve(s.handleMessage))
+	s.mux.Handle("DELETE /v1/messages/{id}", s.serve(s.handleDeleteMessage))
+	s.mux.Handle("GET /v1/dispatch", s.serve(s.handleDispatch))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if s.self().State == nodeinfo.Draining { // so that a load balancer takes the node out
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": string(nodeinfo.Draining), "node": s.cfg.Node})
@@ -124,14 +124,14 @@ func New(o Options) *Server {
 	s.ops.Handle("GET /debug/pprof/", s.opsOnly(http.HandlerFunc(pprof.Index)))
 	s.ops.Handle("GET /debug/pprof/profile", s.opsOnly(longRunning(pprof.Profile)))
 	s.ops.Handle("GET /debug/pprof/trace", s.opsOnly(longRunning(pprof.Trace)))
-	s.ops.Handle("GET /v1/admin/nodes", s.opsOnly(http.HandlerFunc(s.handleNodes)))
-	s.ops.Handle("POST /v1/admin/drain", s.opsOnly(http.HandlerFunc(s.handleDrain)))
-	s.ops.Handle("GET /v1/admin/devices/{app}/{device}", s.opsOnly(http.HandlerFunc(s.handleDevice)))
-	s.ops.Handle("GET /v1/admin/stats", s.opsOnly(http.HandlerFunc(s.handleStats)))
-	s.ops.Handle("POST /v1/admin/push", s.opsOnly(http.HandlerFunc(s.handlePush)))
-	s.ops.Handle("POST /v1/admin/kick", s.opsOnly(http.HandlerFunc(s.handleKick)))
-	s.ops.HandleFunc("POST /dashboard/login", s.handleDashboardLogin)
-	s.ops.HandleFunc("POST /dashboard/logout", s.handleDashboardLogout)
+	s.ops.Handle("GET /v1/admin/nodes", s.opsOnly(s.serve(s.handleNodes)))
+	s.ops.Handle("POST /v1/admin/drain", s.opsOnly(s.serve(s.handleDrain)))
+	s.ops.Handle("GET /v1/admin/devices/{app}/{device}", s.opsOnly(s.serve(s.handleDevice)))
+	s.ops.Handle("GET /v1/admin/stats", s.opsOnly(s.serve(s.handleStats)))
+	s.ops.Handle("POST /v1/admin/push", s.opsOnly(s.serve(s.handlePush)))
+	s.ops.Handle("POST /v1/admin/kick", s.opsOnly(s.serve(s.handleKick)))
+	s.ops.Handle("POST /dashboard/login", s.serve(s.handleDashboardLogin))
+	s.ops.Handle("POST /dashboard/logout", s.serve(s.handleDashboardLogout))
 	return s
 }
 
@@ -203,6 +203,19 @@ func (s *Server) serveOn(mux *http.ServeMux, w http.ResponseWriter, r *http.Requ
 	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))
 	s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "%s takes %s, not %s", r.URL.Path, strings.Join(allow, " or "), r.Method))
+}
+
+// handler is an API endpoint: it writes its answer, or returns the error
+// to answer with (serve writes it: its status, a JSON body, a log line).
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// serve makes h an http.Handler.
+func (s *Server) serve(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
 }
 
 // httpError is an error with the HTTP status it is answered with, and,

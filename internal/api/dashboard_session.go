@@ -151,10 +151,9 @@ func (s *Server) OpsOnly(h http.Handler, denied http.HandlerFunc) http.Handler {
 // handleDashboardLogin takes the ops token from the dashboard's login form
 // and sets the session cookie: 303 to /dashboard, or to the form again
 // with ?failed=1.
-func (s *Server) handleDashboardLogin(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDashboardLogin(w http.ResponseWriter, r *http.Request) error {
 	if !s.opsFailures.allowed(r) {
-		s.writeError(w, r, errOpsThrottled)
-		return
+		return errOpsThrottled
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	token := s.cfg.Ops.Token
@@ -163,23 +162,25 @@ func (s *Server) handleDashboardLogin(w http.ResponseWriter, r *http.Request) {
 		s.opsFailures.failed(r)
 		s.log.Info("dashboard login refused", "remote", r.RemoteAddr)
 		http.Redirect(w, r, "/dashboard?failed=1", http.StatusSeeOther)
-		return
+		return nil
 	}
 	id, exp := s.sessions.start()
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", Expires: exp,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	s.log.Info("dashboard login", "remote", r.RemoteAddr)
 	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
+	return nil
 }
 
 // handleDashboardLogout ends the browser's session, here and in its cookie.
-func (s *Server) handleDashboardLogout(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDashboardLogout(w http.ResponseWriter, r *http.Request) error {
 	if id := sessionOf(r); id != "" {
 		s.sessions.end(id)
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
+	return nil
 }
 
 // Failed ops auth per address: opsFailureBurst at once, then one per

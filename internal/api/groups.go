@@ -37,18 +37,17 @@ func (s *Server) decodeDevices(w http.ResponseWriter, r *http.Request, withGroup
 // handleGroup adds devices' connections to a group (join: Fanout.Join), or
 // removes them (Fanout.Leave). Only connections live now are members:
 // membership ends with the connection.
-func (s *Server) handleGroup(join func(ctx context.Context, app, group string, devices []string) (int, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleGroup(join func(ctx context.Context, app, group string, devices []string) (int, error)) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		req, err := s.decodeDevices(w, r, true)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return err
 		}
 		n, err := join(r.Context(), req.App, req.Group, req.Devices)
 		if err != nil {
-			s.writeError(w, r, clusterDown(err))
-			return
+			return clusterDown(err)
 		}
 		writeJSON(w, http.StatusOK, map[string]int{"online": n})
+		return nil
 	}
 }

@@ -17,26 +17,24 @@ import (
 // touches the store: its push's answer is all there is to know of it.
 
 // handleMessages lists an app's scheduled pushes: GET /v1/messages?app=A&state=scheduled.
-func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) error {
 	app := r.URL.Query().Get("app")
 	if err := s.authorize(r, app); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if state := r.URL.Query().Get("state"); state != "scheduled" {
-		s.writeError(w, r, errorf(http.StatusBadRequest, "state=scheduled is the only list there is (not %q)", state))
-		return
+		return errorf(http.StatusBadRequest, "state=scheduled is the only list there is (not %q)", state)
 	}
 	list, err := s.store.Scheduled(r.Context(), app, maxScheduled)
 	if err != nil {
-		s.writeError(w, r, unavailable(err))
-		return
+		return unavailable(err)
 	}
 	out := make([]map[string]any, len(list))
 	for i, p := range list {
 		out[i] = scheduledJSON(p)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"messages": out})
+	return nil
 }
 
 func scheduledJSON(p store.Scheduled) map[string]any {
@@ -46,30 +44,28 @@ func scheduledJSON(p store.Scheduled) map[string]any {
 
 // handleMessage answers a message's delivery report, or its schedule:
 // GET /v1/messages/{id}?app=A.
-func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 	app, id := r.URL.Query().Get("app"), r.PathValue("id")
 	if err := s.authorize(r, app); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	rep, ok, err := s.store.Report(r.Context(), app, id)
 	if err != nil {
-		s.writeError(w, r, unavailable(err))
-		return
+		return unavailable(err)
 	}
 	if ok {
 		writeJSON(w, http.StatusOK, reportJSON(rep))
-		return
+		return nil
 	}
 	p, ok, err := s.store.FindScheduled(r.Context(), app, id)
 	switch {
 	case err != nil:
-		s.writeError(w, r, unavailable(err))
-	case ok:
-		writeJSON(w, http.StatusOK, scheduledJSON(p))
-	default:
-		s.writeError(w, r, notFound(app, id))
+		return unavailable(err)
+	case !ok:
+		return notFound(app, id)
 	}
+	writeJSON(w, http.StatusOK, scheduledJSON(p))
+	return nil
 }
 
 func notFound(app, id string) error {
@@ -85,35 +81,31 @@ func reportJSON(r store.Report) map[string]any {
 
 // handleDeleteMessage cancels a scheduled push, or recalls a sent one:
 // DELETE /v1/messages/{id}?app=A.
-func (s *Server) handleDeleteMessage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDeleteMessage(w http.ResponseWriter, r *http.Request) error {
 	app, id := r.URL.Query().Get("app"), r.PathValue("id")
 	if err := s.authorize(r, app); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if ok, err := s.store.Unschedule(r.Context(), app, id); err != nil {
-		s.writeError(w, r, unavailable(err))
-		return
+		return unavailable(err)
 	} else if ok {
 		writeJSON(w, http.StatusOK, map[string]any{"recalled": 0, "cancelled": true})
-		return
+		return nil
 	}
 	rep, n, ok, err := s.store.Recall(r.Context(), app, id)
 	switch {
 	case err != nil:
-		s.writeError(w, r, unavailable(err))
-		return
+		return unavailable(err)
 	case !ok:
-		s.writeError(w, r, notFound(app, id))
-		return
+		return notFound(app, id)
 	}
 	told, err := s.tellRecalled(r.Context(), app, rep)
 	if err != nil {
-		s.writeError(w, r, &httpError{status: http.StatusServiceUnavailable, cause: err,
-			msg: "the message is recalled where it waited, but the cluster could not be reached to tell online devices; repeat the call"})
-		return
+		return &httpError{status: http.StatusServiceUnavailable, cause: err,
+			msg: "the message is recalled where it waited, but the cluster could not be reached to tell online devices; repeat the call"}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"recalled": n, "notified": told})
+	return nil
 }
 
 // tellRecalled sends the recall op to the connections of the recalled

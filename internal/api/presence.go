@@ -13,50 +13,46 @@ type presence struct {
 	Online bool `json:"online"`
 }
 
-func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	app := q.Get("app")
 	if err := s.authorize(r, app); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	devices := q["device"]
 	if len(devices) == 0 || len(devices) > maxPresence {
-		s.writeError(w, r, errorf(http.StatusBadRequest, "give 1 to %d device parameters", maxPresence))
-		return
+		return errorf(http.StatusBadRequest, "give 1 to %d device parameters", maxPresence)
 	}
 	out := make(map[string]presence, len(devices))
 	for _, d := range devices {
 		if err := checkDevice(d); err != nil {
-			s.writeError(w, r, err)
-			return
+			return err
 		}
 		online, err := s.fanout.Online(r.Context(), app, d)
 		if err != nil {
-			s.writeError(w, r, clusterDown(err))
-			return
+			return clusterDown(err)
 		}
 		out[d] = presence{Online: online}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
+	return nil
 }
 
 // handleDispatch tells a device where to connect. It needs no key: devices
 // call it before they have anything but their token.
-func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDispatch(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	app, device := q.Get("app"), q.Get("device")
 	if err := s.checkAppDevice(app, device); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	nodes, err := s.nodes(r.Context())
 	if err != nil {
-		s.writeError(w, r, clusterDown(err))
-		return
+		return clusterDown(err)
 	}
 	nodes = s.dispatcher.order(s.cfg.Dispatch, app, device, nodes)
 	writeJSON(w, http.StatusOK, map[string]any{"endpoints": Endpoints(nodes), "heartbeat": int(s.cfg.Gateway.Heartbeat.Seconds())})
+	return nil
 }
 
 // Endpoints lists where devices reach the serving nodes of nodes, in their

@@ -45,7 +45,7 @@ const (
 
 func (r *pushRequest) appID() string { return r.App }
 
-func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) error {
 	// An app's backend is held to its push rate before its body is read;
 	// an operator's push, once its app is known.
 	var req pushRequest
@@ -59,30 +59,27 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) {
 		err = s.allowPush(req.App)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	data, target, err := s.checkPush(&req)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if req.At != "" {
 		out, err := s.schedule(r.Context(), &req)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusAccepted, out)
-		return
+		return nil
 	}
 	resp, err := s.send(r.Context(), &req, target, protocol.Frame{Op: protocol.OpPush, App: []byte(req.App),
 		ID: []byte(s.newMessageID()), Data: data})
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 // send makes a checked push now, and counts it.

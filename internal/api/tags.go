@@ -23,29 +23,26 @@ func (r *tagsRequest) appID() string { return r.App }
 
 // handleTags adds tags to and removes tags from devices, durably, all or
 // nothing.
-func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) error {
 	var req tagsRequest
 	if _, err := s.decodeAs(w, r, &req, nil); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	devices, err := checkIDs("devices", req.Devices)
 	if err == nil {
 		err = checkTagChange(req.Add, req.Remove)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	switch err := s.store.Tag(r.Context(), req.App, devices, req.Add, req.Remove); {
 	case errors.Is(err, store.ErrTooManyTags):
-		s.writeError(w, r, errorf(http.StatusBadRequest, "a device would have more than %d tags: nothing was changed", protocol.MaxTags))
-		return
+		return errorf(http.StatusBadRequest, "a device would have more than %d tags: nothing was changed", protocol.MaxTags)
 	case err != nil:
-		s.writeError(w, r, unavailable(err))
-		return
+		return unavailable(err)
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"devices": len(devices)})
+	return nil
 }
 
 // checkTagChange checks the tags a call adds and removes.
