@@ -539,84 +539,126 @@ func (c *conn) handle(f *protocol.Frame) error {
 // connection, replacing the device's older one.
 func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) error {
 	g := c.gw
-	if g.closing.Load() {
-		return errGoingAway
+	if err := g.admitLogin(); err != nil {
+		return err
 	}
-	if g.draining.Load() {
-		return errDraining
-	}
-	if g.logins != nil && !g.logins.Allow() {
-		g.metrics.Limited.WithLabelValues("logins_per_second").Inc()
-		return protocol.Errorf(protocol.CodeRateLimited, "too many logins on this node now; retry")
-	}
-	tokens := f.Tokens
-	switch {
-	case len(f.Token) > 0 && len(tokens) > 0:
-		return protocol.Errorf(protocol.CodeAuthFailed, "send token or tokens, not both")
-	case len(f.Token) > 0:
-		tokens = [][]byte{f.Token}
-	case len(tokens) == 0:
-		return protocol.Errorf(protocol.CodeAuthFailed, "login needs a token")
-	}
-	seqs, err := lastSeqs(f, len(tokens))
+	tokens, seqs, err := loginTokens(f)
 	if err != nil {
 		return err
 	}
-	if len(f.LastBSeqs) > 0 && len(f.LastBSeqs) != len(tokens) {
-		return protocol.Errorf(protocol.CodeBadFrame, "last_bseqs has %d entries for %d tokens", len(f.LastBSeqs), len(tokens))
+	l, err := verifyLogin(f, tokens, g.secrets, check)
+	if err != nil {
+		return err
 	}
-	sessions := make([]session, len(tokens))
-	acks := make([]loginAck, len(tokens)) // for the sync loop, before it delivers
-	expires := make([]time.Time, len(tokens))
-	var device string
-	for i, t := range tokens {
-		claims, err := auth.Verify(string(t), g.secrets)
-		if err != nil {
-			return protocol.Errorf(protocol.CodeAuthFailed, "%v", err)
-		}
-		if check != nil {
-			if err := check(claims); err != nil {
-				return err
-			}
-		}
-		if device != "" && claims.Device != device {
-			return protocol.Errorf(protocol.CodeAuthFailed, "tokens name different devices (%q, %q)", device, claims.Device)
-		}
-		device = claims.Device
-		for j := range i {
-			if sessions[j].app == claims.App {
-				return protocol.Errorf(protocol.CodeAuthFailed, "two tokens for app %q", claims.App)
-			}
-		}
-		sessions[i].app, sessions[i].user, sessions[i].groups, sessions[i].catchUp = claims.App, claims.User, claims.Groups, true
-		if len(f.LastBSeqs) > 0 { // the store clamps it (at the ack, and when reading after it)
-			sessions[i].byBSeq, sessions[i].sentBSeq = true, f.LastBSeqs[i]
-		}
-		acks[i].tags, acks[i].bseq = claims.Tags, sessions[i].sentBSeq
-		expires[i] = claims.Expires
-	}
-	c.device, c.heartbeat, c.since = device, g.grantHeartbeat(f.Heartbeat), time.Now().UnixNano()
-	welcome := &protocol.Frame{Op: protocol.OpWelcome, Ref: f.Ref, Device: []byte(device),
+	c.device, c.heartbeat, c.since = l.device, g.grantHeartbeat(f.Heartbeat), time.Now().UnixNano()
+	welcome := &protocol.Frame{Op: protocol.OpWelcome, Ref: f.Ref, Device: []byte(l.device),
 		Heartbeat: uint32(c.heartbeat / time.Second)}
-	for i := range sessions {
-		s := &sessions[i]
+	for i := range l.sessions {
+		s := &l.sessions[i]
 		if s.sentSeq, err = c.clampSeq(s.app, seqs[i]); err != nil {
 			return err
 		}
-		acks[i].seq = s.sentSeq
+		l.acks[i].seq = s.sentSeq
 		welcome.Apps = append(welcome.Apps, []byte(s.app))
-		g.mailboxes.Bind(s.app, device, s.user)
+		g.mailboxes.Bind(s.app, l.device, s.user)
 	}
-	// Live from here: the welcome is queued first, and stored messages wait
-	// for the replay, which acks each app's last_seq, copies unseen
-	// broadcasts and delivers each mailbox after its last_seq.
+	if err := c.goLive(l, welcome); err != nil {
+		return err
+	}
+	c.register(l)
+	return nil
+}
+
+// admitLogin refuses a login while the node shuts down or drains, or past
+// limits.logins_per_second.
+func (g *Gateway) admitLogin() error {
+	switch {
+	case g.closing.Load():
+		return errGoingAway
+	case g.draining.Load():
+		return errDraining
+	case g.logins != nil && !g.logins.Allow():
+		g.metrics.Limited.WithLabelValues("logins_per_second").Inc()
+		return protocol.Errorf(protocol.CodeRateLimited, "too many logins on this node now; retry")
+	}
+	return nil
+}
+
+// loginTokens returns the tokens of a login (token, or tokens for several
+// apps) and the last_seq of each.
+func loginTokens(f *protocol.Frame) (tokens [][]byte, seqs []uint64, err error) {
+	tokens = f.Tokens
+	switch {
+	case len(f.Token) > 0 && len(tokens) > 0:
+		return nil, nil, protocol.Errorf(protocol.CodeAuthFailed, "send token or tokens, not both")
+	case len(f.Token) > 0:
+		tokens = [][]byte{f.Token}
+	case len(tokens) == 0:
+		return nil, nil, protocol.Errorf(protocol.CodeAuthFailed, "login needs a token")
+	}
+	if seqs, err = lastSeqs(f, len(tokens)); err != nil {
+		return nil, nil, err
+	}
+	if len(f.LastBSeqs) > 0 && len(f.LastBSeqs) != len(tokens) {
+		return nil, nil, protocol.Errorf(protocol.CodeBadFrame, "last_bseqs has %d entries for %d tokens", len(f.LastBSeqs), len(tokens))
+	}
+	return tokens, seqs, nil
+}
+
+// login is a login whose tokens check: one device, one session per app.
+type login struct {
+	device   string
+	sessions []session
+	acks     []loginAck // for the sync loop, before it delivers
+	expires  []time.Time
+}
+
+// verifyLogin checks each token (and check, if given: an MQTT CONNECT's
+// names): one device, each app once.
+func verifyLogin(f *protocol.Frame, tokens [][]byte, secrets auth.SecretFunc, check func(auth.Claims) error) (*login, error) {
+	l := &login{sessions: make([]session, len(tokens)), acks: make([]loginAck, len(tokens)), expires: make([]time.Time, len(tokens))}
+	for i, t := range tokens {
+		claims, err := auth.Verify(string(t), secrets)
+		if err != nil {
+			return nil, protocol.Errorf(protocol.CodeAuthFailed, "%v", err)
+		}
+		if check != nil {
+			if err := check(claims); err != nil {
+				return nil, err
+			}
+		}
+		if l.device != "" && claims.Device != l.device {
+			return nil, protocol.Errorf(protocol.CodeAuthFailed, "tokens name different devices (%q, %q)", l.device, claims.Device)
+		}
+		l.device = claims.Device
+		for j := range i {
+			if l.sessions[j].app == claims.App {
+				return nil, protocol.Errorf(protocol.CodeAuthFailed, "two tokens for app %q", claims.App)
+			}
+		}
+		s := &l.sessions[i]
+		s.app, s.user, s.groups, s.catchUp = claims.App, claims.User, claims.Groups, true
+		if len(f.LastBSeqs) > 0 { // the store clamps it (at the ack, and when reading after it)
+			s.byBSeq, s.sentBSeq = true, f.LastBSeqs[i]
+		}
+		l.acks[i].tags, l.acks[i].bseq = claims.Tags, s.sentBSeq
+		l.expires[i] = claims.Expires
+	}
+	return l, nil
+}
+
+// goLive makes the connection live with l's sessions: the welcome is
+// queued first, and stored messages wait for the replay, which acks each
+// app's last_seq, copies unseen broadcasts and delivers each mailbox after
+// its last_seq.
+func (c *conn) goLive(l *login, welcome *protocol.Frame) error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.state != stateLogin {
-		c.mu.Unlock()
 		return errGoingAway
 	}
-	c.state, c.sessions = stateLive, sessions
-	g.live.Add(1)
+	c.state, c.sessions = stateLive, l.sessions
+	c.gw.live.Add(1)
 	// The welcome is the first frame, but it is not written before the
 	// connection is registered: a client that has its welcome may log in
 	// again at once, and that newer login must find this one to replace.
@@ -624,13 +666,19 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 	// meanwhile behind the welcome.
 	c.pushLocked(c.kind.encode(nil, welcome))
 	c.writing = true
-	c.startSyncLocked(acks)
-	c.mu.Unlock()
+	c.startSyncLocked(l.acks)
+	return nil
+}
 
+// register makes the live connection findable (ending the device's older
+// sessions), counts it, arms its tokens' expiries and records its routes,
+// then lets the welcome out.
+func (c *conn) register(l *login) {
+	g := c.gw
 	g.forgetPending(c)
 	g.metrics.Connects.WithLabelValues(c.transport()).Inc()
-	for i := range sessions {
-		g.metrics.Connections.WithLabelValues(sessions[i].app, c.transport()).Inc()
+	for i := range l.sessions {
+		g.metrics.Connections.WithLabelValues(l.sessions[i].app, c.transport()).Inc()
 	}
 	// The older session's offline event, then this one's online event,
 	// queued under the (app, device)'s lock: a later login of the device to
@@ -639,21 +687,20 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 		if olds != nil {
 			old.dropSession(olds, errReplaced)
 		}
-		g.events.Online(s.app, device, s.user)
+		g.events.Online(s.app, l.device, s.user)
 	})
-	for i := range sessions {
-		g.expiries.set(c, &sessions[i], expires[i])
+	for i := range l.sessions {
+		g.expiries.set(c, &l.sessions[i], l.expires[i])
 	}
 	if g.router != nil { // before the welcome: a welcomed device is routable
 		ctx, cancel := g.storeCall()
-		for i := range sessions {
-			g.router.Claim(ctx, sessions[i].app, device)
+		for i := range l.sessions {
+			g.router.Claim(ctx, l.sessions[i].app, l.device)
 		}
 		cancel()
 	}
 	g.writers.schedule(c) // the held writer: the welcome goes out
-	g.log.Debug("logged in", "app", sessions[0].app, "device", device, "apps", len(sessions), "transport", c.transport())
-	return nil
+	g.log.Debug("logged in", "app", l.sessions[0].app, "device", l.device, "apps", len(l.sessions), "transport", c.transport())
 }
 
 // lastSeqs returns the login's last_seq per token: last_seqs, one per token
