@@ -266,56 +266,11 @@ func unavailable(err error) error {
 // checkPush validates a push request, deduplicates its targets in place, and
 // returns the payload and the target kind.
 func (s *Server) checkPush(req *pushRequest) (data []byte, target store.Target, err error) {
-	targets := 0
-	if req.Devices != nil {
-		targets, target = targets+1, store.TargetDevices
+	if target, err = req.checkTarget(); err != nil {
+		return nil, "", err
 	}
-	if req.Users != nil {
-		targets, target = targets+1, store.TargetUsers
-	}
-	if req.Group != "" {
-		targets, target = targets+1, store.TargetGroup
-	}
-	if req.Broadcast {
-		targets, target = targets+1, store.TargetBroadcast
-	}
-	if req.Tags != nil {
-		targets, target = targets+1, store.TargetTags
-	}
-	if targets != 1 {
-		return nil, "", errorf(http.StatusBadRequest, "give exactly one of devices, users, tags, group, broadcast")
-	}
-	switch target {
-	case store.TargetDevices:
-		if req.Devices, err = checkIDs("devices", req.Devices); err != nil {
-			return nil, "", err
-		}
-	case store.TargetUsers:
-		if req.Users, err = checkIDs("users", req.Users); err != nil {
-			return nil, "", err
-		}
-	case store.TargetGroup:
-		if !protocol.ValidName(req.Group) {
-			return nil, "", errorf(http.StatusBadRequest, "group %q must be 1-128 printable ASCII bytes, no spaces", req.Group)
-		}
-	case store.TargetTags:
-		if err := req.Tags.check(); err != nil {
-			return nil, "", err
-		}
-	}
-	if maxTTL := int64(s.cfg.API.MaxTTL / time.Second); req.TTL < 0 || req.TTL > maxTTL {
-		return nil, "", errorf(http.StatusBadRequest, "ttl must be 0 (online only) to %d seconds", maxTTL)
-	}
-	if len(req.ID) > maxKeyBytes {
-		return nil, "", errorf(http.StatusBadRequest, "id is %d bytes; the limit is %d", len(req.ID), maxKeyBytes)
-	}
-	if req.Collapse != "" {
-		switch {
-		case req.TTL == 0 || target == store.TargetGroup:
-			return nil, "", errorf(http.StatusBadRequest, "collapse replaces a stored message: it needs a ttl, and a target other than group")
-		case len(req.Collapse) > maxCollapseBytes || !protocol.ValidName(req.Collapse):
-			return nil, "", errorf(http.StatusBadRequest, "collapse must be 1-%d printable ASCII bytes, no spaces", maxCollapseBytes)
-		}
+	if err = s.checkStoring(req, target); err != nil {
+		return nil, "", err
 	}
 	if data, err = pushData(req); err != nil {
 		return nil, "", err
@@ -324,6 +279,60 @@ func (s *Server) checkPush(req *pushRequest) (data []byte, target store.Target, 
 		return nil, "", errorf(http.StatusRequestEntityTooLarge, "data is %d bytes; the limit is %d", len(data), s.cfg.API.MaxDataBytes)
 	}
 	return data, target, nil
+}
+
+// checkTarget checks that the push names exactly one target, and that one
+// (deduplicating its ids in place), and returns its kind.
+func (req *pushRequest) checkTarget() (target store.Target, err error) {
+	targets := 0
+	for _, t := range []struct {
+		given bool
+		kind  store.Target
+	}{
+		{req.Devices != nil, store.TargetDevices}, {req.Users != nil, store.TargetUsers},
+		{req.Group != "", store.TargetGroup}, {req.Broadcast, store.TargetBroadcast}, {req.Tags != nil, store.TargetTags},
+	} {
+		if t.given {
+			targets, target = targets+1, t.kind
+		}
+	}
+	if targets != 1 {
+		return "", errorf(http.StatusBadRequest, "give exactly one of devices, users, tags, group, broadcast")
+	}
+	switch target {
+	case store.TargetDevices:
+		req.Devices, err = checkIDs("devices", req.Devices)
+	case store.TargetUsers:
+		req.Users, err = checkIDs("users", req.Users)
+	case store.TargetGroup:
+		if !protocol.ValidName(req.Group) {
+			err = errorf(http.StatusBadRequest, "group %q must be 1-128 printable ASCII bytes, no spaces", req.Group)
+		}
+	case store.TargetTags:
+		err = req.Tags.check()
+	}
+	return target, err
+}
+
+// checkStoring checks how the push is kept: its ttl, idempotency key and
+// collapse key.
+func (s *Server) checkStoring(req *pushRequest, target store.Target) error {
+	if maxTTL := int64(s.cfg.API.MaxTTL / time.Second); req.TTL < 0 || req.TTL > maxTTL {
+		return errorf(http.StatusBadRequest, "ttl must be 0 (online only) to %d seconds", maxTTL)
+	}
+	if len(req.ID) > maxKeyBytes {
+		return errorf(http.StatusBadRequest, "id is %d bytes; the limit is %d", len(req.ID), maxKeyBytes)
+	}
+	if req.Collapse == "" {
+		return nil
+	}
+	switch {
+	case req.TTL == 0 || target == store.TargetGroup:
+		return errorf(http.StatusBadRequest, "collapse replaces a stored message: it needs a ttl, and a target other than group")
+	case len(req.Collapse) > maxCollapseBytes || !protocol.ValidName(req.Collapse):
+		return errorf(http.StatusBadRequest, "collapse must be 1-%d printable ASCII bytes, no spaces", maxCollapseBytes)
+	}
+	return nil
 }
 
 func pushData(req *pushRequest) ([]byte, error) {

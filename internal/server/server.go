@@ -3,6 +3,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,131 +65,166 @@ type Server struct {
 }
 
 // Start listens on the configured ports and serves until Shutdown.
-func Start(cfg *config.Config, log *slog.Logger) (*Server, error) {
+func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	var undo []func() error // what Start opened, closed again (last first) if it fails
+	defer func() {
+		for i := len(undo) - 1; err != nil && i >= 0; i-- {
+			undo[i]()
+		}
+	}()
+	gwLn, apiLn, keypair, err := listen(cfg)
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, gwLn.Close, apiLn.Close)
+	warnWebhookSecrets(cfg.Apps, log)
+	m := metrics.New()
+	var gw *gateway.Gateway // set below, before anyone asks
+	self := describe(cfg, keypair, gwLn.Addr().String(), apiLn.Addr().String(), func() *gateway.Gateway { return gw })
+	selfStats := func() nodeinfo.Stats { return nodeinfo.StatsOf(self(), m) }
+	st, node, err := openStore(cfg, self, selfStats, m, log)
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, st.Close)
+	if node != nil {
+		undo = append(undo, node.Close)
+	}
+	apps := config.NewLiveApps(cfg.Apps)
+	upstream, status := newHooks(cfg, apps, m, log)
+	gw = newGateway(cfg, apps, st, node, upstream, status, keypair, m, log)
+	undo = append(undo, func() error {
+		upstream.Close()
+		status.Close()
+		return gw.Shutdown(context.Background()) // its writers and poller
+	})
+	s := &Server{cfg: cfg, apps: apps, gw: gw, upstream: upstream, status: status, store: st, node: node, log: log,
+		keypair: keypair, gwAddr: gwLn.Addr().String(), apiAddr: apiLn.Addr().String(), errc: make(chan error, 3),
+		drained: make(chan struct{})}
+	s.life, s.endLife = context.WithCancel(context.Background())
+	ao := api.Options{Config: cfg, Apps: apps, Fanout: api.Local(gw), Store: st, Metrics: m, Logger: log, Self: self,
+		Drain: s.StartDrain, Stats: func(context.Context) ([]nodeinfo.Stats, error) { return []nodeinfo.Stats{selfStats()}, nil }}
+	if node != nil {
+		if err := node.Serve(gw, s.StartDrain); err != nil {
+			return nil, err
+		}
+		ao.Fanout, ao.Peers, ao.Stats, ao.DrainNode = node, node.Peers, node.Stats, node.Drain
+	}
+	a := api.New(ao)
+	web.Dashboard(a)
+	if cfg.Demo {
+		web.Demo(a, cfg.Apps[0], self().Gateway)
+	}
+	undo = nil // from here, Shutdown undoes it all
+	if err := s.serve(a, gwLn, apiLn); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// listen opens the gateway's and the API's listeners, and loads the TLS
+// certificate if there is one.
+func listen(cfg *config.Config) (gwLn, apiLn net.Listener, keypair *certs.Keypair, err error) {
 	// No TCP keepalive on device connections: heartbeats find dead ones,
 	// and keepalive costs three setsockopt calls per accept (pprof: 4% of a
 	// login) and a kernel timer per socket.
 	lc := net.ListenConfig{KeepAlive: -1}
-	gwLn, err := lc.Listen(context.Background(), "tcp", cfg.Gateway.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("gateway.listen: %w", err)
+	if gwLn, err = lc.Listen(context.Background(), "tcp", cfg.Gateway.Listen); err != nil {
+		return nil, nil, nil, fmt.Errorf("gateway.listen: %w", err)
 	}
-	apiLn, err := net.Listen("tcp", cfg.API.Listen)
-	if err != nil {
+	if apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
 		gwLn.Close()
-		return nil, fmt.Errorf("api.listen: %w", err)
+		return nil, nil, nil, fmt.Errorf("api.listen: %w", err)
 	}
-	var keypair *certs.Keypair
 	if cfg.TLS.Enabled() {
 		if keypair, err = certs.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			gwLn.Close()
 			apiLn.Close()
-			return nil, err
+			return nil, nil, nil, err
 		}
 	}
-	advertise := cfg.Gateway.Advertise
-	if advertise == "" {
-		advertise = gwLn.Addr().String()
-	}
+	return gwLn, apiLn, keypair, nil
+}
+
+// describe returns what this node says about itself (now, each call): its
+// gateway (as advertised), its API, and whether it serves or drains.
+func describe(cfg *config.Config, keypair *certs.Keypair, gwAddr, apiAddr string, gw func() *gateway.Gateway) func() nodeinfo.Info {
+	advertise := cmp.Or(cfg.Gateway.Advertise, gwAddr)
 	scheme := "http://"
 	if keypair != nil {
 		scheme = "https://"
 	}
-	var gw *gateway.Gateway // set below, before anyone asks
 	started := time.Now().UTC().Truncate(time.Second)
-	self := func() nodeinfo.Info {
+	return func() nodeinfo.Info {
 		state := nodeinfo.Serving
-		if gw.Draining() {
+		if gw().Draining() {
 			state = nodeinfo.Draining
 		}
-		return nodeinfo.Info{Node: cfg.Node, State: state, Connections: gw.Connections(), Gateway: advertise,
-			API: scheme + apiLn.Addr().String(), StartedAt: started, Plain: !cfg.TLS.Required, TLS: keypair != nil}
+		return nodeinfo.Info{Node: cfg.Node, State: state, Connections: gw().Connections(), Gateway: advertise,
+			API: scheme + apiAddr, StartedAt: started, Plain: !cfg.TLS.Required, TLS: keypair != nil}
 	}
-	m := metrics.New()
-	selfStats := func() nodeinfo.Stats { return nodeinfo.StatsOf(self(), m) }
-	st, node, err := openStore(cfg, self, selfStats, m, log)
-	if err != nil {
-		gwLn.Close()
-		apiLn.Close()
-		return nil, err
-	}
-	for _, a := range cfg.Apps {
+}
+
+// warnWebhookSecrets warns of apps whose webhooks are signed with their
+// token secret.
+func warnWebhookSecrets(apps []config.App, log *slog.Logger) {
+	for _, a := range apps {
 		if a.WebhookSecret == "" && (a.Webhooks.Status != "" || len(a.Webhooks.Upstream) > 0) {
 			log.Warn("app has webhooks but no webhook_secret: they are signed with the secret that signs its device "+
 				"tokens, so whoever checks them can mint tokens; give it a webhook_secret of its own", "app", a.ID)
 		}
 	}
-	apps := config.NewLiveApps(cfg.Apps)
+}
+
+// newHooks starts the upstream workers and the status webhooks, with
+// their backlogs as gauges.
+func newHooks(cfg *config.Config, apps *config.LiveApps, m *metrics.Metrics, log *slog.Logger) (*hooks.Upstream, *hooks.Status) {
 	hookOpts := hooks.Options{Config: cfg.Hooks, Apps: apps, Node: cfg.Node, MaxReplySize: cfg.API.MaxDataBytes,
 		Metrics: m, Logger: log}
 	upstream, status := hooks.NewUpstream(hookOpts), hooks.NewStatus(hookOpts)
 	m.GaugeFunc("longlink_upstream_backlog", "Upstream calls waiting for a worker.", func() float64 { return float64(upstream.Backlog()) })
 	m.GaugeFunc("longlink_status_backlog", "Status events waiting to be delivered to the apps' status webhooks.", func() float64 { return float64(status.Backlog()) })
-	gwOpts := gateway.Options{Node: cfg.Node, Config: cfg.Gateway, Limits: cfg.Limits, Secrets: apps.Secret, Mailboxes: st,
+	return upstream, status
+}
+
+// newGateway makes the gateway, routed through node in a cluster.
+func newGateway(cfg *config.Config, apps *config.LiveApps, st store.Store, node *cluster.Node, upstream *hooks.Upstream,
+	status *hooks.Status, keypair *certs.Keypair, m *metrics.Metrics, log *slog.Logger) *gateway.Gateway {
+	o := gateway.Options{Node: cfg.Node, Config: cfg.Gateway, Limits: cfg.Limits, Secrets: apps.Secret, Mailboxes: st,
 		Upstream: upstream, Events: status, UpRate: cfg.Hooks.UpstreamRate, UpBurst: cfg.Hooks.UpstreamBurst,
 		Metrics: m, Logger: log}
 	if node != nil {
-		gwOpts.Router = node
+		o.Router = node
 	}
 	if keypair != nil {
-		gwOpts.TLS, gwOpts.TLSRequired = keypair.Config(), cfg.TLS.Required
+		o.TLS, o.TLSRequired = keypair.Config(), cfg.TLS.Required
 	}
-	gw = gateway.New(gwOpts)
-	s := &Server{
-		cfg:      cfg,
-		apps:     apps,
-		gw:       gw,
-		upstream: upstream,
-		status:   status,
-		store:    st,
-		node:     node,
-		log:      log,
-		keypair:  keypair,
-		gwAddr:   gwLn.Addr().String(),
-		apiAddr:  apiLn.Addr().String(),
-		errc:     make(chan error, 3),
-		drained:  make(chan struct{}),
-	}
-	s.life, s.endLife = context.WithCancel(context.Background())
-	fanout := api.Local(gw)
-	if node != nil {
-		if err := node.Serve(gw, s.StartDrain); err != nil {
-			node.Close()
-			st.Close()
-			gwLn.Close()
-			apiLn.Close()
-			return nil, err
-		}
-		fanout = node
-	}
-	ao := api.Options{Config: cfg, Apps: apps, Fanout: fanout, Store: st, Metrics: m, Logger: log, Self: self,
-		Drain: s.StartDrain, Stats: func(context.Context) ([]nodeinfo.Stats, error) { return []nodeinfo.Stats{selfStats()}, nil }}
-	if node != nil {
-		ao.Peers, ao.Stats, ao.DrainNode = node.Peers, node.Stats, node.Drain
-	}
-	a := api.New(ao)
-	web.Dashboard(a)
-	if cfg.Demo {
-		web.Demo(a, cfg.Apps[0], advertise)
-	}
-	reserve := newFDReserve(gw.Sockets)
-	s.http = newHTTPServer(a.Handler(), cfg.API, keypair, log)
-	golabel.Go("gateway.accept", func() { s.errc <- gw.Serve(gwLn) })
+	return gateway.New(o)
+}
+
+// serve starts serving: the gateway, the API, the scheduler and, with
+// ops.listen, the ops surface. If the ops listener cannot open, it shuts
+// down what it started.
+func (s *Server) serve(a *api.Server, gwLn, apiLn net.Listener) error {
+	reserve := newFDReserve(s.gw.Sockets)
+	s.http = newHTTPServer(a.Handler(), s.cfg.API, s.keypair, s.log)
+	golabel.Go("gateway.accept", func() { s.errc <- s.gw.Serve(gwLn) })
 	golabel.Go("api.http", func() { s.serveHTTP(s.http, reserve.listener(apiLn)) })
 	s.goWorker("scheduler", func() { s.fireScheduled(s.life, a) })
-	if cfg.Ops.Listen != "" {
-		opsLn, err := net.Listen("tcp", cfg.Ops.Listen)
-		if err != nil {
-			s.Shutdown(context.Background())
-			return nil, fmt.Errorf("ops.listen: %w", err)
-		}
-		s.ops, s.opsAddr = newHTTPServer(a.OpsHandler(), cfg.API, keypair, log), opsLn.Addr().String()
-		golabel.Go("ops.http", func() { s.serveHTTP(s.ops, reserve.listener(opsLn)) })
+	if s.cfg.Ops.Listen == "" {
+		return nil
 	}
-	return s, nil
+	opsLn, err := net.Listen("tcp", s.cfg.Ops.Listen)
+	if err != nil {
+		s.Shutdown(context.Background())
+		return fmt.Errorf("ops.listen: %w", err)
+	}
+	s.ops, s.opsAddr = newHTTPServer(a.OpsHandler(), s.cfg.API, s.keypair, s.log), opsLn.Addr().String()
+	golabel.Go("ops.http", func() { s.serveHTTP(s.ops, reserve.listener(opsLn)) })
+	return nil
 }
 
 // newHTTPServer returns an HTTP server for h, HTTPS with a keypair, with
