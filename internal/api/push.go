@@ -43,7 +43,7 @@ const (
 	maxCollapseBytes = 64
 )
 
-func (r *pushRequest) appID() string { return r.App }
+func (req *pushRequest) appID() string { return req.App }
 
 func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) error {
 	// An app's backend is held to its push rate before its body is read;

@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/redis/rueidis"
 
+	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/golabel"
 	"github.com/longlink/longlink/internal/nodeinfo"
@@ -41,10 +42,10 @@ type Options struct {
 	Stats  func() nodeinfo.Stats // this node's figures now, for the other nodes' dashboards
 	Redis  string                // redis://host:port/db
 	NATS   string                // nats://host:port
-	Lease  time.Duration         // a node that stops renewing is dropped after this; zero means 10s
-	Prefix string                // Redis key prefix; empty means "ll:"
+	Lease  time.Duration         // a node that stops renewing is dropped after this; zero means cluster.lease's default
+	Prefix string                // Redis key prefix; empty means config.ClusterPrefix
 	// Timeout bounds one call to Redis or one request over the bus. Zero
-	// means 5s.
+	// means config.ClusterTimeout.
 	Timeout time.Duration
 	Logger  *slog.Logger // nil means slog.Default()
 }
@@ -77,15 +78,9 @@ const membersMaxAge = time.Second
 
 // Open connects to Redis and NATS; Serve then takes the lease.
 func Open(o Options) (*Node, error) {
-	if o.Lease == 0 {
-		o.Lease = 10 * time.Second
-	}
-	if o.Prefix == "" {
-		o.Prefix = "ll:"
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 5 * time.Second
-	}
+	o.Lease = cmp.Or(o.Lease, config.Default().Cluster.Lease)
+	o.Prefix = cmp.Or(o.Prefix, config.ClusterPrefix)
+	o.Timeout = cmp.Or(o.Timeout, config.ClusterTimeout)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

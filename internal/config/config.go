@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -270,9 +271,8 @@ type Webhooks struct {
 // Default returns the configuration used without a file: every default, and
 // no apps (serve adds the demo app; see DemoApp).
 func Default() *Config {
-	c := &Config{}
-	c.setDefaults()
-	return c
+	c := defaults
+	return &c
 }
 
 // Load reads and validates a YAML file. Unknown keys are errors.
@@ -397,66 +397,50 @@ func collectKeys(n *yaml.Node, path string, keys, containers map[int]string) {
 	}
 }
 
-func (c *Config) setDefaults() {
-	def := func(v *string, d string) {
-		if *v == "" {
-			*v = d
+// defaults is every default of the configuration, in this one place:
+// Default returns a copy, and a file's zero values are filled from it (a
+// key left out, or given as 0, means its default). Packages take what they
+// are given, or config.Default's values.
+var defaults = Config{
+	Node:    "n1",
+	DataDir: "./longlink-data",
+	Gateway: Gateway{Listen: "127.0.0.1:7070", LoginTimeout: 10 * time.Second, Heartbeat: 30 * time.Second,
+		HeartbeatMin: 5 * time.Second, HeartbeatMax: 300 * time.Second, WriteTimeout: 10 * time.Second,
+		DrainPeriod: 10 * time.Second, MaxFrameBytes: 65536, MaxLoginBytes: 16384, SendQueue: 1024, MaxGroups: 4096},
+	API: API{Listen: "127.0.0.1:8080", MaxDataBytes: 16384, MaxTTL: 720 * time.Hour,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second},
+	Store:    Store{MailboxLimit: 1000, SweepInterval: 30 * time.Second},
+	Dispatch: Dispatch{MaxEndpoints: 3},
+	Hooks: Hooks{UpstreamWorkers: 64, UpstreamQueue: 4096, UpstreamTimeout: 5 * time.Second, UpstreamRate: 20,
+		UpstreamBurst: 40, StatusBatch: 100, StatusLinger: 200 * time.Millisecond, StatusBuffer: 100000,
+		StatusTimeout: 5 * time.Second},
+	Cluster: Cluster{Lease: 10 * time.Second},
+	Limits: Limits{QueueBytes: 4 << 20, QueueBytesTotal: 256 << 20, PushBytes: 32 << 20, AppPendingBytes: 64 << 20,
+		APIBodyBytes: 64 << 20},
+}
+
+// The cluster's settings that are not in the file: the prefix of its keys
+// in Redis (the store's and the membership's: they must agree), and the
+// bound of one call to Redis or NATS.
+const (
+	ClusterPrefix  = "ll:"
+	ClusterTimeout = 5 * time.Second
+)
+
+// setDefaults fills c's zero values from defaults.
+func (c *Config) setDefaults() { fillZeros(reflect.ValueOf(c).Elem(), reflect.ValueOf(defaults)) }
+
+// fillZeros sets each zero field of the struct v to d's, into nested
+// structs.
+func fillZeros(v, d reflect.Value) {
+	for i := range v.NumField() {
+		switch f := v.Field(i); {
+		case f.Kind() == reflect.Struct:
+			fillZeros(f, d.Field(i))
+		case f.IsZero():
+			f.Set(d.Field(i))
 		}
 	}
-	defDur := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defInt := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&c.Node, "n1")
-	def(&c.DataDir, "./longlink-data")
-	def(&c.Gateway.Listen, "127.0.0.1:7070")
-	def(&c.API.Listen, "127.0.0.1:8080")
-	defDur(&c.Gateway.LoginTimeout, 10*time.Second)
-	defDur(&c.Gateway.Heartbeat, 30*time.Second)
-	defDur(&c.Gateway.HeartbeatMin, 5*time.Second)
-	defDur(&c.Gateway.HeartbeatMax, 300*time.Second)
-	defDur(&c.Gateway.WriteTimeout, 10*time.Second)
-	defDur(&c.Gateway.DrainPeriod, 10*time.Second)
-	defInt(&c.Gateway.MaxFrameBytes, 65536)
-	defInt(&c.Gateway.MaxLoginBytes, 16384)
-	defInt(&c.Gateway.SendQueue, 1024)
-	defInt(&c.Gateway.MaxGroups, 4096)
-	defInt(&c.API.MaxDataBytes, 16384)
-	defDur(&c.API.MaxTTL, 720*time.Hour)
-	defDur(&c.API.ReadHeaderTimeout, 5*time.Second)
-	defDur(&c.API.ReadTimeout, 30*time.Second)
-	defDur(&c.API.IdleTimeout, 120*time.Second)
-	defInt(&c.Store.MailboxLimit, 1000)
-	defInt(&c.Dispatch.MaxEndpoints, 3)
-	defInt(&c.Hooks.UpstreamWorkers, 64)
-	defInt(&c.Hooks.UpstreamQueue, 4096)
-	defDur(&c.Hooks.UpstreamTimeout, 5*time.Second)
-	if c.Hooks.UpstreamRate == 0 {
-		c.Hooks.UpstreamRate = 20
-	}
-	defInt(&c.Hooks.UpstreamBurst, 40)
-	defInt(&c.Hooks.StatusBatch, 100)
-	defDur(&c.Hooks.StatusLinger, 200*time.Millisecond)
-	defInt(&c.Hooks.StatusBuffer, 100000)
-	defDur(&c.Hooks.StatusTimeout, 5*time.Second)
-	defDur(&c.Store.SweepInterval, 30*time.Second)
-	defDur(&c.Cluster.Lease, 10*time.Second)
-	defInt(&c.Limits.QueueBytes, 4<<20)
-	defInt64 := func(v *int64, d int64) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defInt64(&c.Limits.QueueBytesTotal, 256<<20)
-	defInt64(&c.Limits.PushBytes, 32<<20)
-	defInt64(&c.Limits.AppPendingBytes, 64<<20)
-	defInt64(&c.Limits.APIBodyBytes, 64<<20)
 }
 
 var (

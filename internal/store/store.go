@@ -14,6 +14,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/metrics"
 )
 
@@ -271,13 +272,15 @@ type Appended struct {
 // documented defaults; WithDefaults fills them in.
 type Options struct {
 	// MailboxLimit bounds each (app, device) mailbox; when full the oldest
-	// message is dropped and counted. Zero means 1000.
+	// message is dropped and counted. Zero means store.mailbox_limit's
+	// default.
 	MailboxLimit int
 	// IdempotencyWindow is how long an idempotency key is remembered.
 	// Zero means 24h.
 	IdempotencyWindow time.Duration
 	// SweepInterval is how often expired data is deleted, where the
-	// backend does not expire it by itself. Zero means 30s.
+	// backend does not expire it by itself. Zero means
+	// store.sweep_interval's default.
 	SweepInterval time.Duration
 	Metrics       *metrics.Metrics // required
 	Logger        *slog.Logger     // nil means slog.Default()
@@ -287,14 +290,15 @@ type Options struct {
 
 // WithDefaults returns o with its zero values replaced by the defaults.
 func (o Options) WithDefaults() Options {
+	d := config.Default().Store
 	if o.MailboxLimit == 0 {
-		o.MailboxLimit = 1000
+		o.MailboxLimit = d.MailboxLimit
 	}
 	if o.IdempotencyWindow == 0 {
 		o.IdempotencyWindow = 24 * time.Hour
 	}
 	if o.SweepInterval == 0 {
-		o.SweepInterval = 30 * time.Second
+		o.SweepInterval = d.SweepInterval
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

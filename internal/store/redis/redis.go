@@ -38,6 +38,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/golabel"
 	"github.com/longlink/longlink/internal/store"
 )
@@ -59,9 +61,9 @@ type Options struct {
 	store.Options
 	// URL is the Redis server: redis://[user:password@]host:port/db.
 	URL string
-	// Prefix begins every key. Empty means "ll:".
+	// Prefix begins every key. Empty means config.ClusterPrefix.
 	Prefix string
-	// Timeout bounds one call to Redis. Zero means 5s.
+	// Timeout bounds one call to Redis. Zero means config.ClusterTimeout.
 	Timeout time.Duration
 }
 
@@ -108,12 +110,8 @@ func newBatchScript(keys, args int, src string) *batchScript {
 // Open connects to Redis and starts the writer.
 func Open(o Options) (*Store, error) {
 	o.Options = o.Options.WithDefaults()
-	if o.Prefix == "" {
-		o.Prefix = "ll:"
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 5 * time.Second
-	}
+	o.Prefix = cmp.Or(o.Prefix, config.ClusterPrefix)
+	o.Timeout = cmp.Or(o.Timeout, config.ClusterTimeout)
 	co, err := rueidis.ParseURL(o.URL)
 	if err != nil {
 		return nil, fmt.Errorf("store: redis URL: %w", err)
