@@ -73,6 +73,10 @@ type Options struct {
 	// handshake; with TLSRequired, plaintext ones are refused.
 	TLS         *tls.Config
 	TLSRequired bool
+	// CryptoTLSRecords leaves every TLS session's records to crypto/tls
+	// (tls.record_layer: crypto/tls); false: the gateway seals a TLS 1.3
+	// session's records itself once its handshake is done.
+	CryptoTLSRecords bool
 	// UpRate and UpBurst limit each connection's up frames (per second, at once).
 	UpRate  float64
 	UpBurst int
@@ -93,6 +97,7 @@ type Gateway struct {
 	router      Router
 	tlsConfig   *tls.Config // nil without TLS
 	tlsRequired bool
+	ownRecords  bool // the gateway seals TLS 1.3 records itself (takeOver)
 	upRate      float64
 	upBurst     int
 	metrics     *metrics.Metrics
@@ -143,10 +148,13 @@ func New(o Options) *Gateway {
 		log = slog.Default()
 	}
 	g := &Gateway{cfg: o.Config, limits: o.Limits, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
-		events: o.Events, node: o.Node, router: o.Router, tlsConfig: keyLogging(o.TLS), tlsRequired: o.TLSRequired, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
+		events: o.Events, node: o.Node, router: o.Router, tlsConfig: o.TLS, tlsRequired: o.TLSRequired, ownRecords: !o.CryptoTLSRecords, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{}),
 		blockedConns: make(map[*conn]struct{})}
 	g.life, g.endLife = context.WithCancel(context.Background())
+	if g.ownRecords {
+		g.tlsConfig = keyLogging(o.TLS)
+	}
 	g.ipLimits = newIPLimits(o.Limits)
 	if r := o.Limits.LoginsPerSecond; r > 0 {
 		g.logins = rate.NewLimiter(rate.Limit(r), max(int(r), 1))

@@ -161,7 +161,8 @@ func keyLogging(base *tls.Config) *tls.Config {
 
 // startTLS runs the TLS handshake on c's socket, whose first 4 bytes the
 // sniffer read into c.hdr, and makes the session c's input: records where
-// the session is TLS 1.3, else a tlsConn. Writes go straight to the socket
+// the session is TLS 1.3 (unless tls.record_layer is crypto/tls), else a
+// tlsConn. Writes go straight to the socket
 // until sealing is turned on (after the WebSocket upgrade, if any).
 func (c *conn) startTLS() error {
 	sock := &tlsSocket{Conn: c.nc, prefix: bytes.Clone(c.hdr[:4]), direct: true, handshaking: true}
@@ -170,9 +171,11 @@ func (c *conn) startTLS() error {
 	if err := tc.Handshake(); err != nil {
 		return handshakeError{err}
 	}
-	if r, ok := takeOver(tc, &sock.keys, sock.flight, c.nc); ok {
-		c.tls = r
-		return nil
+	if c.gw.ownRecords {
+		if r, ok := takeOver(tc, &sock.keys, sock.flight, c.nc); ok {
+			c.tls = r
+			return nil
+		}
 	}
 	sock.handshaking, sock.flight = false, nil
 	c.tls = &tlsConn{Conn: tc, sock: sock}

@@ -53,7 +53,10 @@ func (c *corkedConn) uncork() error {
 
 // tlsFixture is a server's TLS configuration and a client's that trusts
 // it, with a session cache, so that a second connection resumes.
-type tlsFixture struct{ server, client *tls.Config }
+type tlsFixture struct {
+	server, client *tls.Config
+	cryptoTLS      bool // tls.record_layer: crypto/tls
+}
 
 func newTLSFixture(t *testing.T) *tlsFixture {
 	certFile, keyFile, certPEM, err := certs.WriteSelfSigned(t.TempDir(), []string{"127.0.0.1"}, time.Hour)
@@ -69,7 +72,7 @@ func newTLSFixture(t *testing.T) *tlsFixture {
 		t.Fatal(err)
 	}
 	ccfg.ServerName, ccfg.ClientSessionCache = "127.0.0.1", tls.NewLRUClientSessionCache(1)
-	return &tlsFixture{keyLogging(kp.Config()), ccfg}
+	return &tlsFixture{server: keyLogging(kp.Config()), client: ccfg}
 }
 
 // pair connects a TLS client (up to maxVersion) to a gateway connection
@@ -96,7 +99,7 @@ func (f *tlsFixture) pair(t *testing.T, maxVersion uint16) (*conn, *tls.Conn, *c
 		clientDone <- err
 	}()
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	c := &conn{gw: &Gateway{cfg: config.Gateway{LoginTimeout: 5 * time.Second}, tlsConfig: f.server}, nc: nc}
+	c := &conn{gw: &Gateway{cfg: config.Gateway{LoginTimeout: 5 * time.Second}, tlsConfig: f.server, ownRecords: !f.cryptoTLS}, nc: nc}
 	if _, err := io.ReadFull(nc, c.hdr[:4]); err != nil {
 		t.Fatal(err)
 	}
@@ -140,20 +143,26 @@ func exchange(t *testing.T, c *conn, client *tls.Conn) {
 // right behind its Finished, and carries frames both ways, one larger than
 // a record, to the close_notify; also after the session ticket crypto/tls
 // sent under the new keys, and in a resumed session. A TLS 1.2 session
-// stays with crypto/tls.
+// stays with crypto/tls, and so does every session with tls.record_layer:
+// crypto/tls.
 func TestTLS13TakenOver(t *testing.T) {
 	f := newTLSFixture(t)
 	for _, tc := range []struct {
-		name    string
-		version uint16
-		resumed bool
-	}{{"TLS 1.3", tls.VersionTLS13, false}, {"TLS 1.3 resumed", tls.VersionTLS13, true}, {"TLS 1.2", tls.VersionTLS12, false}} {
+		name      string
+		version   uint16
+		resumed   bool
+		cryptoTLS bool
+	}{
+		{"TLS 1.3", tls.VersionTLS13, false, false}, {"TLS 1.3 resumed", tls.VersionTLS13, true, false},
+		{"TLS 1.2", tls.VersionTLS12, false, false}, {"TLS 1.3 with crypto/tls records", tls.VersionTLS13, false, true},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
+			f.cryptoTLS = tc.cryptoTLS
 			c, client, _ := f.pair(t, tc.version)
 			if resumed := client.ConnectionState().DidResume; resumed != tc.resumed {
 				t.Fatalf("resumed: %v", resumed)
 			}
-			if r, ok := c.tls.(*records); ok != (tc.version == tls.VersionTLS13) {
+			if r, ok := c.tls.(*records); ok != (tc.version == tls.VersionTLS13 && !tc.cryptoTLS) {
 				t.Fatalf("session is %T", c.tls)
 			} else if ok && r.out.seq != 1 {
 				t.Fatalf("the server's first record is number %d, after the one ticket", r.out.seq)

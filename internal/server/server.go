@@ -201,6 +201,7 @@ func newGateway(cfg *config.Config, apps *config.LiveApps, st store.Store, node 
 	}
 	if keypair != nil {
 		o.TLS, o.TLSRequired = keypair.Config(), cfg.TLS.Required
+		o.CryptoTLSRecords = cfg.TLS.RecordLayer == config.RecordsCryptoTLS
 	}
 	return gateway.New(o)
 }

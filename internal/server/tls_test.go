@@ -37,10 +37,18 @@ func tlsDevice(t *testing.T, ts *testserver.TS, tr client.Transport, device stri
 // TestTLSBesidePlaintext: with tls set, the gateway port takes TLS (native
 // frames and wss://, binary and JSON) beside plaintext TCP and ws://, and
 // the API is HTTPS. Pushes of every size arrive: online, stored (a replay of
-// many frames at once), and one larger than a TLS record.
+// many frames at once), and one larger than a TLS record; with the gateway
+// sealing TLS 1.3 records itself, and with crypto/tls keeping every session
+// (tls.record_layer).
 func TestTLSBesidePlaintext(t *testing.T) {
+	for _, layer := range []string{config.RecordsLongLink, config.RecordsCryptoTLS} {
+		t.Run("record_layer "+layer, func(t *testing.T) { tlsBesidePlaintext(t, layer) })
+	}
+}
+
+func tlsBesidePlaintext(t *testing.T, recordLayer string) {
 	ts := testserver.Start(t, testserver.WithTLS(t, false), func(c *config.Config) {
-		c.Gateway.MaxFrameBytes, c.API.MaxDataBytes = 64<<10, 60000
+		c.Gateway.MaxFrameBytes, c.API.MaxDataBytes, c.TLS.RecordLayer = 64<<10, 60000, recordLayer
 	})
 	big := strings.Repeat("b", 40000) // more than two 16 KB records
 	for _, tr := range transports {
