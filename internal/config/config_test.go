@@ -100,6 +100,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"tls:\n  key_file: k.pem\n" + goodApps:                                                         "tls.cert_file:",
 		"tls:\n  required: true\n" + goodApps:                                                          "tls.cert_file:",
 		"tls:\n  cert_file: c.pem\n" + goodApps:                                                        "tls.key_file:",
+		"tls:\n  record_layer: openssl\n" + goodApps:                                                   "tls.record_layer: must be longlink or crypto/tls",
 		app("    webhook_secret: short\n"):                                                             "apps[0].webhook_secret:",
 		app("    webhooks:\n      status: ftp://x\n"):                                                  "apps[0].webhooks.status:",
 		app("    webhooks:\n      upstream: {chat: nope}\n"):                                           "apps[0].webhooks.upstream.chat:",
