@@ -9,6 +9,7 @@ import (
 	"go/token"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -123,4 +124,43 @@ func TestArchitectureMap(t *testing.T) {
 			t.Errorf("docs/architecture.md names %s:%s, which %s does not declare", file, name, file)
 		}
 	}
+}
+
+// The go directive is no higher than the code needs: the highest go line
+// of the modules it requires. App developers who take the Go SDK (client/,
+// in this module) are held to it, and the README says it.
+func TestGoDirective(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Main}} {{.GoVersion}}", "all").Output()
+	if err != nil {
+		t.Fatalf("go list -m all: %v", err)
+	}
+	var main, needed string
+	for line := range strings.Lines(string(out)) {
+		isMain, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+		switch {
+		case isMain == "true":
+			main = v
+		case v != "" && gover(v) > gover(needed):
+			needed = v
+		}
+	}
+	if main != needed {
+		t.Errorf("go.mod says go %s; the modules it requires need %s: say that", main, needed)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "`go "+main+"`") {
+		t.Errorf("the README does not say go.mod's `go %s`", main)
+	}
+}
+
+// gover orders Go versions (1.26.0 > 1.25 > 1.9) as a comparable string.
+func gover(v string) string {
+	var out strings.Builder
+	for part := range strings.SplitSeq(v, ".") {
+		fmt.Fprintf(&out, "%04s.", part)
+	}
+	return out.String()
 }
