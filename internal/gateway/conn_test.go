@@ -65,14 +65,6 @@ func TestTooSlowClosedWith4004(t *testing.T) {
 	d.closedWith(protocol.CodeTooSlow)
 }
 
-// A token that expires ends its session with 4011.
-func TestTokenExpiryClosedWith4011(t *testing.T) {
-	h := newHarness(t)
-	d := h.connect(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(h.token("d1", time.Second))})
-	d.expect(protocol.OpWelcome)
-	d.closedWith(protocol.CodeTokenExpired)
-}
-
 // A drain sends every device a redirect to the other nodes, then closes
 // it with 4009, over the drain period; new logins are refused (4013).
 func TestDrainRedirects(t *testing.T) {

@@ -73,6 +73,11 @@ type Options struct {
 	// handshake; with TLSRequired, plaintext ones are refused.
 	TLS         *tls.Config
 	TLSRequired bool
+	// NoEpoll keeps a reader goroutine on each connection instead of
+	// waiting for idle ones in epoll (what systems without epoll get).
+	// Tests set it to run a gateway in a testing/synctest bubble, where a
+	// goroutine in epoll_wait would keep time from moving.
+	NoEpoll bool
 	// CryptoTLSRecords leaves every TLS session's records to crypto/tls
 	// (tls.record_layer: crypto/tls); false: the gateway seals a TLS 1.3
 	// session's records itself once its handshake is done.
@@ -159,7 +164,9 @@ func New(o Options) *Gateway {
 	if r := o.Limits.LoginsPerSecond; r > 0 {
 		g.logins = rate.NewLimiter(rate.Limit(r), max(int(r), 1))
 	}
-	g.poller = newPoller(g)
+	if !o.NoEpoll {
+		g.poller = newPoller(g)
+	}
 	g.metrics.GaugeFunc("longlink_send_queue_bytes", "Bytes waiting to be written to device connections (limits.queue_bytes_total bounds them).",
 		func() float64 { return float64(g.queued.Load()) })
 	return g

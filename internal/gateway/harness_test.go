@@ -64,6 +64,9 @@ type harness struct {
 	ln *pipeListener
 	st store.Store
 	m  *metrics.Metrics
+	// patience is how long a device waits for a frame (5 s; a test in a
+	// synctest bubble, where waiting costs nothing, may wait hours).
+	patience time.Duration
 }
 
 // newHarness starts a gateway with the default config, edited by edits,
@@ -81,7 +84,7 @@ func newHarness(t testing.TB, edits ...func(*gateway.Options)) *harness {
 	for _, edit := range edits {
 		edit(&o)
 	}
-	h := &harness{t: t, g: gateway.New(o), ln: newPipeListener(), st: st, m: m}
+	h := &harness{t: t, g: gateway.New(o), ln: newPipeListener(), st: st, m: m, patience: 5 * time.Second}
 	go h.g.Serve(h.ln)
 	t.Cleanup(func() { h.g.Shutdown(context.Background()) })
 	return h
@@ -98,13 +101,14 @@ func (h *harness) token(device string, ttl time.Duration) string {
 
 // device is one in-process device speaking the native protocol.
 type device struct {
-	t  testing.TB
-	nc net.Conn
+	t        testing.TB
+	nc       net.Conn
+	patience time.Duration
 }
 
 // connect opens a connection and sends login, without waiting.
 func (h *harness) connect(login *protocol.Frame) *device {
-	d := &device{t: h.t, nc: h.ln.dial()}
+	d := &device{t: h.t, nc: h.ln.dial(), patience: h.patience}
 	h.t.Cleanup(func() { d.nc.Close() })
 	d.send(login)
 	return d
@@ -120,16 +124,16 @@ func (h *harness) login(dev string) *device {
 
 func (d *device) send(f *protocol.Frame) {
 	d.t.Helper()
-	d.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	d.nc.SetWriteDeadline(time.Now().Add(d.patience))
 	if _, err := d.nc.Write(protocol.AppendBinary(nil, f)); err != nil {
 		d.t.Fatal(err)
 	}
 }
 
 // read returns the next frame, or an error when the connection ends (or
-// says nothing for 5 s).
+// says nothing for the harness's patience).
 func (d *device) read() (protocol.Frame, error) {
-	d.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	d.nc.SetReadDeadline(time.Now().Add(d.patience))
 	var hdr [protocol.LengthSize]byte
 	if _, err := io.ReadFull(d.nc, hdr[:]); err != nil {
 		return protocol.Frame{}, err

@@ -53,7 +53,7 @@ func NewStatus(o Options) *Status {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Status{opts: o, client: newClient(o.Config.StatusTimeout, nil),
+	return &Status{opts: o, client: newClient(o.Config.StatusTimeout, o.Transport),
 		stop: make(chan struct{}), queues: make(map[string]*eventQueue)}
 }
 

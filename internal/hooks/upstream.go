@@ -30,6 +30,9 @@ type Options struct {
 	MaxReplySize int              // the largest upstream answer passed back to a device
 	Metrics      *metrics.Metrics // required
 	Logger       *slog.Logger     // nil means slog.Default()
+	// Transport carries the calls to the backends; nil means HTTP over
+	// the network (tests give one in memory, where time is a test's).
+	Transport http.RoundTripper
 }
 
 // UpCall is one up frame on its way to the app's backend.
@@ -57,16 +60,20 @@ func NewUpstream(o Options) *Upstream {
 		o.Logger = slog.Default()
 	}
 	n := o.Config.UpstreamWorkers
-	u := &Upstream{
-		opts: o,
-		client: newClient(o.Config.UpstreamTimeout, &http.Transport{
+	transport := o.Transport
+	if transport == nil {
+		transport = &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: o.Config.UpstreamTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        n,
 			MaxIdleConnsPerHost: n,
 			IdleConnTimeout:     90 * time.Second,
-		}),
-		calls: make(chan UpCall, o.Config.UpstreamQueue),
-		stop:  make(chan struct{}),
+		}
+	}
+	u := &Upstream{
+		opts:   o,
+		client: newClient(o.Config.UpstreamTimeout, transport),
+		calls:  make(chan UpCall, o.Config.UpstreamQueue),
+		stop:   make(chan struct{}),
 	}
 	for range n {
 		u.wg.Add(1)
