@@ -568,7 +568,7 @@ func (o Ops) validate() error {
 
 func (t TLS) validate() error {
 	switch {
-	case t.RecordLayer != RecordsLongLink && t.RecordLayer != RecordsCryptoTLS:
+	case t.RecordLayer != "" && t.RecordLayer != RecordsLongLink && t.RecordLayer != RecordsCryptoTLS:
 		return bad("tls.record_layer", "must be "+RecordsLongLink+" or "+RecordsCryptoTLS)
 	case t.CertFile == "" && t.KeyFile == "" && !t.Required:
 		return nil
