@@ -14,7 +14,9 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/bufpool"
 	"github.com/longlink/longlink/internal/mqtt"
+	"github.com/longlink/longlink/internal/tlssession"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -72,7 +74,7 @@ type conn struct {
 	fd  int32           // nc's descriptor, for the poller; -1 if it has none
 	raw syscall.RawConn // nc's raw access, for non-blocking writes; nil if it has none
 
-	tls tlsSession // set by the handshake: nil on plaintext
+	tls tlssession.Session // set by the handshake: nil on plaintext
 
 	reader    atomic.Int32 // readerBusy, readerIdle (armed in the poller) or readerDone
 	ended     atomic.Bool  // end has run
@@ -203,7 +205,7 @@ func (c *conn) serve(refusal error) {
 // idle arms the poller for the connection's next frame, after serving any
 // that wait inside its TLS session, where the poller cannot see them.
 func (c *conn) idle() {
-	for c.tls != nil && c.tls.readable() {
+	for c.tls != nil && c.tls.Readable() {
 		if err := c.readOne(); err != nil {
 			c.end(err)
 			return
@@ -253,8 +255,8 @@ func (c *conn) readOne() error {
 	case errors.Is(err, errControlFrame):
 		err = nil
 	}
-	putBuf(buf)
-	if c.tls != nil && c.tls.pending() { // the session answered something by itself
+	bufpool.Put(buf)
+	if c.tls != nil && c.tls.Pending() { // the session answered something by itself
 		c.mu.Lock()
 		if c.state < stateClosing {
 			c.startWriterLocked()
@@ -355,7 +357,7 @@ func (c *conn) handshake() error {
 	}
 	g := c.gw
 	switch {
-	case c.hdr[0] == recordHandshake && c.tls == nil:
+	case c.hdr[0] == tlssession.RecordHandshake && c.tls == nil:
 		if g.tlsConfig == nil {
 			return handshakeError{errors.New("TLS is not configured")}
 		}
@@ -363,7 +365,7 @@ func (c *conn) handshake() error {
 			return err
 		}
 		err := c.handshake()
-		c.tls.sealWrites()
+		c.tls.SealWrites()
 		return err
 	case c.tls == nil && g.tlsRequired:
 		return c.refusePlaintext()

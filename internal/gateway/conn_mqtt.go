@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/longlink/longlink/internal/auth"
+	"github.com/longlink/longlink/internal/bufpool"
 	"github.com/longlink/longlink/internal/mqtt"
 	"github.com/longlink/longlink/protocol"
 )
@@ -73,7 +74,7 @@ func (c *conn) readMQTT() (*[]byte, error) {
 		if size+remaining < n { // the sniffer read past the end of a packet too short to be a CONNECT
 			return nil, protocol.Errorf(protocol.CodeBadFrame, "malformed CONNECT")
 		}
-		buf := getBuf(size + remaining)
+		buf := bufpool.Get(size + remaining)
 		copy(*buf, c.hdr[:n])
 		if _, err := io.ReadFull(c.input(), (*buf)[n:]); err != nil {
 			return buf, err

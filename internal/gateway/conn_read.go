@@ -3,49 +3,12 @@ package gateway
 import (
 	"errors"
 	"io"
-	"sync"
 
 	"github.com/gobwas/ws"
 
+	"github.com/longlink/longlink/internal/bufpool"
 	"github.com/longlink/longlink/protocol"
 )
-
-// Read buffers are pooled: an idle connection holds none.
-const pooledBufSize = 4096
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, pooledBufSize); return &b }}
-
-func getBuf(n int) *[]byte {
-	if n > pooledBufSize {
-		b := make([]byte, n)
-		return &b
-	}
-	b := bufPool.Get().(*[]byte)
-	*b = (*b)[:n]
-	return b
-}
-
-// growBuf returns b (nil: a new buffer) resized to n bytes, keeping its
-// contents. It grows capacity geometrically, up to limit.
-func growBuf(b *[]byte, n, limit int) *[]byte {
-	switch {
-	case b == nil:
-		return getBuf(n)
-	case n <= cap(*b):
-		*b = (*b)[:n]
-		return b
-	}
-	next := make([]byte, n, min(max(2*cap(*b), n), limit))
-	copy(next, *b)
-	putBuf(b)
-	return &next
-}
-
-func putBuf(b *[]byte) {
-	if b != nil && cap(*b) == pooledBufSize {
-		bufPool.Put(b)
-	}
-}
 
 // readMessage reads the peer's next message: a frame of the connection's
 // codec, or (MQTT over WebSocket) one or more whole packets. The caller
@@ -78,7 +41,7 @@ func (c *conn) readNative() (*[]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf := getBuf(protocol.LengthSize + n)
+	buf := bufpool.Get(protocol.LengthSize + n)
 	copy(*buf, c.hdr[:protocol.LengthSize])
 	if _, err := io.ReadFull(c.input(), (*buf)[protocol.LengthSize:]); err != nil {
 		return buf, err
@@ -135,7 +98,7 @@ func (c *conn) readWSMessage(msg *[]byte) (*[]byte, error) {
 		if fragments++; fragments > maxFragments {
 			return msg, protocol.Errorf(protocol.CodeBadFrame, "message in more than %d WebSocket fragments", maxFragments)
 		}
-		msg = growBuf(msg, have+int(h.Length), max)
+		msg = bufpool.Grow(msg, have+int(h.Length), max)
 		part := (*msg)[have:]
 		if _, err := io.ReadFull(c.input(), part); err != nil {
 			return msg, err

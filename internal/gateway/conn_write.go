@@ -120,7 +120,7 @@ func (c *conn) flush() {
 	extra := 0 // what sealing added: record headers and tags, records the session wrote by itself
 	if c.tls != nil {
 		var err error
-		if bufs, err = c.tls.seal(batch, closing); err != nil {
+		if bufs, err = c.tls.Seal(batch, closing); err != nil {
 			c.writeFailed(err, size)
 			return
 		}
@@ -183,7 +183,7 @@ func (c *conn) afterWrite(size int) {
 	c.mu.Lock()
 	c.releaseLocked(size)
 	switch {
-	case len(c.queue) > 0 || c.tls != nil && c.state < stateClosing && c.tls.pending():
+	case len(c.queue) > 0 || c.tls != nil && c.state < stateClosing && c.tls.Pending():
 		c.mu.Unlock()
 		c.gw.writers.schedule(c)
 	case c.state == stateClosing:

@@ -24,6 +24,7 @@ import (
 	"github.com/longlink/longlink/internal/hooks"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
+	"github.com/longlink/longlink/internal/tlssession"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -153,13 +154,11 @@ func New(o Options) *Gateway {
 		log = slog.Default()
 	}
 	g := &Gateway{cfg: o.Config, limits: o.Limits, secrets: o.Secrets, mailboxes: o.Mailboxes, upstream: o.Upstream,
-		events: o.Events, node: o.Node, router: o.Router, tlsConfig: o.TLS, tlsRequired: o.TLSRequired, ownRecords: !o.CryptoTLSRecords, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
+		events: o.Events, node: o.Node, router: o.Router, tlsRequired: o.TLSRequired, ownRecords: !o.CryptoTLSRecords, upRate: o.UpRate, upBurst: o.UpBurst, metrics: o.Metrics, log: log,
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{}),
 		blockedConns: make(map[*conn]struct{})}
 	g.life, g.endLife = context.WithCancel(context.Background())
-	if g.ownRecords {
-		g.tlsConfig = keyLogging(o.TLS)
-	}
+	g.tlsConfig = tlssession.ServerConfig(o.TLS, g.ownRecords)
 	g.ipLimits = newIPLimits(o.Limits)
 	if r := o.Limits.LoginsPerSecond; r > 0 {
 		g.logins = rate.NewLimiter(rate.Limit(r), max(int(r), 1))

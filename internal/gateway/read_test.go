@@ -11,6 +11,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/longlink/longlink/internal/bufpool"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/protocol"
 )
@@ -23,26 +24,6 @@ type readerConn struct {
 }
 
 func (c readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// loopbackPair returns the two ends of a TCP connection over loopback,
-// closed when the test ends.
-func loopbackPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	if client, err = net.Dial("tcp", ln.Addr().String()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	if server, err = ln.Accept(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close() })
-	return client, server
-}
 
 // readingConn returns a connection in its login state that reads input as
 // wire kind k.
@@ -82,7 +63,7 @@ func TestWSFragmentsReassembled(t *testing.T) {
 	if err != nil || len(f.Data) != 20000 || string(f.Biz) != "chat" {
 		t.Fatalf("got %v, %d bytes of data", err, len(f.Data))
 	}
-	putBuf(buf)
+	bufpool.Put(buf)
 }
 
 // The repro, cut short: a message in 65,536 one-byte fragments
@@ -117,7 +98,7 @@ func BenchmarkWSFragments(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				putBuf(buf)
+				bufpool.Put(buf)
 			}
 		})
 	}
@@ -142,7 +123,7 @@ func FuzzReadMessage(f *testing.F) {
 			if buf != nil && len(*buf) > c.gw.cfg.MaxFrameBytes+5 {
 				t.Fatalf("a message of %d bytes passed the limit", len(*buf))
 			}
-			putBuf(buf)
+			bufpool.Put(buf)
 			if err != nil && !errors.Is(err, errControlFrame) {
 				return
 			}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"github.com/longlink/longlink/internal/testengine"
 )
 
 // TestWriteNonBlocking: against a peer that does not read, writeNonBlocking
@@ -12,7 +14,7 @@ import (
 // unwritten bytes in bufs (cutting a buffer where the kernel did), and what
 // the peer then reads, followed by the rest, is the whole input in order.
 func TestWriteNonBlocking(t *testing.T) {
-	client, server := loopbackPair(t)
+	client, server := testengine.LoopbackPair(t)
 
 	var want []byte
 	var bufs net.Buffers

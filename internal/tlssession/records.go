@@ -1,4 +1,4 @@
-package gateway
+package tlssession
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/time/rate"
 
+	"github.com/longlink/longlink/internal/bufpool"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -292,7 +293,7 @@ func (r *records) Read(p []byte) (int, error) {
 	}
 	n := copy(p, r.plain)
 	if r.plain = r.plain[n:]; len(r.plain) == 0 {
-		putBuf(r.buf)
+		bufpool.Put(r.buf)
 		r.buf, r.plain = nil, nil
 	}
 	return n, nil
@@ -311,10 +312,10 @@ func (r *records) readRecord() error {
 	case n > maxCiphertext:
 		return r.fail(errRecordTooLong)
 	}
-	buf := getBuf(recordHeaderLen + n)
+	buf := bufpool.Get(recordHeaderLen + n)
 	copy(*buf, r.hdr[:])
 	if _, err := io.ReadFull(r.nc, (*buf)[recordHeaderLen:]); err != nil {
-		putBuf(buf)
+		bufpool.Put(buf)
 		return err
 	}
 	content, typ, err := r.in.open((*buf)[recordHeaderLen:recordHeaderLen], *buf)
@@ -330,12 +331,12 @@ func (r *records) readRecord() error {
 		err = io.EOF
 	case typ == recordAlert:
 		err = errors.New("tls: the peer sent an alert")
-	case typ == recordHandshake:
+	case typ == RecordHandshake:
 		err = r.keyUpdate(content)
 	default:
 		err = errUnexpectedRecord
 	}
-	putBuf(buf)
+	bufpool.Put(buf)
 	if r.useless++; err == nil && r.useless > maxUseless {
 		err = &recordError{alertUnexpected, "tls: too many records without data"}
 	}
@@ -382,7 +383,7 @@ func (r *records) keyUpdate(m []byte) error {
 		r.mu.Lock()
 		var err error
 		if !r.answered {
-			r.sealed = r.out.seal(r.sealed, []byte{handshakeKeyUpdate, 0, 0, 1, 0}, recordHandshake)
+			r.sealed = r.out.seal(r.sealed, []byte{handshakeKeyUpdate, 0, 0, 1, 0}, RecordHandshake)
 			r.answered = true
 			err = r.out.update(r.suite)
 		}
@@ -406,13 +407,13 @@ func (r *records) fail(e *recordError) error {
 	return e
 }
 
-// readable reports whether read content waits in the session.
-func (r *records) readable() bool { return len(r.plain) > 0 }
+// Readable reports whether read content waits in the session.
+func (r *records) Readable() bool { return len(r.plain) > 0 }
 
 // Write seals p and writes it to the socket at once: for the handshakes
-// only (a WebSocket upgrade's answer), before sealWrites.
+// only (a WebSocket upgrade's answer), before SealWrites.
 func (r *records) Write(p []byte) (int, error) {
-	bufs, err := r.seal([][]byte{p}, false)
+	bufs, err := r.Seal([][]byte{p}, false)
 	if err == nil {
 		_, err = bufs.WriteTo(r.nc)
 	}
@@ -422,20 +423,23 @@ func (r *records) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// sealWrites ends the handshakes: the connection's writer writes from now.
-func (r *records) sealWrites() { r.nc.SetWriteDeadline(time.Time{}) }
+// SealWrites ends the handshakes: the connection's writer writes from now.
+func (r *records) SealWrites() { r.nc.SetWriteDeadline(time.Time{}) }
 
-// seal encrypts a batch of frames into records of up to 16 KB, small frames
+// Seal encrypts a batch of frames into records of up to 16 KB, small frames
 // sharing one, after any record the session wrote by itself. A closing
 // connection's last batch ends with a close_notify alert. After a fatal
 // alert nothing is sealed.
-func (r *records) seal(batch [][]byte, closing bool) (net.Buffers, error) {
+func (r *records) Seal(batch [][]byte, closing bool) (net.Buffers, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.sealed
 	r.sealed, r.answered = nil, false
 	if !r.broken {
-		size := sizeOf(batch)
+		size := 0
+		for _, f := range batch {
+			size += len(f)
+		}
 		records := (size + maxPlaintext - 1) / maxPlaintext
 		out = append(make([]byte, 0, len(out)+size+records*recordOverhead+recordOverhead+2), out...)
 		start := -1 // where the record being filled begins
@@ -465,9 +469,9 @@ func (r *records) seal(batch [][]byte, closing bool) (net.Buffers, error) {
 	return net.Buffers{out}, nil
 }
 
-// pending reports whether the session wrote records by itself that wait
+// Pending reports whether the session wrote records by itself that wait
 // for the writer.
-func (r *records) pending() bool {
+func (r *records) Pending() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.sealed) > 0

@@ -1,4 +1,4 @@
-package gateway
+package tlssession
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/certs"
-	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -51,11 +51,18 @@ func (c *corkedConn) uncork() error {
 	return err
 }
 
+// server is the server's end of a session: its socket, and its session.
+type server struct {
+	nc  net.Conn
+	tls Session
+}
+
 // tlsFixture is a server's TLS configuration and a client's that trusts
 // it, with a session cache, so that a second connection resumes.
 type tlsFixture struct {
 	server, client *tls.Config
-	cryptoTLS      bool // tls.record_layer: crypto/tls
+	crypto         *tls.Config // the server's where crypto/tls keeps every session
+	cryptoTLS      bool        // tls.record_layer: crypto/tls
 }
 
 func newTLSFixture(t *testing.T) *tlsFixture {
@@ -72,18 +79,18 @@ func newTLSFixture(t *testing.T) *tlsFixture {
 		t.Fatal(err)
 	}
 	ccfg.ServerName, ccfg.ClientSessionCache = "127.0.0.1", tls.NewLRUClientSessionCache(1)
-	return &tlsFixture{server: keyLogging(kp.Config()), client: ccfg}
+	return &tlsFixture{server: ServerConfig(kp.Config(), true), client: ccfg, crypto: kp.Config()}
 }
 
-// pair connects a TLS client (up to maxVersion) to a gateway connection
-// over loopback, runs the handshake through startTLS, and has the client
+// pair connects a TLS client (up to maxVersion) to a server socket over
+// loopback, runs the handshake through Start, and has the client
 // send "first". Under TLS 1.3 the client's Finished and that first record
 // go in one TCP write, so the server finds them together on the socket.
-func (f *tlsFixture) pair(t *testing.T, maxVersion uint16) (*conn, *tls.Conn, *corkedConn) {
+func (f *tlsFixture) pair(t *testing.T, maxVersion uint16) (*server, *tls.Conn, *corkedConn) {
 	t.Helper()
 	ccfg := f.client.Clone()
 	ccfg.MaxVersion = maxVersion
-	raw, nc := loopbackPair(t)
+	raw, nc := testengine.LoopbackPair(t)
 	cc := &corkedConn{Conn: raw, corked: maxVersion == tls.VersionTLS13}
 	client := tls.Client(cc, ccfg)
 	t.Cleanup(func() { client.Close() })
@@ -99,17 +106,23 @@ func (f *tlsFixture) pair(t *testing.T, maxVersion uint16) (*conn, *tls.Conn, *c
 		clientDone <- err
 	}()
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	c := &conn{gw: &Gateway{cfg: config.Gateway{LoginTimeout: 5 * time.Second}, tlsConfig: f.server, ownRecords: !f.cryptoTLS}, nc: nc}
-	if _, err := io.ReadFull(nc, c.hdr[:4]); err != nil {
+	var hdr [4]byte // what the gateway's sniffer reads
+	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.startTLS(); err != nil {
+	cfg := f.server
+	if f.cryptoTLS {
+		cfg = f.crypto
+	}
+	s, err := Start(nc, hdr[:], cfg, !f.cryptoTLS)
+	if err != nil {
 		t.Fatal(err)
 	}
+	c := &server{tls: s, nc: nc}
 	if err := <-clientDone; err != nil {
 		t.Fatal(err)
 	}
-	c.tls.sealWrites()
+	c.tls.SealWrites()
 	first := make([]byte, 5)
 	if _, err := io.ReadFull(c.tls, first); err != nil || string(first) != "first" {
 		t.Fatalf("first record: %q, %v", first, err)
@@ -119,7 +132,7 @@ func (f *tlsFixture) pair(t *testing.T, maxVersion uint16) (*conn, *tls.Conn, *c
 
 // exchange sends frames both ways through the session: small ones, and one
 // larger than a record.
-func exchange(t *testing.T, c *conn, client *tls.Conn) {
+func exchange(t *testing.T, c *server, client *tls.Conn) {
 	t.Helper()
 	big := strings.Repeat("b", 40000)
 	go client.Write([]byte("up " + big))
@@ -127,7 +140,7 @@ func exchange(t *testing.T, c *conn, client *tls.Conn) {
 	if _, err := io.ReadFull(c.tls, got); err != nil || string(got) != "up "+big {
 		t.Fatalf("server read %d bytes, %v", len(got), err)
 	}
-	bufs, err := c.tls.seal([][]byte{[]byte("one "), []byte("two "), []byte(big)}, true)
+	bufs, err := c.tls.Seal([][]byte{[]byte("one "), []byte("two "), []byte(big)}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +198,7 @@ func TestTLS13BadRecord(t *testing.T) {
 	if _, err := c.tls.Read(make([]byte, 8)); !errors.As(err, &re) || re.alert != alertBadRecordMAC {
 		t.Fatalf("read: %v", err)
 	}
-	bufs, err := c.tls.seal([][]byte{[]byte("not for a broken session")}, true)
+	bufs, err := c.tls.Seal([][]byte{[]byte("not for a broken session")}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +253,7 @@ func (p *peer) readRecords(t *testing.T, b []byte) (contents []string, types []b
 func TestTLS13KeyUpdate(t *testing.T) {
 	r, p, peerConn := newPipeRecords(t)
 	var in []byte
-	in = p.out.seal(in, []byte{handshakeKeyUpdate, 0, 0, 1, 1}, recordHandshake)
+	in = p.out.seal(in, []byte{handshakeKeyUpdate, 0, 0, 1, 1}, RecordHandshake)
 	if err := p.out.update(r.suite); err != nil {
 		t.Fatal(err)
 	}
@@ -250,10 +263,10 @@ func TestTLS13KeyUpdate(t *testing.T) {
 	if _, err := io.ReadFull(r, got); err != nil || string(got) != "after" {
 		t.Fatalf("read %q, %v", got, err)
 	}
-	if !r.pending() {
+	if !r.Pending() {
 		t.Fatal("the key update was not answered")
 	}
-	bufs, err := r.seal([][]byte{[]byte("new key")}, false)
+	bufs, err := r.Seal([][]byte{[]byte("new key")}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +274,7 @@ func TestTLS13KeyUpdate(t *testing.T) {
 	// The answer, under the old key.
 	n := recordHeaderLen + int(binary.BigEndian.Uint16(b[3:]))
 	contents, types := p.readRecords(t, b[:n])
-	if types[0] != recordHandshake || contents[0] != string([]byte{handshakeKeyUpdate, 0, 0, 1, 0}) {
+	if types[0] != RecordHandshake || contents[0] != string([]byte{handshakeKeyUpdate, 0, 0, 1, 0}) {
 		t.Fatalf("first record: type %d %q", types[0], contents[0])
 	}
 	if err := p.in.update(r.suite); err != nil {
@@ -290,12 +303,12 @@ func TestTLS13BadKeyUpdate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, p, peerConn := newPipeRecords(t)
-			go peerConn.Write(p.out.seal(nil, tc.content, recordHandshake))
+			go peerConn.Write(p.out.seal(nil, tc.content, RecordHandshake))
 			var re *recordError
 			if _, err := r.Read(make([]byte, 1)); !errors.As(err, &re) || re.alert != tc.alert {
 				t.Fatalf("read: %v, want alert %d", err, tc.alert)
 			}
-			bufs, err := r.seal([][]byte{[]byte("not for a broken session")}, true)
+			bufs, err := r.Seal([][]byte{[]byte("not for a broken session")}, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -311,7 +324,7 @@ func TestTLS13BadKeyUpdate(t *testing.T) {
 // properly sealed: it returns their application data in order, or an
 // error, and never panics or hands back more than the peer sent.
 func FuzzRecords(f *testing.F) {
-	f.Add([]byte{recordAppData, 'h', 'i', 0, recordHandshake, handshakeKeyUpdate, 0, 0, 1, 1})
+	f.Add([]byte{recordAppData, 'h', 'i', 0, RecordHandshake, handshakeKeyUpdate, 0, 0, 1, 1})
 	f.Add([]byte{recordAlert, 1, 0})
 	f.Add([]byte{0, 0, 0})
 	f.Fuzz(func(t *testing.T, script []byte) {
@@ -351,7 +364,7 @@ func (p *peer) keyUpdates(t *testing.T, r *records, n int) []byte {
 	t.Helper()
 	var in []byte
 	for range n {
-		in = p.out.seal(in, []byte{handshakeKeyUpdate, 0, 0, 1, 1}, recordHandshake)
+		in = p.out.seal(in, []byte{handshakeKeyUpdate, 0, 0, 1, 1}, RecordHandshake)
 		if err := p.out.update(r.suite); err != nil {
 			t.Fatal(err)
 		}
@@ -370,13 +383,13 @@ func TestTLS13KeyUpdatesAnsweredOnce(t *testing.T) {
 	if _, err := io.ReadFull(r, got); err != nil {
 		t.Fatal(err)
 	}
-	bufs, err := r.seal([][]byte{[]byte("new key")}, false)
+	bufs, err := r.Seal([][]byte{[]byte("new key")}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := bytes.Join(bufs, nil)
 	n := recordHeaderLen + int(binary.BigEndian.Uint16(b[3:]))
-	if _, types := p.readRecords(t, b[:n]); types[0] != recordHandshake {
+	if _, types := p.readRecords(t, b[:n]); types[0] != RecordHandshake {
 		t.Fatalf("first record: type %d, want the answer", types[0])
 	}
 	if err := p.in.update(r.suite); err != nil {

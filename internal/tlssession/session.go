@@ -1,4 +1,11 @@
-package gateway
+// Package tlssession is a device connection's TLS session: crypto/tls runs
+// the handshake on the connection's socket; then, for TLS 1.3 (unless told
+// not to), the session's own record layer takes over from the tls.Conn
+// with the session's traffic secrets, and an idle connection keeps two AEAD
+// states and two counters; TLS 1.2 stays with crypto/tls. Either way the
+// session seals what the connection's writer writes, so that no TLS write
+// ever goes to the socket around it (see docs/security.md).
+package tlssession
 
 import (
 	"bytes"
@@ -13,8 +20,8 @@ import (
 	"time"
 )
 
-// recordHandshake is the first byte of a TLS client's first record.
-const recordHandshake = 0x16
+// RecordHandshake is the first byte of a TLS client's first record.
+const RecordHandshake = 0x16
 
 // maxHandshakeBytes bounds what a client may send in its TLS handshake
 // (a ClientHello, with post-quantum key shares and a ticket, is 2-3 KB).
@@ -22,47 +29,47 @@ const maxHandshakeBytes = 16 << 10
 
 var errHandshakeTooLarge = errors.New("TLS handshake over 16 KiB")
 
-// tlsSession is a connection's TLS session once its handshake is done:
-// records (TLS 1.3), or a tlsConn where crypto/tls keeps the session. It is
+// Session is a connection's TLS session once its handshake is done:
+// records (TLS 1.3), or a cryptoSession where crypto/tls keeps it. It is
 // the connection's input, and seals what the connection's writer writes.
-type tlsSession interface {
+type Session interface {
 	io.Reader
-	io.Writer // the handshakes' writes (a WebSocket upgrade's answer), before sealWrites
+	io.Writer // the handshakes' writes (a WebSocket upgrade's answer), before SealWrites
 
-	// readable reports whether input waits inside the session, where the
+	// Readable reports whether input waits inside the session, where the
 	// poller cannot see it.
-	readable() bool
-	// sealWrites ends the handshakes' writes: the connection's writer
+	Readable() bool
+	// SealWrites ends the handshakes' writes: the connection's writer
 	// writes from now on.
-	sealWrites()
-	// seal encrypts a batch of frames, and returns the records to put on the
+	SealWrites()
+	// Seal encrypts a batch of frames, and returns the records to put on the
 	// socket, after any the session wrote meanwhile by itself (an answer to
 	// a key update). A closing connection's last batch ends with a
 	// close_notify alert.
-	seal(batch [][]byte, closing bool) (net.Buffers, error)
-	// pending reports whether the session wrote records by itself that
+	Seal(batch [][]byte, closing bool) (net.Buffers, error)
+	// Pending reports whether the session wrote records by itself that
 	// wait for the writer.
-	pending() bool
+	Pending() bool
 }
 
-// tlsConn is a TLS session that crypto/tls keeps (TLS 1.2). Its tls.Conn
-// reads from the socket as usual but writes into the tlsSocket's buffer:
+// cryptoSession is a TLS session that crypto/tls keeps (TLS 1.2). Its tls.Conn
+// reads from the socket as usual but writes into the socket's buffer:
 // the connection's writer takes the sealed records from there and puts them
 // on the socket with the same non-blocking writev as plaintext frames. So no
 // write ever goes around the tls.Conn, and no TLS write can block a
 // writer-pool worker or time out halfway through a record (which would leave
 // the session corrupt).
-type tlsConn struct {
+type cryptoSession struct {
 	*tls.Conn
-	sock *tlsSocket
+	sock *socket
 
-	// Owned by the reader: the next input byte, read by readable.
+	// Owned by the reader: the next input byte, read by Readable.
 	peeked bool
 	peek   [1]byte
 }
 
-// tlsSocket is the socket as a device connection's tls.Conn sees it.
-type tlsSocket struct {
+// socket is the socket as a device connection's tls.Conn sees it.
+type socket struct {
 	net.Conn        // reads, read deadlines, addresses, close
 	prefix   []byte // what the sniffer read, given back first
 
@@ -81,7 +88,7 @@ type tlsSocket struct {
 	sealed []byte // records written since the writer last took them
 }
 
-func (s *tlsSocket) Read(p []byte) (int, error) {
+func (s *socket) Read(p []byte) (int, error) {
 	if s.handshaking {
 		if s.at < recordHeaderLen {
 			p = p[:min(len(p), recordHeaderLen-s.at)]
@@ -107,7 +114,7 @@ func (s *tlsSocket) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *tlsSocket) read(p []byte) (int, error) {
+func (s *socket) read(p []byte) (int, error) {
 	if len(s.prefix) > 0 {
 		n := copy(p, s.prefix)
 		if s.prefix = s.prefix[n:]; len(s.prefix) == 0 {
@@ -118,7 +125,7 @@ func (s *tlsSocket) read(p []byte) (int, error) {
 	return s.Conn.Read(p)
 }
 
-func (s *tlsSocket) Write(p []byte) (int, error) {
+func (s *socket) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.handshaking {
@@ -133,22 +140,22 @@ func (s *tlsSocket) Write(p []byte) (int, error) {
 
 // SetWriteDeadline does nothing: the connection's writer sets the socket's
 // own. (tls.Conn sets one to close, which would cut the final frames.)
-func (s *tlsSocket) SetWriteDeadline(time.Time) error { return nil }
+func (s *socket) SetWriteDeadline(time.Time) error { return nil }
 
-func (s *tlsSocket) SetDeadline(t time.Time) error { return s.Conn.SetReadDeadline(t) }
+func (s *socket) SetDeadline(t time.Time) error { return s.Conn.SetReadDeadline(t) }
 
-// keyLogging returns the server configuration the gateway serves: base,
-// giving each session's key log to the session's own socket (see
-// takeOver). The per-session configuration is a clone that keeps base's
+// ServerConfig returns the configuration to serve for base: base itself
+// where crypto/tls keeps every session (own false), else base giving each
+// TLS 1.3 session's key log to the session's own socket (see takeOver). The per-session configuration is a clone that keeps base's
 // session ticket keys (crypto/tls takes them from the configuration the
 // server started with), so sessions resume across connections.
-func keyLogging(base *tls.Config) *tls.Config {
-	if base == nil {
-		return nil
+func ServerConfig(base *tls.Config, own bool) *tls.Config {
+	if base == nil || !own {
+		return base
 	}
 	g := base.Clone()
 	g.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		sock, ok := hello.Conn.(*tlsSocket)
+		sock, ok := hello.Conn.(*socket)
 		if !ok || !slices.Contains(hello.SupportedVersions, tls.VersionTLS13) {
 			return nil, nil // TLS 1.2 stays with crypto/tls: no key log to keep
 		}
@@ -159,38 +166,36 @@ func keyLogging(base *tls.Config) *tls.Config {
 	return g
 }
 
-// startTLS runs the TLS handshake on c's socket, whose first 4 bytes the
-// sniffer read into c.hdr, and makes the session c's input: records where
-// the session is TLS 1.3 (unless tls.record_layer is crypto/tls), else a
-// tlsConn. Writes go straight to the socket
-// until sealing is turned on (after the WebSocket upgrade, if any).
-func (c *conn) startTLS() error {
-	sock := &tlsSocket{Conn: c.nc, prefix: bytes.Clone(c.hdr[:4]), direct: true, handshaking: true}
-	tc := tls.Server(sock, c.gw.tlsConfig)
-	c.nc.SetWriteDeadline(time.Now().Add(c.gw.cfg.LoginTimeout))
+// Start runs the TLS handshake on nc, whose first bytes (prefix) a
+// sniffer read already, with cfg (from ServerConfig), and returns the
+// session: its own records where the session is TLS 1.3 and own is set,
+// else crypto/tls's. Writes go straight to nc until SealWrites (after the
+// WebSocket upgrade, if any). A client that sends more than 16 KiB of
+// handshake fails it.
+func Start(nc net.Conn, prefix []byte, cfg *tls.Config, own bool) (Session, error) {
+	sock := &socket{Conn: nc, prefix: bytes.Clone(prefix), direct: true, handshaking: true}
+	tc := tls.Server(sock, cfg)
 	if err := tc.Handshake(); err != nil {
-		return handshakeError{err}
+		return nil, err
 	}
-	if c.gw.ownRecords {
-		if r, ok := takeOver(tc, &sock.keys, sock.flight, c.nc); ok {
-			c.tls = r
-			return nil
+	if own {
+		if r, ok := takeOver(tc, &sock.keys, sock.flight, nc); ok {
+			return r, nil
 		}
 	}
 	sock.handshaking, sock.flight = false, nil
-	c.tls = &tlsConn{Conn: tc, sock: sock}
-	return nil
+	return &cryptoSession{Conn: tc, sock: sock}, nil
 }
 
-func (t *tlsConn) sealWrites() {
+func (t *cryptoSession) SealWrites() {
 	t.sock.mu.Lock()
 	t.sock.direct = false
 	t.sock.mu.Unlock()
 	t.sock.Conn.SetWriteDeadline(time.Time{})
 }
 
-// Read gives the byte readable peeked at first.
-func (t *tlsConn) Read(p []byte) (int, error) {
+// Read gives the byte Readable peeked at first.
+func (t *cryptoSession) Read(p []byte) (int, error) {
 	if t.peeked && len(p) > 0 {
 		p[0], t.peeked = t.peek[0], false
 		return 1, nil
@@ -198,11 +203,11 @@ func (t *tlsConn) Read(p []byte) (int, error) {
 	return t.Conn.Read(p)
 }
 
-// readable reports whether input waits inside the TLS session (decrypted, or
+// Readable reports whether input waits inside the TLS session (decrypted, or
 // whole records read ahead), or the session failed. It never waits: the read
 // runs under a deadline already past, which the session survives (a timeout
 // is not fatal to a tls.Conn).
-func (t *tlsConn) readable() bool {
+func (t *cryptoSession) Readable() bool {
 	if t.peeked {
 		return true
 	}
@@ -213,9 +218,9 @@ func (t *tlsConn) readable() bool {
 	return t.peeked || err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-// seal encrypts a batch of frames as one write, so that small frames share
+// Seal encrypts a batch of frames as one write, so that small frames share
 // records.
-func (t *tlsConn) seal(batch [][]byte, closing bool) (net.Buffers, error) {
+func (t *cryptoSession) Seal(batch [][]byte, closing bool) (net.Buffers, error) {
 	var err error
 	switch len(batch) {
 	case 0:
@@ -240,7 +245,7 @@ func (t *tlsConn) seal(batch [][]byte, closing bool) (net.Buffers, error) {
 	return net.Buffers{out}, nil
 }
 
-func (t *tlsConn) pending() bool {
+func (t *cryptoSession) Pending() bool {
 	t.sock.mu.Lock()
 	defer t.sock.mu.Unlock()
 	return len(t.sock.sealed) > 0
