@@ -212,18 +212,23 @@ func (s *Store) unread(app, device string, after uint64, limit int) ([]store.Sto
 	if l == nil {
 		return nil, 0
 	}
-	after = max(after, s.d.cursors[key{app, device}])
+	return s.after(l.entries, max(after, s.d.cursors[key{app, device}]), limit), l.last
+}
+
+// after returns the unexpired entries with seqs above seq, at most limit
+// (limit < 0: all).
+func (s *Store) after(entries []entry, seq uint64, limit int) []store.Stored {
 	now := s.opts.Now()
 	var out []store.Stored
-	for _, e := range l.entries {
+	for _, e := range entries {
 		if len(out) == limit {
 			break
 		}
-		if e.Seq > after && now.Before(e.Expires) {
+		if e.Seq > seq && now.Before(e.Expires) {
 			out = append(out, e.Stored)
 		}
 	}
-	return out, l.last
+	return out
 }
 
 // Broadcasts implements store.Store.
@@ -304,17 +309,7 @@ func (s *Store) Since(_ context.Context, app, device string, after uint64, limit
 	if mb == nil {
 		return nil, nil
 	}
-	now := s.opts.Now()
-	var out []store.Stored
-	for _, e := range mb.entries {
-		if len(out) == limit {
-			break
-		}
-		if e.Seq > after && now.Before(e.Expires) {
-			out = append(out, e.Stored)
-		}
-	}
-	return out, nil
+	return s.after(mb.entries, after, limit), nil
 }
 
 // LastSeq implements store.Store.
