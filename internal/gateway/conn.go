@@ -695,11 +695,10 @@ func (c *conn) register(l *login) {
 		g.expiries.set(c, &l.sessions[i], l.expires[i])
 	}
 	if g.router != nil { // before the welcome: a welcomed device is routable
-		ctx, cancel := g.storeCall()
+		ctx := g.storeCall()
 		for i := range l.sessions {
 			g.router.Claim(ctx, l.sessions[i].app, l.device)
 		}
-		cancel()
 	}
 	g.writers.schedule(c) // the held writer: the welcome goes out
 	g.log.Debug("logged in", "app", l.sessions[0].app, "device", l.device, "apps", len(l.sessions), "transport", c.transport())
@@ -728,9 +727,7 @@ func (c *conn) clampSeq(app string, seq uint64) (uint64, error) {
 	if seq == 0 {
 		return 0, nil
 	}
-	ctx, cancel := c.gw.storeCall()
-	defer cancel()
-	last, err := c.gw.mailboxes.LastSeq(ctx, app, c.device)
+	last, err := c.gw.mailboxes.LastSeq(c.gw.storeCall(), app, c.device)
 	if err != nil {
 		c.gw.log.Error("mailbox", "app", app, "device", c.device, "err", err)
 		return 0, errStoreUnavailable

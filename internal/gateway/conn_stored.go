@@ -119,9 +119,7 @@ func (c *conn) syncMailbox(acks []loginAck) {
 
 // tag gives the device the tags of its token in app.
 func (c *conn) tag(app string, tags []string) error {
-	ctx, cancel := c.gw.storeCall()
-	defer cancel()
-	return c.gw.mailboxes.Tag(ctx, app, []string{c.device}, tags, nil)
+	return c.gw.mailboxes.Tag(c.gw.storeCall(), app, []string{c.device}, tags, nil)
 }
 
 // syncSession queues one chunk of s's broadcast log after the last bseq
@@ -143,8 +141,7 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 	catchUp, after, afterB := s.catchUp, s.sentSeq, s.sentBSeq
 	s.catchUp = false
 	c.mu.Unlock()
-	ctx, cancel := c.gw.storeCall() // one round: at most two reads
-	defer cancel()
+	ctx := c.gw.storeCall() // one round: at most two reads
 
 	switch {
 	case catchUp && s.byBSeq:
