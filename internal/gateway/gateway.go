@@ -121,7 +121,7 @@ type Gateway struct {
 	life    context.Context
 	endLife context.CancelFunc
 	calls   atomic.Pointer[callContext] // storeCall's, of the current second
-	stopped sync.Once // Shutdown stops the timers, writers and poller once
+	stopped sync.Once                   // Shutdown stops the timers, writers and poller once
 
 	nextID       atomic.Uint64
 	closing      atomic.Bool
