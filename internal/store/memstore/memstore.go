@@ -124,8 +124,9 @@ func (s *Store) seen(app, k, id string, now time.Time) (string, bool) {
 	return "", false
 }
 
-// Append implements store.Store.
-func (s *Store) Append(_ context.Context, devices []string, m store.Message, k string) (store.Appended, error) {
+// appendOnce runs add under the lock, unless key k was used in m's app
+// within the idempotency window.
+func (s *Store) appendOnce(m store.Message, k string, add func(now time.Time) store.Appended) (store.Appended, error) {
 	if err := s.lock(); err != nil {
 		return store.Appended{}, err
 	}
@@ -134,16 +135,23 @@ func (s *Store) Append(_ context.Context, devices []string, m store.Message, k s
 	if first, dup := s.seen(m.App, k, m.ID, now); dup {
 		return store.Appended{ID: first, Dup: true}, nil
 	}
-	seqs := make([]uint64, len(devices))
-	for i, d := range devices {
-		seqs[i] = s.put(m.App, d, m, m.Target != "")
-	}
-	if m.Target != "" {
-		s.d.reports[key{m.App, m.ID}] = &report{Report: store.Report{ID: m.ID, State: "sent", Target: m.Target,
-			Targeted: len(devices), Stored: len(devices), Created: now, Expires: m.Expires},
-			devices: slices.Clone(devices), seqs: seqs}
-	}
-	return store.Appended{ID: m.ID, Seqs: seqs}, nil
+	return add(now), nil
+}
+
+// Append implements store.Store.
+func (s *Store) Append(_ context.Context, devices []string, m store.Message, k string) (store.Appended, error) {
+	return s.appendOnce(m, k, func(now time.Time) store.Appended {
+		seqs := make([]uint64, len(devices))
+		for i, d := range devices {
+			seqs[i] = s.put(m.App, d, m, m.Target != "")
+		}
+		if m.Target != "" {
+			s.d.reports[key{m.App, m.ID}] = &report{Report: store.Report{ID: m.ID, State: "sent", Target: m.Target,
+				Targeted: len(devices), Stored: len(devices), Created: now, Expires: m.Expires},
+				devices: slices.Clone(devices), seqs: seqs}
+		}
+		return store.Appended{ID: m.ID, Seqs: seqs}
+	})
 }
 
 // put appends m to (app, device)'s mailbox, replacing the waiting message
@@ -182,27 +190,21 @@ func collapse(entries []entry, c string) []entry {
 
 // AppendBroadcast implements store.Store.
 func (s *Store) AppendBroadcast(_ context.Context, m store.Message, k string) (store.Appended, error) {
-	if err := s.lock(); err != nil {
-		return store.Appended{}, err
-	}
-	defer s.d.mu.Unlock()
-	now := s.opts.Now()
-	if first, dup := s.seen(m.App, k, m.ID, now); dup {
-		return store.Appended{ID: first, Dup: true}, nil
-	}
-	l := s.d.logs[m.App]
-	if l == nil {
-		l = &broadcastLog{}
-		s.d.logs[m.App] = l
-	}
-	l.entries = collapse(l.entries, m.Collapse)
-	l.last++
-	l.entries = append(l.entries, entry{Stored: store.Stored{Seq: l.last, Message: kept(m)}, collapse: m.Collapse, reported: m.Target != ""})
-	if m.Target != "" {
-		s.d.reports[key{m.App, m.ID}] = &report{Report: store.Report{ID: m.ID, State: "sent", Target: m.Target,
-			Created: now, Expires: m.Expires}, bseq: l.last}
-	}
-	return store.Appended{ID: m.ID, Seqs: []uint64{l.last}}, nil
+	return s.appendOnce(m, k, func(now time.Time) store.Appended {
+		l := s.d.logs[m.App]
+		if l == nil {
+			l = &broadcastLog{}
+			s.d.logs[m.App] = l
+		}
+		l.entries = collapse(l.entries, m.Collapse)
+		l.last++
+		l.entries = append(l.entries, entry{Stored: store.Stored{Seq: l.last, Message: kept(m)}, collapse: m.Collapse, reported: m.Target != ""})
+		if m.Target != "" {
+			s.d.reports[key{m.App, m.ID}] = &report{Report: store.Report{ID: m.ID, State: "sent", Target: m.Target,
+				Created: now, Expires: m.Expires}, bseq: l.last}
+		}
+		return store.Appended{ID: m.ID, Seqs: []uint64{l.last}}
+	})
 }
 
 // unread returns the unexpired entries of app's log after both after and
