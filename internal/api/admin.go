@@ -6,9 +6,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/longlink/longlink/internal/metrics"
-
 	"github.com/longlink/longlink/internal/gateway"
+	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/nodeinfo"
 	"github.com/longlink/longlink/internal/store"
 )
