@@ -22,7 +22,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,13 +40,16 @@ import (
 
 // Options configure a Node.
 type Options struct {
-	Node   string                // this node's name, unique in the cluster
-	Self   func() nodeinfo.Info  // this node now, kept in its lease at each renewal
-	Stats  func() nodeinfo.Stats // this node's figures now, for the other nodes' dashboards
-	Redis  string                // redis://host:port/db
-	NATS   string                // nats://host:port
-	Lease  time.Duration         // a node that stops renewing is dropped after this; zero means cluster.lease's default
-	Prefix string                // Redis key prefix; empty means config.ClusterPrefix
+	Node  string                // this node's name, unique in the cluster
+	Self  func() nodeinfo.Info  // this node now, kept in its lease at each renewal
+	Stats func() nodeinfo.Stats // this node's figures now, for the other nodes' dashboards
+	Redis string                // redis://host:port/db
+	NATS  string                // nats://[user:password@|token@]host:port, or tls://
+	// NATSCredentials (a .creds file) and NATSCA (a PEM CA for tls://)
+	// are cluster.nats_credentials and cluster.nats_ca.
+	NATSCredentials, NATSCA string
+	Lease                   time.Duration // a node that stops renewing is dropped after this; zero means cluster.lease's default
+	Prefix                  string        // Redis key prefix; empty means config.ClusterPrefix
 	// Timeout bounds one call to Redis or one request over the bus. Zero
 	// means config.ClusterTimeout.
 	Timeout time.Duration
@@ -96,13 +102,56 @@ func Open(o Options) (*Node, error) {
 	// No reconnect buffer: a request made while NATS is away fails at once
 	// (its devices count as not reached; stored messages wait for them),
 	// rather than being delivered long after its caller gave up.
-	nc, err := nats.Connect(o.NATS, nats.Name("longlink "+o.Node), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond), nats.Timeout(o.Timeout), nats.ReconnectBufSize(-1))
+	natsOpts, err := busOptions(o)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	nc, err := nats.Connect(o.NATS, natsOpts...)
 	if err != nil {
 		rc.Close()
 		return nil, fmt.Errorf("cluster: nats: %w", err)
 	}
 	return &Node{opts: o, log: o.Logger, redis: rc, nc: nc, stop: make(chan struct{})}, nil
+}
+
+// busOptions are the options of the connection to NATS: credentials and
+// a CA where given, and a warning when the bus has no credentials at all.
+func busOptions(o Options) ([]nats.Option, error) {
+	opts := []nats.Option{nats.Name("longlink " + o.Node), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(o.Timeout), nats.ReconnectBufSize(-1)}
+	for _, f := range []struct{ key, file string }{{"cluster.nats_credentials", o.NATSCredentials}, {"cluster.nats_ca", o.NATSCA}} {
+		if f.file == "" {
+			continue
+		}
+		if _, err := os.Stat(f.file); err != nil {
+			return nil, fmt.Errorf("%s: %w", f.key, err)
+		}
+	}
+	if o.NATSCredentials != "" {
+		opts = append(opts, nats.UserCredentials(o.NATSCredentials))
+	}
+	if o.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(o.NATSCA))
+	}
+	if o.NATSCredentials == "" && !urlsHaveUser(o.NATS) {
+		o.Logger.Warn("cluster: the bus (cluster.nats) has no credentials: any client of that NATS server can push " +
+			"to every app's devices, kick them and drain nodes; start nats-server with --user and --pass (or a token, " +
+			"or accounts) and give them in the URL or in cluster.nats_credentials (docs/cluster.md)")
+	}
+	return opts, nil
+}
+
+// urlsHaveUser reports whether every URL of a comma-separated list names
+// a user or a token.
+func urlsHaveUser(list string) bool {
+	for u := range strings.SplitSeq(list, ",") {
+		parsed, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || parsed.User == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Serve subscribes to this node's bus subject, delivering to gw (and

@@ -115,8 +115,15 @@ func (o Ops) MetricsOnAPI() bool { return o.Listen == "" || o.MetricsPublic }
 type Cluster struct {
 	// Redis is the shared store and router: redis://[user:password@]host:port/db.
 	Redis string `yaml:"redis"`
-	// NATS is the bus between nodes: nats://host:port.
+	// NATS is the bus between nodes: nats://host:port, with its
+	// credentials (nats://user:password@host:port, nats://token@host:port)
+	// unless NATSCredentials gives them; tls://host:port for TLS.
 	NATS string `yaml:"nats"`
+	// NATSCredentials is a NATS .creds file (a user JWT and its nkey seed).
+	NATSCredentials string `yaml:"nats_credentials"`
+	// NATSCA is a PEM file of the CA that signed the NATS server's
+	// certificate, for a tls:// bus with a private CA.
+	NATSCA string `yaml:"nats_ca"`
 	// Lease is how long a node that stops renewing its lease is still
 	// routed to. Zero means 10s.
 	Lease time.Duration `yaml:"lease"`
@@ -599,13 +606,14 @@ func (d Dispatch) validate() error {
 }
 
 func (c Cluster) validate() error {
+	// The URLs are not quoted back: they may hold passwords.
 	switch {
-	case c.Redis == "" && c.NATS == "":
+	case c.Redis == "" && c.NATS == "" && c.NATSCredentials == "" && c.NATSCA == "":
 		return nil
 	case !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://"):
-		return bad("cluster.redis", "%q is not a redis:// URL (a cluster needs both redis and nats)", c.Redis)
+		return bad("cluster.redis", "is not a redis:// URL (a cluster needs both redis and nats)")
 	case !strings.HasPrefix(c.NATS, "nats://") && !strings.HasPrefix(c.NATS, "tls://"):
-		return bad("cluster.nats", "%q is not a nats:// URL (a cluster needs both redis and nats)", c.NATS)
+		return bad("cluster.nats", "is not a nats:// or tls:// URL (a cluster needs both redis and nats)")
 	case c.Lease < time.Second:
 		return bad("cluster.lease", "must be at least 1s")
 	}

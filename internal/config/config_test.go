@@ -79,6 +79,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"cluster:\n  redis: redis://x:1/0\n" + goodApps:                                                "cluster.nats:",
 		"cluster:\n  nats: nats://x:1\n" + goodApps:                                                    "cluster.redis:",
 		"cluster:\n  redis: redis://x:1\n  nats: nats://x\n  lease: 1ms\n" + goodApps:                  "cluster.lease:",
+		"cluster:\n  nats_credentials: n.creds\n" + goodApps:                                           "cluster.redis:",
 		"limits:\n  queue_bytes: 100\n" + goodApps:                                                     "limits.queue_bytes:",
 		"limits:\n  queue_bytes_total: 100\n" + goodApps:                                               "limits.queue_bytes_total:",
 		"limits:\n  push_bytes: 100\n" + goodApps:                                                      "limits.push_bytes:",
@@ -111,6 +112,20 @@ func TestErrorsNameTheKey(t *testing.T) {
 		_, err := Parse([]byte(in))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("config\n%s\ngot %v, want an error naming %q", in, err, want)
+		}
+	}
+}
+
+// A bad engine URL is refused without saying it back: it may hold a
+// password, and the error goes to logs.
+func TestEngineURLsNotRepeated(t *testing.T) {
+	for _, c := range []string{
+		"cluster:\n  redis: http://:hunter2@x:1/0\n  nats: nats://x:1\n",
+		"cluster:\n  redis: redis://x:1/0\n  nats: http://u:hunter2@x:1\n",
+	} {
+		_, err := Parse([]byte(c + goodApps))
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("config\n%s\ngot %v: want an error without the password", c, err)
 		}
 	}
 }

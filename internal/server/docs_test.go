@@ -41,7 +41,12 @@ func TestClusterDocs(t *testing.T) {
 	if token == nil || secret == nil {
 		t.Fatalf("n1.yaml has no ops token or app secret:\n%s", n1)
 	}
-	redis, nats := testengine.Redis(t), testengine.NATS(t)
+	engines := regexp.MustCompile(`--requirepass '([^']+)'(?s:.*)nats-server .*--user (\S+) --pass '([^']+)'`).FindSubmatch(page)
+	if engines == nil {
+		t.Fatal("docs/cluster.md does not start redis-server and nats-server with passwords")
+	}
+	redis := testengine.Redis(t, "--requirepass", string(engines[1]))
+	nats := testengine.NATS(t, "--user", string(engines[2]), "--pass", string(engines[3]))
 	dir := t.TempDir()
 	configs := make([]string, 2)
 	nodes := make([]*child, 2)
@@ -49,7 +54,7 @@ func TestClusterDocs(t *testing.T) {
 		name := fmt.Sprint("n", i+1)
 		yaml := strings.NewReplacer("n1", name, "127.0.0.1:7071", fmt.Sprint("127.0.0.1:", testengine.FreePort(t)),
 			"127.0.0.1:8081", fmt.Sprint("127.0.0.1:", testengine.FreePort(t)),
-			"redis://127.0.0.1:6379/0", redis.URL(), "nats://127.0.0.1:4222", nats.NATSURL()).Replace(n1)
+			"127.0.0.1:6379", redis.Addr, "127.0.0.1:4222", nats.Addr).Replace(n1)
 		yaml = strings.Replace(yaml, "./"+name+"-data", filepath.Join(dir, name), 1)
 		configs[i] = filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(configs[i], []byte(yaml), 0o600); err != nil {

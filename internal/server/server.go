@@ -266,7 +266,8 @@ func openStore(cfg *config.Config, self func() nodeinfo.Info, stats func() nodei
 		return nil, nil, err
 	}
 	node, err := cluster.Open(cluster.Options{Node: cfg.Node, Self: self, Stats: stats, Redis: cfg.Cluster.Redis,
-		NATS: cfg.Cluster.NATS, Lease: cfg.Cluster.Lease, Logger: log})
+		NATS: cfg.Cluster.NATS, NATSCredentials: cfg.Cluster.NATSCredentials, NATSCA: cfg.Cluster.NATSCA,
+		Lease: cfg.Cluster.Lease, Logger: log})
 	if err != nil {
 		st.Close()
 		return nil, nil, err

@@ -151,10 +151,12 @@ func Redis(t testing.TB, settings ...string) *Engine {
 // URL is the engine's redis:// URL.
 func (e *Engine) URL() string { return "redis://" + e.Addr + "/0" }
 
-// NATS starts a nats-server (core NATS: no JetStream).
-func NATS(t testing.TB) *Engine {
+// NATS starts a nats-server (core NATS: no JetStream); settings are more
+// of its flags (--user and --pass, say).
+func NATS(t testing.TB, settings ...string) *Engine {
 	port := FreePort(t)
-	return start(t, fmt.Sprintf("127.0.0.1:%d", port), "nats-server", "-a", "127.0.0.1", "-p", strconv.Itoa(port))
+	args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}
+	return start(t, fmt.Sprintf("127.0.0.1:%d", port), "nats-server", append(args, settings...)...)
 }
 
 // NATSURL is the engine's nats:// URL.

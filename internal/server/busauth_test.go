@@ -1,0 +1,137 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/server"
+	"github.com/longlink/longlink/internal/testengine"
+	"github.com/longlink/longlink/internal/testserver"
+)
+
+// The bus can be closed to strangers: with nats-server asking for a user
+// and password, nodes that give them (in the URL) form a cluster, while a
+// client without them cannot connect, so cannot forge a cluster request
+// (push to any app's devices, kick them, drain nodes); a node without
+// them does not start; and a node on a bus with no credentials at all
+// says so when it starts.
+func TestClusterBusAuthenticated(t *testing.T) {
+	r := testengine.Redis(t)
+	closed := testengine.NATS(t, "--user", "longlink", "--pass", "bus-secret-0123456789")
+	withCreds := func(c *config.Config) { c.Cluster.NATS = "nats://longlink:bus-secret-0123456789@" + closed.Addr }
+	nodes := testserver.StartClusterOn(t, r, closed, 2, withCreds)
+	_, got := nodes[1].Listen(t, "d1")
+	nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "through n1"})
+	select {
+	case p := <-got:
+		if string(p.Data) != "through n1" {
+			t.Fatalf("the device on n2 got %q", p.Data)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the device on n2 got nothing through the authenticated bus")
+	}
+
+	if nc, err := nats.Connect(closed.NATSURL()); err == nil {
+		nc.Close()
+		t.Fatal("a client without credentials joined the bus")
+	}
+
+	cfg := clusterConfig(t, "n3", r.URL(), closed.NATSURL())
+	if s, err := server.Start(cfg, slog.New(slog.DiscardHandler)); err == nil {
+		s.Shutdown(context.Background())
+		t.Fatal("a node without the bus's credentials started")
+	} else if !strings.Contains(err.Error(), "cluster: nats") || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("a node without credentials: %v", err)
+	}
+
+	cfg = clusterConfig(t, "n3", r.URL(), closed.NATSURL())
+	cfg.Cluster.NATSCredentials = "/nonexistent/bus.creds"
+	if _, err := server.Start(cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "cluster.nats_credentials") {
+		t.Fatalf("a .creds file that is not there: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name, nats string
+		warned     bool
+	}{
+		{"open bus", testengine.NATS(t).NATSURL(), true},
+		{"credentials in the URL", "nats://longlink:bus-secret-0123456789@" + closed.Addr, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log syncBuffer
+			s, err := server.Start(clusterConfig(t, "n4", r.URL(), tc.nats), slog.New(slog.NewTextHandler(&log, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Shutdown(context.Background())
+			if warned := strings.Contains(log.String(), "has no credentials"); warned != tc.warned {
+				t.Fatalf("warned %v, want %v:\n%s", warned, tc.warned, log.String())
+			}
+		})
+	}
+}
+
+// A bus over TLS with a private CA: tls:// and cluster.nats_ca; without
+// the CA the node does not start; a CA file that is not there is named.
+func TestClusterBusTLS(t *testing.T) {
+	certFile, keyFile, _ := testserver.WriteCert(t, t.TempDir())
+	r := testengine.Redis(t)
+	bus := testengine.NATS(t, "--tls", "--tlscert", certFile, "--tlskey", keyFile,
+		"--user", "longlink", "--pass", "bus-secret-0123456789")
+	url := "tls://longlink:bus-secret-0123456789@" + bus.Addr
+	for _, tc := range []struct {
+		name, ca, want string
+	}{
+		{"with the CA", certFile, ""},
+		{"without it", "", "certificate"},
+		{"a CA file that is not there", certFile + ".gone", "cluster.nats_ca"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := clusterConfig(t, "n1", r.URL(), url)
+			cfg.Cluster.NATSCA = tc.ca
+			s, err := server.Start(cfg, slog.New(slog.DiscardHandler))
+			if err == nil {
+				s.Shutdown(context.Background())
+			}
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// clusterConfig is a cluster node's config on free ports.
+func clusterConfig(t *testing.T, node, redis, nats string) *config.Config {
+	cfg := config.Default()
+	cfg.Node, cfg.DataDir = node, t.TempDir()
+	cfg.Gateway.Listen, cfg.API.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Apps = []config.App{testserver.Demo}
+	cfg.Cluster = config.Cluster{Redis: redis, NATS: nats, Lease: 2 * time.Second}
+	return cfg
+}
+
+// syncBuffer is a log that goroutines write while a test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
