@@ -36,6 +36,7 @@ import (
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/golabel"
 	"github.com/longlink/longlink/internal/nodeinfo"
+	"github.com/longlink/longlink/internal/redisclient"
 )
 
 // Options configure a Node.
@@ -90,14 +91,9 @@ func Open(o Options) (*Node, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	co, err := rueidis.ParseURL(o.Redis)
+	rc, err := redisclient.New(o.Redis, o.Timeout)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: redis URL: %w", err)
-	}
-	co.DisableCache = true
-	rc, err := rueidis.NewClient(co)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: redis: %w", err)
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	// No reconnect buffer: a request made while NATS is away fails at once
 	// (its devices count as not reached; stored messages wait for them),

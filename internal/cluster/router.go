@@ -27,19 +27,19 @@ func (n *Node) routeKey(app, device string) string { return n.opts.Prefix + app 
 
 // Claim implements gateway.Router: this node holds device's session in app
 // now; the node that held it before, if another, is told to end it (4003).
-func (n *Node) Claim(ctx context.Context, app, device string) {
+func (n *Node) Claim(ctx context.Context, app, device string) error {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
 	prev, err := claimScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.opts.Node}).ToString()
 	if err != nil {
-		n.log.Warn("cluster: route not recorded", "app", app, "device", device, "err", err)
-		return
+		return fmt.Errorf("cluster: route not recorded: %w", err)
 	}
 	if prev != "" && prev != n.opts.Node {
 		if _, err := n.request(ctx, prev, &request{Op: opReplace, App: app, Devices: []string{device}}); err != nil {
 			n.log.Warn("cluster: the older session was not told it was replaced", "node", prev, "app", app, "device", device, "err", err)
 		}
 	}
+	return nil
 }
 
 // Release implements gateway.Router.

@@ -117,6 +117,7 @@ var (
 	errMoveAway         = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "this node is draining: reconnect elsewhere"}
 	errDraining         = &protocol.Error{Code: protocol.CodeDraining, Reason: "this node is draining: reconnect elsewhere"}
 	errStoreUnavailable = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "stored messages unavailable; reconnect"}
+	errRouteNotRecorded = &protocol.Error{Code: protocol.CodeGoingAway, Reason: "this node cannot record where the device is now; reconnect"}
 	errLoginTimeout     = &protocol.Error{Code: protocol.CodeLoginTimeout, Reason: "no login before the deadline"}
 	errSilent           = &protocol.Error{Code: protocol.CodeHeartbeatTimeout, Reason: "silent for 3 heartbeats"}
 	errWriteTimedOut    = &protocol.Error{Code: protocol.CodeTooSlow, Reason: "too slow to read: write timed out"}
@@ -564,11 +565,47 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 		welcome.Apps = append(welcome.Apps, []byte(s.app))
 		g.mailboxes.Bind(s.app, l.device, s.user)
 	}
+	if err := c.claimRoutes(l); err != nil {
+		return err
+	}
 	if err := c.goLive(l, welcome); err != nil {
+		c.releaseRoutes(l)
 		return err
 	}
 	c.register(l)
 	return nil
+}
+
+// claimRoutes records, in a cluster, that this node holds the login's
+// sessions, before the welcome: a welcomed device is routable. If a route
+// cannot be recorded the login is refused with 4009 (reconnect), and the
+// routes recorded are given back.
+func (c *conn) claimRoutes(l *login) error {
+	g := c.gw
+	if g.router == nil {
+		return nil
+	}
+	ctx := g.storeCall()
+	for i := range l.sessions {
+		if err := g.router.Claim(ctx, l.sessions[i].app, l.device); err != nil {
+			g.log.Warn("login refused: route not recorded", "app", l.sessions[i].app, "device", l.device, "err", err)
+			c.releaseRoutes(&login{device: l.device, sessions: l.sessions[:i]})
+			return errRouteNotRecorded
+		}
+	}
+	return nil
+}
+
+// releaseRoutes gives back the routes of a login that did not go live.
+func (c *conn) releaseRoutes(l *login) {
+	if c.gw.router == nil {
+		return
+	}
+	ctx, cancel := cleanupCall()
+	defer cancel()
+	for i := range l.sessions {
+		c.gw.router.Release(ctx, l.sessions[i].app, l.device)
+	}
 }
 
 // admitLogin refuses a login while the node shuts down or drains, or past
@@ -673,8 +710,8 @@ func (c *conn) goLive(l *login, welcome *protocol.Frame) error {
 }
 
 // register makes the live connection findable (ending the device's older
-// sessions), counts it, arms its tokens' expiries and records its routes,
-// then lets the welcome out.
+// sessions), counts it and arms its tokens' expiries, then lets the welcome
+// out.
 func (c *conn) register(l *login) {
 	g := c.gw
 	g.forgetPending(c)
@@ -693,12 +730,6 @@ func (c *conn) register(l *login) {
 	})
 	for i := range l.sessions {
 		g.expiries.set(c, &l.sessions[i], l.expires[i])
-	}
-	if g.router != nil { // before the welcome: a welcomed device is routable
-		ctx := g.storeCall()
-		for i := range l.sessions {
-			g.router.Claim(ctx, l.sessions[i].app, l.device)
-		}
 	}
 	g.writers.schedule(c) // the held writer: the welcome goes out
 	g.log.Debug("logged in", "app", l.sessions[0].app, "device", l.device, "apps", len(l.sessions), "transport", c.transport())

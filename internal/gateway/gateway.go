@@ -41,8 +41,9 @@ type Mailboxes interface {
 // Router records which node holds each (app, device), for a cluster; a
 // single node has none. *cluster.Node is one.
 type Router interface {
-	// Claim records that this node holds device's session in app now.
-	Claim(ctx context.Context, app, device string)
+	// Claim records that this node holds device's session in app now;
+	// an error means it could not (the login is refused).
+	Claim(ctx context.Context, app, device string) error
 	// Release forgets it, unless another node claimed it since.
 	Release(ctx context.Context, app, device string)
 }

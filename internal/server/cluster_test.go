@@ -294,3 +294,34 @@ func TestClusterEnginesDownAndBack(t *testing.T) {
 	d.expect(t, "while nats is down")
 	d.expect(t, "last")
 }
+
+// After Redis restarts (kill -9, then from its AOF), a device that logs
+// in is routable when it is welcomed: its route is written (the broken
+// connection to Redis retried once), or the login is refused with 4009;
+// never welcomed and unroutable, as before (a stored push through another
+// node answered offline, and the online device did not get it).
+func TestClusterWelcomeWaitsForRoute(t *testing.T) {
+	r, nats := testengine.Redis(t), testengine.NATS(t)
+	nodes := testserver.StartClusterOn(t, r, nats, 2)
+	for round := range 5 {
+		r.Stop()
+		r.Start()
+		device := fmt.Sprint("d", round)
+		d := connect(t, nodes[0], client.TCP, nodes[0].Token(device, ""))
+		if out := nodes[1].Push(stored([]string{device}, "routable")); out["online"] != 1.0 {
+			t.Fatalf("round %d: a stored push to the welcomed device through n2: %v", round, out)
+		}
+		d.expect(t, "routable")
+	}
+	// With Redis away, a login is refused (4009), not welcomed unroutable.
+	r.Stop()
+	c, err := client.Dial(context.Background(), client.Config{Addr: nodes[0].GatewayAddr(), Token: nodes[0].Token("late", "")})
+	if err == nil {
+		c.Close()
+		t.Fatal("a device was welcomed while its route could not be recorded")
+	}
+	if !strings.Contains(err.Error(), "4009") {
+		t.Fatalf("a login with Redis away: %v, want 4009", err)
+	}
+	r.Start() // for the nodes to give up their leases as they stop
+}

@@ -51,6 +51,7 @@ import (
 
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/golabel"
+	"github.com/longlink/longlink/internal/redisclient"
 	"github.com/longlink/longlink/internal/store"
 )
 
@@ -112,15 +113,9 @@ func Open(o Options) (*Store, error) {
 	o.Options = o.Options.WithDefaults()
 	o.Prefix = cmp.Or(o.Prefix, config.ClusterPrefix)
 	o.Timeout = cmp.Or(o.Timeout, config.ClusterTimeout)
-	co, err := rueidis.ParseURL(o.URL)
+	client, err := redisclient.New(o.URL, o.Timeout)
 	if err != nil {
-		return nil, fmt.Errorf("store: redis URL: %w", err)
-	}
-	co.DisableCache = true
-	co.ConnWriteTimeout = o.Timeout
-	client, err := rueidis.NewClient(co)
-	if err != nil {
-		return nil, fmt.Errorf("store: redis %s: %w", co.InitAddress, err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	s := &Store{client: client, opts: o, log: o.Logger, writes: make(chan write, writeQueue), done: make(chan struct{})}
 	s.checkDurability()

@@ -1,0 +1,35 @@
+package redisclient
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/longlink/longlink/internal/testengine"
+)
+
+// After Redis is killed and restarted (from its AOF), the next writes
+// succeed: each meets one of the client's connections broken by the
+// restart, and is resent on the next (rueidis alone failed them with EOF,
+// whoever made them).
+func TestWritesAfterARestart(t *testing.T) {
+	r := testengine.Redis(t)
+	c, err := New(r.URL(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for round := range 3 {
+		for i := range 8 { // more writes than the client has connections
+			if err := c.Do(ctx, c.B().Set().Key("k").Value("v").Build()).Error(); err != nil {
+				t.Fatalf("round %d: write %d: %v", round, i, err)
+			}
+		}
+		r.Stop()
+		r.Start()
+	}
+	if v, err := c.Do(ctx, c.B().Get().Key("k").Build()).ToString(); err != nil || v != "v" {
+		t.Fatalf("read back %q, %v", v, err)
+	}
+}
