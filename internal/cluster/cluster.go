@@ -75,7 +75,7 @@ type Node struct {
 
 	// mu guards the fields below: the live members, as last read.
 	mu     sync.Mutex
-	cached []nodeinfo.Info
+	cached []lease
 	readAt time.Time
 }
 
@@ -200,7 +200,8 @@ func (n *Node) Renew() error { return n.renew() }
 func (n *Node) renew() error {
 	ctx, cancel := n.call(context.Background())
 	defer cancel()
-	v, err := json.Marshal(lease{Info: n.opts.Self(), Until: time.Now().Add(n.opts.Lease).UnixMilli()})
+	now := time.Now()
+	v, err := json.Marshal(lease{Info: n.opts.Self(), Until: now.Add(n.opts.Lease).UnixMilli(), Renewed: now.UnixMilli()})
 	if err != nil {
 		return err
 	}
@@ -228,12 +229,19 @@ func (n *Node) keepLease() {
 // lease is a node's entry in <p>nodes.
 type lease struct {
 	nodeinfo.Info
-	Until int64 `json:"until"` // unix ms: the node is dropped after it
+	Until   int64 `json:"until"`   // unix ms: the node is dropped after it
+	Renewed int64 `json:"renewed"` // unix ms: when the node last renewed it
 }
+
+// dispatchFresh is how recently a node must have renewed its lease to be
+// given to devices (by /v1/dispatch, and as a drain's redirect): a node
+// renews every second, so one silent for longer is likely dead, though its
+// lease still runs (pushes are still routed to it until then).
+const dispatchFresh = 3 * time.Second
 
 // members returns the nodes whose lease runs, this one included, as read
 // at most membersMaxAge ago.
-func (n *Node) members(ctx context.Context) ([]nodeinfo.Info, error) {
+func (n *Node) members(ctx context.Context) ([]lease, error) {
 	n.mu.Lock()
 	cached, fresh := n.cached, time.Since(n.readAt) < membersMaxAge
 	n.mu.Unlock()
@@ -251,13 +259,13 @@ func (n *Node) members(ctx context.Context) ([]nodeinfo.Info, error) {
 }
 
 // readMembers reads the nodes whose lease runs from Redis.
-func (n *Node) readMembers(ctx context.Context) ([]nodeinfo.Info, error) {
+func (n *Node) readMembers(ctx context.Context) ([]lease, error) {
 	leases, err := n.redis.Do(ctx, n.redis.B().Hgetall().Key(n.opts.Prefix+"nodes").Build()).AsStrMap()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: nodes: %w", err)
 	}
 	now := time.Now().UnixMilli()
-	var out []nodeinfo.Info
+	var out []lease
 	for node, v := range leases {
 		var l lease
 		if err := json.Unmarshal([]byte(v), &l); err != nil {
@@ -266,7 +274,7 @@ func (n *Node) readMembers(ctx context.Context) ([]nodeinfo.Info, error) {
 		}
 		if l.Until > now {
 			l.Node = node
-			out = append(out, l.Info)
+			out = append(out, l)
 		}
 	}
 	return out, nil
@@ -328,17 +336,19 @@ func (n *Node) Drain(ctx context.Context, node string) (nodeinfo.Info, error) {
 	return *out.Node, nil
 }
 
-// Peers describes the other live nodes (as their leases last said), for
-// /v1/dispatch and /v1/admin/nodes.
+// Peers describes the other nodes that renewed their lease within
+// dispatchFresh (as their leases last said), for /v1/dispatch, a drain's
+// redirects, /v1/admin/nodes and the dashboard's figures.
 func (n *Node) Peers(ctx context.Context) ([]nodeinfo.Info, error) {
 	ms, err := n.members(ctx)
 	if err != nil {
 		return nil, err
 	}
+	since := time.Now().Add(-dispatchFresh).UnixMilli()
 	var out []nodeinfo.Info
 	for _, m := range ms {
-		if m.Node != n.opts.Node {
-			out = append(out, m)
+		if m.Node != n.opts.Node && (m.Renewed >= since || m.Renewed == 0) { // 0: a node of an older version
+			out = append(out, m.Info)
 		}
 	}
 	return out, nil

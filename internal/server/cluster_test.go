@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/redisclient"
 	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
 	"github.com/longlink/longlink/internal/testwait"
@@ -324,4 +327,39 @@ func TestClusterWelcomeWaitsForRoute(t *testing.T) {
 		t.Fatalf("a login with Redis away: %v, want 4009", err)
 	}
 	r.Start() // for the nodes to give up their leases as they stop
+}
+
+// /v1/dispatch gives devices only nodes that renewed their lease in the
+// last 3 s: a node killed (kill -9) leaves it while its lease still runs,
+// instead of drawing devices for a whole lease.
+func TestClusterDispatchLeavesOutSilentNodes(t *testing.T) {
+	r, nats := testengine.Redis(t), testengine.NATS(t)
+	n1 := testserver.StartClusterOn(t, r, nats, 1)[0]
+	n2 := startChild(t, t.TempDir(), "node: n2",
+		fmt.Sprintf("cluster: {redis: %q, nats: %q, lease: 30s}", r.URL(), nats.NATSURL()))
+	dispatched := func() bool {
+		_, out := n1.Call(http.MethodGet, "/v1/dispatch?app=demo&device=d1", "", nil)
+		for _, e := range out["endpoints"].([]any) {
+			if e.(map[string]any)["address"] == n2.gateway {
+				return true
+			}
+		}
+		return false
+	}
+	testwait.Eventually(t, "n2 in dispatch", dispatched)
+	n2.kill9(t)
+	testwait.Eventually(t, "the killed n2 out of dispatch", func() bool { return !dispatched() })
+	rc, err := redisclient.New(r.URL(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	raw, err := rc.Do(context.Background(), rc.B().Hget().Key(config.ClusterPrefix+"nodes").Field("n2").Build()).ToString()
+	if err != nil || !strings.Contains(raw, `"until"`) {
+		t.Fatalf("n2's lease: %q %v", raw, err)
+	}
+	var l struct{ Until int64 }
+	if json.Unmarshal([]byte(raw), &l); time.UnixMilli(l.Until).Before(time.Now()) {
+		t.Fatal("n2 left dispatch only when its lease ended")
+	}
 }
