@@ -41,13 +41,19 @@ type Welcome struct {
 	Heartbeat time.Duration
 }
 
-// Config configures a Client. Addr or DispatchURL, and Token, are required.
+// Config configures a Client. Addr or a dispatch URL, and Token, are
+// required.
 type Config struct {
 	// Addr is the gateway: host:port for TCP, ws://host:port/ws for WebSocket.
 	Addr string
 	// DispatchURL is the API's base URL (http://host:port); when Addr is
 	// empty, every (re)connect asks its /v1/dispatch where to go.
 	DispatchURL string
+	// DispatchURLs are more API base URLs (other nodes', or load
+	// balancers'), asked in turn after DispatchURL when one fails: a
+	// dispatch URL that is a dead node's keeps no device offline. The one
+	// that answered is asked first the next time.
+	DispatchURLs []string
 	// Transport is TCP, WebSocket or WebSocketJSON. Empty means TCP.
 	Transport Transport
 	// TLS, if set, encrypts the connection: TCP runs TLS, and dispatch
@@ -137,17 +143,18 @@ type Client struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu      sync.Mutex
-	current *Conn                          // guarded by mu
-	err     error                          // guarded by mu; why the client stopped
-	welcome Welcome                        // guarded by mu
-	logins  []appToken                     // guarded by mu: what each login sends; an ended app leaves it
-	seqs    map[string]uint64              // guarded by mu: last seq handled and acked, per app
-	bseqs   map[string]uint64              // guarded by mu: last bseq handled and acked, per app
-	pending map[string]chan protocol.Frame // guarded by mu: requests waiting for their reply, by ref
-	groups  map[[2]string]bool             // guarded by mu: (app, group) joined, rejoined after a reconnect
-	movedTo string                         // guarded by mu: where a redirect said to reconnect, once
-	nextRef atomic.Uint64
+	mu           sync.Mutex
+	current      *Conn                          // guarded by mu
+	err          error                          // guarded by mu; why the client stopped
+	welcome      Welcome                        // guarded by mu
+	logins       []appToken                     // guarded by mu: what each login sends; an ended app leaves it
+	seqs         map[string]uint64              // guarded by mu: last seq handled and acked, per app
+	bseqs        map[string]uint64              // guarded by mu: last bseq handled and acked, per app
+	pending      map[string]chan protocol.Frame // guarded by mu: requests waiting for their reply, by ref
+	groups       map[[2]string]bool             // guarded by mu: (app, group) joined, rejoined after a reconnect
+	movedTo      string                         // guarded by mu: where a redirect said to reconnect, once
+	dispatchFrom int                            // guarded by mu: the dispatch URL that answered last
+	nextRef      atomic.Uint64
 
 	seen    recentIDs // owned by the reading goroutine
 	quality quality
@@ -174,8 +181,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			cfg.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.TLS, Proxy: http.ProxyFromEnvironment}}
 		}
 	}
-	if (cfg.Token == "") == (len(cfg.Tokens) == 0) || (cfg.Addr == "" && cfg.DispatchURL == "") {
-		return nil, errors.New("client: one of Token or Tokens, and one of Addr or DispatchURL, are required")
+	if (cfg.Token == "") == (len(cfg.Tokens) == 0) || (cfg.Addr == "" && cfg.DispatchURL == "" && len(cfg.DispatchURLs) == 0) {
+		return nil, errors.New("client: one of Token or Tokens, and one of Addr, DispatchURL or DispatchURLs, are required")
 	}
 	c := &Client{cfg: cfg, done: make(chan struct{}), seqs: make(map[string]uint64), bseqs: make(map[string]uint64),
 		seen:    newRecentIDs(recentIDCount),
@@ -545,12 +552,37 @@ func (c *Client) handlePush(w *Conn, p Push, timeout time.Duration) error {
 	return nil
 }
 
-// dispatch asks the API where to connect.
+// dispatch asks the API where to connect: each dispatch URL in turn, from
+// the one that answered last, until one answers.
 func (c *Client) dispatch(ctx context.Context) (string, error) {
+	urls := c.cfg.DispatchURLs
+	if c.cfg.DispatchURL != "" {
+		urls = append([]string{c.cfg.DispatchURL}, urls...)
+	}
 	c.mu.Lock()
-	app, device := c.logins[0].app, c.logins[0].device
+	app, device, first := c.logins[0].app, c.logins[0].device, c.dispatchFrom
 	c.mu.Unlock()
-	u := strings.TrimRight(c.cfg.DispatchURL, "/") + "/v1/dispatch?" +
+	var errs []error
+	for i := range urls {
+		at := (first + i) % len(urls)
+		addr, err := c.dispatchAt(ctx, urls[at], app, device)
+		if err == nil {
+			c.mu.Lock()
+			c.dispatchFrom = at
+			c.mu.Unlock()
+			return addr, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return "", errors.Join(errs...)
+}
+
+// dispatchAt asks the API at base where device of app should connect.
+func (c *Client) dispatchAt(ctx context.Context, base, app, device string) (string, error) {
+	u := strings.TrimRight(base, "/") + "/v1/dispatch?" +
 		url.Values{"app": {app}, "device": {device}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

@@ -3,12 +3,15 @@ package client_test
 import (
 	"context"
 	"net"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
 )
 
@@ -84,5 +87,23 @@ func TestDialer(t *testing.T) {
 				t.Fatalf("Config.Dialer used %d times for one login, want 1", dials.Load())
 			}
 		})
+	}
+}
+
+// Several dispatch URLs are asked in turn: one of a dead node first keeps
+// no device offline; when every one fails, the error says why for each.
+func TestDispatchURLs(t *testing.T) {
+	ts := testserver.Start(t)
+	dead := "http://127.0.0.1:" + strconv.Itoa(testengine.FreePort(t))
+	c, err := client.Dial(context.Background(), client.Config{DispatchURL: dead, DispatchURLs: []string{ts.APIURL()},
+		Token: ts.Token("d1", "")})
+	if err != nil {
+		t.Fatalf("a dead dispatch URL, then a live one: %v", err)
+	}
+	c.Close()
+	deadToo := "http://127.0.0.1:" + strconv.Itoa(testengine.FreePort(t))
+	_, err = client.Dial(context.Background(), client.Config{DispatchURLs: []string{dead, deadToo}, Token: ts.Token("d1", "")})
+	if err == nil || !strings.Contains(err.Error(), dead) || !strings.Contains(err.Error(), deadToo) {
+		t.Fatalf("every dispatch URL dead: %v", err)
 	}
 }

@@ -23,7 +23,7 @@ func listen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("listen", stderr)
 	tok := fs.String("token", "", "device token (JWT); without it one is minted for --device from the config")
 	addr := fs.String("addr", "", "gateway host:port, or ws:// URL (default: the config's gateway.listen)")
-	dispatch := fs.String("dispatch", "", "API base URL to ask where to connect, instead of --addr")
+	dispatch := fs.String("dispatch", "", "API base URL to ask where to connect, instead of --addr (several, comma-separated, are asked in turn)")
 	transport := fs.String("transport", "tcp", "tcp, ws or ws-json")
 	heartbeat := fs.Duration("heartbeat", 0, "heartbeat to propose (default: the server's)")
 	path := fs.String("config", "", "YAML config `file`, to mint a token or find the gateway")
@@ -90,7 +90,7 @@ func listen(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	c, err := client.Dial(ctx, client.Config{
-		Addr: *addr, DispatchURL: *dispatch, Transport: tr, TLS: tlsConf, Token: *tok, Heartbeat: *heartbeat,
+		Addr: *addr, DispatchURLs: strings.FieldsFunc(*dispatch, func(r rune) bool { return r == ',' }), Transport: tr, TLS: tlsConf, Token: *tok, Heartbeat: *heartbeat,
 		OnConnect: func(w client.Welcome) {
 			fmt.Fprintf(stderr, "connected as %s to %v (heartbeat %v); waiting for pushes\n", w.Device, w.Apps, w.Heartbeat)
 		},

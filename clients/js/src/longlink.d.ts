@@ -48,6 +48,8 @@ export interface ClientOptions {
   url?: string;
   /** The API's base URL; without url, every (re)connect asks its /v1/dispatch. */
   dispatchUrl?: string;
+  /** More API base URLs, asked in turn after dispatchUrl when one fails (the one that answered is asked first next time). */
+  dispatchUrls?: string[];
   /** Take wss endpoints from dispatch. Default: url is wss://, or the page is https. */
   secure?: boolean;
   /** The device token (a JWT from the app backend)... */

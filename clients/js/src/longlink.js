@@ -97,6 +97,7 @@ export class Client {
   #state = 'idle'; // idle, connecting, connected, disconnected, closed
   #welcome = null;
   #movedTo = ''; // where a redirect said to go, until a connect succeeds
+  #dispatchFrom = 0; // the dispatch URL that answered last: asked first
   #timers = new Set();
   #lastHeard = 0;
   #quality = { pingAt: 0, rtts: [], connectMs: 0, failures: 0 };
@@ -116,7 +117,7 @@ export class Client {
     if (!o.WebSocket) throw new Error('longlink: no WebSocket here (Node.js 20: run with --experimental-websocket, or pass WebSocket)');
     const tokens = o.tokens ?? (o.token ? [o.token] : []);
     if (tokens.length === 0 || (o.token && o.tokens)) throw new Error('longlink: one of token or tokens is required');
-    if (!o.url && !o.dispatchUrl) throw new Error('longlink: one of url or dispatchUrl is required');
+    if (!o.url && !o.dispatchUrl && !o.dispatchUrls?.length) throw new Error('longlink: one of url, dispatchUrl or dispatchUrls is required');
     this.#logins = tokens.map(parseToken);
   }
 
@@ -254,11 +255,31 @@ export class Client {
     });
   }
 
-  // #dispatch asks the API where to connect: the first ws (or wss) endpoint.
+  // #dispatch asks the API where to connect: the first ws (or wss)
+  // endpoint. Each dispatch URL is asked in turn, from the one that answered
+  // last, until one answers.
   async #dispatch() {
     const o = this.#opts;
+    const urls = [...(o.dispatchUrl ? [o.dispatchUrl] : []), ...(o.dispatchUrls ?? [])];
+    const errors = [];
+    for (let i = 0; i < urls.length; i++) {
+      const at = (this.#dispatchFrom + i) % urls.length;
+      try {
+        const url = await this.#dispatchAt(urls[at]);
+        this.#dispatchFrom = at;
+        return url;
+      } catch (err) {
+        errors.push(`${urls[at]}: ${err.message}`);
+      }
+    }
+    throw new LonglinkError(0, `dispatch: ${errors.join('; ')}`);
+  }
+
+  // #dispatchAt asks the API at base where to connect.
+  async #dispatchAt(base) {
+    const o = this.#opts;
     const l = this.#logins[0];
-    const u = `${o.dispatchUrl.replace(/\/+$/, '')}/v1/dispatch?app=${encodeURIComponent(l.app)}&device=${encodeURIComponent(l.device)}`;
+    const u = `${base.replace(/\/+$/, '')}/v1/dispatch?app=${encodeURIComponent(l.app)}&device=${encodeURIComponent(l.device)}`;
     const resp = await o.fetch(u);
     const body = await resp.json().catch(() => ({}));
     if (!resp.ok) throw new LonglinkError(0, `dispatch: ${resp.status} ${body.error ?? ''}`.trim());

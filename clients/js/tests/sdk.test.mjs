@@ -56,6 +56,18 @@ test('online push, through dispatch', async () => {
   assert.equal(c.state, 'closed');
 });
 
+test('several dispatch URLs: a dead one is passed over', async () => {
+  const device = deviceId();
+  const dead = 'http://127.0.0.1:9'; // the discard port: nothing listens
+  const c = new Client({ dispatchUrls: [dead, server.apiUrl], token: token(device) });
+  const welcome = await c.connect();
+  assert.equal(welcome.device, device);
+  c.close();
+  const none = new Client({ dispatchUrls: [dead], token: token(device) });
+  await assert.rejects(none.connect(), /dispatch: http:\/\/127\.0\.0\.1:9/);
+  none.close();
+});
+
 test('a recalled message comes as a recall event, after its push', async () => {
   const device = deviceId();
   const c = new Client({ url: server.wsUrl, token: token(device) });

@@ -4,6 +4,7 @@ import { Client, Code, LocalStorageSeqStore, LonglinkError, type Push, type Welc
 
 const client = new Client({
   dispatchUrl: 'http://127.0.0.1:8080',
+  dispatchUrls: ['http://127.0.0.1:8081', 'http://127.0.0.1:8082'],
   token: 'a.b.c',
   tokenSource: async (app: string) => `${app}.token.x`,
   seqStore: new LocalStorageSeqStore('app:', { getItem: () => null, setItem: () => {} } as unknown as Storage),
