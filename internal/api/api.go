@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/logbound"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/nodeinfo"
 	"github.com/longlink/longlink/internal/store"
@@ -61,6 +62,7 @@ type Server struct {
 	stats   func(context.Context) ([]nodeinfo.Stats, error)
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	errLog  *logbound.Logger // 5xx answers: one per call while an engine is away
 	mux     *http.ServeMux
 	ops     *http.ServeMux // the ops surface: mux itself, unless ops.listen is set
 
@@ -87,7 +89,7 @@ func New(o Options) *Server {
 		log = slog.Default()
 	}
 	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, drain: o.Drain, drainAt: o.DrainNode, peers: o.Peers, stats: o.Stats, metrics: o.Metrics,
-		log: log, mux: http.NewServeMux()}
+		log: log, errLog: logbound.New(log, logbound.Interval), mux: http.NewServeMux()}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.Handle("POST /v1/push", s.serve(s.handlePush))
 	s.mux.Handle("GET /v1/presence", s.serve(s.handlePresence))
@@ -242,7 +244,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", he.status, "error", he.msg}
 	if he.cause != nil {
-		s.log.Error("api", append(attrs, "cause", he.cause)...)
+		s.errLog.Error("api", append(attrs, "cause", he.cause)...)
 	} else {
 		s.log.Info("api", attrs...)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/logbound"
 )
 
 // One stored push may write at most limits.push_bytes (413), and one app
@@ -52,7 +53,8 @@ func TestReserve(t *testing.T) {
 // in the log.
 func TestInternalErrorsStayInTheLog(t *testing.T) {
 	var log bytes.Buffer
-	s := &Server{log: slog.New(slog.NewTextHandler(&log, nil))}
+	lg := slog.New(slog.NewTextHandler(&log, nil))
+	s := &Server{log: lg, errLog: logbound.New(lg, logbound.Interval)}
 	rec := httptest.NewRecorder()
 	s.writeError(rec, httptest.NewRequest(http.MethodPost, "/v1/push", nil),
 		errors.New("pebble: open /var/lib/longlink/store/000042.sst: no space left"))

@@ -207,7 +207,7 @@ func (n *Node) replies(ctx context.Context, reqs map[string]*request) map[string
 				out, err = n.send(ctx, node, encoded[req])
 			}
 			if err != nil {
-				n.log.Warn("cluster: a node did not answer", "node", node, "op", req.Op, "err", err)
+				n.warn.Warn("cluster: a node did not answer", "node", node, "op", req.Op, "err", err)
 				return
 			}
 			mu.Lock()

@@ -35,6 +35,7 @@ import (
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/golabel"
+	"github.com/longlink/longlink/internal/logbound"
 	"github.com/longlink/longlink/internal/nodeinfo"
 	"github.com/longlink/longlink/internal/redisclient"
 )
@@ -62,6 +63,7 @@ type Node struct {
 	// Static after Open.
 	opts  Options
 	log   *slog.Logger
+	warn  *logbound.Logger // the warnings that repeat, per push or device, while an engine is away
 	redis rueidis.Client
 	nc    *nats.Conn
 
@@ -108,7 +110,7 @@ func Open(o Options) (*Node, error) {
 		rc.Close()
 		return nil, fmt.Errorf("cluster: nats: %w", err)
 	}
-	return &Node{opts: o, log: o.Logger, redis: rc, nc: nc, stop: make(chan struct{})}, nil
+	return &Node{opts: o, log: o.Logger, warn: logbound.New(o.Logger, logbound.Interval), redis: rc, nc: nc, stop: make(chan struct{})}, nil
 }
 
 // busOptions are the options of the connection to NATS: credentials and
@@ -220,7 +222,7 @@ func (n *Node) keepLease() {
 			return
 		case <-t.C:
 			if err := n.renew(); err != nil {
-				n.log.Warn("cluster: lease not renewed", "err", err)
+				n.warn.Warn("cluster: lease not renewed", "err", err)
 			}
 		}
 	}
@@ -269,7 +271,7 @@ func (n *Node) readMembers(ctx context.Context) ([]lease, error) {
 	for node, v := range leases {
 		var l lease
 		if err := json.Unmarshal([]byte(v), &l); err != nil {
-			n.log.Warn("cluster: a lease not understood", "node", node, "err", err)
+			n.warn.Warn("cluster: a lease not understood", "node", node, "err", err)
 			continue
 		}
 		if l.Until > now {

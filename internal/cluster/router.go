@@ -36,7 +36,7 @@ func (n *Node) Claim(ctx context.Context, app, device string) error {
 	}
 	if prev != "" && prev != n.opts.Node {
 		if _, err := n.request(ctx, prev, &request{Op: opReplace, App: app, Devices: []string{device}}); err != nil {
-			n.log.Warn("cluster: the older session was not told it was replaced", "node", prev, "app", app, "device", device, "err", err)
+			n.warn.Warn("cluster: the older session was not told it was replaced", "node", prev, "app", app, "device", device, "err", err)
 		}
 	}
 	return nil
@@ -47,7 +47,7 @@ func (n *Node) Release(ctx context.Context, app, device string) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
 	if err := releaseScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.opts.Node}).Error(); err != nil {
-		n.log.Warn("cluster: route not released", "app", app, "device", device, "err", err)
+		n.warn.Warn("cluster: route not released", "app", app, "device", device, "err", err)
 	}
 }
 

@@ -588,7 +588,7 @@ func (c *conn) claimRoutes(l *login) error {
 	ctx := g.storeCall()
 	for i := range l.sessions {
 		if err := g.router.Claim(ctx, l.sessions[i].app, l.device); err != nil {
-			g.log.Warn("login refused: route not recorded", "app", l.sessions[i].app, "device", l.device, "err", err)
+			g.warn.Warn("login refused: route not recorded", "app", l.sessions[i].app, "device", l.device, "err", err)
 			c.releaseRoutes(&login{device: l.device, sessions: l.sessions[:i]})
 			return errRouteNotRecorded
 		}
@@ -760,7 +760,7 @@ func (c *conn) clampSeq(app string, seq uint64) (uint64, error) {
 	}
 	last, err := c.gw.mailboxes.LastSeq(c.gw.storeCall(), app, c.device)
 	if err != nil {
-		c.gw.log.Error("mailbox", "app", app, "device", c.device, "err", err)
+		c.gw.warn.Error("mailbox", "app", app, "device", c.device, "err", err)
 		return 0, errStoreUnavailable
 	}
 	if seq > last {

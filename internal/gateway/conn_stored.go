@@ -88,7 +88,7 @@ func (c *conn) syncMailbox(acks []loginAck) {
 		}
 		if len(a.tags) > 0 {
 			if err := c.tag(c.sessions[i].app, a.tags); err != nil {
-				c.gw.log.Warn("tags of the token not kept", "app", c.sessions[i].app, "device", c.device, "err", err)
+				c.gw.warn.Warn("tags of the token not kept", "app", c.sessions[i].app, "device", c.device, "err", err)
 			}
 		}
 	}
@@ -241,6 +241,6 @@ func (c *conn) waitForRoom() bool {
 // storeFailed ends a connection whose mailbox cannot be read: the device
 // reconnects (4009) and is served once the store answers again.
 func (c *conn) storeFailed(app string, err error) {
-	c.gw.log.Error("mailbox", "app", app, "device", c.device, "err", err)
+	c.gw.warn.Error("mailbox", "app", app, "device", c.device, "err", err)
 	c.close(errStoreUnavailable)
 }

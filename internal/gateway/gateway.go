@@ -22,6 +22,7 @@ import (
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/golabel"
 	"github.com/longlink/longlink/internal/hooks"
+	"github.com/longlink/longlink/internal/logbound"
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/internal/tlssession"
@@ -109,6 +110,7 @@ type Gateway struct {
 	upBurst     int
 	metrics     *metrics.Metrics
 	log         *slog.Logger
+	warn        *logbound.Logger // the warnings that repeat, per login or connection, while the store is away
 	hub         *hub
 	groups      *groups
 	writers     *writerPool
@@ -160,6 +162,7 @@ func New(o Options) *Gateway {
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{}),
 		blockedConns: make(map[*conn]struct{})}
 	g.life, g.endLife = context.WithCancel(context.Background())
+	g.warn = logbound.New(log, logbound.Interval)
 	g.tlsConfig = tlssession.ServerConfig(o.TLS, g.ownRecords)
 	g.ipLimits = newIPLimits(o.Limits)
 	if r := o.Limits.LoginsPerSecond; r > 0 {

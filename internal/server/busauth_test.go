@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/longlink/longlink/internal/server"
 	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // The bus can be closed to strangers: with nats-server asking for a user
@@ -134,4 +136,35 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// While NATS is away, a push per device that cannot be reached does not
+// make a log line each: the first is logged, then a count every 10 s with
+// the latest reason (before, ~118 lines/s in an outage).
+func TestClusterOutageLogsBounded(t *testing.T) {
+	r, bus := testengine.Redis(t), testengine.NATS(t)
+	n2 := testserver.StartClusterOn(t, r, bus, 1, func(c *config.Config) { c.Node = "n2" })[0]
+	var log syncBuffer
+	n1, err := server.Start(clusterConfig(t, "n1", r.URL(), bus.NATSURL()), slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n1.Shutdown(context.Background())
+	n2.Listen(t, "d1")
+	api := "http://" + n1.APIAddr()
+	testwait.Eventually(t, "n1 to reach d1 on n2", func() bool {
+		_, out := testserver.CallAPI(t, api, http.MethodPost, "/v1/push", testserver.Demo.APIKey,
+			map[string]any{"app": "demo", "devices": []string{"d1"}, "data": "x"})
+		return out["online"] == 1.0
+	})
+	bus.Stop()
+	for range 100 {
+		testserver.CallAPI(t, api, http.MethodPost, "/v1/push", testserver.Demo.APIKey,
+			map[string]any{"app": "demo", "devices": []string{"d1"}, "data": "lost"})
+	}
+	lines := strings.Count(log.String(), "a node did not answer")
+	if lines < 1 || lines > 2 {
+		t.Fatalf("100 pushes to an unreachable node made %d log lines:\n%s", lines, log.String())
+	}
+	bus.Start()
 }
