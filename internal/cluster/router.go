@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -35,11 +37,28 @@ func (n *Node) Claim(ctx context.Context, app, device string) error {
 		return fmt.Errorf("cluster: route not recorded: %w", err)
 	}
 	if prev != "" && prev != n.opts.Node {
-		if _, err := n.request(ctx, prev, &request{Op: opReplace, App: app, Devices: []string{device}}); err != nil {
-			n.warn.Warn("cluster: the older session was not told it was replaced", "node", prev, "app", app, "device", device, "err", err)
-		}
+		n.tellReplaced(ctx, prev, app, device)
 	}
 	return nil
+}
+
+// replaceWait bounds how long a login waits for the node of the device's
+// older session to say it ended it: a stalled node must not hold logins.
+const replaceWait = 500 * time.Millisecond
+
+// tellReplaced tells node (the holder of device's older session in app)
+// to end it (4003), waiting at most replaceWait; a node whose lease has
+// lapsed is not waited for at all.
+func (n *Node) tellReplaced(ctx context.Context, node, app, device string) {
+	live, err := n.live(ctx)
+	if err == nil && !slices.Contains(live, node) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, replaceWait)
+	defer cancel()
+	if _, err := n.request(ctx, node, &request{Op: opReplace, App: app, Devices: []string{device}}); err != nil {
+		n.warn.Warn("cluster: the older session was not told it was replaced", "node", node, "app", app, "device", device, "err", err)
+	}
 }
 
 // Release implements gateway.Router.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -362,4 +363,31 @@ func TestClusterDispatchLeavesOutSilentNodes(t *testing.T) {
 	if json.Unmarshal([]byte(raw), &l); time.UnixMilli(l.Until).Before(time.Now()) {
 		t.Fatal("n2 left dispatch only when its lease ended")
 	}
+}
+
+// A login does not wait on a stalled node: the node that held the
+// device's older session is SIGSTOPped (its lease still running), and the
+// device's login on n1 is welcomed within a second, where it waited out the
+// whole cluster timeout (5 s) before.
+func TestClusterLoginNotHeldByAStalledNode(t *testing.T) {
+	r, nats := testengine.Redis(t), testengine.NATS(t)
+	n1 := testserver.StartClusterOn(t, r, nats, 1)[0]
+	n2 := startChild(t, t.TempDir(), "node: n2",
+		fmt.Sprintf("cluster: {redis: %q, nats: %q, lease: 30s}", r.URL(), nats.NATSURL()))
+	old, err := client.Dial(context.Background(), client.Config{Addr: n2.gateway, Token: n1.Token("d1", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := n2.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer n2.cmd.Process.Signal(syscall.SIGCONT)
+	start := time.Now()
+	d := connect(t, n1, client.TCP, n1.Token("d1", ""))
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("the login waited %v on the stalled node", took)
+	}
+	n1.Push(map[string]any{"devices": []string{"d1"}, "data": "on n1"})
+	d.expect(t, "on n1")
 }
