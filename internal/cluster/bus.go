@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -43,6 +44,19 @@ type request struct {
 	Group   string   `json:"group,omitempty"`
 	Seqs    []uint64 `json:"seqs,omitempty"`
 	Frame   []byte   `json:"frame,omitempty"` // a native binary frame, length prefix included
+	// Deadline (unix ms) is when the caller gives up: a node that gets the
+	// request later (it or the bus was stalled) drops it, so that what a
+	// caller was told was not handed over is not handed over late.
+	Deadline int64 `json:"deadline,omitempty"`
+}
+
+// encode stamps req with ctx's deadline and encodes it.
+func encode(ctx context.Context, req *request) []byte {
+	if d, ok := ctx.Deadline(); ok {
+		req.Deadline = d.UnixMilli()
+	}
+	b, _ := json.Marshal(req) // strings, numbers and bytes: it cannot fail
+	return b
 }
 
 type reply struct {
@@ -61,9 +75,14 @@ func frameOf(f *protocol.Frame) []byte { return protocol.AppendBinary(nil, f) }
 func (n *Node) serveRequest(msg *nats.Msg) {
 	var req request
 	out, err := reply{}, json.Unmarshal(msg.Data, &req)
-	if err != nil {
+	switch {
+	case err != nil:
 		err = fmt.Errorf("bad request: %w", err)
-	} else {
+	case req.Deadline != 0 && time.Now().UnixMilli() > req.Deadline:
+		n.warn.Warn("cluster: a request came after its caller gave up: dropped", "op", req.Op, "app", req.App,
+			"late", time.Since(time.UnixMilli(req.Deadline)))
+		return
+	default:
 		out, err = n.answer(&req)
 	}
 	if err != nil {
@@ -150,8 +169,7 @@ func (n *Node) request(ctx context.Context, node string, req *request) (reply, e
 	if node == n.opts.Node {
 		return n.answer(req)
 	}
-	b, _ := json.Marshal(req) // strings, numbers and bytes: it cannot fail
-	return n.send(ctx, node, b)
+	return n.send(ctx, node, encode(ctx, req))
 }
 
 // send sends an encoded request to another node and returns its answer.
@@ -193,7 +211,7 @@ func (n *Node) replies(ctx context.Context, reqs map[string]*request) map[string
 		if node == n.opts.Node || encoded[req] != nil {
 			continue
 		}
-		encoded[req], _ = json.Marshal(req) // strings, numbers and bytes: it cannot fail
+		encoded[req] = encode(ctx, req)
 	}
 	for node, req := range reqs {
 		wg.Add(1)

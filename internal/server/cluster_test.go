@@ -391,3 +391,33 @@ func TestClusterLoginNotHeldByAStalledNode(t *testing.T) {
 	n1.Push(map[string]any{"devices": []string{"d1"}, "data": "on n1"})
 	d.expect(t, "on n1")
 }
+
+// An online-only push the cluster answered as not handed over is not
+// handed over later: NATS is SIGSTOPped while the push is made (it answers
+// online 0 once the caller gives up); when NATS resumes and passes the
+// request on, the node drops it, past its deadline, and the device's next
+// message is the next push, not the stale one (before, it came 5-10 s
+// late).
+func TestClusterNoLateHandOver(t *testing.T) {
+	r, nats := testengine.Redis(t), testengine.NATS(t)
+	nodes := testserver.StartClusterOn(t, r, nats, 2)
+	got := make(chan string, 4)
+	d, err := client.Dial(context.Background(), client.Config{Addr: nodes[1].GatewayAddr(), Token: nodes[1].Token("d1", ""),
+		OnPush: func(p client.Push) { got <- string(p.Data) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	nats.Signal(syscall.SIGSTOP)
+	if out := nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "stale"}); out["online"] != 0.0 {
+		nats.Signal(syscall.SIGCONT)
+		t.Fatalf("a push across a stalled bus: %v", out)
+	}
+	nats.Signal(syscall.SIGCONT)
+	testwait.Eventually(t, "a push to reach d1 again", func() bool {
+		return nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "next"})["online"] == 1.0
+	})
+	if first := <-got; first != "next" {
+		t.Fatalf("the device got %q after the bus resumed, want the next push", first)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -126,6 +127,14 @@ func (e *Engine) Start() {
 			e.t.Fatalf("%s did not listen on %s within 10s", e.args[0], e.Addr)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// Signal sends sig to the engine (SIGSTOP and SIGCONT: a stall).
+func (e *Engine) Signal(sig os.Signal) {
+	e.t.Helper()
+	if err := e.cmd.Process.Signal(sig); err != nil {
+		e.t.Fatal(err)
 	}
 }
 
