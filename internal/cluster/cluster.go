@@ -56,6 +56,12 @@ type Options struct {
 	// means config.ClusterTimeout.
 	Timeout time.Duration
 	Logger  *slog.Logger // nil means slog.Default()
+	// Fence is called when this node has not renewed its lease for half a
+	// lease (cut off from Redis: its devices would receive nothing), with
+	// the other nodes as last read; Unfence when it renews again. Nil: no
+	// fencing.
+	Fence   func(others []nodeinfo.Info)
+	Unfence func()
 }
 
 // Node is this node's membership of the cluster. Safe for concurrent use.
@@ -216,16 +222,40 @@ func (n *Node) keepLease() {
 	defer n.wg.Done()
 	t := time.NewTicker(min(n.opts.Lease/3, time.Second)) // also keeps the connections it says fresh for dispatch
 	defer t.Stop()
+	renewed, fenced := time.Now(), false
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-t.C:
-			if err := n.renew(); err != nil {
-				n.warn.Warn("cluster: lease not renewed", "err", err)
+		}
+		if err := n.renew(); err != nil {
+			n.warn.Warn("cluster: lease not renewed", "err", err)
+			if !fenced && time.Since(renewed) >= n.opts.Lease/2 && n.opts.Fence != nil {
+				fenced = true
+				n.opts.Fence(n.othersAsLastRead())
 			}
+			continue
+		}
+		renewed = time.Now()
+		if fenced {
+			fenced = false
+			n.opts.Unfence()
 		}
 	}
+}
+
+// othersAsLastRead is the other nodes as the members were last read.
+func (n *Node) othersAsLastRead() []nodeinfo.Info {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []nodeinfo.Info
+	for _, m := range n.cached {
+		if m.Node != n.opts.Node {
+			out = append(out, m.Info)
+		}
+	}
+	return out
 }
 
 // lease is a node's entry in <p>nodes.

@@ -614,7 +614,7 @@ func (g *Gateway) admitLogin() error {
 	switch {
 	case g.closing.Load():
 		return errGoingAway
-	case g.draining.Load():
+	case g.draining.Load() || g.fenced.Load():
 		return errDraining
 	case g.logins != nil && !g.logins.Allow():
 		g.metrics.Limited.WithLabelValues("logins_per_second").Inc()

@@ -19,6 +19,29 @@ const drainTick = 10 * time.Millisecond
 // every connection has closed, or with ctx's error.
 func (g *Gateway) Drain(ctx context.Context, period time.Duration, nodes [][]protocol.Endpoint) error {
 	g.StopLogins()
+	return g.moveAll(ctx, period, nodes)
+}
+
+// Fence moves every device away at once, each told where to go, and
+// refuses logins (4013) until Unfence: this node lost the cluster (it
+// cannot renew its lease), so its devices would receive nothing here.
+func (g *Gateway) Fence(nodes [][]protocol.Endpoint) {
+	if !g.fenced.CompareAndSwap(false, true) {
+		return
+	}
+	g.log.Warn("fenced: this node cannot renew its lease; its devices are sent to the other nodes, and logins refused until it can")
+	g.track(func() { g.moveAll(g.life, 0, nodes) })
+}
+
+// Unfence takes logins again, once the node renewed its lease.
+func (g *Gateway) Unfence() {
+	if g.fenced.CompareAndSwap(true, false) {
+		g.log.Info("unfenced: the lease is renewed; logins are taken again")
+	}
+}
+
+// moveAll sends every connection away, as Drain says, over period.
+func (g *Gateway) moveAll(ctx context.Context, period time.Duration, nodes [][]protocol.Endpoint) error {
 	var conns []*conn
 	seen := make(map[*conn]bool)
 	g.hub.eachConn(func(c *conn) { // a connection of several apps is listed once per app

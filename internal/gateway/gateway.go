@@ -129,6 +129,7 @@ type Gateway struct {
 	nextID       atomic.Uint64
 	closing      atomic.Bool
 	draining     atomic.Bool                // Drain was called: logins are refused with 4013
+	fenced       atomic.Bool                // Fence was called, and not Unfence: logins are refused with 4013
 	redirects    atomic.Pointer[[]*Message] // set by Drain: the redirect frames, one per rotation of the nodes
 	redirectTurn atomic.Uint64              // which rotation the next connection sent away gets
 	queued       atomic.Int64               // bytes waiting to be written, over all connections

@@ -85,7 +85,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 	var gw *gateway.Gateway // set below, before anyone asks
 	self := describe(cfg, keypair, gwLn.Addr().String(), apiLn.Addr().String(), func() *gateway.Gateway { return gw })
 	selfStats := func() nodeinfo.Stats { return nodeinfo.StatsOf(self(), m) }
-	st, node, err := openStore(cfg, self, selfStats, m, log)
+	st, node, err := openStore(cfg, self, selfStats, func() *gateway.Gateway { return gw }, m, log)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,8 @@ func (s *Server) serveHTTP(hs *http.Server, ln net.Listener) {
 
 // openStore opens the embedded store of a single node, or for a cluster
 // member the shared Redis store and its membership of the cluster.
-func openStore(cfg *config.Config, self func() nodeinfo.Info, stats func() nodeinfo.Stats, m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
+func openStore(cfg *config.Config, self func() nodeinfo.Info, stats func() nodeinfo.Stats, gw func() *gateway.Gateway,
+	m *metrics.Metrics, log *slog.Logger) (store.Store, *cluster.Node, error) {
 	so := store.Options{MailboxLimit: cfg.Store.MailboxLimit, SweepInterval: cfg.Store.SweepInterval, Metrics: m, Logger: log}
 	if !cfg.Cluster.Enabled() {
 		st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), so)
@@ -267,7 +268,9 @@ func openStore(cfg *config.Config, self func() nodeinfo.Info, stats func() nodei
 	}
 	node, err := cluster.Open(cluster.Options{Node: cfg.Node, Self: self, Stats: stats, Redis: cfg.Cluster.Redis,
 		NATS: cfg.Cluster.NATS, NATSCredentials: cfg.Cluster.NATSCredentials, NATSCA: cfg.Cluster.NATSCA,
-		Lease: cfg.Cluster.Lease, Logger: log})
+		Lease: cfg.Cluster.Lease, Logger: log,
+		Fence:   func(others []nodeinfo.Info) { gw().Fence(redirectTargets(others)) },
+		Unfence: func() { gw().Unfence() }})
 	if err != nil {
 		st.Close()
 		return nil, nil, err
@@ -345,6 +348,12 @@ func (s *Server) leaveCluster(ctx context.Context) [][]protocol.Endpoint {
 	if err != nil {
 		s.log.Warn("drain: devices are sent away without endpoints", "err", err)
 	}
+	return redirectTargets(peers)
+}
+
+// redirectTargets are the endpoints of the serving nodes of peers, one
+// list per node, the least loaded first: where devices sent away go.
+func redirectTargets(peers []nodeinfo.Info) [][]protocol.Endpoint {
 	slices.SortFunc(peers, func(a, b nodeinfo.Info) int { return a.Connections - b.Connections })
 	var nodes [][]protocol.Endpoint
 	for _, p := range peers {
