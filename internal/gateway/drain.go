@@ -30,14 +30,25 @@ func (g *Gateway) Fence(nodes [][]protocol.Endpoint) {
 		return
 	}
 	g.log.Warn("fenced: this node cannot renew its lease; its devices are sent to the other nodes, and logins refused until it can")
-	g.track(func() { g.moveAll(g.life, 0, nodes) })
+	ctx, cancel := context.WithCancel(g.life)
+	g.mu.Lock()
+	g.endFence = cancel
+	g.mu.Unlock()
+	g.track(func() { g.moveAll(ctx, 0, nodes) })
 }
 
-// Unfence takes logins again, once the node renewed its lease.
+// Unfence takes logins again, once the node renewed its lease (and stops
+// moving away the devices that log in from now on).
 func (g *Gateway) Unfence() {
-	if g.fenced.CompareAndSwap(true, false) {
-		g.log.Info("unfenced: the lease is renewed; logins are taken again")
+	if !g.fenced.CompareAndSwap(true, false) {
+		return
 	}
+	g.mu.Lock()
+	if g.endFence != nil {
+		g.endFence()
+	}
+	g.mu.Unlock()
+	g.log.Info("unfenced: the lease is renewed; logins are taken again")
 }
 
 // moveAll sends every connection away, as Drain says, over period.

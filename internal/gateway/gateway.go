@@ -145,6 +145,8 @@ type Gateway struct {
 	mu      sync.Mutex
 	ln      net.Listener
 	pending map[*conn]struct{} // accepted, not yet logged in
+	// endFence stops the moves of a Fence (Unfence).
+	endFence context.CancelFunc
 
 	shedding atomic.Bool // shed runs
 	// blockedMu guards blockedConns; a conn's mu may be taken under it.

@@ -58,13 +58,22 @@ func TestClusterNodeFencesItself(t *testing.T) {
 	}
 
 	link.heal()
+	var back *rawConn
 	testwait.Eventually(t, "n1 to take logins again", func() bool {
 		c := login("d3")
-		defer c.Close()
 		c.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
 		var f protocol.Frame
-		return c.ReadFrame(&f) == nil && f.Op == protocol.OpWelcome
+		if c.ReadFrame(&f) == nil && f.Op == protocol.OpWelcome {
+			back = c
+			return true
+		}
+		c.Close()
+		return false
 	})
+	n1.Push(stored([]string{"d3"}, "served again")) // not sent away: the fence is over
+	if f := readUntil(t, back, protocol.OpPush); string(f.Data) != "served again" {
+		t.Fatalf("after the fence: %q", f.Data)
+	}
 }
 
 // link is a TCP link to target that a test can cut (every connection
