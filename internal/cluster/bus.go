@@ -33,6 +33,7 @@ const (
 	opDevice          op = "device"           // describe Devices[0]'s connection in App (reply.Device)
 	opStats           op = "stats"            // this node's figures (reply.Stats)
 	opDrain           op = "drain"            // start draining this node (reply.Node: as it is then)
+	opRenewed         op = "renewed"          // how long ago this node renewed its lease, in ms (reply.N)
 )
 
 // request is one bus message to a node; its answer is a reply.
@@ -97,6 +98,8 @@ func (n *Node) serveRequest(msg *nats.Msg) {
 // the node as it starts draining.
 func (n *Node) answer(req *request) (reply, error) {
 	switch req.Op {
+	case opRenewed:
+		return reply{N: int(time.Since(time.UnixMilli(n.renewedAt.Load())).Milliseconds())}, nil
 	case opStats:
 		st := n.opts.Stats()
 		return reply{Stats: &st}, nil

@@ -27,6 +27,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,9 +58,10 @@ type Options struct {
 	Timeout time.Duration
 	Logger  *slog.Logger // nil means slog.Default()
 	// Fence is called when this node has not renewed its lease for half a
-	// lease (cut off from Redis: its devices would receive nothing), with
-	// the other nodes as last read; Unfence when it renews again. Nil: no
-	// fencing.
+	// lease (cut off from Redis: its devices would receive nothing) while
+	// other nodes did, with those nodes (not when Redis is away for every
+	// node: then all keep their devices); Unfence when it renews again.
+	// Nil: no fencing.
 	Fence   func(others []nodeinfo.Info)
 	Unfence func()
 }
@@ -78,8 +80,9 @@ type Node struct {
 	drain func() // starts draining this node
 	sub   *nats.Subscription
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	renewedAt atomic.Int64 // unix ms of the last renewal of this node's lease
 
 	// mu guards the fields below: the live members, as last read.
 	mu     sync.Mutex
@@ -213,7 +216,11 @@ func (n *Node) renew() error {
 	if err != nil {
 		return err
 	}
-	return n.redis.Do(ctx, n.redis.B().Hset().Key(n.opts.Prefix+"nodes").FieldValue().FieldValue(n.opts.Node, string(v)).Build()).Error()
+	if err := n.redis.Do(ctx, n.redis.B().Hset().Key(n.opts.Prefix+"nodes").FieldValue().FieldValue(n.opts.Node, string(v)).Build()).Error(); err != nil {
+		return err
+	}
+	n.renewedAt.Store(now.UnixMilli())
+	return nil
 }
 
 // keepLease renews the lease every second (at least three times per lease)
@@ -232,8 +239,12 @@ func (n *Node) keepLease() {
 		if err := n.renew(); err != nil {
 			n.warn.Warn("cluster: lease not renewed", "err", err)
 			if !fenced && time.Since(renewed) >= n.opts.Lease/2 && n.opts.Fence != nil {
-				fenced = true
-				n.opts.Fence(n.othersAsLastRead())
+				// Only if another node can serve the devices: when Redis is
+				// away for every node, they all keep their connections.
+				if serving := n.servingOthers(); len(serving) > 0 {
+					fenced = true
+					n.opts.Fence(serving)
+				}
 			}
 			continue
 		}
@@ -245,14 +256,25 @@ func (n *Node) keepLease() {
 	}
 }
 
-// othersAsLastRead is the other nodes as the members were last read.
-func (n *Node) othersAsLastRead() []nodeinfo.Info {
+// servingOthers asks the other nodes (as the members were last read), over
+// the bus, how long ago they renewed their leases, and returns those that
+// did within half a lease: the nodes that can serve devices now.
+func (n *Node) servingOthers() []nodeinfo.Info {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	var out []nodeinfo.Info
+	reqs, infos := map[string]*request{}, map[string]nodeinfo.Info{}
+	req := &request{Op: opRenewed}
 	for _, m := range n.cached {
 		if m.Node != n.opts.Node {
-			out = append(out, m.Info)
+			reqs[m.Node], infos[m.Node] = req, m.Info
+		}
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), replaceWait)
+	defer cancel()
+	var out []nodeinfo.Info
+	for node, r := range n.replies(ctx, reqs) {
+		if time.Duration(r.N)*time.Millisecond < n.opts.Lease/2 {
+			out = append(out, infos[node])
 		}
 	}
 	return out
