@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,24 +21,6 @@ import (
 	"github.com/longlink/longlink/internal/testserver"
 	"github.com/longlink/longlink/internal/testwait"
 )
-
-// syncBuffer is a bytes.Buffer safe for a command writing while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestNewcomerPath follows the banner of `serve` to the letter: the printed
 // listen line, then the printed curl request, must put the push on the
@@ -56,7 +37,7 @@ func TestNewcomerPath(t *testing.T) {
 		t.Fatalf("banner lacks the listen or curl line:\n%s", banner.String())
 	}
 
-	var out, errOut syncBuffer
+	var out, errOut testserver.SyncBuffer
 	exit := make(chan int)
 	go func() { exit <- Main(append([]string{"listen"}, strings.Fields(listenLine[1])...), &out, &errOut) }()
 	testwait.Eventually(t, "listen to connect", func() bool { return strings.Contains(errOut.String(), "connected as d1") })
@@ -294,7 +275,7 @@ func TestTokenRefusesExpired(t *testing.T) {
 // WebSocket (before, it dialed the URL as TCP: "too many colons").
 func TestListenWebSocketURL(t *testing.T) {
 	ts := testserver.Start(t)
-	var out, errOut syncBuffer
+	var out, errOut testserver.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Main([]string{"listen", "--addr", "ws://" + ts.GatewayAddr() + "/ws", "--token", ts.Token("d1", "")}, &out, &errOut)
@@ -367,7 +348,7 @@ func TestTLSCommands(t *testing.T) {
 	ts := testserver.Start(t, func(c *config.Config) { c.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile} })
 
 	for _, tr := range []string{"tcp", "ws"} {
-		var lout, lerr syncBuffer
+		var lout, lerr testserver.SyncBuffer
 		done := make(chan int, 1)
 		device := "tls-" + tr
 		go func() {
@@ -389,7 +370,7 @@ func TestTLSCommands(t *testing.T) {
 	// connects over TLS where dispatch says.
 	path := writeConfig(t, fmt.Sprintf("tls: {cert_file: %s, key_file: %s}\napps:\n  - {id: demo, secret: %q, api_key: %q}\n",
 		certFile, keyFile, testserver.Demo.Secret, testserver.Demo.APIKey))
-	var dout, derr syncBuffer
+	var dout, derr testserver.SyncBuffer
 	dispatched := make(chan int, 1)
 	go func() {
 		dispatched <- Main([]string{"listen", "--config", path, "--dispatch", ts.APIURL(), "--device", "tls-dispatch"}, &dout, &derr)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/longlink/longlink/internal/testserver"
 	"github.com/longlink/longlink/internal/testwait"
 )
 
@@ -77,7 +78,7 @@ func TestDemoOnOtherPorts(t *testing.T) {
 	api := regexp.MustCompile(`api\s+http://(\S+)`).FindStringSubmatch(banner)[1]
 
 	t.Chdir(dir)
-	var lout, lerr syncBuffer
+	var lout, lerr testserver.SyncBuffer
 	go Main([]string{"listen", "--device", "d1"}, &lout, &lerr)
 	testwait.Eventually(t, "listen to connect", func() bool { return strings.Contains(lerr.String(), "connected as d1") })
 	var pout, perr bytes.Buffer

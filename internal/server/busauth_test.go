@@ -1,12 +1,10 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -68,7 +66,7 @@ func TestClusterBusAuthenticated(t *testing.T) {
 		{"credentials in the URL", "nats://longlink:bus-secret-0123456789@" + closed.Addr, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var log syncBuffer
+			var log testserver.SyncBuffer
 			s, err := server.Start(clusterConfig(t, "n4", r.URL(), tc.nats), slog.New(slog.NewTextHandler(&log, nil)))
 			if err != nil {
 				t.Fatal(err)
@@ -120,31 +118,13 @@ func clusterConfig(t *testing.T, node, redis, nats string) *config.Config {
 	return cfg
 }
 
-// syncBuffer is a log that goroutines write while a test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // While NATS is away, a push per device that cannot be reached does not
 // make a log line each: the first is logged, then a count every 10 s with
 // the latest reason (before, ~118 lines/s in an outage).
 func TestClusterOutageLogsBounded(t *testing.T) {
 	r, bus := testengine.Redis(t), testengine.NATS(t)
 	n2 := testserver.StartClusterOn(t, r, bus, 1, func(c *config.Config) { c.Node = "n2" })[0]
-	var log syncBuffer
+	var log testserver.SyncBuffer
 	n1, err := server.Start(clusterConfig(t, "n1", r.URL(), bus.NATSURL()), slog.New(slog.NewTextHandler(&log, nil)))
 	if err != nil {
 		t.Fatal(err)

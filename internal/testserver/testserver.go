@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,6 +233,25 @@ func (ts *TS) Push(body map[string]any) map[string]any {
 		ts.t.Fatalf("push: %d %v", status, out)
 	}
 	return out
+}
+
+// SyncBuffer is a bytes.Buffer that goroutines (a server's log, a
+// command's output) write while a test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Metrics returns the /metrics page.
