@@ -99,7 +99,7 @@ func (n *Node) serveRequest(msg *nats.Msg) {
 func (n *Node) answer(req *request) (reply, error) {
 	switch req.Op {
 	case opRenewed:
-		return reply{N: int(time.Since(time.UnixMilli(n.renewedAt.Load())).Milliseconds())}, nil
+		return reply{N: int(n.sinceRenewed().Milliseconds())}, nil
 	case opStats:
 		st := n.opts.Stats()
 		return reply{Stats: &st}, nil

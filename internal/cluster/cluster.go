@@ -229,7 +229,7 @@ func (n *Node) keepLease() {
 	defer n.wg.Done()
 	t := time.NewTicker(min(n.opts.Lease/3, time.Second)) // also keeps the connections it says fresh for dispatch
 	defer t.Stop()
-	renewed, fenced := time.Now(), false
+	fenced := false
 	for {
 		select {
 		case <-n.stop:
@@ -238,7 +238,7 @@ func (n *Node) keepLease() {
 		}
 		if err := n.renew(); err != nil {
 			n.warn.Warn("cluster: lease not renewed", "err", err)
-			if !fenced && time.Since(renewed) >= n.opts.Lease/2 && n.opts.Fence != nil {
+			if !fenced && n.sinceRenewed() >= n.opts.Lease/2 && n.opts.Fence != nil {
 				// Only if another node can serve the devices: when Redis is
 				// away for every node, they all keep their connections.
 				if serving := n.servingOthers(); len(serving) > 0 {
@@ -248,13 +248,15 @@ func (n *Node) keepLease() {
 			}
 			continue
 		}
-		renewed = time.Now()
 		if fenced {
 			fenced = false
 			n.opts.Unfence()
 		}
 	}
 }
+
+// sinceRenewed is how long ago this node last renewed its lease.
+func (n *Node) sinceRenewed() time.Duration { return time.Since(time.UnixMilli(n.renewedAt.Load())) }
 
 // servingOthers asks the other nodes (as the members were last read), over
 // the bus, how long ago they renewed their leases, and returns those that
@@ -269,7 +271,7 @@ func (n *Node) servingOthers() []nodeinfo.Info {
 		}
 	}
 	n.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), replaceWait)
+	ctx, cancel := context.WithTimeout(context.Background(), peerWait)
 	defer cancel()
 	var out []nodeinfo.Info
 	for node, r := range n.replies(ctx, reqs) {

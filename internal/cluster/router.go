@@ -42,19 +42,21 @@ func (n *Node) Claim(ctx context.Context, app, device string) error {
 	return nil
 }
 
-// replaceWait bounds how long a login waits for the node of the device's
-// older session to say it ended it: a stalled node must not hold logins.
-const replaceWait = 500 * time.Millisecond
+// peerWait bounds the wait for another node's short answer where a stalled
+// node must not hold things up: a login waiting for the node of the
+// device's older session to end it, a node asking the others whether they
+// still renew their leases.
+const peerWait = 500 * time.Millisecond
 
 // tellReplaced tells node (the holder of device's older session in app)
-// to end it (4003), waiting at most replaceWait; a node whose lease has
+// to end it (4003), waiting at most peerWait; a node whose lease has
 // lapsed is not waited for at all.
 func (n *Node) tellReplaced(ctx context.Context, node, app, device string) {
 	live, err := n.live(ctx)
 	if err == nil && !slices.Contains(live, node) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, replaceWait)
+	ctx, cancel := context.WithTimeout(ctx, peerWait)
 	defer cancel()
 	if _, err := n.request(ctx, node, &request{Op: opReplace, App: app, Devices: []string{device}}); err != nil {
 		n.warn.Warn("cluster: the older session was not told it was replaced", "node", node, "app", app, "device", device, "err", err)

@@ -569,7 +569,7 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 		return err
 	}
 	if err := c.goLive(l, welcome); err != nil {
-		c.releaseRoutes(l)
+		c.releaseRoutes(l.device, l.sessions)
 		return err
 	}
 	c.register(l)
@@ -589,22 +589,23 @@ func (c *conn) claimRoutes(l *login) error {
 	for i := range l.sessions {
 		if err := g.router.Claim(ctx, l.sessions[i].app, l.device); err != nil {
 			g.warn.Warn("login refused: route not recorded", "app", l.sessions[i].app, "device", l.device, "err", err)
-			c.releaseRoutes(&login{device: l.device, sessions: l.sessions[:i]})
+			c.releaseRoutes(l.device, l.sessions[:i])
 			return errRouteNotRecorded
 		}
 	}
 	return nil
 }
 
-// releaseRoutes gives back the routes of a login that did not go live.
-func (c *conn) releaseRoutes(l *login) {
+// releaseRoutes gives back device's routes for sessions, of a login that
+// did not go live.
+func (c *conn) releaseRoutes(device string, sessions []session) {
 	if c.gw.router == nil {
 		return
 	}
 	ctx, cancel := cleanupCall()
 	defer cancel()
-	for i := range l.sessions {
-		c.gw.router.Release(ctx, l.sessions[i].app, l.device)
+	for i := range sessions {
+		c.gw.router.Release(ctx, sessions[i].app, device)
 	}
 }
 

@@ -83,9 +83,10 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 	warnWebhookSecrets(cfg.Apps, log)
 	m := metrics.New()
 	var gw *gateway.Gateway // set below, before anyone asks
-	self := describe(cfg, keypair, gwLn.Addr().String(), apiLn.Addr().String(), func() *gateway.Gateway { return gw })
+	gwOf := func() *gateway.Gateway { return gw }
+	self := describe(cfg, keypair, gwLn.Addr().String(), apiLn.Addr().String(), gwOf)
 	selfStats := func() nodeinfo.Stats { return nodeinfo.StatsOf(self(), m) }
-	st, node, err := openStore(cfg, self, selfStats, func() *gateway.Gateway { return gw }, m, log)
+	st, node, err := openStore(cfg, self, selfStats, gwOf, m, log)
 	if err != nil {
 		return nil, err
 	}
