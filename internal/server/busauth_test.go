@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/server"
 	"github.com/longlink/longlink/internal/testengine"
@@ -28,16 +29,9 @@ func TestClusterBusAuthenticated(t *testing.T) {
 	closed := testengine.NATS(t, "--user", "longlink", "--pass", "bus-secret-0123456789")
 	withCreds := func(c *config.Config) { c.Cluster.NATS = "nats://longlink:bus-secret-0123456789@" + closed.Addr }
 	nodes := testserver.StartClusterOn(t, r, closed, 2, withCreds)
-	_, got := nodes[1].Listen(t, "d1")
+	d := connect(t, nodes[1], client.TCP, nodes[1].Token("d1", ""))
 	nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "through n1"})
-	select {
-	case p := <-got:
-		if string(p.Data) != "through n1" {
-			t.Fatalf("the device on n2 got %q", p.Data)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the device on n2 got nothing through the authenticated bus")
-	}
+	d.expect(t, "through n1")
 
 	if nc, err := nats.Connect(closed.NATSURL()); err == nil {
 		nc.Close()
