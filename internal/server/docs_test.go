@@ -129,6 +129,51 @@ func TestArchitectureMap(t *testing.T) {
 			t.Errorf("docs/architecture.md names %s:%s, which %s does not declare", file, name, file)
 		}
 	}
+	checkImportsTable(t, string(page))
+}
+
+// checkImportsTable checks the package table's last column: for a row of
+// one package, the packages of ours it imports (protocol left out, and
+// what a subpackage imports, said in brackets, too).
+func checkImportsTable(t *testing.T, page string) {
+	rows := regexp.MustCompile("(?m)^\\| `internal/(\\w+)` \\|.*\\| ([^|]*) \\|$").FindAllStringSubmatch(page, -1)
+	if len(rows) < 10 {
+		t.Fatalf("docs/architecture.md's package table has %d rows of one package", len(rows))
+	}
+	for _, row := range rows {
+		pkg, column := row[1], regexp.MustCompile(`\([^)]*\)`).ReplaceAllString(row[2], "")
+		listed := map[string]bool{}
+		for _, name := range regexp.MustCompile(`[a-z/]+`).FindAllString(column, -1) {
+			listed[name] = true
+		}
+		imported := map[string]bool{}
+		files, _ := filepath.Glob(filepath.Join("..", pkg, "*.go"))
+		for _, file := range files {
+			if strings.HasSuffix(file, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range f.Imports {
+				path := strings.Trim(imp.Path.Value, `"`)
+				if name, ok := strings.CutPrefix(path, "github.com/longlink/longlink/"); ok && name != "protocol" {
+					imported[strings.TrimPrefix(name, "internal/")] = true
+				}
+			}
+		}
+		for name := range imported {
+			if !listed[name] {
+				t.Errorf("internal/%s imports %s; docs/architecture.md's table does not say so", pkg, name)
+			}
+		}
+		for name := range listed {
+			if !imported[name] {
+				t.Errorf("docs/architecture.md's table says internal/%s imports %s; it does not", pkg, name)
+			}
+		}
+	}
 }
 
 // The go directive is no higher than the code needs: the highest go line
