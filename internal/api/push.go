@@ -34,7 +34,7 @@ type pushResponse struct {
 	ID        string `json:"id"`
 	Online    int    `json:"online"`
 	Offline   int    `json:"offline"`
-	Duplicate bool   `json:"duplicate,omitempty"` // a repeated id: nothing was sent
+	Duplicate bool   `json:"duplicate,omitempty"` // a repeated id: nothing new was stored (resend)
 }
 
 // maxKeyBytes bounds an idempotency key; maxCollapseBytes a collapse key.
@@ -116,7 +116,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target store.
 			return pushResponse{}, unavailable(err)
 		}
 		if res.Dup {
-			return duplicate(res), nil
+			return s.resend(ctx, req.App, res.ID, f)
 		}
 		s.metrics.Stored.WithLabelValues(req.App).Inc()
 		f.BSeq = res.Seqs[0]
@@ -149,7 +149,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target store.
 		return pushResponse{}, unavailable(err)
 	}
 	if res.Dup {
-		return duplicate(res), nil
+		return s.resend(ctx, req.App, res.ID, f)
 	}
 	s.metrics.Stored.WithLabelValues(req.App).Add(float64(len(devices)))
 	online, err := s.fanout.PushStored(ctx, req.App, devices, res.Seqs, f)
@@ -246,15 +246,48 @@ func (s *Server) keyUsed(ctx context.Context, req *pushRequest, id string) (firs
 	return res.ID, res.Dup, nil
 }
 
-func duplicate(res store.Appended) pushResponse { return pushResponse{ID: res.ID, Duplicate: true} }
+// resend answers a stored push whose key was used before, by message
+// first: as a first success would, having handed the message again to its
+// target devices online now that have not acked it (a first try answered
+// 5xx, or not at all, may have stored it and handed it to nobody). A
+// connection that was handed it already is not handed it twice.
+func (s *Server) resend(ctx context.Context, app, first string, f protocol.Frame) (pushResponse, error) {
+	w, ok, err := s.store.Waiting(ctx, app, first)
+	if err != nil {
+		return pushResponse{}, unavailable(err)
+	}
+	resp := pushResponse{ID: first, Duplicate: true}
+	if !ok { // no report: an online-only message, or one no longer kept
+		return resp, nil
+	}
+	f.ID, f.Data = []byte(first), w.Data
+	var online int
+	switch {
+	case w.BSeq > 0:
+		f.BSeq = w.BSeq
+		online, err = s.fanout.BroadcastStored(ctx, app, f)
+	case len(w.Devices) > 0:
+		online, err = s.fanout.PushStored(ctx, app, w.Devices, w.Seqs, f)
+	}
+	if err != nil {
+		return pushResponse{}, stored(err)
+	}
+	if w.Online == 0 && online > 0 { // the first try did not record it
+		s.store.Sent(app, first, online)
+	}
+	resp.Online = online
+	if w.Target != store.TargetBroadcast { // the devices that have it, and those it waits for
+		resp.Online, resp.Offline = w.Acked+online, len(w.Devices)-online
+	}
+	return resp, nil
+}
 
 // stored is the error of a stored push whose message is durable but whose
 // online devices could not be told: it answers 503, and a retry with the
-// same id sends nothing twice, while the devices get it at their next
-// login.
+// same id hands it to them (resend), or they get it at their next login.
 func stored(err error) error {
 	return &httpError{status: http.StatusServiceUnavailable, cause: err,
-		msg: "the message is stored, but the cluster could not be reached to hand it to online devices; they get it at their next login"}
+		msg: "the message is stored, but the cluster could not be reached to hand it to online devices; retry with the same id to hand it to them, or they get it at their next login"}
 }
 
 // unavailable turns a store failure into 503; the failure itself goes to

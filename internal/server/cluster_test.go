@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -420,4 +421,43 @@ func TestClusterNoLateHandOver(t *testing.T) {
 	if first := <-got; first != "next" {
 		t.Fatalf("the device got %q after the bus resumed, want the next push", first)
 	}
+}
+
+// A stored push that got no answer (or a 5xx) may be stored all the same:
+// here Redis stalls, the caller gives up, and Redis then runs the write.
+// The retry with the same id answers as a first success would and hands
+// the message to the online device, which gets it once.
+func TestClusterRetryHandsOverWhatAFailedPushStored(t *testing.T) {
+	r, nats := testengine.Redis(t), testengine.NATS(t)
+	nodes := testserver.StartClusterOn(t, r, nats, 2)
+	d1 := connect(t, nodes[1], client.TCP, nodes[1].Token("d1", ""))
+	nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "first", "ttl": 600}) // Redis has the scripts
+	d1.expect(t, "first")
+	body := map[string]any{"app": "demo", "devices": []string{"d1"}, "data": "once", "ttl": 600, "id": "order-7"}
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, nodes[0].APIURL()+"/v1/push", bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+testserver.Demo.APIKey)
+	r.Signal(syscall.SIGSTOP)
+	resp, err := (&http.Client{Timeout: 300 * time.Millisecond}).Do(req)
+	r.Signal(syscall.SIGCONT)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a push while Redis stalls answered %d", resp.StatusCode)
+	}
+	rc, err := redisclient.New(r.URL(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	testwait.Eventually(t, "the abandoned push to be stored", func() bool { // before the retry, which could be first otherwise
+		keys, err := rc.Do(context.Background(), rc.B().Keys().Pattern("*order-7*").Build()).AsStrSlice()
+		return err == nil && len(keys) > 0
+	})
+	out := nodes[0].Push(body)
+	if out["online"] != 1.0 || out["offline"] != 0.0 {
+		t.Fatalf("the retry answered %v, want the message handed to the online device", out)
+	}
+	d1.expect(t, "once")
+	nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "next", "ttl": 600})
+	d1.expect(t, "next") // and "once" only once
 }

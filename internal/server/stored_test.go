@@ -230,8 +230,10 @@ func TestIdempotentRepeat(t *testing.T) {
 		}
 		out := first.Push(body("shipped", 3600))
 		d1.expect(t, "shipped")
+		// A repeat answers as the first did (the device has it), and is
+		// not handed to the device again.
 		again := first.Push(body("shipped, again", 3600))
-		if again["id"] != out["id"] || again["duplicate"] != true || again["online"] != 0.0 {
+		if again["id"] != out["id"] || again["duplicate"] != true || again["online"] != 1.0 || again["offline"] != 0.0 {
 			t.Fatalf("repeat answered %v, first %v", again, out)
 		}
 		// An online-only push with a key is deduplicated the same way.
@@ -251,6 +253,16 @@ func TestIdempotentRepeat(t *testing.T) {
 		}
 		second.Push(map[string]any{"devices": []string{"d1"}, "data": "marker"})
 		d.expect(t, "marker") // nothing of the repeats arrived first
+
+		// So is a stored broadcast's.
+		bc := map[string]any{"broadcast": true, "data": "to all", "ttl": 3600, "id": "news-1"}
+		bout := second.Push(bc)
+		d.expect(t, "to all")
+		if bagain := second.Push(bc); bagain["id"] != bout["id"] || bagain["duplicate"] != true || bagain["online"] != 1.0 {
+			t.Fatalf("broadcast repeat answered %v, first %v", bagain, bout)
+		}
+		second.Push(map[string]any{"devices": []string{"d1"}, "data": "second marker"})
+		d.expect(t, "second marker")
 	})
 }
 

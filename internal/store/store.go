@@ -136,6 +136,26 @@ type Reports interface {
 	// copies it removed (a broadcast's log entry is one); false when there
 	// is no report.
 	Recall(ctx context.Context, app, id string) (Report, int, bool, error)
+	// Waiting returns what of message id of app still waits for an ack
+	// (unexpired, not recalled): the copies in mailboxes and a broadcast's
+	// log entry, so that a retry of its push (same key) can hand it to the
+	// online devices that missed it; false when there is no report.
+	Waiting(ctx context.Context, app, id string) (Waiting, bool, error)
+}
+
+// Waiting is what of a stored message still waits for an ack.
+type Waiting struct {
+	Report
+	Data    []byte   // the message as stored; nil when nothing waits
+	Devices []string // the devices whose copy waits, and the copies' seqs
+	Seqs    []uint64
+	BSeq    uint64 // a stored broadcast's bseq while its log entry waits; else 0
+}
+
+// Add records that device's copy at seq waits, with its data.
+func (w *Waiting) Add(device string, seq uint64, data []byte) {
+	w.Devices, w.Seqs = append(w.Devices, device), append(w.Seqs, seq)
+	w.Data = data
 }
 
 // Target is the kind of audience a push names.

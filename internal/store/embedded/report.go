@@ -144,21 +144,24 @@ func (s *Store) applySent(b *pebble.Batch, o *op) error {
 
 // Report returns app's report of message id.
 func (s *Store) Report(_ context.Context, app, id string) (store.Report, bool, error) {
-	v, ok, err := get(s.db, key(prefixReport, app, id))
+	r, ok, err := s.readReport(app, id)
 	if err != nil {
 		return store.Report{}, false, fmt.Errorf("store report: %w", err)
 	}
-	if !ok {
-		return store.Report{}, false, nil
+	return r.Report, ok, nil
+}
+
+// readReport reads app's report of message id, if it is still kept.
+func (s *Store) readReport(app, id string) (report, bool, error) {
+	v, ok, err := get(s.db, key(prefixReport, app, id))
+	if err != nil || !ok {
+		return report{}, false, err
 	}
 	r, err := decodeReport(id, v)
 	if err != nil {
-		return store.Report{}, false, fmt.Errorf("store report: %w", err)
+		return report{}, false, err
 	}
-	if !r.Kept(s.opts.Now()) { // not swept yet
-		return store.Report{}, false, nil
-	}
-	return r.Report, true, nil
+	return r, r.Kept(s.opts.Now()), nil // not swept yet
 }
 
 // Recall removes message id of app wherever it still waits, durably.
@@ -178,33 +181,17 @@ func (s *Store) applyRecall(b *pebble.Batch, o *op) error {
 		return err
 	}
 	o.durable, o.found = true, true
-	copies := r.copies
-	if copies == nil {
-		if copies, _, err = get(b, key(prefixCopies, app, id)); err != nil {
-			return err
-		}
-	}
 	n := 0
-	for len(copies) > 0 {
-		l, k := binary.Uvarint(copies)
-		if k <= 0 || l > uint64(len(copies)-k) {
-			return errCorrupt
-		}
-		device := string(copies[k : k+int(l)])
-		copies = copies[k+int(l):]
-		seq, k := binary.Uvarint(copies)
-		if k <= 0 {
-			return errCorrupt
-		}
-		copies = copies[k:]
+	err = eachCopy(b, app, id, r, func(device string, seq uint64) error {
 		r.Audience = append(r.Audience, device)
 		removed, err := s.removeMessage(b, app, device, seq)
-		if err != nil {
-			return err
-		}
 		if removed {
 			n++
 		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if r.bseq > 0 {
 		lk := logKey(app, r.bseq)
@@ -219,6 +206,76 @@ func (s *Store) applyRecall(b *pebble.Batch, o *op) error {
 	s.meta.setReport(b, rk, r, false)
 	o.report, o.n = r.Report, n
 	return nil
+}
+
+// eachCopy calls fn with the device and seq of each mailbox copy of
+// report r (of message id of app).
+func eachCopy(rd pebble.Reader, app, id string, r report, fn func(device string, seq uint64) error) error {
+	copies := r.copies
+	if copies == nil {
+		var err error
+		if copies, _, err = get(rd, key(prefixCopies, app, id)); err != nil {
+			return err
+		}
+	}
+	for len(copies) > 0 {
+		l, k := binary.Uvarint(copies)
+		if k <= 0 || l > uint64(len(copies)-k) {
+			return errCorrupt
+		}
+		device := string(copies[k : k+int(l)])
+		copies = copies[k+int(l):]
+		seq, k := binary.Uvarint(copies)
+		if k <= 0 {
+			return errCorrupt
+		}
+		copies = copies[k:]
+		if err := fn(device, seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Waiting returns what of message id of app still waits for an ack.
+func (s *Store) Waiting(_ context.Context, app, id string) (w store.Waiting, ok bool, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("store waiting: %w", err)
+		}
+	}()
+	r, ok, err := s.readReport(app, id)
+	if err != nil || !ok {
+		return store.Waiting{}, false, err
+	}
+	now := s.opts.Now()
+	w = store.Waiting{Report: r.Report}
+	// waiting reads the record at k, if it is there and unexpired.
+	waiting := func(k []byte) (record, bool, error) {
+		v, ok, err := get(s.db, k)
+		if err != nil || !ok {
+			return record{}, false, err
+		}
+		rec, err := decodeRecord(v)
+		return rec, err == nil && rec.id == id && rec.expires > now.UnixMilli(), err
+	}
+	err = eachCopy(s.db, app, id, r, func(device string, seq uint64) error {
+		rec, ok, err := waiting(messageKey(app, device, seq))
+		if ok {
+			w.Add(device, seq, rec.data)
+		}
+		return err
+	})
+	if err == nil && r.bseq > 0 {
+		var rec record
+		if rec, ok, err = waiting(logKey(app, r.bseq)); ok {
+			w.BSeq, w.Data = r.bseq, rec.data
+		}
+	}
+	if err != nil {
+		return store.Waiting{}, false, err
+	}
+	return w, true, nil
 }
 
 // removeMessage deletes the message at seq from (app, device)'s mailbox if

@@ -575,6 +575,41 @@ func (s *Store) Recall(_ context.Context, app, id string) (store.Report, int, bo
 	return out, n, true, nil
 }
 
+// Waiting implements store.Store.
+func (s *Store) Waiting(_ context.Context, app, id string) (store.Waiting, bool, error) {
+	if err := s.lock(); err != nil {
+		return store.Waiting{}, false, err
+	}
+	defer s.d.mu.Unlock()
+	r := s.d.reports[key{app, id}]
+	if r == nil || !r.Kept(s.opts.Now()) {
+		return store.Waiting{}, false, nil
+	}
+	w := store.Waiting{Report: r.Report}
+	now := s.opts.Now()
+	waiting := func(entries []entry, seq uint64) (store.Stored, bool) {
+		for _, e := range entries {
+			if e.Seq == seq && e.Expires.After(now) {
+				return e.Stored, true
+			}
+		}
+		return store.Stored{}, false
+	}
+	for i, d := range r.devices {
+		if mb := s.d.mailboxes[key{app, d}]; mb != nil {
+			if m, ok := waiting(mb.entries, r.seqs[i]); ok {
+				w.Add(d, m.Seq, m.Data)
+			}
+		}
+	}
+	if l := s.d.logs[app]; l != nil && r.bseq > 0 {
+		if m, ok := waiting(l.entries, r.bseq); ok {
+			w.BSeq, w.Data = m.Seq, m.Data
+		}
+	}
+	return w, true, nil
+}
+
 // remove deletes the entry at seq from entries, and returns 1 if it was
 // there.
 func remove(entries *[]entry, seq uint64) int {

@@ -107,24 +107,14 @@ func (s *Store) report(ctx context.Context, app, id string) (r store.Report, cop
 func (s *Store) Recall(ctx context.Context, app, id string) (store.Report, int, bool, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	r, copies, bseq, ok, err := s.report(ctx, app, id)
+	r, cs, ok, err := s.copies(ctx, app, id)
 	if err != nil || !ok {
 		return store.Report{}, 0, false, wrap("store recall", err)
 	}
-	if copies == "" {
-		copies, err = s.client.Do(ctx, s.client.B().Get().Key(s.key(app, "o", id)).Build()).ToString()
-		if err != nil && !rueidis.IsRedisNil(err) {
-			return store.Report{}, 0, false, fmt.Errorf("store recall: %w", err)
-		}
-	}
-	keys, args := []string{s.key(app, "r", id), s.opts.Prefix + app + ":b"}, []string{bseq}
-	for line := range strings.SplitSeq(copies, "\n") {
-		seq, device, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
+	keys, args := []string{s.key(app, "r", id), s.opts.Prefix + app + ":b"}, []string{cs.bseq}
+	for i, device := range cs.devices {
 		r.Audience = append(r.Audience, device)
-		keys, args = append(keys, s.key(app, "m", device)), append(args, seq)
+		keys, args = append(keys, s.key(app, "m", device)), append(args, cs.seqs[i])
 	}
 	n, err := recallScript.Exec(ctx, s.client, keys, args).AsInt64()
 	if err != nil || n < 0 {
@@ -132,6 +122,76 @@ func (s *Store) Recall(ctx context.Context, app, id string) (store.Report, int, 
 	}
 	r.State, r.Recalled = "recalled", r.Recalled+int(n)
 	return r, int(n), true, nil
+}
+
+// copies are where a message's copies are: each device's mailbox at its
+// seq, and the app's broadcast log at bseq ("0": none).
+type copies struct {
+	devices, seqs []string
+	bseq          string
+}
+
+// copies reads the report of message id of app, and where its copies are.
+func (s *Store) copies(ctx context.Context, app, id string) (store.Report, copies, bool, error) {
+	r, list, bseq, ok, err := s.report(ctx, app, id)
+	if err != nil || !ok {
+		return store.Report{}, copies{}, false, err
+	}
+	if list == "" {
+		list, err = s.client.Do(ctx, s.client.B().Get().Key(s.key(app, "o", id)).Build()).ToString()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return store.Report{}, copies{}, false, err
+		}
+	}
+	cs := copies{bseq: bseq}
+	for line := range strings.SplitSeq(list, "\n") {
+		if seq, device, ok := strings.Cut(line, " "); ok {
+			cs.devices, cs.seqs = append(cs.devices, device), append(cs.seqs, seq)
+		}
+	}
+	return r, cs, true, nil
+}
+
+// Waiting implements store.Store: one pipelined read of every copy.
+func (s *Store) Waiting(ctx context.Context, app, id string) (store.Waiting, bool, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	r, cs, ok, err := s.copies(ctx, app, id)
+	if err != nil || !ok || !r.Kept(s.opts.Now()) {
+		return store.Waiting{}, false, wrap("store waiting", err)
+	}
+	at := func(key, seq string) rueidis.Completed {
+		return s.client.B().Zrangebyscore().Key(key).Min(seq).Max(seq).Build()
+	}
+	cmds := make(rueidis.Commands, 0, len(cs.devices)+1)
+	for i, device := range cs.devices {
+		cmds = append(cmds, at(s.key(app, "m", device), cs.seqs[i]))
+	}
+	if cs.bseq != "0" {
+		cmds = append(cmds, at(s.opts.Prefix+app+":b", cs.bseq))
+	}
+	w := store.Waiting{Report: r}
+	now := s.opts.Now()
+	for i, res := range s.client.DoMulti(ctx, cmds...) {
+		members, err := res.AsStrSlice()
+		if err != nil {
+			return store.Waiting{}, false, fmt.Errorf("store waiting: %w", err)
+		}
+		for _, member := range members {
+			m, err := parseMember(app, []byte(member))
+			if err != nil {
+				return store.Waiting{}, false, fmt.Errorf("store waiting: %w", err)
+			}
+			switch {
+			case !m.Expires.After(now) || m.ID != id:
+			case i < len(cs.devices):
+				w.Add(cs.devices[i], m.Seq, m.Data)
+			default:
+				w.BSeq, w.Data = m.Seq, m.Data
+			}
+		}
+	}
+	return w, true, nil
 }
 
 // wrap prefixes a non-nil err with what failed.

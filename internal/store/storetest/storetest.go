@@ -122,7 +122,7 @@ var concerns = []struct {
 	{"Bindings", []testCase{{"UserBinding", testUserBinding}}},
 	{"Tags", []testCase{{"Tags", testTags}}},
 	{"Schedules", []testCase{{"Schedule", testSchedule}}},
-	{"Reports", []testCase{{"ReportsAndRecall", testReportsAndRecall}}},
+	{"Reports", []testCase{{"ReportsAndRecall", testReportsAndRecall}, {"Waiting", testWaiting}}},
 }
 
 type testCase struct {
@@ -738,5 +738,71 @@ func testReportsAndRecall(e *env) {
 	}
 	if _, ok, _ := s.Report(ctx, "demo", "m1"); !ok {
 		e.t.Fatal("a report went before its message's expiry + ReportKept")
+	}
+}
+
+// Waiting lists the copies of a message not acked, recalled or expired
+// (many, too), with the message's data, and a broadcast's log entry while
+// it is kept; nothing for a message without a report, or of another app.
+func testWaiting(e *env) {
+	s := e.store()
+	waiting := func(app, id string, ok bool, devices ...string) store.Waiting {
+		e.t.Helper()
+		var w store.Waiting
+		testwait.EventuallyNil(e.t, func() error { // acks do not wait
+			var got bool
+			var err error
+			if w, got, err = s.Waiting(ctx, app, id); err != nil {
+				e.t.Fatal(err)
+			}
+			if got != ok || !slices.Equal(w.Devices, devices) {
+				return fmt.Errorf("waiting of %s in %s: %v %v, want %v %v", id, app, got, w.Devices, ok, devices)
+			}
+			return nil
+		})
+		if len(devices) > 0 && string(w.Data) != "data "+id {
+			e.t.Fatalf("waiting of %s: data %q", id, w.Data)
+		}
+		return w
+	}
+	m := e.msg("demo", "m1")
+	m.Target = store.TargetDevices
+	s.Append(ctx, []string{"d0"}, e.msg("demo", "first"), "")
+	if _, err := s.Append(ctx, []string{"d0", "d1", "d2"}, m, ""); err != nil {
+		e.t.Fatal(err)
+	}
+	if w := waiting("demo", "m1", true, "d0", "d1", "d2"); !slices.Equal(w.Seqs, []uint64{2, 1, 1}) || w.Target != store.TargetDevices || w.BSeq != 0 {
+		e.t.Fatalf("waiting: %+v", w)
+	}
+	s.Ack("demo", "d1", 1)
+	waiting("demo", "m1", true, "d0", "d2")
+	waiting("other", "m1", false)
+	waiting("demo", "nope", false)
+	s.Append(ctx, []string{"d1"}, e.msg("demo", "plain"), "") // no report
+	waiting("demo", "plain", false)
+
+	many := make([]string, 20) // copies too many to keep with the report, in some backend
+	for i := range many {
+		many[i] = fmt.Sprint("e", i)
+	}
+	m2 := e.msg("demo", "m2")
+	m2.Target = store.TargetTags
+	s.Append(ctx, many, m2, "")
+	waiting("demo", "m2", true, many...)
+	s.Ack("demo", "e3", 1)
+	waiting("demo", "m2", true, slices.Delete(slices.Clone(many), 3, 4)...)
+	s.Recall(ctx, "demo", "m2")
+	waiting("demo", "m2", true)
+
+	b := e.msg("demo", "b1")
+	b.Target = store.TargetBroadcast
+	s.AppendBroadcast(ctx, b, "")
+	if w := waiting("demo", "b1", true); w.BSeq != 1 || string(w.Data) != "data b1" {
+		e.t.Fatalf("waiting of a broadcast: %+v", w)
+	}
+	e.clock.Add(2 * time.Hour) // past the messages' expiry: nothing waits, the reports are kept
+	waiting("demo", "m1", true)
+	if w := waiting("demo", "b1", true); w.BSeq != 0 || w.Data != nil {
+		e.t.Fatalf("an expired broadcast waits: %+v", w)
 	}
 }
