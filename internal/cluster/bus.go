@@ -28,7 +28,7 @@ const (
 	opJoin            op = "join"             // Devices join Group
 	opLeave           op = "leave"            // Devices leave Group
 	opKick            op = "kick"             // end Devices' sessions in App with 4008
-	opReplace         op = "replace"          // end Devices' sessions in App with 4003
+	opReplace         op = "replace"          // end Devices' sessions in App older than Sessions with 4003
 	opOnline          op = "online"           // how many of Devices are online in App
 	opDevice          op = "device"           // describe Devices[0]'s connection in App (reply.Device)
 	opStats           op = "stats"            // this node's figures (reply.Stats)
@@ -44,7 +44,10 @@ type request struct {
 	Users   []string `json:"users,omitempty"`
 	Group   string   `json:"group,omitempty"`
 	Seqs    []uint64 `json:"seqs,omitempty"`
-	Frame   []byte   `json:"frame,omitempty"` // a native binary frame, length prefix included
+	// Sessions are, for opReplace, the numbers of the newer sessions of
+	// Devices: a session here at least as new is kept.
+	Sessions []uint64 `json:"sessions,omitempty"`
+	Frame    []byte   `json:"frame,omitempty"` // a native binary frame, length prefix included
 	// Deadline (unix ms) is when the caller gives up: a node that gets the
 	// request later (it or the bus was stalled) drops it, so that what a
 	// caller was told was not handed over is not handed over late.
@@ -154,7 +157,7 @@ func (n *Node) local(req *request) (int, error) {
 	case opKick:
 		return g.Kick(req.App, req.Devices), nil
 	case opReplace:
-		return g.Replace(req.App, req.Devices), nil
+		return g.Replace(req.App, req.Devices, req.Sessions), nil
 	case opOnline:
 		cnt := 0
 		for _, d := range req.Devices {

@@ -7,8 +7,8 @@
 //
 // Redis keys (under the store's prefix, default "ll:"):
 //
-//	<p>nodes              hash: node -> its lease, JSON: nodeinfo.Info and "until" (unix ms)
-//	<p><app>:r:<device>   the node holding the device's session in app
+//	<p>nodes              hash: node -> its lease, JSON: nodeinfo.Info, "until" and "renewed" (unix ms), "incarnation"
+//	<p><app>:r:<device>   the device's route in app: "<node> <incarnation> <session>" (router.go)
 //
 // NATS subjects: "longlink.node.<node>", one per node, carries requests
 // for that node (push to these devices, broadcast to this app's
@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,20 +70,28 @@ type Options struct {
 // Node is this node's membership of the cluster. Safe for concurrent use.
 type Node struct {
 	// Static after Open.
-	opts  Options
-	log   *slog.Logger
-	warn  *logbound.Logger // the warnings that repeat, per push or device, while an engine is away
-	redis rueidis.Client
-	nc    *nats.Conn
+	opts        Options
+	incarnation string // this run of the node's process, in its lease and routes
+	log         *slog.Logger
+	warn        *logbound.Logger // the warnings that repeat, per push or device, while an engine is away
+	redis       rueidis.Client
+	nc          *nats.Conn
 
 	// Set by Serve, before the bus is subscribed.
 	gw    *gateway.Gateway
 	drain func() // starts draining this node
 	sub   *nats.Subscription
 
-	stop      chan struct{}
+	// life is the node's lifetime: Close ends it, and the work it started.
+	life      context.Context
+	endLife   context.CancelFunc
 	wg        sync.WaitGroup
 	renewedAt atomic.Int64 // unix ms of the last renewal of this node's lease
+
+	untold      untold      // replaced sessions whose node was not told yet
+	auditDue    atomic.Bool // the sessions here are to be checked against their routes (audit)
+	auditing    atomic.Bool // an audit runs
+	lastAuditAt time.Time   // keepLease's
 
 	// mu guards the fields below: the live members, as last read.
 	mu     sync.Mutex
@@ -114,12 +123,17 @@ func Open(o Options) (*Node, error) {
 		rc.Close()
 		return nil, err
 	}
-	nc, err := nats.Connect(o.NATS, natsOpts...)
-	if err != nil {
+	n := &Node{opts: o, incarnation: strconv.FormatInt(time.Now().UnixNano(), 36), log: o.Logger,
+		warn: logbound.New(o.Logger, logbound.Interval), redis: rc}
+	n.life, n.endLife = context.WithCancel(context.Background())
+	// Back on the bus, a node checks its sessions: one replaced meanwhile
+	// elsewhere could not be told.
+	natsOpts = append(natsOpts, nats.ReconnectHandler(func(*nats.Conn) { n.auditDue.Store(true) }))
+	if n.nc, err = nats.Connect(o.NATS, natsOpts...); err != nil {
 		rc.Close()
 		return nil, fmt.Errorf("cluster: nats: %w", err)
 	}
-	return &Node{opts: o, log: o.Logger, warn: logbound.New(o.Logger, logbound.Interval), redis: rc, nc: nc, stop: make(chan struct{})}, nil
+	return n, nil
 }
 
 // busOptions are the options of the connection to NATS: credentials and
@@ -182,7 +196,7 @@ func (n *Node) Serve(gw *gateway.Gateway, drain func()) error {
 
 // Close gives up the lease and disconnects.
 func (n *Node) Close() error {
-	close(n.stop)
+	n.endLife()
 	n.wg.Wait()
 	ctx, cancel := n.call(context.Background())
 	defer cancel()
@@ -212,7 +226,8 @@ func (n *Node) renew() error {
 	ctx, cancel := n.call(context.Background())
 	defer cancel()
 	now := time.Now()
-	v, err := json.Marshal(lease{Info: n.opts.Self(), Until: now.Add(n.opts.Lease).UnixMilli(), Renewed: now.UnixMilli()})
+	v, err := json.Marshal(lease{Info: n.opts.Self(), Until: now.Add(n.opts.Lease).UnixMilli(), Renewed: now.UnixMilli(),
+		Incarnation: n.incarnation})
 	if err != nil {
 		return err
 	}
@@ -224,18 +239,25 @@ func (n *Node) renew() error {
 }
 
 // keepLease renews the lease every second (at least three times per lease)
-// until Close.
+// until Close. After a renewal it asks again the nodes not told yet that a
+// session was replaced, and checks this node's sessions against their
+// routes when due (audit).
 func (n *Node) keepLease() {
 	defer n.wg.Done()
 	t := time.NewTicker(min(n.opts.Lease/3, time.Second)) // also keeps the connections it says fresh for dispatch
 	defer t.Stop()
 	fenced := false
+	n.lastAuditAt = time.Now()
 	for {
 		select {
-		case <-n.stop:
+		case <-n.life.Done():
 			return
 		case <-t.C:
 		}
+		// After a gap (this node was stalled, or Redis away) its lease may
+		// have lapsed, and the nodes that took its devices meanwhile did
+		// not tell it.
+		gap := n.sinceRenewed() >= n.opts.Lease/2
 		if err := n.renew(); err != nil {
 			n.warn.Warn("cluster: lease not renewed", "err", err)
 			if !fenced && n.sinceRenewed() >= n.opts.Lease/2 && n.opts.Fence != nil {
@@ -251,6 +273,10 @@ func (n *Node) keepLease() {
 		if fenced {
 			fenced = false
 			n.opts.Unfence()
+		}
+		n.tellUntold()
+		if gap || n.auditDue.Load() || time.Since(n.lastAuditAt) >= auditEvery {
+			n.startAudit()
 		}
 	}
 }
@@ -285,8 +311,9 @@ func (n *Node) servingOthers() []nodeinfo.Info {
 // lease is a node's entry in <p>nodes.
 type lease struct {
 	nodeinfo.Info
-	Until   int64 `json:"until"`   // unix ms: the node is dropped after it
-	Renewed int64 `json:"renewed"` // unix ms: when the node last renewed it
+	Until       int64  `json:"until"`                 // unix ms: the node is dropped after it
+	Renewed     int64  `json:"renewed"`               // unix ms: when the node last renewed it
+	Incarnation string `json:"incarnation,omitempty"` // the run of the node's process (its routes name it)
 }
 
 // dispatchFresh is how recently a node must have renewed its lease to be

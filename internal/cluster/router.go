@@ -2,22 +2,50 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
 )
 
-// claimScript makes this node the holder of a device's session and returns
-// the node that held it before ("" if none).
+// A route (<p><app>:r:<device>) is "<node> <incarnation> <session>": the
+// node holding the device's session in the app, that node's incarnation
+// (one run of its process) and the session's number. The number is
+// Redis's clock in µs, or one more than the route's before if that is not
+// greater: it grows with each login of the (app, device) in the cluster
+// (and stays below 2^53).
+
+// route is a route as read; an empty node means none.
+type route struct {
+	node, incarnation string
+	session           uint64
+}
+
+// parseRoute reads a route; a bare node name is one of a node of an older
+// version.
+func parseRoute(v string) route {
+	node, rest, _ := strings.Cut(v, " ")
+	inc, num, _ := strings.Cut(rest, " ")
+	session, _ := strconv.ParseUint(num, 10, 64)
+	return route{node: node, incarnation: inc, session: session}
+}
+
+// claimScript makes this node (ARGV[1]: "<node> <incarnation>") the holder
+// of a device's session, and returns the route before ("" if none) and the
+// new session's number.
 var claimScript = rueidis.NewLuaScript(`
-local prev = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1])
-return prev or ''
+local prev = redis.call('GET', KEYS[1]) or ''
+local t = redis.call('TIME')
+local session = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), tonumber(string.match(prev, ' (%d+)$') or '0') + 1)
+session = string.format('%.0f', session)
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. session)
+return {prev, session}
 `)
 
-// releaseScript forgets a device's route if this node still holds it.
+// releaseScript forgets a device's route if it is still ARGV[1].
 var releaseScript = rueidis.NewLuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -27,19 +55,26 @@ return 0
 
 func (n *Node) routeKey(app, device string) string { return n.opts.Prefix + app + ":r:" + device }
 
+// self is this node's part of its routes: "<node> <incarnation>".
+func (n *Node) self() string { return n.opts.Node + " " + n.incarnation }
+
 // Claim implements gateway.Router: this node holds device's session in app
 // now; the node that held it before, if another, is told to end it (4003).
-func (n *Node) Claim(ctx context.Context, app, device string) error {
+func (n *Node) Claim(ctx context.Context, app, device string) (uint64, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
-	prev, err := claimScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.opts.Node}).ToString()
-	if err != nil {
-		return fmt.Errorf("cluster: route not recorded: %w", err)
+	out, err := claimScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.self()}).AsStrSlice()
+	var session uint64
+	if err == nil && len(out) == 2 {
+		session, err = strconv.ParseUint(out[1], 10, 64)
 	}
-	if prev != "" && prev != n.opts.Node {
-		n.tellReplaced(ctx, prev, app, device)
+	if err != nil || len(out) != 2 {
+		return 0, fmt.Errorf("cluster: route not recorded: %w", errors.Join(err, errors.New("a claim's answer not understood")))
 	}
-	return nil
+	if prev := parseRoute(out[0]); prev.node != "" && prev.node != n.opts.Node {
+		n.tellReplaced(ctx, prev, replaced{app: app, device: device, session: session})
+	}
+	return session, nil
 }
 
 // peerWait bounds the wait for another node's short answer where a stalled
@@ -48,26 +83,73 @@ func (n *Node) Claim(ctx context.Context, app, device string) error {
 // still renew their leases.
 const peerWait = 500 * time.Millisecond
 
-// tellReplaced tells node (the holder of device's older session in app)
-// to end it (4003), waiting at most peerWait; a node whose lease has
-// lapsed is not waited for at all.
-func (n *Node) tellReplaced(ctx context.Context, node, app, device string) {
-	live, err := n.live(ctx)
-	if err == nil && !slices.Contains(live, node) {
+// replaced is a session replaced by a newer one (its number: session).
+type replaced struct {
+	app, device string
+	session     uint64
+}
+
+// tellReplaced tells the node of an older route to end that session
+// (4003), waiting at most peerWait. A node whose lease has lapsed, or that
+// has restarted since (the session ended with its process), is not asked:
+// if it comes back, it checks its sessions itself (audit). One that does
+// not answer is asked again until it does (untold).
+func (n *Node) tellReplaced(ctx context.Context, older route, r replaced) {
+	if !n.holds(ctx, older) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, peerWait)
 	defer cancel()
-	if _, err := n.request(ctx, node, &request{Op: opReplace, App: app, Devices: []string{device}}); err != nil {
-		n.warn.Warn("cluster: the older session was not told it was replaced", "node", node, "app", app, "device", device, "err", err)
+	if _, err := n.request(ctx, older.node, replaceRequest(r.app, []replaced{r})); err != nil {
+		queued := n.untold.add(older, r) // else it waits for that node's audit
+		n.warn.Warn("cluster: the older session was not told it was replaced", "node", older.node, "app", r.app, "device", r.device,
+			"asked_again", queued, "err", err)
 	}
 }
 
+// holds reports whether route's node may still hold the session: its
+// lease runs, in the same incarnation (true when the members cannot be
+// read).
+func (n *Node) holds(ctx context.Context, r route) bool {
+	runs, err := n.runs(ctx)
+	return err != nil || sameRun(r, runs)
+}
+
+// runs returns the incarnation of each live node.
+func (n *Node) runs(ctx context.Context) (map[string]string, error) {
+	ms, err := n.members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	runs := make(map[string]string, len(ms))
+	for _, m := range ms {
+		runs[m.Node] = m.Incarnation
+	}
+	return runs, nil
+}
+
+// sameRun reports whether r's node is live (runs: each live node's
+// incarnation) in the run that recorded r (an incarnation left out, by a
+// node of an older version, matches any).
+func sameRun(r route, runs map[string]string) bool {
+	inc, live := runs[r.node]
+	return live && (r.incarnation == "" || inc == "" || inc == r.incarnation)
+}
+
+func replaceRequest(app string, rs []replaced) *request {
+	req := &request{Op: opReplace, App: app}
+	for _, r := range rs {
+		req.Devices, req.Sessions = append(req.Devices, r.device), append(req.Sessions, r.session)
+	}
+	return req
+}
+
 // Release implements gateway.Router.
-func (n *Node) Release(ctx context.Context, app, device string) {
+func (n *Node) Release(ctx context.Context, app, device string, session uint64) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
-	if err := releaseScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.opts.Node}).Error(); err != nil {
+	v := n.self() + " " + strconv.FormatUint(session, 10)
+	if err := releaseScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{v}).Error(); err != nil {
 		n.warn.Warn("cluster: route not released", "app", app, "device", device, "err", err)
 	}
 }
@@ -75,30 +157,41 @@ func (n *Node) Release(ctx context.Context, app, device string) {
 // locate groups devices by the live node that holds them in app; devices
 // held by no live node are left out.
 func (n *Node) locate(ctx context.Context, app string, devices []string) (map[string][]int, error) {
-	live, err := n.live(ctx)
+	runs, err := n.runs(ctx)
 	if err != nil {
 		return nil, err
-	}
-	alive := make(map[string]bool, len(live))
-	for _, node := range live {
-		alive[node] = true
 	}
 	keys := make([]string, len(devices))
 	for i, d := range devices {
 		keys[i] = n.routeKey(app, d)
 	}
 	byNode := make(map[string][]int)
-	for start := 0; start < len(keys); start += 1000 {
-		chunk := keys[start:min(start+1000, len(keys))]
-		nodes, err := n.redis.Do(ctx, n.redis.B().Mget().Key(chunk...).Build()).ToArray()
-		if err != nil {
-			return nil, fmt.Errorf("cluster: routes: %w", err)
+	err = n.readRoutes(ctx, keys, func(i int, r route) {
+		if sameRun(r, runs) { // a route of a node's earlier run is left out: the session ended with it
+			byNode[r.node] = append(byNode[r.node], i)
 		}
-		for i, v := range nodes {
-			if node, err := v.ToString(); err == nil && alive[node] {
-				byNode[node] = append(byNode[node], start+i)
+	})
+	return byNode, err
+}
+
+// routeChunk is how many routes one read asks for.
+const routeChunk = 1000
+
+// readRoutes reads the routes at keys, routeChunk at a time (each within
+// cluster.timeout), and calls fn with each one found and its index.
+func (n *Node) readRoutes(ctx context.Context, keys []string, fn func(i int, r route)) error {
+	for start := 0; start < len(keys); start += routeChunk {
+		call, cancel := n.call(ctx)
+		vals, err := n.redis.Do(call, n.redis.B().Mget().Key(keys[start:min(start+routeChunk, len(keys))]...).Build()).ToArray()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cluster: routes: %w", err)
+		}
+		for i, v := range vals {
+			if s, err := v.ToString(); err == nil {
+				fn(start+i, parseRoute(s))
 			}
 		}
 	}
-	return byNode, nil
+	return nil
 }

@@ -42,6 +42,7 @@ type session struct {
 	app    string
 	user   string
 	groups []string // what the device may join itself (auth.Claims.Groups)
+	number uint64   // the session's number: it grows with each login of the (app, device) anywhere
 
 	expiry expiry // its place in the gateway's expiries (4011 when its token expires)
 
@@ -582,12 +583,16 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 // routes recorded are given back.
 func (c *conn) claimRoutes(l *login) error {
 	g := c.gw
-	if g.router == nil {
+	if g.router == nil { // this node alone numbers the sessions
+		for i := range l.sessions {
+			l.sessions[i].number = g.numbers.next()
+		}
 		return nil
 	}
 	ctx := g.storeCall()
 	for i := range l.sessions {
-		if err := g.router.Claim(ctx, l.sessions[i].app, l.device); err != nil {
+		var err error
+		if l.sessions[i].number, err = g.router.Claim(ctx, l.sessions[i].app, l.device); err != nil {
 			g.warn.Warn("login refused: route not recorded", "app", l.sessions[i].app, "device", l.device, "err", err)
 			c.releaseRoutes(l.device, l.sessions[:i])
 			return errRouteNotRecorded
@@ -605,7 +610,7 @@ func (c *conn) releaseRoutes(device string, sessions []session) {
 	ctx, cancel := cleanupCall()
 	defer cancel()
 	for i := range sessions {
-		c.gw.router.Release(ctx, sessions[i].app, device)
+		c.gw.router.Release(ctx, sessions[i].app, device, sessions[i].number)
 	}
 }
 
@@ -722,12 +727,16 @@ func (c *conn) register(l *login) {
 	}
 	// The older session's offline event, then this one's online event,
 	// queued under the (app, device)'s lock: a later login of the device to
-	// the app cannot get its events in between.
+	// the app cannot get its events in between. A session that lost the
+	// race to a newer login of the device is replaced at once.
 	g.hub.register(c, func(s *session, old *conn, olds *session) {
 		if olds != nil {
 			old.dropSession(olds, errReplaced)
 		}
-		g.events.Online(s.app, l.device, s.user)
+		g.events.Online(s.app, l.device, s.user, s.number)
+	}, func(s *session) {
+		g.events.Online(s.app, l.device, s.user, s.number)
+		c.dropSession(s, errReplaced)
 	})
 	for i := range l.sessions {
 		g.expiries.set(c, &l.sessions[i], l.expires[i])
@@ -798,7 +807,7 @@ func (c *conn) endSession(s *session, reason string) (last, ok bool) {
 		return false, false
 	}
 	s.over.Store(true)
-	c.gw.events.Offline(s.app, c.device, s.user, reason)
+	c.gw.events.Offline(s.app, c.device, s.user, reason, s.number)
 	c.gw.metrics.Connections.WithLabelValues(s.app, c.transport()).Dec()
 	for i := range c.sessions {
 		if !c.sessions[i].over.Load() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,6 +52,44 @@ func TestReplaceAndKick(t *testing.T) {
 	second.closedWith(protocol.CodeKicked)
 	if h.g.Online(app, "d1") {
 		t.Fatal("online after the kick")
+	}
+}
+
+// racingRouter numbers sessions as a cluster's routes would, and holds the
+// first claim until the second login has gone live: the older login
+// reaches the hub last.
+type racingRouter struct {
+	claims  atomic.Int64
+	release chan struct{}
+}
+
+func (r *racingRouter) Claim(context.Context, string, string) (uint64, error) {
+	n := r.claims.Add(1)
+	if n == 1 {
+		<-r.release
+	}
+	return uint64(n), nil
+}
+
+func (r *racingRouter) Release(context.Context, string, string, uint64) {}
+
+// Of two logins of a device that race, the newer session (the greater
+// number) stays, whichever reaches the hub last: the older is replaced at
+// once (4003).
+func TestNewerSessionWinsARace(t *testing.T) {
+	r := &racingRouter{release: make(chan struct{})}
+	h := newHarness(t, func(o *gateway.Options) { o.Router = r })
+	older := h.connect(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(h.token("d1", time.Hour))})
+	testwait.Eventually(t, "the first claim", func() bool { return r.claims.Load() == 1 })
+	newer := h.login("d1")
+	close(r.release)
+	older.expect(protocol.OpWelcome)
+	older.closedWith(protocol.CodeReplaced)
+	if n := h.g.PushDevices(app, []string{"d1"}, push("to the newer")); n != 1 {
+		t.Fatalf("push reached %d", n)
+	}
+	if f := newer.expect(protocol.OpPush); string(f.Data) != "to the newer" {
+		t.Fatalf("push %q", f.Data)
 	}
 }
 

@@ -55,7 +55,7 @@ func (g *Gateway) Unfence() {
 func (g *Gateway) moveAll(ctx context.Context, period time.Duration, nodes [][]protocol.Endpoint) error {
 	var conns []*conn
 	seen := make(map[*conn]bool)
-	g.hub.eachConn(func(c *conn) { // a connection of several apps is listed once per app
+	g.hub.eachConn(func(_ string, c *conn) { // a connection of several apps is listed once per app
 		if !seen[c] {
 			seen[c] = true
 			conns = append(conns, c)
@@ -69,8 +69,8 @@ func (g *Gateway) moveAll(ctx context.Context, period time.Duration, nodes [][]p
 		}
 		redirects[r] = NewMessage(&protocol.Frame{Op: protocol.OpRedirect, Endpoints: eps})
 	}
-	g.redirects.Store(&redirects) // also for the logins refused from now on (see conn.close)
-	move := func(c *conn) {       // a second time does nothing: the connection is no longer live
+	g.redirects.Store(&redirects)     // also for the logins refused from now on (see conn.close)
+	move := func(_ string, c *conn) { // a second time does nothing: the connection is no longer live
 		c.send(g.nextRedirect().bytes(c.kind))
 		c.close(errMoveAway)
 	}
@@ -85,7 +85,7 @@ func (g *Gateway) moveAll(ctx context.Context, period time.Duration, nodes [][]p
 			due = int(int64(len(conns)) * int64(elapsed) / int64(period))
 		}
 		for ; moved < due; moved++ {
-			move(conns[moved])
+			move("", conns[moved])
 		}
 		if moved == len(conns) { // and a login that raced the drain, if any
 			g.hub.eachConn(move)

@@ -42,11 +42,14 @@ type Mailboxes interface {
 // Router records which node holds each (app, device), for a cluster; a
 // single node has none. *cluster.Node is one.
 type Router interface {
-	// Claim records that this node holds device's session in app now;
-	// an error means it could not (the login is refused).
-	Claim(ctx context.Context, app, device string) error
-	// Release forgets it, unless another node claimed it since.
-	Release(ctx context.Context, app, device string)
+	// Claim records that this node holds device's session in app now, and
+	// returns the session's number: greater than that of every earlier
+	// session of the (app, device) in the cluster. An error means it could
+	// not (the login is refused).
+	Claim(ctx context.Context, app, device string) (uint64, error)
+	// Release forgets the route of the session numbered session, unless a
+	// newer one claimed it since.
+	Release(ctx context.Context, app, device string, session uint64)
 }
 
 // Upstream forwards up frames to app backends; *hooks.Upstream is one.
@@ -58,8 +61,8 @@ type Upstream interface {
 // Events is told when devices come online and go offline, per app;
 // *hooks.Status is one.
 type Events interface {
-	Online(app, device, user string)
-	Offline(app, device, user, reason string)
+	Online(app, device, user string, session uint64)
+	Offline(app, device, user, reason string, session uint64)
 }
 
 // Options configure a Gateway.
@@ -116,8 +119,9 @@ type Gateway struct {
 	writers     *writerPool
 	expiries    *expiries
 	ipLimits    *ipLimits
-	logins      *rate.Limiter // nil without limits.logins_per_second
-	poller      *poller       // nil where epoll is not available
+	logins      *rate.Limiter  // nil without limits.logins_per_second
+	poller      *poller        // nil where epoll is not available
+	numbers     sessionNumbers // a single node's session numbers (a cluster's come from its Router)
 
 	// life is the gateway's lifetime: Shutdown cancels it, and with it
 	// every store and router call of its connections (storeCall).
@@ -289,7 +293,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		c.nc.Close()
 	}
 	g.mu.Unlock()
-	g.hub.eachConn(func(c *conn) { c.close(errGoingAway) })
+	g.hub.eachConn(func(_ string, c *conn) { c.close(errGoingAway) })
 
 	defer g.stopped.Do(func() {
 		g.expiries.stop()
@@ -465,20 +469,38 @@ func (g *Gateway) Kick(app string, devices []string) int {
 }
 
 // Replace ends the sessions of devices in app with 4003: they logged into
-// app on another node of the cluster.
-func (g *Gateway) Replace(app string, devices []string) int {
-	return g.drop(app, devices, errReplaced)
+// app on another node of the cluster, as sessions numbered newer[i]. A
+// session here as new or newer (this node's login won the race) is kept;
+// newer nil (or a 0) ends it whatever its number.
+func (g *Gateway) Replace(app string, devices []string, newer []uint64) int {
+	n := 0
+	for i, d := range devices {
+		c := g.hub.lookup(app, d)
+		if c == nil {
+			continue
+		}
+		if s, ok := c.session(app); ok && (i >= len(newer) || newer[i] == 0 || s.number < newer[i]) {
+			g.end(c, s, errReplaced)
+			n++
+		}
+	}
+	return n
 }
 
 func (g *Gateway) drop(app string, devices []string, why *protocol.Error) int {
 	return g.eachOnline(app, devices, func(c *conn) bool {
 		s, ok := c.session(app)
 		if ok {
-			g.unregister(c, s)
-			c.dropSession(s, why)
+			g.end(c, s, why)
 		}
 		return ok
 	})
+}
+
+// end ends c's session s with why.
+func (g *Gateway) end(c *conn, s *session, why *protocol.Error) {
+	g.unregister(c, s)
+	c.dropSession(s, why)
 }
 
 // unregister forgets c's session s here and, if this node held the
@@ -487,8 +509,25 @@ func (g *Gateway) unregister(c *conn, s *session) {
 	if g.hub.unregister(c, s) && g.router != nil {
 		ctx, cancel := cleanupCall()
 		defer cancel()
-		g.router.Release(ctx, s.app, c.device)
+		g.router.Release(ctx, s.app, c.device, s.number)
 	}
+}
+
+// Session is a session registered here: its (app, device) and number.
+type Session struct {
+	App, Device string
+	Number      uint64
+}
+
+// Sessions lists the sessions registered here.
+func (g *Gateway) Sessions() []Session {
+	var out []Session
+	g.hub.eachConn(func(app string, c *conn) {
+		if s, ok := c.session(app); ok {
+			out = append(out, Session{App: app, Device: c.device, Number: s.number})
+		}
+	})
+	return out
 }
 
 // Online reports whether device has a live connection logged into app.

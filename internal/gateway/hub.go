@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 const (
@@ -93,24 +94,31 @@ func (h *hub) userShard(a *appIndex, user string) *appShard {
 // and that connection's session there (nil if none) while that (app,
 // device) is locked, so that what it does for one device of one app
 // (status events) happens in login order; the replaced connection is out of
-// the app's indexes by then.
-func (h *hub) register(c *conn, swap func(s *session, old *conn, olds *session)) {
+// the app's indexes by then. A session whose (app, device) is held by a
+// newer session (a greater number: a later login that was registered
+// first) is not registered: stale is called with it instead, under the
+// same lock.
+func (h *hub) register(c *conn, swap func(s *session, old *conn, olds *session), stale func(s *session)) {
 	for i := range c.sessions {
 		s := &c.sessions[i]
 		a := h.app(s.app, true)
 		ds := h.deviceShard(a, c.device)
 		ds.Lock()
 		old := ds.conns[c.device]
-		ds.conns[c.device] = c
 		var olds *session
 		if old != nil {
-			if os, ok := old.session(s.app); ok {
-				h.unindexLocked(a, old, os)
-				olds = os
-			}
+			olds, _ = old.session(s.app)
 		}
-		h.index(a, c, s)
-		swap(s, old, olds)
+		if olds != nil && olds.number > s.number {
+			stale(s)
+		} else {
+			ds.conns[c.device] = c
+			if olds != nil {
+				h.unindexLocked(a, old, olds)
+			}
+			h.index(a, c, s)
+			swap(s, old, olds)
+		}
 		ds.Unlock()
 	}
 }
@@ -219,16 +227,32 @@ func (h *hub) eachAppConn(app string, fn func(*conn)) {
 }
 
 // eachConn calls fn for every registered connection, once per session it
-// holds. fn must not block.
-func (h *hub) eachConn(fn func(*conn)) {
-	for _, a := range *h.apps.Load() {
+// holds (with that session's app). fn must not block.
+func (h *hub) eachConn(fn func(app string, c *conn)) {
+	for app, a := range *h.apps.Load() {
 		for i := range a.devices {
 			s := &a.devices[i]
 			s.RLock()
 			for _, c := range s.conns {
-				fn(c)
+				fn(app, c)
 			}
 			s.RUnlock()
+		}
+	}
+}
+
+// sessionNumbers numbers the sessions of a single node: each is the time
+// in µs, or one more than the last if that is not greater, so that a
+// device's sessions are numbered in login order across restarts too (as
+// long as the clock does not go back). The numbers stay below 2^53.
+type sessionNumbers struct{ last atomic.Uint64 }
+
+func (n *sessionNumbers) next() uint64 {
+	for {
+		last := n.last.Load()
+		next := max(uint64(time.Now().UnixMicro()), last+1)
+		if n.last.CompareAndSwap(last, next) {
+			return next
 		}
 	}
 }

@@ -23,6 +23,10 @@ type Event struct {
 	Node   string `json:"node"`
 	At     string `json:"at"`
 	Reason string `json:"reason"` // online: "login"; offline: closed, timeout, replaced, kicked, too_slow, ...
+	// Session grows with each login of the (app, device) anywhere in the
+	// cluster; an offline event carries the number of the session it ends.
+	// A backend orders a device's events by it.
+	Session uint64 `json:"session"`
 }
 
 // Backoff between attempts to deliver a batch.
@@ -75,13 +79,13 @@ func (s *Status) Backlog() int {
 }
 
 // Online records that device came online in app.
-func (s *Status) Online(app, device, user string) {
-	s.emit(Event{Type: "online", App: app, Device: device, User: user, Reason: "login"})
+func (s *Status) Online(app, device, user string, session uint64) {
+	s.emit(Event{Type: "online", App: app, Device: device, User: user, Reason: "login", Session: session})
 }
 
 // Offline records that device went offline in app, and why.
-func (s *Status) Offline(app, device, user, reason string) {
-	s.emit(Event{Type: "offline", App: app, Device: device, User: user, Reason: reason})
+func (s *Status) Offline(app, device, user, reason string, session uint64) {
+	s.emit(Event{Type: "offline", App: app, Device: device, User: user, Reason: reason, Session: session})
 }
 
 func (s *Status) emit(e Event) {

@@ -49,10 +49,10 @@ func TestStatusBufferDropsOldest(t *testing.T) {
 	s := NewStatus(Options{Config: cfg, Apps: apps, Node: "n1", Metrics: m})
 	defer s.Close()
 
-	s.Online("demo", "e1", "")
+	s.Online("demo", "e1", "", 1)
 	testwait.Eventually(t, "e1 in flight, being retried", func() bool { return attempts.Load() > 0 })
 	for _, d := range []string{"e2", "e3", "e4", "e5", "e6", "e7", "e8"} {
-		s.Online("demo", d, "")
+		s.Online("demo", d, "", 1)
 	}
 	if n := testutil.ToFloat64(m.StatusEvents.WithLabelValues("demo", "dropped")); n != 4 {
 		t.Fatalf("dropped %v events, want 4 (e2-e5)", n)
@@ -81,7 +81,7 @@ func TestStatusWithoutWebhook(t *testing.T) {
 	m := metrics.New()
 	s := NewStatus(Options{Config: config.Default().Hooks, Apps: config.NewLiveApps([]config.App{{ID: "demo"}}), Metrics: m})
 	defer s.Close()
-	s.Offline("demo", "d1", "", "closed")
+	s.Offline("demo", "d1", "", "closed", 1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.queues) != 0 {
@@ -109,7 +109,7 @@ func TestStatusNoEmptyBatches(t *testing.T) {
 	s := NewStatus(Options{Config: cfg, Apps: apps, Node: "n1", Metrics: metrics.New()})
 	defer s.Close()
 	for _, d := range []string{"e1", "e2", "e3", "e4"} {
-		s.Online("demo", d, "")
+		s.Online("demo", d, "", 1)
 	}
 	time.Sleep(10 * cfg.StatusLinger) // time for a stray batch to be posted
 	if calls.Load() == 0 || empty.Load() > 0 {

@@ -58,9 +58,9 @@ func TestStatusLingerAndBackoff(t *testing.T) {
 		s := NewStatus(Options{Config: cfg, Apps: apps, Node: "n1", Metrics: metrics.New(), Transport: backend})
 		defer s.Close()
 
-		s.Online("demo", "b1", "") // a partial batch: after the linger
+		s.Online("demo", "b1", "", 1) // a partial batch: after the linger
 		time.Sleep(time.Minute)
-		s.Online("demo", "c1", "")
+		s.Online("demo", "c1", "", 1)
 		time.Sleep(time.Minute)
 		synctest.Wait()
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/longlink/longlink/internal/cli"
@@ -130,6 +131,18 @@ func (c *child) metrics(t *testing.T) string {
 }
 
 // kill9 kills the server process at once, as a crash would.
+// signal sends sig to the child (SIGSTOP: a stall, until SIGCONT; a
+// stalled child is resumed when the test ends, to be stopped).
+func (c *child) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	if sig == syscall.SIGSTOP {
+		t.Cleanup(func() { c.cmd.Process.Signal(syscall.SIGCONT) })
+	}
+}
+
 func (c *child) kill9(t *testing.T) {
 	if err := c.cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)

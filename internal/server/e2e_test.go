@@ -42,15 +42,24 @@ type device struct {
 // connect dials ts as a device with token; edit changes the client config.
 func connect(t *testing.T, ts *testserver.TS, tr client.Transport, token string, edit ...func(*client.Config)) *device {
 	t.Helper()
-	d := &device{pushes: make(chan client.Push, 64)}
-	cfg := client.Config{Addr: ts.Addr(tr), Transport: tr, Token: token,
-		OnPush: func(p client.Push) { d.pushes <- p }}
+	cfg := client.Config{Addr: ts.Addr(tr), Transport: tr, Token: token}
 	for _, e := range edit {
 		e(&cfg)
 	}
+	return dialDevice(t, cfg)
+}
+
+// dialDevice connects a device with cfg (its pushes recorded, unless cfg
+// takes them) until the test ends.
+func dialDevice(t *testing.T, cfg client.Config) *device {
+	t.Helper()
+	d := &device{pushes: make(chan client.Push, 64)}
+	if cfg.OnPush == nil {
+		cfg.OnPush = func(p client.Push) { d.pushes <- p }
+	}
 	c, err := client.Dial(context.Background(), cfg)
 	if err != nil {
-		t.Fatalf("dial %s: %v", tr, err)
+		t.Fatalf("dial %s %s: %v", cfg.Transport, cfg.Addr, err)
 	}
 	d.Client = c
 	t.Cleanup(func() { c.Close() })

@@ -301,6 +301,13 @@ func TestStatusEvents(t *testing.T) {
 		rawLogin(t, ts, tr, ts.Token(prefix+"silent", ""), 1, 0)
 		want[prefix+"silent"] = []string{"online:login", "offline:timeout"}
 		waitFor()
+		// Each event names its session; a newer login has a greater number.
+		if _, s := b.sessionsOf(prefix + "twice"); s[0] == 0 || s[1] != s[0] || s[2] <= s[0] {
+			t.Fatalf("sessions of online, offline:replaced, online: %v", s)
+		}
+		if _, s := b.sessionsOf(prefix + "closer"); s[0] == 0 || s[1] != s[0] {
+			t.Fatalf("sessions of online, offline: %v", s)
+		}
 
 		// An outage: events wait, are retried, and arrive in order after it.
 		b.down.Store(true)

@@ -22,6 +22,15 @@ func rest(m store.Message) string {
 
 var errCorrupt = errors.New("store: corrupt mailbox entry")
 
+// answered is the error of a call that failed with err, or answered n
+// values where it should have answered want.
+func answered(err error, n, want int) error {
+	if err == nil && n != want {
+		return errCorrupt
+	}
+	return err
+}
+
 // parseMember decodes "<seq>:<rest>" into the message of app it holds.
 func parseMember(app string, member []byte) (store.Stored, error) {
 	field := func() (int64, bool) {

@@ -40,7 +40,6 @@ package redis
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -254,8 +253,8 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 	defer cancel()
 	out, err := catchUpScript.Exec(ctx, s.client, keys,
 		[]string{strconv.FormatInt(s.now(), 10), strconv.Itoa(s.opts.MailboxLimit)}).AsIntSlice()
-	if err != nil || len(out) != 2 {
-		return 0, fmt.Errorf("store catch up: %w", errors.Join(err, errCorrupt))
+	if err := answered(err, len(out), 2); err != nil {
+		return 0, fmt.Errorf("store catch up: %w", err)
 	}
 	if out[1] > 0 {
 		s.opts.Metrics.MailboxDropped.WithLabelValues(app).Add(float64(out[1]))
@@ -279,8 +278,8 @@ func (s *Store) Broadcasts(ctx context.Context, app, device string, after uint64
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	vals, err := s.client.Do(ctx, s.client.B().Mget().Key(s.key(app, "c", device), s.opts.Prefix+app+":h").Build()).ToArray()
-	if err != nil || len(vals) != 2 {
-		return nil, 0, fmt.Errorf("store broadcasts: %w", errors.Join(err, errCorrupt))
+	if err := answered(err, len(vals), 2); err != nil {
+		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
 	}
 	var cursorLast [2]uint64
 	for i, v := range vals {
