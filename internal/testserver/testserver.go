@@ -190,6 +190,24 @@ func CallAPI(t testing.TB, base, method, path, key string, body any) (int, map[s
 
 func callWith(t testing.TB, hc *http.Client, base, method, path, key string, body any) (int, map[string]any) {
 	t.Helper()
+	status, out, err := try(context.Background(), hc, base, method, path, key, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, out
+}
+
+// TryAPI is CallAPI within ctx for a server that may not answer: status 0
+// (and out nil) when there was no JSON answer.
+func TryAPI(ctx context.Context, base, method, path, key string, body any) (int, map[string]any) {
+	status, out, err := try(ctx, http.DefaultClient, base, method, path, key, body)
+	if err != nil {
+		return 0, nil
+	}
+	return status, out
+}
+
+func try(ctx context.Context, hc *http.Client, base, method, path, key string, body any) (int, map[string]any, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -198,27 +216,27 @@ func callWith(t testing.TB, hc *http.Client, base, method, path, key string, bod
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
-			t.Fatal(err)
+			return 0, nil, err
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	var out map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("%s %s: answer is not JSON: %v", method, path, err)
+		return 0, nil, fmt.Errorf("%s %s: answer is not JSON: %w", method, path, err)
 	}
-	return resp.StatusCode, out
+	return resp.StatusCode, out, nil
 }
 
 // Push pushes body (a JSON object) with the demo key and fails the test
