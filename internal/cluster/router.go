@@ -64,12 +64,15 @@ func (n *Node) Claim(ctx context.Context, app, device string) (uint64, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
 	out, err := claimScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.self()}).AsStrSlice()
+	if err == nil && len(out) != 2 {
+		err = errors.New("a claim's answer not understood")
+	}
 	var session uint64
-	if err == nil && len(out) == 2 {
+	if err == nil {
 		session, err = strconv.ParseUint(out[1], 10, 64)
 	}
-	if err != nil || len(out) != 2 {
-		return 0, fmt.Errorf("cluster: route not recorded: %w", errors.Join(err, errors.New("a claim's answer not understood")))
+	if err != nil {
+		return 0, fmt.Errorf("cluster: route not recorded: %w", err)
 	}
 	if prev := parseRoute(out[0]); prev.node != "" && prev.node != n.opts.Node {
 		n.tellReplaced(ctx, prev, replaced{app: app, device: device, session: session})
