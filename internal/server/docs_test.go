@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -213,4 +214,44 @@ func gover(v string) string {
 		fmt.Fprintf(&out, "%04s.", part)
 	}
 	return out.String()
+}
+
+// The licence is Apache-2.0: the LICENSE file at the root, every npm
+// package's metadata (and its lockfile's), and the README say so.
+func TestLicense(t *testing.T) {
+	text, err := os.ReadFile("../../LICENSE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^\s*Apache License\s+Version 2\.0, January 2004`).Match(text) {
+		t.Errorf("LICENSE is not the Apache License 2.0: it begins %q", text[:min(80, len(text))])
+	}
+	for _, dir := range []string{"../../clients/js", "testdata/node"} {
+		for _, file := range []string{"package.json", "package-lock.json"} {
+			raw, err := os.ReadFile(filepath.Join(dir, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var meta struct {
+				License  string
+				Packages map[string]struct{ License string }
+			}
+			if err := json.Unmarshal(raw, &meta); err != nil {
+				t.Fatalf("%s/%s: %v", dir, file, err)
+			}
+			if file == "package-lock.json" {
+				meta.License = meta.Packages[""].License
+			}
+			if meta.License != "Apache-2.0" {
+				t.Errorf("%s/%s names the licence %q, not Apache-2.0", dir, file, meta.License)
+			}
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "[Apache License 2.0](LICENSE)") {
+		t.Error("the README does not name the licence")
+	}
 }
