@@ -1,12 +1,22 @@
 // Package version tells which longlink this binary is, from what the Go
 // toolchain stamped into it: the module version (a tag, or a pseudo-version)
-// and the VCS revision it was built from.
+// and the VCS revision it was built from; or, where VCS stamping is off
+// (scripts/release builds with -trimpath from any tree), from what the
+// linker set:
+//
+//	-ldflags "-X github.com/longlink/longlink/internal/version.version=v1.2.3
+//	          -X github.com/longlink/longlink/internal/version.revision=<commit>"
 package version
 
 import (
+	"cmp"
 	"runtime"
 	"runtime/debug"
 )
+
+// version and revision, when the linker sets them (-X), win over what the
+// toolchain stamped.
+var version, revision string
 
 // Info describes this build.
 type Info struct {
@@ -17,6 +27,14 @@ type Info struct {
 
 // Get returns this binary's build information.
 func Get() Info {
+	info := stamped()
+	info.Version = cmp.Or(version, info.Version)
+	info.Revision = cmp.Or(revision, info.Revision)
+	return info
+}
+
+// stamped is what the toolchain stamped into the binary.
+func stamped() Info {
 	info := Info{Version: "(devel)", Go: runtime.Version()}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {

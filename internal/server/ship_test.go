@@ -1,0 +1,91 @@
+package server_test
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/longlink/longlink/internal/testengine"
+)
+
+// Tests of how longlink is shipped: built, versioned, packaged.
+
+// goEnv is the environment of the go commands the tests run: none of the
+// test run's GOFLAGS (-count is not a build flag), and VCS stamping on, as
+// Go has it by default (some machines turn it off in go env).
+func goEnv(more ...string) []string {
+	return append(append(os.Environ(), "GOFLAGS=-buildvcs=true"), more...)
+}
+
+// A binary built from a clone (go build, VCS stamping on) says which
+// revision it was built from.
+func TestVersionOfABuild(t *testing.T) {
+	testengine.Long(t, "builds the binary")
+	rev, err := exec.Command("git", "-C", "../..", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skip("not in a git clone: nothing to stamp") // a source tarball has no revision
+	}
+	bin := filepath.Join(t.TempDir(), "longlink")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/longlink")
+	build.Dir, build.Env = "../..", goEnv()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil || !strings.Contains(string(out), strings.TrimSpace(string(rev))) {
+		t.Fatalf("longlink version says %q (%v); want the revision %s", out, err, rev)
+	}
+}
+
+// scripts/release cross-builds static binaries with the version and
+// revision set, and their checksums (here linux/amd64 and linux/arm64).
+func TestRelease(t *testing.T) {
+	testengine.Long(t, "cross-builds two binaries")
+	dist := t.TempDir()
+	cmd := exec.Command("bash", "scripts/release", "v9.8.7-test")
+	cmd.Dir = "../.."
+	cmd.Env = goEnv("LONGLINK_TARGETS=linux/amd64 linux/arm64", "LONGLINK_DIST="+dist)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/release: %v\n%s", err, out)
+	}
+	sums, err := os.Open(filepath.Join(dist, "SHA256SUMS-v9.8.7-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sums.Close()
+	machines := map[string]elf.Machine{}
+	for sc := bufio.NewScanner(sums); sc.Scan(); {
+		sum, name, _ := strings.Cut(sc.Text(), "  ")
+		raw, err := os.ReadFile(filepath.Join(dist, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sha256.Sum256(raw); hex.EncodeToString(got[:]) != sum {
+			t.Errorf("%s: checksum %s in SHA256SUMS, %x in the file", name, sum, got)
+		}
+		f, err := elf.Open(filepath.Join(dist, name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Errorf("%s is linked dynamically (it names an interpreter)", name)
+			}
+		}
+		machines[name] = f.Machine
+		f.Close()
+	}
+	if machines["longlink-v9.8.7-test-linux-amd64"] != elf.EM_X86_64 || machines["longlink-v9.8.7-test-linux-arm64"] != elf.EM_AARCH64 {
+		t.Fatalf("built %v; want linux/amd64 and linux/arm64 binaries", machines)
+	}
+	out, err := exec.Command(filepath.Join(dist, "longlink-v9.8.7-test-linux-amd64"), "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "longlink v9.8.7-test (") || strings.Contains(string(out), "unknown revision") {
+		t.Fatalf("the released binary's version: %q %v", out, err)
+	}
+}
