@@ -2,15 +2,20 @@ package server_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/testengine"
 )
 
@@ -87,5 +92,41 @@ func TestRelease(t *testing.T) {
 	out, err := exec.Command(filepath.Join(dist, "longlink-v9.8.7-test-linux-amd64"), "version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "longlink v9.8.7-test (") || strings.Contains(string(out), "unknown revision") {
 		t.Fatalf("the released binary's version: %q %v", out, err)
+	}
+}
+
+// deploy/systemd/longlink.service passes systemd-analyze verify (with the
+// binary where the unit expects it: here, this test's), is hardened (an
+// exposure of at most 2.0 in systemd-analyze security: --threshold=20 on
+// its scale of 100), and waits longer for a stop than a drain takes.
+func TestSystemdUnit(t *testing.T) {
+	analyze := testengine.Need(t, "systemd-analyze")
+	unit, err := os.ReadFile("../../deploy/systemd/longlink.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "longlink.service")
+	if err := os.WriteFile(path, bytes.ReplaceAll(unit, []byte("/usr/local/bin/longlink"), []byte(os.Args[0])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"verify", path}, {"security", "--offline=yes", "--threshold=20", path}} {
+		out, err := exec.Command(analyze, args...).CombinedOutput()
+		if err != nil || args[0] == "verify" && len(out) > 0 {
+			t.Errorf("systemd-analyze %s: %v\n%s", args[0], err, out)
+		}
+	}
+	m := regexp.MustCompile(`(?m)^TimeoutStopSec=(\d+)$`).FindSubmatch(unit)
+	if m == nil {
+		t.Fatal("the unit does not say how long a stop may take")
+	}
+	stop, _ := strconv.Atoi(string(m[1]))
+	if drain := config.Default().Gateway.DrainPeriod + 5*time.Second; time.Duration(stop)*time.Second <= drain {
+		t.Errorf("TimeoutStopSec=%d: a drain takes up to %v", stop, drain)
+	}
+	for _, want := range []string{"ExecReload=/bin/kill -HUP $MAINPID", "KillSignal=SIGTERM", "LimitNOFILE=1048576", "DynamicUser=yes",
+		"StateDirectory=longlink", "NoNewPrivileges=yes", "ProtectSystem=strict"} {
+		if !bytes.Contains(unit, []byte("\n"+want+"\n")) {
+			t.Errorf("the unit has no %s", want)
+		}
 	}
 }

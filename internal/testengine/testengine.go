@@ -62,14 +62,15 @@ type Engine struct {
 // Programs not installed with Go, with the package that brings each
 // (Debian's; .ci/run installs them all).
 var packages = map[string]string{
-	"redis-server":  "Debian package redis-server",
-	"nats-server":   "Debian package nats-server",
-	"node":          "Node.js 20+: Debian packages nodejs and npm",
-	"chromium":      "Debian package chromium",
-	"mosquitto":     "Debian package mosquitto",
-	"mosquitto_sub": "Debian package mosquitto-clients",
-	"mosquitto_pub": "Debian package mosquitto-clients",
-	"openssl":       "Debian package openssl",
+	"redis-server":    "Debian package redis-server",
+	"nats-server":     "Debian package nats-server",
+	"node":            "Node.js 20+: Debian packages nodejs and npm",
+	"chromium":        "Debian package chromium",
+	"mosquitto":       "Debian package mosquitto",
+	"mosquitto_sub":   "Debian package mosquitto-clients",
+	"mosquitto_pub":   "Debian package mosquitto-clients",
+	"openssl":         "Debian package openssl",
+	"systemd-analyze": "Debian package systemd",
 }
 
 // Need returns the path of program name, which the test runs. Under -short
