@@ -25,6 +25,7 @@ Usage:
                                                      load a running server and measure it
   longlink cert   [--host H]... [--dir DIR]          write a self-signed TLS certificate for local tests
   longlink demo-credentials                          print the demo app's API key and secret
+  longlink health [--url URL]                        exit 0 if the server's /healthz answers 200 (a container's HEALTHCHECK)
   longlink version                                   print which longlink this is
 
 Run 'longlink COMMAND --help' for a command's flags.
@@ -42,6 +43,7 @@ var commands = map[string]command{
 	"version":          versionCmd,
 	"demo-credentials": demoCredentials,
 	"cert":             cert,
+	"health":           health,
 	"bench-worker":     benchWorker, // not in the usage: started by bench itself
 }
 

@@ -416,3 +416,23 @@ func TestPrintResultNotMeasured(t *testing.T) {
 		t.Fatalf("printed:\n%s", out)
 	}
 }
+
+// health exits 0 on a 200 from /healthz, printing it, and fails with what it
+// got otherwise: a draining node's 503, or no answer.
+func TestHealth(t *testing.T) {
+	ts := testserver.Start(t)
+	var out bytes.Buffer
+	if code := Main([]string{"health", "--url", ts.APIURL() + "/healthz"}, &out, &out); code != 0 || !strings.Contains(out.String(), `"status":"ok"`) {
+		t.Fatalf("health of a live server: exit %d, %q", code, out.String())
+	}
+	ts.StartDrain()
+	out.Reset()
+	if code := Main([]string{"health", "--url", ts.APIURL() + "/healthz"}, &out, &out); code != 1 || !strings.Contains(out.String(), "503") || !strings.Contains(out.String(), "draining") {
+		t.Fatalf("health of a draining server: exit %d, %q", code, out.String())
+	}
+	out.Reset()
+	ts.Shutdown(context.Background())
+	if code := Main([]string{"health", "--url", ts.APIURL() + "/healthz"}, &out, &out); code != 1 || !strings.Contains(out.String(), "no answer") {
+		t.Fatalf("health of a stopped server: exit %d, %q", code, out.String())
+	}
+}

@@ -6,10 +6,15 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,5 +133,87 @@ func TestSystemdUnit(t *testing.T) {
 		if !bytes.Contains(unit, []byte("\n"+want+"\n")) {
 			t.Errorf("the unit has no %s", want)
 		}
+	}
+}
+
+// The container image (deploy/container) is built with podman from
+// nothing but this tree; containers cannot run on the test machines, so
+// its filesystem is exported and its binary run from it: serve, in the
+// image's /data, answers /healthz, and the image's health command says so.
+func TestContainerImage(t *testing.T) {
+	podman := testengine.Need(t, "podman")
+	tag := fmt.Sprintf("localhost/longlink-test:%d", time.Now().UnixNano())
+	build := exec.Command("bash", "deploy/container/build", tag)
+	build.Dir, build.Env = "../..", goEnv()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("deploy/container/build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(podman, "rmi", "-f", tag).Run() })
+	raw, err := exec.Command(podman, "image", "inspect", tag).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var images []struct {
+		Config struct {
+			User, WorkingDir, StopSignal string
+			ExposedPorts, Volumes        map[string]any
+		}
+		Healthcheck struct{ Test []string }
+	}
+	if err := json.Unmarshal(raw, &images); err != nil || len(images) != 1 {
+		t.Fatalf("podman image inspect: %v %s", err, raw)
+	}
+	image := images[0]
+	if cfg := image.Config; cfg.User != "65532:65532" || cfg.WorkingDir != "/data" || cfg.StopSignal != "SIGTERM" || cfg.Volumes["/data"] == nil ||
+		cfg.ExposedPorts["7070/tcp"] == nil || cfg.ExposedPorts["8080/tcp"] == nil || !slices.Contains(image.Healthcheck.Test, "health") {
+		t.Fatalf("the image's config: %s", raw)
+	}
+
+	id, err := exec.Command(podman, "create", tag).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Command(podman, "rm", strings.TrimSpace(string(id))).Run()
+	root := t.TempDir()
+	export := exec.Command(podman, "export", strings.TrimSpace(string(id)))
+	untar := exec.Command("tar", "-x", "-C", root)
+	if untar.Stdin, err = export.StdoutPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := untar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(export.Run(), untar.Wait()); err != nil {
+		t.Fatalf("podman export: %v", err)
+	}
+	for _, f := range []string{"etc/passwd", "etc/ssl/certs/ca-certificates.crt", "data"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("the image has no /%s", f)
+		}
+	}
+	bin := filepath.Join(root, "usr/local/bin/longlink")
+	serve := exec.Command(bin, "serve", "--gateway-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0")
+	serve.Dir = filepath.Join(root, "data")
+	out, err := serve.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { serve.Process.Kill(); serve.Wait() }()
+	var api string
+	for sc := bufio.NewScanner(out); api == "" && sc.Scan(); {
+		if m := regexp.MustCompile(`api\s+https?://(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			api = m[1]
+		}
+	}
+	go io.Copy(io.Discard, out)
+	health, err := exec.Command(bin, "health", "--url", "http://"+api+"/healthz").CombinedOutput()
+	if err != nil || !strings.Contains(string(health), `"status":"ok"`) {
+		t.Fatalf("longlink health from the image: %v %s", err, health)
+	}
+	if _, err := os.Stat(filepath.Join(root, "data", "longlink-data")); err != nil {
+		t.Errorf("serve kept no data in the image's /data: %v", err)
 	}
 }

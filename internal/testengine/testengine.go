@@ -71,6 +71,7 @@ var packages = map[string]string{
 	"mosquitto_pub":   "Debian package mosquitto-clients",
 	"openssl":         "Debian package openssl",
 	"systemd-analyze": "Debian package systemd",
+	"podman":          "Debian package podman",
 }
 
 // Need returns the path of program name, which the test runs. Under -short
