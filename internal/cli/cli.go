@@ -26,6 +26,7 @@ Usage:
   longlink cert   [--host H]... [--dir DIR]          write a self-signed TLS certificate for local tests
   longlink demo-credentials                          print the demo app's API key and secret
   longlink health [--url URL]                        exit 0 if the server's /healthz answers 200 (a container's HEALTHCHECK)
+  longlink config [--config FILE] [--example]        print the config serve would run with (secrets masked), or a complete example
   longlink version                                   print which longlink this is
 
 Run 'longlink COMMAND --help' for a command's flags.
@@ -44,6 +45,7 @@ var commands = map[string]command{
 	"demo-credentials": demoCredentials,
 	"cert":             cert,
 	"health":           health,
+	"config":           configCmd,
 	"bench-worker":     benchWorker, // not in the usage: started by bench itself
 }
 

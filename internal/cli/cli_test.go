@@ -436,3 +436,28 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("health of a stopped server: exit %d, %q", code, out.String())
 	}
 }
+
+// config prints what serve would run with, from the environment here (no
+// file), its secrets masked; --example the complete file.
+func TestConfigCommand(t *testing.T) {
+	t.Setenv("LONGLINK_APPS", "shop")
+	t.Setenv("LONGLINK_APPS_SHOP_SECRET", "shop-secret-0123456789")
+	t.Setenv("LONGLINK_APPS_SHOP_API_KEY", "shop-key-0123456789")
+	t.Setenv("LONGLINK_GATEWAY_HEARTBEAT", "45s")
+	var out bytes.Buffer
+	if code := Main([]string{"config"}, &out, &out); code != 0 {
+		t.Fatalf("config: exit %d: %s", code, out.String())
+	}
+	for _, want := range []string{"heartbeat: 45s", "id: shop", "secret: (22 bytes, masked)", "api_key: (19 bytes, masked)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("config printed no %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "shop-secret-0123456789") {
+		t.Error("config printed a secret")
+	}
+	out.Reset()
+	if code := Main([]string{"config", "--example"}, &out, &out); code != 0 || out.String() != string(config.Example()) {
+		t.Fatalf("config --example: exit %d", code)
+	}
+}

@@ -43,11 +43,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--log-format: %q is not text or json", *format)
 	}
 	log := slog.New(handler)
-	firstStart := *path == "" && !config.HasDemoApp(config.Default().DataDir)
+	firstStart := *path == "" && !config.HasDemoApp(config.DemoDataDir())
 	cfg, err := config.LoadOrDemo(*path, true)
 	if err != nil {
 		return err
 	}
+	firstStart = firstStart && cfg.Demo // not when the environment gave the apps
 	// The flags win over the file, at start and at every reload.
 	override := func(c *config.Config) {
 		c.Gateway.Listen = cmp.Or(*gatewayListen, c.Gateway.Listen)
@@ -63,7 +64,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	if *path == "" { // for the commands run beside it
+	if cfg.Demo { // for the commands run beside it
 		if err := config.SaveDemoAddresses(cfg.DataDir, s.GatewayAddr(), s.APIAddr()); err != nil {
 			log.Warn("the demo node's addresses not saved: listen, push and demo-credentials will look at the defaults", "err", err)
 		}
@@ -71,7 +72,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	// One write: a reader of the pipe (a test, a supervisor) sees the
 	// banner whole, not cut wherever the lines happened to be flushed.
 	var banner bytes.Buffer
-	if err := printBanner(&banner, s, *path == "", firstStart); err != nil {
+	if err := printBanner(&banner, s, cfg.Demo, firstStart); err != nil {
 		return err
 	}
 	if _, err := stdout.Write(banner.Bytes()); err != nil {

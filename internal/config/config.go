@@ -98,7 +98,7 @@ type Ops struct {
 	// Token is the Bearer token the ops surface asks for. Empty means the
 	// guarded endpoints answer 401 to everyone (serve without --config
 	// generates one, kept in the data dir).
-	Token string `yaml:"token"`
+	Token string `yaml:"token" secret:"key"`
 	// MetricsPublic keeps /metrics on the API port, without a token, where
 	// Listen is set (for scrapers that cannot send one). False: with Listen
 	// set, /metrics is served there, for the token.
@@ -114,11 +114,11 @@ func (o Ops) MetricsOnAPI() bool { return o.Listen == "" || o.MetricsPublic }
 // mean a single node on its embedded store.
 type Cluster struct {
 	// Redis is the shared store and router: redis://[user:password@]host:port/db.
-	Redis string `yaml:"redis"`
+	Redis string `yaml:"redis" secret:"url"`
 	// NATS is the bus between nodes: nats://host:port, with its
 	// credentials (nats://user:password@host:port, nats://token@host:port)
 	// unless NATSCredentials gives them; tls://host:port for TLS.
-	NATS string `yaml:"nats"`
+	NATS string `yaml:"nats" secret:"url"`
 	// NATSCredentials is a NATS .creds file (a user JWT and its nkey seed).
 	NATSCredentials string `yaml:"nats_credentials"`
 	// NATSCA is a PEM file of the CA that signed the NATS server's
@@ -266,12 +266,12 @@ type API struct {
 // App is one tenant.
 type App struct {
 	ID       string   `yaml:"id"`
-	Secret   string   `yaml:"secret"`  // HS256 key for device tokens
-	APIKey   string   `yaml:"api_key"` // Bearer key for the push API
+	Secret   string   `yaml:"secret" secret:"key"`  // HS256 key for device tokens
+	APIKey   string   `yaml:"api_key" secret:"key"` // Bearer key for the push API
 	Webhooks Webhooks `yaml:"webhooks"`
 	// WebhookSecret signs every webhook call (see hooks.Sign). Empty means
 	// the app's secret.
-	WebhookSecret string `yaml:"webhook_secret"`
+	WebhookSecret string `yaml:"webhook_secret" secret:"key"`
 }
 
 // WebhookKey is the secret the app's webhook calls are signed with.
@@ -295,26 +295,37 @@ func Default() *Config {
 	return &c
 }
 
-// Load reads and validates a YAML file. Unknown keys are errors.
+// Load reads and validates a YAML file, under the environment's keys
+// (env.go). Unknown keys are errors.
 func Load(path string) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(raw)
+	return parse(raw, OSEnv)
 }
 
-// Parse decodes and validates a YAML document.
-func Parse(raw []byte) (*Config, error) {
+// Parse decodes and validates a YAML document, alone (Load adds the
+// environment).
+func Parse(raw []byte) (*Config, error) { return parse(raw, nil) }
+
+// parse decodes raw, sets the keys env gives (if not nil) over it, fills
+// in the defaults and validates.
+func parse(raw []byte, env Env) (*Config, error) {
 	c := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config: %s", nameKeys(raw, err))
 	}
+	if env != nil {
+		if err := c.fromEnv(env); err != nil {
+			return nil, err
+		}
+	}
 	c.setDefaults()
 	if len(c.Apps) == 0 {
-		return nil, errors.New("config: apps: at least one app is required")
+		return nil, errors.New("config: apps: at least one app is required (in the file, or " + EnvPrefix + "APPS)")
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

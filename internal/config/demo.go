@@ -114,6 +114,15 @@ func readOrCreate(path string, create bool, fresh func() []byte) ([]byte, error)
 	return raw, nil
 }
 
+// DemoDataDir is the demo node's data dir: LONGLINK_DATA_DIR's, or the
+// default.
+func DemoDataDir() string {
+	if dir, ok, _ := OSEnv.value(EnvName("data_dir")); ok && dir != "" {
+		return dir
+	}
+	return defaults.DataDir
+}
+
 // HasDemoApp reports whether dataDir holds the demo app's credentials.
 func HasDemoApp(dataDir string) bool {
 	_, err := os.Stat(filepath.Join(dataDir, demoFile))
@@ -126,15 +135,23 @@ func randomKey() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// LoadOrDemo loads path when it is set; otherwise it returns the defaults
-// with the demo app from the default data dir (see DemoApp for create).
-// Without create (a command run beside the demo node), the listen
-// addresses are where the demo node last served.
+// LoadOrDemo loads path when it is set, or the config the environment gives
+// when it names apps (LONGLINK_APPS); otherwise it returns the defaults,
+// under the environment's keys, with the demo app from the data dir (see
+// DemoApp for create). Without create (a command run beside the demo
+// node), the listen addresses are where the demo node last served.
 func LoadOrDemo(path string, create bool) (*Config, error) {
 	if path != "" {
 		return Load(path)
 	}
+	if _, apps, err := OSEnv.value(EnvPrefix + "APPS"); apps || err != nil { // the whole config from the environment
+		return parse(nil, OSEnv)
+	}
 	c := Default()
+	if err := c.fromEnv(OSEnv); err != nil {
+		return nil, err
+	}
+	c.setDefaults()
 	k, err := readDemoKeys(c.DataDir, create)
 	if err != nil {
 		return nil, err
@@ -144,8 +161,10 @@ func LoadOrDemo(path string, create bool) (*Config, error) {
 		c.Gateway.Listen, c.API.Listen = cmp.Or(k.Gateway, c.Gateway.Listen), cmp.Or(k.API, c.API.Listen)
 	}
 	c.Demo = true
-	if c.Ops.Token, err = DemoOpsToken(c.DataDir, create); err != nil && create {
-		return nil, err
+	if c.Ops.Token == "" {
+		if c.Ops.Token, err = DemoOpsToken(c.DataDir, create); err != nil && create {
+			return nil, err
+		}
 	}
 	return c, c.Validate()
 }

@@ -157,6 +157,7 @@ func TestContainerImage(t *testing.T) {
 		Config struct {
 			User, WorkingDir, StopSignal string
 			ExposedPorts, Volumes        map[string]any
+			Env, Cmd                     []string
 		}
 		Healthcheck struct{ Test []string }
 	}
@@ -165,7 +166,8 @@ func TestContainerImage(t *testing.T) {
 	}
 	image := images[0]
 	if cfg := image.Config; cfg.User != "65532:65532" || cfg.WorkingDir != "/data" || cfg.StopSignal != "SIGTERM" || cfg.Volumes["/data"] == nil ||
-		cfg.ExposedPorts["7070/tcp"] == nil || cfg.ExposedPorts["8080/tcp"] == nil || !slices.Contains(image.Healthcheck.Test, "health") {
+		cfg.ExposedPorts["7070/tcp"] == nil || cfg.ExposedPorts["8080/tcp"] == nil || !slices.Contains(image.Healthcheck.Test, "health") ||
+		!slices.Contains(cfg.Env, "LONGLINK_DATA_DIR=/data") || !slices.Equal(cfg.Cmd, []string{"serve"}) {
 		t.Fatalf("the image's config: %s", raw)
 	}
 
@@ -191,9 +193,11 @@ func TestContainerImage(t *testing.T) {
 			t.Errorf("the image has no /%s", f)
 		}
 	}
-	bin := filepath.Join(root, "usr/local/bin/longlink")
+	// The image's environment, its /data where the export put it, and
+	// free loopback ports by flag (which win over the environment).
+	bin, data := filepath.Join(root, "usr/local/bin/longlink"), filepath.Join(root, "data")
 	serve := exec.Command(bin, "serve", "--gateway-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0")
-	serve.Dir = filepath.Join(root, "data")
+	serve.Dir, serve.Env = data, append(images[0].Config.Env, "LONGLINK_DATA_DIR="+data)
 	out, err := serve.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -209,11 +213,14 @@ func TestContainerImage(t *testing.T) {
 		}
 	}
 	go io.Copy(io.Discard, out)
+	if !strings.HasPrefix(api, "127.0.0.1:") || strings.HasSuffix(api, ":8080") {
+		t.Errorf("serve listens on %s: the flag did not win over LONGLINK_API_LISTEN", api)
+	}
 	health, err := exec.Command(bin, "health", "--url", "http://"+api+"/healthz").CombinedOutput()
 	if err != nil || !strings.Contains(string(health), `"status":"ok"`) {
 		t.Fatalf("longlink health from the image: %v %s", err, health)
 	}
-	if _, err := os.Stat(filepath.Join(root, "data", "longlink-data")); err != nil {
+	if entries, err := os.ReadDir(data); err != nil || len(entries) == 0 {
 		t.Errorf("serve kept no data in the image's /data: %v", err)
 	}
 }
