@@ -27,6 +27,7 @@ Usage:
   longlink demo-credentials                          print the demo app's API key and secret
   longlink health [--url URL]                        exit 0 if the server's /healthz answers 200 (a container's HEALTHCHECK)
   longlink config [--config FILE] [--example]        print the config serve would run with (secrets masked), or a complete example
+  longlink drain  [--url URL] [--wait]               drain a node (its devices move to the others); --wait until it stopped
   longlink version                                   print which longlink this is
 
 Run 'longlink COMMAND --help' for a command's flags.
@@ -44,7 +45,8 @@ var commands = map[string]command{
 	"version":          versionCmd,
 	"demo-credentials": demoCredentials,
 	"cert":             cert,
-	"health":           health,
+	"health":           healthCmd,
+	"drain":            drainCmd,
 	"config":           configCmd,
 	"bench-worker":     benchWorker, // not in the usage: started by bench itself
 }

@@ -461,3 +461,48 @@ func TestConfigCommand(t *testing.T) {
 		t.Fatalf("config --example: exit %d", code)
 	}
 }
+
+// drain --wait drains the node, taking the ops token from the environment
+// as the server does, and returns once the node has stopped (serve exits
+// 0); without the token it is refused.
+func TestDrainWait(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "longlink.yaml")
+	yaml := fmt.Sprintf("data_dir: %s\ngateway: {listen: 127.0.0.1:0, drain_period: 1s}\napi: {listen: 127.0.0.1:0}\n"+
+		"apps:\n  - {id: demo, secret: %q, api_key: %q}\n", dir, testserver.Demo.Secret, testserver.Demo.APIKey)
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	token := filepath.Join(dir, "ops-token")
+	if err := os.WriteFile(token, []byte("ops-token-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LONGLINK_OPS_TOKEN_FILE", token)
+	var out testserver.SyncBuffer
+	exited := make(chan int, 1)
+	go func() { exited <- Main([]string{"serve", "--config", path}, &out, &out) }()
+	var api string
+	testwait.Eventually(t, "serve's banner", func() bool {
+		m := regexp.MustCompile(`api\s+(http://\S+)`).FindStringSubmatch(out.String())
+		if m != nil {
+			api = m[1]
+		}
+		return m != nil
+	})
+	var res bytes.Buffer
+	if code := Main([]string{"drain", "--url", api, "--token", "not-the-token"}, &res, &res); code != 1 || !strings.Contains(res.String(), "401") {
+		t.Fatalf("drain with a wrong token: exit %d, %q", code, res.String())
+	}
+	res.Reset()
+	if code := Main([]string{"drain", "--url", api, "--wait"}, &res, &res); code != 0 || !strings.Contains(res.String(), "drained: the node has stopped") {
+		t.Fatalf("drain --wait: exit %d, %q", code, res.String())
+	}
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Fatalf("serve exited %d after its drain:\n%s", code, out.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("drain --wait returned while serve still ran")
+	}
+}

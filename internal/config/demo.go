@@ -117,7 +117,7 @@ func readOrCreate(path string, create bool, fresh func() []byte) ([]byte, error)
 // DemoDataDir is the demo node's data dir: LONGLINK_DATA_DIR's, or the
 // default.
 func DemoDataDir() string {
-	if dir, ok, _ := OSEnv.value(EnvName("data_dir")); ok && dir != "" {
+	if dir, ok, _ := FromEnv("data_dir"); ok && dir != "" {
 		return dir
 	}
 	return defaults.DataDir

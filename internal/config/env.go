@@ -37,6 +37,10 @@ func EnvName(path string) string {
 	return EnvPrefix + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(path))
 }
 
+// FromEnv returns the value the environment gives the key at path (its
+// variable, or its _FILE), and whether it gives one.
+func FromEnv(path string) (string, bool, error) { return OSEnv.value(EnvName(path)) }
+
 // value returns the value of the variable name (or the content of the file
 // named by name_FILE, less a final newline), and whether one is set.
 func (env Env) value(name string) (string, bool, error) {

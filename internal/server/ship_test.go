@@ -20,6 +20,13 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8syaml "sigs.k8s.io/yaml"
+
+	"github.com/longlink/longlink/internal/cli"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/testengine"
 )
@@ -223,4 +230,154 @@ func TestContainerImage(t *testing.T) {
 	if entries, err := os.ReadDir(data); err != nil || len(entries) == 0 {
 		t.Errorf("serve kept no data in the image's /data: %v", err)
 	}
+}
+
+// manifest is one document of deploy/kubernetes.
+type manifest struct {
+	Kind string
+	raw  []byte
+}
+
+// readManifests splits a file of deploy/kubernetes into its documents.
+func readManifests(t *testing.T, name string) []manifest {
+	raw, err := os.ReadFile(filepath.Join("../../deploy/kubernetes", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []manifest
+	for doc := range strings.SplitSeq(string(raw), "\n---\n") {
+		var head struct{ Kind string }
+		if err := k8syaml.Unmarshal([]byte(doc), &head); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out = append(out, manifest{Kind: head.Kind, raw: []byte(doc)})
+	}
+	return out
+}
+
+// The Kubernetes manifests decode, strictly (no field the Kubernetes API
+// does not have, every value of its type), into the API's own types; the
+// nodes' environment is a config longlink takes; the pods drain before
+// they stop, within their grace period; the Services, the
+// PodDisruptionBudget and the ServiceMonitor select the pods and their
+// ports by the names the pods give them.
+func TestKubernetesManifests(t *testing.T) {
+	var (
+		sts      appsv1.StatefulSet
+		secret   corev1.Secret
+		services []corev1.Service
+		pdb      policyv1.PodDisruptionBudget
+	)
+	for _, m := range readManifests(t, "longlink.yaml") {
+		var obj any
+		switch m.Kind {
+		case "StatefulSet":
+			obj = &sts
+		case "Secret":
+			obj = &secret
+		case "Service":
+			services = append(services, corev1.Service{})
+			obj = &services[len(services)-1]
+		case "PodDisruptionBudget":
+			obj = &pdb
+		default:
+			t.Fatalf("an unexpected kind %q", m.Kind)
+		}
+		if err := k8syaml.UnmarshalStrict(m.raw, obj); err != nil {
+			t.Fatalf("%s: %v", m.Kind, err)
+		}
+	}
+	pod := sts.Spec.Template
+	labels := pod.Labels
+	if len(pod.Spec.Containers) != 1 || len(services) != 3 || !selects(sts.Spec.Selector.MatchLabels, labels) ||
+		!selects(pdb.Spec.Selector.MatchLabels, labels) || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+		t.Fatalf("the manifests do not hang together: %d containers, %d services, selectors %v %v for %v",
+			len(pod.Spec.Containers), len(services), sts.Spec.Selector.MatchLabels, pdb.Spec.Selector.MatchLabels, labels)
+	}
+	c := pod.Spec.Containers[0]
+	ports := map[string]bool{}
+	for _, p := range c.Ports {
+		ports[p.Name] = true
+	}
+	for _, s := range services {
+		for _, p := range s.Spec.Ports {
+			if !selects(s.Spec.Selector, labels) || !ports[p.TargetPort.String()] {
+				t.Errorf("Service %s: port %s does not reach the pods", s.Name, p.TargetPort.String())
+			}
+		}
+	}
+	if pre := c.Lifecycle.PreStop; pre == nil || pre.Exec == nil || !slices.Equal(pre.Exec.Command, []string{"/usr/local/bin/longlink", "drain", "--wait"}) {
+		t.Errorf("the pods do not drain before they stop: %+v", c.Lifecycle)
+	}
+	if c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/healthz" || pod.Spec.SecurityContext.RunAsNonRoot == nil ||
+		!*pod.Spec.SecurityContext.RunAsNonRoot {
+		t.Errorf("readiness %+v, security %+v", c.ReadinessProbe, pod.Spec.SecurityContext)
+	}
+
+	// The pod's environment, as Kubernetes would give it to longlink-0:
+	// longlink config takes it, and the grace period outlasts its drain.
+	known := map[string]bool{"LONGLINK_APPS": true} // every key's variable, as the example names them
+	for _, m := range regexp.MustCompile(`env: (LONGLINK_\w+)`).FindAllStringSubmatch(string(config.Example()), -1) {
+		known[m[1]] = true
+	}
+	values := map[string]string{}
+	for _, e := range c.Env {
+		if strings.HasPrefix(e.Name, "LONGLINK_") && !known[e.Name] {
+			t.Errorf("the pods set %s, which is no key's variable", e.Name)
+		}
+		v := e.Value
+		switch {
+		case e.ValueFrom == nil:
+		case e.ValueFrom.FieldRef != nil:
+			v = map[string]string{"metadata.name": "longlink-0", "status.podIP": "10.1.2.3"}[e.ValueFrom.FieldRef.FieldPath]
+		case e.ValueFrom.SecretKeyRef != nil:
+			v = secret.StringData[e.ValueFrom.SecretKeyRef.Key]
+		}
+		values[e.Name] = regexp.MustCompile(`\$\((\w+)\)`).ReplaceAllStringFunc(v, func(ref string) string { return values[ref[2:len(ref)-1]] })
+		if strings.HasPrefix(e.Name, "LONGLINK_") {
+			t.Setenv(e.Name, values[e.Name])
+		}
+	}
+	var out bytes.Buffer
+	if code := cli.Main([]string{"config"}, &out, &out); code != 0 {
+		t.Fatalf("longlink config with the pods' environment: exit %d\n%s", code, out.String())
+	}
+	for _, want := range []string{"node: longlink-0", "advertise: 10.1.2.3:7070", "drain_period: 10s", "id: demo", "nats: nats://masked@nats:4222"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the pods' config has no %q:\n%s", want, out.String())
+		}
+	}
+	if grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second; grace <= 10*time.Second+5*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %v: a drain takes up to 15 s", grace)
+	}
+
+	monitors := readManifests(t, "servicemonitor.yaml")
+	var sm struct {
+		APIVersion string
+		Kind       string
+		Metadata   metav1.ObjectMeta
+		Spec       struct {
+			Selector  metav1.LabelSelector
+			Endpoints []struct{ Port, Path, Interval string }
+		}
+	}
+	if len(monitors) != 1 || k8syaml.UnmarshalStrict(monitors[0].raw, &sm) != nil || sm.APIVersion != "monitoring.coreos.com/v1" ||
+		len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "api" || sm.Spec.Endpoints[0].Path != "/metrics" {
+		t.Fatalf("the ServiceMonitor: %+v", sm)
+	}
+	for _, s := range services {
+		if selects(sm.Spec.Selector.MatchLabels, s.Labels) && s.Name != "longlink-api" {
+			t.Errorf("the ServiceMonitor selects Service %s too", s.Name)
+		}
+	}
+}
+
+// selects reports whether every label of selector is in labels.
+func selects(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(selector) > 0
 }
