@@ -2,10 +2,12 @@ package longlinkjs_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +79,56 @@ func readSources(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// The package installs as an app would take it: packed (npm pack, with the
+// licence), installed from the tarball into a new project, imported by
+// name; its version is the repository's (VERSION).
+func TestPackage(t *testing.T) {
+	testengine.Need(t, "node")
+	dist, app := t.TempDir(), t.TempDir()
+	pack := exec.Command("npm", "pack", "--pack-destination", dist, "--json")
+	out, err := pack.Output()
+	if err != nil {
+		t.Fatalf("npm pack: %v\n%s", err, out)
+	}
+	var packed []struct {
+		Filename string
+		Version  string
+		Files    []struct{ Path string }
+	}
+	if err := json.Unmarshal(out, &packed); err != nil || len(packed) != 1 {
+		t.Fatalf("npm pack said %s (%v)", out, err)
+	}
+	version, err := os.ReadFile("../../VERSION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if packed[0].Version != strings.TrimSpace(string(version)) {
+		t.Errorf("the package's version %s is not VERSION's %s", packed[0].Version, version)
+	}
+	var files []string
+	for _, f := range packed[0].Files {
+		files = append(files, f.Path)
+	}
+	for _, want := range []string{"LICENSE", "package.json", "src/longlink.js", "src/longlink.d.ts"} {
+		if !slices.Contains(files, want) {
+			t.Errorf("the package has no %s: %v", want, files)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(app, "package.json"), []byte(`{"name": "an-app", "private": true, "type": "module"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	install := exec.Command("npm", "install", "--offline", "--no-audit", "--no-fund", filepath.Join(dist, packed[0].Filename))
+	install.Dir = app
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("npm install of the tarball: %v\n%s", err, out)
+	}
+	use := exec.Command("node", "--input-type=module", "-e",
+		`import { Client, Code } from "longlink"; console.log(typeof Client, Code.REPLACED)`)
+	use.Dir = app
+	if out, err := use.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "function 4003" {
+		t.Fatalf("import from the installed package: %v %s", err, out)
 	}
 }

@@ -381,3 +381,54 @@ func selects(selector, labels map[string]string) bool {
 	}
 	return len(selector) > 0
 }
+
+// An app's module takes the Go SDK by go get from a clone, with no replace
+// directive: git is told that the module's repository is the clone
+// (url.<clone>.insteadOf), and GOPRIVATE keeps go from asking the proxy
+// and the checksum database for it, as docs/deploy.md says.
+func TestGoGetFromAClone(t *testing.T) {
+	testengine.Long(t, "builds an app against the SDK")
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skip("not in a git clone") // a source tarball: nothing to go get
+	}
+	app, home := t.TempDir(), t.TempDir()
+	gitconfig := filepath.Join(home, "gitconfig")
+	if err := os.WriteFile(gitconfig, fmt.Appendf(nil, "[url \"%s\"]\n\tinsteadOf = https://github.com/longlink/longlink\n", root), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	main := `package main
+
+import (
+	"fmt"
+
+	"github.com/longlink/longlink/client"
+)
+
+func main() { fmt.Println(client.Config{Addr: "127.0.0.1:7070"}.Addr) }
+`
+	for name, text := range map[string]string{"go.mod": "module example.com/app\n\ngo 1.26.0\n", "main.go": main} {
+		if err := os.WriteFile(filepath.Join(app, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := goEnv("GIT_CONFIG_GLOBAL="+gitconfig, "GOPRIVATE=github.com/longlink/longlink", "GOFLAGS=-mod=mod")
+	for _, args := range [][]string{{"get", "github.com/longlink/longlink@" + strings.TrimSpace(string(rev))}, {"mod", "tidy"}, {"run", "."}} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir, cmd.Env = app, env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		if args[0] == "run" && strings.TrimSpace(string(out)) != "127.0.0.1:7070" {
+			t.Fatalf("the app printed %q", out)
+		}
+	}
+	if mod, _ := os.ReadFile(filepath.Join(app, "go.mod")); strings.Contains(string(mod), "replace") {
+		t.Fatalf("go.mod has a replace:\n%s", mod)
+	}
+}
