@@ -24,8 +24,15 @@ import (
 	"github.com/redis/rueidis"
 )
 
+// ErrRedisCluster refuses a Redis Cluster: every key of the cluster's data
+// would have to carry its partition's hash tag, and every script touch one
+// slot, which they do not yet.
+var ErrRedisCluster = errors.New("cluster.redis names a Redis Cluster: a longlink cluster keeps its data on one Redis " +
+	"primary (with replicas, and Sentinel for failover) until its keys are sharded; give it one Redis server")
+
 // New connects to the Redis at url (redis://[user:password@]host:port/db),
-// bounding each write to the socket by timeout.
+// bounding each write to the socket by timeout. A Redis Cluster (url's
+// host, or a seed in its addr= parameters) is refused: ErrRedisCluster.
 func New(url string, timeout time.Duration) (rueidis.Client, error) {
 	co, err := rueidis.ParseURL(url)
 	if err != nil {
@@ -37,6 +44,10 @@ func New(url string, timeout time.Duration) (rueidis.Client, error) {
 	c, err := rueidis.NewClient(co)
 	if err != nil {
 		return nil, fmt.Errorf("redis %s: %w", co.InitAddress, err)
+	}
+	if c.Mode() == rueidis.ClientModeCluster {
+		c.Close()
+		return nil, ErrRedisCluster
 	}
 	return resending{c}, nil
 }

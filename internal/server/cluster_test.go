@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/redisclient"
+	"github.com/longlink/longlink/internal/server"
 	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
 	"github.com/longlink/longlink/internal/testwait"
@@ -448,4 +450,26 @@ func TestClusterRetryHandsOverWhatAFailedPushStored(t *testing.T) {
 	d1.expect(t, "once")
 	nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "next", "ttl": 600})
 	d1.expect(t, "next") // and "once" only once
+}
+
+// A node pointed at a Redis Cluster (its seeds in cluster.redis) says at
+// start, with the config key, that it cannot run on one yet, instead of
+// starting and panicking at the first login on a cross-slot command.
+func TestClusterOnARedisClusterRefused(t *testing.T) {
+	rc, nats := testengine.NewRedisCluster(t), testengine.NATS(t)
+	cfg := config.Default()
+	cfg.DataDir, cfg.Gateway.Listen, cfg.API.Listen = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Apps = []config.App{testserver.Demo}
+	cfg.Cluster.Redis, cfg.Cluster.NATS = rc.URL(), nats.NATSURL()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("a Redis Cluster's seeds in cluster.redis: %v", err)
+	}
+	s, err := server.Start(cfg, slog.New(slog.DiscardHandler))
+	if err == nil {
+		s.Shutdown(context.Background())
+		t.Fatal("a node started on a Redis Cluster")
+	}
+	if !strings.Contains(err.Error(), "cluster.redis") || !strings.Contains(err.Error(), "Redis Cluster") {
+		t.Fatalf("the refusal does not say why: %v", err)
+	}
 }

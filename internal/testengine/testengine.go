@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -63,6 +64,7 @@ type Engine struct {
 // (Debian's; .ci/run installs them all).
 var packages = map[string]string{
 	"redis-server":    "Debian package redis-server",
+	"redis-cli":       "Debian package redis-tools, which redis-server brings",
 	"nats-server":     "Debian package nats-server",
 	"node":            "Node.js 20+: Debian packages nodejs and npm",
 	"chromium":        "Debian package chromium",
@@ -161,6 +163,63 @@ func Redis(t testing.TB, settings ...string) *Engine {
 
 // URL is the engine's redis:// URL.
 func (e *Engine) URL() string { return "redis://" + e.Addr + "/0" }
+
+// RedisCluster is a Redis Cluster of real redis-server processes on
+// loopback, made as docs/cluster.md makes one: each node started with
+// --cluster-enabled yes, then redis-cli --cluster create.
+type RedisCluster struct {
+	Nodes []*Engine // as started; which are primaries changes with failovers
+}
+
+// NewRedisCluster starts a Redis Cluster of 3 primaries, each with a
+// replica (their AOFs fsynced at every write, as Redis's), and returns
+// once every node says the cluster is ok; settings go to every node.
+func NewRedisCluster(t testing.TB, settings ...string) *RedisCluster {
+	t.Helper()
+	cli := Need(t, "redis-cli")
+	c := &RedisCluster{}
+	var addrs []string
+	for range 6 {
+		e := Redis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000"}, settings...)...)
+		c.Nodes, addrs = append(c.Nodes, e), append(addrs, e.Addr)
+	}
+	create := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "1", "--cluster-yes")...)
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, e := range c.Nodes {
+		host, port, _ := net.SplitHostPort(e.Addr)
+		for {
+			out, _ := exec.Command(cli, "-h", host, "-p", port, "cluster", "info").Output()
+			if strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the Redis Cluster is not ok within 30s: %s says %s", e.Addr, out)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return c
+}
+
+// URL is the cluster's redis:// URL: its first node, and the others as
+// further seeds (addr=).
+func (c *RedisCluster) URL() string {
+	u := "redis://" + c.Nodes[0].Addr
+	for i, e := range c.Nodes[1:] {
+		sep := "&"
+		if i == 0 {
+			sep = "?"
+		}
+		u += sep + "addr=" + e.Addr
+	}
+	return u
+}
 
 // NATS starts a nats-server (core NATS: no JetStream); settings are more
 // of its flags (--user and --pass, say).
