@@ -184,6 +184,13 @@ func (n *Node) Serve(gw *gateway.Gateway, drain func()) error {
 	if err != nil {
 		return fmt.Errorf("cluster: subscribe: %w", err)
 	}
+	// The NATS server has the subscription before the lease says this node
+	// is there: a request made as soon as another node sees the lease finds
+	// it (it answered "no responders" before).
+	if err := n.nc.FlushTimeout(n.opts.Timeout); err != nil {
+		sub.Unsubscribe()
+		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
 	if err := n.renew(); err != nil {
 		sub.Unsubscribe()
 		return fmt.Errorf("cluster: lease: %w", err)

@@ -66,12 +66,12 @@ func (c *Config) fromEnv(env Env) error {
 	if err != nil {
 		return err
 	}
-	ids, listed, err := env.value(EnvPrefix + "APPS")
+	ids, _, err := env.value(EnvPrefix + "APPS")
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	for id := range strings.SplitSeq(ids, ",") {
-		if id = strings.TrimSpace(id); listed && id != "" && !slices.ContainsFunc(c.Apps, func(a App) bool { return a.ID == id }) {
+		if id = strings.TrimSpace(id); id != "" && !slices.ContainsFunc(c.Apps, func(a App) bool { return a.ID == id }) {
 			c.Apps = append(c.Apps, App{ID: id})
 		}
 	}
@@ -123,7 +123,7 @@ func eachKey(v reflect.Value, prefix string, fn func(path string, f reflect.Valu
 func setFromEnv(env Env, name string, f reflect.Value) error {
 	s, ok, err := env.value(name)
 	if err != nil || !ok {
-		return err
+		return wrap(err)
 	}
 	if err := setText(f, s); err != nil {
 		return fmt.Errorf("config: %s: %q is not %s", name, s, yamlKind(f.Type().String()))
@@ -175,4 +175,12 @@ func setText(f reflect.Value, s string) error {
 		return fmt.Errorf("a %s cannot come from the environment", f.Type())
 	}
 	return nil
+}
+
+// wrap says that a non-nil err is the config's.
+func wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("config: %w", err)
 }
