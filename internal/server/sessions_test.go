@@ -76,11 +76,14 @@ func TestClusterStalledNodeEndsReplacedSessions(t *testing.T) {
 	d := dialDevice(t, client.Config{Addr: n2.gateway, Token: n1.Token("d1", "")})
 	n1.Push(stored([]string{"d1"}, "on n2")) // n2 is done with the login (its replay)
 	d.expect(t, "on n2")
+	testwait.Eventually(t, "d1 to ack it", func() bool { return d.LastSeq("demo") == 1 })
 	n2.signal(t, syscall.SIGSTOP)
 	testwait.Eventually(t, "n2's lease to lapse, as n1 reads it", func() bool {
 		return time.Since(leaseUntil(t, r, "n2")) > time.Second+100*time.Millisecond // n1 reads the members at most a second old
 	})
-	newer := connect(t, n1, client.TCP, n1.Token("d1", ""))
+	// The device again, where it left off (its ack may not have reached
+	// Redis before n2 stalled: last_seq acks it).
+	newer := connect(t, n1, client.TCP, n1.Token("d1", ""), func(c *client.Config) { c.LastSeq = 1 })
 	n2.signal(t, syscall.SIGCONT)
 	d.endedWithin(t, time.Now(), 5*time.Second)
 	n1.Push(map[string]any{"devices": []string{"d1"}, "data": "on n1"})
