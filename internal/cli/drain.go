@@ -37,7 +37,9 @@ func drainCmd(args []string, stdout, stderr io.Writer) error {
 	if *node != "" {
 		target += "?node=" + url.QueryEscape(*node)
 	}
-	req, err := http.NewRequest(http.MethodPost, target, nil)
+	ask, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a stalled node must not hold a preStop hook
+	defer cancel()
+	req, err := http.NewRequestWithContext(ask, http.MethodPost, target, nil)
 	if err != nil {
 		return fmt.Errorf("--url: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/longlink/longlink/internal/golabel"
 )
@@ -18,13 +17,12 @@ import (
 //   - a node that comes back to the bus, or renews its lease after a gap
 //     (it was stalled, or Redis away; its lease may have lapsed, and then
 //     nobody asks it), checks every session it holds against its route and
-//     ends those whose route names a newer session (audit); it does so
-//     every auditEvery too, for what the first two missed (a node that
-//     could not tell, and then died).
-
-// auditEvery is how often a node checks its sessions against their routes
-// when nothing asks it to sooner.
-const auditEvery = time.Minute
+//     ends those whose route names a newer session (audit).
+//
+// There is no periodic audit: it would read every device's route from
+// Redis again and again, a per-device load that grows with the fleet, for
+// the one case the two above miss (the node that could not tell died before
+// it told; the older session then lives until its device goes away).
 
 // maxUntold bounds the replaced sessions whose node is yet to be told; past
 // it they wait for that node's own audit.
@@ -106,7 +104,6 @@ func (n *Node) startAudit() {
 		return
 	}
 	n.auditDue.Store(false)
-	n.lastAuditAt = time.Now()
 	n.wg.Add(1)
 	golabel.Go("cluster.audit", func() {
 		defer n.wg.Done()

@@ -88,10 +88,9 @@ type Node struct {
 	wg        sync.WaitGroup
 	renewedAt atomic.Int64 // unix ms of the last renewal of this node's lease
 
-	untold      untold      // replaced sessions whose node was not told yet
-	auditDue    atomic.Bool // the sessions here are to be checked against their routes (audit)
-	auditing    atomic.Bool // an audit runs
-	lastAuditAt time.Time   // keepLease's
+	untold   untold      // replaced sessions whose node was not told yet
+	auditDue atomic.Bool // the sessions here are to be checked against their routes (audit)
+	auditing atomic.Bool // an audit runs
 
 	// mu guards the fields below: the live members, as last read.
 	mu     sync.Mutex
@@ -254,7 +253,6 @@ func (n *Node) keepLease() {
 	t := time.NewTicker(min(n.opts.Lease/3, time.Second)) // also keeps the connections it says fresh for dispatch
 	defer t.Stop()
 	fenced := false
-	n.lastAuditAt = time.Now()
 	for {
 		select {
 		case <-n.life.Done():
@@ -282,7 +280,7 @@ func (n *Node) keepLease() {
 			n.opts.Unfence()
 		}
 		n.tellUntold()
-		if gap || n.auditDue.Load() || time.Since(n.lastAuditAt) >= auditEvery {
+		if gap || n.auditDue.Load() {
 			n.startAudit()
 		}
 	}

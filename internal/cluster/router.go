@@ -114,8 +114,16 @@ func (n *Node) tellReplaced(ctx context.Context, older route, r replaced) {
 // lease runs, in the same incarnation (true when the members cannot be
 // read).
 func (n *Node) holds(ctx context.Context, r route) bool {
-	runs, err := n.runs(ctx)
-	return err != nil || sameRun(r, runs)
+	ms, err := n.members(ctx)
+	if err != nil {
+		return true
+	}
+	for _, m := range ms {
+		if m.Node == r.node {
+			return sameIncarnation(r.incarnation, m.Incarnation)
+		}
+	}
+	return false
 }
 
 // runs returns the incarnation of each live node.
@@ -136,7 +144,13 @@ func (n *Node) runs(ctx context.Context) (map[string]string, error) {
 // node of an older version, matches any).
 func sameRun(r route, runs map[string]string) bool {
 	inc, live := runs[r.node]
-	return live && (r.incarnation == "" || inc == "" || inc == r.incarnation)
+	return live && sameIncarnation(r.incarnation, inc)
+}
+
+// sameIncarnation reports whether a route's incarnation and a lease's name
+// the same run (either left out, by a node of an older version, matches).
+func sameIncarnation(route, lease string) bool {
+	return route == "" || lease == "" || route == lease
 }
 
 func replaceRequest(app string, rs []replaced) *request {

@@ -100,17 +100,23 @@ func verifyWebhook(secret string, h http.Header, body []byte) bool {
 		hmac.Equal([]byte(h.Get("X-Longlink-Signature")), []byte("v1="+hex.EncodeToString(mac.Sum(nil))))
 }
 
-// eventsOf returns "type:reason" of the events recorded for device.
-func (b *backend) eventsOf(device string) []string {
+// sessionsOf returns the events recorded for device as "type:reason" and
+// their session numbers, in the order they came.
+func (b *backend) sessionsOf(device string) (events []string, sessions []uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []string
 	for _, e := range b.events {
 		if e.Device == device {
-			out = append(out, e.Type+":"+e.Reason)
+			events, sessions = append(events, e.Type+":"+e.Reason), append(sessions, e.Session)
 		}
 	}
-	return out
+	return events, sessions
+}
+
+// eventsOf returns "type:reason" of the events recorded for device.
+func (b *backend) eventsOf(device string) []string {
+	events, _ := b.sessionsOf(device)
+	return events
 }
 
 // withWebhooks points the demo app's webhooks at b: biz "chat" upstream,

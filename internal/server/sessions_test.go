@@ -135,19 +135,6 @@ func TestClusterReplaceKeepsNewerSession(t *testing.T) {
 	d.expectEnded(t, protocol.CodeReplaced)
 }
 
-// sessionsOf returns the events recorded for device as "type:reason" and
-// their session numbers, in the order they came.
-func (b *backend) sessionsOf(device string) (events []string, sessions []uint64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, e := range b.events {
-		if e.Device == device {
-			events, sessions = append(events, e.Type+":"+e.Reason), append(sessions, e.Session)
-		}
-	}
-	return events, sessions
-}
-
 // Status events carry the session's number, growing with each login of
 // the device anywhere in the cluster: a backend that gets a replaced
 // session's offline (from its node) after the newer session's online (from
