@@ -8,10 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/rueidis"
+	"github.com/longlink/longlink/internal/redisclient"
 )
 
-// A route (<p><app>:r:<device>) is "<node> <incarnation> <session>": the
+// A route (<p>{t}<app>:at:<device>, in the device's partition: see
+// redisclient.Key) is "<node> <incarnation> <session>": the
 // node holding the device's session in the app, that node's incarnation
 // (one run of its process) and the session's number. The number is
 // Redis's clock in µs, or one more than the route's before if that is not
@@ -36,7 +37,7 @@ func parseRoute(v string) route {
 // claimScript makes this node (ARGV[1]: "<node> <incarnation>") the holder
 // of a device's session, and returns the route before ("" if none) and the
 // new session's number.
-var claimScript = rueidis.NewLuaScript(`
+var claimScript = redisclient.NewScript(`#!lua
 local prev = redis.call('GET', KEYS[1]) or ''
 local t = redis.call('TIME')
 local session = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), tonumber(string.match(prev, ' (%d+)$') or '0') + 1)
@@ -46,14 +47,16 @@ return {prev, session}
 `)
 
 // releaseScript forgets a device's route if it is still ARGV[1].
-var releaseScript = rueidis.NewLuaScript(`
+var releaseScript = redisclient.NewScript(`#!lua
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 `)
 
-func (n *Node) routeKey(app, device string) string { return n.opts.Prefix + app + ":r:" + device }
+func (n *Node) routeKey(app, device string) string {
+	return redisclient.Key(n.opts.Prefix, app, "at", device)
+}
 
 // self is this node's part of its routes: "<node> <incarnation>".
 func (n *Node) self() string { return n.opts.Node + " " + n.incarnation }
@@ -195,11 +198,12 @@ func (n *Node) locate(ctx context.Context, app string, devices []string) (map[st
 const routeChunk = 1000
 
 // readRoutes reads the routes at keys, routeChunk at a time (each within
-// cluster.timeout), and calls fn with each one found and its index.
+// cluster.timeout; one MGET per slot on a Redis Cluster), and calls fn
+// with each one found and its index.
 func (n *Node) readRoutes(ctx context.Context, keys []string, fn func(i int, r route)) error {
 	for start := 0; start < len(keys); start += routeChunk {
 		call, cancel := n.call(ctx)
-		vals, err := n.redis.Do(call, n.redis.B().Mget().Key(keys[start:min(start+routeChunk, len(keys))]...).Build()).ToArray()
+		vals, err := redisclient.MGet(call, n.redis, keys[start:min(start+routeChunk, len(keys))])
 		cancel()
 		if err != nil {
 			return fmt.Errorf("cluster: routes: %w", err)

@@ -113,7 +113,9 @@ func (o Ops) MetricsOnAPI() bool { return o.Listen == "" || o.MetricsPublic }
 // routes live in Redis, and the nodes talk over NATS. Empty Redis and NATS
 // mean a single node on its embedded store.
 type Cluster struct {
-	// Redis is the shared store and router: redis://[user:password@]host:port/db.
+	// Redis is the shared store and router: one Redis server
+	// (redis://[user:password@]host:port/db), or a Redis Cluster's seeds
+	// (redis://[user:password@]host:port?addr=host:port&addr=...).
 	Redis string `yaml:"redis" secret:"url"`
 	// NATS is the bus between nodes: nats://host:port, with its
 	// credentials (nats://user:password@host:port, nats://token@host:port)

@@ -24,15 +24,11 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// ErrRedisCluster refuses a Redis Cluster: every key of the cluster's data
-// would have to carry its partition's hash tag, and every script touch one
-// slot, which they do not yet.
-var ErrRedisCluster = errors.New("cluster.redis names a Redis Cluster: a longlink cluster keeps its data on one Redis " +
-	"primary (with replicas, and Sentinel for failover) until its keys are sharded; give it one Redis server")
-
 // New connects to the Redis at url (redis://[user:password@]host:port/db),
-// bounding each write to the socket by timeout. A Redis Cluster (url's
-// host, or a seed in its addr= parameters) is refused: ErrRedisCluster.
+// bounding each write to the socket by timeout. url may name a Redis
+// Cluster's seeds (its host, and addr= for each further one): the client
+// then finds the cluster's primaries, and follows its slots as they move
+// (MOVED, ASK, TRYAGAIN).
 func New(url string, timeout time.Duration) (rueidis.Client, error) {
 	co, err := rueidis.ParseURL(url)
 	if err != nil {
@@ -44,10 +40,6 @@ func New(url string, timeout time.Duration) (rueidis.Client, error) {
 	c, err := rueidis.NewClient(co)
 	if err != nil {
 		return nil, fmt.Errorf("redis %s: %w", co.InitAddress, err)
-	}
-	if c.Mode() == rueidis.ClientModeCluster {
-		c.Close()
-		return nil, ErrRedisCluster
 	}
 	return resending{c}, nil
 }
@@ -70,6 +62,32 @@ func (c resending) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisR
 		r = c.Client.Do(ctx, cmd)
 	}
 	return r
+}
+
+// DoMulti implements rueidis.Client: the commands of the pipeline that
+// met a broken connection are sent again, together (rueidis recycles only
+// the commands that got an answer).
+func (c resending) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	out := c.Client.DoMulti(ctx, cmds...)
+	for range 1 << pipelineMultiplex {
+		var again []int
+		for i, r := range out {
+			if Broken(r.Error()) {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 || ctx.Err() != nil {
+			break
+		}
+		resend := make([]rueidis.Completed, len(again))
+		for j, i := range again {
+			resend[j] = cmds[i]
+		}
+		for j, r := range c.Client.DoMulti(ctx, resend...) {
+			out[again[j]] = r
+		}
+	}
+	return out
 }
 
 // Broken reports whether err says the connection was gone, not that Redis

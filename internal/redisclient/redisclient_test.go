@@ -33,3 +33,26 @@ func TestWritesAfterARestart(t *testing.T) {
 		t.Fatalf("read back %q, %v", v, err)
 	}
 }
+
+// The same for a pipeline: each of its commands that met a broken
+// connection is sent again.
+func TestPipelinesAfterARestart(t *testing.T) {
+	r := testengine.Redis(t)
+	c, err := New(r.URL(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for round := range 3 {
+		for i := range 8 {
+			for j, res := range c.DoMulti(ctx, c.B().Set().Key("a").Value("1").Build(), c.B().Set().Key("b").Value("2").Build()) {
+				if err := res.Error(); err != nil {
+					t.Fatalf("round %d: pipeline %d, write %d: %v", round, i, j, err)
+				}
+			}
+		}
+		r.Stop()
+		r.Start()
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/longlink/longlink/client"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/redisclient"
-	"github.com/longlink/longlink/internal/server"
 	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
 	"github.com/longlink/longlink/internal/testwait"
@@ -25,7 +23,8 @@ import (
 )
 
 // eachClusterTransport runs body over TCP and WebSocket, each against its
-// own 3-node cluster on a real redis-server and nats-server.
+// own 3-node cluster on a real redis-server and nats-server; and over TCP
+// against one on a Redis Cluster (3 primaries, 3 replicas).
 func eachClusterTransport(t *testing.T, body func(t *testing.T, nodes []*testserver.TS, tr client.Transport)) {
 	for _, tr := range []client.Transport{client.TCP, client.WebSocket} {
 		t.Run(string(tr), func(t *testing.T) {
@@ -33,6 +32,10 @@ func eachClusterTransport(t *testing.T, body func(t *testing.T, nodes []*testser
 			body(t, testserver.StartCluster(t, 3), tr)
 		})
 	}
+	t.Run("redis-cluster", func(t *testing.T) {
+		t.Parallel()
+		body(t, testserver.StartClusterOn(t, testengine.NewRedisCluster(t), testengine.NATS(t), 3), client.TCP)
+	})
 }
 
 // presentIn asks node's API whether device is online in demo.
@@ -450,26 +453,4 @@ func TestClusterRetryHandsOverWhatAFailedPushStored(t *testing.T) {
 	d1.expect(t, "once")
 	nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "next", "ttl": 600})
 	d1.expect(t, "next") // and "once" only once
-}
-
-// A node pointed at a Redis Cluster (its seeds in cluster.redis) says at
-// start, with the config key, that it cannot run on one yet, instead of
-// starting and panicking at the first login on a cross-slot command.
-func TestClusterOnARedisClusterRefused(t *testing.T) {
-	rc, nats := testengine.NewRedisCluster(t), testengine.NATS(t)
-	cfg := config.Default()
-	cfg.DataDir, cfg.Gateway.Listen, cfg.API.Listen = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Apps = []config.App{testserver.Demo}
-	cfg.Cluster.Redis, cfg.Cluster.NATS = rc.URL(), nats.NATSURL()
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("a Redis Cluster's seeds in cluster.redis: %v", err)
-	}
-	s, err := server.Start(cfg, slog.New(slog.DiscardHandler))
-	if err == nil {
-		s.Shutdown(context.Background())
-		t.Fatal("a node started on a Redis Cluster")
-	}
-	if !strings.Contains(err.Error(), "cluster.redis") || !strings.Contains(err.Error(), "Redis Cluster") {
-		t.Fatalf("the refusal does not say why: %v", err)
-	}
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/cli"
 	"github.com/longlink/longlink/internal/testengine"
+	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // TestClusterDocs runs docs/cluster.md as it is written: its n1.yaml, made
@@ -98,6 +101,64 @@ func TestClusterDocs(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisClusterDocs runs docs/cluster.md's Redis Cluster as it is
+// written (on free ports, in a temporary directory), and a node on it given
+// the page's cluster.redis: a stored push reaches a device.
+func TestRedisClusterDocs(t *testing.T) {
+	testengine.Need(t, "redis-cli")
+	page, err := os.ReadFile("../../docs/cluster.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)## On a Redis Cluster.*?```sh\n(.*?)```.*?```yaml\n(.*?)```").FindSubmatch(page)
+	if m == nil {
+		t.Fatal("docs/cluster.md starts no Redis Cluster")
+	}
+	ports := map[string]string{}
+	port := regexp.MustCompile(`\b700[0-5]\b`)
+	mapPorts := func(s string) string {
+		return port.ReplaceAllStringFunc(s, func(p string) string {
+			if ports[p] == "" {
+				ports[p] = fmt.Sprint(testengine.FreePort(t))
+			}
+			return ports[p]
+		})
+	}
+	script := strings.ReplaceAll(mapPorts(string(m[1])), "/tmp/ll-rc", t.TempDir())
+	out, err := os.Create(filepath.Join(t.TempDir(), "out")) // not a pipe: the servers left running keep it open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command("bash", "-e", "-c", script)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the redis-servers it leaves running, killed at the end
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	if err := cmd.Wait(); err != nil {
+		said, _ := os.ReadFile(out.Name())
+		t.Fatalf("the page's commands: %v\n%s", err, said)
+	}
+	redisURL := regexp.MustCompile(`redis: "([^"]+)"`).FindStringSubmatch(mapPorts(string(m[2])))
+	if redisURL == nil {
+		t.Fatalf("no cluster.redis in the page's config:\n%s", m[2])
+	}
+	nats := testengine.NATS(t)
+	nodes := testserver.StartClusterOn(t, urlOf(redisURL[1]), nats, 2)
+	d := connect(t, nodes[1], client.TCP, nodes[1].Token("d1", ""))
+	testwait.Eventually(t, "the stored push handed over", func() bool {
+		return nodes[0].Push(stored([]string{"d1"}, "on the cluster"))["online"] == 1.0
+	})
+	d.expect(t, "on the cluster")
+}
+
+// urlOf is a Redis given by its URL.
+type urlOf string
+
+func (u urlOf) URL() string { return string(u) }
 
 // TestArchitectureMap keeps docs/architecture.md true: every `file:function`
 // it names is a function (or method) declared in that file.

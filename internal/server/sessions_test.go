@@ -102,7 +102,7 @@ func TestClusterReplaceKeepsNewerSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	route, err := rc.Do(context.Background(), rc.B().Get().Key(config.ClusterPrefix+"demo:r:d1").Build()).ToString()
+	route, err := rc.Do(context.Background(), rc.B().Get().Key(redisclient.Key(config.ClusterPrefix, "demo", "at", "d1")).Build()).ToString()
 	fields := strings.Fields(route)
 	if err != nil || len(fields) != 3 || fields[0] != "n1" {
 		t.Fatalf("d1's route: %q %v; want \"n1 <incarnation> <session>\"", route, err)

@@ -112,8 +112,11 @@ func StartCluster(t testing.TB, n int, edit ...func(*config.Config)) []*TS {
 	return StartClusterOn(t, testengine.Redis(t), testengine.NATS(t), n, edit...)
 }
 
+// Redis is a Redis server or a Redis Cluster (testengine's).
+type Redis interface{ URL() string }
+
 // StartClusterOn starts n nodes n1..nN on the given engines.
-func StartClusterOn(t testing.TB, r, nats *testengine.Engine, n int, edit ...func(*config.Config)) []*TS {
+func StartClusterOn(t testing.TB, r Redis, nats *testengine.Engine, n int, edit ...func(*config.Config)) []*TS {
 	t.Helper()
 	nodes := make([]*TS, n)
 	for i := range nodes {

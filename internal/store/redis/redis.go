@@ -15,23 +15,38 @@
 // is full, they are dropped and counted: a lost ack is a redelivery, a lost
 // binding is made again at the device's next login).
 //
-// Keys, under a prefix (default "ll:"); app ids have no ':', so the rest
-// of a key after its kind is the device, user or idempotency key as it is:
+// Keys, under a prefix (default "ll:"), carry their partition's hash tag
+// (redisclient.Key: a device's keys share one slot of a Redis Cluster);
+// app ids have no ':', so the rest of a key after its kind is the device,
+// user or idempotency key as it is:
 //
-//	<p><app>:s:<device>   last seq given to the device in app (integer)
-//	<p><app>:m:<device>   the mailbox: zset of "<seq>:<rest>" by seq
-//	<p><app>:c:<device>   the device's cursor in the broadcast log: highest bseq acked or copied into the mailbox
-//	<p><app>:h            last seq of the app's broadcast log
-//	<p><app>:b            the broadcast log: zset of "<bseq>:<rest>" by bseq
-//	<p><app>:k:<device>   the mailbox's collapse keys: hash of key -> seq
-//	<p><app>:kb           the log's collapse keys: hash of key -> bseq
-//	<p><app>:t:<tag>      the tag's devices (set)
-//	<p><app>:g:<device>   the device's tags (set)
-//	<p><app>:u:<user>     the user's devices (set)
-//	<p><app>:w:<device>   the device's user
-//	<p><app>:i:<key>      idempotency key: "<expires ms>:<message id>"
-//	<p><app>:r:<id>       a message's delivery report (hash; report.go)
-//	<p><app>:o:<id>       where its mailbox copies are, if many: "<seq> <device>" lines
+//	<p>{t}<app>:s:<device>   last seq given to the device in app (integer)
+//	<p>{t}<app>:m:<device>   the mailbox: zset of "<seq>:<rest>" by seq
+//	<p>{t}<app>:c:<device>   the device's cursor in the broadcast log: highest bseq acked or copied into the mailbox
+//	<p>{t}<app>:k:<device>   the mailbox's collapse keys: hash of key -> seq
+//	<p>{t}<app>:g:<device>   the device's tags (set)
+//	<p>{t}<app>:w:<device>   the device's user
+//	<p>{t}<app>:h:           last seq of the app's broadcast log
+//	<p>{t}<app>:b:           the broadcast log: zset of "<bseq>:<rest>" by bseq
+//	<p>{t}<app>:kb:          the log's collapse keys: hash of key -> bseq
+//	<p>{t}<app>:t:<tag>      the tag's devices (set)
+//	<p>{t}<app>:u:<user>     the user's devices (set)
+//	<p>{t}<app>:i:<key>      idempotency key: "<expires ms>:<message id>"
+//	<p>{t}<app>:j:<key>      the same key, recorded in each other partition a push of it wrote to
+//	<p>{t}<app>:r:<id>       a message's delivery report (hash; report.go)
+//	<p>{t}<app>:o:<id>       the devices of its mailbox copies, if many, one per line
+//	<p>{due}...              scheduled pushes (schedule.go)
+//
+// A device's keys are in its partition ({t} the tag of Partition(app,
+// device)); the broadcast log's in the app's (of id ""); a tag's, user's,
+// key's or message's in its own.
+//
+// On a Redis Cluster a push writes one script per partition it touches,
+// pipelined: each is atomic, the push as a whole is not. Its idempotency
+// key is recorded first, in the key's partition; then each partition
+// records the key (j) with its copies, so that a retry of a push that
+// failed part way, with the same key, stores the message (its first id)
+// in the partitions that missed it and in no other.
 //
 // Mailboxes and logs expire with their newest message; seq counters and
 // cursors do not expire, so that a device's seqs never start over.
@@ -40,9 +55,13 @@ package redis
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,16 +78,14 @@ var _ store.Store = (*Store)(nil)
 // Options configure a Store beyond store.Options.
 type Options struct {
 	store.Options
-	// URL is the Redis server: redis://[user:password@]host:port/db.
+	// URL is the Redis server (redis://[user:password@]host:port/db), or
+	// a Redis Cluster's seeds (redis://host:port?addr=host:port&...).
 	URL string
 	// Prefix begins every key. Empty means config.ClusterPrefix.
 	Prefix string
 	// Timeout bounds one call to Redis. Zero means config.ClusterTimeout.
 	Timeout time.Duration
 }
-
-// writeQueue bounds the acks and bindings waiting for the writer.
-const writeQueue = 65536
 
 // Store is the Redis store. Safe for concurrent use.
 type Store struct {
@@ -84,30 +101,8 @@ type Store struct {
 	closed    bool
 }
 
-// write is an ack, a binding or a sent report for the writer (one item of
-// its script), or a barrier (done set) closed once everything queued before
-// it is written.
-type write struct {
-	script     *batchScript
-	keys, args []string
-	app        string // for the clamped-ack metric
-	clamp      string // its op label, for a script that returns 1 when it clamped
-	done       chan struct{}
-}
-
-// batchScript is a writer script: it runs once for a run of writes of its
-// kind, each of keys keys and args arguments, and returns one integer per
-// write.
-type batchScript struct {
-	lua        *rueidis.Lua
-	keys, args int
-}
-
-func newBatchScript(keys, args int, src string) *batchScript {
-	return &batchScript{lua: rueidis.NewLuaScript(src), keys: keys, args: args}
-}
-
-// Open connects to Redis and starts the writer.
+// Open connects to Redis (one server, or a Redis Cluster) and starts the
+// writer.
 func Open(o Options) (*Store, error) {
 	o.Options = o.Options.WithDefaults()
 	o.Prefix = cmp.Or(o.Prefix, config.ClusterPrefix)
@@ -151,7 +146,27 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func (s *Store) key(app, kind, id string) string { return s.opts.Prefix + app + ":" + kind + ":" + id }
+// key is the key of kind named after id in app, in id's partition.
+func (s *Store) key(app, kind, id string) string {
+	return redisclient.Key(s.opts.Prefix, app, kind, id)
+}
+
+// logKeys are app's broadcast log's keys: its head, the log, its collapse
+// keys (in the app's partition).
+func (s *Store) logKeys(app string) (head, log, collapse string) {
+	return s.key(app, "h", ""), s.key(app, "b", ""), s.key(app, "kb", "")
+}
+
+// group splits n items, item i named by key(i), into the groups one script
+// may take together (redisclient.Group).
+func (s *Store) group(n int, key func(i int) string) [][]int {
+	return redisclient.Group(s.client, n, key)
+}
+
+// together reports whether one script may touch keys a and b.
+func (s *Store) together(a, b string) bool {
+	return !redisclient.Sharded(s.client) || redisclient.Slot(a) == redisclient.Slot(b)
+}
 
 func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.opts.Timeout)
@@ -159,100 +174,256 @@ func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) 
 
 func (s *Store) now() int64 { return s.opts.Now().UnixMilli() }
 
-// idempotency returns the key's name and the script arguments for it.
-func (s *Store) idempotency(app, key string) (name, expires, ttl string) {
-	if key == "" {
-		return s.opts.Prefix + app + ":i:", "", "0"
-	}
-	w := s.opts.IdempotencyWindow
-	return s.key(app, "i", key), strconv.FormatInt(s.opts.Now().Add(w).UnixMilli(), 10), strconv.FormatInt(w.Milliseconds(), 10)
-}
-
 // ttl is how long a mailbox or log must live for m, in ms (at least 1).
 func (s *Store) ttl(m store.Message) string {
 	return strconv.FormatInt(max(m.Expires.Sub(s.opts.Now()).Milliseconds(), 1), 10)
 }
 
-// writeMessage runs script, one of those that store m after its
-// idempotency key (idempotencyLua): KEYS are the key then keys, ARGV the
-// five of idempotencyLua then extra. dup is set for a key in use.
-func (s *Store) writeMessage(ctx context.Context, script *rueidis.Lua, m store.Message, key string, keys []string,
-	extra ...string) (out []rueidis.RedisMessage, dup *store.Appended, err error) {
-	ik, exp, ttl := s.idempotency(m.App, key)
-	args := append([]string{strconv.FormatInt(s.now(), 10), exp, ttl, m.ID, rest(m)}, extra...)
-	ctx, cancel := s.call(ctx)
-	defer cancel()
-	if out, err = script.Exec(ctx, s.client, append([]string{ik}, keys...), args).ToArray(); err != nil {
-		return nil, nil, err
+// idempotency are the first arguments of the scripts that store m: now,
+// then for a key (if any) its expiry and TTL, then m's id and rest.
+func (s *Store) idempotency(m store.Message, key string) []string {
+	exp, ttl := "", "0"
+	if key != "" {
+		w := s.opts.IdempotencyWindow
+		exp, ttl = strconv.FormatInt(s.opts.Now().Add(w).UnixMilli(), 10), strconv.FormatInt(w.Milliseconds(), 10)
 	}
-	if flag, _ := out[0].AsInt64(); flag == 1 {
-		id, _ := out[1].ToString()
-		return nil, &store.Appended{ID: id, Dup: true}, nil
-	}
-	return out, nil, nil
+	return []string{strconv.FormatInt(s.now(), 10), exp, ttl, m.ID, rest(m)}
 }
 
-// Append implements store.Store.
-func (s *Store) Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error) {
-	rk, copies := s.key(m.App, "r", m.ID), s.key(m.App, "o", m.ID)
-	keys := make([]string, 0, 2+3*len(devices))
-	keys = append(keys, rk, copies)
-	for _, d := range devices {
-		mailbox := s.key(m.App, "m", d)
-		collapse := mailbox // not touched without a collapse key: no key to build
-		if m.Collapse != "" {
-			collapse = s.key(m.App, "k", d)
-		}
-		keys = append(keys, s.key(m.App, "s", d), mailbox, collapse)
+// claim records key for m (in the key's partition), and returns the id of
+// the message that used it first, and whether that was another.
+func (s *Store) claim(ctx context.Context, m store.Message, key string) (string, bool, error) {
+	ik := s.key(m.App, "i", key)
+	out, err := appendScript.Exec(ctx, s.client, []string{ik, ik, ik},
+		append(s.idempotency(m, key), "", "", "", "", "0", "", "")).ToArray()
+	if err != nil {
+		return "", false, err
 	}
-	out, dup, err := s.writeMessage(ctx, appendScript, m, key, keys,
-		append([]string{strconv.Itoa(s.opts.MailboxLimit), s.ttl(m), m.Collapse}, append(s.reportArgs(m), s.key(m.App, "m", ""))...)...)
+	return firstID(out, m.ID)
+}
+
+// firstID reads a store script's answer: the id of the message that used
+// its key first (mine if none did), and whether that was another.
+func firstID(out []rueidis.RedisMessage, mine string) (string, bool, error) {
+	if len(out) < 2 {
+		return "", false, errCorrupt
+	}
+	if flag, _ := out[0].AsInt64(); flag != 1 {
+		return mine, false, nil
+	}
+	first, err := out[1].ToString()
+	return first, true, err
+}
+
+// reportArgs are the store scripts' report arguments for m, to the devices
+// (or none: a broadcast): its target, the report's TTL in ms, m's expiry
+// (unix ms), how many devices, the devices, and its bseq ("" for none).
+func (s *Store) reportArgs(m store.Message, devices []string, bseq string) []string {
+	return []string{string(m.Target), s.keep(m.Expires), strconv.FormatInt(m.Expires.UnixMilli(), 10),
+		strconv.Itoa(len(devices)), strings.Join(devices, "\n"), bseq}
+}
+
+// noReport are the report arguments of a script that makes none.
+var noReport = []string{"", "", "", "0", "", ""}
+
+// Append implements store.Store: one script per partition of the devices
+// (one, on one server), pipelined; with a key on a Redis Cluster, the key
+// is recorded first (claim), and a repeat stores the first message in the
+// partitions a first try missed.
+func (s *Store) Append(ctx context.Context, devices []string, m store.Message, key string) (store.Appended, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	m, dup, err := s.claimIfSharded(ctx, m, key)
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store append: %w", err)
 	}
-	if dup != nil {
-		return *dup, nil
+	rk := s.key(m.App, "r", m.ID)
+	report := m.Target != ""
+	groups := s.group(len(devices), func(i int) string { return s.key(m.App, "s", devices[i]) })
+	calls := make([]rueidis.LuaExec, 0, len(groups)+1)
+	for _, g := range groups {
+		anchor := rk // a group of no devices: the key alone, on one server
+		if len(g) > 0 {
+			anchor = s.key(m.App, "s", devices[g[0]])
+		}
+		keys := make([]string, 0, 3+3*len(g))
+		args := append(s.idempotency(m, key), strconv.Itoa(s.opts.MailboxLimit), s.ttl(m), m.Collapse)
+		keys = append(keys, s.marker(m.App, key, anchor))
+		if report && s.together(anchor, rk) {
+			keys, args = append(keys, rk, s.key(m.App, "o", m.ID)), append(args, s.reportArgs(m, devices, "")...)
+			report = false
+		} else {
+			keys, args = append(keys, anchor, anchor), append(args, noReport...)
+		}
+		for _, i := range g {
+			mailbox := s.key(m.App, "m", devices[i])
+			collapse := mailbox // not touched without a collapse key: no key to build
+			if m.Collapse != "" {
+				collapse = s.key(m.App, "k", devices[i])
+			}
+			keys = append(keys, s.key(m.App, "s", devices[i]), mailbox, collapse)
+		}
+		calls = append(calls, rueidis.LuaExec{Keys: keys, Args: args})
 	}
-	if dropped, _ := out[1].AsInt64(); dropped > 0 {
-		s.opts.Metrics.MailboxDropped.WithLabelValues(m.App).Add(float64(dropped))
+	if report { // the report, in its own partition
+		calls = append(calls, s.reportCall(m, devices, ""))
 	}
-	res := store.Appended{ID: m.ID, Seqs: make([]uint64, len(devices))}
-	for i := range devices {
-		seq, err := out[2+i].AsInt64()
+	res := store.Appended{ID: m.ID, Dup: dup, Seqs: make([]uint64, len(devices))}
+	for c, r := range appendScript.ExecMulti(ctx, s.client, calls) {
+		out, err := r.ToArray()
 		if err != nil {
 			return store.Appended{}, fmt.Errorf("store append: %w", err)
 		}
-		res.Seqs[i] = uint64(seq)
+		if first, used, err := s.repeated(out, m.ID, dup); err != nil || used {
+			if err == nil && !dup { // on one server: the first try had it all
+				return store.Appended{ID: first, Dup: true}, nil
+			}
+			if err != nil {
+				return store.Appended{}, fmt.Errorf("store append: %w", err)
+			}
+			continue // this partition had it from a first try
+		}
+		if c >= len(groups) {
+			continue
+		}
+		if dropped, _ := out[1].AsInt64(); dropped > 0 {
+			s.opts.Metrics.MailboxDropped.WithLabelValues(m.App).Add(float64(dropped))
+		}
+		if len(out) != 2+len(groups[c]) {
+			return store.Appended{}, fmt.Errorf("store append: %w", errCorrupt)
+		}
+		for j, i := range groups[c] {
+			seq, err := out[2+j].AsInt64()
+			if err != nil {
+				return store.Appended{}, fmt.Errorf("store append: %w", err)
+			}
+			res.Seqs[i] = uint64(seq)
+		}
+	}
+	if dup {
+		return store.Appended{ID: m.ID, Dup: true}, nil
 	}
 	return res, nil
 }
 
-// AppendBroadcast implements store.Store.
-func (s *Store) AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error) {
-	out, dup, err := s.writeMessage(ctx, broadcastScript, m, key,
-		[]string{s.opts.Prefix + m.App + ":h", s.opts.Prefix + m.App + ":b", s.opts.Prefix + m.App + ":kb", s.key(m.App, "r", m.ID)},
-		append([]string{s.ttl(m), m.Collapse}, s.reportArgs(m)...)...)
-	if err != nil {
-		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
+// claimIfSharded records key (if any) for m first on a Redis Cluster
+// (claim), and returns m with the id of the message that used the key
+// first, and whether that was another.
+func (s *Store) claimIfSharded(ctx context.Context, m store.Message, key string) (store.Message, bool, error) {
+	if key == "" || !redisclient.Sharded(s.client) {
+		return m, false, nil
 	}
-	if dup != nil {
-		return *dup, nil
-	}
-	bseq, err := out[1].AsInt64()
-	if err != nil {
-		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
-	}
-	return store.Appended{ID: m.ID, Seqs: []uint64{uint64(bseq)}}, nil
+	first, used, err := s.claim(ctx, m, key)
+	m.ID = first
+	return m, used, err
 }
 
-// CatchUp implements store.Store.
-func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
-	keys := []string{s.key(app, "c", device), s.opts.Prefix + app + ":h", s.opts.Prefix + app + ":b",
-		s.key(app, "s", device), s.key(app, "m", device)}
+// marker is where a store script records key (if any) for its writes
+// beside anchor: the key itself on one server (the script is the whole
+// push), else the key's mark in anchor's partition (j).
+func (s *Store) marker(app, key, anchor string) string {
+	switch {
+	case key == "":
+		return anchor // unused
+	case redisclient.Sharded(s.client):
+		return redisclient.KeyIn(redisclient.PartitionOfKey(anchor), s.opts.Prefix, app, "j", key)
+	default:
+		return s.key(app, "i", key)
+	}
+}
+
+// repeated reads a store script's answer: whether its key was used before,
+// and by which message. A use on a Redis Cluster, by a push other than the
+// first try this one repeats (dup: the claim found the key), is a repeat
+// that raced this one: errRaced.
+func (s *Store) repeated(out []rueidis.RedisMessage, mine string, dup bool) (string, bool, error) {
+	first, used, err := firstID(out, mine)
+	if err == nil && used && redisclient.Sharded(s.client) && !dup {
+		err = errRaced
+	}
+	return first, used, err
+}
+
+// errRaced fails a push whose key a repeat of it used while it ran (on a
+// Redis Cluster): the repeat stores the message; this push answers 503.
+var errRaced = errors.New("a repeat of this push, with the same key, ran at the same time")
+
+// reportCall is the script call that makes m's report (to devices; bseq a
+// broadcast's, or ""), alone in its partition.
+func (s *Store) reportCall(m store.Message, devices []string, bseq string) rueidis.LuaExec {
+	rk := s.key(m.App, "r", m.ID)
+	return rueidis.LuaExec{Keys: []string{rk, rk, s.key(m.App, "o", m.ID)},
+		Args: append(append(s.idempotency(m, ""), "0", "1", ""), s.reportArgs(m, devices, bseq)...)}
+}
+
+// AppendBroadcast implements store.Store: one script in the app's
+// partition; on a Redis Cluster, the key's claim before it and the report
+// after it when they are in other partitions.
+func (s *Store) AppendBroadcast(ctx context.Context, m store.Message, key string) (store.Appended, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	out, err := catchUpScript.Exec(ctx, s.client, keys,
-		[]string{strconv.FormatInt(s.now(), 10), strconv.Itoa(s.opts.MailboxLimit)}).AsIntSlice()
+	m, dup, err := s.claimIfSharded(ctx, m, key)
+	if err != nil {
+		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
+	}
+	head, log, collapse := s.logKeys(m.App)
+	rk := s.key(m.App, "r", m.ID)
+	inline := s.together(head, rk)
+	keys := []string{s.marker(m.App, key, head), head, log, collapse, head, head}
+	args := append(s.idempotency(m, key), s.ttl(m), m.Collapse, "")
+	if inline {
+		keys[4], keys[5] = rk, s.key(m.App, "o", m.ID)
+		args = append(args, s.reportArgs(m, nil, "")...)
+	} else {
+		args = append(args, noReport...)
+	}
+	out, err := broadcastScript.Exec(ctx, s.client, keys, args).ToArray()
+	if err != nil {
+		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
+	}
+	first, used, err := s.repeated(out, m.ID, dup)
+	if err != nil {
+		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
+	}
+	if used && !dup { // on one server: the first try had it all
+		return store.Appended{ID: first, Dup: true}, nil
+	}
+	at := 1
+	if used {
+		at = 2 // its bseq, 0 if gone from the log
+	}
+	bseq, err := out[min(at, len(out)-1)].AsInt64()
+	if err != nil {
+		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
+	}
+	if !inline && bseq > 0 { // the report, in its own partition (a first try may have made it)
+		call := s.reportCall(m, nil, strconv.FormatInt(bseq, 10))
+		if err := appendScript.Exec(ctx, s.client, call.Keys, call.Args).Error(); err != nil {
+			return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
+		}
+	}
+	return store.Appended{ID: m.ID, Dup: dup, Seqs: []uint64{uint64(bseq)}}, nil
+}
+
+// CatchUp implements store.Store: the device's cursor and the log's head
+// in one round trip; when the log has more, its entries, then one script
+// in the device's partition.
+func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	cursor, head, err := s.cursorHead(ctx, app, device)
+	if err != nil || cursor >= head {
+		return 0, wrap("store catch up", err)
+	}
+	_, log, _ := s.logKeys(app)
+	entries, err := s.client.Do(ctx, s.client.B().Zrangebyscore().Key(log).
+		Min("("+strconv.FormatUint(cursor, 10)).Max(strconv.FormatUint(head, 10)).Build()).AsStrSlice()
+	if err != nil {
+		return 0, fmt.Errorf("store catch up: %w", err)
+	}
+	args := append([]string{strconv.FormatInt(s.now(), 10), strconv.Itoa(s.opts.MailboxLimit), strconv.FormatUint(head, 10)}, entries...)
+	out, err := catchUpScript.Exec(ctx, s.client, []string{s.key(app, "c", device), s.key(app, "s", device), s.key(app, "m", device)},
+		args).AsIntSlice()
 	if err := answered(err, len(out), 2); err != nil {
 		return 0, fmt.Errorf("store catch up: %w", err)
 	}
@@ -260,6 +431,22 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 		s.opts.Metrics.MailboxDropped.WithLabelValues(app).Add(float64(out[1]))
 	}
 	return int(out[0]), nil
+}
+
+// cursorHead reads device's cursor in app's broadcast log and the log's
+// head (0 for none), in one round trip.
+func (s *Store) cursorHead(ctx context.Context, app, device string) (cursor, head uint64, err error) {
+	headKey, _, _ := s.logKeys(app)
+	res := s.client.DoMulti(ctx, s.client.B().Get().Key(s.key(app, "c", device)).Build(), s.client.B().Get().Key(headKey).Build())
+	var v [2]uint64
+	for i, r := range res {
+		if n, err := r.AsUint64(); err == nil {
+			v[i] = n
+		} else if !rueidis.IsRedisNil(err) {
+			return 0, 0, err
+		}
+	}
+	return v[0], v[1], nil
 }
 
 // Since implements store.Store.
@@ -277,23 +464,16 @@ func (s *Store) Since(ctx context.Context, app, device string, after uint64, lim
 func (s *Store) Broadcasts(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	vals, err := s.client.Do(ctx, s.client.B().Mget().Key(s.key(app, "c", device), s.opts.Prefix+app+":h").Build()).ToArray()
-	if err := answered(err, len(vals), 2); err != nil {
-		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
-	}
-	var cursorLast [2]uint64
-	for i, v := range vals {
-		if n, err := v.AsUint64(); err == nil {
-			cursorLast[i] = n
-		} else if !rueidis.IsRedisNil(err) {
-			return nil, 0, fmt.Errorf("store broadcasts: %w", err)
-		}
-	}
-	out, err := s.scan(ctx, s.opts.Prefix+app+":b", app, max(after, cursorLast[0]), limit)
+	cursor, head, err := s.cursorHead(ctx, app, device)
 	if err != nil {
 		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
 	}
-	return out, cursorLast[1], nil
+	_, log, _ := s.logKeys(app)
+	out, err := s.scan(ctx, log, app, max(after, cursor), limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
+	}
+	return out, head, nil
 }
 
 // scan returns up to limit unexpired messages of the zset key (a mailbox
@@ -339,28 +519,8 @@ func (s *Store) LastSeq(ctx context.Context, app, device string) (uint64, error)
 	return v, nil
 }
 
-// AckBroadcast implements store.Store: the writer sends it.
-func (s *Store) AckBroadcast(app, device string, bseq uint64) {
-	s.queue(write{script: ackBroadcastScript, app: app, clamp: "ack_bseq",
-		keys: []string{s.key(app, "c", device), s.opts.Prefix + app + ":h", s.opts.Prefix + app + ":b"},
-		args: []string{strconv.FormatUint(bseq, 10), s.key(app, "r", "")}})
-}
-
-// Ack implements store.Store: the writer sends it.
-func (s *Store) Ack(app, device string, seq uint64) {
-	s.queue(write{script: ackScript, app: app, clamp: "ack",
-		keys: []string{s.key(app, "s", device), s.key(app, "m", device)},
-		args: []string{strconv.FormatUint(seq, 10), s.key(app, "r", "")}})
-}
-
-// Bind implements store.Store: the writer sends it.
-func (s *Store) Bind(app, device, user string) {
-	s.queue(write{script: bindScript, keys: []string{s.key(app, "w", device)},
-		args: []string{s.opts.Prefix + app + ":u:", device, user}})
-}
-
 // UserDevices implements store.Store: it waits until the bindings queued
-// before it are written.
+// before it are written, then reads the users' sets in one round trip.
 func (s *Store) UserDevices(ctx context.Context, app string, users []string) ([]string, error) {
 	done := make(chan struct{})
 	if !s.queue(write{done: done}) {
@@ -371,94 +531,46 @@ func (s *Store) UserDevices(ctx context.Context, app string, users []string) ([]
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	ctx, cancel := s.call(ctx)
+	defer cancel()
 	keys := make([]string, len(users))
 	for i, u := range users {
 		keys[i] = s.key(app, "u", u)
 	}
-	ctx, cancel := s.call(ctx)
-	defer cancel()
-	devices, err := s.client.Do(ctx, s.client.B().Sunion().Key(keys...).Build()).AsStrSlice()
+	set, err := s.union(ctx, keys)
 	if err != nil {
 		return nil, fmt.Errorf("store user devices: %w", err)
 	}
-	return devices, nil
+	return slices.Sorted(maps.Keys(set)), nil
 }
 
-// queue hands w to the writer without waiting, and reports whether it
-// was queued (not when the store is closed or the queue full).
-func (s *Store) queue(w write) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return false
+// members reads the sets at keys in one round trip (each on its primary).
+func (s *Store) members(ctx context.Context, keys []string) ([][]string, error) {
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = s.client.B().Smembers().Key(k).Build()
 	}
-	select {
-	case s.writes <- w:
-		return true
-	default:
-		s.log.Warn("redis: write queue full; an ack or binding was dropped")
-		return false
+	out := make([][]string, len(keys))
+	for i, r := range s.client.DoMulti(ctx, cmds...) {
+		var err error
+		if out[i], err = r.AsStrSlice(); err != nil {
+			return nil, err
+		}
 	}
+	return out, nil
 }
 
-// writer sends the queued acks and bindings in batches, in order: every
-// write waiting when a batch starts goes in it, each kind in one pipelined
-// round trip.
-func (s *Store) writer() {
-	defer close(s.done)
-	for w, ok := <-s.writes; ok; w, ok = <-s.writes {
-		batch := []write{w}
-	gather:
-		for len(batch) < 1024 {
-			select {
-			case w, ok := <-s.writes:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, w)
-			default:
-				break gather
-			}
-		}
-		s.writeBatch(batch)
+// union is the union of the sets at keys.
+func (s *Store) union(ctx context.Context, keys []string) (map[string]bool, error) {
+	sets, err := s.members(ctx, keys)
+	if err != nil {
+		return nil, err
 	}
-}
-
-// writeBatch runs a batch's writes in order, a run of the same script at a
-// time in one call of it, and closes each barrier once what came before it
-// is written.
-func (s *Store) writeBatch(batch []write) {
-	for len(batch) > 0 {
-		if batch[0].done != nil {
-			close(batch[0].done)
-			batch = batch[1:]
-			continue
-		}
-		n := 1
-		for n < len(batch) && batch[n].script == batch[0].script {
-			n++
-		}
-		run := batch[:n]
-		batch = batch[n:]
-		script := run[0].script
-		keys, args := make([]string, 0, len(run)*script.keys), make([]string, 0, len(run)*script.args)
-		for _, w := range run {
-			keys, args = append(keys, w.keys...), append(args, w.args...)
-		}
-		ctx, cancel := s.call(context.Background())
-		out, err := script.lua.Exec(ctx, s.client, keys, args).AsIntSlice()
-		cancel()
-		if err == nil && len(out) != len(run) {
-			err = errCorrupt
-		}
-		if err != nil {
-			s.log.Warn("redis: acks, bindings or sent reports were not written", "batch", len(run), "err", err)
-			continue
-		}
-		for i, clamped := range out {
-			if run[i].clamp != "" && clamped == 1 {
-				s.opts.Metrics.SeqClamped.WithLabelValues(run[i].app, run[i].clamp).Inc()
-			}
+	union := make(map[string]bool)
+	for _, set := range sets {
+		for _, m := range set {
+			union[m] = true
 		}
 	}
+	return union, nil
 }

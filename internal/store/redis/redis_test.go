@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,25 @@ func backend(t testing.TB) storetest.Opener {
 }
 
 func TestConformance(t *testing.T) { storetest.Run(t, backend) }
+
+// The same suite on a Redis Cluster of 3 primaries and 3 replicas: one
+// cluster for every case, each case under a key prefix of its own (the
+// cluster takes seconds to start).
+func TestConformanceOnRedisCluster(t *testing.T) {
+	rc := testengine.NewRedisCluster(t)
+	var cases atomic.Int64
+	storetest.Run(t, func(t testing.TB) storetest.Opener {
+		prefix := fmt.Sprintf("case%d:", cases.Add(1))
+		return func(o store.Options) store.Store {
+			s, err := Open(Options{Options: o, URL: rc.URL(), Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+	})
+}
 
 func open(t *testing.T, url string, edit ...func(*Options)) *Store {
 	t.Helper()
@@ -115,3 +135,71 @@ func TestWarnsWithoutFsyncAlways(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) { storetest.Bench(b, backend) }
+
+// On a Redis Cluster the keys of 100,000 devices spread over the
+// primaries: none holds more than 1.15 times its share.
+func TestSpreadOverPrimaries(t *testing.T) {
+	rc := testengine.NewRedisCluster(t)
+	s := open(t, rc.URL())
+	devices := make([]string, 100_000)
+	for i := range devices {
+		devices[i] = fmt.Sprint("device-", i)
+	}
+	if _, err := s.Append(context.Background(), devices, msg("m1"), ""); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int64
+	var total int64
+	for addr, node := range s.client.Nodes() {
+		role, err := node.Do(context.Background(), node.B().Role().Build()).ToArray()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := role[0].ToString(); r != "master" {
+			continue
+		}
+		n, err := node.Do(context.Background(), node.B().Dbsize().Build()).AsInt64()
+		if err != nil {
+			t.Fatal(addr, err)
+		}
+		sizes, total = append(sizes, n), total+n
+	}
+	if len(sizes) != 3 || total < 2*int64(len(devices)) {
+		t.Fatalf("primaries hold %v keys", sizes)
+	}
+	for _, n := range sizes {
+		if float64(n) > 1.15*float64(total)/3 {
+			t.Errorf("a primary holds %d of %d keys: %v", n, total, sizes)
+		}
+	}
+}
+
+// On a Redis Cluster a push is atomic per partition: a retry of a push
+// whose first try reached only some partitions (here: a first try to half
+// of the devices) stores the first message in the partitions it missed,
+// once, and answers the first id.
+func TestRetryCompletesAPartialPush(t *testing.T) {
+	rc := testengine.NewRedisCluster(t)
+	s := open(t, rc.URL())
+	ctx := context.Background()
+	devices := make([]string, 64)
+	for i := range devices {
+		devices[i] = fmt.Sprint("d", i)
+	}
+	first, err := s.Append(ctx, devices[:32], msg("first"), "order-1")
+	if err != nil || first.Dup {
+		t.Fatalf("first try: %+v %v", first, err)
+	}
+	for range 2 {
+		again, err := s.Append(ctx, devices, msg("again"), "order-1")
+		if err != nil || !again.Dup || again.ID != "first" {
+			t.Fatalf("retry: %+v %v", again, err)
+		}
+	}
+	for _, d := range devices {
+		got, err := s.Since(ctx, "demo", d, 0, 10)
+		if err != nil || len(got) != 1 || got[0].ID != "first" || got[0].Seq != 1 {
+			t.Fatalf("%s has %+v %v; want the first message once", d, got, err)
+		}
+	}
+}

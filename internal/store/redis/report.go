@@ -10,21 +10,17 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/longlink/longlink/internal/redisclient"
 	"github.com/longlink/longlink/internal/store"
 )
 
-// Delivery reports: a hash per message (<p><app>:r:<id>: state, target,
-// the counts, created and expires in unix ms, bseq; absent ones are 0 or
-// "sent"), written with a stored message by its append script and counted
-// in by the ack scripts; its copies name each device and seq, for Recall:
-// a few in the hash's field copies, more in <p><app>:o:<id>. Both expire
-// store.ReportKept after the message.
-
-// reportArgs are the append scripts' report arguments for m: its target
-// ("" for none), the report's TTL in ms, and m's expiry (unix ms).
-func (s *Store) reportArgs(m store.Message) []string {
-	return []string{string(m.Target), s.keep(m.Expires), strconv.FormatInt(m.Expires.UnixMilli(), 10)}
-}
+// Delivery reports: a hash per message (<p>{t}<app>:r:<id>: state,
+// target, the counts, created and expires in unix ms, bseq; absent ones
+// are 0 or "sent"), made with a stored message by its append script and
+// counted in by the writer as acks come; its copies name each device whose
+// mailbox has it (for Recall and Waiting, which find the copy there by its
+// id): a few in the hash's field copies, more in <p>{t}<app>:o:<id>. Both
+// expire store.ReportKept after the message.
 
 // keep is how long, in ms, the report of a message that expires at exp is
 // kept (at least 1).
@@ -51,31 +47,62 @@ end
 return out
 `)
 
-// recallScript removes a message from the mailboxes and the log where it
-// waits, and marks its report recalled. It returns how many copies it
-// removed, or -1 when the report is gone.
-//
-//	KEYS[1] the report; KEYS[2] the app's log; KEYS[3...] the mailboxes
-//	ARGV[1] the bseq in the log (0: none); ARGV[2...] the seq in each mailbox
-var recallScript = rueidis.NewLuaScript(`
+// copiesLua defines copies(mailbox, id): the entries of message id in a
+// mailbox.
+const copiesLua = entryLua + `
+local function copies(mailbox, id)
+  local found = {}
+  for _, e in ipairs(redis.call('ZRANGE', mailbox, 0, -1)) do
+    if entryID(e) == id then
+      found[#found + 1] = e
+    end
+  end
+  return found
+end
+`
+
+// findScript finds message ARGV[1]'s copies in the mailboxes KEYS, and
+// returns, per mailbox, its entry ("" for none).
+var findScript = redisclient.NewScript(shebang + copiesLua + `
+local out = {}
+for i = 1, #KEYS do
+  out[i] = copies(KEYS[i], ARGV[1])[1] or ''
+end
+return out
+`)
+
+// recallScript removes message ARGV[1]'s copies from the mailboxes KEYS,
+// and returns how many it removed.
+var recallScript = redisclient.NewScript(shebang + copiesLua + `
+local n = 0
+for i = 1, #KEYS do
+  for _, e in ipairs(copies(KEYS[i], ARGV[1])) do
+    n = n + redis.call('ZREM', KEYS[i], e)
+  end
+end
+return n
+`)
+
+// recalledScript marks a report (KEYS[1]) recalled, with ARGV[1] more
+// copies recalled. It returns -1 when the report is gone.
+var recalledScript = redisclient.NewScript(shebang + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return -1
 end
-local n = 0
-for i = 3, #KEYS do
-  n = n + redis.call('ZREMRANGEBYSCORE', KEYS[i], ARGV[i - 1], ARGV[i - 1])
-end
-if ARGV[1] ~= '0' then
-  n = n + redis.call('ZREMRANGEBYSCORE', KEYS[2], ARGV[1], ARGV[1])
-end
 redis.call('HSET', KEYS[1], 'state', 'recalled')
-redis.call('HINCRBY', KEYS[1], 'recalled', n)
-return n
+redis.call('HINCRBY', KEYS[1], 'recalled', ARGV[1])
+return 0
 `)
 
 // Sent implements store.Store: the writer sends it.
 func (s *Store) Sent(app, id string, online int) {
-	s.queue(write{script: sentScript, keys: []string{s.key(app, "r", id)}, args: []string{strconv.Itoa(online)}})
+	s.queue(write{kind: sent, app: app, id: id, keys: []string{s.key(app, "r", id)}, itemArgs: []string{strconv.Itoa(online)}})
+}
+
+// writeSent records what stored pushes were handed to.
+func writeSent(s *Store, ctx context.Context, run []write) error {
+	_, err := sentScript.run(s, ctx, run)
+	return err
 }
 
 // Report implements store.Store.
@@ -103,7 +130,8 @@ func (s *Store) report(ctx context.Context, app, id string) (r store.Report, cop
 	return r, h["copies"], cmp.Or(h["bseq"], "0"), true, nil
 }
 
-// Recall implements store.Store.
+// Recall implements store.Store: one script per partition of the copies,
+// pipelined, then the report marked.
 func (s *Store) Recall(ctx context.Context, app, id string) (store.Report, int, bool, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
@@ -111,24 +139,56 @@ func (s *Store) Recall(ctx context.Context, app, id string) (store.Report, int, 
 	if err != nil || !ok {
 		return store.Report{}, 0, false, wrap("store recall", err)
 	}
-	keys, args := []string{s.key(app, "r", id), s.opts.Prefix + app + ":b"}, []string{cs.bseq}
-	for i, device := range cs.devices {
-		r.Audience = append(r.Audience, device)
-		keys, args = append(keys, s.key(app, "m", device)), append(args, cs.seqs[i])
+	r.Audience = cs.devices
+	n := 0
+	calls, _ := s.byPartition(app, cs.devices, id)
+	for _, res := range recallScript.ExecMulti(ctx, s.client, calls) {
+		removed, err := res.AsInt64()
+		if err != nil {
+			return store.Report{}, 0, false, fmt.Errorf("store recall: %w", err)
+		}
+		n += int(removed)
 	}
-	n, err := recallScript.Exec(ctx, s.client, keys, args).AsInt64()
-	if err != nil || n < 0 {
+	if cs.bseq != "0" {
+		_, log, _ := s.logKeys(app)
+		removed, err := s.client.Do(ctx, s.client.B().Zremrangebyscore().Key(log).Min(cs.bseq).Max(cs.bseq).Build()).AsInt64()
+		if err != nil {
+			return store.Report{}, 0, false, fmt.Errorf("store recall: %w", err)
+		}
+		n += int(removed)
+	}
+	gone, err := recalledScript.Exec(ctx, s.client, []string{s.key(app, "r", id)}, []string{strconv.Itoa(n)}).AsInt64()
+	if err != nil || gone < 0 {
 		return store.Report{}, 0, false, wrap("store recall", err)
 	}
-	r.State, r.Recalled = "recalled", r.Recalled+int(n)
-	return r, int(n), true, nil
+	r.State, r.Recalled = "recalled", r.Recalled+n
+	return r, n, true, nil
 }
 
-// copies are where a message's copies are: each device's mailbox at its
-// seq, and the app's broadcast log at bseq ("0": none).
+// byPartition are the calls of a script over the mailboxes of devices in
+// app, one per partition, each with the message id as its argument, and
+// the devices of each call (their indexes).
+func (s *Store) byPartition(app string, devices []string, id string) ([]rueidis.LuaExec, [][]int) {
+	if len(devices) == 0 {
+		return nil, nil
+	}
+	groups := s.group(len(devices), func(i int) string { return s.key(app, "m", devices[i]) })
+	calls := make([]rueidis.LuaExec, len(groups))
+	for g, idx := range groups {
+		keys := make([]string, len(idx))
+		for j, i := range idx {
+			keys[j] = s.key(app, "m", devices[i])
+		}
+		calls[g] = rueidis.LuaExec{Keys: keys, Args: []string{id}}
+	}
+	return calls, groups
+}
+
+// copies are where a message's copies are: the devices whose mailboxes
+// have it, and the app's broadcast log at bseq ("0": none).
 type copies struct {
-	devices, seqs []string
-	bseq          string
+	devices []string
+	bseq    string
 }
 
 // copies reads the report of message id of app, and where its copies are.
@@ -137,22 +197,21 @@ func (s *Store) copies(ctx context.Context, app, id string) (store.Report, copie
 	if err != nil || !ok {
 		return store.Report{}, copies{}, false, err
 	}
-	if list == "" {
+	if list == "" && r.Stored > 0 {
 		list, err = s.client.Do(ctx, s.client.B().Get().Key(s.key(app, "o", id)).Build()).ToString()
 		if err != nil && !rueidis.IsRedisNil(err) {
 			return store.Report{}, copies{}, false, err
 		}
 	}
 	cs := copies{bseq: bseq}
-	for line := range strings.SplitSeq(list, "\n") {
-		if seq, device, ok := strings.Cut(line, " "); ok {
-			cs.devices, cs.seqs = append(cs.devices, device), append(cs.seqs, seq)
-		}
+	if list != "" {
+		cs.devices = strings.Split(list, "\n")
 	}
 	return r, cs, true, nil
 }
 
-// Waiting implements store.Store: one pipelined read of every copy.
+// Waiting implements store.Store: one script per partition of the copies,
+// pipelined, finds them in their mailboxes.
 func (s *Store) Waiting(ctx context.Context, app, id string) (store.Waiting, bool, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
@@ -160,33 +219,43 @@ func (s *Store) Waiting(ctx context.Context, app, id string) (store.Waiting, boo
 	if err != nil || !ok || !r.Kept(s.opts.Now()) {
 		return store.Waiting{}, false, wrap("store waiting", err)
 	}
-	at := func(key, seq string) rueidis.Completed {
-		return s.client.B().Zrangebyscore().Key(key).Min(seq).Max(seq).Build()
-	}
-	cmds := make(rueidis.Commands, 0, len(cs.devices)+1)
-	for i, device := range cs.devices {
-		cmds = append(cmds, at(s.key(app, "m", device), cs.seqs[i]))
-	}
-	if cs.bseq != "0" {
-		cmds = append(cmds, at(s.opts.Prefix+app+":b", cs.bseq))
-	}
 	w := store.Waiting{Report: r}
 	now := s.opts.Now()
-	for i, res := range s.client.DoMulti(ctx, cmds...) {
+	waits := func(member string) (store.Stored, bool, error) {
+		if member == "" {
+			return store.Stored{}, false, nil
+		}
+		m, err := parseMember(app, []byte(member))
+		return m, err == nil && m.Expires.After(now) && m.ID == id, err
+	}
+	calls, groups := s.byPartition(app, cs.devices, id)
+	for c, res := range findScript.ExecMulti(ctx, s.client, calls) {
 		members, err := res.AsStrSlice()
+		if err := answered(err, len(members), len(groups[c])); err != nil {
+			return store.Waiting{}, false, fmt.Errorf("store waiting: %w", err)
+		}
+		for j, member := range members {
+			m, ok, err := waits(member)
+			if err != nil {
+				return store.Waiting{}, false, fmt.Errorf("store waiting: %w", err)
+			}
+			if ok {
+				w.Add(cs.devices[groups[c][j]], m.Seq, m.Data)
+			}
+		}
+	}
+	if cs.bseq != "0" {
+		_, log, _ := s.logKeys(app)
+		members, err := s.client.Do(ctx, s.client.B().Zrangebyscore().Key(log).Min(cs.bseq).Max(cs.bseq).Build()).AsStrSlice()
 		if err != nil {
 			return store.Waiting{}, false, fmt.Errorf("store waiting: %w", err)
 		}
 		for _, member := range members {
-			m, err := parseMember(app, []byte(member))
+			m, ok, err := waits(member)
 			if err != nil {
 				return store.Waiting{}, false, fmt.Errorf("store waiting: %w", err)
 			}
-			switch {
-			case !m.Expires.After(now) || m.ID != id:
-			case i < len(cs.devices):
-				w.Add(cs.devices[i], m.Seq, m.Data)
-			default:
+			if ok {
 				w.BSeq, w.Data = m.Seq, m.Data
 			}
 		}

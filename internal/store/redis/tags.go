@@ -3,74 +3,129 @@ package redis
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 
 	"github.com/redis/rueidis"
 
+	"github.com/longlink/longlink/internal/redisclient"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
 )
 
-// tagScript adds and removes tags of devices, both ways (the tag's set of
-// devices, the device's set of tags), all or nothing: it checks every
-// device's count before it writes.
+// tagScript adds and removes tags of devices (one partition's; every
+// device, on one server), all or nothing: it checks every device's count
+// before it writes. With the tags' sets in KEYS it writes them too (one
+// server); else the caller does (a Redis Cluster).
 //
-//	KEYS[i]     device i's tags (set)
-//	ARGV[1]     the prefix of the tags' device sets; ARGV[2] the most tags
-//	            a device may have; ARGV[3] how many tags to add, ARGV[4]
-//	            how many to remove; then the tags to add, the tags to
-//	            remove, and the devices (one per key)
+//	KEYS[1..n]   the devices' tags (sets), n = #KEYS - ARGV[4]
+//	KEYS[n+1..]  the tags' device sets (ARGV[4] of them: the tags to add,
+//	             then those to remove), or none
+//	ARGV[1]      the most tags a device may have
+//	ARGV[2]      how many tags to add, ARGV[3] how many to remove
+//	ARGV[4]      how many keys are the tags' sets
+//	ARGV[5...]   the tags to add, the tags to remove, the devices (one per
+//	             device key)
 //
-// It returns 0, or i for the first device i that would have too many.
-var tagScript = rueidis.NewLuaScript(`
-local prefix, most, nadd, nrem = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local add, rem, first = {}, {}, 5 + nadd + nrem
-for j = 5, 4 + nadd do add[#add + 1] = ARGV[j] end
-for j = 5 + nadd, 4 + nadd + nrem do rem[#rem + 1] = ARGV[j] end
-for i = 1, #KEYS do
-  local n = redis.call('SCARD', KEYS[i])
-  for _, t in ipairs(rem) do n = n - redis.call('SISMEMBER', KEYS[i], t) end
-  for _, t in ipairs(add) do n = n + 1 - redis.call('SISMEMBER', KEYS[i], t) end
-  if n > most then
+// It returns 0, or i for the first device i that would have too many. With
+// ARGV[5] "check" it only checks.
+var tagScript = redisclient.NewScript(shebang + `
+local most, nadd, nrem, nsets = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = #KEYS - nsets
+local add, rem = {}, {}
+for j = 1, nadd do add[j] = ARGV[5 + j] end
+for j = 1, nrem do rem[j] = ARGV[5 + nadd + j] end
+for i = 1, n do
+  local c = redis.call('SCARD', KEYS[i])
+  for _, t in ipairs(rem) do c = c - redis.call('SISMEMBER', KEYS[i], t) end
+  for _, t in ipairs(add) do c = c + 1 - redis.call('SISMEMBER', KEYS[i], t) end
+  if c > most then
     return i
   end
 end
-for i = 1, #KEYS do
-  local device = ARGV[first + i - 1]
-  for _, t in ipairs(rem) do
+if ARGV[5] == 'check' then
+  return 0
+end
+for i = 1, n do
+  local device = ARGV[5 + nadd + nrem + i]
+  for j, t in ipairs(rem) do
     redis.call('SREM', KEYS[i], t)
-    redis.call('SREM', prefix .. t, device)
+    if nsets > 0 then redis.call('SREM', KEYS[n + nadd + j], device) end
   end
-  for _, t in ipairs(add) do
+  for j, t in ipairs(add) do
     redis.call('SADD', KEYS[i], t)
-    redis.call('SADD', prefix .. t, device)
+    if nsets > 0 then redis.call('SADD', KEYS[n + j], device) end
   end
 end
 return 0
 `)
 
-// Tag implements store.Store.
+// Tag implements store.Store: one script per partition of the devices,
+// pipelined, then the tags' sets. On a Redis Cluster every partition is
+// checked first, then written: all or nothing, unless a concurrent Tag of
+// the same devices fills one of them in between (then the partitions
+// written before stay written).
 func (s *Store) Tag(ctx context.Context, app string, devices, add, remove []string) error {
-	keys := make([]string, len(devices))
-	for i, d := range devices {
-		keys[i] = s.key(app, "g", d)
-	}
-	args := append([]string{s.key(app, "t", ""), strconv.Itoa(protocol.MaxTags), strconv.Itoa(len(add)), strconv.Itoa(len(remove))}, add...)
-	args = append(append(args, remove...), devices...)
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	over, err := tagScript.Exec(ctx, s.client, keys, args).AsInt64()
-	if err != nil {
-		return fmt.Errorf("store tag: %w", err)
+	sharded := redisclient.Sharded(s.client)
+	groups := s.group(len(devices), func(i int) string { return s.key(app, "g", devices[i]) })
+	var sets []string
+	if !sharded {
+		for _, t := range append(slices.Clip(add), remove...) {
+			sets = append(sets, s.key(app, "t", t))
+		}
 	}
-	if over > 0 {
-		return store.ErrTooManyTags
+	calls := func(mode string) []rueidis.LuaExec {
+		calls := make([]rueidis.LuaExec, len(groups))
+		for g, idx := range groups {
+			keys := make([]string, 0, len(idx)+len(sets))
+			args := append([]string{strconv.Itoa(protocol.MaxTags), strconv.Itoa(len(add)), strconv.Itoa(len(remove)),
+				strconv.Itoa(len(sets)), mode}, add...)
+			args = append(args, remove...)
+			for _, i := range idx {
+				keys, args = append(keys, s.key(app, "g", devices[i])), append(args, devices[i])
+			}
+			calls[g] = rueidis.LuaExec{Keys: append(keys, sets...), Args: args}
+		}
+		return calls
+	}
+	modes := []string{"write"}
+	if sharded && len(groups) > 1 {
+		modes = []string{"check", "write"}
+	}
+	for _, mode := range modes {
+		for _, res := range tagScript.ExecMulti(ctx, s.client, calls(mode)) {
+			over, err := res.AsInt64()
+			if err != nil {
+				return fmt.Errorf("store tag: %w", err)
+			}
+			if over > 0 {
+				return store.ErrTooManyTags
+			}
+		}
+	}
+	if !sharded {
+		return nil
+	}
+	var cmds rueidis.Commands
+	for _, t := range add {
+		cmds = append(cmds, s.client.B().Sadd().Key(s.key(app, "t", t)).Member(devices...).Build())
+	}
+	for _, t := range remove {
+		cmds = append(cmds, s.client.B().Srem().Key(s.key(app, "t", t)).Member(devices...).Build())
+	}
+	for _, res := range s.client.DoMulti(ctx, cmds...) {
+		if err := res.Error(); err != nil {
+			return fmt.Errorf("store tag: %w", err)
+		}
 	}
 	return nil
 }
 
 // TagDevices implements store.Store: each of Any's, All's and Not's sets
-// is one round trip (SUNION, SINTER).
+// is one round trip (the tags' sets read together, each on its primary).
 func (s *Store) TagDevices(ctx context.Context, app string, q store.TagQuery) ([]string, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
@@ -79,21 +134,25 @@ func (s *Store) TagDevices(ctx context.Context, app string, q store.TagQuery) ([
 		for i, t := range tags {
 			keys[i] = s.key(app, "t", t)
 		}
-		var cmd rueidis.Completed
-		if all {
-			cmd = s.client.B().Sinter().Key(keys...).Build()
-		} else {
-			cmd = s.client.B().Sunion().Key(keys...).Build()
+		if !all {
+			return s.union(ctx, keys)
 		}
-		members, err := s.client.Do(ctx, cmd).AsStrSlice()
+		sets, err := s.members(ctx, keys)
 		if err != nil {
 			return nil, err
 		}
-		set := make(map[string]bool, len(members))
-		for _, m := range members {
-			set[m] = true
+		in := make(map[string]bool)
+		for _, d := range sets[0] {
+			in[d] = true
 		}
-		return set, nil
+		for _, set := range sets[1:] {
+			has := make(map[string]bool, len(set))
+			for _, d := range set {
+				has[d] = true
+			}
+			maps.DeleteFunc(in, func(d string, _ bool) bool { return !has[d] })
+		}
+		return in, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store tag devices: %w", err)

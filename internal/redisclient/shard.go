@@ -1,0 +1,204 @@
+package redisclient
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/redis/rueidis"
+)
+
+// The cluster's data is sharded by partition: a key's partition follows
+// from its app and the id it is named after (a device, a user, a tag, a
+// message), and the key carries the partition's hash tag, so that the keys
+// of one device (its seq, mailbox, cursor, route, tags, user) share one
+// slot of a Redis Cluster, and a script that touches them runs on one
+// primary. The partitions map evenly onto the slots: partition p's tag
+// hashes to slot p*(slots/Partitions).
+//
+//	<prefix>{<tag>}<app>:<kind>:<id>
+
+// Partitions is how many partitions the data is sharded into.
+const Partitions = 4096
+
+// slots is how many hash slots a Redis Cluster has.
+const slots = 16384
+
+// Partition is the partition of the keys of app named after id.
+func Partition(app, id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(app))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	return int(h.Sum32() % Partitions)
+}
+
+// Key is the key of kind named after id in app: in id's partition.
+func Key(prefix, app, kind, id string) string {
+	return KeyIn(Partition(app, id), prefix, app, kind, id)
+}
+
+// KeyIn is the key of kind named after id in app, in partition p.
+func KeyIn(p int, prefix, app, kind, id string) string {
+	return prefix + "{" + Tag(p) + "}" + app + ":" + kind + ":" + id
+}
+
+// Tag is partition p's hash tag: the shortest string (digits and letters)
+// that hashes to slot p*(slots/Partitions).
+func Tag(p int) string {
+	tagsOnce.Do(findTags)
+	return tags[p]
+}
+
+var (
+	tagsOnce sync.Once
+	tags     []string
+)
+
+// findTags finds each partition's tag, trying strings in order of length
+// (base 36 numbers); it takes a few milliseconds, once.
+func findTags() {
+	tags = make([]string, Partitions)
+	left := Partitions
+	for n := 0; left > 0; n++ {
+		s := strconv.FormatInt(int64(n), 36)
+		slot := Slot(s)
+		if slot%(slots/Partitions) != 0 || tags[slot/(slots/Partitions)] != "" {
+			continue
+		}
+		tags[slot/(slots/Partitions)] = s
+		left--
+	}
+}
+
+// Slot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its hash
+// tag (what is between its first '{' and the next '}', if not empty), or of
+// the whole key, modulo 16384.
+func Slot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for k := 0; k < len(key); k++ {
+		crc ^= uint16(key[k]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % slots
+}
+
+// Sharded reports whether c is a Redis Cluster's client: its keys live on
+// several primaries, and one command or script may touch one slot only.
+func Sharded(c rueidis.Client) bool { return c.Mode() == rueidis.ClientModeCluster }
+
+// Group splits the indexes of keys into the groups one command or script
+// may touch together: by slot on a Redis Cluster, all in one otherwise.
+// Groups keep the keys' order, and come in the order of their first key.
+func Group(c rueidis.Client, n int, key func(i int) string) [][]int {
+	if !Sharded(c) {
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		return [][]int{all}
+	}
+	var groups [][]int
+	at := make(map[int]int) // slot -> index in groups
+	for i := range n {
+		slot := Slot(key(i))
+		g, ok := at[slot]
+		if !ok {
+			g = len(groups)
+			at[slot] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
+// MGet reads the string keys, one MGET per group (Group), pipelined, and
+// returns their values in the keys' order.
+func MGet(ctx context.Context, c rueidis.Client, keys []string) ([]rueidis.RedisMessage, error) {
+	groups := Group(c, len(keys), func(i int) string { return keys[i] })
+	cmds := make(rueidis.Commands, len(groups))
+	for g, idx := range groups {
+		ks := make([]string, len(idx))
+		for j, i := range idx {
+			ks[j] = keys[i]
+		}
+		cmds[g] = c.B().Mget().Key(ks...).Build()
+	}
+	out := make([]rueidis.RedisMessage, len(keys))
+	for g, res := range c.DoMulti(ctx, cmds...) {
+		vals, err := res.ToArray()
+		if err == nil && len(vals) != len(groups[g]) {
+			err = errAnswer
+		}
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range groups[g] {
+			out[i] = vals[j]
+		}
+	}
+	return out, nil
+}
+
+var errAnswer = errors.New("redis: an answer of the wrong length")
+
+// Script is a Lua script, run by its SHA-1 and sent whole only to a Redis
+// that does not have it yet: one call (Exec), or several pipelined, each on
+// the primary of its keys' slot (ExecMulti).
+type Script struct {
+	lua *rueidis.Lua
+	sha string
+}
+
+// NewScript makes a Script of src. src should begin with a "#!lua" line,
+// so that Redis refuses a key the script does not declare, or of another
+// slot, on a Redis Cluster (and on one server too, when not declared).
+func NewScript(src string) *Script {
+	sum := sha1.Sum([]byte(src))
+	return &Script{lua: rueidis.NewLuaScript(src), sha: hex.EncodeToString(sum[:])}
+}
+
+// Exec runs the script once.
+func (s *Script) Exec(ctx context.Context, c rueidis.Client, keys, args []string) rueidis.RedisResult {
+	return s.lua.Exec(ctx, c, keys, args)
+}
+
+// ExecMulti runs the script once per call, pipelined, and returns each
+// call's result in order. (rueidis's own ExecMulti loads the script on
+// every node at every use.)
+func (s *Script) ExecMulti(ctx context.Context, c rueidis.Client, calls []rueidis.LuaExec) []rueidis.RedisResult {
+	if len(calls) == 0 {
+		return nil
+	}
+	cmds := make(rueidis.Commands, len(calls))
+	for i, call := range calls {
+		cmds[i] = c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(call.Keys))).Key(call.Keys...).Arg(call.Args...).Build()
+	}
+	out := c.DoMulti(ctx, cmds...)
+	for i, res := range out {
+		if err, ok := rueidis.IsRedisErr(res.Error()); ok && err.IsNoScript() {
+			out[i] = s.lua.Exec(ctx, c, calls[i].Keys, calls[i].Args)
+		}
+	}
+	return out
+}
+
+// PartitionOfKey is the partition of a key named by Key or KeyIn.
+func PartitionOfKey(key string) int { return Slot(key) / (slots / Partitions) }

@@ -1,0 +1,300 @@
+package redis
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/redis/rueidis"
+
+	"github.com/longlink/longlink/internal/redisclient"
+)
+
+// Acks, bindings and sent reports do not make their callers wait: one
+// writer goroutine sends them in batches, in order, from a bounded queue
+// (when it is full, they are dropped and counted: a lost ack is a
+// redelivery, a lost binding is made again at the device's next login).
+// A run of writes of one kind is written by one script per partition
+// (one, on one server), pipelined.
+
+// writeQueue bounds the acks and bindings waiting for the writer.
+const writeQueue = 65536
+
+// write is an ack, a binding or a sent report for the writer, or a barrier
+// (done set) closed once everything queued before it is written.
+type write struct {
+	kind     *writeKind
+	app, id  string // id: the device, or the message (sent)
+	arg      string // the seq, bseq, user or count of connections
+	done     chan struct{}
+	keys     []string // the script item's keys
+	itemArgs []string // and its arguments
+}
+
+// writeKind writes a run of writes of its kind.
+type writeKind struct {
+	write func(s *Store, ctx context.Context, run []write) error
+}
+
+// The kinds of write.
+var (
+	acks          = &writeKind{writeAcks}
+	broadcastAcks = &writeKind{writeBroadcastAcks}
+	bindings      = &writeKind{writeBindings}
+	sent          = &writeKind{writeSent}
+)
+
+// batchScript is a writer script: it runs once for a run of writes of its
+// kind in one partition, each of keys keys and args arguments, and returns
+// one answer per write.
+type batchScript struct {
+	script     *redisclient.Script
+	keys, args int
+}
+
+func newBatchScript(keys, args int, src string) *batchScript {
+	return &batchScript{script: redisclient.NewScript(shebang + src), keys: keys, args: args}
+}
+
+// run runs the script over items (each w.keys and w.itemArgs), one call
+// per partition, and returns each item's answer, in order.
+func (b *batchScript) run(s *Store, ctx context.Context, items []write) ([]rueidis.RedisMessage, error) {
+	groups := s.group(len(items), func(i int) string { return items[i].keys[0] })
+	calls := make([]rueidis.LuaExec, len(groups))
+	for g, idx := range groups {
+		keys, args := make([]string, 0, len(idx)*b.keys), make([]string, 0, len(idx)*b.args)
+		for _, i := range idx {
+			keys, args = append(keys, items[i].keys...), append(args, items[i].itemArgs...)
+		}
+		calls[g] = rueidis.LuaExec{Keys: keys, Args: args}
+	}
+	out := make([]rueidis.RedisMessage, len(items))
+	for g, r := range b.script.ExecMulti(ctx, s.client, calls) {
+		answers, err := r.ToArray()
+		if err := answered(err, len(answers), len(groups[g])); err != nil {
+			return nil, err
+		}
+		for j, i := range groups[g] {
+			out[i] = answers[j]
+		}
+	}
+	return out, nil
+}
+
+// queue hands w to the writer without waiting, and reports whether it
+// was queued (not when the store is closed or the queue full).
+func (s *Store) queue(w write) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false
+	}
+	select {
+	case s.writes <- w:
+		return true
+	default:
+		s.log.Warn("redis: write queue full; an ack or binding was dropped")
+		return false
+	}
+}
+
+// writer sends the queued writes in batches, in order: every write waiting
+// when a batch starts goes in it.
+func (s *Store) writer() {
+	defer close(s.done)
+	for w, ok := <-s.writes; ok; w, ok = <-s.writes {
+		batch := []write{w}
+	gather:
+		for len(batch) < 1024 {
+			select {
+			case w, ok := <-s.writes:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, w)
+			default:
+				break gather
+			}
+		}
+		s.writeBatch(batch)
+	}
+}
+
+// writeBatch writes a batch's writes in order, a run of one kind at a
+// time, and closes each barrier once what came before it is written.
+func (s *Store) writeBatch(batch []write) {
+	for len(batch) > 0 {
+		if batch[0].done != nil {
+			close(batch[0].done)
+			batch = batch[1:]
+			continue
+		}
+		n := 1
+		for n < len(batch) && batch[n].kind == batch[0].kind {
+			n++
+		}
+		run := batch[:n]
+		batch = batch[n:]
+		ctx, cancel := s.call(context.Background())
+		err := run[0].kind.write(s, ctx, run)
+		cancel()
+		if err != nil {
+			s.log.Warn("redis: acks, bindings or sent reports were not written", "batch", len(run), "err", err)
+		}
+	}
+}
+
+// Ack implements store.Store: the writer sends it.
+func (s *Store) Ack(app, device string, seq uint64) {
+	s.queue(write{kind: acks, app: app, id: device,
+		keys: []string{s.key(app, "s", device), s.key(app, "m", device)}, itemArgs: []string{strconv.FormatUint(seq, 10)}})
+}
+
+// writeAcks deletes the acked messages, and counts them in their reports.
+func writeAcks(s *Store, ctx context.Context, run []write) error {
+	out, err := ackScript.run(s, ctx, run)
+	if err != nil {
+		return err
+	}
+	acked := make(map[reportOf]int)
+	for i, item := range out {
+		vals, err := item.ToArray()
+		if err != nil || len(vals) == 0 {
+			return errCorrupt
+		}
+		if n, _ := vals[0].AsInt64(); n == 1 {
+			s.opts.Metrics.SeqClamped.WithLabelValues(run[i].app, "ack").Inc()
+		}
+		for _, v := range vals[1:] {
+			id, _ := v.ToString()
+			acked[reportOf{run[i].app, id}]++
+		}
+	}
+	return s.addAcks(ctx, acked)
+}
+
+// reportOf names a message's report.
+type reportOf struct{ app, id string }
+
+// addAcks adds acks to the reports that exist.
+func (s *Store) addAcks(ctx context.Context, acked map[reportOf]int) error {
+	if len(acked) == 0 {
+		return nil
+	}
+	items := make([]write, 0, len(acked))
+	for r, n := range acked {
+		items = append(items, write{keys: []string{s.key(r.app, "r", r.id)}, itemArgs: []string{strconv.Itoa(n)}})
+	}
+	_, err := addAcksScript.run(s, ctx, items)
+	return err
+}
+
+// AckBroadcast implements store.Store: the writer sends it.
+func (s *Store) AckBroadcast(app, device string, bseq uint64) {
+	s.queue(write{kind: broadcastAcks, app: app, id: device, arg: strconv.FormatUint(bseq, 10),
+		keys: []string{s.key(app, "c", device)}})
+}
+
+// writeBroadcastAcks moves the cursors (clamped to their logs' heads, read
+// first), and counts an ack in the report of each log entry a cursor
+// passed.
+func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
+	heads := make(map[string]string) // by app
+	var cmds rueidis.Commands
+	var apps []string
+	for _, w := range run {
+		if _, ok := heads[w.app]; !ok {
+			heads[w.app] = "0"
+			head, _, _ := s.logKeys(w.app)
+			cmds, apps = append(cmds, s.client.B().Get().Key(head).Build()), append(apps, w.app)
+		}
+	}
+	for i, r := range s.client.DoMulti(ctx, cmds...) {
+		if v, err := r.ToString(); err == nil {
+			heads[apps[i]] = v
+		} else if !rueidis.IsRedisNil(err) {
+			return err
+		}
+	}
+	for i := range run {
+		run[i].itemArgs = []string{run[i].arg, heads[run[i].app]}
+	}
+	out, err := cursorScript.run(s, ctx, run)
+	if err != nil {
+		return err
+	}
+	type moved struct{ from, to int64 }
+	passed := make(map[string][]moved) // by app
+	for i, item := range out {
+		vals, err := item.AsIntSlice()
+		if err != nil || len(vals) != 3 {
+			return errCorrupt
+		}
+		if vals[0] == 1 {
+			s.opts.Metrics.SeqClamped.WithLabelValues(run[i].app, "ack_bseq").Inc()
+		}
+		if vals[2] > vals[1] {
+			passed[run[i].app] = append(passed[run[i].app], moved{vals[1], vals[2]})
+		}
+	}
+	acked := make(map[reportOf]int)
+	for app, ms := range passed {
+		from, to := ms[0].from, ms[0].to
+		for _, m := range ms[1:] {
+			from, to = min(from, m.from), max(to, m.to)
+		}
+		_, log, _ := s.logKeys(app)
+		entries, err := s.client.Do(ctx, s.client.B().Zrangebyscore().Key(log).
+			Min("("+strconv.FormatInt(from, 10)).Max(strconv.FormatInt(to, 10)).Build()).AsStrSlice()
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			m, err := parseMember(app, []byte(e))
+			if err != nil {
+				return err
+			}
+			for _, mv := range ms {
+				if int64(m.Seq) > mv.from && int64(m.Seq) <= mv.to {
+					acked[reportOf{app, m.ID}]++
+				}
+			}
+		}
+	}
+	return s.addAcks(ctx, acked)
+}
+
+// Bind implements store.Store: the writer sends it.
+func (s *Store) Bind(app, device, user string) {
+	s.queue(write{kind: bindings, app: app, id: device, keys: []string{s.key(app, "w", device)}, itemArgs: []string{user}})
+}
+
+// writeBindings records the devices' users, then moves each device from
+// its old user's set to its new one's.
+func writeBindings(s *Store, ctx context.Context, run []write) error {
+	out, err := bindScript.run(s, ctx, run)
+	if err != nil {
+		return err
+	}
+	var cmds rueidis.Commands
+	for i, item := range out {
+		old, err := item.ToString()
+		if err != nil {
+			return errCorrupt
+		}
+		w := run[i]
+		if user := w.itemArgs[0]; old != user {
+			if old != "" {
+				cmds = append(cmds, s.client.B().Srem().Key(s.key(w.app, "u", old)).Member(w.id).Build())
+			}
+			if user != "" {
+				cmds = append(cmds, s.client.B().Sadd().Key(s.key(w.app, "u", user)).Member(w.id).Build())
+			}
+		}
+	}
+	for _, r := range s.client.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
