@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -293,6 +294,10 @@ func stored(err error) error {
 // unavailable turns a store failure into 503; the failure itself goes to
 // the log, not to the caller.
 func unavailable(err error) error {
+	if errors.Is(err, store.ErrNotReplicated) {
+		return &httpError{status: http.StatusServiceUnavailable, cause: err,
+			msg: "the message is not yet on the Redis replicas cluster.replicas_ack asks for; retry with the same id"}
+	}
 	return &httpError{status: http.StatusServiceUnavailable, msg: "cannot store the message now; retry later", cause: err}
 }
 

@@ -129,6 +129,13 @@ type Cluster struct {
 	// Lease is how long a node that stops renewing its lease is still
 	// routed to. Zero means 10s.
 	Lease time.Duration `yaml:"lease"`
+	// ReplicasAck makes a stored push answer 200 only once this many
+	// replicas of each Redis primary it wrote to have its writes (WAIT);
+	// else it answers 503 (retry with the same id). 0: once the primary
+	// has them.
+	ReplicasAck int `yaml:"replicas_ack"`
+	// ReplicasAckTimeout bounds the wait for the replicas. Zero means 1s.
+	ReplicasAckTimeout time.Duration `yaml:"replicas_ack_timeout"`
 }
 
 // Enabled reports whether the node is a cluster member.
@@ -447,7 +454,7 @@ var defaults = Config{
 	Hooks: Hooks{UpstreamWorkers: 64, UpstreamQueue: 4096, UpstreamTimeout: 5 * time.Second, UpstreamRate: 20,
 		UpstreamBurst: 40, StatusBatch: 100, StatusLinger: 200 * time.Millisecond, StatusBuffer: 100000,
 		StatusTimeout: 5 * time.Second},
-	Cluster: Cluster{Lease: 10 * time.Second},
+	Cluster: Cluster{Lease: 10 * time.Second, ReplicasAckTimeout: time.Second},
 	TLS:     TLS{RecordLayer: RecordsLongLink},
 	Limits: Limits{QueueBytes: 4 << 20, QueueBytesTotal: 256 << 20, PushBytes: 32 << 20, AppPendingBytes: 64 << 20,
 		APIBodyBytes: 64 << 20},
@@ -629,6 +636,10 @@ func (c Cluster) validate() error {
 		return bad("cluster.nats", "is not a nats:// or tls:// URL (a cluster needs both redis and nats)")
 	case c.Lease < time.Second:
 		return bad("cluster.lease", "must be at least 1s")
+	case c.ReplicasAck < 0:
+		return bad("cluster.replicas_ack", "must not be negative")
+	case c.ReplicasAck > 0 && c.ReplicasAckTimeout < time.Millisecond:
+		return bad("cluster.replicas_ack_timeout", "must be at least 1ms when replicas_ack is set")
 	}
 	return nil
 }

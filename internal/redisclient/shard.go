@@ -5,10 +5,12 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -163,8 +165,8 @@ var errAnswer = errors.New("redis: an answer of the wrong length")
 // that does not have it yet: one call (Exec), or several pipelined, each on
 // the primary of its keys' slot (ExecMulti).
 type Script struct {
-	lua *rueidis.Lua
-	sha string
+	lua      *rueidis.Lua
+	src, sha string
 }
 
 // NewScript makes a Script of src. src should begin with a "#!lua" line,
@@ -172,7 +174,7 @@ type Script struct {
 // slot, on a Redis Cluster (and on one server too, when not declared).
 func NewScript(src string) *Script {
 	sum := sha1.Sum([]byte(src))
-	return &Script{lua: rueidis.NewLuaScript(src), sha: hex.EncodeToString(sum[:])}
+	return &Script{lua: rueidis.NewLuaScript(src), src: src, sha: hex.EncodeToString(sum[:])}
 }
 
 // Exec runs the script once.
@@ -193,11 +195,75 @@ func (s *Script) ExecMulti(ctx context.Context, c rueidis.Client, calls []rueidi
 	}
 	out := c.DoMulti(ctx, cmds...)
 	for i, res := range out {
-		if err, ok := rueidis.IsRedisErr(res.Error()); ok && err.IsNoScript() {
+		if noScript(res) {
 			out[i] = s.lua.Exec(ctx, c, calls[i].Keys, calls[i].Args)
 		}
 	}
 	return out
+}
+
+func noScript(r rueidis.RedisResult) bool {
+	err, ok := rueidis.IsRedisErr(r.Error())
+	return ok && err.IsNoScript()
+}
+
+// ErrNotReplicated fails writes that fewer replicas than asked for
+// confirmed in time.
+var ErrNotReplicated = errors.New("redis: fewer replicas than asked for have the writes")
+
+// ExecMultiReplicated is ExecMulti, then WAIT for replicas replicas (at
+// most timeout) on each slot written to, in the same pipeline on one
+// connection per primary (rueidis sends a pipeline with a blocking command
+// on a connection of its own): an error wrapping ErrNotReplicated when
+// fewer confirm. (On a Redis Cluster, a call moved to another primary
+// while its slot migrates is not waited for there.)
+func (s *Script) ExecMultiReplicated(ctx context.Context, c rueidis.Client, calls []rueidis.LuaExec, replicas int,
+	timeout time.Duration) ([]rueidis.RedisResult, error) {
+	results := make([]rueidis.RedisResult, len(calls))
+	pending := make([]int, len(calls)) // the calls to run
+	for i := range pending {
+		pending[i] = i
+	}
+	for loaded := false; len(pending) > 0; loaded = true {
+		var cmds rueidis.Commands
+		var of []int // the call of each command; -1 for a WAIT
+		waited := make(map[int]bool)
+		for _, i := range pending {
+			call := calls[i]
+			cmds, of = append(cmds, c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(call.Keys))).Key(call.Keys...).Arg(call.Args...).Build()), append(of, i)
+			if slot := Slot(call.Keys[0]); !waited[slot] {
+				waited[slot] = true
+				cmds = append(cmds, c.B().Wait().Numreplicas(int64(replicas)).Timeout(timeout.Milliseconds()).Build().SetSlot(call.Keys[0]))
+				of = append(of, -1)
+			}
+		}
+		pending = pending[:0]
+		for j, r := range c.DoMulti(ctx, cmds...) {
+			i := of[j]
+			switch {
+			case i >= 0 && noScript(r) && !loaded: // it did not run: again, once the script is loaded
+				pending = append(pending, i)
+			case i >= 0:
+				results[i] = r
+			default:
+				n, err := r.AsInt64()
+				if err != nil {
+					return nil, err
+				}
+				if n < int64(replicas) {
+					return nil, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, replicas, timeout)
+				}
+			}
+		}
+		if len(pending) > 0 {
+			for _, node := range c.Nodes() {
+				if err := node.Do(ctx, node.B().ScriptLoad().Script(s.src).Build()).Error(); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return results, nil
 }
 
 // PartitionOfKey is the partition of a key named by Key or KeyIn.

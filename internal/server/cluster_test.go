@@ -454,3 +454,22 @@ func TestClusterRetryHandsOverWhatAFailedPushStored(t *testing.T) {
 	nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "next", "ttl": 600})
 	d1.expect(t, "next") // and "once" only once
 }
+
+// With cluster.replicas_ack set, a stored push that fewer replicas than
+// that confirmed answers 503 and says to retry with the same id (here:
+// a Redis server with no replica).
+func TestClusterReplicasAckUnmet(t *testing.T) {
+	nodes := testserver.StartCluster(t, 1, func(c *config.Config) {
+		c.Cluster.ReplicasAck, c.Cluster.ReplicasAckTimeout = 1, 100*time.Millisecond
+	})
+	status, out := nodes[0].Call(http.MethodPost, "/v1/push", testserver.Demo.APIKey,
+		map[string]any{"app": "demo", "devices": []string{"d1"}, "data": "kept?", "ttl": 600, "id": "order-1"})
+	if status != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(out["error"]), "retry with the same id") {
+		t.Fatalf("a push its replicas did not confirm: %d %v", status, out)
+	}
+	status, out = nodes[0].Call(http.MethodPost, "/v1/push", testserver.Demo.APIKey,
+		map[string]any{"app": "demo", "devices": []string{"d1"}, "data": "now", "ttl": 0})
+	if status != http.StatusOK {
+		t.Fatalf("an online push, which stores nothing: %d %v", status, out)
+	}
+}

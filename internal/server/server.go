@@ -263,7 +263,8 @@ func openStore(cfg *config.Config, self func() nodeinfo.Info, stats func() nodei
 		st, err := embedded.Open(filepath.Join(cfg.DataDir, "store"), so)
 		return st, nil, err
 	}
-	st, err := redisstore.Open(redisstore.Options{Options: so, URL: cfg.Cluster.Redis})
+	st, err := redisstore.Open(redisstore.Options{Options: so, URL: cfg.Cluster.Redis,
+		ReplicasAck: cfg.Cluster.ReplicasAck, ReplicasAckTimeout: cfg.Cluster.ReplicasAckTimeout})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -329,5 +329,11 @@ func (o Options) WithDefaults() Options {
 	return o
 }
 
+// ErrNotReplicated fails a stored push whose writes the primary has but
+// fewer replicas than asked for (cluster.replicas_ack) confirmed in time: it
+// may or may not survive a failover; a retry with the same key completes
+// it.
+var ErrNotReplicated = errors.New("store: the message is not on enough replicas yet")
+
 // ErrClosed is returned by operations on a closed store.
 var ErrClosed = errors.New("store: closed")

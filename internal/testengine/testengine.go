@@ -173,7 +173,8 @@ type RedisCluster struct {
 
 // NewRedisCluster starts a Redis Cluster of 3 primaries, each with a
 // replica (their AOFs fsynced at every write, as Redis's), and returns
-// once every node says the cluster is ok; settings go to every node.
+// once every node says the cluster is ok and every replica is linked to its
+// primary; settings go to every node.
 func NewRedisCluster(t testing.TB, settings ...string) *RedisCluster {
 	t.Helper()
 	cli := Need(t, "redis-cli")
@@ -194,17 +195,38 @@ func NewRedisCluster(t testing.TB, settings ...string) *RedisCluster {
 		host, port, _ := net.SplitHostPort(e.Addr)
 		for {
 			out, _ := exec.Command(cli, "-h", host, "-p", port, "cluster", "info").Output()
-			if strings.Contains(string(out), "cluster_state:ok") {
+			repl, _ := exec.Command(cli, "-h", host, "-p", port, "info", "replication").Output()
+			if strings.Contains(string(out), "cluster_state:ok") &&
+				(strings.Contains(string(repl), "role:master") || strings.Contains(string(repl), "master_link_status:up")) {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				t.Fatalf("the Redis Cluster is not ok within 30s: %s says %s", e.Addr, out)
+				t.Fatalf("the Redis Cluster is not ok within 30s: %s says %s%s", e.Addr, out, repl)
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	}
 	return c
+}
+
+// Roles returns the cluster's live primaries and replicas, as each node
+// says now (ROLE).
+func (c *RedisCluster) Roles(t testing.TB) (primaries, replicas []*Engine) {
+	t.Helper()
+	cli := Need(t, "redis-cli")
+	for _, e := range c.Nodes {
+		host, port, _ := net.SplitHostPort(e.Addr)
+		out, err := exec.Command(cli, "-h", host, "-p", port, "role").Output()
+		switch role, _, _ := strings.Cut(string(out), "\n"); {
+		case err != nil || e.cmd == nil:
+		case role == "master":
+			primaries = append(primaries, e)
+		case role == "slave":
+			replicas = append(replicas, e)
+		}
+	}
+	return primaries, replicas
 }
 
 // URL is the cluster's redis:// URL: its first node, and the others as

@@ -85,6 +85,12 @@ type Options struct {
 	Prefix string
 	// Timeout bounds one call to Redis. Zero means config.ClusterTimeout.
 	Timeout time.Duration
+	// ReplicasAck, if not 0, makes a stored push return only once that many
+	// replicas of each primary it wrote to have its writes (WAIT, within
+	// ReplicasAckTimeout; zero means 1s), else fail with
+	// store.ErrNotReplicated.
+	ReplicasAck        int
+	ReplicasAckTimeout time.Duration
 }
 
 // Store is the Redis store. Safe for concurrent use.
@@ -107,6 +113,7 @@ func Open(o Options) (*Store, error) {
 	o.Options = o.Options.WithDefaults()
 	o.Prefix = cmp.Or(o.Prefix, config.ClusterPrefix)
 	o.Timeout = cmp.Or(o.Timeout, config.ClusterTimeout)
+	o.ReplicasAckTimeout = cmp.Or(o.ReplicasAckTimeout, time.Second)
 	client, err := redisclient.New(o.URL, o.Timeout)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -190,12 +197,30 @@ func (s *Store) idempotency(m store.Message, key string) []string {
 	return []string{strconv.FormatInt(s.now(), 10), exp, ttl, m.ID, rest(m)}
 }
 
+// write runs a store script's calls (a stored push's writes), pipelined;
+// with ReplicasAck, each primary's writes are waited for on its replicas
+// (store.ErrNotReplicated when too few confirm in time).
+func (s *Store) write(ctx context.Context, script *redisclient.Script, calls ...rueidis.LuaExec) ([]rueidis.RedisResult, error) {
+	if s.opts.ReplicasAck == 0 {
+		return script.ExecMulti(ctx, s.client, calls), nil
+	}
+	out, err := script.ExecMultiReplicated(ctx, s.client, calls, s.opts.ReplicasAck, s.opts.ReplicasAckTimeout)
+	if errors.Is(err, redisclient.ErrNotReplicated) {
+		err = fmt.Errorf("%w: %w", store.ErrNotReplicated, err)
+	}
+	return out, err
+}
+
 // claim records key for m (in the key's partition), and returns the id of
 // the message that used it first, and whether that was another.
 func (s *Store) claim(ctx context.Context, m store.Message, key string) (string, bool, error) {
 	ik := s.key(m.App, "i", key)
-	out, err := appendScript.Exec(ctx, s.client, []string{ik, ik, ik},
-		append(s.idempotency(m, key), "", "", "", "", "0", "", "")).ToArray()
+	res, err := s.write(ctx, appendScript, rueidis.LuaExec{Keys: []string{ik, ik, ik},
+		Args: append(s.idempotency(m, key), "", "", "", "", "0", "", "")})
+	if err != nil {
+		return "", false, err
+	}
+	out, err := res[0].ToArray()
 	if err != nil {
 		return "", false, err
 	}
@@ -268,8 +293,12 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 	if report { // the report, in its own partition
 		calls = append(calls, s.reportCall(m, devices, ""))
 	}
+	written, err := s.write(ctx, appendScript, calls...)
+	if err != nil {
+		return store.Appended{}, fmt.Errorf("store append: %w", err)
+	}
 	res := store.Appended{ID: m.ID, Dup: dup, Seqs: make([]uint64, len(devices))}
-	for c, r := range appendScript.ExecMulti(ctx, s.client, calls) {
+	for c, r := range written {
 		out, err := r.ToArray()
 		if err != nil {
 			return store.Appended{}, fmt.Errorf("store append: %w", err)
@@ -377,7 +406,11 @@ func (s *Store) AppendBroadcast(ctx context.Context, m store.Message, key string
 	} else {
 		args = append(args, noReport...)
 	}
-	out, err := broadcastScript.Exec(ctx, s.client, keys, args).ToArray()
+	written, err := s.write(ctx, broadcastScript, rueidis.LuaExec{Keys: keys, Args: args})
+	if err != nil {
+		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
+	}
+	out, err := written[0].ToArray()
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
 	}
@@ -397,8 +430,11 @@ func (s *Store) AppendBroadcast(ctx context.Context, m store.Message, key string
 		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
 	}
 	if !inline && bseq > 0 { // the report, in its own partition (a first try may have made it)
-		call := s.reportCall(m, nil, strconv.FormatInt(bseq, 10))
-		if err := appendScript.Exec(ctx, s.client, call.Keys, call.Args).Error(); err != nil {
+		written, err := s.write(ctx, appendScript, s.reportCall(m, nil, strconv.FormatInt(bseq, 10)))
+		if err == nil {
+			err = written[0].Error()
+		}
+		if err != nil {
 			return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
 		}
 	}

@@ -3,11 +3,14 @@ package redis
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,6 +203,108 @@ func TestRetryCompletesAPartialPush(t *testing.T) {
 		got, err := s.Since(ctx, "demo", d, 0, 10)
 		if err != nil || len(got) != 1 || got[0].ID != "first" || got[0].Seq != 1 {
 			t.Fatalf("%s has %+v %v; want the first message once", d, got, err)
+		}
+	}
+}
+
+// With replicas_ack, a stored push returns only once a replica of each
+// primary it wrote to has it; with the replicas stalled, it fails with
+// ErrNotReplicated within replicas_ack_timeout (on one server, which has
+// no replica, always).
+func TestReplicasAck(t *testing.T) {
+	acked := func(o *Options) { o.ReplicasAck, o.ReplicasAckTimeout = 1, 200*time.Millisecond }
+	rc := testengine.NewRedisCluster(t)
+	s := open(t, rc.URL(), acked)
+	devices := []string{"d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8"}
+	if _, err := s.Append(context.Background(), devices, msg("m1"), "k1"); err != nil {
+		t.Fatalf("a push with every replica up: %v", err)
+	}
+	if _, err := s.AppendBroadcast(context.Background(), msg("b1"), "k2"); err != nil {
+		t.Fatalf("a broadcast with every replica up: %v", err)
+	}
+	_, replicas := rc.Roles(t)
+	if len(replicas) != 3 {
+		t.Fatalf("%d replicas", len(replicas))
+	}
+	for _, r := range replicas {
+		r.Signal(syscall.SIGSTOP)
+	}
+	start := time.Now()
+	_, err := s.Append(context.Background(), devices, msg("m2"), "k3")
+	if !errors.Is(err, store.ErrNotReplicated) {
+		t.Fatalf("a push with the replicas stalled: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("the push failed after %v", took)
+	}
+	for _, r := range replicas {
+		r.Signal(syscall.SIGCONT)
+	}
+	testwait.Eventually(t, "the retry to succeed with the replicas back", func() bool {
+		res, err := s.Append(context.Background(), devices, msg("m2 again"), "k3")
+		return err == nil && res.ID == "m2"
+	})
+
+	single := open(t, testengine.Redis(t).URL(), acked)
+	if _, err := single.Append(context.Background(), devices, msg("m1"), ""); !errors.Is(err, store.ErrNotReplicated) {
+		t.Fatalf("a push to a server with no replica: %v", err)
+	}
+}
+
+// Kill -9 of a primary during stored pushes, with replicas_ack 1, loses
+// none that returned: its replica, promoted, has them all. (The promoted
+// one has no replica then: pushes that write to it wait replicas_ack_timeout
+// and fail, until it has one.) The same run without replicas_ack is logged
+// with what it lost.
+func TestFailoverLosesNoAcknowledgedPush(t *testing.T) {
+	testengine.Long(t, "a Redis Cluster's failover")
+	for _, replicas := range []int{1, 0} {
+		rc := testengine.NewRedisCluster(t)
+		s := open(t, rc.URL(), func(o *Options) {
+			o.ReplicasAck, o.ReplicasAckTimeout, o.Timeout = replicas, time.Second, 2*time.Second
+		})
+		primaries, _ := rc.Roles(t)
+		var mu sync.Mutex
+		var ok []store.Message
+		var done atomic.Bool
+		var wg sync.WaitGroup
+		for g := range 16 {
+			wg.Go(func() {
+				for i := 0; !done.Load(); i++ {
+					m := msg(fmt.Sprint(g, "-", i))
+					if _, err := s.Append(context.Background(), []string{fmt.Sprint("d", g)}, m, m.ID); err == nil {
+						mu.Lock()
+						ok = append(ok, m)
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		testwait.Eventually(t, "pushes before the kill", func() bool { mu.Lock(); defer mu.Unlock(); return len(ok) >= 500 })
+		primaries[0].Stop()
+		testwait.Eventually(t, "a replica promoted", func() bool { p, _ := rc.Roles(t); return len(p) == 3 })
+		mu.Lock()
+		promoted := len(ok)
+		mu.Unlock()
+		testwait.Eventually(t, "pushes after the failover", func() bool { mu.Lock(); defer mu.Unlock(); return len(ok) >= promoted+100 })
+		done.Store(true)
+		wg.Wait()
+		lost := 0
+		for _, m := range ok {
+			g, _, _ := strings.Cut(m.ID, "-")
+			var got []store.Stored
+			testwait.Eventually(t, "the device's mailbox read", func() bool {
+				var err error
+				got, err = s.Since(context.Background(), "demo", "d"+g, 0, 1_000_000)
+				return err == nil
+			})
+			if !slices.ContainsFunc(got, func(st store.Stored) bool { return st.ID == m.ID }) {
+				lost++
+			}
+		}
+		t.Logf("replicas_ack %d: %d pushes returned, %d of them lost with the primary", replicas, len(ok), lost)
+		if replicas > 0 && lost > 0 {
+			t.Errorf("replicas_ack %d: %d of %d acknowledged pushes lost", replicas, lost, len(ok))
 		}
 	}
 }
