@@ -161,50 +161,36 @@ func MGet(ctx context.Context, c rueidis.Client, keys []string) ([]rueidis.Redis
 
 var errAnswer = errors.New("redis: an answer of the wrong length")
 
-// Script is a Lua script, run by its SHA-1 and sent whole only to a Redis
-// that does not have it yet: one call (Exec), or several pipelined, each on
-// the primary of its keys' slot (ExecMulti).
+// Script is a Lua script, run by its SHA-1 (loaded on every primary when
+// one says it does not have it): one call (Exec), or several pipelined,
+// each on the primary of its keys' slot (ExecMulti). A call that a Redis
+// Cluster answers TRYAGAIN (its slot is migrating, and its keys are split
+// between the two primaries for now) did not run, and is sent again after
+// a pause, until the context ends.
 type Script struct {
-	lua      *rueidis.Lua
 	src, sha string
 }
 
 // NewScript makes a Script of src. src should begin with a "#!lua" line,
-// so that Redis refuses a key the script does not declare, or of another
-// slot, on a Redis Cluster (and on one server too, when not declared).
+// so that a Redis Cluster refuses a key of another slot than the first
+// key's.
 func NewScript(src string) *Script {
 	sum := sha1.Sum([]byte(src))
-	return &Script{lua: rueidis.NewLuaScript(src), src: src, sha: hex.EncodeToString(sum[:])}
+	return &Script{src: src, sha: hex.EncodeToString(sum[:])}
 }
 
 // Exec runs the script once.
 func (s *Script) Exec(ctx context.Context, c rueidis.Client, keys, args []string) rueidis.RedisResult {
-	return s.lua.Exec(ctx, c, keys, args)
+	out, _ := s.run(ctx, c, []rueidis.LuaExec{{Keys: keys, Args: args}}, 0, 0)
+	return out[0]
 }
 
 // ExecMulti runs the script once per call, pipelined, and returns each
 // call's result in order. (rueidis's own ExecMulti loads the script on
 // every node at every use.)
 func (s *Script) ExecMulti(ctx context.Context, c rueidis.Client, calls []rueidis.LuaExec) []rueidis.RedisResult {
-	if len(calls) == 0 {
-		return nil
-	}
-	cmds := make(rueidis.Commands, len(calls))
-	for i, call := range calls {
-		cmds[i] = c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(call.Keys))).Key(call.Keys...).Arg(call.Args...).Build()
-	}
-	out := c.DoMulti(ctx, cmds...)
-	for i, res := range out {
-		if noScript(res) {
-			out[i] = s.lua.Exec(ctx, c, calls[i].Keys, calls[i].Args)
-		}
-	}
+	out, _ := s.run(ctx, c, calls, 0, 0)
 	return out
-}
-
-func noScript(r rueidis.RedisResult) bool {
-	err, ok := rueidis.IsRedisErr(r.Error())
-	return ok && err.IsNoScript()
 }
 
 // ErrNotReplicated fails writes that fewer replicas than asked for
@@ -219,33 +205,39 @@ var ErrNotReplicated = errors.New("redis: fewer replicas than asked for have the
 // while its slot migrates is not waited for there.)
 func (s *Script) ExecMultiReplicated(ctx context.Context, c rueidis.Client, calls []rueidis.LuaExec, replicas int,
 	timeout time.Duration) ([]rueidis.RedisResult, error) {
+	return s.run(ctx, c, calls, replicas, timeout)
+}
+
+// run runs the calls, pipelined, each followed by a WAIT for its slot when
+// replicas is not 0. A call that did not run (the script not loaded yet,
+// or TRYAGAIN) is run again.
+func (s *Script) run(ctx context.Context, c rueidis.Client, calls []rueidis.LuaExec, replicas int,
+	timeout time.Duration) ([]rueidis.RedisResult, error) {
 	results := make([]rueidis.RedisResult, len(calls))
 	pending := make([]int, len(calls)) // the calls to run
 	for i := range pending {
 		pending[i] = i
 	}
-	for loaded := false; len(pending) > 0; loaded = true {
+	pause, loaded := 10*time.Millisecond, false
+	for len(pending) > 0 {
 		var cmds rueidis.Commands
 		var of []int // the call of each command; -1 for a WAIT
 		waited := make(map[int]bool)
 		for _, i := range pending {
 			call := calls[i]
-			cmds, of = append(cmds, c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(call.Keys))).Key(call.Keys...).Arg(call.Args...).Build()), append(of, i)
-			if slot := Slot(call.Keys[0]); !waited[slot] {
+			cmds = append(cmds, c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(call.Keys))).Key(call.Keys...).Arg(call.Args...).Build())
+			of = append(of, i)
+			if slot := Slot(call.Keys[0]); replicas > 0 && !waited[slot] {
 				waited[slot] = true
 				cmds = append(cmds, c.B().Wait().Numreplicas(int64(replicas)).Timeout(timeout.Milliseconds()).Build().SetSlot(call.Keys[0]))
 				of = append(of, -1)
 			}
 		}
-		pending = pending[:0]
+		var again []int
+		unknown := false // the script
 		for j, r := range c.DoMulti(ctx, cmds...) {
 			i := of[j]
-			switch {
-			case i >= 0 && noScript(r) && !loaded: // it did not run: again, once the script is loaded
-				pending = append(pending, i)
-			case i >= 0:
-				results[i] = r
-			default:
+			if i < 0 {
 				n, err := r.AsInt64()
 				if err != nil {
 					return nil, err
@@ -253,13 +245,33 @@ func (s *Script) ExecMultiReplicated(ctx context.Context, c rueidis.Client, call
 				if n < int64(replicas) {
 					return nil, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, replicas, timeout)
 				}
+				continue
+			}
+			results[i] = r
+			err, ok := rueidis.IsRedisErr(r.Error())
+			switch {
+			case ok && err.IsNoScript() && !loaded:
+				again, unknown = append(again, i), true
+			case ok && err.IsTryAgain():
+				again = append(again, i)
 			}
 		}
-		if len(pending) > 0 {
+		pending = again
+		switch {
+		case len(pending) == 0:
+		case unknown:
 			for _, node := range c.Nodes() {
 				if err := node.Do(ctx, node.B().ScriptLoad().Script(s.src).Build()).Error(); err != nil {
 					return nil, err
 				}
+			}
+			loaded = true
+		default:
+			select {
+			case <-ctx.Done():
+				return results, nil
+			case <-time.After(pause):
+				pause = min(2*pause, 100*time.Millisecond)
 			}
 		}
 	}

@@ -229,6 +229,31 @@ func (c *RedisCluster) Roles(t testing.TB) (primaries, replicas []*Engine) {
 	return primaries, replicas
 }
 
+// Reshard moves n slots from one primary to another, keys and all, as an
+// operator would (redis-cli --cluster reshard), and returns once they are
+// moved.
+func (c *RedisCluster) Reshard(t testing.TB, n int) {
+	t.Helper()
+	cli := Need(t, "redis-cli")
+	primaries, _ := c.Roles(t)
+	if len(primaries) < 2 {
+		t.Fatalf("%d primaries: nothing to reshard between", len(primaries))
+	}
+	id := func(e *Engine) string {
+		host, port, _ := net.SplitHostPort(e.Addr)
+		out, err := exec.Command(cli, "-h", host, "-p", port, "cluster", "myid").Output()
+		if err != nil {
+			t.Fatalf("cluster myid of %s: %v", e.Addr, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	out, err := exec.Command(cli, "--cluster", "reshard", primaries[0].Addr, "--cluster-from", id(primaries[0]),
+		"--cluster-to", id(primaries[1]), "--cluster-slots", strconv.Itoa(n), "--cluster-yes").CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster reshard: %v\n%s", err, out)
+	}
+}
+
 // URL is the cluster's redis:// URL: its first node, and the others as
 // further seeds (addr=).
 func (c *RedisCluster) URL() string {

@@ -308,3 +308,64 @@ func TestFailoverLosesNoAcknowledgedPush(t *testing.T) {
 		}
 	}
 }
+
+// Moving 1,000 slots between primaries (their keys with them) while
+// devices are pushed to, acked and read loses nothing and fails no call:
+// the client follows MOVED and ASK, and sends again a script answered
+// TRYAGAIN (its keys split between the two primaries for a moment).
+func TestReshardingUnderLoad(t *testing.T) {
+	testengine.Long(t, "a reshard of 1,000 slots")
+	rc := testengine.NewRedisCluster(t)
+	s := open(t, rc.URL())
+	var done atomic.Bool
+	var calls, failed atomic.Int64
+	var mu sync.Mutex
+	stored := make(map[string][]string) // by e device, never acked
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := 0; !done.Load(); i++ {
+				devices := []string{fmt.Sprint("d", g, "-", i%50), fmt.Sprint("d", g, "-", (i+7)%50), fmt.Sprint("e", i%200)}
+				m := msg(fmt.Sprint(g, "-", i))
+				res, err := s.Append(context.Background(), devices, m, fmt.Sprint("k", g, "-", i))
+				if err == nil {
+					mu.Lock()
+					stored[devices[2]] = append(stored[devices[2]], m.ID)
+					mu.Unlock()
+					s.Ack("demo", devices[0], res.Seqs[0])
+					_, err = s.Since(context.Background(), "demo", devices[1], 0, 10)
+				}
+				calls.Add(1)
+				if err != nil {
+					failed.Add(1)
+					t.Errorf("a call during the reshard: %v", err)
+				}
+			}
+		})
+	}
+	testwait.Eventually(t, "pushes before the reshard", func() bool { return calls.Load() >= 200 })
+	rc.Reshard(t, 1000)
+	before := calls.Load()
+	testwait.Eventually(t, "pushes after the reshard", func() bool { return calls.Load() >= before+200 })
+	done.Store(true)
+	wg.Wait()
+	t.Logf("%d calls, %d failed", calls.Load(), failed.Load())
+	for i := range 200 {
+		got, err := s.Since(context.Background(), "demo", fmt.Sprint("e", i), 0, 1_000_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := make(map[string]bool)
+		for _, m := range got {
+			if seen[m.ID] {
+				t.Fatalf("e%d has %s twice", i, m.ID)
+			}
+			seen[m.ID] = true
+		}
+		for _, id := range stored[fmt.Sprint("e", i)] {
+			if !seen[id] {
+				t.Fatalf("e%d lost %s", i, id)
+			}
+		}
+	}
+}
