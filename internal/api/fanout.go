@@ -27,7 +27,8 @@ type Fanout interface {
 	Join(ctx context.Context, app, group string, devices []string) (int, error)
 	Leave(ctx context.Context, app, group string, devices []string) (int, error)
 	Kick(ctx context.Context, app string, devices []string) (int, error)
-	Online(ctx context.Context, app, device string) (bool, error)
+	// Online returns which of devices are online in app.
+	Online(ctx context.Context, app string, devices []string) (map[string]bool, error)
 	// Device describes device's connection in app; nil when it has none.
 	Device(ctx context.Context, app, device string) (*gateway.DeviceInfo, error)
 }
@@ -65,8 +66,8 @@ func (l local) Leave(_ context.Context, app, group string, devices []string) (in
 func (l local) Kick(_ context.Context, app string, devices []string) (int, error) {
 	return l.g.Kick(app, devices), nil
 }
-func (l local) Online(_ context.Context, app, device string) (bool, error) {
-	return l.g.Online(app, device), nil
+func (l local) Online(_ context.Context, app string, devices []string) (map[string]bool, error) {
+	return l.g.OnlineOf(app, devices), nil
 }
 func (l local) Device(_ context.Context, app, device string) (*gateway.DeviceInfo, error) {
 	return l.g.Device(app, device), nil

@@ -23,16 +23,18 @@ func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) error {
 	if len(devices) == 0 || len(devices) > maxPresence {
 		return errorf(http.StatusBadRequest, "give 1 to %d device parameters", maxPresence)
 	}
-	out := make(map[string]presence, len(devices))
 	for _, d := range devices {
 		if err := checkDevice(d); err != nil {
 			return err
 		}
-		online, err := s.fanout.Online(r.Context(), app, d)
-		if err != nil {
-			return clusterDown(err)
-		}
-		out[d] = presence{Online: online}
+	}
+	online, err := s.fanout.Online(r.Context(), app, devices)
+	if err != nil {
+		return clusterDown(err)
+	}
+	out := make(map[string]presence, len(devices))
+	for _, d := range devices {
+		out[d] = presence{Online: online[d]}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
 	return nil

@@ -89,7 +89,7 @@ func (s *Server) send(ctx context.Context, req *pushRequest, target store.Target
 	var err error
 	if req.TTL > 0 && target != store.TargetGroup { // groups are online-only: ttl is ignored
 		resp, err = s.pushStored(ctx, req, target, f)
-		if err == nil && !resp.Duplicate { // for its delivery report
+		if err == nil && !resp.Duplicate && resp.Online > 0 { // for its delivery report (which says 0 until told)
 			s.store.Sent(req.App, resp.ID, resp.Online)
 		}
 	} else {

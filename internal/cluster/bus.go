@@ -29,7 +29,7 @@ const (
 	opLeave           op = "leave"            // Devices leave Group
 	opKick            op = "kick"             // end Devices' sessions in App with 4008
 	opReplace         op = "replace"          // end Devices' sessions in App older than Sessions with 4003
-	opOnline          op = "online"           // how many of Devices are online in App
+	opOnline          op = "online"           // which of Devices are online in App (reply.Online)
 	opDevice          op = "device"           // describe Devices[0]'s connection in App (reply.Device)
 	opStats           op = "stats"            // this node's figures (reply.Stats)
 	opDrain           op = "drain"            // start draining this node (reply.Node: as it is then)
@@ -65,6 +65,7 @@ func encode(ctx context.Context, req *request) []byte {
 
 type reply struct {
 	N      int                 `json:"n"`
+	Online []string            `json:"online,omitempty"` // opOnline
 	Device *gateway.DeviceInfo `json:"device,omitempty"` // opDevice
 	Stats  *nodeinfo.Stats     `json:"stats,omitempty"`  // opStats
 	Node   *nodeinfo.Info      `json:"node,omitempty"`   // opDrain
@@ -97,8 +98,8 @@ func (n *Node) serveRequest(msg *nats.Msg) {
 }
 
 // answer runs req on this node: how many connections it reached, or for
-// opDevice the device's connection, opStats the node's figures, opDrain
-// the node as it starts draining.
+// opDevice the device's connection, opOnline which devices are online,
+// opStats the node's figures, opDrain the node as it starts draining.
 func (n *Node) answer(req *request) (reply, error) {
 	switch req.Op {
 	case opRenewed:
@@ -116,6 +117,13 @@ func (n *Node) answer(req *request) (reply, error) {
 			return reply{}, fmt.Errorf("device: name one device")
 		}
 		return reply{Device: n.gw.Device(req.App, req.Devices[0])}, nil
+	case opOnline:
+		online := n.gw.OnlineOf(req.App, req.Devices)
+		out := reply{N: len(online)}
+		for d := range online {
+			out.Online = append(out.Online, d)
+		}
+		return out, nil
 	}
 	cnt, err := n.local(req)
 	return reply{N: cnt}, err
@@ -158,14 +166,6 @@ func (n *Node) local(req *request) (int, error) {
 		return g.Kick(req.App, req.Devices), nil
 	case opReplace:
 		return g.Replace(req.App, req.Devices, req.Sessions), nil
-	case opOnline:
-		cnt := 0
-		for _, d := range req.Devices {
-			if g.Online(req.App, d) {
-				cnt++
-			}
-		}
-		return cnt, nil
 	}
 	return 0, fmt.Errorf("unknown op %q", req.Op)
 }

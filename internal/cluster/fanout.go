@@ -135,9 +135,25 @@ func (n *Node) Device(ctx context.Context, app, device string) (*gateway.DeviceI
 	return nil, nil
 }
 
-// Online implements api.Fanout: the device is online when a live node
-// holds its route and has it connected.
-func (n *Node) Online(ctx context.Context, app, device string) (bool, error) {
-	cnt, err := n.toEach(ctx, opOnline, app, "", []string{device})
-	return cnt > 0, err
+// Online implements api.Fanout: a device is online when a live node holds
+// its route and has it connected. The routes are read in one pipeline, and
+// each node that holds some is asked once.
+func (n *Node) Online(ctx context.Context, app string, devices []string) (map[string]bool, error) {
+	ctx, cancel := n.call(ctx)
+	defer cancel()
+	byNode, err := n.locate(ctx, app, devices)
+	if err != nil {
+		return nil, err
+	}
+	reqs := make(map[string]*request, len(byNode))
+	for node, idx := range byNode {
+		reqs[node] = &request{Op: opOnline, App: app, Devices: pick(devices, idx)}
+	}
+	online := make(map[string]bool)
+	for _, out := range n.replies(ctx, reqs) {
+		for _, d := range out.Online {
+			online[d] = true
+		}
+	}
+	return online, nil
 }

@@ -533,6 +533,18 @@ func (g *Gateway) Sessions() []Session {
 // Online reports whether device has a live connection logged into app.
 func (g *Gateway) Online(app, device string) bool { return g.hub.lookup(app, device) != nil }
 
+// OnlineOf returns which of devices have a live connection logged into
+// app.
+func (g *Gateway) OnlineOf(app string, devices []string) map[string]bool {
+	online := make(map[string]bool)
+	for _, d := range devices {
+		if g.Online(app, d) {
+			online[d] = true
+		}
+	}
+	return online
+}
+
 // DeviceInfo is where and how a device is connected, for operators.
 type DeviceInfo struct {
 	Node      string    `json:"node"`

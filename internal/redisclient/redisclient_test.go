@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/testengine"
+	"github.com/redis/rueidis"
 )
 
 // After Redis is killed and restarted (from its AOF), the next writes
@@ -54,5 +55,37 @@ func TestPipelinesAfterARestart(t *testing.T) {
 		}
 		r.Stop()
 		r.Start()
+	}
+}
+
+// A script runs on a Redis that does not have it yet (it is loaded), and
+// again after a restart, which forgets it; with Redis away it fails with an
+// error, for one call and for many.
+func TestScriptLoadedAsNeeded(t *testing.T) {
+	r := testengine.Redis(t)
+	c, err := New(r.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	incr := NewScript("#!lua\nreturn redis.call('INCR', KEYS[1])")
+	ctx := context.Background()
+	for want := range int64(2) {
+		if n, err := incr.Exec(ctx, c, []string{"n"}, nil).AsInt64(); err != nil || n != want+1 {
+			t.Fatalf("run %d: %d %v", want, n, err)
+		}
+		r.Stop()
+		r.Start()
+	}
+	r.Stop()
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := incr.Exec(short, c, []string{"n"}, nil).Error(); err == nil {
+		t.Fatal("a script ran with Redis away")
+	}
+	for _, res := range incr.ExecMulti(short, c, []rueidis.LuaExec{{Keys: []string{"a"}}, {Keys: []string{"b"}}}) {
+		if res.Error() == nil {
+			t.Fatal("a script ran with Redis away")
+		}
 	}
 }

@@ -159,7 +159,10 @@ func MGet(ctx context.Context, c rueidis.Client, keys []string) ([]rueidis.Redis
 	return out, nil
 }
 
-var errAnswer = errors.New("redis: an answer of the wrong length")
+var (
+	errAnswer = errors.New("redis: an answer of the wrong length")
+	errNotRun = errors.New("redis: the script was not run")
+)
 
 // Script is a Lua script, run by its SHA-1 (loaded on every primary when
 // one says it does not have it): one call (Exec), or several pipelined,
@@ -209,14 +212,16 @@ func (s *Script) ExecMultiReplicated(ctx context.Context, c rueidis.Client, call
 }
 
 // run runs the calls, pipelined, each followed by a WAIT for its slot when
-// replicas is not 0. A call that did not run (the script not loaded yet,
-// or TRYAGAIN) is run again.
+// replicas is not 0, and returns each call's result (an error for one that
+// could not be run), and an error when the calls could not all be run or
+// waited for. A call that did not run (the script not loaded yet, or
+// TRYAGAIN) is run again.
 func (s *Script) run(ctx context.Context, c rueidis.Client, calls []rueidis.LuaExec, replicas int,
 	timeout time.Duration) ([]rueidis.RedisResult, error) {
-	results := make([]rueidis.RedisResult, len(calls))
-	pending := make([]int, len(calls)) // the calls to run
+	results := make([]rueidis.RedisResult, len(calls)) // an error until run
+	pending := make([]int, len(calls))                 // the calls to run
 	for i := range pending {
-		pending[i] = i
+		pending[i], results[i] = i, rueidis.NewErrorResult(errNotRun)
 	}
 	pause, loaded := 10*time.Millisecond, false
 	for len(pending) > 0 {
@@ -240,10 +245,10 @@ func (s *Script) run(ctx context.Context, c rueidis.Client, calls []rueidis.LuaE
 			if i < 0 {
 				n, err := r.AsInt64()
 				if err != nil {
-					return nil, err
+					return results, err
 				}
 				if n < int64(replicas) {
-					return nil, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, replicas, timeout)
+					return results, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, replicas, timeout)
 				}
 				continue
 			}
@@ -261,8 +266,11 @@ func (s *Script) run(ctx context.Context, c rueidis.Client, calls []rueidis.LuaE
 		case len(pending) == 0:
 		case unknown:
 			for _, node := range c.Nodes() {
-				if err := node.Do(ctx, node.B().ScriptLoad().Script(s.src).Build()).Error(); err != nil {
-					return nil, err
+				if res := node.Do(ctx, node.B().ScriptLoad().Script(s.src).Build().ToRetryable()); res.Error() != nil {
+					for _, i := range pending {
+						results[i] = res
+					}
+					return results, res.Error()
 				}
 			}
 			loaded = true

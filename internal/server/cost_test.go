@@ -1,0 +1,163 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/rueidis"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/redisclient"
+	"github.com/longlink/longlink/internal/testengine"
+	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
+)
+
+// The cluster's costs per operation, counted from outside: the commands
+// Redis ran (INFO commandstats, summed over the primaries) and the
+// messages NATS carried (its monitoring endpoint's in_msgs), before and
+// after one operation.
+
+// commandCalls sums, per command (lower case), the calls the Redis servers
+// at addrs ran.
+func commandCalls(t *testing.T, addrs ...string) map[string]int64 {
+	t.Helper()
+	calls := make(map[string]int64)
+	for _, addr := range addrs {
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, ForceSingleClient: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.SplitSeq(info, "\r\n") {
+			name, stats, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(stats[:strings.IndexByte(stats, ',')], 10, 64)
+			calls[name] += n
+		}
+	}
+	return calls
+}
+
+// diff is what after counts more than before.
+func diff(before, after map[string]int64) map[string]int64 {
+	out := make(map[string]int64)
+	for k, v := range after {
+		if v > before[k] {
+			out[k] = v - before[k]
+		}
+	}
+	return out
+}
+
+// natsMessages is how many messages the NATS server at monitor (its
+// monitoring address) took in so far.
+func natsMessages(t *testing.T, monitor string) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + monitor + "/varz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		InMsgs int64 `json:"in_msgs"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v.InMsgs
+}
+
+// monitoredNATS starts a nats-server with its monitoring endpoint, and
+// returns it and the endpoint's address.
+func monitoredNATS(t *testing.T) (*testengine.Engine, string) {
+	port := testengine.FreePort(t)
+	return testengine.NATS(t, "-m", strconv.Itoa(port)), fmt.Sprint("127.0.0.1:", port)
+}
+
+// Presence of 1,000 devices, 40 of them online on 1 of 4 nodes: one MGET of
+// their routes (on one Redis server) and one bus request (and its answer),
+// to that node; not one round trip per device.
+func TestCostPresence(t *testing.T) {
+	r := testengine.Redis(t)
+	nats, monitor := monitoredNATS(t)
+	nodes := testserver.StartClusterOn(t, r, nats, 4)
+	q := url.Values{"app": {"demo"}}
+	for i := range 1000 {
+		d := fmt.Sprint("d", i)
+		q.Add("device", d)
+		if i%25 == 0 {
+			connect(t, nodes[1], client.TCP, nodes[1].Token(d, ""))
+		}
+	}
+	testwait.Eventually(t, "the devices routed", func() bool { return presentIn(t, nodes[0], "d975") })
+	presentIn(t, nodes[0], "d0") // the leases read, and cached
+	redisBefore, natsBefore := commandCalls(t, r.Addr), natsMessages(t, monitor)
+	status, out := nodes[0].Call(http.MethodGet, "/v1/presence?"+q.Encode(), testserver.Demo.APIKey, nil)
+	redisCost, natsCost := diff(redisBefore, commandCalls(t, r.Addr)), natsMessages(t, monitor)-natsBefore
+	if status != http.StatusOK {
+		t.Fatalf("presence: %d %v", status, out)
+	}
+	online := 0
+	for d, p := range out["devices"].(map[string]any) {
+		if p.(map[string]any)["online"] == true {
+			online++
+			if n, _ := strconv.Atoi(d[1:]); n%25 != 0 {
+				t.Errorf("%s is said online", d)
+			}
+		}
+	}
+	if online != 40 {
+		t.Errorf("%d online, want 40", online)
+	}
+	t.Logf("presence of 1,000 devices: Redis %v, NATS %d messages", redisCost, natsCost)
+	if redisCost["mget"] != 1 || natsCost != 2 {
+		t.Errorf("presence of 1,000 devices cost %d MGETs and %d bus messages; want 1 and 2 (a request and its answer)",
+			redisCost["mget"], natsCost)
+	}
+}
+
+// A stored push to 100 devices on a Redis Cluster: one script per
+// partition the devices are in, and one for the report (in the message's
+// partition, unless a device's), with the routes read in one pipeline.
+func TestCostStoredPushOnARedisCluster(t *testing.T) {
+	rc := testengine.NewRedisCluster(t)
+	nodes := testserver.StartClusterOn(t, rc, testengine.NATS(t), 2)
+	devices := make([]string, 100)
+	partitions := make(map[int]bool)
+	for i := range devices {
+		devices[i] = fmt.Sprint("d", i)
+		partitions[redisclient.Partition("demo", devices[i])] = true
+	}
+	nodes[0].Push(stored([]string{"warm"}, "load the scripts"))
+	primaries, _ := rc.Roles(t)
+	addrs := make([]string, len(primaries))
+	for i, p := range primaries {
+		addrs[i] = p.Addr
+	}
+	before := commandCalls(t, addrs...)
+	out := nodes[0].Push(stored(devices, "to 100"))
+	cost := diff(before, commandCalls(t, addrs...))
+	if out["offline"] != 100.0 {
+		t.Fatalf("push: %v", out)
+	}
+	t.Logf("a stored push to 100 devices in %d partitions: Redis %v", len(partitions), cost)
+	if cost["evalsha"] > int64(len(partitions))+1 || cost["eval"] > 0 {
+		t.Errorf("%d scripts for %d partitions (and the report)", cost["evalsha"], len(partitions))
+	}
+	if cost["mget"] > int64(len(partitions)) {
+		t.Errorf("%d MGETs of routes for %d partitions", cost["mget"], len(partitions))
+	}
+}
