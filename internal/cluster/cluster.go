@@ -54,6 +54,7 @@ type Options struct {
 	NATSCredentials, NATSCA string
 	Lease                   time.Duration // a node that stops renewing is dropped after this; zero means cluster.lease's default
 	Prefix                  string        // Redis key prefix; empty means config.ClusterPrefix
+	DeviceExpiry            time.Duration // cluster.device_expiry: a login keeps the device's store keys this long
 	// Timeout bounds one call to Redis or one request over the bus. Zero
 	// means config.ClusterTimeout.
 	Timeout time.Duration

@@ -35,14 +35,21 @@ func parseRoute(v string) route {
 }
 
 // claimScript makes this node (ARGV[1]: "<node> <incarnation>") the holder
-// of a device's session, and returns the route before ("" if none) and the
-// new session's number.
+// of a device's session (KEYS[1] its route), and returns the route before
+// ("" if none) and the new session's number. With ARGV[2] > 0, the
+// device's seq counter and broadcast cursor in the store (KEYS[2], KEYS[3]),
+// if they have an expiry, live at least ARGV[2] ms more: a device seen
+// keeps its seqs.
 var claimScript = redisclient.NewScript(`#!lua
 local prev = redis.call('GET', KEYS[1]) or ''
 local t = redis.call('TIME')
 local session = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), tonumber(string.match(prev, ' (%d+)$') or '0') + 1)
 session = string.format('%.0f', session)
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. session)
+if tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2], 'GT')
+  redis.call('PEXPIRE', KEYS[3], ARGV[2], 'GT')
+end
 return {prev, session}
 `)
 
@@ -66,7 +73,9 @@ func (n *Node) self() string { return n.opts.Node + " " + n.incarnation }
 func (n *Node) Claim(ctx context.Context, app, device string) (uint64, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
-	out, err := claimScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{n.self()}).AsStrSlice()
+	keys := []string{n.routeKey(app, device), redisclient.Key(n.opts.Prefix, app, redisclient.KindSeq, device),
+		redisclient.Key(n.opts.Prefix, app, redisclient.KindCursor, device)}
+	out, err := claimScript.Exec(ctx, n.redis, keys, []string{n.self(), strconv.FormatInt(n.opts.DeviceExpiry.Milliseconds(), 10)}).AsStrSlice()
 	if err == nil && len(out) != 2 {
 		err = errors.New("a claim's answer not understood")
 	}

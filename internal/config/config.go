@@ -136,6 +136,11 @@ type Cluster struct {
 	ReplicasAck int `yaml:"replicas_ack"`
 	// ReplicasAckTimeout bounds the wait for the replicas. Zero means 1s.
 	ReplicasAckTimeout time.Duration `yaml:"replicas_ack_timeout"`
+	// DeviceExpiry is how long a device's seq counter and broadcast cursor
+	// are kept in Redis after its last login, stored push or ack (and at
+	// least as long as its stored messages): a device back after longer
+	// starts its seqs over (clients dedupe by id). 0 keeps them for ever.
+	DeviceExpiry time.Duration `yaml:"device_expiry"`
 }
 
 // Enabled reports whether the node is a cluster member.
@@ -454,7 +459,7 @@ var defaults = Config{
 	Hooks: Hooks{UpstreamWorkers: 64, UpstreamQueue: 4096, UpstreamTimeout: 5 * time.Second, UpstreamRate: 20,
 		UpstreamBurst: 40, StatusBatch: 100, StatusLinger: 200 * time.Millisecond, StatusBuffer: 100000,
 		StatusTimeout: 5 * time.Second},
-	Cluster: Cluster{Lease: 10 * time.Second, ReplicasAckTimeout: time.Second},
+	Cluster: Cluster{Lease: 10 * time.Second, ReplicasAckTimeout: time.Second, DeviceExpiry: 90 * 24 * time.Hour},
 	TLS:     TLS{RecordLayer: RecordsLongLink},
 	Limits: Limits{QueueBytes: 4 << 20, QueueBytesTotal: 256 << 20, PushBytes: 32 << 20, AppPendingBytes: 64 << 20,
 		APIBodyBytes: 64 << 20},
@@ -636,6 +641,8 @@ func (c Cluster) validate() error {
 		return bad("cluster.nats", "is not a nats:// or tls:// URL (a cluster needs both redis and nats)")
 	case c.Lease < time.Second:
 		return bad("cluster.lease", "must be at least 1s")
+	case c.DeviceExpiry < 0:
+		return bad("cluster.device_expiry", "must not be negative")
 	case c.ReplicasAck < 0:
 		return bad("cluster.replicas_ack", "must not be negative")
 	case c.ReplicasAck > 0 && c.ReplicasAckTimeout < time.Millisecond:

@@ -25,6 +25,13 @@ import (
 //
 //	<prefix>{<tag>}<app>:<kind>:<id>
 
+// The kinds of a device's keys that both the store and the router (whose
+// logins keep them from expiring) name.
+const (
+	KindSeq    = "s" // the last seq given to the device
+	KindCursor = "c" // its cursor in the app's broadcast log
+)
+
 // Partitions is how many partitions the data is sharded into.
 const Partitions = 4096
 

@@ -264,13 +264,13 @@ func openStore(cfg *config.Config, self func() nodeinfo.Info, stats func() nodei
 		return st, nil, err
 	}
 	st, err := redisstore.Open(redisstore.Options{Options: so, URL: cfg.Cluster.Redis,
-		ReplicasAck: cfg.Cluster.ReplicasAck, ReplicasAckTimeout: cfg.Cluster.ReplicasAckTimeout})
+		ReplicasAck: cfg.Cluster.ReplicasAck, ReplicasAckTimeout: cfg.Cluster.ReplicasAckTimeout, DeviceExpiry: cfg.Cluster.DeviceExpiry})
 	if err != nil {
 		return nil, nil, err
 	}
 	node, err := cluster.Open(cluster.Options{Node: cfg.Node, Self: self, Stats: stats, Redis: cfg.Cluster.Redis,
 		NATS: cfg.Cluster.NATS, NATSCredentials: cfg.Cluster.NATSCredentials, NATSCA: cfg.Cluster.NATSCA,
-		Lease: cfg.Cluster.Lease, Logger: log,
+		Lease: cfg.Cluster.Lease, DeviceExpiry: cfg.Cluster.DeviceExpiry, Logger: log,
 		Fence:   func(others []nodeinfo.Info) { gw().Fence(redirectTargets(others)) },
 		Unfence: func() { gw().Unfence() }})
 	if err != nil {

@@ -171,3 +171,28 @@ func TestClusterStatusEventsCarrySessions(t *testing.T) {
 }
 
 func sorted(s []uint64) []uint64 { s = slices.Clone(s); slices.Sort(s); return s }
+
+// A login keeps the device's seq counter and broadcast cursor from expiring
+// (cluster.device_expiry from then on), so that a device that logs in now
+// and then keeps its seqs.
+func TestClusterLoginKeepsDeviceKeys(t *testing.T) {
+	r := testengine.Redis(t)
+	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 1, func(c *config.Config) { c.Cluster.DeviceExpiry = time.Hour })
+	rc, err := redisclient.New(r.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	ctx := context.Background()
+	seq := redisclient.Key(config.ClusterPrefix, "demo", redisclient.KindSeq, "d1")
+	nodes[0].Push(stored([]string{"d1"}, "kept"))
+	if err := rc.Do(ctx, rc.B().Pexpire().Key(seq).Milliseconds(10_000).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	d := connect(t, nodes[0], client.TCP, nodes[0].Token("d1", ""))
+	d.expect(t, "kept")
+	ms, err := rc.Do(ctx, rc.B().Pttl().Key(seq).Build()).AsInt64()
+	if err != nil || ms < 59*60*1000 {
+		t.Fatalf("after a login the seq counter lives %d ms more (%v); want about an hour", ms, err)
+	}
+}

@@ -91,6 +91,10 @@ type Options struct {
 	// store.ErrNotReplicated.
 	ReplicasAck        int
 	ReplicasAckTimeout time.Duration
+	// DeviceExpiry, if not 0, is how long a device's seq counter and
+	// broadcast cursor live after its last login, push or ack (and at
+	// least as long as its stored messages).
+	DeviceExpiry time.Duration
 }
 
 // Store is the Redis store. Safe for concurrent use.
@@ -181,6 +185,9 @@ func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) 
 
 func (s *Store) now() int64 { return s.opts.Now().UnixMilli() }
 
+// unused is DeviceExpiry in ms, for the scripts that keep a device's keys.
+func (s *Store) unused() string { return strconv.FormatInt(s.opts.DeviceExpiry.Milliseconds(), 10) }
+
 // ttl is how long a mailbox or log must live for m, in ms (at least 1).
 func (s *Store) ttl(m store.Message) string {
 	return strconv.FormatInt(max(m.Expires.Sub(s.opts.Now()).Milliseconds(), 1), 10)
@@ -216,7 +223,7 @@ func (s *Store) write(ctx context.Context, script *redisclient.Script, calls ...
 func (s *Store) claim(ctx context.Context, m store.Message, key string) (string, bool, error) {
 	ik := s.key(m.App, "i", key)
 	res, err := s.write(ctx, appendScript, rueidis.LuaExec{Keys: []string{ik, ik, ik},
-		Args: append(s.idempotency(m, key), "", "", "", "", "0", "", "")})
+		Args: append(append(s.idempotency(m, key), "0", "0", ""), append(noReport, s.unused())...)})
 	if err != nil {
 		return "", false, err
 	}
@@ -264,12 +271,12 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 	}
 	rk := s.key(m.App, "r", m.ID)
 	report := m.Target != ""
-	groups := s.group(len(devices), func(i int) string { return s.key(m.App, "s", devices[i]) })
+	groups := s.group(len(devices), func(i int) string { return s.key(m.App, redisclient.KindSeq, devices[i]) })
 	calls := make([]rueidis.LuaExec, 0, len(groups)+1)
 	for _, g := range groups {
 		anchor := rk // a group of no devices: the key alone, on one server
 		if len(g) > 0 {
-			anchor = s.key(m.App, "s", devices[g[0]])
+			anchor = s.key(m.App, redisclient.KindSeq, devices[g[0]])
 		}
 		keys := make([]string, 0, 3+3*len(g))
 		args := append(s.idempotency(m, key), strconv.Itoa(s.opts.MailboxLimit), s.ttl(m), m.Collapse)
@@ -280,13 +287,14 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 		} else {
 			keys, args = append(keys, anchor, anchor), append(args, noReport...)
 		}
+		args = append(args, s.unused())
 		for _, i := range g {
 			mailbox := s.key(m.App, "m", devices[i])
 			collapse := mailbox // not touched without a collapse key: no key to build
 			if m.Collapse != "" {
 				collapse = s.key(m.App, "k", devices[i])
 			}
-			keys = append(keys, s.key(m.App, "s", devices[i]), mailbox, collapse)
+			keys = append(keys, s.key(m.App, redisclient.KindSeq, devices[i]), mailbox, collapse)
 		}
 		calls = append(calls, rueidis.LuaExec{Keys: keys, Args: args})
 	}
@@ -382,7 +390,7 @@ var errRaced = errors.New("a repeat of this push, with the same key, ran at the 
 func (s *Store) reportCall(m store.Message, devices []string, bseq string) rueidis.LuaExec {
 	rk := s.key(m.App, "r", m.ID)
 	return rueidis.LuaExec{Keys: []string{rk, rk, s.key(m.App, "o", m.ID)},
-		Args: append(append(s.idempotency(m, ""), "0", "1", ""), s.reportArgs(m, devices, bseq)...)}
+		Args: append(append(append(s.idempotency(m, ""), "0", "1", ""), s.reportArgs(m, devices, bseq)...), s.unused())}
 }
 
 // AppendBroadcast implements store.Store: one script in the app's
@@ -457,8 +465,9 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store catch up: %w", err)
 	}
-	args := append([]string{strconv.FormatInt(s.now(), 10), strconv.Itoa(s.opts.MailboxLimit), strconv.FormatUint(head, 10)}, entries...)
-	out, err := catchUpScript.Exec(ctx, s.client, []string{s.key(app, "c", device), s.key(app, "s", device), s.key(app, "m", device)},
+	args := append([]string{strconv.FormatInt(s.now(), 10), strconv.Itoa(s.opts.MailboxLimit), strconv.FormatUint(head, 10), s.unused()},
+		entries...)
+	out, err := catchUpScript.Exec(ctx, s.client, []string{s.key(app, redisclient.KindCursor, device), s.key(app, redisclient.KindSeq, device), s.key(app, "m", device)},
 		args).AsIntSlice()
 	if err := answered(err, len(out), 2); err != nil {
 		return 0, fmt.Errorf("store catch up: %w", err)
@@ -473,7 +482,7 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 // head (0 for none), in one round trip.
 func (s *Store) cursorHead(ctx context.Context, app, device string) (cursor, head uint64, err error) {
 	headKey, _, _ := s.logKeys(app)
-	res := s.client.DoMulti(ctx, s.client.B().Get().Key(s.key(app, "c", device)).Build(), s.client.B().Get().Key(headKey).Build())
+	res := s.client.DoMulti(ctx, s.client.B().Get().Key(s.key(app, redisclient.KindCursor, device)).Build(), s.client.B().Get().Key(headKey).Build())
 	var v [2]uint64
 	for i, r := range res {
 		if n, err := r.AsUint64(); err == nil {
@@ -545,7 +554,7 @@ func (s *Store) scan(ctx context.Context, key, app string, after uint64, limit i
 func (s *Store) LastSeq(ctx context.Context, app, device string) (uint64, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	v, err := s.client.Do(ctx, s.client.B().Get().Key(s.key(app, "s", device)).Build()).AsUint64()
+	v, err := s.client.Do(ctx, s.client.B().Get().Key(s.key(app, redisclient.KindSeq, device)).Build()).AsUint64()
 	if rueidis.IsRedisNil(err) {
 		return 0, nil
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/metrics"
+	"github.com/longlink/longlink/internal/redisclient"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/internal/store/storetest"
 	"github.com/longlink/longlink/internal/testengine"
@@ -367,5 +368,78 @@ func TestReshardingUnderLoad(t *testing.T) {
 				t.Fatalf("e%d lost %s", i, id)
 			}
 		}
+	}
+}
+
+// pttl is how long key has to live (-1: for ever, -2: gone).
+func pttl(t *testing.T, s *Store, key string) time.Duration {
+	t.Helper()
+	ms, err := s.client.Do(context.Background(), s.client.B().Pttl().Key(key).Build()).AsInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms < 0 {
+		return time.Duration(ms)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// With a device expiry, a device's seq counter and cursor live that long
+// after its last push, ack or catch-up (at least as long as its messages),
+// and then go: its seqs start over. Without one, they live for ever.
+func TestDeviceKeysExpire(t *testing.T) {
+	r := testengine.Redis(t)
+	s := open(t, r.URL(), func(o *Options) { o.DeviceExpiry = time.Hour })
+	ctx := context.Background()
+	seq, cursor := s.key("demo", redisclient.KindSeq, "d1"), s.key("demo", redisclient.KindCursor, "d1")
+	long := msg("long")
+	long.Expires = time.Now().Add(2 * time.Hour)
+	if _, err := s.Append(ctx, []string{"d1"}, long, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := pttl(t, s, seq); got < 119*time.Minute {
+		t.Fatalf("the seq counter of a device with a message for 2h lives %v", got)
+	}
+	if _, err := s.Append(ctx, []string{"d1"}, msg("short"), ""); err != nil { // 1h: not shortened
+		t.Fatal(err)
+	}
+	if got := pttl(t, s, seq); got < 119*time.Minute {
+		t.Fatalf("a shorter message shortened the counter's life to %v", got)
+	}
+	if _, err := s.AppendBroadcast(ctx, msg("b1"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.CatchUp(ctx, "demo", "d1"); n != 1 || err != nil {
+		t.Fatalf("catch up: %d %v", n, err)
+	}
+	if got := pttl(t, s, cursor); got < 59*time.Minute || got > time.Hour {
+		t.Fatalf("the cursor lives %v after a catch-up", got)
+	}
+	s.AckBroadcast("demo", "d2", 1)
+	cursor2 := s.key("demo", redisclient.KindCursor, "d2")
+	testwait.Eventually(t, "d2's cursor to live an hour after its ack", func() bool {
+		got := pttl(t, s, cursor2)
+		return got > 59*time.Minute && got <= time.Hour
+	})
+
+	brief := open(t, r.URL(), func(o *Options) { o.DeviceExpiry, o.Prefix = 200*time.Millisecond, "brief:" })
+	m := msg("gone soon")
+	m.Expires = time.Now().Add(100 * time.Millisecond)
+	for range 2 {
+		if _, err := brief.Append(ctx, []string{"d1"}, m, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testwait.Eventually(t, "an unused device's seqs to start over", func() bool {
+		last, err := brief.LastSeq(ctx, "demo", "d1")
+		return err == nil && last == 0
+	})
+
+	forever := open(t, r.URL(), func(o *Options) { o.Prefix = "forever:" })
+	if _, err := forever.Append(ctx, []string{"d1"}, msg("kept"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := pttl(t, forever, forever.key("demo", redisclient.KindSeq, "d1")); got != -1 {
+		t.Fatalf("without a device expiry the seq counter lives %v", got)
 	}
 }

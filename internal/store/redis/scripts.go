@@ -54,13 +54,16 @@ end
 //	              made here), its TTL in ms, the message's expiry (unix
 //	              ms), how many devices it is for, the devices (one per
 //	              line), its bseq ("" for none)
+//	ARGV[15]      how long a device's seq counter lives unused, in ms (0:
+//	              for ever; see keepLua)
 //
 // It returns {1, first id} for a repeated key, else {0, dropped, seq...}.
-var appendScript = redisclient.NewScript(shebang + idempotencyLua + collapseLua + reportLua + `
+var appendScript = redisclient.NewScript(shebang + idempotencyLua + collapseLua + reportLua + keepLua + `
 local limit, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local out, dropped = {0, 0}, 0
 for i = 4, #KEYS, 3 do
   local seq = redis.call('INCR', KEYS[i])
+  keep(KEYS[i], tonumber(ARGV[15]), ttl, seq == 1)
   collapse(KEYS[i + 2], KEYS[i + 1], ARGV[8], seq, ttl)
   redis.call('ZADD', KEYS[i + 1], seq, seq .. ':' .. ARGV[5])
   if redis.call('ZCARD', KEYS[i + 1]) > limit then
@@ -99,6 +102,25 @@ local function newReport(key, copiesKey, at, created, bseq)
     redis.call('HSET', key, 'bseq', bseq)
   end
   redis.call('PEXPIRE', key, ttl)
+end
+`
+
+// keepLua defines keep(key, unused, least, new): with unused > 0 (a
+// device's keys expire), key (a seq counter or a cursor) lives at least
+// unused ms more, from now, and at least least ms; new says it had no
+// expiry (just made, or SET), which is then set. (A key that has none is
+// not given one otherwise: PEXPIRE GT treats it as living for ever.)
+const keepLua = `
+local function keep(key, unused, least, new)
+  if unused <= 0 then
+    return
+  end
+  local ms = math.max(unused, least)
+  if new then
+    redis.call('PEXPIRE', key, ms)
+  else
+    redis.call('PEXPIRE', key, ms, 'GT')
+  end
 end
 `
 
@@ -182,23 +204,25 @@ return {0, bseq}
 //
 //	KEYS[1] the device's cursor; KEYS[2] its seq counter; KEYS[3] its mailbox
 //	ARGV[1] now (unix ms); ARGV[2] the mailbox limit; ARGV[3] the log's
-//	head; ARGV[4...] the entries ("<bseq>:<rest>", in order)
+//	head; ARGV[4] how long a cursor or seq counter lives unused, in ms (0:
+//	for ever); ARGV[5...] the entries ("<bseq>:<rest>", in order)
 //
 // It returns {copied, dropped}.
-var catchUpScript = redisclient.NewScript(shebang + `
+var catchUpScript = redisclient.NewScript(shebang + keepLua + `
 local cursor = tonumber(redis.call('GET', KEYS[1]) or '0')
-local now, limit, head = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, limit, head, unused = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if cursor >= head then
   return {0, 0}
 end
 local copied, dropped, ttl = 0, 0, 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local e = ARGV[i]
   local sep = string.find(e, ':', 1, true)
   local rest = string.sub(e, sep + 1)
   local expires = tonumber(string.sub(rest, 1, string.find(rest, ':', 1, true) - 1))
   if tonumber(string.sub(e, 1, sep - 1)) > cursor and expires > now then
     local seq = redis.call('INCR', KEYS[2])
+    keep(KEYS[2], unused, expires - now, seq == 1)
     redis.call('ZADD', KEYS[3], seq, seq .. ':' .. rest)
     if redis.call('ZCARD', KEYS[3]) > limit then
       redis.call('ZPOPMIN', KEYS[3])
@@ -212,6 +236,7 @@ if ttl > 0 and redis.call('PTTL', KEYS[3]) < ttl then
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
 redis.call('SET', KEYS[1], head)
+keep(KEYS[1], unused, 0, true)
 return {copied, dropped}
 `)
 
@@ -225,12 +250,13 @@ return {copied, dropped}
 // message deleted...}.
 //
 //	item keys: the device's seq counter, its mailbox
-//	item args: the seq
-var ackScript = newBatchScript(2, 1, entryLua+`
+//	item args: the seq, how long the counter lives unused in ms (0: for ever)
+var ackScript = newBatchScript(2, 2, entryLua+keepLua+`
 local out = {}
 for i = 0, #KEYS / 2 - 1 do
   local counter, mailbox = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  local seq, item = tonumber(ARGV[i + 1]), {0}
+  local seq, item = tonumber(ARGV[2 * i + 1]), {0}
+  keep(counter, tonumber(ARGV[2 * i + 2]), 0, false)
   local last = tonumber(redis.call('GET', counter) or '0')
   if seq == nil or seq > last then
     seq, item[1] = last, 1
@@ -249,17 +275,21 @@ return out
 // {clamped (1 or 0), the cursor before, the cursor after}.
 //
 //	item keys: the device's cursor
-//	item args: the bseq, the log's head
-var cursorScript = newBatchScript(1, 2, `
+//	item args: the bseq, the log's head, how long the cursor lives unused in
+//	ms (0: for ever)
+var cursorScript = newBatchScript(1, 3, keepLua+`
 local out = {}
 for i = 1, #KEYS do
-  local bseq, head, clamped = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i]), 0
+  local bseq, head, clamped = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), 0
   if bseq == nil or bseq > head then
     bseq, clamped = head, 1
   end
   local cursor = tonumber(redis.call('GET', KEYS[i]) or '0')
   if bseq > cursor then
     redis.call('SET', KEYS[i], bseq)
+    keep(KEYS[i], tonumber(ARGV[3 * i]), 0, true)
+  else
+    keep(KEYS[i], tonumber(ARGV[3 * i]), 0, false)
   end
   out[#out + 1] = {clamped, cursor, math.max(bseq, cursor)}
 end

@@ -146,7 +146,7 @@ func (s *Store) writeBatch(batch []write) {
 // Ack implements store.Store: the writer sends it.
 func (s *Store) Ack(app, device string, seq uint64) {
 	s.queue(write{kind: acks, app: app, id: device,
-		keys: []string{s.key(app, "s", device), s.key(app, "m", device)}, itemArgs: []string{strconv.FormatUint(seq, 10)}})
+		keys: []string{s.key(app, redisclient.KindSeq, device), s.key(app, "m", device)}, itemArgs: []string{strconv.FormatUint(seq, 10), s.unused()}})
 }
 
 // writeAcks deletes the acked messages, and counts them in their reports.
@@ -191,7 +191,7 @@ func (s *Store) addAcks(ctx context.Context, acked map[reportOf]int) error {
 // AckBroadcast implements store.Store: the writer sends it.
 func (s *Store) AckBroadcast(app, device string, bseq uint64) {
 	s.queue(write{kind: broadcastAcks, app: app, id: device, arg: strconv.FormatUint(bseq, 10),
-		keys: []string{s.key(app, "c", device)}})
+		keys: []string{s.key(app, redisclient.KindCursor, device)}})
 }
 
 // writeBroadcastAcks moves the cursors (clamped to their logs' heads, read
@@ -216,7 +216,7 @@ func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
 		}
 	}
 	for i := range run {
-		run[i].itemArgs = []string{run[i].arg, heads[run[i].app]}
+		run[i].itemArgs = []string{run[i].arg, heads[run[i].app], s.unused()}
 	}
 	out, err := cursorScript.run(s, ctx, run)
 	if err != nil {
