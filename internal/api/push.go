@@ -277,8 +277,11 @@ func (s *Server) resend(ctx context.Context, app, first string, f protocol.Frame
 		s.store.Sent(app, first, online)
 	}
 	resp.Online = online
-	if w.Target != store.TargetBroadcast { // the devices that have it, and those it waits for
-		resp.Online, resp.Offline = w.Acked+online, len(w.Devices)-online
+	if w.Target != store.TargetBroadcast {
+		// The devices that have it (their copy no longer waits: acked; read
+		// with the copies, not from the report's count, which an ack made
+		// meanwhile may not have reached yet), and those it waits for.
+		resp.Online, resp.Offline = w.Stored-len(w.Devices)+online, len(w.Devices)-online
 	}
 	return resp, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/redisclient"
 )
 
@@ -36,7 +37,8 @@ func parseRoute(v string) route {
 
 // claimScript makes this node (ARGV[1]: "<node> <incarnation>") the holder
 // of a device's session (KEYS[1] its route), and returns the route before
-// ("" if none) and the new session's number. With ARGV[2] > 0, the
+// ("" if none), the new session's number, and the last seq the store gave
+// the device (KEYS[2], "0" if none). With ARGV[2] > 0, the
 // device's seq counter and broadcast cursor in the store (KEYS[2], KEYS[3]),
 // if they have an expiry, live at least ARGV[2] ms more: a device seen
 // keeps its seqs.
@@ -50,7 +52,7 @@ if tonumber(ARGV[2]) > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[2], 'GT')
   redis.call('PEXPIRE', KEYS[3], ARGV[2], 'GT')
 end
-return {prev, session}
+return {prev, session, redis.call('GET', KEYS[2]) or '0'}
 `)
 
 // releaseScript forgets a device's route if it is still ARGV[1].
@@ -70,26 +72,30 @@ func (n *Node) self() string { return n.opts.Node + " " + n.incarnation }
 
 // Claim implements gateway.Router: this node holds device's session in app
 // now; the node that held it before, if another, is told to end it (4003).
-func (n *Node) Claim(ctx context.Context, app, device string) (uint64, error) {
+// One script, in the device's partition, also reads the device's last seq.
+func (n *Node) Claim(ctx context.Context, app, device string) (gateway.Claimed, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
 	keys := []string{n.routeKey(app, device), redisclient.Key(n.opts.Prefix, app, redisclient.KindSeq, device),
 		redisclient.Key(n.opts.Prefix, app, redisclient.KindCursor, device)}
 	out, err := claimScript.Exec(ctx, n.redis, keys, []string{n.self(), strconv.FormatInt(n.opts.DeviceExpiry.Milliseconds(), 10)}).AsStrSlice()
-	if err == nil && len(out) != 2 {
+	if err == nil && len(out) != 3 {
 		err = errors.New("a claim's answer not understood")
 	}
-	var session uint64
+	var claimed gateway.Claimed
 	if err == nil {
-		session, err = strconv.ParseUint(out[1], 10, 64)
+		claimed.Number, err = strconv.ParseUint(out[1], 10, 64)
+	}
+	if err == nil {
+		claimed.LastSeq, err = strconv.ParseUint(out[2], 10, 64)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("cluster: route not recorded: %w", err)
+		return gateway.Claimed{}, fmt.Errorf("cluster: route not recorded: %w", err)
 	}
 	if prev := parseRoute(out[0]); prev.node != "" && prev.node != n.opts.Node {
-		n.tellReplaced(ctx, prev, replaced{app: app, device: device, session: session})
+		n.tellReplaced(ctx, prev, replaced{app: app, device: device, session: claimed.Number})
 	}
-	return session, nil
+	return claimed, nil
 }
 
 // peerWait bounds the wait for another node's short answer where a stalled

@@ -557,17 +557,19 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 	c.device, c.heartbeat, c.since = l.device, g.grantHeartbeat(f.Heartbeat), time.Now().UnixNano()
 	welcome := &protocol.Frame{Op: protocol.OpWelcome, Ref: f.Ref, Device: []byte(l.device),
 		Heartbeat: uint32(c.heartbeat / time.Second)}
+	last, err := c.claimRoutes(l)
+	if err != nil {
+		return err
+	}
 	for i := range l.sessions {
 		s := &l.sessions[i]
-		if s.sentSeq, err = c.clampSeq(s.app, seqs[i]); err != nil {
+		if s.sentSeq, err = c.clampSeq(s.app, seqs[i], last, i); err != nil {
+			c.releaseRoutes(l.device, l.sessions)
 			return err
 		}
 		l.acks[i].seq = s.sentSeq
 		welcome.Apps = append(welcome.Apps, []byte(s.app))
 		g.mailboxes.Bind(s.app, l.device, s.user)
-	}
-	if err := c.claimRoutes(l); err != nil {
-		return err
 	}
 	if err := c.goLive(l, welcome); err != nil {
 		c.releaseRoutes(l.device, l.sessions)
@@ -578,27 +580,31 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 }
 
 // claimRoutes records, in a cluster, that this node holds the login's
-// sessions, before the welcome: a welcomed device is routable. If a route
-// cannot be recorded the login is refused with 4009 (reconnect), and the
-// routes recorded are given back.
-func (c *conn) claimRoutes(l *login) error {
+// sessions, before the welcome: a welcomed device is routable. It returns
+// the last seq the store gave the device in each session's app, read with
+// its route (nil on a single node). If a route cannot be recorded the
+// login is refused with 4009 (reconnect), and the routes recorded are
+// given back.
+func (c *conn) claimRoutes(l *login) ([]uint64, error) {
 	g := c.gw
 	if g.router == nil { // this node alone numbers the sessions
 		for i := range l.sessions {
 			l.sessions[i].number = g.numbers.next()
 		}
-		return nil
+		return nil, nil
 	}
 	ctx := g.storeCall()
+	last := make([]uint64, len(l.sessions))
 	for i := range l.sessions {
-		var err error
-		if l.sessions[i].number, err = g.router.Claim(ctx, l.sessions[i].app, l.device); err != nil {
+		claimed, err := g.router.Claim(ctx, l.sessions[i].app, l.device)
+		if err != nil {
 			g.warn.Warn("login refused: route not recorded", "app", l.sessions[i].app, "device", l.device, "err", err)
 			c.releaseRoutes(l.device, l.sessions[:i])
-			return errRouteNotRecorded
+			return nil, errRouteNotRecorded
 		}
+		l.sessions[i].number, last[i] = claimed.Number, claimed.LastSeq
 	}
-	return nil
+	return last, nil
 }
 
 // releaseRoutes gives back device's routes for sessions, of a login that
@@ -761,17 +767,23 @@ func lastSeqs(f *protocol.Frame, tokens int) ([]uint64, error) {
 	return seqs, nil
 }
 
-// clampSeq returns a login's last_seq for app, clamped to the last seq the
-// store gave the device there (and counted): a client cannot skip messages
-// it was never sent.
-func (c *conn) clampSeq(app string, seq uint64) (uint64, error) {
+// clampSeq returns a login's last_seq for app (the i-th session's),
+// clamped to the last seq the store gave the device there (and counted): a
+// client cannot skip messages it was never sent. In a cluster the claim of
+// the route read that seq (claimed[i]); on a single node it is read here.
+func (c *conn) clampSeq(app string, seq uint64, claimed []uint64, i int) (uint64, error) {
 	if seq == 0 {
 		return 0, nil
 	}
-	last, err := c.gw.mailboxes.LastSeq(c.gw.storeCall(), app, c.device)
-	if err != nil {
-		c.gw.warn.Error("mailbox", "app", app, "device", c.device, "err", err)
-		return 0, errStoreUnavailable
+	var last uint64
+	if claimed != nil {
+		last = claimed[i]
+	} else {
+		var err error
+		if last, err = c.gw.mailboxes.LastSeq(c.gw.storeCall(), app, c.device); err != nil {
+			c.gw.warn.Error("mailbox", "app", app, "device", c.device, "err", err)
+			return 0, errStoreUnavailable
+		}
 	}
 	if seq > last {
 		c.gw.metrics.SeqClamped.WithLabelValues(app, "login").Inc()

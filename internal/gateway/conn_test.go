@@ -63,12 +63,12 @@ type racingRouter struct {
 	release chan struct{}
 }
 
-func (r *racingRouter) Claim(context.Context, string, string) (uint64, error) {
+func (r *racingRouter) Claim(context.Context, string, string) (gateway.Claimed, error) {
 	n := r.claims.Add(1)
 	if n == 1 {
 		<-r.release
 	}
-	return uint64(n), nil
+	return gateway.Claimed{Number: uint64(n)}, nil
 }
 
 func (r *racingRouter) Release(context.Context, string, string, uint64) {}

@@ -43,13 +43,20 @@ type Mailboxes interface {
 // single node has none. *cluster.Node is one.
 type Router interface {
 	// Claim records that this node holds device's session in app now, and
-	// returns the session's number: greater than that of every earlier
-	// session of the (app, device) in the cluster. An error means it could
-	// not (the login is refused).
-	Claim(ctx context.Context, app, device string) (uint64, error)
+	// returns the session's number (greater than that of every earlier
+	// session of the (app, device) in the cluster) and, read with the
+	// route, the last seq the store gave the device in app. An error means
+	// it could not (the login is refused).
+	Claim(ctx context.Context, app, device string) (Claimed, error)
 	// Release forgets the route of the session numbered session, unless a
 	// newer one claimed it since.
 	Release(ctx context.Context, app, device string, session uint64)
+}
+
+// Claimed is what a Router's claim of a session's route returns.
+type Claimed struct {
+	Number  uint64 // the session's number
+	LastSeq uint64 // the last seq the store gave the device in the app
 }
 
 // Upstream forwards up frames to app backends; *hooks.Upstream is one.

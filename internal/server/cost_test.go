@@ -9,10 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/redisclient"
 	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
@@ -159,5 +161,52 @@ func TestCostStoredPushOnARedisCluster(t *testing.T) {
 	}
 	if cost["mget"] > int64(len(partitions)) {
 		t.Errorf("%d MGETs of routes for %d partitions", cost["mget"], len(partitions))
+	}
+}
+
+// A login in a cluster of a device that has had a stored message and acked
+// it (last_seq and last_bseqs sent), with nothing waiting: three round
+// trips (one script: its route, its last seq; one pipelined read of its
+// broadcast cursor and the log's head; one read of its mailbox), and two
+// scripts of the batched writer (the login's ack, its user binding). No
+// bus message: no other node held it.
+func TestCostLogin(t *testing.T) {
+	r := testengine.Redis(t)
+	nats, monitor := monitoredNATS(t)
+	nodes := testserver.StartClusterOn(t, r, nats, 1)
+	d := connect(t, nodes[0], client.TCP, nodes[0].Token("d1", ""))
+	id := nodes[0].Push(stored([]string{"d1"}, "first"))["id"]
+	d.expect(t, "first")
+	testwait.Eventually(t, "the ack written (the writer idle)", func() bool {
+		_, out := nodes[0].Call(http.MethodGet, fmt.Sprint("/v1/messages/", id, "?app=demo"), testserver.Demo.APIKey, nil)
+		return out["acked"] == 1.0 && out["online"] == 1.0
+	})
+	d.Close()
+	rc, err := redisclient.New(r.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	testwait.Eventually(t, "d1's route released", func() bool {
+		n, err := rc.Do(context.Background(), rc.B().Exists().Key(redisclient.Key(config.ClusterPrefix, "demo", "at", "d1")).Build()).AsInt64()
+		return err == nil && n == 0
+	})
+	redisBefore, natsBefore := commandCalls(t, r.Addr), natsMessages(t, monitor)
+	c, err := client.Dial(context.Background(), client.Config{Addr: nodes[0].GatewayAddr(), Token: nodes[0].Token("d1", ""),
+		LastSeq: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	testwait.Eventually(t, "the login's ack and binding written", func() bool {
+		return diff(redisBefore, commandCalls(t, r.Addr))["evalsha"] >= 3
+	})
+	cost, natsCost := diff(redisBefore, commandCalls(t, r.Addr)), natsMessages(t, monitor)-natsBefore
+	t.Logf("a login: Redis %v, NATS %d messages", cost, natsCost)
+	// GETs: 2 in the claim (the route, the seq), the cursor and the head, 1
+	// in the ack (the seq), 1 in the binding (the user); ZRANGEBYSCOREs: the
+	// mailbox read, and the ack's.
+	if cost["evalsha"] != 3 || cost["get"] != 6 || cost["zrangebyscore"] != 2 || cost["mget"] != 0 || natsCost != 0 {
+		t.Errorf("a login cost %v and %d bus messages", cost, natsCost)
 	}
 }

@@ -144,16 +144,17 @@ func (s *Store) applySent(b *pebble.Batch, o *op) error {
 
 // Report returns app's report of message id.
 func (s *Store) Report(_ context.Context, app, id string) (store.Report, bool, error) {
-	r, ok, err := s.readReport(app, id)
+	r, ok, err := s.readReport(s.db, app, id)
 	if err != nil {
 		return store.Report{}, false, fmt.Errorf("store report: %w", err)
 	}
 	return r.Report, ok, nil
 }
 
-// readReport reads app's report of message id, if it is still kept.
-func (s *Store) readReport(app, id string) (report, bool, error) {
-	v, ok, err := get(s.db, key(prefixReport, app, id))
+// readReport reads app's report of message id through rd, if it is still
+// kept.
+func (s *Store) readReport(rd pebble.Reader, app, id string) (report, bool, error) {
+	v, ok, err := get(rd, key(prefixReport, app, id))
 	if err != nil || !ok {
 		return report{}, false, err
 	}
@@ -244,7 +245,11 @@ func (s *Store) Waiting(_ context.Context, app, id string) (w store.Waiting, ok 
 			err = fmt.Errorf("store waiting: %w", err)
 		}
 	}()
-	r, ok, err := s.readReport(app, id)
+	// One snapshot: an ack that deletes a copy and counts it in the report
+	// is seen whole or not at all.
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	r, ok, err := s.readReport(snap, app, id)
 	if err != nil || !ok {
 		return store.Waiting{}, false, err
 	}
@@ -252,14 +257,14 @@ func (s *Store) Waiting(_ context.Context, app, id string) (w store.Waiting, ok 
 	w = store.Waiting{Report: r.Report}
 	// waiting reads the record at k, if it is there and unexpired.
 	waiting := func(k []byte) (record, bool, error) {
-		v, ok, err := get(s.db, k)
+		v, ok, err := get(snap, k)
 		if err != nil || !ok {
 			return record{}, false, err
 		}
 		rec, err := decodeRecord(v)
 		return rec, err == nil && rec.id == id && rec.expires > now.UnixMilli(), err
 	}
-	err = eachCopy(s.db, app, id, r, func(device string, seq uint64) error {
+	err = eachCopy(snap, app, id, r, func(device string, seq uint64) error {
 		rec, ok, err := waiting(messageKey(app, device, seq))
 		if ok {
 			w.Add(device, seq, rec.data)

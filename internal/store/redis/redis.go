@@ -505,13 +505,17 @@ func (s *Store) Since(ctx context.Context, app, device string, after uint64, lim
 	return out, nil
 }
 
-// Broadcasts implements store.Store.
+// Broadcasts implements store.Store: the cursor and the log's head in one
+// round trip, then the log when it has entries after them.
 func (s *Store) Broadcasts(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, uint64, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	cursor, head, err := s.cursorHead(ctx, app, device)
 	if err != nil {
 		return nil, 0, fmt.Errorf("store broadcasts: %w", err)
+	}
+	if max(after, cursor) >= head { // nothing after them: no read of the log
+		return nil, head, nil
 	}
 	_, log, _ := s.logKeys(app)
 	out, err := s.scan(ctx, log, app, max(after, cursor), limit)
