@@ -120,7 +120,7 @@ func TestRedisClusterDocs(t *testing.T) {
 	mapPorts := func(s string) string {
 		return port.ReplaceAllStringFunc(s, func(p string) string {
 			if ports[p] == "" {
-				ports[p] = fmt.Sprint(testengine.FreePort(t))
+				ports[p] = fmt.Sprint(testengine.ClusterPort(t))
 			}
 			return ports[p]
 		})

@@ -155,7 +155,11 @@ func (e *Engine) Stop() {
 // (the settings a cluster needs), its files in a temporary directory;
 // settings are more "--name value" arguments, which come last and win.
 func Redis(t testing.TB, settings ...string) *Engine {
-	port := FreePort(t)
+	return redisOn(t, FreePort(t), settings...)
+}
+
+// redisOn is Redis on port.
+func redisOn(t testing.TB, port int, settings ...string) *Engine {
 	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", t.TempDir(),
 		"--appendonly", "yes", "--appendfsync", "always", "--save", ""}
 	return start(t, fmt.Sprintf("127.0.0.1:%d", port), "redis-server", append(args, settings...)...)
@@ -181,7 +185,7 @@ func NewRedisCluster(t testing.TB, settings ...string) *RedisCluster {
 	c := &RedisCluster{}
 	var addrs []string
 	for range 6 {
-		e := Redis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		e := redisOn(t, ClusterPort(t), append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "2000"}, settings...)...)
 		c.Nodes, addrs = append(c.Nodes, e), append(addrs, e.Addr)
 	}
@@ -208,6 +212,25 @@ func NewRedisCluster(t testing.TB, settings ...string) *RedisCluster {
 		}
 	}
 	return c
+}
+
+// ClusterPort returns a port for a Redis Cluster node: free a moment ago,
+// and so is its cluster bus port (the port + 10000, which must be a port:
+// an ephemeral port above 55535 has none, and the node would not start).
+func ClusterPort(t testing.TB) int {
+	t.Helper()
+	for range 1000 {
+		port := FreePort(t)
+		if port+10000 > 65535 {
+			continue
+		}
+		if ln, err := net.Listen("tcp", fmt.Sprint("127.0.0.1:", port+10000)); err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port with a free cluster bus port")
+	return 0
 }
 
 // Roles returns the cluster's live primaries and replicas, as each node
