@@ -10,51 +10,47 @@ import (
 )
 
 // After Redis is killed and restarted (from its AOF), the next writes
-// succeed: each meets one of the client's connections broken by the
-// restart, and is resent on the next (rueidis alone failed them with EOF,
-// whoever made them).
+// succeed, one command or a pipeline: each meets one of the client's
+// connections broken by the restart, and is resent on the next (rueidis
+// alone failed them with EOF, whoever made them).
 func TestWritesAfterARestart(t *testing.T) {
-	r := testengine.Redis(t)
-	c, err := New(r.URL(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx := context.Background()
-	for round := range 3 {
-		for i := range 8 { // more writes than the client has connections
-			if err := c.Do(ctx, c.B().Set().Key("k").Value("v").Build()).Error(); err != nil {
-				t.Fatalf("round %d: write %d: %v", round, i, err)
-			}
-		}
-		r.Stop()
-		r.Start()
-	}
-	if v, err := c.Do(ctx, c.B().Get().Key("k").Build()).ToString(); err != nil || v != "v" {
-		t.Fatalf("read back %q, %v", v, err)
-	}
-}
-
-// The same for a pipeline: each of its commands that met a broken
-// connection is sent again.
-func TestPipelinesAfterARestart(t *testing.T) {
-	r := testengine.Redis(t)
-	c, err := New(r.URL(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx := context.Background()
-	for round := range 3 {
-		for i := range 8 {
-			for j, res := range c.DoMulti(ctx, c.B().Set().Key("a").Value("1").Build(), c.B().Set().Key("b").Value("2").Build()) {
+	for _, w := range []struct {
+		name  string
+		write func(ctx context.Context, c rueidis.Client) error
+	}{
+		{"command", func(ctx context.Context, c rueidis.Client) error {
+			return c.Do(ctx, c.B().Set().Key("k").Value("v").Build()).Error()
+		}},
+		{"pipeline", func(ctx context.Context, c rueidis.Client) error {
+			for _, res := range c.DoMulti(ctx, c.B().Set().Key("k").Value("v").Build(), c.B().Set().Key("l").Value("w").Build()) {
 				if err := res.Error(); err != nil {
-					t.Fatalf("round %d: pipeline %d, write %d: %v", round, i, j, err)
+					return err
 				}
 			}
-		}
-		r.Stop()
-		r.Start()
+			return nil
+		}},
+	} {
+		t.Run(w.name, func(t *testing.T) {
+			r := testengine.Redis(t)
+			c, err := New(r.URL(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx := context.Background()
+			for round := range 3 {
+				for i := range 8 { // more writes than the client has connections
+					if err := w.write(ctx, c); err != nil {
+						t.Fatalf("round %d: write %d: %v", round, i, err)
+					}
+				}
+				r.Stop()
+				r.Start()
+			}
+			if v, err := c.Do(ctx, c.B().Get().Key("k").Build()).ToString(); err != nil || v != "v" {
+				t.Fatalf("read back %q, %v", v, err)
+			}
+		})
 	}
 }
 

@@ -223,7 +223,7 @@ func (s *Store) write(ctx context.Context, script *redisclient.Script, calls ...
 func (s *Store) claim(ctx context.Context, m store.Message, key string) (string, bool, error) {
 	ik := s.key(m.App, "i", key)
 	res, err := s.write(ctx, appendScript, rueidis.LuaExec{Keys: []string{ik, ik, ik},
-		Args: append(append(s.idempotency(m, key), "0", "0", ""), append(noReport, s.unused())...)})
+		Args: slices.Concat(s.idempotency(m, key), []string{"0", "0", ""}, noReport, []string{s.unused()})})
 	if err != nil {
 		return "", false, err
 	}
@@ -311,16 +311,13 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 		if err != nil {
 			return store.Appended{}, fmt.Errorf("store append: %w", err)
 		}
-		if first, used, err := s.repeated(out, m.ID, dup); err != nil || used {
-			if err == nil && !dup { // on one server: the first try had it all
-				return store.Appended{ID: first, Dup: true}, nil
-			}
-			if err != nil {
-				return store.Appended{}, fmt.Errorf("store append: %w", err)
-			}
-			continue // this partition had it from a first try
-		}
-		if c >= len(groups) {
+		first, used, err := s.repeated(out, m.ID, dup)
+		switch {
+		case err != nil:
+			return store.Appended{}, fmt.Errorf("store append: %w", err)
+		case used && !dup: // on one server: the first try had it all
+			return store.Appended{ID: first, Dup: true}, nil
+		case used || c >= len(groups): // this partition had it from a first try; or the report
 			continue
 		}
 		if dropped, _ := out[1].AsInt64(); dropped > 0 {
@@ -390,7 +387,7 @@ var errRaced = errors.New("a repeat of this push, with the same key, ran at the 
 func (s *Store) reportCall(m store.Message, devices []string, bseq string) rueidis.LuaExec {
 	rk := s.key(m.App, "r", m.ID)
 	return rueidis.LuaExec{Keys: []string{rk, rk, s.key(m.App, "o", m.ID)},
-		Args: append(append(append(s.idempotency(m, ""), "0", "1", ""), s.reportArgs(m, devices, bseq)...), s.unused())}
+		Args: slices.Concat(s.idempotency(m, ""), []string{"0", "1", ""}, s.reportArgs(m, devices, bseq), []string{s.unused()})}
 }
 
 // AppendBroadcast implements store.Store: one script in the app's

@@ -221,12 +221,22 @@ func (s *Store) Waiting(ctx context.Context, app, id string) (store.Waiting, boo
 	}
 	w := store.Waiting{Report: r}
 	now := s.opts.Now()
-	waits := func(member string) (store.Stored, bool, error) {
-		if member == "" {
-			return store.Stored{}, false, nil
+	// waiting calls add with each of members (i its index) that is message
+	// id, unexpired; "" is none.
+	waiting := func(members []string, add func(i int, m store.Stored)) error {
+		for i, member := range members {
+			if member == "" {
+				continue
+			}
+			m, err := parseMember(app, []byte(member))
+			if err != nil {
+				return fmt.Errorf("store waiting: %w", err)
+			}
+			if m.Expires.After(now) && m.ID == id {
+				add(i, m)
+			}
 		}
-		m, err := parseMember(app, []byte(member))
-		return m, err == nil && m.Expires.After(now) && m.ID == id, err
+		return nil
 	}
 	calls, groups := s.byPartition(app, cs.devices, id)
 	for c, res := range findScript.ExecMulti(ctx, s.client, calls) {
@@ -234,14 +244,8 @@ func (s *Store) Waiting(ctx context.Context, app, id string) (store.Waiting, boo
 		if err := answered(err, len(members), len(groups[c])); err != nil {
 			return store.Waiting{}, false, fmt.Errorf("store waiting: %w", err)
 		}
-		for j, member := range members {
-			m, ok, err := waits(member)
-			if err != nil {
-				return store.Waiting{}, false, fmt.Errorf("store waiting: %w", err)
-			}
-			if ok {
-				w.Add(cs.devices[groups[c][j]], m.Seq, m.Data)
-			}
+		if err := waiting(members, func(j int, m store.Stored) { w.Add(cs.devices[groups[c][j]], m.Seq, m.Data) }); err != nil {
+			return store.Waiting{}, false, err
 		}
 	}
 	if cs.bseq != "0" {
@@ -250,14 +254,8 @@ func (s *Store) Waiting(ctx context.Context, app, id string) (store.Waiting, boo
 		if err != nil {
 			return store.Waiting{}, false, fmt.Errorf("store waiting: %w", err)
 		}
-		for _, member := range members {
-			m, ok, err := waits(member)
-			if err != nil {
-				return store.Waiting{}, false, fmt.Errorf("store waiting: %w", err)
-			}
-			if ok {
-				w.BSeq, w.Data = m.Seq, m.Data
-			}
+		if err := waiting(members, func(_ int, m store.Stored) { w.BSeq, w.Data = m.Seq, m.Data }); err != nil {
+			return store.Waiting{}, false, err
 		}
 	}
 	return w, true, nil

@@ -14,20 +14,26 @@ import "github.com/longlink/longlink/internal/redisclient"
 // shebang begins every script: Redis then checks its keys (above).
 const shebang = "#!lua\n"
 
-// idempotencyLua begins the scripts that store a message. With a key
-// (ARGV[2] its expiry, not "") it answers {1, first id} for a key in use,
-// else records the key (KEYS[1]) for the message ARGV[4], for ARGV[3] ms.
+// idempotencyLua begins the scripts that store a message: it defines now
+// (ARGV[1]) and usedBy(key), which, with a key (ARGV[2] its expiry, not
+// ""), returns the id of the message that used the key first if it is in
+// use, else records it at key for the message ARGV[4], for ARGV[3] ms, and
+// returns nil.
 const idempotencyLua = `
 local now = tonumber(ARGV[1])
-if ARGV[2] ~= "" then
-  local v = redis.call('GET', KEYS[1])
+local function usedBy(key)
+  if ARGV[2] == "" then
+    return nil
+  end
+  local v = redis.call('GET', key)
   if v then
     local sep = string.find(v, ':', 1, true)
     if tonumber(string.sub(v, 1, sep - 1)) > now then
-      return {1, string.sub(v, sep + 1)}
+      return string.sub(v, sep + 1)
     end
   end
-  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[3])
+  redis.call('SET', key, ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[3])
+  return nil
 end
 `
 
@@ -59,6 +65,10 @@ end
 //
 // It returns {1, first id} for a repeated key, else {0, dropped, seq...}.
 var appendScript = redisclient.NewScript(shebang + idempotencyLua + collapseLua + reportLua + keepLua + `
+local first = usedBy(KEYS[1])
+if first then
+  return {1, first}
+end
 local limit, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local out, dropped = {0, 0}, 0
 for i = 4, #KEYS, 3 do
@@ -167,26 +177,16 @@ end
 //
 // It returns {1, first id, its bseq (0 if gone)} for a repeated key, else
 // {0, bseq}.
-var broadcastScript = redisclient.NewScript(shebang + entryLua + `
-local now = tonumber(ARGV[1])
-if ARGV[2] ~= "" then
-  local v = redis.call('GET', KEYS[1])
-  if v then
-    local sep = string.find(v, ':', 1, true)
-    if tonumber(string.sub(v, 1, sep - 1)) > now then
-      local first, bseq = string.sub(v, sep + 1), 0
-      for _, e in ipairs(redis.call('ZREVRANGE', KEYS[3], 0, 999)) do
-        if entryID(e) == first then
-          bseq = tonumber(string.sub(e, 1, string.find(e, ':', 1, true) - 1))
-          break
-        end
-      end
-      return {1, first, bseq}
+var broadcastScript = redisclient.NewScript(shebang + entryLua + idempotencyLua + collapseLua + reportLua + `
+local first = usedBy(KEYS[1])
+if first then
+  for _, e in ipairs(redis.call('ZREVRANGE', KEYS[3], 0, 999)) do
+    if entryID(e) == first then
+      return {1, first, tonumber(string.sub(e, 1, string.find(e, ':', 1, true) - 1))}
     end
   end
-  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[3])
+  return {1, first, 0}
 end
-` + collapseLua + reportLua + `
 local bseq = redis.call('INCR', KEYS[2])
 collapse(KEYS[4], KEYS[3], ARGV[7], bseq, tonumber(ARGV[6]))
 redis.call('ZADD', KEYS[3], bseq, bseq .. ':' .. ARGV[5])

@@ -67,6 +67,9 @@ return 0
 // the same devices fills one of them in between (then the partitions
 // written before stay written).
 func (s *Store) Tag(ctx context.Context, app string, devices, add, remove []string) error {
+	if len(devices) == 0 {
+		return nil
+	}
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	sharded := redisclient.Sharded(s.client)
