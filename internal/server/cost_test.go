@@ -210,3 +210,27 @@ func TestCostLogin(t *testing.T) {
 		t.Errorf("a login cost %v and %d bus messages", cost, natsCost)
 	}
 }
+
+// A login of a device whose previous node died (kill -9, its lease lapsed)
+// sends no bus message: there is no node to tell.
+func TestCostLoginAfterItsNodeDied(t *testing.T) {
+	r := testengine.Redis(t)
+	nats, monitor := monitoredNATS(t)
+	nodes := testserver.StartClusterOn(t, r, nats, 1)
+	dead := startChild(t, t.TempDir(), "node: n2", fmt.Sprintf("cluster: {redis: %q, nats: %q, lease: 2s}", r.URL(), nats.NATSURL()))
+	c, err := client.Dial(context.Background(), client.Config{Addr: dead.gateway, Token: nodes[0].Token("d1", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	testwait.Eventually(t, "d1 routed to n2", func() bool { return presentIn(t, nodes[0], "d1") })
+	dead.kill9(t)
+	until := leaseUntil(t, r, "n2") // its last renewal's
+	// n1 reads the leases at most a second old (membersMaxAge).
+	testwait.Eventually(t, "n2's lease lapsed, as n1 sees it", func() bool { return time.Now().After(until.Add(time.Second)) })
+	before := natsMessages(t, monitor)
+	connect(t, nodes[0], client.TCP, nodes[0].Token("d1", ""))
+	if sent := natsMessages(t, monitor) - before; sent != 0 {
+		t.Errorf("the login sent %d bus messages", sent)
+	}
+}
