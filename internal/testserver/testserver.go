@@ -78,7 +78,9 @@ func Start(t testing.TB, edit ...func(*config.Config)) *TS {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		w := &testWriter{t: t}
+		t.Cleanup(w.close) // after the server's shutdown (cleanups run last first)
+		log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	s, err := server.Start(cfg, log)
 	if err != nil {
@@ -128,11 +130,28 @@ func StartClusterOn(t testing.TB, r Redis, nats *testengine.Engine, n int, edit 
 	return nodes
 }
 
-type testWriter struct{ t testing.TB }
+// testWriter writes a server's log to its test's, until the test ends: a
+// line logged later (a rate-limited log's summary, on a timer) is dropped,
+// for testing.T.Log panics then.
+type testWriter struct {
+	t      testing.TB
+	mu     sync.Mutex
+	closed bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
 	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
 }
 
 // Token mints a demo-app token for device (and user, if not empty).
