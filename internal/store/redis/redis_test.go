@@ -154,17 +154,16 @@ func TestSpreadOverPrimaries(t *testing.T) {
 	}
 	var sizes []int64
 	var total int64
-	for addr, node := range s.client.Nodes() {
-		role, err := node.Do(context.Background(), node.B().Role().Build()).ToArray()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r, _ := role[0].ToString(); r != "master" {
-			continue
+	primaries, _ := rc.Roles(t)
+	nodes := s.client.Nodes() // the client's connection to each primary
+	for _, p := range primaries {
+		node, ok := nodes[p.Addr]
+		if !ok {
+			t.Fatalf("the client has no connection to primary %s", p.Addr)
 		}
 		n, err := node.Do(context.Background(), node.B().Dbsize().Build()).AsInt64()
 		if err != nil {
-			t.Fatal(addr, err)
+			t.Fatal(p.Addr, err)
 		}
 		sizes, total = append(sizes, n), total+n
 	}
