@@ -102,6 +102,7 @@ type Store struct {
 	// Static after Open.
 	client rueidis.Client
 	opts   Options
+	unused string // DeviceExpiry in ms, for the scripts that keep a device's keys
 	log    *slog.Logger
 	writes chan write
 	done   chan struct{}
@@ -122,7 +123,8 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	s := &Store{client: client, opts: o, log: o.Logger, writes: make(chan write, writeQueue), done: make(chan struct{})}
+	s := &Store{client: client, opts: o, log: o.Logger, writes: make(chan write, writeQueue), done: make(chan struct{}),
+		unused: strconv.FormatInt(o.DeviceExpiry.Milliseconds(), 10)}
 	s.checkDurability()
 	golabel.Go("store.writer", s.writer)
 	return s, nil
@@ -185,9 +187,6 @@ func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) 
 
 func (s *Store) now() int64 { return s.opts.Now().UnixMilli() }
 
-// unused is DeviceExpiry in ms, for the scripts that keep a device's keys.
-func (s *Store) unused() string { return strconv.FormatInt(s.opts.DeviceExpiry.Milliseconds(), 10) }
-
 // ttl is how long a mailbox or log must live for m, in ms (at least 1).
 func (s *Store) ttl(m store.Message) string {
 	return strconv.FormatInt(max(m.Expires.Sub(s.opts.Now()).Milliseconds(), 1), 10)
@@ -223,7 +222,7 @@ func (s *Store) write(ctx context.Context, script *redisclient.Script, calls ...
 func (s *Store) claim(ctx context.Context, m store.Message, key string) (string, bool, error) {
 	ik := s.key(m.App, "i", key)
 	res, err := s.write(ctx, appendScript, rueidis.LuaExec{Keys: []string{ik, ik, ik},
-		Args: slices.Concat(s.idempotency(m, key), []string{"0", "0", ""}, noReport, []string{s.unused()})})
+		Args: slices.Concat(s.idempotency(m, key), []string{"0", "0", ""}, noReport, []string{s.unused})})
 	if err != nil {
 		return "", false, err
 	}
@@ -287,7 +286,7 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 		} else {
 			keys, args = append(keys, anchor, anchor), append(args, noReport...)
 		}
-		args = append(args, s.unused())
+		args = append(args, s.unused)
 		for _, i := range g {
 			mailbox := s.key(m.App, "m", devices[i])
 			collapse := mailbox // not touched without a collapse key: no key to build
@@ -387,7 +386,7 @@ var errRaced = errors.New("a repeat of this push, with the same key, ran at the 
 func (s *Store) reportCall(m store.Message, devices []string, bseq string) rueidis.LuaExec {
 	rk := s.key(m.App, "r", m.ID)
 	return rueidis.LuaExec{Keys: []string{rk, rk, s.key(m.App, "o", m.ID)},
-		Args: slices.Concat(s.idempotency(m, ""), []string{"0", "1", ""}, s.reportArgs(m, devices, bseq), []string{s.unused()})}
+		Args: slices.Concat(s.idempotency(m, ""), []string{"0", "1", ""}, s.reportArgs(m, devices, bseq), []string{s.unused})}
 }
 
 // AppendBroadcast implements store.Store: one script in the app's
@@ -462,7 +461,7 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store catch up: %w", err)
 	}
-	args := append([]string{strconv.FormatInt(s.now(), 10), strconv.Itoa(s.opts.MailboxLimit), strconv.FormatUint(head, 10), s.unused()},
+	args := append([]string{strconv.FormatInt(s.now(), 10), strconv.Itoa(s.opts.MailboxLimit), strconv.FormatUint(head, 10), s.unused},
 		entries...)
 	out, err := catchUpScript.Exec(ctx, s.client, []string{s.key(app, redisclient.KindCursor, device), s.key(app, redisclient.KindSeq, device), s.key(app, "m", device)},
 		args).AsIntSlice()

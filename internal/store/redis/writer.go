@@ -146,7 +146,7 @@ func (s *Store) writeBatch(batch []write) {
 // Ack implements store.Store: the writer sends it.
 func (s *Store) Ack(app, device string, seq uint64) {
 	s.queue(write{kind: acks, app: app, id: device,
-		keys: []string{s.key(app, redisclient.KindSeq, device), s.key(app, "m", device)}, itemArgs: []string{strconv.FormatUint(seq, 10), s.unused()}})
+		keys: []string{s.key(app, redisclient.KindSeq, device), s.key(app, "m", device)}, itemArgs: []string{strconv.FormatUint(seq, 10), s.unused}})
 }
 
 // writeAcks deletes the acked messages, and counts them in their reports.
@@ -216,7 +216,7 @@ func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
 		}
 	}
 	for i := range run {
-		run[i].itemArgs = []string{run[i].arg, heads[run[i].app], s.unused()}
+		run[i].itemArgs = []string{run[i].arg, heads[run[i].app], s.unused}
 	}
 	out, err := cursorScript.run(s, ctx, run)
 	if err != nil {
