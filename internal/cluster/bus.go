@@ -157,6 +157,7 @@ func (n *Node) local(req *request) (int, error) {
 		}
 		return g.PushStored(req.App, req.Devices, req.Seqs, f), nil
 	case opBroadcastStored:
+		n.announced(req.App, f.BSeq)
 		return g.BroadcastStored(req.App, m), nil
 	case opJoin:
 		return g.Join(req.App, req.Group, req.Devices), nil

@@ -89,6 +89,7 @@ type Node struct {
 	wg        sync.WaitGroup
 	renewedAt atomic.Int64 // unix ms of the last renewal of this node's lease
 
+	heads    heads       // the apps' broadcast heads, as this node knows them
 	untold   untold      // replaced sessions whose node was not told yet
 	auditDue atomic.Bool // the sessions here are to be checked against their routes (audit)
 	auditing atomic.Bool // an audit runs
@@ -281,6 +282,7 @@ func (n *Node) keepLease() {
 			n.opts.Unfence()
 		}
 		n.tellUntold()
+		n.checkHeads()
 		if gap || n.auditDue.Load() {
 			n.startAudit()
 		}

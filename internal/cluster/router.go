@@ -8,8 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/redisclient"
+	redisstore "github.com/longlink/longlink/internal/store/redis"
 )
 
 // A route (<p>{t}<app>:at:<device>, in the device's partition: see
@@ -37,11 +40,12 @@ func parseRoute(v string) route {
 
 // claimScript makes this node (ARGV[1]: "<node> <incarnation>") the holder
 // of a device's session (KEYS[1] its route), and returns the route before
-// ("" if none), the new session's number, and the last seq the store gave
-// the device (KEYS[2], "0" if none). With ARGV[2] > 0, the
-// device's seq counter and broadcast cursor in the store (KEYS[2], KEYS[3]),
-// if they have an expiry, live at least ARGV[2] ms more: a device seen
-// keeps its seqs.
+// ("" if none), the new session's number, and the device's place in the
+// store: the last seq given to it (KEYS[2], "0" if none), its cursor in
+// the app's broadcast log (KEYS[3]), and up to ARGV[4] members of its
+// mailbox (KEYS[4]) after ARGV[3] (or after its last seq, if lower). With
+// ARGV[2] > 0, the device's seq counter and cursor, if they have an
+// expiry, live at least ARGV[2] ms more: a device seen keeps its seqs.
 var claimScript = redisclient.NewScript(`#!lua
 local prev = redis.call('GET', KEYS[1]) or ''
 local t = redis.call('TIME')
@@ -52,7 +56,13 @@ if tonumber(ARGV[2]) > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[2], 'GT')
   redis.call('PEXPIRE', KEYS[3], ARGV[2], 'GT')
 end
-return {prev, session, redis.call('GET', KEYS[2]) or '0'}
+local seq = redis.call('GET', KEYS[2]) or '0'
+local after = ARGV[3]
+if tonumber(after) > tonumber(seq) then
+  after = seq
+end
+return {prev, session, seq, redis.call('GET', KEYS[3]) or '0',
+  redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. after, '+inf', 'LIMIT', 0, ARGV[4])}
 `)
 
 // releaseScript forgets a device's route if it is still ARGV[1].
@@ -72,30 +82,56 @@ func (n *Node) self() string { return n.opts.Node + " " + n.incarnation }
 
 // Claim implements gateway.Router: this node holds device's session in app
 // now; the node that held it before, if another, is told to end it (4003).
-// One script, in the device's partition, also reads the device's last seq.
-func (n *Node) Claim(ctx context.Context, app, device string) (gateway.Claimed, error) {
+// One script, in the device's partition, also reads the device's last
+// seq, broadcast cursor and first mailbox messages.
+func (n *Node) Claim(ctx context.Context, app, device string, after uint64, limit int) (gateway.Claimed, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
-	keys := []string{n.routeKey(app, device), redisclient.Key(n.opts.Prefix, app, redisclient.KindSeq, device),
-		redisclient.Key(n.opts.Prefix, app, redisclient.KindCursor, device)}
-	out, err := claimScript.Exec(ctx, n.redis, keys, []string{n.self(), strconv.FormatInt(n.opts.DeviceExpiry.Milliseconds(), 10)}).AsStrSlice()
-	if err == nil && len(out) != 3 {
-		err = errors.New("a claim's answer not understood")
-	}
-	var claimed gateway.Claimed
-	if err == nil {
-		claimed.Number, err = strconv.ParseUint(out[1], 10, 64)
-	}
-	if err == nil {
-		claimed.LastSeq, err = strconv.ParseUint(out[2], 10, 64)
-	}
+	key := func(kind string) string { return redisclient.Key(n.opts.Prefix, app, kind, device) }
+	keys := []string{n.routeKey(app, device), key(redisclient.KindSeq), key(redisclient.KindCursor), key(redisclient.KindMailbox)}
+	args := []string{n.self(), strconv.FormatInt(n.opts.DeviceExpiry.Milliseconds(), 10), strconv.FormatUint(after, 10), strconv.Itoa(limit)}
+	claimed, prev, err := parseClaim(app, limit, claimScript.Exec(ctx, n.redis, keys, args))
 	if err != nil {
 		return gateway.Claimed{}, fmt.Errorf("cluster: route not recorded: %w", err)
 	}
-	if prev := parseRoute(out[0]); prev.node != "" && prev.node != n.opts.Node {
+	if prev.node != "" && prev.node != n.opts.Node {
 		n.tellReplaced(ctx, prev, replaced{app: app, device: device, session: claimed.Number})
 	}
 	return claimed, nil
+}
+
+// parseClaim reads claimScript's answer (of at most limit mailbox
+// members): the claim, and the route before.
+func parseClaim(app string, limit int, res rueidis.RedisResult) (gateway.Claimed, route, error) {
+	var c gateway.Claimed
+	out, err := res.ToArray()
+	if err != nil {
+		return c, route{}, err
+	}
+	if len(out) != 5 {
+		return c, route{}, errors.New("a claim's answer not understood")
+	}
+	var vals [4]string
+	for i := range vals {
+		if vals[i], err = out[i].ToString(); err != nil {
+			return c, route{}, err
+		}
+	}
+	members, err := out[4].AsStrSlice()
+	if err == nil {
+		c.Number, err = strconv.ParseUint(vals[1], 10, 64)
+	}
+	if err == nil {
+		c.LastSeq, err = strconv.ParseUint(vals[2], 10, 64)
+	}
+	if err == nil {
+		c.Cursor, err = strconv.ParseUint(vals[3], 10, 64)
+	}
+	if err == nil {
+		c.Waiting, _, err = redisstore.Unexpired(nil, app, members, time.Now())
+	}
+	c.More = len(members) == limit
+	return c, parseRoute(vals[0]), err
 }
 
 // peerWait bounds the wait for another node's short answer where a stalled

@@ -61,6 +61,10 @@ type session struct {
 	sentSeq  uint64 // highest stored seq queued (or acked by the client at login)
 	sentBSeq uint64 // highest bseq queued (or acked by the client at login)
 	catchUp  bool   // the app's broadcast log grew: the sync loop must read or copy it
+	// first is what the claim of the session's route read (in a cluster),
+	// for the sync loop's first round to use instead of reading the store;
+	// nil once used, or when a stored message may have come after it.
+	first *Claimed
 }
 
 // conn is one device connection. An idle logged-in conn has no goroutine and
@@ -108,6 +112,7 @@ type conn struct {
 	blocked bool // its socket took no more: a write waits for it (writeSlow)
 	syncing bool // a sync loop runs (see syncMailbox)
 	dirty   bool // a stored message or broadcast arrived that the sync loop must read
+	missed  bool // one arrived while logging in, before the connection could be found (see loginsInFlight)
 }
 
 var errPeerClosed = errors.New("peer closed the connection")
@@ -557,13 +562,14 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 	c.device, c.heartbeat, c.since = l.device, g.grantHeartbeat(f.Heartbeat), time.Now().UnixNano()
 	welcome := &protocol.Frame{Op: protocol.OpWelcome, Ref: f.Ref, Device: []byte(l.device),
 		Heartbeat: uint32(c.heartbeat / time.Second)}
-	last, err := c.claimRoutes(l)
-	if err != nil {
+	g.loggingIn.add(c, l)
+	defer g.loggingIn.remove(c, l)
+	if err := c.claimRoutes(l, seqs); err != nil {
 		return err
 	}
 	for i := range l.sessions {
 		s := &l.sessions[i]
-		if s.sentSeq, err = c.clampSeq(s.app, seqs[i], last, i); err != nil {
+		if s.sentSeq, err = c.clampSeq(s, seqs[i]); err != nil {
 			c.releaseRoutes(l.device, l.sessions)
 			return err
 		}
@@ -580,31 +586,30 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 }
 
 // claimRoutes records, in a cluster, that this node holds the login's
-// sessions, before the welcome: a welcomed device is routable. It returns
-// the last seq the store gave the device in each session's app, read with
-// its route (nil on a single node). If a route cannot be recorded the
-// login is refused with 4009 (reconnect), and the routes recorded are
-// given back.
-func (c *conn) claimRoutes(l *login) ([]uint64, error) {
+// sessions, before the welcome: a welcomed device is routable. Each claim
+// reads, with the route, what the session's first sync round needs (the
+// device's last seq, its broadcast cursor and its mailbox after seqs[i]:
+// session.first). If a route cannot be recorded the login is refused with
+// 4009 (reconnect), and the routes recorded are given back.
+func (c *conn) claimRoutes(l *login, seqs []uint64) error {
 	g := c.gw
 	if g.router == nil { // this node alone numbers the sessions
 		for i := range l.sessions {
 			l.sessions[i].number = g.numbers.next()
 		}
-		return nil, nil
+		return nil
 	}
 	ctx := g.storeCall()
-	last := make([]uint64, len(l.sessions))
 	for i := range l.sessions {
-		claimed, err := g.router.Claim(ctx, l.sessions[i].app, l.device)
+		claimed, err := g.router.Claim(ctx, l.sessions[i].app, l.device, seqs[i], replayChunk)
 		if err != nil {
 			g.warn.Warn("login refused: route not recorded", "app", l.sessions[i].app, "device", l.device, "err", err)
 			c.releaseRoutes(l.device, l.sessions[:i])
-			return nil, errRouteNotRecorded
+			return errRouteNotRecorded
 		}
-		l.sessions[i].number, last[i] = claimed.Number, claimed.LastSeq
+		l.sessions[i].number, l.sessions[i].first = claimed.Number, &claimed
 	}
-	return last, nil
+	return nil
 }
 
 // releaseRoutes gives back device's routes for sessions, of a login that
@@ -709,6 +714,11 @@ func (c *conn) goLive(l *login, welcome *protocol.Frame) error {
 		return errGoingAway
 	}
 	c.state, c.sessions = stateLive, l.sessions
+	if c.missed { // a stored message came after the claims' reads
+		for i := range c.sessions {
+			c.sessions[i].first = nil
+		}
+	}
 	c.gw.live.Add(1)
 	// The welcome is the first frame, but it is not written before the
 	// connection is registered: a client that has its welcome may log in
@@ -767,26 +777,26 @@ func lastSeqs(f *protocol.Frame, tokens int) ([]uint64, error) {
 	return seqs, nil
 }
 
-// clampSeq returns a login's last_seq for app (the i-th session's),
-// clamped to the last seq the store gave the device there (and counted): a
-// client cannot skip messages it was never sent. In a cluster the claim of
-// the route read that seq (claimed[i]); on a single node it is read here.
-func (c *conn) clampSeq(app string, seq uint64, claimed []uint64, i int) (uint64, error) {
+// clampSeq returns a login's last_seq for session s, clamped to the last
+// seq the store gave the device in its app (and counted): a client cannot
+// skip messages it was never sent. In a cluster the claim of the route
+// read that seq (s.first); on a single node it is read here.
+func (c *conn) clampSeq(s *session, seq uint64) (uint64, error) {
 	if seq == 0 {
 		return 0, nil
 	}
 	var last uint64
-	if claimed != nil {
-		last = claimed[i]
+	if s.first != nil {
+		last = s.first.LastSeq
 	} else {
 		var err error
-		if last, err = c.gw.mailboxes.LastSeq(c.gw.storeCall(), app, c.device); err != nil {
-			c.gw.warn.Error("mailbox", "app", app, "device", c.device, "err", err)
+		if last, err = c.gw.mailboxes.LastSeq(c.gw.storeCall(), s.app, c.device); err != nil {
+			c.gw.warn.Error("mailbox", "app", s.app, "device", c.device, "err", err)
 			return 0, errStoreUnavailable
 		}
 	}
 	if seq > last {
-		c.gw.metrics.SeqClamped.WithLabelValues(app, "login").Inc()
+		c.gw.metrics.SeqClamped.WithLabelValues(s.app, "login").Inc()
 		return last, nil
 	}
 	return seq, nil

@@ -38,8 +38,7 @@ func (c *conn) sendNext(app string, n uint64, broadcast bool, b []byte) (took, n
 	if c.syncing || n != *sent+1 || broadcast && !s.byBSeq {
 		switch {
 		case broadcast:
-			s.catchUp, c.dirty = true, true
-			c.startSyncLocked(nil)
+			c.catchUpLocked(s)
 		case n > *sent:
 			c.dirty = true
 			c.startSyncLocked(nil)
@@ -126,7 +125,10 @@ func (c *conn) tag(app string, tags []string) error {
 // sent if the log grew (or copies the log into the mailbox, for a client
 // that takes broadcasts by seq), then one chunk of its mailbox after the
 // last seq sent. full reports a whole chunk (there may be more); ok is
-// false when the connection is no longer live or its store failed.
+// false when the connection is no longer live or its store failed. The
+// first round after a claim (in a cluster) uses what the claim read: the
+// device's cursor, against the broadcast head this node knows, and the
+// first chunk of its mailbox.
 func (c *conn) syncSession(s *session) (full, ok bool) {
 	mb := c.gw.mailboxes
 	c.mu.Lock()
@@ -138,11 +140,27 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 		c.mu.Unlock()
 		return false, true
 	}
-	catchUp, after, afterB := s.catchUp, s.sentSeq, s.sentBSeq
-	s.catchUp = false
+	catchUp, after, afterB, first := s.catchUp, s.sentSeq, s.sentBSeq, s.first
+	s.catchUp, s.first = false, nil
 	c.mu.Unlock()
 	ctx := c.gw.storeCall() // one round: at most two reads
 
+	if catchUp && first != nil {
+		head, err := c.gw.router.BroadcastHead(ctx, s.app)
+		if err != nil {
+			c.storeFailed(s.app, err)
+			return false, false
+		}
+		switch {
+		case s.byBSeq && max(first.Cursor, afterB) >= head:
+			c.readBroadcasts(s, afterB, head, 0)
+			catchUp = false
+		case !s.byBSeq && first.Cursor >= head:
+			catchUp = false
+		case !s.byBSeq: // the log is copied into the mailbox: read it after
+			first = nil
+		}
+	}
 	switch {
 	case catchUp && s.byBSeq:
 		entries, last, err := mb.Broadcasts(ctx, s.app, c.device, afterB, replayChunk)
@@ -153,34 +171,50 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 		if !c.deliver(s, entries, true) {
 			return false, false
 		}
-		c.mu.Lock()
-		switch {
-		case afterB > last: // a login's last_bseq beyond the log: never trusted
-			s.sentBSeq = last
-			c.gw.metrics.SeqClamped.WithLabelValues(s.app, "login_bseq").Inc()
-		case len(entries) == replayChunk: // more: read on in the next round
-			s.catchUp, full = true, true
-		default: // read to the end: what was not sent was acked or expired,
-			// so the next broadcast can go straight to the queue (an entry
-			// appended during the read may have been sent already: max)
-			s.sentBSeq = max(s.sentBSeq, last)
-		}
-		c.mu.Unlock()
+		full = c.readBroadcasts(s, afterB, last, len(entries))
 	case catchUp:
 		if _, err := mb.CatchUp(ctx, s.app, c.device); err != nil {
 			c.storeFailed(s.app, err)
 			return false, false
 		}
 	}
-	msgs, err := mb.Since(ctx, s.app, c.device, after, replayChunk)
-	if err != nil {
-		c.storeFailed(s.app, err)
-		return false, false
+	var msgs []store.Stored
+	more := false
+	if first != nil {
+		msgs, more = first.Waiting, first.More
+	} else {
+		var err error
+		if msgs, err = mb.Since(ctx, s.app, c.device, after, replayChunk); err != nil {
+			c.storeFailed(s.app, err)
+			return false, false
+		}
+		more = len(msgs) == replayChunk
 	}
 	if !c.deliver(s, msgs, false) {
 		return false, false
 	}
-	return full || len(msgs) == replayChunk, true
+	return full || more, true
+}
+
+// readBroadcasts records that s's broadcast log was read after afterB (n
+// entries, delivered) with last its last bseq then, and reports whether
+// there may be more to read.
+func (c *conn) readBroadcasts(s *session, afterB, last uint64, n int) (more bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case afterB > last: // a login's last_bseq beyond the log: never trusted
+		s.sentBSeq = last
+		c.gw.metrics.SeqClamped.WithLabelValues(s.app, "login_bseq").Inc()
+	case n == replayChunk: // more: read on in the next round
+		s.catchUp = true
+		return true
+	default: // read to the end: what was not sent was acked or expired,
+		// so the next broadcast can go straight to the queue (an entry
+		// appended during the read may have been sent already: max)
+		s.sentBSeq = max(s.sentBSeq, last)
+	}
+	return false
 }
 
 // deliver queues stored messages of s in order: mailbox messages with

@@ -63,7 +63,7 @@ type racingRouter struct {
 	release chan struct{}
 }
 
-func (r *racingRouter) Claim(context.Context, string, string) (gateway.Claimed, error) {
+func (r *racingRouter) Claim(context.Context, string, string, uint64, int) (gateway.Claimed, error) {
 	n := r.claims.Add(1)
 	if n == 1 {
 		<-r.release
@@ -72,6 +72,8 @@ func (r *racingRouter) Claim(context.Context, string, string) (gateway.Claimed, 
 }
 
 func (r *racingRouter) Release(context.Context, string, string, uint64) {}
+
+func (r *racingRouter) BroadcastHead(context.Context, string) (uint64, error) { return 0, nil }
 
 // Of two logins of a device that race, the newer session (the greater
 // number) stays, whichever reaches the hub last: the older is replaced at
@@ -90,6 +92,74 @@ func TestNewerSessionWinsARace(t *testing.T) {
 	}
 	if f := newer.expect(protocol.OpPush); string(f.Data) != "to the newer" {
 		t.Fatalf("push %q", f.Data)
+	}
+}
+
+// heldRouter reads a device's place in the store with its claim, as a
+// cluster's router does, then holds the claim until released; it knows of
+// no broadcast (its head stays 0).
+type heldRouter struct {
+	st      store.Store
+	claimed chan struct{}
+	release chan struct{}
+}
+
+func (r *heldRouter) Claim(ctx context.Context, app, device string, after uint64, limit int) (gateway.Claimed, error) {
+	last, err := r.st.LastSeq(ctx, app, device)
+	if err != nil {
+		return gateway.Claimed{}, err
+	}
+	waiting, err := r.st.Since(ctx, app, device, min(after, last), limit)
+	if err != nil {
+		return gateway.Claimed{}, err
+	}
+	close(r.claimed)
+	<-r.release
+	return gateway.Claimed{Number: 1, LastSeq: last, Waiting: waiting}, nil
+}
+
+func (r *heldRouter) Release(context.Context, string, string, uint64) {}
+
+func (r *heldRouter) BroadcastHead(context.Context, string) (uint64, error) { return 0, nil }
+
+// A stored message or broadcast handed to the node after a login's claim
+// read the store, and before its connection can be found, reaches the
+// device all the same: the login reads the store again.
+func TestStoredDuringALoginDelivered(t *testing.T) {
+	for _, broadcast := range []bool{false, true} {
+		t.Run(fmt.Sprint("broadcast=", broadcast), func(t *testing.T) {
+			r := &heldRouter{claimed: make(chan struct{}), release: make(chan struct{})}
+			h := newHarness(t, func(o *gateway.Options) { o.Router = r })
+			r.st = h.st
+			d := h.connect(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(h.token("d1", time.Hour)), LastBSeqs: []uint64{0}})
+			<-r.claimed
+			ctx := context.Background()
+			m := store.Message{App: app, ID: "m1", Data: []byte("m1"), Expires: time.Now().Add(time.Hour)}
+			f := protocol.Frame{Op: protocol.OpPush, App: []byte(app), ID: []byte(m.ID), Data: m.Data}
+			var took int
+			if broadcast {
+				res, err := h.st.AppendBroadcast(ctx, m, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.BSeq = res.Seqs[0]
+				took = h.g.BroadcastStored(app, gateway.NewMessage(&f))
+			} else {
+				res, err := h.st.Append(ctx, []string{"d1"}, m, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				took = h.g.PushStored(app, []string{"d1"}, res.Seqs, f)
+			}
+			if took != 0 {
+				t.Fatalf("a connection not yet registered took it (%d)", took)
+			}
+			close(r.release)
+			d.expect(protocol.OpWelcome)
+			if got := d.expect(protocol.OpPush); string(got.ID) != "m1" || got.Seq+got.BSeq != 1 {
+				t.Fatalf("got %q seq %d bseq %d", got.ID, got.Seq, got.BSeq)
+			}
+		})
 	}
 }
 

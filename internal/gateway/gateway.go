@@ -45,18 +45,27 @@ type Router interface {
 	// Claim records that this node holds device's session in app now, and
 	// returns the session's number (greater than that of every earlier
 	// session of the (app, device) in the cluster) and, read with the
-	// route, the last seq the store gave the device in app. An error means
-	// it could not (the login is refused).
-	Claim(ctx context.Context, app, device string) (Claimed, error)
+	// route, the device's place in the store: its last seq, its cursor in
+	// the app's broadcast log and up to limit messages of its mailbox after
+	// after (or after its last seq, if that is lower). An error means it
+	// could not (the login is refused).
+	Claim(ctx context.Context, app, device string, after uint64, limit int) (Claimed, error)
 	// Release forgets the route of the session numbered session, unless a
 	// newer one claimed it since.
 	Release(ctx context.Context, app, device string, session uint64)
+	// BroadcastHead returns the last bseq of app's broadcast log as this
+	// node knows it (kept in memory: a login whose cursor is there reads
+	// nothing of the log).
+	BroadcastHead(ctx context.Context, app string) (uint64, error)
 }
 
 // Claimed is what a Router's claim of a session's route returns.
 type Claimed struct {
-	Number  uint64 // the session's number
-	LastSeq uint64 // the last seq the store gave the device in the app
+	Number  uint64         // the session's number
+	LastSeq uint64         // the last seq the store gave the device in the app
+	Cursor  uint64         // the device's cursor in the app's broadcast log
+	Waiting []store.Stored // the first unexpired messages of its mailbox after the claim's after
+	More    bool           // the mailbox may hold more after them
 }
 
 // Upstream forwards up frames to app backends; *hooks.Upstream is one.
@@ -151,6 +160,10 @@ type Gateway struct {
 	// from zero while Shutdown waits.)
 	running atomic.Int64 // goroutines started with track
 	sockets atomic.Int64 // accepted sockets not yet closed
+
+	// loggingIn are the logins between their first read of the store and
+	// their registration.
+	loggingIn loginsInFlight
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -408,6 +421,7 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 	for i, d := range devices {
 		c := g.hub.lookup(app, d)
 		if c == nil {
+			g.loggingIn.missedDevice(app, d)
 			continue
 		}
 		f.Seq = seqs[i]
@@ -425,7 +439,22 @@ func (g *Gateway) BroadcastStored(app string, m *Message) int {
 	var r storedReach
 	bseq := m.frame.BSeq
 	g.hub.eachAppConn(app, func(c *conn) { r.add(c.sendNext(app, bseq, true, m.bytes(c.kind))) })
+	g.loggingIn.missedApp(app)
 	return r.done(g, app)
+}
+
+// BroadcastLogGrew has every connection of app read the app's broadcast
+// log after what it was sent: it grew by entries this node was not handed
+// (the cluster's bus lost them).
+func (g *Gateway) BroadcastLogGrew(app string) {
+	g.hub.eachAppConn(app, func(c *conn) {
+		c.mu.Lock()
+		if s, ok := c.session(app); ok && c.state == stateLive {
+			c.catchUpLocked(s)
+		}
+		c.mu.Unlock()
+	})
+	g.loggingIn.missedApp(app)
 }
 
 func (g *Gateway) delivered(app string, n int) {

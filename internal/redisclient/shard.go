@@ -25,11 +25,14 @@ import (
 //
 //	<prefix>{<tag>}<app>:<kind>:<id>
 
-// The kinds of a device's keys that both the store and the router (whose
-// logins keep them from expiring) name.
+// The kinds of key that both the store and the router name: a login reads
+// the device's keys with its route (and keeps them from expiring), and a
+// node keeps each app's broadcast head in memory.
 const (
-	KindSeq    = "s" // the last seq given to the device
-	KindCursor = "c" // its cursor in the app's broadcast log
+	KindSeq     = "s" // the last seq given to the device
+	KindCursor  = "c" // its cursor in the app's broadcast log
+	KindMailbox = "m" // its mailbox
+	KindHead    = "h" // the app's broadcast log's last bseq (id "")
 )
 
 // Partitions is how many partitions the data is sharded into.

@@ -426,6 +426,30 @@ func TestClusterNoLateHandOver(t *testing.T) {
 	}
 }
 
+// A node keeps each app's broadcast head in memory, raised by the bus.
+// When the bus loses a stored broadcast (here NATS stalls past the push's
+// deadline, so the node drops the late request), the node's check of the
+// heads in Redis finds the log grew, and its connections read it: the
+// device gets the broadcast all the same, in a few seconds.
+func TestClusterBroadcastTheBusLostIsDelivered(t *testing.T) {
+	r, nats := testengine.Redis(t), testengine.NATS(t)
+	nodes := testserver.StartClusterOn(t, r, nats, 2)
+	d1 := connect(t, nodes[1], client.TCP, nodes[1].Token("d1", ""))
+	if out := nodes[0].Push(map[string]any{"broadcast": true, "data": "first", "ttl": 600}); out["online"] != 1.0 {
+		t.Fatalf("stored broadcast: %v", out)
+	}
+	d1.expect(t, "first")
+	nats.Signal(syscall.SIGSTOP)
+	out := nodes[0].Push(map[string]any{"broadcast": true, "data": "second", "ttl": 600})
+	nats.Signal(syscall.SIGCONT)
+	if out["online"] != 0.0 {
+		t.Fatalf("a stored broadcast across a stalled bus: %v", out)
+	}
+	if p := d1.expect(t, "second"); p.BSeq != 2 {
+		t.Fatalf("the broadcast the bus lost: %+v", p)
+	}
+}
+
 // A stored push that answered 5xx may be stored all the same: here Redis
 // stalls past cluster.timeout (the node answers 503), then runs the write.
 // The retry with the same id answers as a first success would and hands

@@ -51,3 +51,22 @@ func parseMember(app string, member []byte) (store.Stored, error) {
 	return store.Stored{Seq: uint64(seq), Message: store.Message{App: app, ID: string(member[:idLen]),
 		Data: bytes.Clone(member[idLen:]), Expires: time.UnixMilli(expires)}}, nil
 }
+
+// Unexpired appends to out the messages of app that mailbox or log members
+// (as ZRANGEBYSCORE answers them) hold, leaving out those expired at now,
+// and returns the last member's seq (0 for none). A node's login reads the
+// first members of a mailbox with the device's route.
+func Unexpired(out []store.Stored, app string, members []string, now time.Time) ([]store.Stored, uint64, error) {
+	var last uint64
+	for _, member := range members {
+		m, err := parseMember(app, []byte(member))
+		if err != nil {
+			return nil, 0, err
+		}
+		last = m.Seq
+		if m.Expires.After(now) {
+			out = append(out, m)
+		}
+	}
+	return out, last, nil
+}

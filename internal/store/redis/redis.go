@@ -167,7 +167,7 @@ func (s *Store) key(app, kind, id string) string {
 // logKeys are app's broadcast log's keys: its head, the log, its collapse
 // keys (in the app's partition).
 func (s *Store) logKeys(app string) (head, log, collapse string) {
-	return s.key(app, "h", ""), s.key(app, "b", ""), s.key(app, "kb", "")
+	return s.key(app, redisclient.KindHead, ""), s.key(app, "b", ""), s.key(app, "kb", "")
 }
 
 // group splits n items, item i named by key(i), into the groups one script
@@ -288,7 +288,7 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 		}
 		args = append(args, s.unused)
 		for _, i := range g {
-			mailbox := s.key(m.App, "m", devices[i])
+			mailbox := s.key(m.App, redisclient.KindMailbox, devices[i])
 			collapse := mailbox // not touched without a collapse key: no key to build
 			if m.Collapse != "" {
 				collapse = s.key(m.App, "k", devices[i])
@@ -463,7 +463,7 @@ func (s *Store) CatchUp(ctx context.Context, app, device string) (int, error) {
 	}
 	args := append([]string{strconv.FormatInt(s.now(), 10), strconv.Itoa(s.opts.MailboxLimit), strconv.FormatUint(head, 10), s.unused},
 		entries...)
-	out, err := catchUpScript.Exec(ctx, s.client, []string{s.key(app, redisclient.KindCursor, device), s.key(app, redisclient.KindSeq, device), s.key(app, "m", device)},
+	out, err := catchUpScript.Exec(ctx, s.client, []string{s.key(app, redisclient.KindCursor, device), s.key(app, redisclient.KindSeq, device), s.key(app, redisclient.KindMailbox, device)},
 		args).AsIntSlice()
 	if err := answered(err, len(out), 2); err != nil {
 		return 0, fmt.Errorf("store catch up: %w", err)
@@ -494,7 +494,7 @@ func (s *Store) cursorHead(ctx context.Context, app, device string) (cursor, hea
 func (s *Store) Since(ctx context.Context, app, device string, after uint64, limit int) ([]store.Stored, error) {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	out, err := s.scan(ctx, s.key(app, "m", device), app, after, limit)
+	out, err := s.scan(ctx, s.key(app, redisclient.KindMailbox, device), app, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store since: %w", err)
 	}
@@ -533,15 +533,8 @@ func (s *Store) scan(ctx context.Context, key, app string, after uint64, limit i
 		if err != nil {
 			return nil, err
 		}
-		for _, member := range members {
-			m, err := parseMember(app, []byte(member))
-			if err != nil {
-				return nil, err
-			}
-			after = m.Seq
-			if m.Expires.After(now) {
-				out = append(out, m)
-			}
+		if out, after, err = Unexpired(out, app, members, now); err != nil {
+			return nil, err
 		}
 		if len(members) < want {
 			break

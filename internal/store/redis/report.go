@@ -172,12 +172,12 @@ func (s *Store) byPartition(app string, devices []string, id string) ([]rueidis.
 	if len(devices) == 0 {
 		return nil, nil
 	}
-	groups := s.group(len(devices), func(i int) string { return s.key(app, "m", devices[i]) })
+	groups := s.group(len(devices), func(i int) string { return s.key(app, redisclient.KindMailbox, devices[i]) })
 	calls := make([]rueidis.LuaExec, len(groups))
 	for g, idx := range groups {
 		keys := make([]string, len(idx))
 		for j, i := range idx {
-			keys[j] = s.key(app, "m", devices[i])
+			keys[j] = s.key(app, redisclient.KindMailbox, devices[i])
 		}
 		calls[g] = rueidis.LuaExec{Keys: keys, Args: []string{id}}
 	}
