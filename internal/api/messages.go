@@ -69,7 +69,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func notFound(app, id string) error {
-	return errorf(http.StatusNotFound, "no stored message %q in app %s (reports are kept until 24 h after a message expires; online-only messages, handed over when sent, keep none)", id, app)
+	return errorf(http.StatusNotFound, "no stored message %q in app %s (reports are kept until 24 h after a message expires; online-only messages, handed over when sent, and those pushed with \"report\": false keep none)", id, app)
 }
 
 func reportJSON(r store.Report) map[string]any {

@@ -29,7 +29,13 @@ type pushRequest struct {
 	ID         string     `json:"id,omitempty"`
 	Collapse   string     `json:"collapse,omitempty"`
 	At         string     `json:"at,omitempty"`
+	// Report false keeps no delivery report for a stored push (nor the
+	// list of its copies that recall uses).
+	Report *bool `json:"report,omitempty"`
 }
+
+// reported reports whether a stored push keeps its delivery report.
+func (req *pushRequest) reported() bool { return req.Report == nil || *req.Report }
 
 type pushResponse struct {
 	ID        string `json:"id"`
@@ -89,7 +95,7 @@ func (s *Server) send(ctx context.Context, req *pushRequest, target store.Target
 	var err error
 	if req.TTL > 0 && target != store.TargetGroup { // groups are online-only: ttl is ignored
 		resp, err = s.pushStored(ctx, req, target, f)
-		if err == nil && !resp.Duplicate && resp.Online > 0 { // for its delivery report (which says 0 until told)
+		if err == nil && !resp.Duplicate && resp.Online > 0 && req.reported() { // for its delivery report (which says 0 until told)
 			s.store.Sent(req.App, resp.ID, resp.Online)
 		}
 	} else {
@@ -106,6 +112,9 @@ func (s *Server) send(ctx context.Context, req *pushRequest, target store.Target
 func (s *Server) pushStored(ctx context.Context, req *pushRequest, target store.Target, f protocol.Frame) (pushResponse, error) {
 	m := store.Message{App: req.App, ID: string(f.ID), Data: f.Data, Collapse: req.Collapse, Target: target,
 		Expires: time.Now().Add(time.Duration(req.TTL) * time.Second)}
+	if !req.reported() {
+		m.Target = ""
+	}
 	if target == store.TargetBroadcast {
 		release, err := s.reserve(req.App, int64(len(f.Data)))
 		if err != nil {
@@ -258,7 +267,7 @@ func (s *Server) resend(ctx context.Context, app, first string, f protocol.Frame
 		return pushResponse{}, unavailable(err)
 	}
 	resp := pushResponse{ID: first, Duplicate: true}
-	if !ok { // no report: an online-only message, or one no longer kept
+	if !ok { // no report: an online-only message, one pushed with report false, or one no longer kept
 		return resp, nil
 	}
 	f.ID, f.Data = []byte(first), w.Data

@@ -20,7 +20,6 @@ type op string
 // The ops of a bus request.
 const (
 	opDevices         op = "devices"          // push Frame to Devices
-	opUsers           op = "users"            // push Frame to the connections of Users
 	opBroadcast       op = "broadcast"        // push Frame to every connection of App
 	opGroup           op = "group"            // push Frame to the connections in Group
 	opStored          op = "stored"           // push the stored Frame to Devices, with Seqs
@@ -41,7 +40,6 @@ type request struct {
 	Op      op       `json:"op"`
 	App     string   `json:"app"`
 	Devices []string `json:"devices,omitempty"`
-	Users   []string `json:"users,omitempty"`
 	Group   string   `json:"group,omitempty"`
 	Seqs    []uint64 `json:"seqs,omitempty"`
 	// Sessions are, for opReplace, the numbers of the newer sessions of
@@ -145,8 +143,6 @@ func (n *Node) local(req *request) (int, error) {
 	switch req.Op {
 	case opDevices:
 		return g.PushDevices(req.App, req.Devices, m), nil
-	case opUsers:
-		return g.PushUsers(req.App, req.Users, m), nil
 	case opBroadcast:
 		return g.Broadcast(req.App, m), nil
 	case opGroup:

@@ -40,6 +40,7 @@ import (
 	"github.com/longlink/longlink/internal/logbound"
 	"github.com/longlink/longlink/internal/nodeinfo"
 	"github.com/longlink/longlink/internal/redisclient"
+	redisstore "github.com/longlink/longlink/internal/store/redis"
 )
 
 // Options configure a Node.
@@ -55,6 +56,9 @@ type Options struct {
 	Lease                   time.Duration // a node that stops renewing is dropped after this; zero means cluster.lease's default
 	Prefix                  string        // Redis key prefix; empty means config.ClusterPrefix
 	DeviceExpiry            time.Duration // cluster.device_expiry: a login keeps the device's store keys this long
+	// Bindings (the cluster's store) find the devices of a push to users,
+	// and move a device logging in to its token's user.
+	Bindings Bindings
 	// Timeout bounds one call to Redis or one request over the bus. Zero
 	// means config.ClusterTimeout.
 	Timeout time.Duration
@@ -66,6 +70,14 @@ type Options struct {
 	// Nil: no fencing.
 	Fence   func(others []nodeinfo.Info)
 	Unfence func()
+}
+
+// Bindings are the user bindings of the cluster's store (*redisstore.Store
+// has them): the devices of a push to users, and a login's move of its
+// device to its token's user (Rebind), when the claim found another.
+type Bindings interface {
+	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
+	Rebind(ctx context.Context, b redisstore.Binding) error
 }
 
 // Node is this node's membership of the cluster. Safe for concurrent use.

@@ -74,10 +74,15 @@ func (n *Node) PushStored(ctx context.Context, app string, devices []string, seq
 	})
 }
 
-// PushUsers implements api.Fanout: every node pushes to the connections
-// of those users it holds.
+// PushUsers implements api.Fanout: the devices bound to the users (their
+// bindings in the store, written at each login) are pushed to as devices
+// are: one request per node that holds some of them, none to the others.
 func (n *Node) PushUsers(ctx context.Context, app string, users []string, f protocol.Frame) (int, error) {
-	return n.toAll(ctx, &request{Op: opUsers, App: app, Users: users, Frame: frameOf(&f)})
+	devices, err := n.opts.Bindings.UserDevices(ctx, app, users)
+	if err != nil {
+		return 0, err
+	}
+	return n.PushDevices(ctx, app, devices, f)
 }
 
 // Broadcast implements api.Fanout: one bus message per node.

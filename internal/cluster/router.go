@@ -42,10 +42,11 @@ func parseRoute(v string) route {
 // of a device's session (KEYS[1] its route), and returns the route before
 // ("" if none), the new session's number, and the device's place in the
 // store: the last seq given to it (KEYS[2], "0" if none), its cursor in
-// the app's broadcast log (KEYS[3]), and up to ARGV[4] members of its
-// mailbox (KEYS[4]) after ARGV[3] (or after its last seq, if lower). With
-// ARGV[2] > 0, the device's seq counter and cursor, if they have an
-// expiry, live at least ARGV[2] ms more: a device seen keeps its seqs.
+// the app's broadcast log (KEYS[3]), the user it is bound to (KEYS[5], ""
+// if none) and up to ARGV[4] members of its mailbox (KEYS[4]) after
+// ARGV[3] (or after its last seq, if lower). With ARGV[2] > 0, the
+// device's seq counter and cursor, if they have an expiry, live at least
+// ARGV[2] ms more: a device seen keeps its seqs.
 var claimScript = redisclient.NewScript(`#!lua
 local prev = redis.call('GET', KEYS[1]) or ''
 local t = redis.call('TIME')
@@ -61,7 +62,7 @@ local after = ARGV[3]
 if tonumber(after) > tonumber(seq) then
   after = seq
 end
-return {prev, session, seq, redis.call('GET', KEYS[3]) or '0',
+return {prev, session, seq, redis.call('GET', KEYS[3]) or '0', redis.call('GET', KEYS[5]) or '',
   redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. after, '+inf', 'LIMIT', 0, ARGV[4])}
 `)
 
@@ -83,14 +84,22 @@ func (n *Node) self() string { return n.opts.Node + " " + n.incarnation }
 // Claim implements gateway.Router: this node holds device's session in app
 // now; the node that held it before, if another, is told to end it (4003).
 // One script, in the device's partition, also reads the device's last
-// seq, broadcast cursor and first mailbox messages.
-func (n *Node) Claim(ctx context.Context, app, device string, after uint64, limit int) (gateway.Claimed, error) {
+// seq, broadcast cursor, user and first mailbox messages; only when the
+// user changed (a device's first login, or another uid) is the device
+// moved to its new user's set before the claim returns.
+func (n *Node) Claim(ctx context.Context, app, device, user string, after uint64, limit int) (gateway.Claimed, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
 	key := func(kind string) string { return redisclient.Key(n.opts.Prefix, app, kind, device) }
-	keys := []string{n.routeKey(app, device), key(redisclient.KindSeq), key(redisclient.KindCursor), key(redisclient.KindMailbox)}
+	keys := []string{n.routeKey(app, device), key(redisclient.KindSeq), key(redisclient.KindCursor), key(redisclient.KindMailbox),
+		key(redisclient.KindUser)}
 	args := []string{n.self(), strconv.FormatInt(n.opts.DeviceExpiry.Milliseconds(), 10), strconv.FormatUint(after, 10), strconv.Itoa(limit)}
-	claimed, prev, err := parseClaim(app, limit, claimScript.Exec(ctx, n.redis, keys, args))
+	claimed, prev, bound, err := parseClaim(app, limit, claimScript.Exec(ctx, n.redis, keys, args))
+	if err == nil && bound != user {
+		if err = n.opts.Bindings.Rebind(ctx, redisstore.Binding{App: app, Device: device, Old: bound, User: user}); err != nil {
+			n.Release(ctx, app, device, claimed.Number)
+		}
+	}
 	if err != nil {
 		return gateway.Claimed{}, fmt.Errorf("cluster: route not recorded: %w", err)
 	}
@@ -101,23 +110,22 @@ func (n *Node) Claim(ctx context.Context, app, device string, after uint64, limi
 }
 
 // parseClaim reads claimScript's answer (of at most limit mailbox
-// members): the claim, and the route before.
-func parseClaim(app string, limit int, res rueidis.RedisResult) (gateway.Claimed, route, error) {
-	var c gateway.Claimed
+// members): the claim, the route before and the device's user.
+func parseClaim(app string, limit int, res rueidis.RedisResult) (c gateway.Claimed, prev route, user string, err error) {
 	out, err := res.ToArray()
 	if err != nil {
-		return c, route{}, err
+		return c, route{}, "", err
 	}
-	if len(out) != 5 {
-		return c, route{}, errors.New("a claim's answer not understood")
+	if len(out) != 6 {
+		return c, route{}, "", errors.New("a claim's answer not understood")
 	}
-	var vals [4]string
+	var vals [5]string
 	for i := range vals {
 		if vals[i], err = out[i].ToString(); err != nil {
-			return c, route{}, err
+			return c, route{}, "", err
 		}
 	}
-	members, err := out[4].AsStrSlice()
+	members, err := out[5].AsStrSlice()
 	if err == nil {
 		c.Number, err = strconv.ParseUint(vals[1], 10, 64)
 	}
@@ -131,7 +139,7 @@ func parseClaim(app string, limit int, res rueidis.RedisResult) (gateway.Claimed
 		c.Waiting, _, err = redisstore.Unexpired(nil, app, members, time.Now())
 	}
 	c.More = len(members) == limit
-	return c, parseRoute(vals[0]), err
+	return c, parseRoute(vals[0]), vals[4], err
 }
 
 // peerWait bounds the wait for another node's short answer where a stalled

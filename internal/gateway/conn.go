@@ -575,7 +575,9 @@ func (c *conn) handleLogin(f *protocol.Frame, check func(auth.Claims) error) err
 		}
 		l.acks[i].seq = s.sentSeq
 		welcome.Apps = append(welcome.Apps, []byte(s.app))
-		g.mailboxes.Bind(s.app, l.device, s.user)
+		if g.router == nil { // a cluster's claim bound it
+			g.mailboxes.Bind(s.app, l.device, s.user)
+		}
 	}
 	if err := c.goLive(l, welcome); err != nil {
 		c.releaseRoutes(l.device, l.sessions)
@@ -601,7 +603,7 @@ func (c *conn) claimRoutes(l *login, seqs []uint64) error {
 	}
 	ctx := g.storeCall()
 	for i := range l.sessions {
-		claimed, err := g.router.Claim(ctx, l.sessions[i].app, l.device, seqs[i], replayChunk)
+		claimed, err := g.router.Claim(ctx, l.sessions[i].app, l.device, l.sessions[i].user, seqs[i], replayChunk)
 		if err != nil {
 			g.warn.Warn("login refused: route not recorded", "app", l.sessions[i].app, "device", l.device, "err", err)
 			c.releaseRoutes(l.device, l.sessions[:i])

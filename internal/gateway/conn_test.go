@@ -63,7 +63,7 @@ type racingRouter struct {
 	release chan struct{}
 }
 
-func (r *racingRouter) Claim(context.Context, string, string, uint64, int) (gateway.Claimed, error) {
+func (r *racingRouter) Claim(context.Context, string, string, string, uint64, int) (gateway.Claimed, error) {
 	n := r.claims.Add(1)
 	if n == 1 {
 		<-r.release
@@ -104,7 +104,7 @@ type heldRouter struct {
 	release chan struct{}
 }
 
-func (r *heldRouter) Claim(ctx context.Context, app, device string, after uint64, limit int) (gateway.Claimed, error) {
+func (r *heldRouter) Claim(ctx context.Context, app, device, _ string, after uint64, limit int) (gateway.Claimed, error) {
 	last, err := r.st.LastSeq(ctx, app, device)
 	if err != nil {
 		return gateway.Claimed{}, err

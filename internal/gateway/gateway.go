@@ -43,13 +43,14 @@ type Mailboxes interface {
 // single node has none. *cluster.Node is one.
 type Router interface {
 	// Claim records that this node holds device's session in app now, and
-	// returns the session's number (greater than that of every earlier
-	// session of the (app, device) in the cluster) and, read with the
-	// route, the device's place in the store: its last seq, its cursor in
-	// the app's broadcast log and up to limit messages of its mailbox after
-	// after (or after its last seq, if that is lower). An error means it
-	// could not (the login is refused).
-	Claim(ctx context.Context, app, device string, after uint64, limit int) (Claimed, error)
+	// that device belongs to user ("" for none), and returns the session's
+	// number (greater than that of every earlier session of the (app,
+	// device) in the cluster) and, read with the route, the device's place
+	// in the store: its last seq, its cursor in the app's broadcast log and
+	// up to limit messages of its mailbox after after (or after its last
+	// seq, if that is lower). An error means it could not (the login is
+	// refused).
+	Claim(ctx context.Context, app, device, user string, after uint64, limit int) (Claimed, error)
 	// Release forgets the route of the session numbered session, unless a
 	// newer one claimed it since.
 	Release(ctx context.Context, app, device string, session uint64)

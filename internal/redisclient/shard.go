@@ -32,6 +32,7 @@ const (
 	KindSeq     = "s" // the last seq given to the device
 	KindCursor  = "c" // its cursor in the app's broadcast log
 	KindMailbox = "m" // its mailbox
+	KindUser    = "w" // the user it is bound to
 	KindHead    = "h" // the app's broadcast log's last bseq (id "")
 )
 

@@ -426,6 +426,31 @@ func TestClusterNoLateHandOver(t *testing.T) {
 	}
 }
 
+// A device's user is the one its latest login's token names: a login with
+// another uid moves it from the old user to the new one, and one with no
+// uid unbinds it; pushes to users follow at once.
+func TestClusterDeviceChangesUser(t *testing.T) {
+	nodes := testserver.StartCluster(t, 2)
+	reach := func(user string) any {
+		return nodes[0].Push(map[string]any{"users": []string{user}, "data": "to " + user, "ttl": 60})["online"]
+	}
+	for _, step := range []struct{ user, reached, notReached string }{
+		{"alice", "alice", "bob"},
+		{"bob", "bob", "alice"},
+		{"", "", "bob"},
+	} {
+		d := connect(t, nodes[1], client.TCP, nodes[1].Token("d1", step.user))
+		if step.reached != "" && reach(step.reached) != 1.0 {
+			t.Fatalf("logged in as %q: a push to %s did not reach it", step.user, step.reached)
+		}
+		if got := reach(step.notReached); got != 0.0 {
+			t.Fatalf("logged in as %q: a push to %s reached %v", step.user, step.notReached, got)
+		}
+		d.Close()
+		testwait.Eventually(t, "d1 offline", func() bool { return !presentIn(t, nodes[0], "d1") })
+	}
+}
+
 // A node keeps each app's broadcast head in memory, raised by the bus.
 // When the bus loses a stored broadcast (here NATS stalls past the push's
 // deadline, so the node drops the late request), the node's check of the

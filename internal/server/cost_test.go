@@ -131,6 +131,32 @@ func TestCostPresence(t *testing.T) {
 	}
 }
 
+// A push to a user whose devices are on 1 of 4 nodes is one bus request
+// (and its answer), to that node: the user's devices are read from their
+// bindings, which a login writes before its welcome, so a push right
+// after the login finds them.
+func TestCostUserPush(t *testing.T) {
+	r := testengine.Redis(t)
+	nats, monitor := monitoredNATS(t)
+	nodes := testserver.StartClusterOn(t, r, nats, 4)
+	phone := connect(t, nodes[1], client.TCP, nodes[1].Token("phone", "alice"))
+	tablet := connect(t, nodes[1], client.TCP, nodes[1].Token("tablet", "alice"))
+	connect(t, nodes[2], client.TCP, nodes[2].Token("other", "bob"))
+	testwait.Eventually(t, "the devices routed", func() bool { return presentIn(t, nodes[0], "phone") })
+	before := natsMessages(t, monitor)
+	out := nodes[0].Push(map[string]any{"users": []string{"alice"}, "data": "to alice"})
+	cost := natsMessages(t, monitor) - before
+	if out["online"] != 2.0 {
+		t.Fatalf("push to alice: %v", out)
+	}
+	phone.expect(t, "to alice")
+	tablet.expect(t, "to alice")
+	t.Logf("a push to a user with 2 devices on 1 of 4 nodes: %d bus messages", cost)
+	if cost != 2 {
+		t.Errorf("a push to a user on 1 of 4 nodes cost %d bus messages; want 2 (a request and its answer)", cost)
+	}
+}
+
 // A stored push to 100 devices on a Redis Cluster: one script per
 // partition the devices are in, and one for the report (in the message's
 // partition, unless a device's), with the routes read in one pipeline.
@@ -167,9 +193,9 @@ func TestCostStoredPushOnARedisCluster(t *testing.T) {
 // A login in a cluster of a device that has had a stored message and acked
 // it (last_seq and last_bseqs sent), with nothing waiting: one round trip,
 // the claim's script (its route, its last seq, its broadcast cursor, its
-// mailbox after last_seq; the app's broadcast head is in the node's
-// memory), and two scripts of the batched writer (the login's ack, its
-// user binding). No bus message: no other node held it.
+// user, its mailbox after last_seq; the app's broadcast head is in the
+// node's memory), and one script of the batched writer (the login's ack).
+// No bus message: no other node held it.
 func TestCostLogin(t *testing.T) {
 	r := testengine.Redis(t)
 	nats, monitor := monitoredNATS(t)
@@ -198,16 +224,16 @@ func TestCostLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	testwait.Eventually(t, "the login's ack and binding written", func() bool {
-		return diff(redisBefore, commandCalls(t, r.Addr))["evalsha"] >= 3
+	testwait.Eventually(t, "the login's ack written", func() bool {
+		return diff(redisBefore, commandCalls(t, r.Addr))["evalsha"] >= 2
 	})
 	cost, natsCost := diff(redisBefore, commandCalls(t, r.Addr)), natsMessages(t, monitor)-natsBefore
 	t.Logf("a login: Redis %v, NATS %d messages", cost, natsCost)
-	// GETs: 3 in the claim (the route, the seq, the cursor), 1 in the ack
-	// (the seq), 1 in the binding (the user); ZRANGEBYSCOREs: the claim's
-	// read of the mailbox, and the ack's. (An MGET may be the node's check
-	// of the broadcast heads, once a second.)
-	if cost["evalsha"] != 3 || cost["get"] != 5 || cost["zrangebyscore"] != 2 || natsCost != 0 {
+	// GETs: 4 in the claim (the route, the seq, the cursor, the user), 1
+	// in the ack (the seq); ZRANGEBYSCOREs: the claim's read of the mailbox,
+	// and the ack's. No SET but the route's: the user is unchanged. (An
+	// MGET may be the node's check of the broadcast heads, once a second.)
+	if cost["evalsha"] != 2 || cost["get"] != 5 || cost["set"] != 1 || cost["zrangebyscore"] != 2 || natsCost != 0 {
 		t.Errorf("a login cost %v and %d bus messages", cost, natsCost)
 	}
 }
@@ -233,5 +259,30 @@ func TestCostLoginAfterItsNodeDied(t *testing.T) {
 	connect(t, nodes[0], client.TCP, nodes[0].Token("d1", ""))
 	if sent := natsMessages(t, monitor) - before; sent != 0 {
 		t.Errorf("the login sent %d bus messages", sent)
+	}
+}
+
+// A stored push with "report": false writes no report key in Redis; the
+// same push with its report does.
+func TestPushWithoutReportKeepsNoKey(t *testing.T) {
+	r := testengine.Redis(t)
+	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 1)
+	rc, err := redisclient.New(r.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	for _, report := range []bool{true, false} {
+		body := stored([]string{"d1"}, "kept")
+		body["report"] = report
+		id := nodes[0].Push(body)["id"].(string)
+		key := redisclient.Key(config.ClusterPrefix, "demo", "r", id)
+		n, err := rc.Do(context.Background(), rc.B().Exists().Key(key).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (n == 1) != report {
+			t.Errorf("a push with report %v: its report key exists: %v", report, n == 1)
+		}
 	}
 }

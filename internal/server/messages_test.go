@@ -113,6 +113,29 @@ func TestDeliveryReport(t *testing.T) {
 	})
 }
 
+// A stored push with "report": false is delivered as any other, and keeps
+// no delivery report: its id reads and recalls as not found.
+func TestPushWithoutReport(t *testing.T) {
+	eachMode(t, func(t *testing.T, nodes []*testserver.TS, tr client.Transport) {
+		d1 := connect(t, nodes[1], tr, nodes[1].Token("d1", ""))
+		testwait.Eventually(t, "d1 online", func() bool { return presentIn(t, nodes[0], "d1") })
+		body := stored([]string{"d1", "d2"}, "unreported")
+		body["report"] = false
+		out := nodes[0].Push(body)
+		if out["online"] != 1.0 || out["offline"] != 1.0 {
+			t.Fatalf("push: %v", out)
+		}
+		d1.expect(t, "unreported")
+		connect(t, nodes[2], tr, nodes[2].Token("d2", "")).expect(t, "unreported")
+		for _, method := range []string{http.MethodGet, http.MethodDelete} {
+			status, got := nodes[1].Call(method, "/v1/messages/"+out["id"].(string)+"?app=demo", testserver.Demo.APIKey, nil)
+			if status != http.StatusNotFound || !strings.Contains(got["error"].(string), `"report": false`) {
+				t.Fatalf("%s of a push without a report: %d %v", method, status, got)
+			}
+		}
+	})
+}
+
 // A recall removes a stored message wherever it still waits (so a device
 // that comes back never gets it), tells connected devices that got it, and
 // is counted in the report; a broadcast's log entry goes too.

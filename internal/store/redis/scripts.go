@@ -310,22 +310,3 @@ for i = 1, #KEYS do
 end
 return out
 `)
-
-// bindScript records devices' users. It returns, per item, the user
-// before ("" for none).
-//
-//	item keys: the device's user
-//	item args: the user ("" unbinds)
-var bindScript = newBatchScript(1, 1, `
-local out = {}
-for i = 1, #KEYS do
-  local old = redis.call('GET', KEYS[i]) or ''
-  if ARGV[i] == '' then
-    redis.call('DEL', KEYS[i])
-  elseif old ~= ARGV[i] then
-    redis.call('SET', KEYS[i], ARGV[i])
-  end
-  out[#out + 1] = old
-end
-return out
-`)

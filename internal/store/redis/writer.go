@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 
 	"github.com/redis/rueidis"
@@ -265,35 +266,75 @@ func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
 
 // Bind implements store.Store: the writer sends it.
 func (s *Store) Bind(app, device, user string) {
-	s.queue(write{kind: bindings, app: app, id: device, keys: []string{s.key(app, "w", device)}, itemArgs: []string{user}})
+	s.queue(write{kind: bindings, app: app, id: device, keys: []string{s.key(app, redisclient.KindUser, device)}, itemArgs: []string{user}})
 }
 
-// writeBindings records the devices' users, then moves each device from
-// its old user's set to its new one's.
+// writeBindings records the devices' users: it reads each device's user,
+// then moves those whose user changed (rebind). Of the bindings of one
+// device in a run, the last wins.
 func writeBindings(s *Store, ctx context.Context, run []write) error {
-	out, err := bindScript.run(s, ctx, run)
+	keys := make([]string, len(run))
+	for i, w := range run {
+		keys[i] = w.keys[0]
+	}
+	olds, err := redisclient.MGet(ctx, s.client, keys)
 	if err != nil {
 		return err
 	}
-	var cmds rueidis.Commands
-	for i, item := range out {
-		old, err := item.ToString()
-		if err != nil {
-			return errCorrupt
+	last := make(map[string]int, len(run)) // by key: the binding's place in moves
+	var moves []Binding
+	for i, w := range run {
+		if j, ok := last[keys[i]]; ok {
+			moves[j].User = w.itemArgs[0]
+			continue
 		}
-		w := run[i]
-		if user := w.itemArgs[0]; old != user {
-			if old != "" {
-				cmds = append(cmds, s.client.B().Srem().Key(s.key(w.app, "u", old)).Member(w.id).Build())
-			}
-			if user != "" {
-				cmds = append(cmds, s.client.B().Sadd().Key(s.key(w.app, "u", user)).Member(w.id).Build())
-			}
+		old, _ := olds[i].ToString() // none: ""
+		last[keys[i]] = len(moves)
+		moves = append(moves, Binding{App: w.app, Device: w.id, Old: old, User: w.itemArgs[0]})
+	}
+	return s.rebind(ctx, moves)
+}
+
+// A Binding moves a device of an app from its old user to a new one (""
+// for none).
+type Binding struct{ App, Device, Old, User string }
+
+// Rebind moves device from its user old (as a login's claim read it) to
+// user: the users' sets first, then the device's own record, so that a
+// failure leaves the record at old and the next login moves it again.
+func (s *Store) Rebind(ctx context.Context, b Binding) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	if err := s.rebind(ctx, []Binding{b}); err != nil {
+		return fmt.Errorf("store bind: %w", err)
+	}
+	return nil
+}
+
+// rebind makes the moves whose user changed: one pipeline for the users'
+// sets, then one for the devices' records.
+func (s *Store) rebind(ctx context.Context, moves []Binding) error {
+	var sets, records rueidis.Commands
+	for _, m := range moves {
+		if m.Old == m.User {
+			continue
+		}
+		if m.Old != "" {
+			sets = append(sets, s.client.B().Srem().Key(s.key(m.App, "u", m.Old)).Member(m.Device).Build())
+		}
+		record := s.key(m.App, redisclient.KindUser, m.Device)
+		if m.User != "" {
+			sets = append(sets, s.client.B().Sadd().Key(s.key(m.App, "u", m.User)).Member(m.Device).Build())
+			records = append(records, s.client.B().Set().Key(record).Value(m.User).Build())
+		} else {
+			records = append(records, s.client.B().Del().Key(record).Build())
 		}
 	}
-	for _, r := range s.client.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
-			return err
+	for _, cmds := range []rueidis.Commands{sets, records} {
+		for _, r := range s.client.DoMulti(ctx, cmds...) {
+			if err := r.Error(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
