@@ -46,7 +46,8 @@ func (l local) PushUsers(_ context.Context, app string, users []string, f protoc
 	return l.g.PushUsers(app, users, gateway.NewMessage(&f)), nil
 }
 func (l local) PushGroup(_ context.Context, app, group string, f protocol.Frame) (int, error) {
-	return l.g.PushGroup(app, group, gateway.NewMessage(&f)), nil
+	n, _ := l.g.PushGroup(app, group, gateway.NewMessage(&f))
+	return n, nil
 }
 func (l local) Broadcast(_ context.Context, app string, f protocol.Frame) (int, error) {
 	return l.g.Broadcast(app, gateway.NewMessage(&f)), nil

@@ -47,6 +47,10 @@ type Options struct {
 	// Cluster says the servers are nodes of one cluster: every push goes
 	// through the first API, to devices on every node.
 	Cluster bool
+	// Scatter (with Cluster) sends each unicast or batch call through a
+	// node's API picked at random, with its devices drawn evenly from every
+	// node: every call crosses the bus, and the API work is spread.
+	Scatter bool
 	// OpsToken is the nodes' ops token (drain).
 	OpsToken string
 	// Broker says the gateways are a plain MQTT broker (Debian's mosquitto),
@@ -190,6 +194,8 @@ func (o *Options) check() error {
 		return errors.New("the app's API key is needed to push (--key or --config)")
 	case o.Rate <= 0 && (o.Scenario == "unicast" || o.Scenario == "batch" || o.Scenario == "group" || o.Scenario == "drain"):
 		return errors.New("--rate must be positive")
+	case o.Scatter && (!o.Cluster || o.Scenario != "unicast" && o.Scenario != "batch"):
+		return errors.New("--scatter spreads the unicast and batch calls of a --cluster run")
 	case o.Scenario == "drain" && (!o.Cluster || len(o.APIs) < 2 || o.OpsToken == ""):
 		return errors.New("drain needs --cluster, two or more nodes, and the ops token (--ops-token or the config's ops.token)")
 	case o.Broker && (o.Transport != TransportMQTT || o.TLS || len(o.APIs) > 0 ||
@@ -427,26 +433,10 @@ func (p *pusher) post(api, path string, body any) (map[string]any, error) {
 
 // toDevices pushes data to o.Batch random devices (all on one server, so
 // that one call reaches them; in a cluster, on any node, through the first
-// API) and returns how many were online.
+// API, or with Scatter evenly over the nodes, through any) and returns how
+// many were online.
 func (p *pusher) toDevices(data []byte) (int64, error) {
-	// Device i is on server i % servers: a server's devices are server,
-	// server+servers, ...; in a cluster every device is reached through
-	// the first server.
-	server, first, step := rand.IntN(len(p.o.Gateways)), 0, 1
-	if p.o.Cluster {
-		server = 0
-	} else {
-		first, step = server, len(p.o.Gateways)
-	}
-	devices := make([]string, 0, p.o.Batch)
-	seen := map[int]bool{}
-	for len(devices) < min(p.o.Batch, p.o.N/step) {
-		i := first + rand.IntN(p.o.N/step)*step
-		if i < p.o.N && !seen[i] {
-			seen[i] = true
-			devices = append(devices, deviceID(p.o.run, i))
-		}
-	}
+	server, devices := p.choose()
 	out, err := p.post(p.o.APIs[server], "/v1/push", map[string]any{"app": p.o.App, "devices": devices,
 		"data": string(data), "ttl": p.o.TTL})
 	if err != nil {
@@ -454,6 +444,39 @@ func (p *pusher) toDevices(data []byte) (int64, error) {
 	}
 	n, _ := out["online"].(float64)
 	return int64(n), nil
+}
+
+// choose picks a unicast or batch call's server and devices. Device i is
+// on server i % servers: a server's devices are server, server+servers, ….
+func (p *pusher) choose() (server int, devices []string) {
+	servers := len(p.o.Gateways)
+	server = rand.IntN(servers)
+	switch {
+	case p.o.Scatter: // through a node at random, to devices on each node
+		for s := range servers {
+			devices = p.draw(devices, s, servers, p.o.Batch/servers+min(1, max(0, p.o.Batch%servers-s)))
+		}
+	case p.o.Cluster:
+		server, devices = 0, p.draw(nil, 0, 1, p.o.Batch)
+	default:
+		devices = p.draw(nil, server, servers, p.o.Batch)
+	}
+	return server, devices
+}
+
+// draw appends to devices up to n distinct devices at random among first,
+// first+step, first+2*step, ….
+func (p *pusher) draw(devices []string, first, step, n int) []string {
+	among := (p.o.N - first + step - 1) / step
+	seen := make(map[int]bool, n)
+	for len(seen) < min(n, among) {
+		i := first + rand.IntN(among)*step
+		if !seen[i] {
+			seen[i] = true
+			devices = append(devices, deviceID(p.o.run, i))
+		}
+	}
+	return devices
 }
 
 // inChunks calls fn for each server's devices, up to 10,000 (the API's

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +180,7 @@ func TestOptionsChecked(t *testing.T) {
 		{Scenario: "connect", N: 1, PerWorker: 1, Secret: "s"},
 		{Scenario: "unicast", Gateways: []string{"x"}, APIs: []string{"y"}, N: 1, PerWorker: 1, Secret: "s"},
 		{Scenario: "connect", Gateways: []string{"x"}, N: 0, PerWorker: 1, Secret: "s"},
+		{Scenario: "batch", Gateways: []string{"x"}, APIs: []string{"y"}, N: 1, PerWorker: 1, Secret: "s", APIKey: "k", Rate: 1, Scatter: true},
 	} {
 		if _, err := Run(o); err == nil {
 			t.Errorf("%+v accepted", o)
@@ -221,6 +224,44 @@ func TestBenchCluster(t *testing.T) {
 			if s.Connections != 10 {
 				t.Fatalf("%s: %v connections on %s, want 10 on each node", scenario, s.Connections, s.API)
 			}
+		}
+	}
+}
+
+// With Scatter, a batch call's devices are drawn evenly from every node,
+// and the calls go through every node's API.
+func TestBenchScatter(t *testing.T) {
+	p := &pusher{o: &Options{Gateways: []string{"a", "b", "c"}, N: 30, Batch: 7, Cluster: true, Scatter: true, run: "r"}}
+	for range 20 {
+		_, devices := p.choose()
+		perNode, seen := make([]int, 3), map[string]bool{}
+		for _, d := range devices {
+			i, err := strconv.Atoi(strings.TrimPrefix(d, "bench-r-"))
+			if err != nil || seen[d] {
+				t.Fatalf("device %q (of %v)", d, devices)
+			}
+			seen[d], perNode[i%3] = true, perNode[i%3]+1
+		}
+		if !slices.Equal(perNode, []int{3, 2, 2}) {
+			t.Fatalf("a call of 7 devices has %v on the 3 nodes", perNode)
+		}
+	}
+	nodes := testserver.StartCluster(t, 3)
+	o := runOptions(nodes[0], "batch", 30)
+	o.Gateways, o.APIs, o.Cluster, o.Scatter, o.Batch = nil, nil, true, true, 6
+	for _, n := range nodes {
+		o.Gateways, o.APIs = append(o.Gateways, n.GatewayAddr()), append(o.APIs, n.APIURL())
+	}
+	r, err := Run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Expected == 0 || r.Delivered != r.Expected {
+		t.Fatalf("%d of %d delivered", r.Delivered, r.Expected)
+	}
+	for _, s := range r.Servers {
+		if s.Pushes == 0 {
+			t.Fatalf("no call went through %s: %+v", s.API, r.Servers)
 		}
 	}
 }

@@ -30,6 +30,7 @@ type Figures struct {
 	// did not grow (it reused memory an earlier load had left it).
 	BytesPerConn float64 `json:"rss_bytes_per_connection,omitempty"`
 	CPUSeconds   float64 `json:"cpu_seconds"` // spent during the run
+	Pushes       float64 `json:"pushes"`      // messages its push API accepted during the run
 	// GCMaxPauseMs bounds the longest stop-the-world GC pause of the run:
 	// the upper bound of the highest bucket of the pause histogram that
 	// grew during it (0: no GC ran).
@@ -121,7 +122,7 @@ func serverStats(apis []string, before, connected, after scrapes) []Server {
 		}
 		f := &Figures{Connections: a["longlink_connections"], RSSBefore: b["process_resident_memory_bytes"],
 			RSSConnected: c["process_resident_memory_bytes"], RSSAfter: a["process_resident_memory_bytes"],
-			CPUSeconds: cpu, GCMaxPauseMs: maxPauseGrown(b, a) * 1000, Goroutines: a["go_goroutines"]}
+			CPUSeconds: cpu, Pushes: a["longlink_messages_pushed_total"] - b["longlink_messages_pushed_total"], GCMaxPauseMs: maxPauseGrown(b, a) * 1000, Goroutines: a["go_goroutines"]}
 		if f.GCs = a["go_gc_duration_seconds_count"] - b["go_gc_duration_seconds_count"]; f.GCs > 0 {
 			f.GCMeanPauseMs = (a["go_gc_duration_seconds_sum"] - b["go_gc_duration_seconds_sum"]) / f.GCs * 1000
 		}

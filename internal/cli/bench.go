@@ -46,6 +46,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	tf := addTLSFlags(fs)
 	broker := fs.Bool("broker", false, "the --gateway is a plain MQTT broker (mosquitto), for comparison: devices subscribe to the app's push topic and the broadcast is published to it (connect, idle, broadcast; --transport mqtt)")
 	inCluster := fs.Bool("cluster", false, "the servers are nodes of one cluster: push through the first --api only, to devices on every node")
+	scatter := fs.Bool("scatter", false, "with --cluster: each unicast or batch call goes through a node at random, to devices drawn evenly from every node")
 	switch {
 	case len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
 		fs.Usage()
@@ -63,7 +64,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	o := bench.Options{Scenario: scenario, Gateways: gateways, APIs: apis, Transport: *transport,
 		App: *app, Secret: *secret, APIKey: *key, N: *n, ConnectRate: *connectRate, Rate: *rate, Duration: *duration, Size: *size,
-		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat, Yield: *yield, TTL: *ttl, Cluster: *inCluster, OpsToken: *opsToken, Broker: *broker}
+		Batch: *batch, PerWorker: *perWorker, Heartbeat: *heartbeat, Yield: *yield, TTL: *ttl, Cluster: *inCluster, Scatter: *scatter, OpsToken: *opsToken, Broker: *broker}
 	o.TLS, o.Insecure = *useTLS || tf.given(), *tf.insecure
 	if *tf.ca != "" {
 		ca, err := os.ReadFile(*tf.ca)

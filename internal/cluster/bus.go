@@ -21,7 +21,7 @@ type op string
 const (
 	opDevices         op = "devices"          // push Frame to Devices
 	opBroadcast       op = "broadcast"        // push Frame to every connection of App
-	opGroup           op = "group"            // push Frame to the connections in Group
+	opGroup           op = "group"            // push Frame to the connections in Group (reply.Gone: none here)
 	opStored          op = "stored"           // push the stored Frame to Devices, with Seqs
 	opBroadcastStored op = "broadcast_stored" // push the stored broadcast Frame (with its BSeq) to every connection of App
 	opJoin            op = "join"             // Devices join Group
@@ -67,6 +67,7 @@ type reply struct {
 	Device *gateway.DeviceInfo `json:"device,omitempty"` // opDevice
 	Stats  *nodeinfo.Stats     `json:"stats,omitempty"`  // opStats
 	Node   *nodeinfo.Info      `json:"node,omitempty"`   // opDrain
+	Gone   bool                `json:"gone,omitempty"`   // opGroup: the group has no member on this node
 	Error  string              `json:"error,omitempty"`
 }
 
@@ -123,48 +124,53 @@ func (n *Node) answer(req *request) (reply, error) {
 		}
 		return out, nil
 	}
-	cnt, err := n.local(req)
-	return reply{N: cnt}, err
+	return n.local(req)
 }
 
-// local runs req on this node's gateway.
-func (n *Node) local(req *request) (int, error) {
+// local runs req on this node's gateway: how many connections it reached
+// (and for opGroup whether the group has no member here).
+func (n *Node) local(req *request) (reply, error) {
 	g := n.gw
 	var f protocol.Frame
 	if len(req.Frame) > 0 {
 		if len(req.Frame) < protocol.LengthSize {
-			return 0, fmt.Errorf("bad frame")
+			return reply{}, fmt.Errorf("bad frame")
 		}
 		if err := protocol.DecodeBinary(req.Frame[protocol.LengthSize:], &f); err != nil {
-			return 0, err
+			return reply{}, err
 		}
 	}
 	m := gateway.NewMessage(&f)
+	var out reply
 	switch req.Op {
 	case opDevices:
-		return g.PushDevices(req.App, req.Devices, m), nil
+		out.N = g.PushDevices(req.App, req.Devices, m)
 	case opBroadcast:
-		return g.Broadcast(req.App, m), nil
+		out.N = g.Broadcast(req.App, m)
 	case opGroup:
-		return g.PushGroup(req.App, req.Group, m), nil
+		var members bool
+		out.N, members = g.PushGroup(req.App, req.Group, m)
+		out.Gone = !members
 	case opStored:
 		if len(req.Seqs) != len(req.Devices) {
-			return 0, fmt.Errorf("seqs do not match devices")
+			return reply{}, fmt.Errorf("seqs do not match devices")
 		}
-		return g.PushStored(req.App, req.Devices, req.Seqs, f), nil
+		out.N = g.PushStored(req.App, req.Devices, req.Seqs, f)
 	case opBroadcastStored:
 		n.announced(req.App, f.BSeq)
-		return g.BroadcastStored(req.App, m), nil
+		out.N = g.BroadcastStored(req.App, m)
 	case opJoin:
-		return g.Join(req.App, req.Group, req.Devices), nil
+		out.N = g.Join(req.App, req.Group, req.Devices)
 	case opLeave:
-		return g.Leave(req.App, req.Group, req.Devices), nil
+		out.N = g.Leave(req.App, req.Group, req.Devices)
 	case opKick:
-		return g.Kick(req.App, req.Devices), nil
+		out.N = g.Kick(req.App, req.Devices)
 	case opReplace:
-		return g.Replace(req.App, req.Devices, req.Sessions), nil
+		out.N = g.Replace(req.App, req.Devices, req.Sessions)
+	default:
+		return reply{}, fmt.Errorf("unknown op %q", req.Op)
 	}
-	return 0, fmt.Errorf("unknown op %q", req.Op)
+	return out, nil
 }
 
 // request runs req on node: here when it is this node, else over the bus.

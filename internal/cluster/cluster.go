@@ -101,10 +101,11 @@ type Node struct {
 	wg        sync.WaitGroup
 	renewedAt atomic.Int64 // unix ms of the last renewal of this node's lease
 
-	heads    heads       // the apps' broadcast heads, as this node knows them
-	untold   untold      // replaced sessions whose node was not told yet
-	auditDue atomic.Bool // the sessions here are to be checked against their routes (audit)
-	auditing atomic.Bool // an audit runs
+	heads      heads         // the apps' broadcast heads, as this node knows them
+	generation atomic.Uint64 // of this node's group interests (Joined)
+	untold     untold        // replaced sessions whose node was not told yet
+	auditDue   atomic.Bool   // the sessions here are to be checked against their routes (audit)
+	auditing   atomic.Bool   // an audit runs
 
 	// mu guards the fields below: the live members, as last read.
 	mu     sync.Mutex

@@ -95,12 +95,6 @@ func (n *Node) BroadcastStored(ctx context.Context, app string, f protocol.Frame
 	return n.toAll(ctx, &request{Op: opBroadcastStored, App: app, Frame: frameOf(&f)})
 }
 
-// PushGroup implements api.Fanout: group membership lives with the
-// connections, so every node pushes to its members.
-func (n *Node) PushGroup(ctx context.Context, app, group string, f protocol.Frame) (int, error) {
-	return n.toAll(ctx, &request{Op: opGroup, App: app, Group: group, Frame: frameOf(&f)})
-}
-
 // Join implements api.Fanout.
 func (n *Node) Join(ctx context.Context, app, group string, devices []string) (int, error) {
 	return n.toEach(ctx, opJoin, app, group, devices)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"time"
 
 	"github.com/longlink/longlink/internal/auth"
@@ -89,7 +90,9 @@ func (c *conn) joinGroup(s *session, group string, leave bool) *protocol.Error {
 	k := groupKey{app: s.app, name: group}
 	if leave {
 		c.gw.groups.leave(c, k)
-	} else if err := c.gw.groups.join(c, k, c.gw.cfg.MaxGroups); err != nil {
+	} else if err := c.gw.groups.join(c, k, c.gw.cfg.MaxGroups); errors.Is(err, errNotAnnounced) {
+		return protocol.Errorf(protocol.CodeGoingAway, "%v", err)
+	} else if err != nil {
 		return protocol.Errorf(protocol.CodeBadFrame, "%v", err)
 	}
 	return nil

@@ -55,10 +55,21 @@ func TestReplaceAndKick(t *testing.T) {
 	}
 }
 
+// quietRouter is the part of a test's router that records nothing: no
+// release, no broadcast head, no group interest.
+type quietRouter struct{}
+
+func (quietRouter) Release(context.Context, string, string, uint64) {}
+
+func (quietRouter) BroadcastHead(context.Context, string) (uint64, error) { return 0, nil }
+
+func (quietRouter) Joined(context.Context, string, string) error { return nil }
+
 // racingRouter numbers sessions as a cluster's routes would, and holds the
 // first claim until the second login has gone live: the older login
 // reaches the hub last.
 type racingRouter struct {
+	quietRouter
 	claims  atomic.Int64
 	release chan struct{}
 }
@@ -70,10 +81,6 @@ func (r *racingRouter) Claim(context.Context, string, string, string, uint64, in
 	}
 	return gateway.Claimed{Number: uint64(n)}, nil
 }
-
-func (r *racingRouter) Release(context.Context, string, string, uint64) {}
-
-func (r *racingRouter) BroadcastHead(context.Context, string) (uint64, error) { return 0, nil }
 
 // Of two logins of a device that race, the newer session (the greater
 // number) stays, whichever reaches the hub last: the older is replaced at
@@ -99,6 +106,7 @@ func TestNewerSessionWinsARace(t *testing.T) {
 // cluster's router does, then holds the claim until released; it knows of
 // no broadcast (its head stays 0).
 type heldRouter struct {
+	quietRouter
 	st      store.Store
 	claimed chan struct{}
 	release chan struct{}
@@ -117,10 +125,6 @@ func (r *heldRouter) Claim(ctx context.Context, app, device, _ string, after uin
 	<-r.release
 	return gateway.Claimed{Number: 1, LastSeq: last, Waiting: waiting}, nil
 }
-
-func (r *heldRouter) Release(context.Context, string, string, uint64) {}
-
-func (r *heldRouter) BroadcastHead(context.Context, string) (uint64, error) { return 0, nil }
 
 // A stored message or broadcast handed to the node after a login's claim
 // read the store, and before its connection can be found, reaches the

@@ -58,6 +58,10 @@ type Router interface {
 	// node knows it (kept in memory: a login whose cursor is there reads
 	// nothing of the log).
 	BroadcastHead(ctx context.Context, app string) (uint64, error)
+	// Joined records that this node holds members of app's group (its
+	// first joined), so that pushes to the group come to it. An error
+	// means it could not (the join is refused).
+	Joined(ctx context.Context, app, group string) error
 }
 
 // Claimed is what a Router's claim of a session's route returns.
@@ -190,6 +194,9 @@ func New(o Options) *Gateway {
 		hub: newHub(), groups: newGroups(), writers: newWriterPool(), expiries: newExpiries(), pending: make(map[*conn]struct{}),
 		blockedConns: make(map[*conn]struct{})}
 	g.life, g.endLife = context.WithCancel(context.Background())
+	if r := o.Router; r != nil { // a group's first member here: pushes to it must come here
+		g.groups.announce = func(k groupKey) error { return r.Joined(g.storeCall(), k.app, k.name) }
+	}
 	g.warn = logbound.New(log, logbound.Interval)
 	g.tlsConfig = tlssession.ServerConfig(o.TLS, g.ownRecords)
 	g.ipLimits = newIPLimits(o.Limits)
@@ -465,11 +472,12 @@ func (g *Gateway) delivered(app string, n int) {
 }
 
 // PushGroup hands m to every connection in app's group, and returns how many
-// took it. The frame is encoded once per wire kind for all of them.
-func (g *Gateway) PushGroup(app, group string, m *Message) int {
+// took it, and whether the group has members here. The frame is encoded
+// once per wire kind for all of them.
+func (g *Gateway) PushGroup(app, group string, m *Message) (n int, members bool) {
 	f := &fanout{m: m}
-	g.groups.each(groupKey{app: app, name: group}, f.send)
-	return f.done(g, app)
+	members = g.groups.each(groupKey{app: app, name: group}, f.send)
+	return f.done(g, app), members
 }
 
 // Join adds the connections of devices (logged into app) to group, and

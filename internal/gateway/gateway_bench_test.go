@@ -67,7 +67,7 @@ func BenchmarkBroadcast10k(b *testing.B) {
 // BenchmarkGroupPush10k measures one 256-byte push reaching a group of
 // 10,000 in-process connections.
 func BenchmarkGroupPush10k(b *testing.B) {
-	benchFanout(b, func(g *gateway.Gateway, m *gateway.Message) int { return g.PushGroup(app, "room", m) },
+	benchFanout(b, func(g *gateway.Gateway, m *gateway.Message) int { n, _ := g.PushGroup(app, "room", m); return n },
 		func(g *gateway.Gateway, devices []string) {
 			if n := g.Join(app, "room", devices); n != len(devices) {
 				b.Fatalf("%d of %d joined", n, len(devices))

@@ -19,20 +19,35 @@ type groupKey struct{ app, name string }
 // Locks are never nested: a shard lock is not held while taking a
 // connection's lock, except to send to members, and join takes them one
 // after the other.
+//
+// In a cluster, a group's first member on this node makes the node record
+// its interest in the group (announce, the Router's Joined) before the
+// join is answered, so that a push to the group made after the answer
+// comes to this node; a join that comes meanwhile waits for it.
 type groups struct {
-	seed   maphash.Seed
-	shards [groupShards]groupShard
+	seed     maphash.Seed
+	shards   [groupShards]groupShard
+	announce func(groupKey) error // nil on a single node; set before the first join
 }
 
 type groupShard struct {
 	sync.RWMutex
-	members map[groupKey]map[*conn]struct{}
+	members map[groupKey]*group
+}
+
+// group is a group's members on this node.
+type group struct {
+	conns map[*conn]struct{}
+	// ready is closed once the node's interest in the group is recorded
+	// (nil on a single node); err says why it could not be.
+	ready chan struct{}
+	err   error
 }
 
 func newGroups() *groups {
 	g := &groups{seed: maphash.MakeSeed()}
 	for i := range g.shards {
-		g.shards[i].members = make(map[groupKey]map[*conn]struct{})
+		g.shards[i].members = make(map[groupKey]*group)
 	}
 	return g
 }
@@ -49,6 +64,7 @@ func (g *groups) shard(k groupKey) *groupShard {
 var (
 	errNotLive       = errors.New("connection is closing")
 	errTooManyGroups = errors.New("too many groups on one connection")
+	errNotAnnounced  = errors.New("the cluster cannot record the group now; retry")
 )
 
 // join adds c to group k (of an app c holds a live session in); c may be
@@ -75,14 +91,22 @@ func (g *groups) join(c *conn, k groupKey, max int) error {
 
 	s := g.shard(k)
 	s.Lock()
-	m := s.members[k]
-	if m == nil {
-		m = make(map[*conn]struct{})
-		s.members[k] = m
+	gr := s.members[k]
+	first := gr == nil
+	if first {
+		gr = &group{conns: make(map[*conn]struct{})}
+		if g.announce != nil {
+			gr.ready = make(chan struct{})
+		}
+		s.members[k] = gr
 	}
-	m[c] = struct{}{}
+	gr.conns[c] = struct{}{}
 	s.Unlock()
 
+	if err := g.announced(k, gr, first); err != nil {
+		g.leave(c, k)
+		return err
+	}
 	// If c closed, or its session in the app ended, between the two steps,
 	// leaveAll or leaveApp may have run before c was a member: undo.
 	c.mu.Lock()
@@ -92,6 +116,31 @@ func (g *groups) join(c *conn, k groupKey, max int) error {
 		g.remove(k, c)
 	}
 	return nil
+}
+
+// announced waits until this node's interest in group gr (k) is recorded
+// (first: this join records it), and returns why it could not be. A group
+// whose interest could not be recorded is forgotten, so that the next
+// join tries again.
+func (g *groups) announced(k groupKey, gr *group, first bool) error {
+	if gr.ready == nil {
+		return nil
+	}
+	if !first {
+		<-gr.ready
+		return gr.err
+	}
+	if err := g.announce(k); err != nil {
+		gr.err = errNotAnnounced
+		s := g.shard(k)
+		s.Lock()
+		if s.members[k] == gr {
+			delete(s.members, k)
+		}
+		s.Unlock()
+	}
+	close(gr.ready)
+	return gr.err
 }
 
 // leave removes c from group k.
@@ -135,21 +184,27 @@ func (g *groups) leaveApp(c *conn, app string) {
 func (g *groups) remove(k groupKey, c *conn) {
 	s := g.shard(k)
 	s.Lock()
-	if m := s.members[k]; m != nil {
-		delete(m, c)
-		if len(m) == 0 {
+	if gr := s.members[k]; gr != nil {
+		delete(gr.conns, c)
+		if len(gr.conns) == 0 {
 			delete(s.members, k)
 		}
 	}
 	s.Unlock()
 }
 
-// each calls fn for every member of group k. fn must not block.
-func (g *groups) each(k groupKey, fn func(*conn)) {
+// each calls fn for every member of group k, and reports whether the group
+// has members here. fn must not block.
+func (g *groups) each(k groupKey, fn func(*conn)) bool {
 	s := g.shard(k)
 	s.RLock()
 	defer s.RUnlock()
-	for c := range s.members[k] {
+	gr := s.members[k]
+	if gr == nil {
+		return false
+	}
+	for c := range gr.conns {
 		fn(c)
 	}
+	return true
 }

@@ -3,6 +3,8 @@ package gateway
 import (
 	"fmt"
 	"testing"
+
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // liveConn is a live connection logged into apps demo and other.
@@ -107,5 +109,46 @@ func BenchmarkLeaveAllPerGroup(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/group")
 		})
+	}
+}
+
+// A group's first join here records the node's interest in it; a join that
+// comes meanwhile waits for that, and both fail if it fails (the group is
+// then forgotten, so that the next join records it again).
+func TestGroupJoinsWaitForTheInterest(t *testing.T) {
+	g := newGroups()
+	started, release := make(chan groupKey, 4), make(chan error)
+	g.announce = func(k groupKey) error {
+		started <- k
+		return <-release
+	}
+	room := groupKey{"demo", "room"}
+	a, b := liveConn(1), liveConn(2)
+	joined := make(chan error, 2)
+	go func() { joined <- g.join(a, room, 10) }()
+	if k := <-started; k != room {
+		t.Fatalf("announced %v", k)
+	}
+	go func() { joined <- g.join(b, room, 10) }()
+	testwait.Eventually(t, "the second join waiting", func() bool { return members(g, room) == 2 })
+	select {
+	case err := <-joined:
+		t.Fatalf("a join answered (%v) before the interest was recorded", err)
+	default:
+	}
+	release <- fmt.Errorf("redis away")
+	for range 2 {
+		if err := <-joined; err != errNotAnnounced {
+			t.Fatalf("a join while the interest could not be recorded: %v", err)
+		}
+	}
+	if n := members(g, room); n != 0 {
+		t.Fatalf("%d members after the failed joins", n)
+	}
+	go func() { joined <- g.join(b, room, 10) }()
+	<-started
+	release <- nil
+	if err := <-joined; err != nil || members(g, room) != 1 {
+		t.Fatalf("a join once the interest is recorded: %v, %d members", err, members(g, room))
 	}
 }

@@ -451,6 +451,30 @@ func TestClusterDeviceChangesUser(t *testing.T) {
 	}
 }
 
+// A join that would make a group's first member on its node waits for the
+// node to record its interest in the group: while Redis is away the join
+// is refused (4009: retry), and once it is back a join, and a push to the
+// group from another node, go through.
+func TestClusterJoinWaitsForTheGroupsInterest(t *testing.T) {
+	testengine.Long(t, "stalls Redis past the cluster's timeout (5 s)")
+	r, nats := testengine.Redis(t), testengine.NATS(t)
+	nodes := testserver.StartClusterOn(t, r, nats, 2)
+	d := connect(t, nodes[1], client.TCP, nodes[1].Token("d1", ""))
+	nodes[0].Push(stored([]string{"d1"}, "first"))
+	d.expect(t, "first") // its login's sync read what it needs
+	r.Signal(syscall.SIGSTOP)
+	err := d.Join(context.Background(), "demo", "room")
+	r.Signal(syscall.SIGCONT)
+	if upCode(err) != protocol.CodeGoingAway {
+		t.Fatalf("a join while Redis stalls: %v, want 4009", err)
+	}
+	testwait.EventuallyNil(t, func() error { return d.Join(context.Background(), "demo", "room") })
+	if out := nodes[0].Push(map[string]any{"group": "room", "data": "to the room"}); out["online"] != 1.0 {
+		t.Fatalf("a group push after the join: %v", out)
+	}
+	d.expect(t, "to the room")
+}
+
 // A node keeps each app's broadcast head in memory, raised by the bus.
 // When the bus loses a stored broadcast (here NATS stalls past the push's
 // deadline, so the node drops the late request), the node's check of the

@@ -157,6 +157,52 @@ func TestCostUserPush(t *testing.T) {
 	}
 }
 
+// A push to a group whose members are on 1 of 4 nodes is one bus request
+// (and its answer), to that node: a node records its interest in a group
+// at the group's first join there, before the join is answered. Once the
+// members are gone, the next push finds the node with none and forgets
+// it: the push after that sends nothing.
+func TestCostGroupPush(t *testing.T) {
+	r := testengine.Redis(t)
+	nats, monitor := monitoredNATS(t)
+	nodes := testserver.StartClusterOn(t, r, nats, 4)
+	var members []*device
+	for _, name := range []string{"m1", "m2"} {
+		d := connect(t, nodes[1], client.TCP, nodes[1].Token(name, ""))
+		if err := d.Join(context.Background(), "demo", "room"); err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, d)
+	}
+	connect(t, nodes[2], client.TCP, nodes[2].Token("outsider", ""))
+	push := func() (online any, busMessages int64) {
+		before := natsMessages(t, monitor)
+		out := nodes[0].Push(map[string]any{"group": "room", "data": "to the room"})
+		return out["online"], natsMessages(t, monitor) - before
+	}
+	online, cost := push()
+	if online != 2.0 {
+		t.Fatalf("a group push reached %v, want 2", online)
+	}
+	for _, d := range members {
+		d.expect(t, "to the room")
+	}
+	t.Logf("a push to a group with 2 members on 1 of 4 nodes: %d bus messages", cost)
+	if cost != 2 {
+		t.Errorf("a push to a group on 1 of 4 nodes cost %d bus messages; want 2 (a request and its answer)", cost)
+	}
+	for _, d := range members {
+		d.Close()
+	}
+	testwait.Eventually(t, "the members gone", func() bool { return !presentIn(t, nodes[0], "m1") && !presentIn(t, nodes[0], "m2") })
+	if online, cost = push(); online != 0.0 || cost != 2 {
+		t.Errorf("a push to a group whose members left: online %v, %d bus messages; want 0 and 2", online, cost)
+	}
+	if online, cost = push(); online != 0.0 || cost != 0 {
+		t.Errorf("a push to a group forgotten: online %v, %d bus messages; want 0 and 0", online, cost)
+	}
+}
+
 // A stored push to 100 devices on a Redis Cluster: one script per
 // partition the devices are in, and one for the report (in the message's
 // partition, unless a device's), with the routes read in one pipeline.
