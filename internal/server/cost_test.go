@@ -332,3 +332,123 @@ func TestPushWithoutReportKeepsNoKey(t *testing.T) {
 		}
 	}
 }
+
+// engineCommands are the commands the Redis servers at addrs ran, summed,
+// leaving out those of clients that only look (INFO, HELLO, PING, CLUSTER,
+// …): what the nodes asked of them.
+func engineCommands(t *testing.T, addrs ...string) int64 {
+	var n int64
+	for name, calls := range commandCalls(t, addrs...) {
+		switch strings.SplitN(name, "|", 2)[0] {
+		case "info", "hello", "ping", "cluster", "readonly", "client", "command", "config":
+		default:
+			n += calls
+		}
+	}
+	return n
+}
+
+// On a Redis Cluster (3 primaries, 3 replicas) each operation costs no
+// more than 1.3 times the commands it costs on one Redis server, or, for
+// one that reads or writes many devices' keys, no more than one command
+// more per partition it touches (a script per partition, an MGET of routes
+// per slot: a multi-key command stays in one slot), nothing more per
+// device. The same operations run on a 2-node cluster on each engine,
+// counted over the primaries; no device is online after the logins, so
+// no ack falls in the counts. The lease renewals and head checks of the
+// nodes (a few commands a second) do; the operations are many, so they
+// weigh little.
+func TestCommandsOnARedisCluster(t *testing.T) {
+	testengine.Long(t, "starts a Redis Cluster and runs each operation on both engines")
+	offline := make([]string, 100)
+	for i := range offline {
+		offline[i] = fmt.Sprint("away", i)
+	}
+	presence := url.Values{"app": {"demo"}}
+	for i := range 1000 {
+		presence.Add("device", fmt.Sprint("d", i))
+	}
+	spread := func(devices []string) (partitions int) {
+		seen := make(map[int]bool)
+		for _, d := range devices {
+			seen[redisclient.Partition("demo", d)] = true
+		}
+		return len(seen)
+	}
+	ops := []struct {
+		name  string
+		n     int     // operations
+		extra float64 // commands a Redis Cluster may add to each: one per partition (slot) touched
+		run   func(t *testing.T, nodes []*testserver.TS)
+	}{
+		{"login and logout, nothing waiting", 50, 0, func(t *testing.T, nodes []*testserver.TS) {
+			for i := range 50 { // the first login of each binds it to its user
+				connect(t, nodes[1], client.TCP, nodes[1].Token(fmt.Sprint("d", i), fmt.Sprint("u", i))).Close()
+			}
+			testwait.Eventually(t, "the devices offline", func() bool { return !presentIn(t, nodes[0], "d49") })
+		}},
+		{"push to a user", 50, 0, func(t *testing.T, nodes []*testserver.TS) {
+			for i := range 50 {
+				nodes[0].Push(map[string]any{"users": []string{fmt.Sprint("u", i)}, "data": "to a user"})
+			}
+		}},
+		{"push to a group", 50, 0, func(t *testing.T, nodes []*testserver.TS) {
+			for range 50 {
+				nodes[0].Push(map[string]any{"group": "room", "data": "to the room"})
+			}
+		}},
+		{"stored push to 100 devices", 10, float64(2 * spread(offline)), func(t *testing.T, nodes []*testserver.TS) {
+			for range 10 {
+				if out := nodes[0].Push(stored(offline, "kept")); out["offline"] != 100.0 {
+					t.Fatalf("push: %v", out)
+				}
+			}
+		}},
+		{"presence of 1,000 devices", 10, float64(spread(presence["device"])), func(t *testing.T, nodes []*testserver.TS) {
+			for range 10 {
+				if status, out := nodes[0].Call(http.MethodGet, "/v1/presence?"+presence.Encode(), testserver.Demo.APIKey, nil); status != http.StatusOK {
+					t.Fatalf("presence: %d %v", status, out)
+				}
+			}
+		}},
+		{"stored broadcast", 20, 0, func(t *testing.T, nodes []*testserver.TS) {
+			for range 20 {
+				nodes[0].Push(map[string]any{"broadcast": true, "data": "to all", "ttl": 600})
+			}
+		}},
+	}
+	costs := make(map[string][2]float64)
+	for e := range 2 {
+		var r testserver.Redis
+		var primaries []string
+		if e == 0 {
+			one := testengine.Redis(t)
+			r, primaries = one, []string{one.Addr}
+		} else {
+			rc := testengine.NewRedisCluster(t)
+			p, _ := rc.Roles(t)
+			for _, x := range p {
+				primaries = append(primaries, x.Addr)
+			}
+			r = rc
+		}
+		nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2)
+		nodes[0].Push(stored([]string{"warm"}, "load the scripts"))
+		for _, o := range ops {
+			before := engineCommands(t, primaries...)
+			o.run(t, nodes)
+			c := costs[o.name]
+			c[e] = float64(engineCommands(t, primaries...)-before) / float64(o.n)
+			costs[o.name] = c
+		}
+	}
+	for _, o := range ops {
+		c := costs[o.name]
+		t.Logf("%s: %.1f commands on one Redis, %.1f on a Redis Cluster (%.2f×; one per partition touched may add %.0f)", o.name, c[0], c[1], c[1]/c[0], o.extra)
+		// The nodes' own commands (leases, head checks, member reads: a few a
+		// second) may add up to one per operation, and 1% to a long one.
+		if c[1] > max(1.3*c[0], c[0]+1.01*o.extra+1) {
+			t.Errorf("%s costs %.1f commands on a Redis Cluster, %.1f on one Redis", o.name, c[1], c[0])
+		}
+	}
+}
