@@ -19,8 +19,9 @@ type Fanout interface {
 	PushGroup(ctx context.Context, app, group string, f protocol.Frame) (int, error)
 	Broadcast(ctx context.Context, app string, f protocol.Frame) (int, error)
 	// PushStored hands the stored message f to devices, each with its own
-	// seq (seqs[i] for devices[i]).
-	PushStored(ctx context.Context, app string, devices []string, seqs []uint64, f protocol.Frame) (int, error)
+	// seq (seqs[i] for devices[i]); routes, if not nil, are where the
+	// devices were as their append read it (store.Appended.Routes).
+	PushStored(ctx context.Context, app string, devices []string, seqs []uint64, routes []string, f protocol.Frame) (int, error)
 	// BroadcastStored hands the stored broadcast f (with its BSeq) to
 	// every connection of app.
 	BroadcastStored(ctx context.Context, app string, f protocol.Frame) (int, error)
@@ -52,7 +53,7 @@ func (l local) PushGroup(_ context.Context, app, group string, f protocol.Frame)
 func (l local) Broadcast(_ context.Context, app string, f protocol.Frame) (int, error) {
 	return l.g.Broadcast(app, gateway.NewMessage(&f)), nil
 }
-func (l local) PushStored(_ context.Context, app string, devices []string, seqs []uint64, f protocol.Frame) (int, error) {
+func (l local) PushStored(_ context.Context, app string, devices []string, seqs []uint64, _ []string, f protocol.Frame) (int, error) {
 	return l.g.PushStored(app, devices, seqs, f), nil
 }
 func (l local) BroadcastStored(_ context.Context, app string, f protocol.Frame) (int, error) {

@@ -162,7 +162,7 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target store.
 		return s.resend(ctx, req.App, res.ID, f)
 	}
 	s.metrics.Stored.WithLabelValues(req.App).Add(float64(len(devices)))
-	online, err := s.fanout.PushStored(ctx, req.App, devices, res.Seqs, f)
+	online, err := s.fanout.PushStored(ctx, req.App, devices, res.Seqs, res.Routes, f)
 	if err != nil {
 		return pushResponse{}, stored(err)
 	}
@@ -277,7 +277,7 @@ func (s *Server) resend(ctx context.Context, app, first string, f protocol.Frame
 		f.BSeq = w.BSeq
 		online, err = s.fanout.BroadcastStored(ctx, app, f)
 	case len(w.Devices) > 0:
-		online, err = s.fanout.PushStored(ctx, app, w.Devices, w.Seqs, f)
+		online, err = s.fanout.PushStored(ctx, app, w.Devices, w.Seqs, nil, f)
 	}
 	if err != nil {
 		return pushResponse{}, stored(err)

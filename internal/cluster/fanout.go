@@ -14,13 +14,14 @@ import (
 
 var _ gateway.Router = (*Node)(nil)
 
-// toDevices sends one request per node that holds some of devices in app:
-// build makes it from the indexes of that node's devices. It fails only
-// when the routes cannot be read.
-func (n *Node) toDevices(ctx context.Context, app string, devices []string, build func(idx []int) *request) (int, error) {
+// toDevices sends one request per node that holds some of devices in app
+// (their routes read, or given: see locate): build makes it from the
+// indexes of that node's devices. It fails only when the routes cannot be
+// read.
+func (n *Node) toDevices(ctx context.Context, app string, devices, routes []string, build func(idx []int) *request) (int, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
-	byNode, err := n.locate(ctx, app, devices)
+	byNode, err := n.locate(ctx, app, devices, routes)
 	if err != nil {
 		return 0, err
 	}
@@ -57,15 +58,15 @@ func pick(all []string, idx []int) []string {
 // PushDevices implements api.Fanout.
 func (n *Node) PushDevices(ctx context.Context, app string, devices []string, f protocol.Frame) (int, error) {
 	frame := frameOf(&f)
-	return n.toDevices(ctx, app, devices, func(idx []int) *request {
+	return n.toDevices(ctx, app, devices, nil, func(idx []int) *request {
 		return &request{Op: opDevices, App: app, Devices: pick(devices, idx), Frame: frame}
 	})
 }
 
 // PushStored implements api.Fanout.
-func (n *Node) PushStored(ctx context.Context, app string, devices []string, seqs []uint64, f protocol.Frame) (int, error) {
+func (n *Node) PushStored(ctx context.Context, app string, devices []string, seqs []uint64, routes []string, f protocol.Frame) (int, error) {
 	frame := frameOf(&f)
-	return n.toDevices(ctx, app, devices, func(idx []int) *request {
+	return n.toDevices(ctx, app, devices, routes, func(idx []int) *request {
 		s := make([]uint64, len(idx))
 		for i, j := range idx {
 			s[i] = seqs[j]
@@ -113,7 +114,7 @@ func (n *Node) Kick(ctx context.Context, app string, devices []string) (int, err
 // toEach sends op (with group, if any) to the nodes of devices, each for
 // its own.
 func (n *Node) toEach(ctx context.Context, o op, app, group string, devices []string) (int, error) {
-	return n.toDevices(ctx, app, devices, func(idx []int) *request {
+	return n.toDevices(ctx, app, devices, nil, func(idx []int) *request {
 		return &request{Op: o, App: app, Group: group, Devices: pick(devices, idx)}
 	})
 }
@@ -123,7 +124,7 @@ func (n *Node) toEach(ctx context.Context, o op, app, group string, devices []st
 func (n *Node) Device(ctx context.Context, app, device string) (*gateway.DeviceInfo, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
-	byNode, err := n.locate(ctx, app, []string{device})
+	byNode, err := n.locate(ctx, app, []string{device}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +141,7 @@ func (n *Node) Device(ctx context.Context, app, device string) (*gateway.DeviceI
 func (n *Node) Online(ctx context.Context, app string, devices []string) (map[string]bool, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
-	byNode, err := n.locate(ctx, app, devices)
+	byNode, err := n.locate(ctx, app, devices, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -75,7 +75,7 @@ return 0
 `)
 
 func (n *Node) routeKey(app, device string) string {
-	return redisclient.Key(n.opts.Prefix, app, "at", device)
+	return redisclient.Key(n.opts.Prefix, app, redisclient.KindRoute, device)
 }
 
 // self is this node's part of its routes: "<node> <incarnation>".
@@ -234,23 +234,32 @@ func (n *Node) Release(ctx context.Context, app, device string, session uint64) 
 }
 
 // locate groups devices by the live node that holds them in app; devices
-// held by no live node are left out.
-func (n *Node) locate(ctx context.Context, app string, devices []string) (map[string][]int, error) {
+// held by no live node are left out. routes, if not nil, are the devices'
+// routes as read already (store.Appended.Routes; "" for none).
+func (n *Node) locate(ctx context.Context, app string, devices, routes []string) (map[string][]int, error) {
 	runs, err := n.runs(ctx)
 	if err != nil {
 		return nil, err
+	}
+	byNode := make(map[string][]int)
+	add := func(i int, r route) {
+		if sameRun(r, runs) { // a route of a node's earlier run is left out: the session ended with it
+			byNode[r.node] = append(byNode[r.node], i)
+		}
+	}
+	if routes != nil {
+		for i, v := range routes {
+			if v != "" {
+				add(i, parseRoute(v))
+			}
+		}
+		return byNode, nil
 	}
 	keys := make([]string, len(devices))
 	for i, d := range devices {
 		keys[i] = n.routeKey(app, d)
 	}
-	byNode := make(map[string][]int)
-	err = n.readRoutes(ctx, keys, func(i int, r route) {
-		if sameRun(r, runs) { // a route of a node's earlier run is left out: the session ended with it
-			byNode[r.node] = append(byNode[r.node], i)
-		}
-	})
-	return byNode, err
+	return byNode, n.readRoutes(ctx, keys, add)
 }
 
 // routeChunk is how many routes one read asks for.

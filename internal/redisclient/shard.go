@@ -29,11 +29,12 @@ import (
 // the device's keys with its route (and keeps them from expiring), and a
 // node keeps each app's broadcast head in memory.
 const (
-	KindSeq     = "s" // the last seq given to the device
-	KindCursor  = "c" // its cursor in the app's broadcast log
-	KindMailbox = "m" // its mailbox
-	KindUser    = "w" // the user it is bound to
-	KindHead    = "h" // the app's broadcast log's last bseq (id "")
+	KindSeq     = "s"  // the last seq given to the device
+	KindCursor  = "c"  // its cursor in the app's broadcast log
+	KindMailbox = "m"  // its mailbox
+	KindUser    = "w"  // the user it is bound to
+	KindRoute   = "at" // the node that holds its session (the router's)
+	KindHead    = "h"  // the app's broadcast log's last bseq (id "")
 )
 
 // Partitions is how many partitions the data is sharded into.

@@ -286,6 +286,11 @@ type Appended struct {
 	ID   string   // the message id; the first message's id when Dup
 	Dup  bool     // the idempotency key was used before: nothing was stored
 	Seqs []uint64 // per device (Append), or the log's bseq (AppendBroadcast)
+	// Routes are, per device, the cluster's route of its session as the
+	// append read it ("" for none), from a store that keeps them with the
+	// devices' keys (Redis), so that no other read finds them; nil when
+	// not read.
+	Routes []string
 }
 
 // Options configure a Store, whatever its backend. Zero values mean the

@@ -277,7 +277,7 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 		if len(g) > 0 {
 			anchor = s.key(m.App, redisclient.KindSeq, devices[g[0]])
 		}
-		keys := make([]string, 0, 3+3*len(g))
+		keys := make([]string, 0, 3+4*len(g))
 		args := append(s.idempotency(m, key), strconv.Itoa(s.opts.MailboxLimit), s.ttl(m), m.Collapse)
 		keys = append(keys, s.marker(m.App, key, anchor))
 		if report && s.together(anchor, rk) {
@@ -293,7 +293,7 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 			if m.Collapse != "" {
 				collapse = s.key(m.App, "k", devices[i])
 			}
-			keys = append(keys, s.key(m.App, redisclient.KindSeq, devices[i]), mailbox, collapse)
+			keys = append(keys, s.key(m.App, redisclient.KindSeq, devices[i]), mailbox, collapse, s.key(m.App, redisclient.KindRoute, devices[i]))
 		}
 		calls = append(calls, rueidis.LuaExec{Keys: keys, Args: args})
 	}
@@ -304,7 +304,7 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store append: %w", err)
 	}
-	res := store.Appended{ID: m.ID, Dup: dup, Seqs: make([]uint64, len(devices))}
+	res := store.Appended{ID: m.ID, Dup: dup, Seqs: make([]uint64, len(devices)), Routes: make([]string, len(devices))}
 	for c, r := range written {
 		out, err := r.ToArray()
 		if err != nil {
@@ -316,21 +316,28 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 			return store.Appended{}, fmt.Errorf("store append: %w", err)
 		case used && !dup: // on one server: the first try had it all
 			return store.Appended{ID: first, Dup: true}, nil
-		case used || c >= len(groups): // this partition had it from a first try; or the report
+		case used: // this partition had it from a first try: the routes are read apart
+			res.Routes = nil
+			continue
+		case c >= len(groups): // the report
 			continue
 		}
 		if dropped, _ := out[1].AsInt64(); dropped > 0 {
 			s.opts.Metrics.MailboxDropped.WithLabelValues(m.App).Add(float64(dropped))
 		}
-		if len(out) != 2+len(groups[c]) {
+		if len(out) != 2+2*len(groups[c]) {
 			return store.Appended{}, fmt.Errorf("store append: %w", errCorrupt)
 		}
 		for j, i := range groups[c] {
-			seq, err := out[2+j].AsInt64()
-			if err != nil {
+			seq, err := out[2+2*j].AsInt64()
+			route, rerr := out[3+2*j].ToString()
+			if err = cmp.Or(err, rerr); err != nil {
 				return store.Appended{}, fmt.Errorf("store append: %w", err)
 			}
 			res.Seqs[i] = uint64(seq)
+			if res.Routes != nil {
+				res.Routes[i] = route
+			}
 		}
 	}
 	if dup {

@@ -207,6 +207,24 @@ func TestRetryCompletesAPartialPush(t *testing.T) {
 	}
 }
 
+// An append reads each device's route (the cluster's, in the device's
+// partition) with its copy, so that the push needs no read of its own: on
+// one server and on a Redis Cluster.
+func TestAppendReadsRoutes(t *testing.T) {
+	for _, r := range []interface{ URL() string }{testengine.Redis(t), testengine.NewRedisCluster(t)} {
+		s := open(t, r.URL())
+		ctx := context.Background()
+		devices := []string{"d1", "d2", "d3"}
+		if err := s.client.Do(ctx, s.client.B().Set().Key(s.key("demo", redisclient.KindRoute, "d2")).Value("n1 x 7").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.Append(ctx, devices, msg("m1"), "")
+		if err != nil || !slices.Equal(res.Routes, []string{"", "n1 x 7", ""}) {
+			t.Fatalf("append: routes %q, %v", res.Routes, err)
+		}
+	}
+}
+
 // With replicas_ack, a stored push returns only once a replica of each
 // primary it wrote to has it; with the replicas stalled, it fails with
 // ErrNotReplicated within replicas_ack_timeout (on one server, which has

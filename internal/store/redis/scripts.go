@@ -45,9 +45,10 @@ end
 //	KEYS[2]       the message's report; KEYS[3] where its copies are, when
 //	              they are too many for the report (both any key, and
 //	              unused, when ARGV[9] is "")
-//	KEYS[3i+1]    device i's seq counter; KEYS[3i+2] its mailbox;
-//	KEYS[3i+3]    its collapse keys (hash: key -> seq); any key, and
-//	              unused, when ARGV[8] is ""
+//	KEYS[4i]      device i's seq counter; KEYS[4i+1] its mailbox;
+//	KEYS[4i+2]    its collapse keys (hash: key -> seq); any key, and
+//	              unused, when ARGV[8] is ""; KEYS[4i+3] its route (the
+//	              cluster's: read, to be returned)
 //	ARGV[1]       now (unix ms, the store's clock)
 //	ARGV[2]       the key's expiry (unix ms), or "" for no key
 //	ARGV[3]       the key's TTL in ms
@@ -63,7 +64,8 @@ end
 //	ARGV[15]      how long a device's seq counter lives unused, in ms (0:
 //	              for ever; see keepLua)
 //
-// It returns {1, first id} for a repeated key, else {0, dropped, seq...}.
+// It returns {1, first id} for a repeated key, else {0, dropped, seq,
+// route, seq, route...} (a route is "" for none).
 var appendScript = redisclient.NewScript(shebang + idempotencyLua + collapseLua + reportLua + keepLua + `
 local first = usedBy(KEYS[1])
 if first then
@@ -71,7 +73,7 @@ if first then
 end
 local limit, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local out, dropped = {0, 0}, 0
-for i = 4, #KEYS, 3 do
+for i = 4, #KEYS, 4 do
   local seq = redis.call('INCR', KEYS[i])
   keep(KEYS[i], tonumber(ARGV[15]), ttl, seq == 1)
   collapse(KEYS[i + 2], KEYS[i + 1], ARGV[8], seq, ttl)
@@ -84,6 +86,7 @@ for i = 4, #KEYS, 3 do
     redis.call('PEXPIRE', KEYS[i + 1], ttl)
   end
   out[#out + 1] = seq
+  out[#out + 1] = redis.call('GET', KEYS[i + 3]) or ''
 end
 out[2] = dropped
 newReport(KEYS[2], KEYS[3], 9, now, ARGV[14])
