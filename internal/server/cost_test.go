@@ -1,13 +1,16 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -452,4 +455,173 @@ func TestCommandsOnARedisCluster(t *testing.T) {
 			t.Errorf("%s costs %.1f commands on a Redis Cluster, %.1f on one Redis", o.name, c[1], c[0])
 		}
 	}
+}
+
+// keyMonitor counts, by key, the commands a Redis server runs (MONITOR:
+// those run by scripts too, each once), until stop.
+type keyMonitor struct {
+	conn net.Conn
+	done chan struct{}
+
+	mu    sync.Mutex
+	keys  map[string]int
+	total int
+}
+
+// monitorKeys starts counting the commands the Redis server at addr runs.
+func monitorKeys(t *testing.T, addr string) *keyMonitor {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	if _, err := c.Write([]byte("MONITOR\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := r.ReadString('\n'); err != nil || line != "+OK\r\n" {
+		t.Fatalf("MONITOR: %q %v", line, err)
+	}
+	m := &keyMonitor{conn: c, done: make(chan struct{}), keys: make(map[string]int)}
+	go func() {
+		defer close(m.done)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			m.count(line)
+		}
+	}()
+	t.Cleanup(func() { c.Close() })
+	return m
+}
+
+// count counts one MONITOR line: `+<time> [<db> <client>] "CMD" "arg" …`.
+func (m *keyMonitor) count(line string) {
+	_, rest, ok := strings.Cut(line, "] ")
+	if !ok {
+		return
+	}
+	args := quoted(rest)
+	if len(args) == 0 {
+		return
+	}
+	var keys []string
+	switch strings.ToUpper(args[0]) {
+	case "EVALSHA", "EVAL", "SCRIPT", "PING", "INFO", "HELLO", "CLIENT", "CLUSTER", "TIME", "WAIT", "SELECT",
+		"COMMAND", "CONFIG", "READONLY", "MULTI", "EXEC", "MONITOR":
+		// no key, or (a script's call) its commands are counted as they run
+	case "MGET", "DEL", "EXISTS", "UNLINK":
+		keys = args[1:]
+	default:
+		keys = args[1:min(2, len(args))]
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range keys {
+		m.keys[k]++
+		m.total++
+	}
+}
+
+// quoted splits MONITOR's quoted arguments, escapes kept as they are.
+func quoted(s string) []string {
+	var out []string
+	for {
+		start := strings.IndexByte(s, '"')
+		if start < 0 {
+			return out
+		}
+		end := start + 1
+		for end < len(s) && s[end] != '"' {
+			if s[end] == '\\' {
+				end++
+			}
+			end++
+		}
+		if end >= len(s) {
+			return out
+		}
+		out = append(out, s[start+1:end])
+		s = s[end+1:]
+	}
+}
+
+// hottest returns the key with the most commands, its count and the total
+// counted so far.
+func (m *keyMonitor) hottest() (key string, n, total int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, c := range m.keys {
+		if c > n {
+			key, n = k, c
+		}
+	}
+	return key, n, m.total
+}
+
+// In a login storm (every device of two nodes logs out and in again, each
+// with a stored message waiting) no key takes over 1% of the commands: a
+// login touches its device's keys, the app's broadcast head is in the
+// nodes' memory, and the acks of the message are added to its report once
+// a second. Nor in a stored broadcast that they all ack: each node reads
+// the app's head and log once for it, not once per batch of acks.
+func TestNoHotKey(t *testing.T) {
+	r := testengine.Redis(t)
+	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2)
+	const n = 600
+	devices := make([]string, n)
+	for i := range devices {
+		devices[i] = fmt.Sprint("d", i)
+		node := nodes[i%2]
+		connect(t, node, client.TCP, node.Token(devices[i], fmt.Sprint("u", i))).Close()
+	}
+	testwait.Eventually(t, "the devices offline", func() bool { return !presentIn(t, nodes[0], "d299") })
+	nodes[0].Push(stored(devices, "waiting")) // one message waits for each
+	m := monitorKeys(t, r.Addr)
+	online := make([]*device, n)
+	for i, d := range devices {
+		node := nodes[(i+1)%2] // each on the other node this time
+		online[i] = connect(t, node, client.TCP, node.Token(d, fmt.Sprint("u", i)))
+		online[i].expect(t, "waiting")
+	}
+	key, hot, total := m.hottest()
+	t.Logf("a storm of %d logins: %d commands on keys; the hottest key, %s, took %d", n, total, key, hot)
+	if total < 5*n || hot*100 > total {
+		t.Errorf("the hottest key %s took %d of %d commands", key, hot, total)
+	}
+
+	m = monitorKeys(t, r.Addr)
+	nodes[0].Push(map[string]any{"broadcast": true, "data": "to all", "ttl": 600})
+	for _, d := range online {
+		d.expect(t, "to all")
+	}
+	testwait.Eventually(t, "every device's ack written (its cursor)", func() bool { return m.matching(":c:") == n })
+	key, hot, total = m.hottest()
+	logKey := redisclient.Key(config.ClusterPrefix, "demo", "b", "")
+	t.Logf("a stored broadcast acked by %d devices: %d commands on keys; the hottest key, %s, took %d; the log, %d", n, total, key, hot, m.of(logKey))
+	if hot*100 > total {
+		t.Errorf("the hottest key %s took %d of %d commands", key, hot, total)
+	}
+}
+
+// of is how many commands went to key.
+func (m *keyMonitor) of(key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.keys[key]
+}
+
+// matching is how many keys that contain part were touched.
+func (m *keyMonitor) matching(part string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for k := range m.keys {
+		if strings.Contains(k, part) {
+			n++
+		}
+	}
+	return n
 }

@@ -107,6 +107,11 @@ type Store struct {
 	writes chan write
 	done   chan struct{}
 
+	// The writer's own: the acks counted for reports and not yet added to
+	// them (flushAcks), and what it knows of each app's broadcast log.
+	counted map[reportOf]int
+	logs    map[string]*logView
+
 	closeOnce sync.Once
 	mu        sync.RWMutex // guards closed against sends on writes
 	closed    bool

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,6 +223,41 @@ func TestAppendReadsRoutes(t *testing.T) {
 		if err != nil || !slices.Equal(res.Routes, []string{"", "n1 x 7", ""}) {
 			t.Fatalf("append: routes %q, %v", res.Routes, err)
 		}
+	}
+}
+
+// The acks of one broadcast, however many batches they come in, read the
+// app's log once (the writer keeps what it read), and are added to the
+// broadcast's report at a barrier.
+func TestBroadcastAcksReadTheLogOnce(t *testing.T) {
+	s := open(t, testengine.Redis(t).URL())
+	ctx := context.Background()
+	b := msg("b1")
+	b.Target = store.TargetBroadcast
+	if _, err := s.AppendBroadcast(ctx, b, ""); err != nil {
+		t.Fatal(err)
+	}
+	reads := func() int {
+		info, err := s.client.Do(ctx, s.client.B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, stats, _ := strings.Cut(info, "cmdstat_zrangebyscore:calls=")
+		n, _ := strconv.Atoi(stats[:strings.IndexAny(stats+",", ",")])
+		return n
+	}
+	before := reads()
+	for i := range 50 { // each ack in a batch of its own
+		s.AckBroadcast("demo", fmt.Sprint("d", i), 1)
+		done := make(chan struct{})
+		s.queue(write{done: done})
+		<-done
+	}
+	if n := reads() - before; n != 1 {
+		t.Errorf("50 batches of acks read the log %d times", n)
+	}
+	if r, ok, err := s.Report(ctx, "demo", "b1"); err != nil || !ok || r.Acked != 50 {
+		t.Fatalf("report: %+v %v %v", r, ok, err)
 	}
 }
 

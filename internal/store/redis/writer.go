@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -98,33 +99,56 @@ func (s *Store) queue(w write) bool {
 	}
 }
 
+// reportFlush is how often the acks counted for reports are added to them:
+// a message acked by many devices has its report written once a second,
+// not at every batch of acks (no hot key).
+const reportFlush = time.Second
+
 // writer sends the queued writes in batches, in order: every write waiting
-// when a batch starts goes in it.
+// when a batch starts goes in it. The acks it counts for reports are added
+// to them once every reportFlush, at a barrier, and at Close.
 func (s *Store) writer() {
 	defer close(s.done)
-	for w, ok := <-s.writes; ok; w, ok = <-s.writes {
-		batch := []write{w}
-	gather:
-		for len(batch) < 1024 {
-			select {
-			case w, ok := <-s.writes:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, w)
-			default:
-				break gather
+	tick := time.NewTicker(reportFlush)
+	defer tick.Stop()
+	for {
+		select {
+		case w, ok := <-s.writes:
+			if !ok {
+				s.flushAcks()
+				return
 			}
+			s.writeBatch(s.gather(w))
+		case <-tick.C:
+			s.flushAcks()
 		}
-		s.writeBatch(batch)
 	}
 }
 
+// gather returns a batch of w and the writes waiting after it.
+func (s *Store) gather(w write) []write {
+	batch := []write{w}
+	for len(batch) < 1024 {
+		select {
+		case w, ok := <-s.writes:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, w)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // writeBatch writes a batch's writes in order, a run of one kind at a
-// time, and closes each barrier once what came before it is written.
+// time, and closes each barrier once what came before it is written (the
+// acks counted for reports included).
 func (s *Store) writeBatch(batch []write) {
 	for len(batch) > 0 {
 		if batch[0].done != nil {
+			s.flushAcks()
 			close(batch[0].done)
 			batch = batch[1:]
 			continue
@@ -170,23 +194,40 @@ func writeAcks(s *Store, ctx context.Context, run []write) error {
 			acked[reportOf{run[i].app, id}]++
 		}
 	}
-	return s.addAcks(ctx, acked)
+	s.countAcks(acked)
+	return nil
 }
 
 // reportOf names a message's report.
 type reportOf struct{ app, id string }
 
-// addAcks adds acks to the reports that exist.
-func (s *Store) addAcks(ctx context.Context, acked map[reportOf]int) error {
-	if len(acked) == 0 {
-		return nil
+// countAcks counts acks for their reports, to be added at the next flush.
+// Only the writer calls it.
+func (s *Store) countAcks(acked map[reportOf]int) {
+	if s.counted == nil {
+		s.counted = make(map[reportOf]int)
 	}
-	items := make([]write, 0, len(acked))
 	for r, n := range acked {
+		s.counted[r] += n
+	}
+}
+
+// flushAcks adds the acks counted to the reports that exist. Only the
+// writer calls it.
+func (s *Store) flushAcks() {
+	if len(s.counted) == 0 {
+		return
+	}
+	items := make([]write, 0, len(s.counted))
+	for r, n := range s.counted {
 		items = append(items, write{keys: []string{s.key(r.app, "r", r.id)}, itemArgs: []string{strconv.Itoa(n)}})
 	}
-	_, err := addAcksScript.run(s, ctx, items)
-	return err
+	s.counted = nil
+	ctx, cancel := s.call(context.Background())
+	defer cancel()
+	if _, err := addAcksScript.run(s, ctx, items); err != nil {
+		s.log.Warn("redis: acks not counted in their reports", "reports", len(items), "err", err)
+	}
 }
 
 // AckBroadcast implements store.Store: the writer sends it.
@@ -195,35 +236,21 @@ func (s *Store) AckBroadcast(app, device string, bseq uint64) {
 		keys: []string{s.key(app, redisclient.KindCursor, device)}})
 }
 
-// writeBroadcastAcks moves the cursors (clamped to their logs' heads, read
-// first), and counts an ack in the report of each log entry a cursor
-// passed.
+// writeBroadcastAcks moves the cursors (clamped to their logs' heads), and
+// counts an ack in the report of each log entry a cursor passed, from what
+// the writer knows of each log (logView).
 func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
-	heads := make(map[string]string) // by app
-	var cmds rueidis.Commands
-	var apps []string
-	for _, w := range run {
-		if _, ok := heads[w.app]; !ok {
-			heads[w.app] = "0"
-			head, _, _ := s.logKeys(w.app)
-			cmds, apps = append(cmds, s.client.B().Get().Key(head).Build()), append(apps, w.app)
-		}
-	}
-	for i, r := range s.client.DoMulti(ctx, cmds...) {
-		if v, err := r.ToString(); err == nil {
-			heads[apps[i]] = v
-		} else if !rueidis.IsRedisNil(err) {
-			return err
-		}
+	if err := s.readHeads(ctx, run); err != nil {
+		return err
 	}
 	for i := range run {
-		run[i].itemArgs = []string{run[i].arg, heads[run[i].app], s.unused}
+		run[i].itemArgs = []string{run[i].arg, strconv.FormatUint(s.logs[run[i].app].head, 10), s.unused}
 	}
 	out, err := cursorScript.run(s, ctx, run)
 	if err != nil {
 		return err
 	}
-	type moved struct{ from, to int64 }
+	type moved struct{ from, to uint64 }
 	passed := make(map[string][]moved) // by app
 	for i, item := range out {
 		vals, err := item.AsIntSlice()
@@ -234,7 +261,7 @@ func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
 			s.opts.Metrics.SeqClamped.WithLabelValues(run[i].app, "ack_bseq").Inc()
 		}
 		if vals[2] > vals[1] {
-			passed[run[i].app] = append(passed[run[i].app], moved{vals[1], vals[2]})
+			passed[run[i].app] = append(passed[run[i].app], moved{uint64(vals[1]), uint64(vals[2])})
 		}
 	}
 	acked := make(map[reportOf]int)
@@ -243,25 +270,92 @@ func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
 		for _, m := range ms[1:] {
 			from, to = min(from, m.from), max(to, m.to)
 		}
-		_, log, _ := s.logKeys(app)
-		entries, err := s.client.Do(ctx, s.client.B().Zrangebyscore().Key(log).
-			Min("("+strconv.FormatInt(from, 10)).Max(strconv.FormatInt(to, 10)).Build()).AsStrSlice()
-		if err != nil {
+		v := s.logs[app]
+		if err := s.readEntries(ctx, app, v, from, to); err != nil {
 			return err
 		}
-		for _, e := range entries {
-			m, err := parseMember(app, []byte(e))
-			if err != nil {
-				return err
-			}
-			for _, mv := range ms {
-				if int64(m.Seq) > mv.from && int64(m.Seq) <= mv.to {
-					acked[reportOf{app, m.ID}]++
+		for bseq, id := range v.ids {
+			for _, m := range ms {
+				if bseq > m.from && bseq <= m.to {
+					acked[reportOf{app, id}]++
 				}
 			}
 		}
 	}
-	return s.addAcks(ctx, acked)
+	s.countAcks(acked)
+	return nil
+}
+
+// logView is what the writer knows of an app's broadcast log: its head as
+// last read, and the ids of its entries in (lo, hi]. An entry's bseq never
+// changes, so the view stays right as the log grows: the head is read
+// again only for an ack beyond it, and entries only for a range the view
+// does not hold. So the acks of one broadcast read the app's head and log
+// once per node, not once per batch (no hot key).
+type logView struct {
+	head, lo, hi uint64
+	ids          map[uint64]string
+}
+
+// maxViewEntries bounds a log view: past it, it keeps only its latest read.
+const maxViewEntries = 4096
+
+// readHeads reads, in one pipeline, the head of each app of run that has
+// no view yet or that an ack of run goes beyond.
+func (s *Store) readHeads(ctx context.Context, run []write) error {
+	if s.logs == nil {
+		s.logs = make(map[string]*logView)
+	}
+	var cmds rueidis.Commands
+	var apps []string
+	asked := make(map[string]bool)
+	for _, w := range run {
+		bseq, _ := strconv.ParseUint(w.arg, 10, 64)
+		if v := s.logs[w.app]; (v == nil || bseq > v.head) && !asked[w.app] {
+			asked[w.app] = true
+			head, _, _ := s.logKeys(w.app)
+			cmds, apps = append(cmds, s.client.B().Get().Key(head).Build()), append(apps, w.app)
+		}
+	}
+	for i, r := range s.client.DoMulti(ctx, cmds...) {
+		head, err := r.AsUint64()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return err
+		}
+		if v := s.logs[apps[i]]; v != nil {
+			v.head = max(v.head, head)
+		} else {
+			s.logs[apps[i]] = &logView{head: head, ids: make(map[uint64]string)}
+		}
+	}
+	return nil
+}
+
+// readEntries makes sure view v of app's log holds the entries in (from,
+// to], reading them if it does not.
+func (s *Store) readEntries(ctx context.Context, app string, v *logView, from, to uint64) error {
+	if v.lo <= from && to <= v.hi {
+		return nil
+	}
+	_, log, _ := s.logKeys(app)
+	entries, err := s.client.Do(ctx, s.client.B().Zrangebyscore().Key(log).
+		Min("("+strconv.FormatUint(from, 10)).Max(strconv.FormatUint(to, 10)).Build()).AsStrSlice()
+	if err != nil {
+		return err
+	}
+	if from > v.hi || to < v.lo || len(v.ids)+len(entries) > maxViewEntries { // not joined to what it holds: start again
+		v.ids, v.lo, v.hi = make(map[uint64]string, len(entries)), from, to
+	} else {
+		v.lo, v.hi = min(v.lo, from), max(v.hi, to)
+	}
+	for _, e := range entries {
+		m, err := parseMember(app, []byte(e))
+		if err != nil {
+			return err
+		}
+		v.ids[m.Seq] = m.ID
+	}
+	return nil
 }
 
 // Bind implements store.Store: the writer sends it.
