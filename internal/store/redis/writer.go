@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -274,11 +275,17 @@ func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
 		if err := s.readEntries(ctx, app, v, from, to); err != nil {
 			return err
 		}
-		for bseq, id := range v.ids {
-			for _, m := range ms {
-				if bseq > m.from && bseq <= m.to {
-					acked[reportOf{app, id}]++
-				}
+		bseqs := make([]uint64, 0, len(v.ids)) // the entries' bseqs in (from, to], in order
+		for bseq := range v.ids {
+			if bseq > from && bseq <= to {
+				bseqs = append(bseqs, bseq)
+			}
+		}
+		slices.Sort(bseqs)
+		for _, m := range ms {
+			i, _ := slices.BinarySearch(bseqs, m.from+1)
+			for ; i < len(bseqs) && bseqs[i] <= m.to; i++ {
+				acked[reportOf{app, v.ids[bseqs[i]]}]++
 			}
 		}
 	}
