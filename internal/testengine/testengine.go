@@ -10,6 +10,7 @@
 package testengine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -54,10 +55,11 @@ func LoopbackPair(t testing.TB) (client, server net.Conn) {
 
 // Engine is a running engine process.
 type Engine struct {
-	Addr string // host:port
-	cmd  *exec.Cmd
-	args []string
-	t    testing.TB
+	Addr   string // host:port
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd has exited
+	args   []string
+	t      testing.TB
 }
 
 // Programs not installed with Go, with the package that brings each
@@ -100,38 +102,94 @@ func Long(t testing.TB, why string) {
 	}
 }
 
-// start runs name with args, listening on addr, until the test ends; it
-// returns once addr accepts connections.
-func start(t testing.TB, addr, name string, args ...string) *Engine {
+// start runs name with the arguments args gives for a port (found by
+// port), until the test ends, and returns once it accepts connections. One
+// that exits before it listens, or does not listen within 10s (another
+// test's process took its port meanwhile), is started again on another
+// port, up to 5 times.
+func start(t testing.TB, name string, port func(testing.TB) int, args func(port int) []string) *Engine {
 	t.Helper()
-	e := &Engine{Addr: addr, args: append([]string{Need(t, name)}, args...), t: t}
-	e.Start()
-	t.Cleanup(e.Stop)
-	return e
+	bin := Need(t, name)
+	var err error
+	for range 5 {
+		p := port(t)
+		e := &Engine{Addr: fmt.Sprint("127.0.0.1:", p), args: append([]string{bin}, args(p)...), t: t}
+		if err = e.launch(); err == nil {
+			t.Cleanup(e.Stop)
+			return e
+		}
+		e.Stop()
+	}
+	t.Fatal(err)
+	return nil
 }
 
-// Start starts the engine (again, after Stop, on the same address and
-// files) and waits until it accepts connections.
+// Start starts the engine again, after Stop, on the same address and
+// files, and waits until it accepts connections.
 func (e *Engine) Start() {
 	e.t.Helper()
-	e.cmd = exec.Command(e.args[0], e.args[1:]...)
-	if err := e.cmd.Start(); err != nil {
+	if err := e.launch(); err != nil {
+		e.Stop()
 		e.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+}
+
+// launch starts the process and waits until it accepts connections; it
+// fails if the process exits first, or does not listen within 10s.
+func (e *Engine) launch() error {
+	var out bytes.Buffer
+	cmd := exec.Command(e.args[0], e.args[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	e.cmd, e.exited = cmd, exited
+	_, port, _ := net.SplitHostPort(e.Addr)
+	deadline := time.After(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", e.Addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
+		if listens(cmd.Process.Pid, port) {
+			return nil
 		}
 		select {
-		case <-ctx.Done():
-			e.t.Fatalf("%s did not listen on %s within 10s", e.args[0], e.Addr)
+		case <-exited:
+			return fmt.Errorf("%s exited before it listened on %s: %s", e.args[0], e.Addr, bytes.TrimSpace(out.Bytes()))
+		case <-deadline:
+			return fmt.Errorf("%s did not listen on %s within 10s", e.args[0], e.Addr)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// listens reports whether process pid listens on 127.0.0.1:port (its own
+// socket, from /proc: another process that took the port does not count).
+func listens(pid int, port string) bool {
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return false
+	}
+	table, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false
+	}
+	local := fmt.Sprintf("0100007F:%04X", p)
+	for line := range strings.SplitSeq(string(table), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[1] != local || f[3] != "0A" { // 0A: LISTEN
+			continue
+		}
+		fds, _ := os.ReadDir(fmt.Sprint("/proc/", pid, "/fd"))
+		for _, fd := range fds {
+			if target, _ := os.Readlink(fmt.Sprint("/proc/", pid, "/fd/", fd.Name())); target == "socket:["+f[9]+"]" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Signal sends sig to the engine (SIGSTOP and SIGCONT: a stall).
@@ -144,9 +202,9 @@ func (e *Engine) Signal(sig os.Signal) {
 
 // Stop kills the engine (SIGKILL: a crash) and waits for it.
 func (e *Engine) Stop() {
-	if e.cmd != nil && e.cmd.Process != nil {
+	if e.cmd != nil {
 		e.cmd.Process.Kill()
-		e.cmd.Wait()
+		<-e.exited
 		e.cmd = nil
 	}
 }
@@ -155,14 +213,15 @@ func (e *Engine) Stop() {
 // (the settings a cluster needs), its files in a temporary directory;
 // settings are more "--name value" arguments, which come last and win.
 func Redis(t testing.TB, settings ...string) *Engine {
-	return redisOn(t, FreePort(t), settings...)
+	return redisOn(t, FreePort, settings...)
 }
 
-// redisOn is Redis on port.
-func redisOn(t testing.TB, port int, settings ...string) *Engine {
-	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", t.TempDir(),
-		"--appendonly", "yes", "--appendfsync", "always", "--save", ""}
-	return start(t, fmt.Sprintf("127.0.0.1:%d", port), "redis-server", append(args, settings...)...)
+// redisOn is Redis on a port that port finds.
+func redisOn(t testing.TB, port func(testing.TB) int, settings ...string) *Engine {
+	return start(t, "redis-server", port, func(p int) []string {
+		return append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(p), "--dir", t.TempDir(),
+			"--appendonly", "yes", "--appendfsync", "always", "--save", ""}, settings...)
+	})
 }
 
 // URL is the engine's redis:// URL.
@@ -185,7 +244,7 @@ func NewRedisCluster(t testing.TB, settings ...string) *RedisCluster {
 	c := &RedisCluster{}
 	var addrs []string
 	for range 6 {
-		e := redisOn(t, ClusterPort(t), append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		e := redisOn(t, ClusterPort, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "2000"}, settings...)...)
 		c.Nodes, addrs = append(c.Nodes, e), append(addrs, e.Addr)
 	}
@@ -294,9 +353,9 @@ func (c *RedisCluster) URL() string {
 // NATS starts a nats-server (core NATS: no JetStream); settings are more
 // of its flags (--user and --pass, say).
 func NATS(t testing.TB, settings ...string) *Engine {
-	port := FreePort(t)
-	args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}
-	return start(t, fmt.Sprintf("127.0.0.1:%d", port), "nats-server", append(args, settings...)...)
+	return start(t, "nats-server", FreePort, func(p int) []string {
+		return append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(p)}, settings...)
+	})
 }
 
 // NATSURL is the engine's nats:// URL.
