@@ -41,6 +41,11 @@ async function waiting(device) {
   return d.stored_waiting;
 }
 
+async function online(device) {
+  const p = await api(server, 'GET', `/v1/presence?app=demo&device=${device}`, undefined, server.app.api_key);
+  return p.devices[device].online;
+}
+
 test('online push, through dispatch', async () => {
   const device = deviceId();
   const c = new Client({ dispatchUrl: server.apiUrl, token: token(device) });
@@ -107,6 +112,7 @@ test('stored messages: acked in a batch, kept in the seq store, replayed after a
   await eventually(() => seqs.get('demo') === 1, 'the ack kept in the seq store');
   await eventually(async () => (await waiting(device)) === 0, 'the ack on the server');
   first.close();
+  await eventually(async () => !(await online(device)), 'the closed client offline');
 
   // Offline: two stored messages wait; the server restarts.
   const m2 = await push(server, { devices: [device], data: 'm2', ttl: 600 });
