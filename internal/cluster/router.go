@@ -47,16 +47,14 @@ func parseRoute(v string) route {
 // ARGV[3] (or after its last seq, if lower). With ARGV[2] > 0, the
 // device's seq counter and cursor, if they have an expiry, live at least
 // ARGV[2] ms more: a device seen keeps its seqs.
-var claimScript = redisclient.NewScript(`#!lua
+var claimScript = redisclient.NewScript("#!lua\n" + redisstore.KeepLua + `
 local prev = redis.call('GET', KEYS[1]) or ''
 local t = redis.call('TIME')
 local session = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), tonumber(string.match(prev, ' (%d+)$') or '0') + 1)
 session = string.format('%.0f', session)
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. session)
-if tonumber(ARGV[2]) > 0 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2], 'GT')
-  redis.call('PEXPIRE', KEYS[3], ARGV[2], 'GT')
-end
+keep(KEYS[2], tonumber(ARGV[2]), 0, false)
+keep(KEYS[3], tonumber(ARGV[2]), 0, false)
 local seq = redis.call('GET', KEYS[2]) or '0'
 local after = ARGV[3]
 if tonumber(after) > tonumber(seq) then

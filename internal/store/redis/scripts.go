@@ -66,7 +66,7 @@ end
 //
 // It returns {1, first id} for a repeated key, else {0, dropped, seq,
 // route, seq, route...} (a route is "" for none).
-var appendScript = redisclient.NewScript(shebang + idempotencyLua + collapseLua + reportLua + keepLua + `
+var appendScript = redisclient.NewScript(shebang + idempotencyLua + KeepLua + collapseLua + reportLua + `
 local first = usedBy(KEYS[1])
 if first then
   return {1, first}
@@ -82,9 +82,7 @@ for i = 4, #KEYS, 4 do
     redis.call('ZPOPMIN', KEYS[i + 1])
     dropped = dropped + 1
   end
-  if redis.call('PTTL', KEYS[i + 1]) < ttl then
-    redis.call('PEXPIRE', KEYS[i + 1], ttl)
-  end
+  longer(KEYS[i + 1], ttl, true)
   out[#out + 1] = seq
   out[#out + 1] = redis.call('GET', KEYS[i + 3]) or ''
 end
@@ -118,29 +116,45 @@ local function newReport(key, copiesKey, at, created, bseq)
 end
 `
 
-// keepLua defines keep(key, unused, least, new): with unused > 0 (a
-// device's keys expire), key (a seq counter or a cursor) lives at least
-// unused ms more, from now, and at least least ms; new says it had no
-// expiry (just made, or SET), which is then set. (A key that has none is
-// not given one otherwise: PEXPIRE GT treats it as living for ever.)
-const keepLua = `
-local function keep(key, unused, least, new)
-  if unused <= 0 then
-    return
-  end
-  local ms = math.max(unused, least)
-  if new then
-    redis.call('PEXPIRE', key, ms)
-  else
-    redis.call('PEXPIRE', key, ms, 'GT')
+// longerLua defines longer(key, ms, always): key lives at least ms more.
+// When it has less left, it is given 9/8 of ms, so that a key written
+// often (a mailbox, a seq counter) has its expiry written about once per
+// ms/8, not at every write: PTTL is a read, where PEXPIRE is a write that
+// goes to the AOF and to every replica. A key with no expiry is given one
+// only if always (else it lives for ever, as it was written); a key that
+// does not exist is left alone.
+const longerLua = `
+local function longer(key, ms, always)
+  local left = redis.call('PTTL', key)
+  if left < ms and left ~= -2 and (left ~= -1 or always) then
+    redis.call('PEXPIRE', key, ms + math.floor(ms / 8))
   end
 end
 `
 
-// collapseLua defines collapse(keys, zset, key, seq, ttl): with a collapse
-// key (not ""), it removes from zset (a mailbox or a log) the entry the
-// key points at in the hash keys, if it is still there, and points the
-// key at seq; the hash lives at least ttl ms more.
+// keepLua defines keep(key, unused, least, new) (after longerLua): with
+// unused > 0 (a device's keys expire), key (a seq counter or a cursor)
+// lives at least unused ms more, from now, and at least least ms; new says
+// it had no expiry (just made, or SET), which is then set. (A key that has
+// none is not given one otherwise: it was written while devices' keys did
+// not expire.)
+const keepLua = `
+local function keep(key, unused, least, new)
+  if unused > 0 then
+    longer(key, math.max(unused, least), new)
+  end
+end
+`
+
+// KeepLua defines longer and keep, for the cluster's login script, which
+// keeps a device's keys too.
+const KeepLua = longerLua + keepLua
+
+// collapseLua defines collapse(keys, zset, key, seq, ttl) (after
+// longerLua): with a collapse key (not ""), it removes from zset (a
+// mailbox or a log) the entry the key points at in the hash keys, if it is
+// still there, and points the key at seq; the hash lives at least ttl ms
+// more.
 const collapseLua = `
 local function collapse(keys, zset, key, seq, ttl)
   if key == "" then
@@ -151,9 +165,7 @@ local function collapse(keys, zset, key, seq, ttl)
     redis.call('ZREMRANGEBYSCORE', zset, old, old)
   end
   redis.call('HSET', keys, key, seq)
-  if redis.call('PTTL', keys) < ttl then
-    redis.call('PEXPIRE', keys, ttl)
-  end
+  longer(keys, ttl, true)
 end
 `
 
@@ -180,7 +192,7 @@ end
 //
 // It returns {1, first id, its bseq (0 if gone)} for a repeated key, else
 // {0, bseq}.
-var broadcastScript = redisclient.NewScript(shebang + entryLua + idempotencyLua + collapseLua + reportLua + `
+var broadcastScript = redisclient.NewScript(shebang + entryLua + idempotencyLua + longerLua + collapseLua + reportLua + `
 local first = usedBy(KEYS[1])
 if first then
   for _, e in ipairs(redis.call('ZREVRANGE', KEYS[3], 0, 999)) do
@@ -193,10 +205,7 @@ end
 local bseq = redis.call('INCR', KEYS[2])
 collapse(KEYS[4], KEYS[3], ARGV[7], bseq, tonumber(ARGV[6]))
 redis.call('ZADD', KEYS[3], bseq, bseq .. ':' .. ARGV[5])
-local ttl = tonumber(ARGV[6])
-if redis.call('PTTL', KEYS[3]) < ttl then
-  redis.call('PEXPIRE', KEYS[3], ttl)
-end
+longer(KEYS[3], tonumber(ARGV[6]), true)
 newReport(KEYS[5], KEYS[6], 9, now, tostring(bseq))
 return {0, bseq}
 `)
@@ -211,7 +220,7 @@ return {0, bseq}
 //	for ever); ARGV[5...] the entries ("<bseq>:<rest>", in order)
 //
 // It returns {copied, dropped}.
-var catchUpScript = redisclient.NewScript(shebang + keepLua + `
+var catchUpScript = redisclient.NewScript(shebang + KeepLua + `
 local cursor = tonumber(redis.call('GET', KEYS[1]) or '0')
 local now, limit, head, unused = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if cursor >= head then
@@ -235,8 +244,8 @@ for i = 5, #ARGV do
     ttl = math.max(ttl, expires - now)
   end
 end
-if ttl > 0 and redis.call('PTTL', KEYS[3]) < ttl then
-  redis.call('PEXPIRE', KEYS[3], ttl)
+if ttl > 0 then
+  longer(KEYS[3], ttl, true)
 end
 redis.call('SET', KEYS[1], head)
 keep(KEYS[1], unused, 0, true)
@@ -254,7 +263,7 @@ return {copied, dropped}
 //
 //	item keys: the device's seq counter, its mailbox
 //	item args: the seq, how long the counter lives unused in ms (0: for ever)
-var ackScript = newBatchScript(2, 2, entryLua+keepLua+`
+var ackScript = newBatchScript(2, 2, entryLua+KeepLua+`
 local out = {}
 for i = 0, #KEYS / 2 - 1 do
   local counter, mailbox = KEYS[2 * i + 1], KEYS[2 * i + 2]
@@ -280,7 +289,7 @@ return out
 //	item keys: the device's cursor
 //	item args: the bseq, the log's head, how long the cursor lives unused in
 //	ms (0: for ever)
-var cursorScript = newBatchScript(1, 3, keepLua+`
+var cursorScript = newBatchScript(1, 3, KeepLua+`
 local out = {}
 for i = 1, #KEYS do
   local bseq, head, clamped = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), 0
