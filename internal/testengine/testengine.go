@@ -76,6 +76,9 @@ var packages = map[string]string{
 	"openssl":         "Debian package openssl",
 	"systemd-analyze": "Debian package systemd",
 	"podman":          "Debian package podman",
+	"javac":           "Debian package openjdk-17-jdk-headless",
+	"java":            "Debian package openjdk-17-jdk-headless",
+	"jar":             "Debian package openjdk-17-jdk-headless",
 }
 
 // Need returns the path of program name, which the test runs. Under -short

@@ -1,0 +1,81 @@
+// Package longlinkjava_test builds longlink's Java SDK (clients/java) and
+// runs its JUnit tests, so that `go test ./...` covers it.
+package longlinkjava_test
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	// The server the Java tests run is built from this module: importing
+	// it makes a change to it invalidate go test's cached result.
+	_ "github.com/longlink/longlink/internal/server"
+	"github.com/longlink/longlink/internal/testengine"
+)
+
+// junit is where Debian's junit5 package puts its jars.
+const junit = "/usr/share/java"
+
+// TestJava builds the SDK with the JDK's javac at the Java 11 language
+// level (warnings are errors) into a jar, builds its tests against that
+// jar and JUnit 5, and runs them with JUnit's console launcher; the tests
+// start real longlink servers from a binary built here. No build tool and
+// no download: the JDK and JUnit are Debian's (.ci/run installs them).
+func TestJava(t *testing.T) {
+	javac, java, jar := testengine.Need(t, "javac"), testengine.Need(t, "java"), testengine.Need(t, "jar")
+	console := filepath.Join(junit, "junit-platform-console-standalone.jar")
+	if _, err := os.Stat(console); err != nil {
+		t.Fatalf("JUnit 5 is missing: Debian package junit5 (.ci/run installs it): %v", err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "longlink")
+	run(t, "go", "build", "-o", bin, "../../cmd/longlink")
+	classes, tests, lib := filepath.Join(dir, "classes"), filepath.Join(dir, "tests"), filepath.Join(dir, "longlink-client.jar")
+	run(t, javac, append([]string{"--release", "11", "-Xlint:all", "-Werror", "-d", classes}, sources(t, "src/main")...)...)
+	run(t, jar, "--create", "--file", lib, "-C", classes, ".")
+	cp := strings.Join([]string{lib, filepath.Join(junit, "junit-jupiter-api.jar"), filepath.Join(junit, "apiguardian-api.jar"),
+		filepath.Join(junit, "opentest4j.jar"), filepath.Join(junit, "junit-platform-commons.jar")}, ":")
+	run(t, javac, append([]string{"--release", "11", "-Xlint:all,-serial,-try", "-cp", cp, "-d", tests}, sources(t, "src/test")...)...)
+	start := time.Now()
+	cmd := exec.Command(java, "-jar", console, "--class-path", lib+":"+tests, "--select-package", "io.longlink.client",
+		"--fail-if-no-tests", "--disable-banner", "--disable-ansi-colors", "--details=tree")
+	cmd.Env = append(os.Environ(), "LONGLINK_BIN="+bin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the Java tests failed: %v\n%s", err, out.String())
+	}
+	t.Logf("the Java tests passed in %s:\n%s", time.Since(start).Round(time.Millisecond), out.String())
+}
+
+// sources lists the .java files under dir, and reads each, so that go test
+// knows them: a change to one invalidates its cached result.
+func sources(t *testing.T, dir string) []string {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".java") {
+			return err
+		}
+		if _, err := os.ReadFile(path); err != nil {
+			return err
+		}
+		files = append(files, path)
+		return nil
+	})
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Java sources in %s: %v", dir, err)
+	}
+	return files
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+}
