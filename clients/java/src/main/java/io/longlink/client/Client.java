@@ -86,6 +86,7 @@ public final class Client implements AutoCloseable {
     private LonglinkException closedReason; // guarded by lock
     private final List<Long> rtts = new ArrayList<>(); // guarded by lock
     private long pingAt, connectMs, connectFailures; // guarded by lock
+    private long statsAt = System.currentTimeMillis(); // guarded by lock: when the last stats went
 
     private final LinkedHashMap<String, Boolean> seen = new LinkedHashMap<String, Boolean>(16, 0.75f, false) {
         private static final long serialVersionUID = 1L;
@@ -443,7 +444,6 @@ public final class Client implements AutoCloseable {
         c.startWriter();
         long hb = c.welcome.heartbeatSeconds() * 1000;
         c.schedule(every(() -> tick(c), hb));
-        if (o.statsIntervalMs > 0) c.schedule(every(this::sendStats, o.statsIntervalMs));
         if (o.tokenSource != null) scheduleRefresh(c);
         for (String key : rejoin) {
             String[] ag = key.split("\0", 2);
@@ -463,17 +463,25 @@ public final class Client implements AutoCloseable {
     }
 
     // tick runs once per heartbeat: it ends a connection whose write is
-    // stuck, and pings.
+    // stuck, pings, and sends the stats when they are due, with the ping: an
+    // idle device wakes once per heartbeat, not once more per stats.
     private void tick(Conn c) {
+        long now = System.currentTimeMillis();
         long started = c.writeStarted;
-        if (started != 0 && System.currentTimeMillis() - started > o.writeTimeoutMs) {
+        if (started != 0 && now - started > o.writeTimeoutMs) {
             c.fail(new LonglinkException(0, "write timed out", ""));
             return;
         }
+        boolean due;
         synchronized (lock) {
-            pingAt = System.currentTimeMillis();
+            due = o.statsIntervalMs > 0 && now - statsAt >= o.statsIntervalMs;
         }
-        send(new Frame(Frame.PING));
+        String network = due ? o.network.get() : ""; // the app's code: not under the lock
+        synchronized (lock) {
+            pingAt = now;
+            sendLocked(new Frame(Frame.PING));
+            if (due) sendStatsLocked(now, network);
+        }
     }
 
     // run reads the live connection until it ends, then reconnects, until
@@ -609,20 +617,19 @@ public final class Client implements AutoCloseable {
         }
     }
 
-    private void sendStats() {
+    private void sendStatsLocked(long now, String network) {
+        if (rtts.isEmpty() && connectMs == 0 && connectFailures == 0) return;
         Frame f = new Frame(Frame.STATS);
-        synchronized (lock) {
-            if (rtts.isEmpty() && connectMs == 0 && connectFailures == 0) return;
-            f.network = o.network.get();
-            f.transport = kind();
-            f.rttMs.addAll(rtts);
-            f.connectMs = connectMs;
-            f.connectFailures = connectFailures;
-            if (!sendLocked(f)) return;
-            rtts.clear();
-            connectMs = 0;
-            connectFailures = 0;
-        }
+        f.network = network;
+        f.transport = kind();
+        f.rttMs.addAll(rtts);
+        f.connectMs = connectMs;
+        f.connectFailures = connectFailures;
+        if (!sendLocked(f)) return;
+        statsAt = now;
+        rtts.clear();
+        connectMs = 0;
+        connectFailures = 0;
     }
 
     private boolean send(Frame f) {

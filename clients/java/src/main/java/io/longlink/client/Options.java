@@ -168,7 +168,11 @@ public final class Options {
         return this;
     }
 
-    /** How often the client sends what it measured (default 3 minutes; 0: never). */
+    /**
+     * How often the client sends what it measured (default 3 minutes; 0:
+     * never): with the first heartbeat's ping after that long, so that an
+     * idle device wakes once per heartbeat and no more.
+     */
     public Options statsIntervalMs(long ms) {
         this.statsIntervalMs = ms;
         return this;
