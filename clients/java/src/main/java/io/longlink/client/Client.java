@@ -154,9 +154,10 @@ public final class Client implements AutoCloseable {
         }
         try {
             for (Login l : logins) {
-                long seq = o.seqStore.get(l.app);
+                long seq = o.seqStore.get(l.app), bseq = o.seqStore.getBSeq(l.app);
                 synchronized (lock) {
                     acked.put(l.app, seq);
+                    ackedBSeq.put(l.app, bseq);
                 }
             }
         } catch (IOException e) {
@@ -586,11 +587,11 @@ public final class Client implements AutoCloseable {
     }
 
     // flushAcks sends one cumulative ack per app, then keeps each app's seq
-    // in the seq store: the next login resumes after it. Acks that cannot be
+    // and bseq in the seq store: the next login resumes after them. Acks that cannot be
     // sent (the connection is gone) are dropped: those messages come again
     // after the reconnect and are recognised by id.
     private void flushAcks() {
-        Map<String, Long> keep = new LinkedHashMap<>();
+        Map<String, long[]> keep = new LinkedHashMap<>(); // app -> {seq, bseq} acked
         synchronized (lock) {
             if (ackTimer != null) ackTimer.cancel(false);
             ackTimer = null;
@@ -602,15 +603,15 @@ public final class Client implements AutoCloseable {
                 ack.bseq = e.getValue()[1];
                 if (!sendLocked(ack)) continue;
                 if (ack.bseq > 0) ackedBSeq.put(ack.app, ack.bseq);
-                if (ack.seq == 0) continue;
-                acked.put(ack.app, ack.seq);
-                keep.put(ack.app, ack.seq);
+                if (ack.seq > 0) acked.put(ack.app, ack.seq);
+                keep.put(ack.app, new long[] {ack.seq, ack.bseq});
             }
             toAck.clear();
         }
-        for (Map.Entry<String, Long> e : keep.entrySet()) {
+        for (Map.Entry<String, long[]> e : keep.entrySet()) {
             try {
-                o.seqStore.set(e.getKey(), e.getValue());
+                if (e.getValue()[0] > 0) o.seqStore.set(e.getKey(), e.getValue()[0]);
+                if (e.getValue()[1] > 0) o.seqStore.setBSeq(e.getKey(), e.getValue()[1]);
             } catch (IOException | RuntimeException err) {
                 events.execute(() -> listener.onError(new LonglinkException("seq store: " + err.getMessage(), err)));
             }

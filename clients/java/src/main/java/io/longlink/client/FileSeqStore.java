@@ -10,9 +10,9 @@ import java.nio.file.StandardCopyOption;
 import java.util.Properties;
 
 /**
- * Keeps seqs in a properties file (app=seq), written whole to a temporary
- * file and renamed over the old one, so that a crash leaves the old file or
- * the new, never half of one.
+ * Keeps seqs in a properties file (app=seq, and bseq.app=bseq), written
+ * whole to a temporary file and renamed over the old one, so that a crash
+ * leaves the old file or the new, never half of one.
  */
 public final class FileSeqStore implements SeqStore {
     private final Path file;
@@ -28,17 +28,35 @@ public final class FileSeqStore implements SeqStore {
     }
 
     @Override
-    public synchronized long get(String app) {
+    public long get(String app) {
+        return read(app);
+    }
+
+    @Override
+    public void set(String app, long seq) throws IOException {
+        write(app, seq);
+    }
+
+    @Override
+    public long getBSeq(String app) {
+        return read("bseq." + app);
+    }
+
+    @Override
+    public void setBSeq(String app, long bseq) throws IOException {
+        write("bseq." + app, bseq);
+    }
+
+    private synchronized long read(String key) {
         try {
-            return Long.parseLong(seqs.getProperty(app, "0"));
+            return Long.parseLong(seqs.getProperty(key, "0"));
         } catch (NumberFormatException e) {
             return 0;
         }
     }
 
-    @Override
-    public synchronized void set(String app, long seq) throws IOException {
-        seqs.setProperty(app, Long.toString(seq));
+    private synchronized void write(String key, long value) throws IOException {
+        seqs.setProperty(key, Long.toString(value));
         Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
         try (OutputStream out = Files.newOutputStream(tmp)) {
             seqs.store(out, "longlink: the last stored seq handled, per app");

@@ -4,7 +4,7 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /** Keeps seqs in memory: lost when the process ends. */
 public final class MemorySeqStore implements SeqStore {
-    private final ConcurrentHashMap<String, Long> seqs = new ConcurrentHashMap<>();
+    private final ConcurrentHashMap<String, Long> seqs = new ConcurrentHashMap<>(), bseqs = new ConcurrentHashMap<>();
 
     @Override
     public long get(String app) {
@@ -14,5 +14,15 @@ public final class MemorySeqStore implements SeqStore {
     @Override
     public void set(String app, long seq) {
         seqs.put(app, seq);
+    }
+
+    @Override
+    public long getBSeq(String app) {
+        return bseqs.getOrDefault(app, 0L);
+    }
+
+    @Override
+    public void setBSeq(String app, long bseq) {
+        bseqs.put(app, bseq);
     }
 }
