@@ -69,6 +69,7 @@ public final class Client implements AutoCloseable {
     private final AtomicLong nextRef = new AtomicLong();
 
     private final Object lock = new Object();
+    private final Object storeLock = new Object(); // taken before lock, never after
     private State state = State.IDLE; // guarded by lock
     private List<Login> logins; // guarded by lock: what each login sends; an ended app leaves it
     private final Map<String, Long> acked = new HashMap<>(); // guarded by lock: app -> last seq acked and kept
@@ -567,7 +568,14 @@ public final class Client implements AutoCloseable {
         Push p = new Push(f.app, f.id, f.seq, f.bseq, f.data);
         boolean repeat = p.stored() && seen.put(f.id, Boolean.TRUE) != null;
         events.execute(() -> {
-            if (!repeat) listener.onPush(p);
+            if (!repeat) {
+                try {
+                    listener.onPush(p);
+                } catch (RuntimeException e) { // not acked: the next ack of the app, cumulative, covers it
+                    listener.onError(new LonglinkException("the push listener threw: " + e, e));
+                    return;
+                }
+            }
             if (p.stored()) ackLater(p);
         });
     }
@@ -591,6 +599,12 @@ public final class Client implements AutoCloseable {
     // sent (the connection is gone) are dropped: those messages come again
     // after the reconnect and are recognised by id.
     private void flushAcks() {
+        synchronized (storeLock) { // flushes one at a time: the store never goes back to an older seq
+            flushAcksLocked();
+        }
+    }
+
+    private void flushAcksLocked() {
         Map<String, long[]> keep = new LinkedHashMap<>(); // app -> {seq, bseq} acked
         synchronized (lock) {
             if (ackTimer != null) ackTimer.cancel(false);

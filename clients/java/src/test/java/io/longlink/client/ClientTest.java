@@ -403,6 +403,33 @@ class ClientTest {
     }
 
     @Test
+    void aListenerThatThrowsIsReportedAndTheClientGoesOn() throws Exception {
+        String device = deviceId();
+        Recorder r = new Recorder();
+        Listener l = new Listener() {
+            @Override
+            public void onPush(Push p) {
+                r.onPush(p);
+                if (p.text().equals("bad")) throw new IllegalStateException("cannot show it");
+            }
+
+            @Override
+            public void onError(LonglinkException e) {
+                r.onError(e);
+            }
+        };
+        try (Client c = new Client(options(device, r).listener(l))) {
+            c.connect();
+            push(server, "\"devices\":[\"" + device + "\"],\"data\":\"bad\",\"ttl\":600");
+            eventually("the error", () -> r.errors.size() == 1);
+            assertTrue(r.errors.get(0).getMessage().contains("cannot show it"), r.errors.get(0).getMessage());
+            push(server, "\"devices\":[\"" + device + "\"],\"data\":\"good\",\"ttl\":600");
+            eventually("the next push", () -> r.pushes.size() == 2);
+            eventually("both acked by the next one's ack", () -> waiting(device) == 0 && c.lastSeq("demo") == 2);
+        }
+    }
+
+    @Test
     void theListenerRunsOnTheAppsExecutor() throws Exception {
         String device = deviceId();
         Recorder r = new Recorder();
