@@ -12,10 +12,8 @@ import (
 	"testing"
 	"time"
 
-	// The server the Java tests run is built from this module: importing
-	// it makes a change to it invalidate go test's cached result.
-	_ "github.com/longlink/longlink/internal/server"
 	"github.com/longlink/longlink/internal/testengine"
+	"github.com/longlink/longlink/internal/testserver"
 )
 
 // junit is where Debian's junit5 package puts its jars.
@@ -27,7 +25,7 @@ const junit = "/usr/share/java"
 // start real longlink servers from a binary built here. No build tool and
 // no download: the JDK and JUnit are Debian's (.ci/run installs them).
 func TestJava(t *testing.T) {
-	javac, java, jar := testengine.Need(t, "javac"), testengine.Need(t, "java"), testengine.Need(t, "jar")
+	javac, java := testengine.Need(t, "javac"), testengine.Need(t, "java")
 	console := filepath.Join(junit, "junit-platform-console-standalone.jar")
 	if _, err := os.Stat(console); err != nil {
 		t.Fatalf("JUnit 5 is missing: Debian package junit5 (.ci/run installs it): %v", err)
@@ -35,9 +33,7 @@ func TestJava(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "longlink")
 	run(t, "go", "build", "-o", bin, "../../cmd/longlink")
-	classes, tests, lib := filepath.Join(dir, "classes"), filepath.Join(dir, "tests"), filepath.Join(dir, "longlink-client.jar")
-	run(t, javac, append([]string{"--release", "11", "-Xlint:all", "-Werror", "-d", classes}, sources(t, "src/main")...)...)
-	run(t, jar, "--create", "--file", lib, "-C", classes, ".")
+	lib, tests := buildSDK(t, dir), filepath.Join(dir, "tests")
 	cp := strings.Join([]string{lib, filepath.Join(junit, "junit-jupiter-api.jar"), filepath.Join(junit, "apiguardian-api.jar"),
 		filepath.Join(junit, "opentest4j.jar"), filepath.Join(junit, "junit-platform-commons.jar")}, ":")
 	run(t, javac, append([]string{"--release", "11", "-Xlint:all,-serial,-try", "-cp", cp, "-d", tests}, sources(t, "src/test")...)...)
@@ -51,6 +47,36 @@ func TestJava(t *testing.T) {
 		t.Fatalf("the Java tests failed: %v\n%s", err, out.String())
 	}
 	t.Logf("the Java tests passed in %s:\n%s", time.Since(start).Round(time.Millisecond), out.String())
+}
+
+// The SDK from Kotlin, as it is: examples/Usage.kt, compiled by Debian's
+// kotlinc against the SDK's jar, logs in to a real server and prints what
+// it was granted.
+func TestKotlin(t *testing.T) {
+	kotlinc, kotlin := testengine.Need(t, "kotlinc"), testengine.Need(t, "kotlin")
+	ts := testserver.Start(t)
+	dir := t.TempDir()
+	lib, out := buildSDK(t, dir), filepath.Join(dir, "kotlin")
+	run(t, kotlinc, "-cp", lib, "-d", out, "examples/Usage.kt")
+	said, err := exec.Command(kotlin, "-cp", lib+":"+out, "UsageKt", ts.GatewayAddr(), ts.Token("kotlin-device", "")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("the Kotlin example failed: %v\n%s", err, said)
+	}
+	for _, want := range []string{"connected as kotlin-device", "apps [demo], heartbeat 30 s", "closed: closed by the client"} {
+		if !strings.Contains(string(said), want) {
+			t.Errorf("the Kotlin example did not say %q:\n%s", want, said)
+		}
+	}
+}
+
+// buildSDK compiles the SDK at the Java 11 language level, warnings as
+// errors, into dir/longlink-client.jar, and returns its path.
+func buildSDK(t *testing.T, dir string) string {
+	javac, jar := testengine.Need(t, "javac"), testengine.Need(t, "jar")
+	classes, lib := filepath.Join(dir, "classes"), filepath.Join(dir, "longlink-client.jar")
+	run(t, javac, append([]string{"--release", "11", "-Xlint:all", "-Werror", "-d", classes}, sources(t, "src/main")...)...)
+	run(t, jar, "--create", "--file", lib, "-C", classes, ".")
+	return lib
 }
 
 // sources lists the .java files under dir, and reads each, so that go test

@@ -79,6 +79,8 @@ var packages = map[string]string{
 	"javac":           "Debian package openjdk-17-jdk-headless",
 	"java":            "Debian package openjdk-17-jdk-headless",
 	"jar":             "Debian package openjdk-17-jdk-headless",
+	"kotlinc":         "Debian package kotlin",
+	"kotlin":          "Debian package kotlin",
 }
 
 // Need returns the path of program name, which the test runs. Under -short
