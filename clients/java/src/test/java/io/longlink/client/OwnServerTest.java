@@ -7,7 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -75,6 +77,28 @@ class OwnServerTest {
                 signal("-CONT", pid);
             }
             assertEquals(Code.HEARTBEAT_TIMEOUT, r.disconnects.get(0).code());
+            eventually("the reconnect", () -> r.connects.get() == 2);
+        }
+    }
+
+    @Test
+    void aStuckWriteEndsTheConnectionAndAFullQueueRefusesAtOnce() throws Exception {
+        ClientTest.Recorder r = new ClientTest.Recorder();
+        try (Client c = new Client(new Options().address(server.gateway).token(token(Harness.deviceId())).listener(r)
+                .heartbeatSeconds(3).writeTimeoutMs(1000).queueFrames(8).backoffMs(50, 200))) {
+            c.connect();
+            long pid = server.proc.pid();
+            signal("-STOP", pid); // the server reads nothing: the socket's buffers fill, then a write blocks
+            List<CompletableFuture<UpReply>> ups = new ArrayList<>();
+            try {
+                byte[] big = new byte[60_000];
+                for (int i = 0; i < 400; i++) ups.add(c.up("chat", big));
+                assertTrue(ups.stream().anyMatch(f -> f.isCompletedExceptionally()), "no up refused at once");
+                eventually("the stuck write's end", () -> !r.disconnects.isEmpty());
+            } finally {
+                signal("-CONT", pid);
+            }
+            assertEquals("write timed out", r.disconnects.get(0).reason());
             eventually("the reconnect", () -> r.connects.get() == 2);
         }
     }
