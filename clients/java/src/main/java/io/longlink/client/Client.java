@@ -82,7 +82,7 @@ public final class Client implements AutoCloseable {
     private Conn conn; // guarded by lock: the live connection
     private String movedTo = ""; // guarded by lock: where a redirect said to go, until a connect succeeds
     private int dispatchFrom; // guarded by lock: the dispatch URL that answered last
-    private boolean wake; // guarded by lock: reconnectNow() during a backoff
+    private boolean wake; // guarded by lock: reconnectNow() while disconnected: the backoff ends at once
     private Welcome welcome; // guarded by lock
     private LonglinkException closedReason; // guarded by lock
     private final List<Long> rtts = new ArrayList<>(); // guarded by lock
@@ -439,6 +439,7 @@ public final class Client implements AutoCloseable {
                 return;
             }
             state = State.CONNECTED;
+            wake = false;
             conn = c;
             welcome = c.welcome;
             rejoin = new ArrayList<>(groups);
@@ -730,7 +731,9 @@ public final class Client implements AutoCloseable {
     // (the new connection) or the client stops (null).
     private Conn reconnect(LonglinkException why) {
         for (int attempt = 0;; attempt++) {
-            if (!sleep(backoff(attempt))) return null;
+            int slept = sleep(backoff(attempt));
+            if (slept == STOPPED) return null;
+            if (slept == WOKEN) attempt = 0; // the network changed: from the shortest backoff again
             if (why.code() == Code.AUTH_FAILED || why.code() == Code.TOKEN_EXPIRED) freshTokens();
             try {
                 return connectOnce();
@@ -758,20 +761,27 @@ public final class Client implements AutoCloseable {
         return d / 2 + ThreadLocalRandom.current().nextLong(d / 2 + 1);
     }
 
-    // sleep waits ms, or less after reconnectNow(); false if the client stopped.
-    private boolean sleep(long ms) {
+    private static final int SLEPT = 0, WOKEN = 1, STOPPED = 2;
+
+    // sleep waits ms, and returns SLEPT; or less: WOKEN by reconnectNow()
+    // (since the last sleep: one during a connect attempt counts), or
+    // STOPPED when the client stops.
+    private int sleep(long ms) {
         long end = System.currentTimeMillis() + ms;
         synchronized (lock) {
-            wake = false;
             for (;;) {
-                if (state == State.CLOSED) return false;
+                if (state == State.CLOSED) return STOPPED;
+                if (wake) {
+                    wake = false;
+                    return WOKEN;
+                }
                 long left = end - System.currentTimeMillis();
-                if (wake || left <= 0) return true;
+                if (left <= 0) return SLEPT;
                 try {
                     lock.wait(left);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
-                    return false;
+                    return STOPPED;
                 }
             }
         }
