@@ -77,9 +77,13 @@ final class Harness {
         @Override
         public void close() throws Exception {
             stop();
-            try (var files = Files.walk(dir)) {
-                files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-            }
+            removeAll(dir);
+        }
+    }
+
+    static void removeAll(Path dir) throws IOException {
+        try (var files = Files.walk(dir)) {
+            files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
         }
     }
 
@@ -91,9 +95,21 @@ final class Harness {
         return startNode("n1", appExtra, extra);
     }
 
-    /** Starts a server as start does, as node node. */
+    /**
+     * Starts a server as start does, as node node. A port found free may be
+     * taken by another process before the server binds it: then it starts
+     * again on other ports.
+     */
     static Server startNode(String node, String appExtra, String extra) throws Exception {
-        return start(Files.createTempDirectory("longlink-java-"), freePort(), freePort(), node, appExtra, extra);
+        for (int attempt = 1;; attempt++) {
+            Path dir = Files.createTempDirectory("longlink-java-");
+            try {
+                return start(dir, freePort(), freePort(), node, appExtra, extra);
+            } catch (IllegalStateException e) {
+                removeAll(dir);
+                if (attempt == 3) throw e;
+            }
+        }
     }
 
     private static Server start(Path dir, int gatewayPort, int apiPort, String node, String appExtra, String extra) throws Exception {
@@ -173,9 +189,7 @@ final class Harness {
                 p.destroy();
                 p.waitFor(10, TimeUnit.SECONDS);
             }
-            try (var files = Files.walk(dir)) {
-                files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-            }
+            removeAll(dir);
         }
     }
 
