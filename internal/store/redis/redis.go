@@ -63,6 +63,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -111,6 +112,11 @@ type Store struct {
 	// them (flushAcks), and what it knows of each app's broadcast log.
 	counted map[reportOf]int
 	logs    map[string]*logView
+
+	// bindings counts the bindings queued and not yet written: a read of
+	// users' devices waits for the writer only when there are some (a
+	// cluster binds in its login script, and queues none).
+	bindings atomic.Int64
 
 	closeOnce sync.Once
 	mu        sync.RWMutex // guards closed against sends on writes
@@ -570,16 +576,19 @@ func (s *Store) LastSeq(ctx context.Context, app, device string) (uint64, error)
 }
 
 // UserDevices implements store.Store: it waits until the bindings queued
-// before it are written, then reads the users' sets in one round trip.
+// before it are written (only when some are: not behind a batch of acks),
+// then reads the users' sets in one round trip.
 func (s *Store) UserDevices(ctx context.Context, app string, users []string) ([]string, error) {
-	done := make(chan struct{})
-	if !s.queue(write{done: done}) {
-		return nil, store.ErrClosed
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if s.bindings.Load() > 0 { // the bindings made before this call are read
+		done := make(chan struct{})
+		if !s.queue(write{done: done}) {
+			return nil, store.ErrClosed
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	ctx, cancel := s.call(ctx)
 	defer cancel()

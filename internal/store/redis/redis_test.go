@@ -256,6 +256,47 @@ func TestBroadcastAcksReadTheLogOnce(t *testing.T) {
 	})
 }
 
+// A read of users' devices waits for the writer only while bindings are
+// queued: with Redis refusing writes (CLIENT PAUSE WRITE), a batch of acks
+// stuck in the writer does not hold it up; a binding does, until it is
+// written.
+func TestUserDevicesWaitOnlyForBindings(t *testing.T) {
+	s := open(t, testengine.Redis(t).URL())
+	ctx := context.Background()
+	s.Bind("demo", "phone", "alice")
+	if got, err := s.UserDevices(ctx, "demo", []string{"alice"}); err != nil || !slices.Equal(got, []string{"phone"}) {
+		t.Fatalf("alice's devices: %v %v", got, err)
+	}
+	pause := func() {
+		if err := s.client.Do(ctx, s.client.B().ClientPause().Timeout(1500).Write().Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pause()
+	s.Ack("demo", "phone", 1) // the writer waits for the pause to end
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if got, err := s.UserDevices(short, "demo", []string{"alice"}); err != nil || !slices.Equal(got, []string{"phone"}) {
+		t.Fatalf("alice's devices behind a batch of acks: %v %v", got, err)
+	}
+
+	if err := s.client.Do(ctx, s.client.B().ClientUnpause().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}) // the acks written: the pause begins with an empty writer
+	s.queue(write{done: done})
+	<-done
+	pause()
+	s.Bind("demo", "laptop", "alice")
+	start := time.Now()
+	if got, err := s.UserDevices(ctx, "demo", []string{"alice"}); err != nil || !slices.Equal(got, []string{"laptop", "phone"}) {
+		t.Fatalf("alice's devices after a binding: %v %v", got, err)
+	}
+	if waited := time.Since(start); waited < time.Second {
+		t.Errorf("the read did not wait for the binding to be written (%v)", waited)
+	}
+}
+
 // calls is how many times the Redis server of s has run command (its
 // commands inside scripts included).
 func calls(t *testing.T, s *Store, command string) int {

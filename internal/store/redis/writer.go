@@ -367,13 +367,17 @@ func (s *Store) readEntries(ctx context.Context, app string, v *logView, from, t
 
 // Bind implements store.Store: the writer sends it.
 func (s *Store) Bind(app, device, user string) {
-	s.queue(write{kind: bindings, app: app, id: device, keys: []string{s.key(app, redisclient.KindUser, device)}, itemArgs: []string{user}})
+	s.bindings.Add(1) // before it is queued: until it is written, UserDevices waits for it
+	if !s.queue(write{kind: bindings, app: app, id: device, keys: []string{s.key(app, redisclient.KindUser, device)}, itemArgs: []string{user}}) {
+		s.bindings.Add(-1)
+	}
 }
 
 // writeBindings records the devices' users: it reads each device's user,
 // then moves those whose user changed (rebind). Of the bindings of one
 // device in a run, the last wins.
 func writeBindings(s *Store, ctx context.Context, run []write) error {
+	defer s.bindings.Add(-int64(len(run)))
 	keys := make([]string, len(run))
 	for i, w := range run {
 		keys[i] = w.keys[0]
