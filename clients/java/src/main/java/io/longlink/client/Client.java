@@ -905,7 +905,9 @@ public final class Client implements AutoCloseable {
         };
     }
 
-    static byte[] readAll(InputStream in) throws IOException {
+    // readAll reads in to its end (InputStream.readAllBytes is Java 9, but
+    // Android has it only from API level 33).
+    private static byte[] readAll(InputStream in) throws IOException {
         ByteArrayOutputStream b = new ByteArrayOutputStream();
         byte[] buf = new byte[4096];
         for (int n; (n = in.read(buf)) > 0;) b.write(buf, 0, n);

@@ -1,7 +1,6 @@
 package io.longlink.client;
 
 import java.io.ByteArrayOutputStream;
-import java.io.DataInputStream;
 import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -83,13 +82,21 @@ final class Frame {
      * ends inside a frame is an {@link EOFException}.
      */
     static Frame read(InputStream in, int max) throws IOException {
-        DataInputStream d = new DataInputStream(in);
-        int n = d.readInt();
+        int n = 0;
+        for (int i = 0; i < 4; i++) {
+            int b = in.read();
+            if (b < 0) throw new EOFException("the stream ended in a frame's length");
+            n = n << 8 | b;
+        }
         if (n <= 0 || n > Math.min(max, MAX_FRAME)) {
             throw new ProtocolException("frame length " + Integer.toUnsignedString(n) + " out of range");
         }
         byte[] body = new byte[n];
-        d.readFully(body);
+        for (int off = 0; off < n;) {
+            int r = in.read(body, off, n - off);
+            if (r < 0) throw new EOFException("the stream ended in a frame");
+            off += r;
+        }
         return decode(body);
     }
 
