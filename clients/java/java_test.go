@@ -36,7 +36,7 @@ func TestJava(t *testing.T) {
 	lib, tests := buildSDK(t, dir), filepath.Join(dir, "tests")
 	cp := strings.Join([]string{lib, filepath.Join(junit, "junit-jupiter-api.jar"), filepath.Join(junit, "apiguardian-api.jar"),
 		filepath.Join(junit, "opentest4j.jar"), filepath.Join(junit, "junit-platform-commons.jar")}, ":")
-	run(t, javac, append([]string{"--release", "11", "-Xlint:all,-serial,-try", "-cp", cp, "-d", tests}, sources(t, "src/test")...)...)
+	run(t, javac, append([]string{"--release", "11", "-Xlint:all,-serial,-try", "-cp", cp, "-d", tests}, sources(t, "src/test", ".java")...)...)
 	start := time.Now()
 	cmd := exec.Command(java, "-jar", console, "--class-path", lib+":"+tests, "--select-package", "io.longlink.client",
 		"--fail-if-no-tests", "--disable-banner", "--disable-ansi-colors", "--details=tree")
@@ -57,7 +57,7 @@ func TestKotlin(t *testing.T) {
 	ts := testserver.Start(t)
 	dir := t.TempDir()
 	lib, out := buildSDK(t, dir), filepath.Join(dir, "kotlin")
-	run(t, kotlinc, "-cp", lib, "-d", out, "examples/Usage.kt")
+	run(t, kotlinc, append([]string{"-cp", lib, "-d", out}, sources(t, "examples", ".kt")...)...)
 	said, err := exec.Command(kotlin, "-cp", lib+":"+out, "UsageKt", ts.GatewayAddr(), ts.Token("kotlin-device", "")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("the Kotlin example failed: %v\n%s", err, said)
@@ -74,17 +74,19 @@ func TestKotlin(t *testing.T) {
 func buildSDK(t *testing.T, dir string) string {
 	javac, jar := testengine.Need(t, "javac"), testengine.Need(t, "jar")
 	classes, lib := filepath.Join(dir, "classes"), filepath.Join(dir, "longlink-client.jar")
-	run(t, javac, append([]string{"--release", "11", "-Xlint:all", "-Werror", "-d", classes}, sources(t, "src/main")...)...)
+	run(t, javac, append([]string{"--release", "11", "-Xlint:all", "-Werror", "-d", classes}, sources(t, "src/main", ".java")...)...)
 	run(t, jar, "--create", "--file", lib, "-C", classes, ".")
 	return lib
 }
 
-// sources lists the .java files under dir, and reads each, so that go test
-// knows them: a change to one invalidates its cached result.
-func sources(t *testing.T, dir string) []string {
+// sources lists the files under dir whose names end in ext, and reads
+// each, so that go test knows them: a change to one invalidates its cached
+// result (javac and kotlinc read them in processes of their own, which go
+// test does not see).
+func sources(t *testing.T, dir, ext string) []string {
 	var files []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".java") {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ext) {
 			return err
 		}
 		if _, err := os.ReadFile(path); err != nil {
@@ -94,7 +96,7 @@ func sources(t *testing.T, dir string) []string {
 		return nil
 	})
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no Java sources in %s: %v", dir, err)
+		t.Fatalf("no %s sources in %s: %v", ext, dir, err)
 	}
 	return files
 }
