@@ -548,7 +548,8 @@ func TestDeviceKeysExpire(t *testing.T) {
 
 // A device's keys written often keep the expiry they were given for a
 // while (an eighth of their life) instead of having it written again at
-// each write: a second message and its ack write no expiry.
+// each write: a second message and its ack write no expiry, nor a second
+// broadcast ack (its cursor moved).
 func TestBusyKeysKeepTheirExpiry(t *testing.T) {
 	s := open(t, testengine.Redis(t).URL(), func(o *Options) { o.DeviceExpiry = time.Hour })
 	ctx := context.Background()
@@ -559,10 +560,13 @@ func TestBusyKeysKeepTheirExpiry(t *testing.T) {
 	if _, err := s.Append(ctx, []string{"d1"}, msg("m2"), ""); err != nil {
 		t.Fatal(err)
 	}
+	written := func() { // once the writes queued are written
+		done := make(chan struct{})
+		s.queue(write{done: done})
+		<-done
+	}
 	s.Ack("demo", "d1", 2)
-	done := make(chan struct{})
-	s.queue(write{done: done})
-	<-done
+	written()
 	if got := pttl(t, s, s.key("demo", redisclient.KindMailbox, "d1")); got != -2 {
 		t.Fatalf("the mailbox is still there after the ack (PTTL %v)", got)
 	}
@@ -571,5 +575,22 @@ func TestBusyKeysKeepTheirExpiry(t *testing.T) {
 	}
 	if got := pttl(t, s, s.key("demo", redisclient.KindSeq, "d1")); got < 59*time.Minute || got > 9*time.Hour/8 {
 		t.Errorf("the seq counter lives %v", got)
+	}
+
+	for _, id := range []string{"b1", "b2"} {
+		if _, err := s.AppendBroadcast(ctx, msg(id), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.AckBroadcast("demo", "d1", 1)
+	written()
+	before = calls(t, s, "pexpire")
+	s.AckBroadcast("demo", "d1", 2)
+	written()
+	if n := calls(t, s, "pexpire") - before; n != 0 {
+		t.Errorf("a second broadcast ack wrote %d expiries", n)
+	}
+	if got := pttl(t, s, s.key("demo", redisclient.KindCursor, "d1")); got < 59*time.Minute || got > 9*time.Hour/8 {
+		t.Errorf("the cursor lives %v", got)
 	}
 }

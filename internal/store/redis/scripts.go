@@ -135,9 +135,9 @@ end
 // keepLua defines keep(key, unused, least, new) (after longerLua): with
 // unused > 0 (a device's keys expire), key (a seq counter or a cursor)
 // lives at least unused ms more, from now, and at least least ms; new says
-// it had no expiry (just made, or SET), which is then set. (A key that has
-// none is not given one otherwise: it was written while devices' keys did
-// not expire.)
+// it was just made, so has no expiry yet: one is then set. (A key that has
+// none otherwise was written while devices' keys did not expire, and keeps
+// none; a cursor moved keeps its expiry: SET … KEEPTTL.)
 const keepLua = `
 local function keep(key, unused, least, new)
   if unused > 0 then
@@ -221,7 +221,8 @@ return {0, bseq}
 //
 // It returns {copied, dropped}.
 var catchUpScript = redisclient.NewScript(shebang + KeepLua + `
-local cursor = tonumber(redis.call('GET', KEYS[1]) or '0')
+local was = redis.call('GET', KEYS[1])
+local cursor = tonumber(was or '0')
 local now, limit, head, unused = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if cursor >= head then
   return {0, 0}
@@ -247,8 +248,8 @@ end
 if ttl > 0 then
   longer(KEYS[3], ttl, true)
 end
-redis.call('SET', KEYS[1], head)
-keep(KEYS[1], unused, 0, true)
+redis.call('SET', KEYS[1], head, 'KEEPTTL')
+keep(KEYS[1], unused, 0, not was)
 return {copied, dropped}
 `)
 
@@ -296,13 +297,12 @@ for i = 1, #KEYS do
   if bseq == nil or bseq > head then
     bseq, clamped = head, 1
   end
-  local cursor = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local was = redis.call('GET', KEYS[i])
+  local cursor = tonumber(was or '0')
   if bseq > cursor then
-    redis.call('SET', KEYS[i], bseq)
-    keep(KEYS[i], tonumber(ARGV[3 * i]), 0, true)
-  else
-    keep(KEYS[i], tonumber(ARGV[3 * i]), 0, false)
+    redis.call('SET', KEYS[i], bseq, 'KEEPTTL')
   end
+  keep(KEYS[i], tonumber(ARGV[3 * i]), 0, not was)
   out[#out + 1] = {clamped, cursor, math.max(bseq, cursor)}
 end
 return out
