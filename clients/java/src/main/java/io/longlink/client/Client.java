@@ -17,7 +17,6 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HashMap;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -220,7 +219,7 @@ public final class Client implements AutoCloseable {
         Frame f = new Frame(Frame.UP);
         f.app = appOf(app);
         f.biz = biz;
-        f.data = data.clone();
+        f.data = data; // encoded before up returns: no copy kept
         return request(f).thenApply(r -> new UpReply((int) r.status, r.data));
     }
 
@@ -1026,7 +1025,7 @@ public final class Client implements AutoCloseable {
             synchronized (this) {
                 if (closed) return;
                 closed = true;
-                for (Iterator<ScheduledFuture<?>> it = timers.iterator(); it.hasNext();) it.next().cancel(false);
+                for (ScheduledFuture<?> f : timers) f.cancel(false);
                 timers.clear();
             }
             if (!drain || !queue.offer(STOP_WRITER)) {
