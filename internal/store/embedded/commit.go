@@ -218,7 +218,7 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 		b.Set(hk, binary.AppendUvarint(nil, bseq), nil)
 		lk := logKey(m.App, bseq)
 		b.Set(lk, record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode(), nil)
-		b.Set(expiryKey(m.Expires, lk), reportKeyOf(m), nil)
+		b.Set(expiryKey(m.Expires, lk), nil, nil)
 		if m.Collapse != "" {
 			old, err := collapse(b, key(prefixLogKey, m.App, m.Collapse), bseq, m.Expires)
 			if err != nil {
@@ -235,13 +235,12 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 		return nil
 	}
 	o.res.Seqs = make([]uint64, len(o.devices))
-	rk := reportKeyOf(m) // with the first copy's expiry
 	for i, d := range o.devices {
-		seq, err := s.appendMessage(b, d, m, rk)
+		seq, err := s.appendMessage(b, d, m)
 		if err != nil {
 			return err
 		}
-		o.res.Seqs[i], rk = seq, nil
+		o.res.Seqs[i] = seq
 	}
 	if m.Target != "" {
 		s.newReport(b, m, o.devices, o.res.Seqs, 0, now)
@@ -251,8 +250,7 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 
 // appendMessage puts m in device's mailbox for m.App with the next seq of
 // (m.App, device), dropping the mailbox's oldest message when it is full.
-// rk, if set, is the report key its expiry index entry carries (keys.go).
-func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message, rk []byte) (uint64, error) {
+func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (uint64, error) {
 	seq, err := s.meta.lastSeq(b, m.App, device)
 	if err != nil {
 		return 0, err
@@ -261,7 +259,7 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message, r
 	s.meta.setLastSeq(b, m.App, device, seq)
 	mk := messageKey(m.App, device, seq)
 	b.Set(mk, record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode(), nil)
-	b.Set(expiryKey(m.Expires, mk), rk, nil)
+	b.Set(expiryKey(m.Expires, mk), nil, nil)
 
 	if m.Collapse != "" {
 		old, err := collapse(b, key(prefixCollapse, m.App, device, m.Collapse), seq, m.Expires)
@@ -354,7 +352,7 @@ func (s *Store) applyCatchUp(b *pebble.Batch, o *op, now time.Time) error {
 	}
 	for _, r := range entries {
 		if _, err := s.appendMessage(b, o.device, store.Message{App: app, ID: r.id, Data: r.data,
-			Expires: time.UnixMilli(r.expires)}, nil); err != nil {
+			Expires: time.UnixMilli(r.expires)}); err != nil {
 			return err
 		}
 	}
@@ -432,7 +430,7 @@ func (s *Store) applyAck(b *pebble.Batch, o *op) error {
 	// batch of many acks quadratic (pprof: fragmentRangeDels).
 	n := uint64(0)
 	drop := func(k, v []byte) error {
-		b.Delete(k, nil)
+		dropMessage(b, k, v)
 		n++
 		return s.countAck(app, v)
 	}
@@ -501,20 +499,15 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	var expired, reports [][]byte
+	var expired [][]byte
 	for it.First(); it.Valid() && len(expired) < sweepChunk; it.Next() {
 		expired = append(expired, append([]byte(nil), it.Key()...))
-		reports = append(reports, append([]byte(nil), it.Value()...))
 	}
 	if err := it.Close(); err != nil {
 		return err
 	}
-	for i, xk := range expired {
+	for _, xk := range expired {
 		target := xk[len(prefixExpiry)+8:]
-		if rk := reports[i]; len(rk) > 0 { // its message went: the report goes ReportKept later
-			when := time.UnixMilli(int64(binary.BigEndian.Uint64(xk[len(prefixExpiry):])))
-			b.Set(expiryKey(when.Add(store.ReportKept), rk), nil, nil)
-		}
 		if bytes.HasPrefix(target, []byte(prefixMessage)) {
 			// A mailbox message may be gone already (acked, dropped):
 			// count it out only if it is still there.
@@ -543,6 +536,17 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 		go s.queue(&op{kind: opSweep}) // more to do: continue after what waits
 	}
 	return nil
+}
+
+// dropMessage deletes the mailbox message at mk, whose record is v, and its
+// expiry index entry. Both keys are written once (a seq is never given
+// again), so their deletes are single deletes: a message acked before its
+// memtable is flushed leaves neither its keys nor tombstones in the
+// tables, where a delete's tombstone would go down every level and an
+// expiry entry would wait there for the sweep.
+func dropMessage(b *pebble.Batch, mk, v []byte) {
+	b.SingleDelete(mk, nil)
+	b.SingleDelete(expiryKey(time.UnixMilli(int64(uvarint(v))), mk), nil)
 }
 
 // mailboxOf splits m/<app>\0<device>\0<seq:8> into app and device.

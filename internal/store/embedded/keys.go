@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// The key space (format 2). Everything of a device is keyed by (app, device):
+// The key space (format 3). Everything of a device is keyed by (app, device):
 // apps never share a device's seqs, mailboxes or bindings. Device ids are
 // printable ASCII and app ids [a-z0-9_-], so 0x00 separates parts
 // unambiguously; numbers are big-endian so that keys sort by them.
@@ -28,12 +28,16 @@ import (
 //	r/<app>\0<id>                     a message's delivery report, with its copies if few (report.go)
 //	o/<app>\0<id>                     where its mailbox copies are, if many: device, seq, ... (uvarint length, bytes, uvarint)
 //	i/<app>\0<key>                    idempotency key: record (id and time; no data)
-//	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms); its value, if any,
-//	                                  is a report key to index then for store.ReportKept more
+//	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms) (empty value)
 //	v                                 the key format's version (uvarint; absent = 1)
 //
+// A message's m/ key and its x/ entry are each written once (a seq is never
+// given again), so an ack or a recall deletes them with single deletes
+// (dropMessage).
+//
 // Format 1 keyed d/, m/, n/ and c/ by device first, with one seq per device
-// shared by its apps; Open migrates it (migrate.go).
+// shared by its apps; format 2 indexed a report by its first copy's x/
+// entry (the entry's value). Open migrates both (migrate.go).
 const (
 	prefixDevice    = "d/"
 	prefixMessage   = "m/"

@@ -6,15 +6,47 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/longlink/longlink/internal/store"
 )
 
 // formatVersion is the version of the key space that keys.go describes.
-const formatVersion = 2
+const formatVersion = 3
 
-// migrate brings a store written by an older longlink to formatVersion, in
-// one synced batch: it is either all done or not at all.
+// migrate brings a store written by an older longlink to formatVersion, a
+// synced batch per version: each step is either all done or not at all.
+func migrate(db *pebble.DB, log *slog.Logger) error {
+	version := uint64(1) // a store with no version key is of format 1, or new
+	v, closer, err := db.Get([]byte(keyVersion))
+	if err == nil {
+		version = uvarint(v)
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	if version > formatVersion {
+		return fmt.Errorf("the data was written by a newer longlink (store format %d; this one reads %d)", version, formatVersion)
+	}
+	for _, step := range []func(*pebble.DB, *pebble.Batch, *slog.Logger) error{migrate2, migrate3}[version-1:] {
+		b := db.NewBatch()
+		err := step(db, b, log)
+		if err == nil {
+			version++
+			b.Set([]byte(keyVersion), binary.AppendUvarint(nil, version), nil)
+			err = b.Commit(pebble.Sync)
+		}
+		b.Close()
+		if err != nil {
+			return fmt.Errorf("migrate to store format %d: %w", version, err)
+		}
+	}
+	return nil
+}
+
+// migrate2 moves a store of format 1 to format 2.
 //
 // Format 1 keyed a device's seq counter, mailboxes and broadcast cursors by
 // device first (d/<device>, m/<device>\0<app>\0<seq>, n/<device>\0<app>,
@@ -23,25 +55,11 @@ const formatVersion = 2
 // sequence. Stored messages keep their seqs, and each app of a device starts
 // its own sequence at the device's old counter, so a client's last_seq
 // still means what it meant.
-func migrate(db *pebble.DB, log *slog.Logger) error {
-	v, closer, err := db.Get([]byte(keyVersion))
-	if err == nil {
-		version := uvarint(v)
-		closer.Close()
-		if version > formatVersion {
-			return fmt.Errorf("the data was written by a newer longlink (store format %d; this one reads %d)", version, formatVersion)
-		}
-		return nil
-	}
-	if !errors.Is(err, pebble.ErrNotFound) {
-		return err
-	}
-	b := db.NewBatch()
-	defer b.Close()
+func migrate2(db *pebble.DB, b *pebble.Batch, log *slog.Logger) error {
 	moved := 0
 	// m/<device>\0<app>\0<seq:8> -> m/<app>\0<device>\0<seq:8>, and the
 	// expiry index entries that name them.
-	err = eachKey(db, prefixMessage, func(k, v []byte) error {
+	err := eachKey(db, prefixMessage, func(k, v []byte) error {
 		device, app, ok := splitPair(k[len(prefixMessage) : len(k)-9])
 		if !ok {
 			return fmt.Errorf("format 1 message key %q", k)
@@ -99,14 +117,36 @@ func migrate(db *pebble.DB, log *slog.Logger) error {
 			return err
 		}
 	}
-	b.Set([]byte(keyVersion), binary.AppendUvarint(nil, formatVersion), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("migrate to store format %d: %w", formatVersion, err)
-	}
 	if moved > 0 || len(counters) > 0 {
-		log.Info("store migrated to per-app keys", "format", formatVersion, "messages", moved, "devices", len(counters))
+		log.Info("store migrated to per-app keys", "format", 2, "messages", moved, "devices", len(counters))
 	}
 	return nil
+}
+
+// migrate3 moves a store of format 2 to format 3.
+//
+// In format 2 a report was indexed by the expiry entry of its message's
+// first copy (or log entry), whose value was the report key: the sweep
+// indexed the report when it deleted the message. In format 3 every
+// report has its own expiry entry from the start, so that a message's
+// entry can go with the message when it is acked (dropMessage). The old
+// entries keep their values, which the sweep ignores: rewriting them would
+// make them keys written twice, which a single delete must not meet.
+func migrate3(db *pebble.DB, b *pebble.Batch, log *slog.Logger) error {
+	n := 0
+	err := eachKey(db, prefixExpiry, func(k, rk []byte) error {
+		if len(rk) == 0 {
+			return nil
+		}
+		when := time.UnixMilli(int64(binary.BigEndian.Uint64(k[len(prefixExpiry):])))
+		b.Set(expiryKey(when.Add(store.ReportKept), rk), nil, nil)
+		n++
+		return nil
+	})
+	if err == nil && n > 0 {
+		log.Info("store migrated to reports indexed by their own expiry", "format", 3, "reports", n)
+	}
+	return err
 }
 
 // eachKey calls fn for every key with prefix, in order. k and v are valid

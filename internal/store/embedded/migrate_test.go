@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
+	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/internal/store/storetest"
 )
 
@@ -74,5 +75,62 @@ func TestMigrateFormat1(t *testing.T) {
 	s = open(t, dir, clk)
 	if last, _ := s.LastSeq(ctx, "b", "d1"); last != 4 {
 		t.Fatalf("b's last seq after reopen: %d", last)
+	}
+}
+
+// A data dir written by format 2, where a report was indexed by its first
+// copy's expiry entry, opens with the report indexed by its own: it still
+// goes store.ReportKept after its message expires, and not before.
+func TestMigrateFormat2(t *testing.T) {
+	clk := storetest.NewClock()
+	dir := t.TempDir()
+	s := open(t, dir, clk)
+	m := msg(clk, "demo", "m1")
+	m.Target = "devices"
+	if _, err := s.Append(ctx, []string{"d1", "d2"}, m, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Rewrite it as format 2 had it.
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk := key(prefixReport, "demo", "m1")
+	for _, k := range [][]byte{expiryKey(m.Expires.Add(store.ReportKept), rk), []byte(keyVersion)} {
+		if err := db.Delete(k, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, v := range map[string][]byte{
+		string(expiryKey(m.Expires, messageKey("demo", "d1", 1))): rk,
+		keyVersion: binary.AppendUvarint(nil, 2),
+	} {
+		if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, dir, clk)
+	sweepAt := func(d time.Duration) {
+		clk.Add(d)
+		s.queue(&op{kind: opSweep})
+		flush(t, s)
+	}
+	sweepAt(2 * time.Hour) // the messages expire
+	if n := countKeys(t, s, prefixMessage); n != 0 {
+		t.Fatalf("%d messages left after they expired", n)
+	}
+	if _, ok, err := s.Report(ctx, "demo", "m1"); err != nil || !ok {
+		t.Fatalf("the report went with its messages: %v %v", ok, err)
+	}
+	sweepAt(store.ReportKept)
+	for _, p := range []string{prefixReport, prefixExpiry} {
+		if n := countKeys(t, s, p); n != 0 {
+			t.Fatalf("%d %s keys left after ReportKept", n, p)
+		}
 	}
 }

@@ -13,10 +13,8 @@ import (
 )
 
 // Delivery reports: r/<app>\0<id> holds a message's report (encode) until
-// store.ReportKept after the message expires (the expiry index entry of
-// its first copy, or of its log entry, carries the report key: when the
-// sweep deletes the message, it indexes the report), with where its mailbox copies
-// are (device and seq, for Recall): inline for a few, else under
+// store.ReportKept after the message expires (its own expiry index entry,
+// written with it), with where its mailbox copies are (device and seq, for Recall): inline for a few, else under
 // o/<app>\0<id>, deleted with the report. Acks are counted by message id
 // per commit (acks) and added to the reports once per batch (addAcks): a
 // batch of acks for one broadcast reads and writes its report once.
@@ -98,16 +96,7 @@ func (s *Store) newReport(b *pebble.Batch, m store.Message, devices []string, se
 	} else {
 		b.Set(key(prefixCopies, m.App, m.ID), copies, nil)
 	}
-	// Indexed by the expiry of its first copy or log entry, if it has one.
-	s.meta.setReport(b, string(key(prefixReport, m.App, m.ID)), r, len(devices) == 0 && bseq == 0)
-}
-
-// reportKeyOf is the key of m's report, or nil when it has none.
-func reportKeyOf(m store.Message) []byte {
-	if m.Target == "" {
-		return nil
-	}
-	return key(prefixReport, m.App, m.ID)
+	s.meta.setReport(b, string(key(prefixReport, m.App, m.ID)), r, true)
 }
 
 // encodeCopies encodes devices[i] at seqs[i]: uvarint length, device,
@@ -287,14 +276,15 @@ func (s *Store) Waiting(_ context.Context, app, id string) (w store.Waiting, ok 
 // it is still there, and reports whether it was.
 func (s *Store) removeMessage(b *pebble.Batch, app, device string, seq uint64) (bool, error) {
 	mk := messageKey(app, device, seq)
-	if _, waiting, err := get(b, mk); err != nil || !waiting {
+	v, waiting, err := get(b, mk)
+	if err != nil || !waiting {
 		return false, err
 	}
 	mb, err := s.meta.mailbox(b, app, device)
 	if err != nil {
 		return false, err
 	}
-	b.Delete(mk, nil)
+	dropMessage(b, mk, v)
 	mb.count -= min(1, mb.count)
 	s.meta.setMailbox(b, app, device, mb)
 	return true, nil

@@ -125,6 +125,41 @@ func TestSweepReclaimsReports(t *testing.T) {
 	}
 }
 
+// A message acked before its memtable is flushed reaches the tables with
+// neither its key, its expiry entry nor a tombstone: a stored message that
+// is delivered costs no flush or compaction work of its own.
+func TestAckedMessagesLeaveNoTombstones(t *testing.T) {
+	clk := storetest.NewClock()
+	s := open(t, t.TempDir(), clk)
+	devices := []string{"d1", "d2", "d3", "d4"}
+	for i := range 500 {
+		m := msg(clk, "demo", fmt.Sprint("m", i))
+		m.Target = "devices"
+		if _, err := s.Append(ctx, devices, m, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range devices {
+		s.Ack("demo", d, 250) // a range (eachRecord)
+		for seq := uint64(251); seq <= 500; seq++ {
+			s.Ack("demo", d, seq) // one at a time (point reads)
+		}
+	}
+	flush(t, s)
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := countKeys(t, s, prefixMessage); n != 0 {
+		t.Fatalf("%d messages left after their acks", n)
+	}
+	if n := countKeys(t, s, prefixExpiry); n != 500 { // the reports'
+		t.Fatalf("%d expiry entries after the acks, want the 500 reports'", n)
+	}
+	if n := s.db.Metrics().Keys.TombstoneCount; n != 0 {
+		t.Fatalf("%d tombstones in the tables after the acks, want 0", n)
+	}
+}
+
 func countKeys(t *testing.T, s *Store, prefix string) int {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})
 	if err != nil {
