@@ -90,6 +90,15 @@ func (c *Client) Join(ctx context.Context, app, group string) error {
 	return nil
 }
 
+// SetVendorToken registers this device's OS push token of vendor ("fcm",
+// "apns", "hms"...; protocol.Vendors) in app, once the server has it
+// durably; an empty token removes it. Call it when the OS gives the app a
+// token: at each start of the app, and when it changes.
+func (c *Client) SetVendorToken(ctx context.Context, app, vendor, token string) error {
+	_, err := c.request(ctx, &protocol.Frame{Op: protocol.OpVendorToken, App: []byte(app), Vendor: []byte(vendor), Token: []byte(token)})
+	return err
+}
+
 // Leave removes this connection from a group of app.
 func (c *Client) Leave(ctx context.Context, app, group string) error {
 	c.mu.Lock()

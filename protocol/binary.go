@@ -57,6 +57,7 @@ const (
 	fieldTransport = 23
 	fieldBSeq      = 24
 	fieldLastBSeqs = 25 // repeated
+	fieldVendor    = 26
 )
 
 // AppendBinary appends f, length prefix included, to dst. It does not
@@ -101,6 +102,7 @@ func AppendBinary(dst []byte, f *Frame) []byte {
 	for _, s := range f.LastBSeqs {
 		dst = binary.AppendUvarint(append(dst, fieldLastBSeqs<<1|wireVarint), s)
 	}
+	dst = appendBytes(dst, fieldVendor, f.Vendor)
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-LengthSize))
 	return dst
 }
@@ -245,6 +247,8 @@ func (f *Frame) setBytes(field byte, v []byte) {
 		f.Network = v
 	case fieldTransport:
 		f.Transport = v
+	case fieldVendor:
+		f.Vendor = v
 	case fieldEndpoints:
 		transport, target, _ := strings.Cut(string(v), " ")
 		e := Endpoint{Transport: transport, Address: target}

@@ -9,7 +9,9 @@ package protocol
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // Op names what a frame asks for or tells.
@@ -33,13 +35,16 @@ const (
 	OpRedirect Op = 14 // s: reconnect to one of these endpoints (the node is draining)
 	OpStats    Op = 15 // c: what the client measured (no reply)
 	OpRecall   Op = 16 // s: the app recalled the message with this id
+	// OpVendorToken (c) registers the device's OS push token of a vendor
+	// (FCM, APNs, HMS...) in its app; an empty Token removes it.
+	OpVendorToken Op = 17
 )
 
 var opNames = [...]string{
 	OpLogin: "login", OpWelcome: "welcome", OpPush: "push", OpAck: "ack",
 	OpPing: "ping", OpPong: "pong", OpJoin: "join", OpLeave: "leave", OpOK: "ok",
 	OpUp: "up", OpUpReply: "up_reply", OpError: "error", OpRefresh: "refresh",
-	OpRedirect: "redirect", OpStats: "stats", OpRecall: "recall",
+	OpRedirect: "redirect", OpStats: "stats", OpRecall: "recall", OpVendorToken: "vendor_token",
 }
 
 // String returns the op's JSON name.
@@ -157,6 +162,7 @@ type Frame struct {
 	Code      Code       // error
 	Reason    []byte     // error
 	Endpoints []Endpoint // redirect
+	Vendor    []byte     // vendor_token: "fcm", "apns", "hms"...
 
 	// stats: what the client measured since its last stats.
 	Network   []byte   // "wifi", "cellular" or "unknown", as the app reports it
@@ -205,12 +211,33 @@ func ValidTag(t string) bool {
 	return true
 }
 
+// Vendors are the OS push channels a device may register a token of
+// (op vendor_token, POST /v1/devices/vendor).
+var Vendors = []string{"fcm", "apns", "hms", "honor", "xiaomi", "oppo", "vivo"}
+
+// MaxVendorToken is the longest OS push token taken, in bytes.
+const MaxVendorToken = 4096
+
+// CheckVendorToken says what is wrong with an OS push token of vendor
+// (empty: the vendor's token is removed), or returns nil.
+func CheckVendorToken(vendor, token string) error {
+	if !slices.Contains(Vendors, vendor) {
+		return fmt.Errorf("vendor must be one of %s", strings.Join(Vendors, ", "))
+	}
+	if len(token) > MaxVendorToken || (token != "" && !printable(token)) {
+		return fmt.Errorf("token must be up to %d printable ASCII bytes, no spaces", MaxVendorToken)
+	}
+	return nil
+}
+
 // ValidName reports whether s is a valid device id, user id or group name:
 // 1-128 printable ASCII bytes, no spaces.
 func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
+	return len(s) > 0 && len(s) <= 128 && printable(s)
+}
+
+// printable reports whether s is printable ASCII with no spaces.
+func printable(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x21 || s[i] > 0x7e {
 			return false

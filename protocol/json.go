@@ -36,6 +36,7 @@ type jsonFrame struct {
 	RTTs       []uint64   `json:"rtt_ms"`
 	ConnectMs  uint64     `json:"connect_ms"`
 	Failures   uint64     `json:"connect_failures"`
+	Vendor     string     `json:"vendor"`
 }
 
 // DecodeJSON decodes one JSON frame into f, which it resets first. Unknown
@@ -76,6 +77,7 @@ func DecodeJSON(b []byte, f *Frame) error {
 		RTTs:      append(f.RTTs, j.RTTs...),
 		ConnectMs: j.ConnectMs,
 		Failures:  j.Failures,
+		Vendor:    bytesOf(j.Vendor),
 	}
 	switch {
 	case j.Data != nil && j.DataBase64 != nil:
@@ -147,6 +149,7 @@ func AppendJSON(dst []byte, f *Frame) []byte {
 	dst = appendJSONUint(dst, "connect_failures", f.Failures)
 	dst = appendJSONArray(dst, "endpoints", f.Endpoints, appendJSONEndpoint)
 	dst = appendJSONArray(dst, "last_bseqs", f.LastBSeqs, appendJSONNumber)
+	dst = appendJSONField(dst, "vendor", f.Vendor)
 	return append(dst, '}')
 }
 

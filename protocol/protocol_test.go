@@ -34,6 +34,7 @@ var sampleFrames = []*Frame{
 	{Op: OpError, Code: CodeAuthFailed, Reason: b("token expired")},
 	{Op: OpStats, Network: b("wifi"), Transport: b("ws"), RTTs: []uint64{0, 12, 250}, ConnectMs: 85, Failures: 2},
 	{Op: OpRecall, App: b("demo"), ID: b("m-1")},
+	{Op: OpVendorToken, Ref: b("v"), App: b("demo"), Vendor: b("fcm"), Token: b("fcm-token-1")},
 	{Op: OpRedirect, Endpoints: []Endpoint{{Transport: "tcp", Address: "10.0.0.2:7070"},
 		{Transport: "wss", URL: "wss://n2.example:7070/ws"}}},
 }

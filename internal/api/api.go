@@ -97,6 +97,8 @@ func New(o Options) *Server {
 	s.mux.Handle("POST /v1/groups/leave", s.serve(s.handleGroup(s.fanout.Leave)))
 	s.mux.Handle("POST /v1/kick", s.serve(s.handleKick))
 	s.mux.Handle("POST /v1/tags", s.serve(s.handleTags))
+	s.mux.Handle("POST /v1/devices/vendor", s.serve(s.handleSetVendorToken))
+	s.mux.Handle("GET /v1/devices/vendor", s.serve(s.handleVendorTokens))
 	s.mux.Handle("GET /v1/messages", s.serve(s.handleMessages))
 	s.mux.Handle("GET /v1/messages/{id}", s.serve(s.handleMessage))
 	s.mux.Handle("DELETE /v1/messages/{id}", s.serve(s.handleDeleteMessage))

@@ -537,6 +537,8 @@ func (c *conn) handle(f *protocol.Frame) error {
 		c.handleUp(f)
 	case protocol.OpStats:
 		c.handleStats(f)
+	case protocol.OpVendorToken:
+		c.handleVendorToken(f)
 	default:
 		return protocol.Errorf(protocol.CodeBadFrame, "op %s is sent by servers, not clients", f.Op)
 	}

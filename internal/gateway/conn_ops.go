@@ -98,6 +98,29 @@ func (c *conn) joinGroup(s *session, group string, leave bool) *protocol.Error {
 	return nil
 }
 
+// handleVendorToken keeps the device's OS push token of a vendor in the
+// app the frame names (an empty token removes it), and answers ok once it
+// is durable. The connection's next frame waits for the write: a device
+// registers its token once per login. Errors are not fatal.
+func (c *conn) handleVendorToken(f *protocol.Frame) {
+	s, ok := c.sessionOf(f)
+	if !ok {
+		c.replyError(f.Ref, protocol.CodeBadFrame, "not logged into app "+string(f.App))
+		return
+	}
+	vendor, token := string(f.Vendor), string(f.Token)
+	if err := protocol.CheckVendorToken(vendor, token); err != nil {
+		c.replyError(f.Ref, protocol.CodeBadFrame, "vendor_token: "+err.Error())
+		return
+	}
+	if err := c.gw.mailboxes.SetVendorToken(c.gw.storeCall(), s.app, c.device, vendor, token); err != nil {
+		c.gw.log.Warn("could not keep a vendor token", "app", s.app, "device", c.device, "err", err)
+		c.replyError(f.Ref, protocol.CodeUpstreamUnavailable, "could not keep the token; try again")
+		return
+	}
+	c.reply(&protocol.Frame{Op: protocol.OpOK, Ref: f.Ref})
+}
+
 // handleUp forwards data to the app's backend for biz; the answer comes back as
 // up_reply with the same ref. Errors are not fatal.
 func (c *conn) handleUp(f *protocol.Frame) {

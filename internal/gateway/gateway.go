@@ -30,13 +30,14 @@ import (
 )
 
 // Mailboxes is the durable state the gateway uses: mailboxes and broadcast
-// logs (replay, acks), user bindings and tags (learned from tokens). Every
-// store.Store is one.
+// logs (replay, acks), user bindings and tags (learned from tokens), OS
+// push tokens (registered by devices). Every store.Store is one.
 type Mailboxes interface {
 	store.Mailboxes
 	store.BroadcastLog
 	store.Bindings
 	store.Tags
+	store.VendorTokens
 }
 
 // Router records which node holds each (app, device), for a cluster; a

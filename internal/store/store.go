@@ -28,6 +28,7 @@ type Store interface {
 	Tags
 	Schedules
 	Reports
+	VendorTokens
 	// Close lets the operations already queued finish, and closes.
 	Close() error
 }
@@ -117,6 +118,21 @@ type Schedules interface {
 	// ends (so that a claimer that dies does not lose it). Unschedule
 	// removes it once made.
 	ClaimDue(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Scheduled, error)
+}
+
+// VendorTokens are each device's OS push tokens (FCM, APNs, HMS...): one
+// per (app, device, vendor), registered by the device or its backend.
+type VendorTokens interface {
+	// SetVendorToken keeps token as device's token of vendor in app, once
+	// durable, replacing the one it had; an empty token removes it.
+	SetVendorToken(ctx context.Context, app, device, vendor, token string) error
+	// DropVendorToken removes device's token of vendor in app if it is
+	// still token (its vendor said it is dead; a device that registered a
+	// newer one meanwhile keeps it), once durable.
+	DropVendorToken(ctx context.Context, app, device, vendor, token string) error
+	// VendorTokens returns device's tokens in app, by vendor (empty: none),
+	// including those of every SetVendorToken that returned before it.
+	VendorTokens(ctx context.Context, app, device string) (map[string]string, error)
 }
 
 // Reports are the delivery reports of stored messages, and recall.

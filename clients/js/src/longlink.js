@@ -187,6 +187,14 @@ export class Client {
     this.#groups.add(a + '\0' + group);
   }
 
+  /**
+   * Registers this device's OS push token of a vendor ('fcm', 'apns', 'hms', ...), kept by the
+   * server once it resolves; an empty token removes it. Call it when the OS gives the app a token.
+   */
+  async setVendorToken(vendor, token, { app } = {}) {
+    await this.#request({ op: 'vendor_token', app: this.#appOf(app), vendor, token });
+  }
+
   /** Leaves a group. */
   async leave(group, { app } = {}) {
     const a = this.#appOf(app);

@@ -219,6 +219,19 @@ test('up returns the backend answer; join and leave a group allowed by the token
   c.close();
 });
 
+test('an OS push token registered by the device is kept; a bad vendor is refused, the connection lives on', async () => {
+  const device = deviceId();
+  const c = new Client({ url: server.wsUrl, token: token(device) });
+  await c.connect();
+  await c.setVendorToken('fcm', 'fcm:token-1');
+  await c.setVendorToken('apns', 'ab'.repeat(32));
+  await assert.rejects(c.setVendorToken('gcm', 't'), (err) => err.code === Code.BAD_FRAME);
+  const got = await api(server, 'GET', `/v1/devices/vendor?app=demo&device=${device}`, undefined, server.app.api_key);
+  assert.deepEqual(got.tokens, { fcm: 'fcm:token-1', apns: 'ab'.repeat(32) });
+  assert.equal(c.state, 'connected');
+  c.close();
+});
+
 test('groups are joined again after a reconnect', async () => {
   const device = deviceId();
   const c = new Client({ url: server.wsUrl, token: token(device, { groups: ['g1'] }), minBackoff: 50, maxBackoff: 200 });

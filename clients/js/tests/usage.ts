@@ -27,6 +27,7 @@ export async function run(): Promise<void> {
   console.log(reply.status, client.lastSeq(), client.state);
   await client.join('room-1');
   await client.leave('room-1');
+  await client.setVendorToken('fcm', 'token-from-the-os');
   off();
   client.close();
 }

@@ -30,6 +30,7 @@ const (
 	opClaim                      // claim the due ones for a lease
 	opSent                       // the connections a push was handed to, for its report
 	opRecall                     // remove a message wherever it waits
+	opVendorToken                // set, remove or drop a device's OS push token
 )
 
 // op is one operation for the committer.
@@ -45,6 +46,7 @@ type op struct {
 	query   store.TagQuery    // opTagDevices
 	sched   []store.Scheduled // opSchedule: the push; opClaim: the claimed
 	lease   time.Duration     // opClaim
+	vendor  vendorToken       // opVendorToken
 	seq     uint64
 	key     string        // idempotency key
 	done    chan struct{} // closed once committed; nil when nobody waits
@@ -180,6 +182,8 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 		return s.applySent(b, o)
 	case opRecall:
 		return s.applyRecall(b, o)
+	case opVendorToken:
+		return s.applyVendorToken(b, o)
 	}
 	return fmt.Errorf("store: unknown op %d", o.kind)
 }

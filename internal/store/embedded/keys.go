@@ -28,6 +28,7 @@ import (
 //	r/<app>\0<id>                     a message's delivery report, with its copies if few (report.go)
 //	o/<app>\0<id>                     where its mailbox copies are, if many: device, seq, ... (uvarint length, bytes, uvarint)
 //	i/<app>\0<key>                    idempotency key: record (id and time; no data)
+//	p/<app>\0<device>\0<vendor>        the device's OS push token of that vendor
 //	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms) (empty value)
 //	v                                 the key format's version (uvarint; absent = 1)
 //
@@ -56,6 +57,7 @@ const (
 	prefixReport    = "r/"
 	prefixCopies    = "o/"
 	prefixIdem      = "i/"
+	prefixVendor    = "p/"
 	prefixExpiry    = "x/"
 	keyVersion      = "v"
 )

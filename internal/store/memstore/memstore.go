@@ -24,12 +24,13 @@ type Data struct {
 	logs      map[string]*broadcastLog
 	cursors   map[key]uint64 // (app, device) → last bseq acked
 	keys      map[key]idemKey
-	users     map[key]string          // (app, device) → user
-	byUser    map[key]map[string]bool // (app, user) → devices
-	tags      map[key]map[string]bool // (app, device) → tags
-	byTag     map[key]map[string]bool // (app, tag) → devices
-	schedules map[key]*scheduled      // (app, id)
-	reports   map[key]*report         // (app, message id)
+	users     map[key]string            // (app, device) → user
+	byUser    map[key]map[string]bool   // (app, user) → devices
+	tags      map[key]map[string]bool   // (app, device) → tags
+	byTag     map[key]map[string]bool   // (app, tag) → devices
+	schedules map[key]*scheduled        // (app, id)
+	reports   map[key]*report           // (app, message id)
+	vendors   map[key]map[string]string // (app, device) → vendor → token
 }
 
 // key is a pair of names within an app.
@@ -75,7 +76,7 @@ func NewData() *Data {
 	return &Data{mailboxes: map[key]*mailbox{}, logs: map[string]*broadcastLog{}, cursors: map[key]uint64{},
 		keys: map[key]idemKey{}, users: map[key]string{}, byUser: map[key]map[string]bool{},
 		tags: map[key]map[string]bool{}, byTag: map[key]map[string]bool{}, schedules: map[key]*scheduled{},
-		reports: map[key]*report{}}
+		reports: map[key]*report{}, vendors: map[key]map[string]string{}}
 }
 
 // Store is a store.Store over a Data.
@@ -616,4 +617,45 @@ func remove(entries *[]entry, seq uint64) int {
 	before := len(*entries)
 	*entries = slices.DeleteFunc(*entries, func(e entry) bool { return e.Seq == seq })
 	return before - len(*entries)
+}
+
+// SetVendorToken implements store.Store.
+func (s *Store) SetVendorToken(_ context.Context, app, device, vendor, token string) error {
+	return s.vendorToken(app, device, vendor, token, false)
+}
+
+// DropVendorToken implements store.Store.
+func (s *Store) DropVendorToken(_ context.Context, app, device, vendor, token string) error {
+	return s.vendorToken(app, device, vendor, token, true)
+}
+
+func (s *Store) vendorToken(app, device, vendor, token string, drop bool) error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.d.mu.Unlock()
+	k := key{app, device}
+	tokens := s.d.vendors[k]
+	switch {
+	case drop:
+		if tokens[vendor] == token {
+			delete(tokens, vendor)
+		}
+	case token == "":
+		delete(tokens, vendor)
+	case tokens == nil:
+		s.d.vendors[k] = map[string]string{vendor: token}
+	default:
+		tokens[vendor] = token
+	}
+	return nil
+}
+
+// VendorTokens implements store.Store.
+func (s *Store) VendorTokens(_ context.Context, app, device string) (map[string]string, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.d.mu.Unlock()
+	return maps.Clone(s.d.vendors[key{app, device}]), nil
 }

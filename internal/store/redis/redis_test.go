@@ -546,6 +546,28 @@ func TestDeviceKeysExpire(t *testing.T) {
 	}
 }
 
+// With a device expiry, a device's OS push tokens live that long after the
+// last registration (devices register theirs at each login); without one,
+// for ever.
+func TestVendorTokensExpire(t *testing.T) {
+	r := testengine.Redis(t)
+	ctx := context.Background()
+	s := open(t, r.URL(), func(o *Options) { o.DeviceExpiry = time.Hour })
+	if err := s.SetVendorToken(ctx, "demo", "d1", "fcm", "f1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pttl(t, s, s.key("demo", "vt", "d1")); got < 59*time.Minute || got > 9*time.Hour/8 {
+		t.Fatalf("the tokens live %v after a registration", got)
+	}
+	forever := open(t, r.URL(), func(o *Options) { o.Prefix = "forever:" })
+	if err := forever.SetVendorToken(ctx, "demo", "d1", "fcm", "f1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pttl(t, forever, forever.key("demo", "vt", "d1")); got != -1 {
+		t.Fatalf("without a device expiry the tokens live %v", got)
+	}
+}
+
 // A device's keys written often keep the expiry they were given for a
 // while (an eighth of their life) instead of having it written again at
 // each write: a second message and its ack write no expiry, nor a second

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -123,6 +124,7 @@ var concerns = []struct {
 	{"Tags", []testCase{{"Tags", testTags}}},
 	{"Schedules", []testCase{{"Schedule", testSchedule}}},
 	{"Reports", []testCase{{"ReportsAndRecall", testReportsAndRecall}, {"Waiting", testWaiting}}},
+	{"VendorTokens", []testCase{{"VendorTokens", testVendorTokens}}},
 }
 
 type testCase struct {
@@ -805,4 +807,49 @@ func testWaiting(e *env) {
 	if w := waiting("demo", "b1", true); w.BSeq != 0 || w.Data != nil {
 		e.t.Fatalf("an expired broadcast waits: %+v", w)
 	}
+}
+
+// A device's OS push tokens: one per vendor, replaced by a newer one,
+// removed by an empty one, dropped only while they are still the one a
+// vendor called dead, per (app, device), and durable.
+func testVendorTokens(e *env) {
+	s := e.store()
+	tokens := func(app, device string, want map[string]string) {
+		e.t.Helper()
+		got, err := s.VendorTokens(ctx, app, device)
+		if err != nil || !maps.Equal(got, want) {
+			e.t.Fatalf("tokens of %s in %s: %v %v, want %v", device, app, got, err, want)
+		}
+	}
+	for _, w := range [][4]string{
+		{"demo", "d1", "fcm", "f1"},
+		{"demo", "d1", "apns", "a1"},
+		{"demo", "d1", "fcm", "f2"}, // replaces f1
+		{"demo", "d2", "fcm", "f3"},
+		{"other", "d1", "hms", "h1"},
+	} {
+		if err := s.SetVendorToken(ctx, w[0], w[1], w[2], w[3]); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	tokens("demo", "d1", map[string]string{"fcm": "f2", "apns": "a1"})
+	tokens("other", "d1", map[string]string{"hms": "h1"})
+	tokens("demo", "d3", nil)
+	// A vendor called f1 dead: the device has f2 since, which stays.
+	if err := s.DropVendorToken(ctx, "demo", "d1", "fcm", "f1"); err != nil {
+		e.t.Fatal(err)
+	}
+	tokens("demo", "d1", map[string]string{"fcm": "f2", "apns": "a1"})
+	if err := s.DropVendorToken(ctx, "demo", "d1", "fcm", "f2"); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := s.SetVendorToken(ctx, "demo", "d2", "fcm", ""); err != nil {
+		e.t.Fatal(err)
+	}
+	tokens("demo", "d1", map[string]string{"apns": "a1"})
+	tokens("demo", "d2", nil)
+	s.Close()
+	s = e.store()
+	tokens("demo", "d1", map[string]string{"apns": "a1"})
+	tokens("other", "d1", map[string]string{"hms": "h1"})
 }

@@ -238,6 +238,24 @@ public final class Client implements AutoCloseable {
         });
     }
 
+    /**
+     * Registers this device's OS push token of a vendor ("fcm", "apns", "hms", ...) in the first
+     * app; the future completes once the server keeps it. An empty token removes it. Call it when
+     * the OS gives the app a token (FirebaseMessagingService.onNewToken, at each start).
+     */
+    public CompletableFuture<Void> setVendorToken(String vendor, String token) {
+        return setVendorToken(null, vendor, token);
+    }
+
+    /** Registers this device's OS push token of a vendor in app (empty: removes it). */
+    public CompletableFuture<Void> setVendorToken(String app, String vendor, String token) {
+        Frame f = new Frame(Frame.VENDOR_TOKEN);
+        f.app = appOf(app);
+        f.vendor = vendor;
+        f.token = token;
+        return request(f).thenApply(r -> null);
+    }
+
     /** Leaves a group of the first app. */
     public CompletableFuture<Void> leave(String group) {
         return leave(null, group);

@@ -16,7 +16,8 @@ import java.util.List;
  */
 final class Frame {
     static final int LOGIN = 1, WELCOME = 2, PUSH = 3, ACK = 4, PING = 5, PONG = 6, JOIN = 7, LEAVE = 8, OK = 9,
-            UP = 10, UP_REPLY = 11, ERROR = 12, REFRESH = 13, REDIRECT = 14, STATS = 15, RECALL = 16;
+            UP = 10, UP_REPLY = 11, ERROR = 12, REFRESH = 13, REDIRECT = 14, STATS = 15, RECALL = 16,
+            VENDOR_TOKEN = 17;
 
     /** The largest body the protocol allows: the first byte of a frame is always 0. */
     static final int MAX_FRAME = (1 << 24) - 1;
@@ -24,11 +25,11 @@ final class Frame {
     private static final int REF = 1, TOKEN = 2, TOKENS = 3, LAST_SEQ = 4, HEARTBEAT = 5, DEVICE = 6, APPS = 7, APP = 8,
             ID = 9, SEQ = 10, DATA = 11, GROUP = 12, BIZ = 13, STATUS = 14, CODE = 15, REASON = 16, LAST_SEQS = 17,
             ENDPOINTS = 18, NETWORK = 19, RTT_MS = 20, CONNECT_MS = 21, CONNECT_FAILURES = 22, TRANSPORT = 23,
-            BSEQ = 24, LAST_BSEQS = 25;
+            BSEQ = 24, LAST_BSEQS = 25, VENDOR = 26;
 
     int op;
     String ref = "", token = "", device = "", app = "", id = "", group = "", biz = "", reason = "", network = "",
-            transport = "";
+            transport = "", vendor = "";
     List<String> tokens = new ArrayList<>(), apps = new ArrayList<>(), endpoints = new ArrayList<>();
     List<Long> lastSeqs = new ArrayList<>(), rttMs = new ArrayList<>(), lastBseqs = new ArrayList<>();
     long lastSeq, heartbeat, seq, status, code, connectMs, connectFailures, bseq;
@@ -67,6 +68,7 @@ final class Frame {
         out.string(TRANSPORT, transport);
         out.varint(BSEQ, bseq);
         for (long s : lastBseqs) out.varintAlways(LAST_BSEQS, s);
+        out.string(VENDOR, vendor);
         byte[] b = out.toByteArray();
         int n = b.length - 4;
         b[0] = (byte) (n >>> 24);
@@ -155,6 +157,7 @@ final class Frame {
             case REASON: reason = s; break;
             case NETWORK: network = s; break;
             case TRANSPORT: transport = s; break;
+            case VENDOR: vendor = s; break;
             case TOKENS: tokens.add(s); break;
             case APPS: apps.add(s); break;
             case ENDPOINTS: endpoints.add(s); break;

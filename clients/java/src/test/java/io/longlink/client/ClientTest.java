@@ -221,6 +221,22 @@ class ClientTest {
     }
 
     @Test
+    void vendorTokensKeptAndABadVendorRefusedWithTheConnectionKept() throws Exception {
+        String device = deviceId();
+        Recorder r = new Recorder();
+        try (Client c = new Client(options(device, r))) {
+            c.connect();
+            c.setVendorToken("fcm", "fcm:token-1").get(10, TimeUnit.SECONDS);
+            c.setVendorToken("demo", "hms", "hms-token").get(10, TimeUnit.SECONDS);
+            ExecutionException e = assertThrows(ExecutionException.class, () -> c.setVendorToken("gcm", "t").get(10, TimeUnit.SECONDS));
+            assertEquals(Code.BAD_FRAME, ((LonglinkException) e.getCause()).code());
+            Map<String, Object> got = api(server, "GET", "/v1/devices/vendor?app=demo&device=" + device, null, Harness.API_KEY);
+            assertEquals(Map.of("fcm", "fcm:token-1", "hms", "hms-token"), got.get("tokens"));
+            c.up("chat", "still here".getBytes(StandardCharsets.UTF_8)).get(10, TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
     void groupsAllowedRefusedAndJoinedAgainAfterAReconnect() throws Exception {
         String device = deviceId();
         Recorder r = new Recorder();
