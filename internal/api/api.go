@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/longlink/longlink/internal/bridge"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/logbound"
 	"github.com/longlink/longlink/internal/metrics"
@@ -73,6 +74,7 @@ type Server struct {
 	bodies      atomic.Int64  // bytes of request bodies being read and decoded (limits.api_body_bytes)
 	sessions    sessions      // the dashboard's
 	opsFailures opsFailures   // wrong ops tokens, per address
+	bridgeState
 }
 
 // Limits of one API call.
@@ -89,7 +91,8 @@ func New(o Options) *Server {
 		log = slog.Default()
 	}
 	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, drain: o.Drain, drainAt: o.DrainNode, peers: o.Peers, stats: o.Stats, metrics: o.Metrics,
-		log: log, errLog: logbound.New(log, logbound.Interval), mux: http.NewServeMux()}
+		log: log, errLog: logbound.New(log, logbound.Interval), mux: http.NewServeMux(),
+		bridgeState: bridgeState{bridges: map[string]appSenders{}, vendorClient: bridge.NewClient()}}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.Handle("POST /v1/push", s.serve(s.handlePush))
 	s.mux.Handle("GET /v1/presence", s.serve(s.handlePresence))

@@ -29,9 +29,11 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	out := make([]map[string]any, len(list))
-	for i, p := range list {
-		out[i] = scheduledJSON(p)
+	out := []map[string]any{}
+	for _, p := range list {
+		if !isEscalation(p.ID) { // the bridge's entries, not pushes
+			out = append(out, scheduledJSON(p))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"messages": out})
 	return nil

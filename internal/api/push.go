@@ -32,6 +32,11 @@ type pushRequest struct {
 	// Report false keeps no delivery report for a stored push (nor the
 	// list of its copies that recall uses).
 	Report *bool `json:"report,omitempty"`
+	// Escalate sends the copies not acked in time through the devices' OS
+	// push channels (escalate.go); Priority "high" makes that
+	// notification wake the device.
+	Escalate *escalateRequest `json:"escalate,omitempty"`
+	Priority string           `json:"priority,omitempty"`
 }
 
 // reported reports whether a stored push keeps its delivery report.
@@ -154,6 +159,13 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target store.
 		return pushResponse{}, err
 	}
 	defer release()
+	// The escalation is kept first: one whose message was not stored (or
+	// is a repeat's) finds no copy waiting, and sends nothing.
+	if e, after := s.escalationOf(req, target, m.ID, m.Expires); e != nil {
+		if err := s.scheduleEscalation(ctx, req.App, e, after); err != nil {
+			return pushResponse{}, unavailable(err)
+		}
+	}
 	res, err := s.store.Append(ctx, devices, m, req.ID)
 	if err != nil {
 		return pushResponse{}, unavailable(err)
@@ -320,6 +332,9 @@ func (s *Server) checkPush(req *pushRequest) (data []byte, target store.Target, 
 		return nil, "", err
 	}
 	if err = s.checkStoring(req, target); err != nil {
+		return nil, "", err
+	}
+	if err = s.checkEscalate(req, target); err != nil {
 		return nil, "", err
 	}
 	if data, err = pushData(req); err != nil {

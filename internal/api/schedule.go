@@ -57,6 +57,10 @@ func (s *Server) FireDue(ctx context.Context) int {
 		return 0
 	}
 	for _, p := range due {
+		if isEscalation(p.ID) {
+			s.escalate(ctx, p)
+			continue
+		}
 		if err := s.fire(ctx, p); err != nil {
 			s.log.Warn("scheduled push not made; it is tried again after its claim", "app", p.App, "id", p.ID, "err", err)
 			continue

@@ -286,6 +286,9 @@ type App struct {
 	// WebhookSecret signs every webhook call (see hooks.Sign). Empty means
 	// the app's secret.
 	WebhookSecret string `yaml:"webhook_secret" secret:"key"`
+	// PushBridge is the app's OS push channels (FCM, APNs, HMS), for
+	// stored messages a device does not ack in time.
+	PushBridge PushBridge `yaml:"push_bridge"`
 }
 
 // WebhookKey is the secret the app's webhook calls are signed with.
@@ -300,6 +303,65 @@ func (a App) WebhookKey() string {
 type Webhooks struct {
 	Upstream map[string]string `yaml:"upstream"` // biz -> URL
 	Status   string            `yaml:"status"`
+}
+
+// PushBridge is an app's OS push channels (docs/push-bridge.md): the
+// vendors' credentials, and the escalation its stored pushes get when they
+// do not say. A vendor is used when its first key is set.
+type PushBridge struct {
+	// FCM: Firebase Cloud Messaging (Android), HTTP v1.
+	FCM FCMVendor `yaml:"fcm"`
+	// APNs: Apple's push service, with a token-based (.p8) key.
+	APNs APNsVendor `yaml:"apns"`
+	// HMS: Huawei Push Kit.
+	HMS HMSVendor `yaml:"hms"`
+	// Escalate is the escalation of the app's stored pushes to devices,
+	// users or tags that give none themselves (after 0: none).
+	Escalate Escalation `yaml:"escalate"`
+}
+
+// FCMVendor is an app's FCM credentials.
+type FCMVendor struct {
+	// ServiceAccountFile is the Firebase service account's JSON key file.
+	ServiceAccountFile string `yaml:"service_account_file"`
+	// URL is FCM's base URL ("": https://fcm.googleapis.com).
+	URL string `yaml:"url"`
+}
+
+// APNsVendor is an app's APNs credentials.
+type APNsVendor struct {
+	// KeyFile is the .p8 key file (AuthKey_<key id>.p8).
+	KeyFile string `yaml:"key_file"`
+	// KeyID is the key's id, TeamID the team's, Topic the app's bundle id.
+	KeyID  string `yaml:"key_id"`
+	TeamID string `yaml:"team_id"`
+	Topic  string `yaml:"topic"`
+	// URL is APNs's base URL ("": https://api.push.apple.com; the
+	// sandbox: https://api.sandbox.push.apple.com).
+	URL string `yaml:"url"`
+}
+
+// HMSVendor is an app's Huawei Push Kit credentials.
+type HMSVendor struct {
+	// AppID and AppSecret are the app's credentials in AppGallery Connect.
+	AppID     string `yaml:"app_id"`
+	AppSecret string `yaml:"app_secret" secret:"key"`
+	// URL is Push Kit's base URL ("": https://push-api.cloud.huawei.com),
+	// TokenURL its OAuth endpoint ("":
+	// https://oauth-login.cloud.huawei.com/oauth2/v3/token).
+	URL      string `yaml:"url"`
+	TokenURL string `yaml:"token_url"`
+}
+
+// Escalation is when and how an unacked stored message goes to a device's
+// OS push channels.
+type Escalation struct {
+	// After is how long a device has to ack before the message is sent
+	// through its OS channels (0: not escalated).
+	After time.Duration `yaml:"after"`
+	// Title and Body are the notification's text.
+	Title string `yaml:"title"`
+	Body  string `yaml:"body"`
 }
 
 // Default returns the configuration used without a file: every default, and
@@ -728,6 +790,9 @@ func (c *Config) validateApps() error {
 			if err := checkURL(a.Webhooks.Status); err != nil {
 				return bad(key+".webhooks.status", "%v", err)
 			}
+		}
+		if err := a.PushBridge.validate(key); err != nil {
+			return err
 		}
 	}
 	return nil

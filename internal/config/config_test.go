@@ -109,6 +109,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		app("    webhooks:\n      upstream: {chat: nope}\n"):                                                              "apps[0].webhooks.upstream.chat:",
 		app("  - id: demo\n    secret: \"0123456789abcdef\"\n    api_key: \"key-fedcba9876543210\"\n"):                    "apps[1].id:",
 		app("  - id: two\n    secret: \"0123456789abcdef\"\n    api_key: \"key-0123456789abcdef\"\n"):                     "apps[1].api_key:",
+		app("    push_bridge: {apns: {key_file: k.p8}}\n"):                                                                "apps[0].push_bridge.apns: key_file needs key_id",
+		app("    push_bridge: {hms: {app_id: \"10086\"}}\n"):                                                              "apps[0].push_bridge.hms.app_secret:",
+		app("    push_bridge: {escalate: {after: 30s}}\n"):                                                                "apps[0].push_bridge.escalate.after: escalates to no vendor",
+		app("    push_bridge: {fcm: {service_account_file: sa.json, url: nope}}\n"):                                       "apps[0].push_bridge.fcm.url:",
 	}
 	for in, want := range cases {
 		_, err := Parse([]byte(in))

@@ -25,6 +25,7 @@ type Metrics struct {
 	Delivered   *prometheus.CounterVec // app: frames handed to connections' send queues
 	Stored      *prometheus.CounterVec // app: stored messages written (a copy per mailbox; one per broadcast log entry)
 	Acks        *prometheus.CounterVec // app: acks received from devices
+	Escalations *prometheus.CounterVec // app, vendor, outcome: notifications sent through the OS push channels
 
 	MailboxDropped *prometheus.CounterVec // app: stored messages dropped from full mailboxes
 	Limited        *prometheus.CounterVec // limit: connections, logins and calls refused by a limit
@@ -69,6 +70,9 @@ func New() *Metrics {
 		Stored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_stored_total", Help: "Stored messages written, per app: one per target mailbox, one per broadcast log entry.",
 		}, []string{"app"}),
+		Escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_escalations_total", Help: "Stored messages not acked in time sent through a device's OS push channel, per app, vendor and outcome (accepted, dead token, retry, quota exceeded, refused, error).",
+		}, []string{"app", "vendor", "outcome"}),
 		Acks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_acks_total", Help: "Acks of stored messages received from devices, per app.",
 		}, []string{"app"}),
@@ -131,7 +135,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/pauses/`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered, m.Stored, m.Acks,
+		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered, m.Stored, m.Acks, m.Escalations,
 		m.MailboxDropped, m.Limited, m.SeqClamped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.UpstreamSeconds, m.StatusEvents,
 		m.ClientRTT, m.ClientConnect, m.ClientFailures, m.ClientDropped,
 	)

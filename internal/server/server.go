@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/longlink/longlink/internal/api"
+	"github.com/longlink/longlink/internal/bridge"
 	"github.com/longlink/longlink/internal/certs"
 	"github.com/longlink/longlink/internal/cluster"
 	"github.com/longlink/longlink/internal/config"
@@ -81,6 +82,11 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	undo = append(undo, gwLn.Close, apiLn.Close)
 	warnWebhookSecrets(cfg.Apps, log)
+	for i, a := range cfg.Apps { // the vendors' key files read and parsed now, not at the first escalation
+		if _, err := bridge.Senders(a.PushBridge, nil); err != nil {
+			return nil, fmt.Errorf("config: apps[%d].%w", i, err)
+		}
+	}
 	m := metrics.New()
 	var gw *gateway.Gateway // set below, before anyone asks
 	gwOf := func() *gateway.Gateway { return gw }

@@ -13,10 +13,13 @@ import (
 	"github.com/longlink/longlink/protocol"
 )
 
+// apiCall is an API call to a server (TS.Call, or testserver.CallAPI).
+type apiCall func(method, path, key string, body any) (int, map[string]any)
+
 // vendorTokens reads a device's OS push tokens through the API.
-func vendorTokens(t *testing.T, ts *testserver.TS, app, key, device string) map[string]string {
+func vendorTokens(t *testing.T, call apiCall, app, key, device string) map[string]string {
 	t.Helper()
-	status, out := ts.Call(http.MethodGet, "/v1/devices/vendor?app="+app+"&device="+device, key, nil)
+	status, out := call(http.MethodGet, "/v1/devices/vendor?app="+app+"&device="+device, key, nil)
 	if status != http.StatusOK {
 		t.Fatalf("GET /v1/devices/vendor: %d %v", status, out)
 	}
@@ -42,7 +45,7 @@ func TestVendorTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string]string{"fcm": "fcm-token:1", "apns": strings.Repeat("ab", 32)}
-		if got := vendorTokens(t, ts, "demo", testserver.Demo.APIKey, "d1"); !maps.Equal(got, want) {
+		if got := vendorTokens(t, ts.Call, "demo", testserver.Demo.APIKey, "d1"); !maps.Equal(got, want) {
 			t.Fatalf("tokens after the device's registrations: %v, want %v", got, want)
 		}
 		for _, bad := range [][2]string{{"gcm", "t"}, {"fcm", "with space"}, {"fcm", strings.Repeat("x", protocol.MaxVendorToken+1)}} {
@@ -70,10 +73,10 @@ func TestVendorTokens(t *testing.T) {
 			}
 		}
 		want["hms"] = "hms-1"
-		if got := vendorTokens(t, ts, "demo", testserver.Demo.APIKey, "d1"); !maps.Equal(got, want) {
+		if got := vendorTokens(t, ts.Call, "demo", testserver.Demo.APIKey, "d1"); !maps.Equal(got, want) {
 			t.Fatalf("demo's d1: %v, want %v", got, want)
 		}
-		if got := vendorTokens(t, ts, "other", testserver.Other.APIKey, "d1"); !maps.Equal(got, map[string]string{"fcm": "other-fcm"}) {
+		if got := vendorTokens(t, ts.Call, "other", testserver.Other.APIKey, "d1"); !maps.Equal(got, map[string]string{"fcm": "other-fcm"}) {
 			t.Fatalf("other's d1: %v", got)
 		}
 		for _, body := range []map[string]any{

@@ -155,7 +155,8 @@ func fcmError(status int, code string, badRequest bool) string {
 // and returns it, its server, and the JSON key of a service account it
 // trusts. Tokens: "revoked" is refused with 401 once (a new access token
 // is then taken), "invalid" (INVALID_ARGUMENT about the token),
-// "bad-field" (INVALID_ARGUMENT about a field), "quota" (429, Retry-After: 7).
+// "bad-field" (INVALID_ARGUMENT about a field), "quota" (429, Retry-After: 7),
+// "busy" (429, Retry-After: 1, once).
 func FCM(t testing.TB) (*Vendor, *httptest.Server, []byte) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -200,6 +201,8 @@ func FCM(t testing.TB) (*Vendor, *httptest.Server, []byte) {
 				answer(w, http.StatusBadRequest, nil, fcmError(400, "INVALID_ARGUMENT", true))
 			case tok == "quota":
 				answer(w, http.StatusTooManyRequests, map[string]string{"Retry-After": "7"}, fcmError(429, "QUOTA_EXCEEDED", false))
+			case tok == "busy" && before == 0:
+				answer(w, http.StatusTooManyRequests, map[string]string{"Retry-After": "1"}, fcmError(429, "QUOTA_EXCEEDED", false))
 			case tok == "down":
 				answer(w, http.StatusServiceUnavailable, nil, fcmError(503, "UNAVAILABLE", false))
 			default:

@@ -1,0 +1,262 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/longlink/longlink/internal/bridge"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/store"
+)
+
+// The OS push bridge (docs/push-bridge.md): a stored push with "escalate"
+// (or to an app with a default) is kept, beside its message, as an entry of
+// the store's schedules due "after" from now, keyed <message id>/escalate/0.
+// When it falls due, FireDue claims it like a scheduled push (each by one
+// node, for claimLease) and sends the copies still waiting for an ack
+// through their devices' OS push tokens. What a vendor asks to send again
+// later (rate limits, unavailable) goes in a new entry at its
+// Retry-After, numbered on; a dead token is dropped.
+
+// escalateRequest is a push's "escalate".
+type escalateRequest struct {
+	After string            `json:"after"`
+	Title string            `json:"title,omitempty"`
+	Body  string            `json:"body,omitempty"`
+	Data  map[string]string `json:"data,omitempty"`
+}
+
+// escalation is an escalation entry's request: what to send, and to whom.
+type escalation struct {
+	ID       string            `json:"id"` // the message's
+	Title    string            `json:"title,omitempty"`
+	Body     string            `json:"body,omitempty"`
+	Data     map[string]string `json:"data,omitempty"`
+	High     bool              `json:"high,omitempty"`
+	Collapse string            `json:"collapse,omitempty"`
+	Expires  int64             `json:"expires"` // the message's, unix ms
+	// Offline: after 0, only the devices with no live session now.
+	Offline bool `json:"offline,omitempty"`
+	// Only, on a retry: the (device, vendor) pairs to send to again.
+	Only    []vendorTarget `json:"only,omitempty"`
+	Attempt int            `json:"attempt,omitempty"`
+}
+
+type vendorTarget struct {
+	Device string `json:"device"`
+	Vendor string `json:"vendor"`
+}
+
+const (
+	escalationMark = "/escalate/"
+	// maxEscalationAttempts bounds the retries of one escalation.
+	maxEscalationAttempts = 5
+	// maxEscalationText bounds a title or body; maxEscalationData the data keys.
+	maxEscalationText = 1024
+	maxEscalationData = 16
+)
+
+func escalationKey(id string, attempt int) string { return id + escalationMark + strconv.Itoa(attempt) }
+
+func isEscalation(id string) bool { return strings.Contains(id, escalationMark) }
+
+// checkEscalate checks a push's escalate and priority against its target
+// and its app's vendors.
+func (s *Server) checkEscalate(req *pushRequest, target store.Target) error {
+	if req.Priority != "" && req.Priority != "high" && req.Priority != "normal" {
+		return errorf(http.StatusBadRequest, "priority must be high or normal")
+	}
+	e := req.Escalate
+	if e == nil {
+		return nil
+	}
+	after, err := time.ParseDuration(e.After)
+	switch {
+	case req.TTL == 0 || target == store.TargetGroup || target == store.TargetBroadcast:
+		return errorf(http.StatusBadRequest, "escalate needs a stored push (a ttl) to devices, users or tags")
+	case !req.reported():
+		return errorf(http.StatusBadRequest, "escalate needs the push's delivery report (report: false leaves it out)")
+	case err != nil || after < 0 || after >= time.Duration(req.TTL)*time.Second:
+		return errorf(http.StatusBadRequest, "escalate.after must be a duration from 0s to below the ttl, like 30s")
+	case len(e.Title) > maxEscalationText || len(e.Body) > maxEscalationText:
+		return errorf(http.StatusBadRequest, "escalate.title and escalate.body are up to %d bytes", maxEscalationText)
+	case len(e.Data) > maxEscalationData:
+		return errorf(http.StatusBadRequest, "escalate.data has up to %d keys", maxEscalationData)
+	case e.Data[bridge.IDKey] != "":
+		return errorf(http.StatusBadRequest, "escalate.data may not set %s: it is the message's id", bridge.IDKey)
+	}
+	if a, ok := s.apps.Get().ByID(req.App); !ok || len(a.PushBridge.Vendors()) == 0 {
+		return errorf(http.StatusBadRequest, "app %s has no OS push vendor (push_bridge) to escalate to", req.App)
+	}
+	return nil
+}
+
+// escalationOf is what a checked stored push escalates, and after how
+// long: its own escalate, or its app's default; nil for none.
+func (s *Server) escalationOf(req *pushRequest, target store.Target, id string, expires time.Time) (*escalation, time.Duration) {
+	e := req.Escalate
+	if e == nil {
+		a, ok := s.apps.Get().ByID(req.App)
+		if !ok || !req.reported() || target == store.TargetBroadcast || target == store.TargetGroup {
+			return nil, 0
+		}
+		d := a.PushBridge.Escalate
+		if d.After <= 0 || d.After >= time.Until(expires) {
+			return nil, 0
+		}
+		e = &escalateRequest{After: d.After.String(), Title: d.Title, Body: d.Body}
+	}
+	after, _ := time.ParseDuration(e.After) // checked
+	return &escalation{ID: id, Title: e.Title, Body: e.Body, Data: e.Data, High: req.Priority == "high",
+		Collapse: req.Collapse, Expires: expires.UnixMilli(), Offline: after == 0}, after
+}
+
+// scheduleEscalation keeps e, due after d.
+func (s *Server) scheduleEscalation(ctx context.Context, app string, e *escalation, d time.Duration) error {
+	body, _ := json.Marshal(e) // strings, numbers, maps of strings: it cannot fail
+	return s.store.Schedule(ctx, store.Scheduled{App: app, ID: escalationKey(e.ID, e.Attempt), At: time.Now().Add(d), Request: body})
+}
+
+// escalate makes a due escalation entry p: every copy of its message still
+// waiting for an ack goes to its device's OS push tokens.
+func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
+	var e escalation
+	if err := json.Unmarshal(p.Request, &e); err != nil {
+		s.log.Error("escalation unreadable: dropped", "app", p.App, "key", p.ID, "err", err)
+		s.unschedule(ctx, p)
+		return
+	}
+	targets, err := s.escalationTargets(ctx, p.App, &e)
+	if err != nil {
+		s.log.Warn("escalation not made now; it is tried again after its claim", "app", p.App, "id", e.ID, "err", err)
+		return
+	}
+	senders := s.senders(p.App)
+	expires := time.UnixMilli(e.Expires)
+	retry := e
+	retry.Only, retry.Attempt = nil, e.Attempt+1
+	var wait time.Duration
+	for _, t := range targets {
+		sender := senders[t.Vendor]
+		if sender == nil {
+			continue // a token of a vendor the app has no credentials for
+		}
+		token, err := s.vendorToken(ctx, p.App, t)
+		if err != nil || token == "" {
+			continue
+		}
+		r, err := sender.Send(ctx, bridge.Notification{Token: token, ID: e.ID, Title: e.Title, Body: e.Body, Data: e.Data,
+			Collapse: e.Collapse, High: e.High, TTL: time.Until(expires)})
+		outcome := r.Outcome.String()
+		switch {
+		case err != nil:
+			outcome, r.RetryAfter = "error", bridge.DefaultRetry
+			s.log.Warn("escalation: the vendor could not be reached", "app", p.App, "vendor", t.Vendor, "err", err)
+			fallthrough
+		case r.Outcome == bridge.Retry || r.Outcome == bridge.QuotaExceeded:
+			retry.Only, wait = append(retry.Only, t), max(wait, r.RetryAfter)
+		case r.Outcome == bridge.DeadToken:
+			if err := s.store.DropVendorToken(ctx, p.App, t.Device, t.Vendor, token); err != nil {
+				s.log.Warn("escalation: a dead token not dropped", "app", p.App, "vendor", t.Vendor, "err", err)
+			}
+		case r.Outcome == bridge.Refused:
+			s.log.Warn("escalation refused by the vendor", "app", p.App, "vendor", t.Vendor, "id", e.ID, "reason", r.Reason)
+		}
+		s.metrics.Escalations.WithLabelValues(p.App, t.Vendor, outcome).Inc()
+	}
+	if len(retry.Only) > 0 && retry.Attempt <= maxEscalationAttempts && time.Now().Add(wait).Before(expires) {
+		if err := s.scheduleEscalation(ctx, p.App, &retry, wait); err != nil {
+			s.log.Warn("escalation: a retry not kept", "app", p.App, "id", e.ID, "err", err)
+		}
+	}
+	s.unschedule(ctx, p)
+}
+
+// escalationTargets are the (device, vendor) pairs e goes to now: its
+// message's copies still waiting, of devices offline if e says so, each
+// with the vendors it has tokens of (or e's own pairs, on a retry).
+func (s *Server) escalationTargets(ctx context.Context, app string, e *escalation) ([]vendorTarget, error) {
+	w, ok, err := s.store.Waiting(ctx, app, e.ID)
+	if err != nil || !ok {
+		return nil, err
+	}
+	devices := slices.Sorted(slices.Values(w.Devices)) // sent in device order
+	if e.Offline {
+		online, err := s.fanout.Online(ctx, app, devices)
+		if err != nil {
+			return nil, err
+		}
+		devices = slices.DeleteFunc(devices, func(d string) bool { return online[d] })
+	}
+	var targets []vendorTarget
+	for _, d := range devices {
+		if len(e.Only) > 0 {
+			for _, t := range e.Only {
+				if t.Device == d {
+					targets = append(targets, t)
+				}
+			}
+			continue
+		}
+		tokens, err := s.store.VendorTokens(ctx, app, d)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range slices.Sorted(maps.Keys(tokens)) {
+			targets = append(targets, vendorTarget{Device: d, Vendor: v})
+		}
+	}
+	return targets, nil
+}
+
+// vendorToken is device t.Device's token of t.Vendor ("" if it has none).
+func (s *Server) vendorToken(ctx context.Context, app string, t vendorTarget) (string, error) {
+	tokens, err := s.store.VendorTokens(ctx, app, t.Device)
+	return tokens[t.Vendor], err
+}
+
+func (s *Server) unschedule(ctx context.Context, p store.Scheduled) {
+	if _, err := s.store.Unschedule(ctx, p.App, p.ID); err != nil {
+		s.log.Warn("done but not marked done", "app", p.App, "key", p.ID, "err", err)
+	}
+}
+
+// appSenders are an app's senders, for the app's config they were built
+// from.
+type appSenders struct {
+	app     *config.App
+	senders map[string]bridge.Sender
+}
+
+// senders are app's senders, built again when its config changed (SIGHUP).
+func (s *Server) senders(app string) map[string]bridge.Sender {
+	a, ok := s.apps.Get().ByID(app)
+	if !ok {
+		return nil
+	}
+	s.bridgeMu.Lock()
+	defer s.bridgeMu.Unlock()
+	if b, ok := s.bridges[app]; ok && b.app == a {
+		return b.senders
+	}
+	senders, err := bridge.Senders(a.PushBridge, s.vendorClient)
+	if err != nil {
+		s.log.Error("the app's push_bridge cannot be used; its escalations go nowhere", "app", app, "err", err)
+	}
+	s.bridges[app] = appSenders{app: a, senders: senders}
+	return senders
+}
+
+// bridgeState is the Server's part of the bridge.
+type bridgeState struct {
+	bridgeMu     sync.Mutex
+	bridges      map[string]appSenders // by app id
+	vendorClient *http.Client
+}

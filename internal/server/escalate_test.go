@@ -1,0 +1,219 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/bridge/bridgetest"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/server"
+	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
+)
+
+// fcmSent are the message ids the fake FCM was sent for token, in order.
+func fcmSent(t *testing.T, v *bridgetest.Vendor, token string) []string {
+	t.Helper()
+	var ids []string
+	for _, b := range v.Bodies() {
+		var m struct {
+			Message struct {
+				Token string
+				Data  map[string]string
+			}
+		}
+		if err := json.Unmarshal([]byte(b), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Message.Token == token {
+			ids = append(ids, m.Message.Data["longlink_id"])
+		}
+	}
+	return ids
+}
+
+// The OS push bridge end to end, a node against a fake FCM (its TLS
+// certificate trusted through SSL_CERT_FILE): a stored push with escalate
+// reaches the OS tokens of the devices that did not ack it in time, with
+// its message id, once; a device that acked costs no vendor call; a dead
+// token is dropped; a 429 is sent again after its Retry-After; after 0
+// escalates the devices offline now, at once, and not the online ones.
+func TestEscalation(t *testing.T) {
+	v, srv, sa := bridgetest.FCM(t)
+	dir := t.TempDir()
+	saFile, caFile := filepath.Join(dir, "sa.json"), filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(saFile, sa, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := testserver.Demo
+	yaml := childConfig(filepath.Join(dir, "data"), testserver.Other) +
+		fmt.Sprintf("  - {id: %s, secret: %q, api_key: %q, push_bridge: {fcm: {service_account_file: %q, url: %q}}}\n",
+			d.ID, d.Secret, d.APIKey, saFile, srv.URL)
+	c := startChildYAML(t, []string{"SSL_CERT_FILE=" + caFile}, yaml)
+	call := func(method, path, key string, body any) (int, map[string]any) {
+		return testserver.CallAPI(t, "http://"+c.api, method, path, key, body)
+	}
+	push := func(body map[string]any) map[string]any {
+		t.Helper()
+		body["app"] = "demo"
+		status, out := call(http.MethodPost, "/v1/push", d.APIKey, body)
+		if status != http.StatusOK {
+			t.Fatalf("push %v: %d %v", body, status, out)
+		}
+		return out
+	}
+	ctx := context.Background()
+
+	// Each device registers its FCM token; all but "awake" then go away.
+	// Awake handles "now" (and so acks it) only once released.
+	devices, release := map[string]*device{}, make(chan struct{})
+	defer close(release)
+	for _, name := range []string{"asleep", "awake", "dead", "busy", "later"} {
+		cfg := client.Config{Addr: c.gateway, Token: testserver.MintToken(t, d, name, "")}
+		pushes := make(chan client.Push, 64)
+		if name == "awake" {
+			cfg.OnPush = func(p client.Push) {
+				pushes <- p
+				if string(p.Data) == "now" {
+					<-release
+				}
+			}
+		}
+		dev := dialDevice(t, cfg)
+		if cfg.OnPush != nil {
+			dev.pushes = pushes
+		}
+		if err := dev.SetVendorToken(ctx, "demo", "fcm", "tok-"+name); err != nil {
+			t.Fatal(err)
+		}
+		devices[name] = dev
+	}
+	if err := devices["dead"].SetVendorToken(ctx, "demo", "fcm", "dead"); err != nil { // the fake's unregistered token
+		t.Fatal(err)
+	}
+	if err := devices["busy"].SetVendorToken(ctx, "demo", "fcm", "busy"); err != nil { // 429 once
+		t.Fatal(err)
+	}
+	for _, name := range []string{"asleep", "dead", "busy", "later"} {
+		devices[name].Close()
+	}
+	testwait.Eventually(t, "the devices offline", func() bool {
+		_, out := call(http.MethodGet, "/v1/presence?app=demo&device=asleep&device=dead&device=busy&device=later", d.APIKey, nil)
+		for _, p := range out["devices"].(map[string]any) {
+			if p.(map[string]any)["online"] == true {
+				return false
+			}
+		}
+		return true
+	})
+
+	first := push(map[string]any{"devices": []string{"asleep", "awake", "dead", "busy"}, "data": "hello", "ttl": 600,
+		"priority": "high", "escalate": map[string]any{"after": "4s", "title": "New message", "body": "Open the app"}})
+	if first["online"] != 1.0 || first["offline"] != 3.0 {
+		t.Fatalf("push: %v", first)
+	}
+	devices["awake"].expect(t, "hello") // and acks it
+	id := first["id"].(string)
+	testwait.Eventually(t, "awake's ack recorded", func() bool {
+		_, out := call(http.MethodGet, "/v1/messages/"+id+"?app=demo", d.APIKey, nil)
+		return out["acked"] == 1.0
+	})
+	if sent := v.Total(); sent != 0 { // the test's premise: the ack came within "after"
+		t.Fatalf("%d escalations made before awake's ack was recorded, 4 s after the push", sent)
+	}
+	testwait.Eventually(t, "the unacked copies escalated, the busy one again after its Retry-After", func() bool {
+		return slices.Equal(fcmSent(t, v, "tok-asleep"), []string{id}) && slices.Equal(fcmSent(t, v, "dead"), []string{id}) &&
+			slices.Equal(fcmSent(t, v, "busy"), []string{id, id})
+	})
+	testwait.Eventually(t, "the dead token dropped", func() bool {
+		return len(vendorTokens(t, call, "demo", d.APIKey, "dead")) == 0
+	})
+	if got := vendorTokens(t, call, "demo", d.APIKey, "asleep"); got["fcm"] != "tok-asleep" {
+		t.Fatalf("a good token went: %v", got)
+	}
+
+	// after 0: the offline device at once, not the online one, though it
+	// has not acked yet (its handler holds "now" until released).
+	second := push(map[string]any{"devices": []string{"later", "awake"}, "data": "now", "ttl": 600,
+		"escalate": map[string]any{"after": "0s", "title": "Now"}})
+	devices["awake"].expect(t, "now")
+	testwait.Eventually(t, "the offline device escalated at once", func() bool {
+		return slices.Equal(fcmSent(t, v, "tok-later"), []string{second["id"].(string)})
+	})
+	// Devices are escalated in order, awake before later: later's is sent,
+	// so awake's would have been. It never was, neither for the first push
+	// (acked in time) nor for this one (online).
+	if got := fcmSent(t, v, "tok-awake"); len(got) != 0 {
+		t.Fatalf("the device online was escalated: %v", got)
+	}
+	page := c.metrics(t)
+	for outcome, want := range map[string]float64{"accepted": 3, "dead token": 1, "quota exceeded": 1} {
+		if got := sampleValue(page, `longlink_escalations_total\{app="demo",outcome="`+outcome+`",vendor="fcm"\}`); got != want {
+			t.Errorf("escalations %s: %v, want %v", outcome, got, want)
+		}
+	}
+
+	// Refused at the API: escalate with no stored message, or to a group.
+	for _, body := range []map[string]any{
+		{"devices": []string{"asleep"}, "data": "x", "escalate": map[string]any{"after": "1s"}},
+		{"group": "g", "data": "x", "ttl": 60, "escalate": map[string]any{"after": "1s"}},
+		{"devices": []string{"asleep"}, "data": "x", "ttl": 60, "escalate": map[string]any{"after": "2m"}},
+		{"devices": []string{"asleep"}, "data": "x", "ttl": 60, "priority": "urgent"},
+	} {
+		body["app"] = "demo"
+		if status, out := call(http.MethodPost, "/v1/push", d.APIKey, body); status != http.StatusBadRequest {
+			t.Fatalf("push %v: %d %v, want 400", body, status, out)
+		}
+	}
+	// An app with no vendor cannot escalate.
+	if status, out := call(http.MethodPost, "/v1/push", testserver.Other.APIKey, map[string]any{"app": "other",
+		"devices": []string{"d1"}, "data": "x", "ttl": 60, "escalate": map[string]any{"after": "1s"}}); status != http.StatusBadRequest {
+		t.Fatalf("other's escalation: %d %v", status, out)
+	}
+}
+
+// A vendor key file that cannot be read or parsed stops the node at start,
+// with an error naming the key, not at its first escalation.
+func TestBadVendorKeyStopsStart(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "AuthKey.p8")
+	if err := os.WriteFile(bad, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		bridge config.PushBridge
+		want   string
+	}{
+		{config.PushBridge{FCM: config.FCMVendor{ServiceAccountFile: filepath.Join(t.TempDir(), "missing.json")}}, "apps[0].push_bridge.fcm.service_account_file: open"},
+		{config.PushBridge{APNs: config.APNsVendor{KeyFile: bad, KeyID: "ABC123DEFG", TeamID: "TEAM123456", Topic: "com.example.app"}}, "apps[0].push_bridge.apns.key_file: apns: the key is not PEM"},
+	} {
+		cfg := config.Default()
+		cfg.DataDir, cfg.Gateway.Listen, cfg.API.Listen = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
+		app := testserver.Demo
+		app.PushBridge = c.bridge
+		cfg.Apps = []config.App{app}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := server.Start(cfg, slog.New(slog.DiscardHandler))
+		if err == nil {
+			s.Shutdown(context.Background())
+			t.Fatalf("started with %+v", c.bridge)
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("start: %v, want it to name %q", err, c.want)
+		}
+	}
+}
