@@ -131,5 +131,6 @@ export declare class Client {
   up(biz: string, data: string | Uint8Array | unknown, opts?: { app?: string }): Promise<{ status: number; data: string | Uint8Array }>;
   join(group: string, opts?: { app?: string }): Promise<void>;
   leave(group: string, opts?: { app?: string }): Promise<void>;
+  markShown(id: string): void;
   setVendorToken(vendor: 'fcm' | 'apns' | 'hms' | 'honor' | 'xiaomi' | 'oppo' | 'vivo', token: string, opts?: { app?: string }): Promise<void>;
 }

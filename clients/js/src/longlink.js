@@ -188,6 +188,15 @@ export class Client {
   }
 
   /**
+   * Records that the stored message `id` was shown already, through an OS push notification
+   * (its data key `longlink_id`): when the socket brings it, it is acked and not emitted.
+   * Call it before or after connect.
+   */
+  markShown(id) {
+    this.#remember(id);
+  }
+
+  /**
    * Registers this device's OS push token of a vendor ('fcm', 'apns', 'hms', ...), kept by the
    * server once it resolves; an empty token removes it. Call it when the OS gives the app a token.
    */

@@ -232,6 +232,20 @@ test('an OS push token registered by the device is kept; a bad vendor is refused
   c.close();
 });
 
+test('a message shown from an OS notification (markShown) is acked, not emitted, when the socket brings it', async () => {
+  const device = deviceId();
+  const shown = await push(server, { devices: [device], data: 'shown by the OS', ttl: 600 });
+  const fresh = await push(server, { devices: [device], data: 'not shown yet', ttl: 600 });
+  const c = new Client({ url: server.wsUrl, token: token(device), ackDelay: 20 });
+  const got = collect(c);
+  c.markShown(shown.id); // the app woke from the notification carrying longlink_id
+  await c.connect();
+  await eventually(() => got.length === 1, 'the message not shown');
+  assert.deepEqual(got.map((p) => p.id), [fresh.id]);
+  await eventually(async () => (await waiting(device)) === 0, 'both acked');
+  c.close();
+});
+
 test('groups are joined again after a reconnect', async () => {
   const device = deviceId();
   const c = new Client({ url: server.wsUrl, token: token(device, { groups: ['g1'] }), minBackoff: 50, maxBackoff: 200 });

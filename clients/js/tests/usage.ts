@@ -28,6 +28,7 @@ export async function run(): Promise<void> {
   await client.join('room-1');
   await client.leave('room-1');
   await client.setVendorToken('fcm', 'token-from-the-os');
+  client.markShown('n1-abc'); // the longlink_id of a notification the OS showed
   off();
   client.close();
 }

@@ -95,7 +95,7 @@ public final class Client implements AutoCloseable {
         protected boolean removeEldestEntry(Map.Entry<String, Boolean> e) {
             return size() > RECENT_IDS;
         }
-    }; // read only by the reading thread
+    }; // guarded by itself: the reading thread's, and markShown's
 
     /** Makes a client; {@link #connect()} starts it. */
     public Client(Options options) {
@@ -236,6 +236,17 @@ public final class Client implements AutoCloseable {
                 groups.add(f.app + "\0" + group);
             }
         });
+    }
+
+    /**
+     * Records that the stored message id was shown already, through an OS push notification (its
+     * data key {@code longlink_id}): when the socket brings it, it is acked and not handed to the
+     * listener. Call it from the notification's handler, before or after {@link #connect()}.
+     */
+    public void markShown(String id) {
+        synchronized (seen) {
+            seen.put(id, Boolean.TRUE);
+        }
     }
 
     /**
@@ -584,7 +595,10 @@ public final class Client implements AutoCloseable {
     // one in the ack batch. Seqs are not compared: the server's are the truth.
     private void push(Frame f) {
         Push p = new Push(f.app, f.id, f.seq, f.bseq, f.data);
-        boolean repeat = p.stored() && seen.put(f.id, Boolean.TRUE) != null;
+        boolean repeat;
+        synchronized (seen) {
+            repeat = p.stored() && seen.put(f.id, Boolean.TRUE) != null;
+        }
         events.execute(() -> {
             if (!repeat) {
                 try {

@@ -237,6 +237,21 @@ class ClientTest {
     }
 
     @Test
+    void aMessageShownFromAnOSNotificationIsAckedNotHandedOver() throws Exception {
+        String device = deviceId();
+        String shown = (String) push(server, "\"devices\":[\"" + device + "\"],\"data\":\"shown by the OS\",\"ttl\":600").get("id");
+        String fresh = (String) push(server, "\"devices\":[\"" + device + "\"],\"data\":\"not shown yet\",\"ttl\":600").get("id");
+        Recorder r = new Recorder();
+        try (Client c = new Client(options(device, r))) {
+            c.markShown(shown); // the app woke from the notification carrying longlink_id
+            c.connect();
+            eventually("the message not shown", () -> r.pushes.size() == 1);
+            assertEquals(fresh, r.pushes.get(0).id());
+            eventually("both acked", () -> waiting(device) == 0);
+        }
+    }
+
+    @Test
     void groupsAllowedRefusedAndJoinedAgainAfterAReconnect() throws Exception {
         String device = deviceId();
         Recorder r = new Recorder();
