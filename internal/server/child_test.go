@@ -80,7 +80,7 @@ func startChildEnv(t *testing.T, env []string, dataDir string, extra ...string) 
 }
 
 // startChildYAML runs a server process with the config yaml, as it is.
-func startChildYAML(t *testing.T, env []string, yaml string) *child {
+func startChildYAML(t testing.TB, env []string, yaml string) *child {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "longlink.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {

@@ -51,7 +51,7 @@ func connect(t *testing.T, ts *testserver.TS, tr client.Transport, token string,
 
 // dialDevice connects a device with cfg (its pushes recorded, unless cfg
 // takes them) until the test ends.
-func dialDevice(t *testing.T, cfg client.Config) *device {
+func dialDevice(t testing.TB, cfg client.Config) *device {
 	t.Helper()
 	d := &device{pushes: make(chan client.Push, 64)}
 	if cfg.OnPush == nil {

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -34,7 +35,8 @@ import (
 type Vendor struct {
 	t        testing.TB
 	mu       sync.Mutex
-	bodies   []string // the bodies of the sends
+	bodies   []string    // the bodies of the sends
+	times    []time.Time // when each came
 	headers  []http.Header
 	auths    map[string]bool // the distinct credentials sends carried
 	tokens   int             // access tokens handed out
@@ -72,7 +74,7 @@ func (v *Vendor) record(r *http.Request, token, auth string) int {
 func (v *Vendor) keep(r *http.Request, body []byte, token, auth string) int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.bodies = append(v.bodies, string(body))
+	v.bodies, v.times = append(v.bodies, string(body)), append(v.times, time.Now())
 	v.headers = append(v.headers, r.Header.Clone())
 	v.auths[auth] = true
 	v.answered[token]++
@@ -127,6 +129,13 @@ func (v *Vendor) Bodies() []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return append([]string(nil), v.bodies...)
+}
+
+// Times are when the sends came, in order (as Bodies).
+func (v *Vendor) Times() []time.Time {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]time.Time(nil), v.times...)
 }
 
 // Tokens is how many access tokens the vendor handed out.
