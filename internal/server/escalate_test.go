@@ -83,7 +83,8 @@ func pushTo(t testing.TB, call apiCall, body map[string]any) map[string]any {
 // reaches the OS tokens of the devices that did not ack it in time, with
 // its message id, once; a device that acked costs no vendor call; a dead
 // token is dropped; a 429 is sent again after its Retry-After; after 0
-// escalates the devices offline now, at once, and not the online ones.
+// escalates the devices offline now, at once, and not the online ones; a
+// message recalled before its escalation is due is not escalated.
 func TestEscalation(t *testing.T) {
 	v, c, call := startBridged(t)
 	d := testserver.Demo
@@ -175,8 +176,23 @@ func TestEscalation(t *testing.T) {
 	if got := fcmSent(t, v, "tok-awake"); len(got) != 0 {
 		t.Fatalf("the device online was escalated: %v", got)
 	}
+
+	// A message recalled before its escalation is due is not escalated: its
+	// copies are gone. (Escalations fall due in order: once a later one is
+	// sent, the recalled one's time has passed.)
+	recalled := push(map[string]any{"devices": []string{"asleep"}, "data": "oops", "ttl": 600, "escalate": map[string]any{"after": "1s"}})
+	if status, out := call(http.MethodDelete, "/v1/messages/"+recalled["id"].(string)+"?app=demo", d.APIKey, nil); status != http.StatusOK {
+		t.Fatalf("recall: %d %v", status, out)
+	}
+	barrier := push(map[string]any{"devices": []string{"later"}, "data": "after", "ttl": 600, "escalate": map[string]any{"after": "2s"}})
+	testwait.Eventually(t, "the escalation due after the recalled one's", func() bool {
+		return slices.Contains(fcmSent(t, v, "tok-later"), barrier["id"].(string))
+	})
+	if got := fcmSent(t, v, "tok-asleep"); !slices.Equal(got, []string{id}) {
+		t.Fatalf("asleep's escalations: %v, want the first push's only (not the recalled one)", got)
+	}
 	page := c.metrics(t)
-	for outcome, want := range map[string]float64{"accepted": 3, "dead token": 1, "quota exceeded": 1} {
+	for outcome, want := range map[string]float64{"accepted": 4, "dead token": 1, "quota exceeded": 1} {
 		if got := sampleValue(page, `longlink_escalations_total\{app="demo",outcome="`+outcome+`",vendor="fcm"\}`); got != want {
 			t.Errorf("escalations %s: %v, want %v", outcome, got, want)
 		}
