@@ -49,9 +49,12 @@ type escalation struct {
 	Attempt int            `json:"attempt,omitempty"`
 }
 
+// vendorTarget is a device's token of a vendor (the token is read again
+// for a retry: the device may have registered a new one).
 type vendorTarget struct {
 	Device string `json:"device"`
 	Vendor string `json:"vendor"`
+	token  string
 }
 
 const (
@@ -148,11 +151,7 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
 		if sender == nil {
 			continue // a token of a vendor the app has no credentials for
 		}
-		token, err := s.vendorToken(ctx, p.App, t)
-		if err != nil || token == "" {
-			continue
-		}
-		r, err := sender.Send(ctx, bridge.Notification{Token: token, ID: e.ID, Title: e.Title, Body: e.Body, Data: e.Data,
+		r, err := sender.Send(ctx, bridge.Notification{Token: t.token, ID: e.ID, Title: e.Title, Body: e.Body, Data: e.Data,
 			Collapse: e.Collapse, High: e.High, TTL: time.Until(expires)})
 		outcome := r.Outcome.String()
 		switch {
@@ -163,7 +162,7 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
 		case r.Outcome == bridge.Retry || r.Outcome == bridge.QuotaExceeded:
 			retry.Only, wait = append(retry.Only, t), max(wait, r.RetryAfter)
 		case r.Outcome == bridge.DeadToken:
-			if err := s.store.DropVendorToken(ctx, p.App, t.Device, t.Vendor, token); err != nil {
+			if err := s.store.DropVendorToken(ctx, p.App, t.Device, t.Vendor, t.token); err != nil {
 				s.log.Warn("escalation: a dead token not dropped", "app", p.App, "vendor", t.Vendor, "err", err)
 			}
 		case r.Outcome == bridge.Refused:
@@ -179,9 +178,9 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
 	s.unschedule(ctx, p)
 }
 
-// escalationTargets are the (device, vendor) pairs e goes to now: its
-// message's copies still waiting, of devices offline if e says so, each
-// with the vendors it has tokens of (or e's own pairs, on a retry).
+// escalationTargets are the device tokens e goes to now: those of its
+// message's copies still waiting, of devices offline if e says so (on a
+// retry, of e's own (device, vendor) pairs only).
 func (s *Server) escalationTargets(ctx context.Context, app string, e *escalation) ([]vendorTarget, error) {
 	w, ok, err := s.store.Waiting(ctx, app, e.ID)
 	if err != nil || !ok {
@@ -197,29 +196,18 @@ func (s *Server) escalationTargets(ctx context.Context, app string, e *escalatio
 	}
 	var targets []vendorTarget
 	for _, d := range devices {
-		if len(e.Only) > 0 {
-			for _, t := range e.Only {
-				if t.Device == d {
-					targets = append(targets, t)
-				}
-			}
-			continue
-		}
 		tokens, err := s.store.VendorTokens(ctx, app, d)
 		if err != nil {
 			return nil, err
 		}
 		for _, v := range slices.Sorted(maps.Keys(tokens)) {
-			targets = append(targets, vendorTarget{Device: d, Vendor: v})
+			retried := slices.Contains(e.Only, vendorTarget{Device: d, Vendor: v})
+			if len(e.Only) == 0 || retried {
+				targets = append(targets, vendorTarget{Device: d, Vendor: v, token: tokens[v]})
+			}
 		}
 	}
 	return targets, nil
-}
-
-// vendorToken is device t.Device's token of t.Vendor ("" if it has none).
-func (s *Server) vendorToken(ctx context.Context, app string, t vendorTarget) (string, error) {
-	tokens, err := s.store.VendorTokens(ctx, app, t.Device)
-	return tokens[t.Vendor], err
 }
 
 func (s *Server) unschedule(ctx context.Context, p store.Scheduled) {
