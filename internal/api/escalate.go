@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"net/http"
 	"slices"
@@ -146,10 +147,14 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
 	retry := e
 	retry.Only, retry.Attempt = nil, e.Attempt+1
 	var wait time.Duration
+	var escalated, accepted, failed int // for the report
 	for _, t := range targets {
 		sender := senders[t.Vendor]
 		if sender == nil {
 			continue // a token of a vendor the app has no credentials for
+		}
+		if e.Attempt == 0 {
+			escalated++
 		}
 		r, err := sender.Send(ctx, bridge.Notification{Token: t.token, ID: e.ID, Title: e.Title, Body: e.Body, Data: e.Data,
 			Collapse: e.Collapse, High: e.High, TTL: time.Until(expires)})
@@ -161,18 +166,32 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
 			fallthrough
 		case r.Outcome == bridge.Retry || r.Outcome == bridge.QuotaExceeded:
 			retry.Only, wait = append(retry.Only, t), max(wait, r.RetryAfter)
+		case r.Outcome == bridge.Accepted:
+			accepted++
 		case r.Outcome == bridge.DeadToken:
+			failed++
 			if err := s.store.DropVendorToken(ctx, p.App, t.Device, t.Vendor, t.token); err != nil {
 				s.log.Warn("escalation: a dead token not dropped", "app", p.App, "vendor", t.Vendor, "err", err)
 			}
 		case r.Outcome == bridge.Refused:
+			failed++
 			s.log.Warn("escalation refused by the vendor", "app", p.App, "vendor", t.Vendor, "id", e.ID, "reason", r.Reason)
 		}
 		s.metrics.Escalations.WithLabelValues(p.App, t.Vendor, outcome).Inc()
 	}
-	if len(retry.Only) > 0 && retry.Attempt <= maxEscalationAttempts && time.Now().Add(wait).Before(expires) {
-		if err := s.scheduleEscalation(ctx, p.App, &retry, wait); err != nil {
-			s.log.Warn("escalation: a retry not kept", "app", p.App, "id", e.ID, "err", err)
+	if len(retry.Only) > 0 {
+		err := errors.New("retries given up: too many, or past the message's expiry")
+		if retry.Attempt <= maxEscalationAttempts && time.Now().Add(wait).Before(expires) {
+			err = s.scheduleEscalation(ctx, p.App, &retry, wait)
+		}
+		if err != nil {
+			failed += len(retry.Only)
+			s.log.Warn("escalation: not sent again", "app", p.App, "id", e.ID, "devices", len(retry.Only), "err", err)
+		}
+	}
+	if escalated+accepted+failed > 0 {
+		if err := s.store.Escalated(ctx, p.App, e.ID, escalated, accepted, failed); err != nil {
+			s.log.Warn("escalation: not counted in the report", "app", p.App, "id", e.ID, "err", err)
 		}
 	}
 	s.unschedule(ctx, p)

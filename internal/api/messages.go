@@ -77,7 +77,8 @@ func notFound(app, id string) error {
 func reportJSON(r store.Report) map[string]any {
 	return map[string]any{"id": r.ID, "state": r.State, "target": r.Target, "targeted": r.Targeted,
 		"online": r.Online, "stored": r.Stored, "acked": r.Acked, "expired": r.Expired(time.Now()),
-		"recalled": r.Recalled, "created_at": r.Created.UTC().Format(time.RFC3339Nano),
+		"recalled": r.Recalled, "escalated": r.Escalated, "vendor_accepted": r.VendorAccepted, "vendor_failed": r.VendorFailed,
+		"created_at": r.Created.UTC().Format(time.RFC3339Nano),
 		"expires_at": r.Expires.UTC().Format(time.RFC3339Nano)}
 }
 

@@ -155,6 +155,10 @@ func TestEscalation(t *testing.T) {
 		return slices.Equal(fcmSent(t, v, "tok-asleep"), []string{id}) && slices.Equal(fcmSent(t, v, "dead"), []string{id}) &&
 			slices.Equal(fcmSent(t, v, "busy"), []string{id, id})
 	})
+	testwait.Eventually(t, "the report's escalation counts", func() bool {
+		_, out := call(http.MethodGet, "/v1/messages/"+id+"?app=demo", d.APIKey, nil)
+		return out["escalated"] == 3.0 && out["vendor_accepted"] == 2.0 && out["vendor_failed"] == 1.0
+	})
 	testwait.Eventually(t, "the dead token dropped", func() bool {
 		return len(vendorTokens(t, call, "demo", d.APIKey, "dead")) == 0
 	})

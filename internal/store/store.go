@@ -152,6 +152,9 @@ type Reports interface {
 	// copies it removed (a broadcast's log entry is one); false when there
 	// is no report.
 	Recall(ctx context.Context, app, id string) (Report, int, bool, error)
+	// Escalated adds to the escalation counts of message id's report (if
+	// it has one).
+	Escalated(ctx context.Context, app, id string, escalated, accepted, failed int) error
 	// Waiting returns what of message id of app still waits for an ack
 	// (unexpired, not recalled): the copies in mailboxes and a broadcast's
 	// log entry, so that a retry of its push (same key) can hand it to the
@@ -206,6 +209,11 @@ type Report struct {
 	// Acked counts them); Acked the devices that acked it; Recalled the
 	// copies a recall removed.
 	Targeted, Online, Stored, Acked, Recalled int
+	// Escalated counts the notifications sent through devices' OS push
+	// channels for copies not acked in time (one per device and vendor);
+	// VendorAccepted those a vendor took, VendorFailed those it did not
+	// (a dead token, a refusal, or retries given up).
+	Escalated, VendorAccepted, VendorFailed int
 	// Audience, set by Recall only, is the devices it was stored for.
 	Audience []string
 }

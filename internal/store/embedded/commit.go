@@ -31,6 +31,7 @@ const (
 	opSent                       // the connections a push was handed to, for its report
 	opRecall                     // remove a message wherever it waits
 	opVendorToken                // set, remove or drop a device's OS push token
+	opEscalated                  // count escalations in a report
 )
 
 // op is one operation for the committer.
@@ -47,6 +48,7 @@ type op struct {
 	sched   []store.Scheduled // opSchedule: the push; opClaim: the claimed
 	lease   time.Duration     // opClaim
 	vendor  vendorToken       // opVendorToken
+	counts  [3]int            // opEscalated: escalated, accepted, failed
 	seq     uint64
 	key     string        // idempotency key
 	done    chan struct{} // closed once committed; nil when nobody waits
@@ -184,6 +186,8 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 		return s.applyRecall(b, o)
 	case opVendorToken:
 		return s.applyVendorToken(b, o)
+	case opEscalated:
+		return s.applyEscalated(b, o)
 	}
 	return fmt.Errorf("store: unknown op %d", o.kind)
 }

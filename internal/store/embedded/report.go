@@ -34,7 +34,11 @@ const inlineCopies = 8
 func (r report) encode() []byte {
 	b := []byte{0}
 	if r.State == "recalled" {
-		b[0] = 1
+		b[0] |= reportRecalled
+	}
+	escalated := r.Escalated > 0 || r.VendorAccepted > 0 || r.VendorFailed > 0
+	if escalated {
+		b[0] |= reportEscalated
 	}
 	b = binary.AppendUvarint(b, uint64(len(r.Target)))
 	b = append(b, r.Target...)
@@ -44,15 +48,28 @@ func (r report) encode() []byte {
 	b = binary.AppendUvarint(b, uint64(r.Created.UnixMilli()))
 	b = binary.AppendUvarint(b, uint64(r.Expires.UnixMilli()))
 	b = binary.AppendUvarint(b, r.bseq)
+	if escalated {
+		for _, n := range []int{r.Escalated, r.VendorAccepted, r.VendorFailed} {
+			b = binary.AppendUvarint(b, uint64(n))
+		}
+	}
 	return append(b, r.copies...)
 }
+
+// The flags of a report's first byte: recalled, and whether the escalation
+// counts follow the bseq (a report written before there were any has none).
+const (
+	reportRecalled  = 1
+	reportEscalated = 2
+)
 
 func decodeReport(id string, v []byte) (report, error) {
 	if len(v) < 2 {
 		return report{}, errCorrupt
 	}
 	r := report{Report: store.Report{ID: id, State: "sent"}}
-	if v[0] == 1 {
+	flags := v[0]
+	if flags&reportRecalled != 0 {
 		r.State = "recalled"
 	}
 	v = v[1:]
@@ -76,6 +93,11 @@ func decodeReport(id string, v []byte) (report, error) {
 	r.Created = time.UnixMilli(int64(next()))
 	r.Expires = time.UnixMilli(int64(next()))
 	r.bseq = next()
+	if flags&reportEscalated != 0 {
+		for _, n := range []*int{&r.Escalated, &r.VendorAccepted, &r.VendorFailed} {
+			*n = int(next())
+		}
+	}
 	if v == nil {
 		return report{}, errCorrupt
 	}
@@ -127,6 +149,24 @@ func (s *Store) applySent(b *pebble.Batch, o *op) error {
 	if r.Target == store.TargetBroadcast {
 		r.Targeted = o.n
 	}
+	s.meta.setReport(b, rk, r, false)
+	return nil
+}
+
+// Escalated adds to the escalation counts of message id's report.
+func (s *Store) Escalated(ctx context.Context, app, id string, escalated, accepted, failed int) error {
+	return s.do(ctx, &op{kind: opEscalated, msg: store.Message{App: app, ID: id}, counts: [3]int{escalated, accepted, failed}})
+}
+
+func (s *Store) applyEscalated(b *pebble.Batch, o *op) error {
+	rk := string(key(prefixReport, o.msg.App, o.msg.ID))
+	r, ok, err := s.meta.report(b, rk, o.msg.ID)
+	if err != nil || !ok {
+		return err
+	}
+	r.Escalated += o.counts[0]
+	r.VendorAccepted += o.counts[1]
+	r.VendorFailed += o.counts[2]
 	s.meta.setReport(b, rk, r, false)
 	return nil
 }

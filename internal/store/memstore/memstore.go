@@ -538,6 +538,20 @@ func (s *Store) Sent(app, id string, online int) {
 	}
 }
 
+// Escalated implements store.Store.
+func (s *Store) Escalated(_ context.Context, app, id string, escalated, accepted, failed int) error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.d.mu.Unlock()
+	if r := s.d.reports[key{app, id}]; r != nil {
+		r.Escalated += escalated
+		r.VendorAccepted += accepted
+		r.VendorFailed += failed
+	}
+	return nil
+}
+
 // Report implements store.Store.
 func (s *Store) Report(_ context.Context, app, id string) (store.Report, bool, error) {
 	if err := s.lock(); err != nil {

@@ -126,8 +126,29 @@ func (s *Store) report(ctx context.Context, app, id string) (r store.Report, cop
 	num := func(f string) int { n, _ := strconv.Atoi(h[f]); return n }
 	ms := func(f string) time.Time { return time.UnixMilli(int64(num(f))) }
 	r = store.Report{ID: id, State: cmp.Or(h["state"], "sent"), Target: store.Target(h["target"]), Created: ms("created"), Expires: ms("expires"),
-		Targeted: num("targeted"), Online: num("online"), Stored: num("stored"), Acked: num("acked"), Recalled: num("recalled")}
+		Targeted: num("targeted"), Online: num("online"), Stored: num("stored"), Acked: num("acked"), Recalled: num("recalled"),
+		Escalated: num("escalated"), VendorAccepted: num("vendor_accepted"), VendorFailed: num("vendor_failed")}
 	return r, h["copies"], cmp.Or(h["bseq"], "0"), true, nil
+}
+
+// escalatedScript adds ARGV[1..3] to the escalation counts of the report
+// KEYS[1], if it is there.
+var escalatedScript = redisclient.NewScript(shebang + `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'escalated', ARGV[1])
+  redis.call('HINCRBY', KEYS[1], 'vendor_accepted', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'vendor_failed', ARGV[3])
+end
+return 0
+`)
+
+// Escalated implements store.Store.
+func (s *Store) Escalated(ctx context.Context, app, id string, escalated, accepted, failed int) error {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	err := escalatedScript.Exec(ctx, s.client, []string{s.key(app, "r", id)},
+		[]string{strconv.Itoa(escalated), strconv.Itoa(accepted), strconv.Itoa(failed)}).Error()
+	return wrap("store escalated", err)
 }
 
 // Recall implements store.Store: one script per partition of the copies,

@@ -123,7 +123,7 @@ var concerns = []struct {
 	{"Bindings", []testCase{{"UserBinding", testUserBinding}}},
 	{"Tags", []testCase{{"Tags", testTags}}},
 	{"Schedules", []testCase{{"Schedule", testSchedule}}},
-	{"Reports", []testCase{{"ReportsAndRecall", testReportsAndRecall}, {"Waiting", testWaiting}}},
+	{"Reports", []testCase{{"ReportsAndRecall", testReportsAndRecall}, {"Waiting", testWaiting}, {"Escalated", testEscalated}}},
 	{"VendorTokens", []testCase{{"VendorTokens", testVendorTokens}}},
 }
 
@@ -852,4 +852,38 @@ func testVendorTokens(e *env) {
 	s = e.store()
 	tokens("demo", "d1", map[string]string{"apns": "a1"})
 	tokens("other", "d1", map[string]string{"hms": "h1"})
+}
+
+// A report counts its message's escalations, and keeps them across a
+// reopen; a message without a report gets none.
+func testEscalated(e *env) {
+	s := e.store()
+	m := e.msg("demo", "m1")
+	m.Target = store.TargetDevices
+	if _, err := s.Append(ctx, []string{"d1", "d2"}, m, ""); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, c := range [][3]int{{2, 1, 0}, {0, 0, 1}} {
+		if err := s.Escalated(ctx, "demo", "m1", c[0], c[1], c[2]); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if err := s.Escalated(ctx, "demo", "nothing", 1, 1, 0); err != nil {
+		e.t.Fatal(err)
+	}
+	s.Close()
+	s = e.store()
+	r, ok, err := s.Report(ctx, "demo", "m1")
+	if err != nil || !ok || r.Escalated != 2 || r.VendorAccepted != 1 || r.VendorFailed != 1 || r.Stored != 2 || r.State != "sent" {
+		e.t.Fatalf("report after escalations: %+v %v %v", r, ok, err)
+	}
+	if _, ok, err := s.Report(ctx, "demo", "nothing"); ok || err != nil {
+		e.t.Fatalf("an escalation count made a report: %v %v", ok, err)
+	}
+	if _, _, _, err := s.Recall(ctx, "demo", "m1"); err != nil {
+		e.t.Fatal(err)
+	}
+	if r, _, _ := s.Report(ctx, "demo", "m1"); r.State != "recalled" || r.Escalated != 2 || r.VendorFailed != 1 {
+		e.t.Fatalf("recalled: %+v", r)
+	}
 }
