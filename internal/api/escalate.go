@@ -45,9 +45,12 @@ type escalation struct {
 	Expires  int64             `json:"expires"` // the message's, unix ms
 	// Offline: after 0, only the devices with no live session now.
 	Offline bool `json:"offline,omitempty"`
+	// Quiet, if set, holds it until the window ends (not with High).
+	Quiet *config.Quiet `json:"quiet,omitempty"`
 	// Only, on a retry: the (device, vendor) pairs to send to again.
 	Only    []vendorTarget `json:"only,omitempty"`
-	Attempt int            `json:"attempt,omitempty"`
+	Attempt int            `json:"attempt,omitempty"` // the vendor's retries so far
+	Entry   int            `json:"entry,omitempty"`   // its key's number: one more at each retry or hold
 }
 
 // vendorTarget is a device's token of a vendor (the token is read again
@@ -67,7 +70,7 @@ const (
 	maxEscalationData = 16
 )
 
-func escalationKey(id string, attempt int) string { return id + escalationMark + strconv.Itoa(attempt) }
+func escalationKey(id string, entry int) string { return id + escalationMark + strconv.Itoa(entry) }
 
 func isEscalation(id string) bool { return strings.Contains(id, escalationMark) }
 
@@ -76,6 +79,11 @@ func isEscalation(id string) bool { return strings.Contains(id, escalationMark) 
 func (s *Server) checkEscalate(req *pushRequest, target store.Target) error {
 	if req.Priority != "" && req.Priority != "high" && req.Priority != "normal" {
 		return errorf(http.StatusBadRequest, "priority must be high or normal")
+	}
+	if req.Quiet != nil {
+		if _, _, err := req.Quiet.Until(time.Now()); err != nil {
+			return errorf(http.StatusBadRequest, "quiet: %v", err)
+		}
 	}
 	e := req.Escalate
 	if e == nil {
@@ -96,6 +104,7 @@ func (s *Server) checkEscalate(req *pushRequest, target store.Target) error {
 	case e.Data[bridge.IDKey] != "":
 		return errorf(http.StatusBadRequest, "escalate.data may not set %s: it is the message's id", bridge.IDKey)
 	}
+
 	if a, ok := s.apps.Get().ByID(req.App); !ok || len(a.PushBridge.Vendors()) == 0 {
 		return errorf(http.StatusBadRequest, "app %s has no OS push vendor (push_bridge) to escalate to", req.App)
 	}
@@ -118,14 +127,18 @@ func (s *Server) escalationOf(req *pushRequest, target store.Target, id string, 
 		e = &escalateRequest{After: d.After.String(), Title: d.Title, Body: d.Body}
 	}
 	after, _ := time.ParseDuration(e.After) // checked
+	quiet := req.Quiet
+	if a, ok := s.apps.Get().ByID(req.App); quiet == nil && ok && a.PushBridge.Quiet != (config.Quiet{}) {
+		quiet = &a.PushBridge.Quiet
+	}
 	return &escalation{ID: id, Title: e.Title, Body: e.Body, Data: e.Data, High: req.Priority == "high",
-		Collapse: req.Collapse, Expires: expires.UnixMilli(), Offline: after == 0}, after
+		Collapse: req.Collapse, Expires: expires.UnixMilli(), Offline: after == 0, Quiet: quiet}, after
 }
 
 // scheduleEscalation keeps e, due after d.
 func (s *Server) scheduleEscalation(ctx context.Context, app string, e *escalation, d time.Duration) error {
 	body, _ := json.Marshal(e) // strings, numbers, maps of strings: it cannot fail
-	return s.store.Schedule(ctx, store.Scheduled{App: app, ID: escalationKey(e.ID, e.Attempt), At: time.Now().Add(d), Request: body})
+	return s.store.Schedule(ctx, store.Scheduled{App: app, ID: escalationKey(e.ID, e.Entry), At: time.Now().Add(d), Request: body})
 }
 
 // escalate makes a due escalation entry p: every copy of its message still
@@ -137,6 +150,16 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
 		s.unschedule(ctx, p)
 		return
 	}
+	if end, quiet := e.quietUntil(time.Now()); quiet {
+		held := e
+		held.Entry++
+		if err := s.scheduleEscalation(ctx, p.App, &held, time.Until(end)); err != nil {
+			s.log.Warn("escalation not held for its quiet hours now; it is tried again after its claim", "app", p.App, "id", e.ID, "err", err)
+			return
+		}
+		s.unschedule(ctx, p)
+		return
+	}
 	targets, err := s.escalationTargets(ctx, p.App, &e)
 	if err != nil {
 		s.log.Warn("escalation not made now; it is tried again after its claim", "app", p.App, "id", e.ID, "err", err)
@@ -145,7 +168,7 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
 	senders := s.senders(p.App)
 	expires := time.UnixMilli(e.Expires)
 	retry := e
-	retry.Only, retry.Attempt = nil, e.Attempt+1
+	retry.Only, retry.Attempt, retry.Entry = nil, e.Attempt+1, e.Entry+1
 	var wait time.Duration
 	var escalated, accepted, failed int // for the report
 	for _, t := range targets {
@@ -195,6 +218,16 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
 		}
 	}
 	s.unschedule(ctx, p)
+}
+
+// quietUntil reports whether e is held by its quiet hours at now (not if
+// its priority is high), and until when.
+func (e *escalation) quietUntil(now time.Time) (time.Time, bool) {
+	if e.Quiet == nil || e.High {
+		return time.Time{}, false
+	}
+	end, quiet, _ := e.Quiet.Until(now) // checked when it was kept
+	return end, quiet
 }
 
 // escalationTargets are the device tokens e goes to now: those of its

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/protocol"
 )
@@ -37,6 +38,10 @@ type pushRequest struct {
 	// notification wake the device.
 	Escalate *escalateRequest `json:"escalate,omitempty"`
 	Priority string           `json:"priority,omitempty"`
+	// Quiet holds the escalation (not the socket delivery) until the
+	// window ends, unless Priority is high; without it, the app's
+	// push_bridge.quiet applies.
+	Quiet *config.Quiet `json:"quiet,omitempty"`
 }
 
 // reported reports whether a stored push keeps its delivery report.

@@ -1,6 +1,10 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+	_ "time/tzdata" // quiet hours name time zones, which a host may not have
+)
 
 // Vendors names the vendors the bridge has credentials for.
 func (p PushBridge) Vendors() []string {
@@ -30,6 +34,9 @@ func (p PushBridge) validate(key string) error {
 	case p.Escalate.After > 0 && len(p.Vendors()) == 0:
 		return bad(key+".escalate.after", "escalates to no vendor: give fcm, apns or hms")
 	}
+	if _, _, err := p.Quiet.Until(time.Now()); err != nil {
+		return bad(key+".quiet", "%v", err)
+	}
 	for _, u := range []struct{ key, url string }{{"fcm.url", p.FCM.URL}, {"apns.url", a.URL}, {"hms.url", h.URL}, {"hms.token_url", h.TokenURL}} {
 		if u.url != "" {
 			if err := checkURL(u.url); err != nil {
@@ -38,4 +45,48 @@ func (p PushBridge) validate(key string) error {
 		}
 	}
 	return nil
+}
+
+// Until reports whether t falls within the window, and if so when the
+// window ends; an error says what is wrong with the window.
+func (q Quiet) Until(t time.Time) (time.Time, bool, error) {
+	if q.From == "" && q.To == "" {
+		return time.Time{}, false, nil
+	}
+	from, err1 := secondOfDay(q.From)
+	to, err2 := secondOfDay(q.To)
+	loc, err3 := time.LoadLocation(q.TZ)
+	switch {
+	case err1 != nil || err2 != nil:
+		return time.Time{}, false, fmt.Errorf("from and to must be times of day, like 22:00 or 08:00:30")
+	case err3 != nil:
+		return time.Time{}, false, fmt.Errorf("tz %q is not a time zone (an IANA name, like Asia/Shanghai)", q.TZ)
+	case from == to:
+		return time.Time{}, false, fmt.Errorf("from and to are the same time")
+	}
+	t = t.In(loc)
+	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
+	now := int(t.Sub(day) / time.Second)
+	quiet := from <= now && now < to
+	if from > to { // past midnight
+		quiet = now >= from || now < to
+	}
+	if !quiet {
+		return time.Time{}, false, nil
+	}
+	end := day.Add(time.Duration(to) * time.Second)
+	if !end.After(t) {
+		end = day.AddDate(0, 0, 1).Add(time.Duration(to) * time.Second)
+	}
+	return end, true, nil
+}
+
+// secondOfDay reads HH:MM or HH:MM:SS as seconds since midnight.
+func secondOfDay(s string) (int, error) {
+	for _, layout := range []string{"15:04", "15:04:05"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.Hour()*3600 + t.Minute()*60 + t.Second(), nil
+		}
+	}
+	return 0, fmt.Errorf("%q is not a time of day", s)
 }

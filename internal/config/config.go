@@ -318,6 +318,18 @@ type PushBridge struct {
 	// Escalate is the escalation of the app's stored pushes to devices,
 	// users or tags that give none themselves (after 0: none).
 	Escalate Escalation `yaml:"escalate"`
+	// Quiet is the app's quiet hours: escalations (not socket deliveries)
+	// wait for the window to end, unless the push's priority is high.
+	Quiet Quiet `yaml:"quiet"`
+}
+
+// Quiet is a daily window, from From to To (HH:MM or HH:MM:SS; a window
+// that ends before it starts runs past midnight) in the time zone TZ (an
+// IANA name; "": UTC). Both empty: no window.
+type Quiet struct {
+	From string `yaml:"from" json:"from"`
+	To   string `yaml:"to" json:"to"`
+	TZ   string `yaml:"tz" json:"tz,omitempty"`
 }
 
 // FCMVendor is an app's FCM credentials.

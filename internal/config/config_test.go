@@ -112,6 +112,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		app("    push_bridge: {apns: {key_file: k.p8}}\n"):                                                                "apps[0].push_bridge.apns: key_file needs key_id",
 		app("    push_bridge: {hms: {app_id: \"10086\"}}\n"):                                                              "apps[0].push_bridge.hms.app_secret:",
 		app("    push_bridge: {escalate: {after: 30s}}\n"):                                                                "apps[0].push_bridge.escalate.after: escalates to no vendor",
+		app("    push_bridge: {quiet: {from: \"22:00\", to: \"8am\"}}\n"):                                                 "apps[0].push_bridge.quiet: from and to",
+		app("    push_bridge: {quiet: {from: \"22:00\", to: \"08:00\", tz: Nowhere/Else}}\n"):                             "apps[0].push_bridge.quiet: tz",
 		app("    push_bridge: {fcm: {service_account_file: sa.json, url: nope}}\n"):                                       "apps[0].push_bridge.fcm.url:",
 	}
 	for in, want := range cases {
@@ -155,5 +157,42 @@ func TestDemoApp(t *testing.T) {
 	info, err := os.Stat(filepath.Join(dir, demoFile))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("credentials file: %v %v", info.Mode(), err)
+	}
+}
+
+// Quiet hours: a window within a day, or past midnight, in its time zone;
+// Until says when a time within it may go on.
+func TestQuietUntil(t *testing.T) {
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	night := Quiet{From: "22:00", To: "08:00", TZ: "Asia/Shanghai"}
+	day := Quiet{From: "09:00", To: "17:30:15"}
+	at := func(loc *time.Location, d, h, m int) time.Time { return time.Date(2026, 12, d, h, m, 0, 0, loc) }
+	for _, c := range []struct {
+		q     Quiet
+		t     time.Time
+		quiet bool
+		end   time.Time
+	}{
+		{night, at(sh, 7, 23, 0), true, at(sh, 8, 8, 0)},
+		{night, at(sh, 8, 7, 59), true, at(sh, 8, 8, 0)},
+		{night, at(sh, 8, 8, 0), false, time.Time{}},
+		{night, at(sh, 8, 12, 0), false, time.Time{}},
+		{night, at(time.UTC, 7, 15, 0), true, at(sh, 8, 8, 0)}, // 23:00 in Shanghai
+		{day, at(time.UTC, 7, 10, 0), true, time.Date(2026, 12, 7, 17, 30, 15, 0, time.UTC)},
+		{day, at(time.UTC, 7, 18, 0), false, time.Time{}},
+		{Quiet{}, at(time.UTC, 7, 10, 0), false, time.Time{}},
+	} {
+		end, quiet, err := c.q.Until(c.t)
+		if err != nil || quiet != c.quiet || !end.Equal(c.end) {
+			t.Errorf("%+v at %v: %v %v %v, want %v %v", c.q, c.t, end, quiet, err, c.quiet, c.end)
+		}
+	}
+	for _, bad := range []Quiet{{From: "22:00"}, {From: "25:00", To: "08:00"}, {From: "22:00", To: "08:00", TZ: "Mars/Olympus"}, {From: "08:00", To: "08:00"}} {
+		if _, _, err := bad.Until(time.Now()); err == nil {
+			t.Errorf("%+v taken", bad)
+		}
 	}
 }

@@ -66,6 +66,21 @@ func startBridged(t testing.TB) (*bridgetest.Vendor, *child, apiCall) {
 	}
 }
 
+// waitOffline waits until presence says the demo app's devices are all
+// offline.
+func waitOffline(t testing.TB, call apiCall, devices ...string) {
+	t.Helper()
+	testwait.Eventually(t, "the devices offline", func() bool {
+		_, out := call(http.MethodGet, "/v1/presence?app=demo&device="+strings.Join(devices, "&device="), testserver.Demo.APIKey, nil)
+		for _, p := range out["devices"].(map[string]any) {
+			if p.(map[string]any)["online"] == true {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // pushTo pushes body to the demo app through call, and fails unless it
 // answers 200.
 func pushTo(t testing.TB, call apiCall, body map[string]any) map[string]any {
@@ -127,15 +142,7 @@ func TestEscalation(t *testing.T) {
 	for _, name := range []string{"asleep", "dead", "busy", "later"} {
 		devices[name].Close()
 	}
-	testwait.Eventually(t, "the devices offline", func() bool {
-		_, out := call(http.MethodGet, "/v1/presence?app=demo&device=asleep&device=dead&device=busy&device=later", d.APIKey, nil)
-		for _, p := range out["devices"].(map[string]any) {
-			if p.(map[string]any)["online"] == true {
-				return false
-			}
-		}
-		return true
-	})
+	waitOffline(t, call, "asleep", "dead", "busy", "later")
 
 	first := push(map[string]any{"devices": []string{"asleep", "awake", "dead", "busy"}, "data": "hello", "ttl": 600,
 		"priority": "high", "escalate": map[string]any{"after": "4s", "title": "New message", "body": "Open the app"}})
@@ -221,6 +228,50 @@ func TestEscalation(t *testing.T) {
 	}
 }
 
+// Quiet hours hold an escalation until their window ends; a push of high
+// priority goes through them.
+func TestEscalationQuietHours(t *testing.T) {
+	v, c, call := startBridged(t)
+	ctx := context.Background()
+	for _, name := range []string{"night", "urgent"} {
+		dev := dialDevice(t, client.Config{Addr: c.gateway, Token: testserver.MintToken(t, testserver.Demo, name, "")})
+		if err := dev.SetVendorToken(ctx, "demo", "fcm", "tok-"+name); err != nil {
+			t.Fatal(err)
+		}
+		dev.Close()
+	}
+	waitOffline(t, call, "night", "urgent")
+	now := time.Now().UTC()
+	end := now.Add(4 * time.Second).Truncate(time.Second) // the window's end, to the second
+	quiet := map[string]any{"from": now.Add(-2 * time.Second).Format("15:04:05"), "to": end.Format("15:04:05"), "tz": "UTC"}
+	held := pushTo(t, call, map[string]any{"devices": []string{"night"}, "data": "x", "ttl": 600, "quiet": quiet,
+		"escalate": map[string]any{"after": "0s"}})
+	urgent := pushTo(t, call, map[string]any{"devices": []string{"urgent"}, "data": "y", "ttl": 600, "quiet": quiet,
+		"priority": "high", "escalate": map[string]any{"after": "0s"}})
+	sentAt := func(id string) time.Time {
+		times := v.Times()
+		for i, b := range v.Bodies() {
+			if strings.Contains(b, id) {
+				return times[i]
+			}
+		}
+		return time.Time{}
+	}
+	testwait.Eventually(t, "both escalated", func() bool {
+		return !sentAt(held["id"].(string)).IsZero() && !sentAt(urgent["id"].(string)).IsZero()
+	})
+	if at := sentAt(held["id"].(string)); at.Before(end) {
+		t.Fatalf("escalated at %v, within the quiet hours (until %v)", at, end)
+	}
+	if at := sentAt(urgent["id"].(string)); !at.Before(end) {
+		t.Fatalf("the high priority push waited for the quiet hours: sent at %v", at)
+	}
+	if status, out := call(http.MethodPost, "/v1/push", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{"night"},
+		"data": "z", "ttl": 60, "quiet": map[string]any{"from": "22:00", "to": "later"}, "escalate": map[string]any{"after": "1s"}}); status != http.StatusBadRequest {
+		t.Fatalf("a bad quiet window: %d %v", status, out)
+	}
+}
+
 // A vendor key file that cannot be read or parsed stops the node at start,
 // with an error naming the key, not at its first escalation.
 func TestBadVendorKeyStopsStart(t *testing.T) {
@@ -276,15 +327,7 @@ func BenchmarkEscalation(b *testing.B) {
 			dev.Close()
 		}
 	}
-	testwait.Eventually(b, "the offline devices offline", func() bool {
-		_, out := call(http.MethodGet, "/v1/presence?app=demo&device="+strings.Join(names[:offline], "&device="), testserver.Demo.APIKey, nil)
-		for _, p := range out["devices"].(map[string]any) {
-			if p.(map[string]any)["online"] == true {
-				return false
-			}
-		}
-		return true
-	})
+	waitOffline(b, call, names[:offline]...)
 	due := map[string]time.Time{}
 	b.ResetTimer()
 	for range b.N {
