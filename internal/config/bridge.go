@@ -65,8 +65,7 @@ func (q Quiet) Until(t time.Time) (time.Time, bool, error) {
 		return time.Time{}, false, fmt.Errorf("from and to are the same time")
 	}
 	t = t.In(loc)
-	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
-	now := int(t.Sub(day) / time.Second)
+	now := t.Hour()*3600 + t.Minute()*60 + t.Second() // the wall clock's, across a DST change too
 	quiet := from <= now && now < to
 	if from > to { // past midnight
 		quiet = now >= from || now < to
@@ -74,11 +73,11 @@ func (q Quiet) Until(t time.Time) (time.Time, bool, error) {
 	if !quiet {
 		return time.Time{}, false, nil
 	}
-	end := day.Add(time.Duration(to) * time.Second)
-	if !end.After(t) {
-		end = day.AddDate(0, 0, 1).Add(time.Duration(to) * time.Second)
+	day := t.Day()
+	if now >= to { // it ends tomorrow
+		day++
 	}
-	return end, true, nil
+	return time.Date(t.Year(), t.Month(), day, to/3600, to/60%60, to%60, 0, loc), true, nil
 }
 
 // secondOfDay reads HH:MM or HH:MM:SS as seconds since midnight.
