@@ -97,6 +97,11 @@ type Config struct {
 	// message (DELETE /v1/messages/{id}): withdraw it if it is shown. It
 	// may name a message this device never got.
 	OnRecall func(app, id string)
+	// Shown are stored messages the app showed already, through OS push
+	// notifications (their data key longlink_id): when the connection
+	// brings them, they are acked and not handed to OnPush. MarkShown adds
+	// more once connected.
+	Shown []string
 	// TokenSource, if set, gives a fresh token for app. The client calls it
 	// when four fifths of a token's life have passed, and refreshes the
 	// live connection with the new token (the refresh op); and before
@@ -156,7 +161,8 @@ type Client struct {
 	dispatchFrom int                            // guarded by mu: the dispatch URL that answered last
 	nextRef      atomic.Uint64
 
-	seen    recentIDs // owned by the reading goroutine
+	seenMu  sync.Mutex // guards seen: the reading goroutine's, and MarkShown's
+	seen    recentIDs
 	quality quality
 }
 
@@ -187,6 +193,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, done: make(chan struct{}), seqs: make(map[string]uint64), bseqs: make(map[string]uint64),
 		seen:    newRecentIDs(recentIDCount),
 		pending: make(map[string]chan protocol.Frame), groups: make(map[[2]string]bool)}
+	for _, id := range cfg.Shown {
+		c.MarkShown(id)
+	}
 	tokens := cfg.Tokens
 	if cfg.Token != "" {
 		tokens = []string{cfg.Token}
@@ -519,6 +528,18 @@ func (c *Client) LastSeq(app string) uint64 {
 	return c.seqs[app]
 }
 
+// MarkShown records that the stored message id was shown already, through
+// an OS push notification (its data key longlink_id): when the connection
+// brings it, it is acked and not handed to OnPush.
+func (c *Client) MarkShown(id string) { c.markSeen(id) }
+
+// markSeen records id, and reports whether it was seen before.
+func (c *Client) markSeen(id string) bool {
+	c.seenMu.Lock()
+	defer c.seenMu.Unlock()
+	return c.seen.add(id)
+}
+
 // handlePush hands p to OnPush unless it was handled already (a stored
 // message replayed after a lost ack: same id), then acks it if it is
 // stored. Seqs are not compared: the server's seqs are the truth, even
@@ -529,8 +550,9 @@ func (c *Client) handlePush(w *Conn, p Push, timeout time.Duration) error {
 		handler = h
 	}
 	stored := p.Seq > 0 || p.BSeq > 0
-	// Only stored messages can come twice (replayed after a lost ack).
-	if (!stored || !c.seen.add(p.ID)) && handler != nil {
+	// Only stored messages can come twice (replayed after a lost ack, or
+	// shown from an OS push notification).
+	if (!stored || !c.markSeen(p.ID)) && handler != nil {
 		handler(p)
 	}
 	if !stored {

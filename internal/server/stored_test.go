@@ -483,3 +483,18 @@ func TestCollapse(t *testing.T) {
 		}
 	})
 }
+
+// A stored message the app showed already, from an OS push notification
+// (Config.Shown, MarkShown), is acked and not handed to OnPush when the
+// connection brings it; the others are handed over as usual.
+func TestShownFromANotification(t *testing.T) {
+	ts := testserver.Start(t)
+	shown := ts.Push(map[string]any{"devices": []string{"d1"}, "data": "shown by the OS", "ttl": 600})["id"].(string)
+	d := connect(t, ts, client.TCP, ts.Token("d1", ""), func(c *client.Config) { c.Shown = []string{shown} })
+	ts.Push(map[string]any{"devices": []string{"d1"}, "data": "not shown yet", "ttl": 600})
+	d.expect(t, "not shown yet")
+	testwait.Eventually(t, "both acked", func() bool {
+		_, out := ts.Call(http.MethodGet, "/v1/messages/"+shown+"?app=demo", testserver.Demo.APIKey, nil)
+		return out["acked"] == 1.0
+	})
+}
