@@ -272,6 +272,30 @@ func TestEscalationQuietHours(t *testing.T) {
 	}
 }
 
+// A scheduled push escalates from its send time, not from its request's.
+func TestScheduledPushEscalatesFromItsSendTime(t *testing.T) {
+	v, c, call := startBridged(t)
+	dev := dialDevice(t, client.Config{Addr: c.gateway, Token: testserver.MintToken(t, testserver.Demo, "sleeper", "")})
+	if err := dev.SetVendorToken(context.Background(), "demo", "fcm", "tok-sleeper"); err != nil {
+		t.Fatal(err)
+	}
+	dev.Close()
+	waitOffline(t, call, "sleeper")
+	at := time.Now().Add(2 * time.Second).UTC()
+	status, out := call(http.MethodPost, "/v1/push", testserver.Demo.APIKey, map[string]any{"app": "demo", "devices": []string{"sleeper"},
+		"data": "later", "ttl": 600, "at": at.Format(time.RFC3339Nano), "escalate": map[string]any{"after": "0s"}})
+	if status != http.StatusAccepted {
+		t.Fatalf("scheduled push: %d %v", status, out)
+	}
+	testwait.Eventually(t, "the scheduled push escalated", func() bool { return v.Sends("tok-sleeper") == 1 })
+	if sent := v.Times()[0]; sent.Before(at) {
+		t.Fatalf("escalated at %v, before the push was made at %v", sent, at)
+	}
+	if ids := fcmSent(t, v, "tok-sleeper"); !slices.Equal(ids, []string{out["id"].(string)}) {
+		t.Fatalf("escalated %v, want the scheduled push's id %v", ids, out["id"])
+	}
+}
+
 // A vendor key file that cannot be read or parsed stops the node at start,
 // with an error naming the key, not at its first escalation.
 func TestBadVendorKeyStopsStart(t *testing.T) {
