@@ -114,21 +114,20 @@ func (s *Server) checkEscalate(req *pushRequest, target store.Target) error {
 // escalationOf is what a checked stored push escalates, and after how
 // long: its own escalate, or its app's default; nil for none.
 func (s *Server) escalationOf(req *pushRequest, target store.Target, id string, expires time.Time) (*escalation, time.Duration) {
-	e := req.Escalate
+	a, ok := s.apps.Get().ByID(req.App)
+	if !ok {
+		return nil, 0
+	}
+	e, d := req.Escalate, a.PushBridge.Escalate
 	if e == nil {
-		a, ok := s.apps.Get().ByID(req.App)
-		if !ok || !req.reported() || target == store.TargetBroadcast || target == store.TargetGroup {
-			return nil, 0
-		}
-		d := a.PushBridge.Escalate
-		if d.After <= 0 || d.After >= time.Until(expires) {
+		if d.After <= 0 || d.After >= time.Until(expires) || !req.reported() || target == store.TargetBroadcast || target == store.TargetGroup {
 			return nil, 0
 		}
 		e = &escalateRequest{After: d.After.String(), Title: d.Title, Body: d.Body}
 	}
 	after, _ := time.ParseDuration(e.After) // checked
 	quiet := req.Quiet
-	if a, ok := s.apps.Get().ByID(req.App); quiet == nil && ok && a.PushBridge.Quiet != (config.Quiet{}) {
+	if quiet == nil && a.PushBridge.Quiet != (config.Quiet{}) {
 		quiet = &a.PushBridge.Quiet
 	}
 	return &escalation{ID: id, Title: e.Title, Body: e.Body, Data: e.Data, High: req.Priority == "high",
