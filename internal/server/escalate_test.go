@@ -45,8 +45,9 @@ func fcmSent(t testing.TB, v *bridgetest.Vendor, token string) []string {
 
 // startBridged starts a node in a process of its own whose demo app sends
 // through a fake FCM (its TLS certificate trusted through SSL_CERT_FILE),
-// and returns the fake, the node and a call to its API.
-func startBridged(t testing.TB) (*bridgetest.Vendor, *child, apiCall) {
+// and returns the fake, the node and a call to its API. defaults, if given,
+// are more keys of the app's push_bridge (YAML, flow style).
+func startBridged(t testing.TB, defaults ...string) (*bridgetest.Vendor, *child, apiCall) {
 	v, srv, sa := bridgetest.FCM(t)
 	dir := t.TempDir()
 	saFile, caFile := filepath.Join(dir, "sa.json"), filepath.Join(dir, "ca.pem")
@@ -58,8 +59,8 @@ func startBridged(t testing.TB) (*bridgetest.Vendor, *child, apiCall) {
 	}
 	d := testserver.Demo
 	yaml := childConfig(filepath.Join(dir, "data"), testserver.Other) +
-		fmt.Sprintf("  - {id: %s, secret: %q, api_key: %q, push_bridge: {fcm: {service_account_file: %q, url: %q}}}\n",
-			d.ID, d.Secret, d.APIKey, saFile, srv.URL)
+		fmt.Sprintf("  - {id: %s, secret: %q, api_key: %q, push_bridge: {fcm: {service_account_file: %q, url: %q}%s}}\n",
+			d.ID, d.Secret, d.APIKey, saFile, srv.URL, strings.Join(append([]string{""}, defaults...), ", "))
 	c := startChildYAML(t, []string{"SSL_CERT_FILE=" + caFile}, yaml)
 	return v, c, func(method, path, key string, body any) (int, map[string]any) {
 		return testserver.CallAPI(t, "http://"+c.api, method, path, key, body)
@@ -293,6 +294,27 @@ func TestScheduledPushEscalatesFromItsSendTime(t *testing.T) {
 	}
 	if ids := fcmSent(t, v, "tok-sleeper"); !slices.Equal(ids, []string{out["id"].(string)}) {
 		t.Fatalf("escalated %v, want the scheduled push's id %v", ids, out["id"])
+	}
+}
+
+// The app's push_bridge.escalate applies to its stored pushes that give no
+// escalate of their own, with its title; not to online-only pushes.
+func TestEscalationAppDefault(t *testing.T) {
+	v, c, call := startBridged(t, `escalate: {after: 1s, title: "From the app"}`)
+	dev := dialDevice(t, client.Config{Addr: c.gateway, Token: testserver.MintToken(t, testserver.Demo, "d1", "")})
+	if err := dev.SetVendorToken(context.Background(), "demo", "fcm", "tok-d1"); err != nil {
+		t.Fatal(err)
+	}
+	dev.Close()
+	waitOffline(t, call, "d1")
+	pushTo(t, call, map[string]any{"devices": []string{"d1"}, "data": "online only"})
+	stored := pushTo(t, call, map[string]any{"devices": []string{"d1"}, "data": "stored", "ttl": 600})
+	testwait.Eventually(t, "the app's default escalation", func() bool { return v.Total() == 1 })
+	if ids := fcmSent(t, v, "tok-d1"); !slices.Equal(ids, []string{stored["id"].(string)}) {
+		t.Fatalf("escalated %v, want the stored push only", ids)
+	}
+	if body := v.Bodies()[0]; !strings.Contains(body, `"title":"From the app"`) {
+		t.Fatalf("the notification does not carry the app's title: %s", body)
 	}
 }
 
