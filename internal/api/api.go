@@ -92,7 +92,7 @@ func New(o Options) *Server {
 	}
 	s := &Server{cfg: o.Config, apps: o.Apps, fanout: o.Fanout, store: o.Store, self: o.Self, drain: o.Drain, drainAt: o.DrainNode, peers: o.Peers, stats: o.Stats, metrics: o.Metrics,
 		log: log, errLog: logbound.New(log, logbound.Interval), mux: http.NewServeMux(),
-		bridgeState: bridgeState{bridges: map[string]appSenders{}, vendorClient: bridge.NewClient()}}
+		bridgeState: bridgeState{bridges: map[string]appSenders{}, vendorClient: bridge.NewClient(), vendorSlots: make(chan struct{}, escalationSends)}}
 	s.msgSeq.Store(uint64(time.Now().UnixNano()))
 	s.mux.Handle("POST /v1/push", s.serve(s.handlePush))
 	s.mux.Handle("GET /v1/presence", s.serve(s.handlePresence))

@@ -22,9 +22,14 @@ import (
 // the store's schedules due "after" from now, keyed <message id>/escalate/0.
 // When it falls due, FireDue claims it like a scheduled push (each by one
 // node, for claimLease) and sends the copies still waiting for an ack
-// through their devices' OS push tokens. What a vendor asks to send again
-// later (rate limits, unavailable) goes in a new entry at its
-// Retry-After, numbered on; a dead token is dropped.
+// through their devices' OS push tokens, escalationSends at a time per
+// node. Each notification's outcome is kept in the message's report before
+// the entry is done, so a claim that ends unfinished (its node died, or
+// half its lease passed) is taken up again where it stopped: a copy is
+// sent again only if its node died before it kept the vendor's answer.
+// What a vendor asks to send again later (rate limits, unavailable) is
+// kept pending, and a new entry at its Retry-After, numbered on, sends the
+// pending ones; a dead token is dropped.
 
 // escalateRequest is a push's "escalate".
 type escalateRequest struct {
@@ -46,25 +51,23 @@ type escalation struct {
 	// Offline: after 0, only the devices with no live session now.
 	Offline bool `json:"offline,omitempty"`
 	// Quiet, if set, holds it until the window ends (not with High).
-	Quiet *config.Quiet `json:"quiet,omitempty"`
-	// Only, on a retry: the (device, vendor) pairs to send to again.
-	Only    []vendorTarget `json:"only,omitempty"`
-	Attempt int            `json:"attempt,omitempty"` // the vendor's retries so far
-	Entry   int            `json:"entry,omitempty"`   // its key's number: one more at each retry or hold
+	Quiet   *config.Quiet `json:"quiet,omitempty"`
+	Attempt int           `json:"attempt,omitempty"` // the vendor's retries so far: 0 sends every waiting copy, more the pending ones
+	Entry   int           `json:"entry,omitempty"`   // its key's number: one more at each retry or hold
 }
 
-// vendorTarget is a device's token of a vendor (the token is read again
-// for a retry: the device may have registered a new one).
+// vendorTarget is a device's token of a vendor.
 type vendorTarget struct {
-	Device string `json:"device"`
-	Vendor string `json:"vendor"`
-	token  string
+	device, vendor, token string
 }
 
 const (
 	escalationMark = "/escalate/"
 	// maxEscalationAttempts bounds the retries of one escalation.
 	maxEscalationAttempts = 5
+	// escalationSends bounds the notifications a node has at its vendors
+	// at once.
+	escalationSends = 16
 	// maxEscalationText bounds a title or body; maxEscalationData the data keys.
 	maxEscalationText = 1024
 	maxEscalationData = 16
@@ -140,9 +143,10 @@ func (s *Server) scheduleEscalation(ctx context.Context, app string, e *escalati
 	return s.store.Schedule(ctx, store.Scheduled{App: app, ID: escalationKey(e.ID, e.Entry), At: time.Now().Add(d), Request: body})
 }
 
-// escalate makes a due escalation entry p: every copy of its message still
-// waiting for an ack goes to its device's OS push tokens.
-func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
+// escalate makes a due escalation entry p, claimed at claimed: every copy
+// of its message still waiting for an ack goes to its device's OS push
+// tokens.
+func (s *Server) escalate(ctx context.Context, p store.Scheduled, claimed time.Time) {
 	var e escalation
 	if err := json.Unmarshal(p.Request, &e); err != nil {
 		s.log.Error("escalation unreadable: dropped", "app", p.App, "key", p.ID, "err", err)
@@ -164,59 +168,95 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled) {
 		s.log.Warn("escalation not made now; it is tried again after its claim", "app", p.App, "id", e.ID, "err", err)
 		return
 	}
-	senders := s.senders(p.App)
-	expires := time.UnixMilli(e.Expires)
-	retry := e
-	retry.Only, retry.Attempt, retry.Entry = nil, e.Attempt+1, e.Entry+1
-	var wait time.Duration
-	var escalated, accepted, failed int // for the report
+	var (
+		senders  = s.senders(p.App)
+		deadline = claimed.Add(claimLease / 2) // no send starts after it: another node may claim it at claimLease
+		sent     sync.WaitGroup
+		mu       sync.Mutex
+		pending  []store.Escalation // asked for again later
+		wait     time.Duration      // the longest of their Retry-Afters
+		finished = true             // every outcome kept
+	)
 	for _, t := range targets {
-		sender := senders[t.Vendor]
+		sender := senders[t.vendor]
 		if sender == nil {
 			continue // a token of a vendor the app has no credentials for
 		}
-		if e.Attempt == 0 {
-			escalated++
+		s.vendorSlots <- struct{}{}
+		if time.Now().After(deadline) {
+			<-s.vendorSlots
+			finished = false
+			break
 		}
-		r, err := sender.Send(ctx, bridge.Notification{Token: t.token, ID: e.ID, Title: e.Title, Body: e.Body, Data: e.Data,
-			Collapse: e.Collapse, High: e.High, TTL: time.Until(expires)})
-		outcome := r.Outcome.String()
-		switch {
-		case err != nil:
-			outcome, r.RetryAfter = "error", bridge.DefaultRetry
-			s.log.Warn("escalation: the vendor could not be reached", "app", p.App, "vendor", t.Vendor, "err", err)
-			fallthrough
-		case r.Outcome == bridge.Retry || r.Outcome == bridge.QuotaExceeded:
-			retry.Only, wait = append(retry.Only, t), max(wait, r.RetryAfter)
-		case r.Outcome == bridge.Accepted:
-			accepted++
-		case r.Outcome == bridge.DeadToken:
-			failed++
-			if err := s.store.DropVendorToken(ctx, p.App, t.Device, t.Vendor, t.token); err != nil {
-				s.log.Warn("escalation: a dead token not dropped", "app", p.App, "vendor", t.Vendor, "err", err)
+		sent.Go(func() {
+			defer func() { <-s.vendorSlots }()
+			outcome, retryAfter := s.notify(ctx, p.App, &e, sender, t)
+			o := store.Escalation{Device: t.device, Vendor: t.vendor, Outcome: outcome}
+			err := s.store.Escalated(ctx, p.App, e.ID, []store.Escalation{o})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				finished = false
+				s.log.Warn("escalation: an outcome not kept; the copy is sent again after the claim", "app", p.App, "id", e.ID, "err", err)
 			}
-		case r.Outcome == bridge.Refused:
-			failed++
-			s.log.Warn("escalation refused by the vendor", "app", p.App, "vendor", t.Vendor, "id", e.ID, "reason", r.Reason)
-		}
-		s.metrics.Escalations.WithLabelValues(p.App, t.Vendor, outcome).Inc()
+			if outcome == store.VendorPending {
+				pending, wait = append(pending, o), max(wait, retryAfter)
+			}
+		})
 	}
-	if len(retry.Only) > 0 {
-		err := errors.New("retries given up: too many, or past the message's expiry")
-		if retry.Attempt <= maxEscalationAttempts && time.Now().Add(wait).Before(expires) {
-			err = s.scheduleEscalation(ctx, p.App, &retry, wait)
-		}
-		if err != nil {
-			failed += len(retry.Only)
-			s.log.Warn("escalation: not sent again", "app", p.App, "id", e.ID, "devices", len(retry.Only), "err", err)
-		}
+	sent.Wait()
+	if !finished {
+		return // the rest when the lease ends
 	}
-	if escalated+accepted+failed > 0 {
-		if err := s.store.Escalated(ctx, p.App, e.ID, escalated, accepted, failed); err != nil {
-			s.log.Warn("escalation: not counted in the report", "app", p.App, "id", e.ID, "err", err)
+	if len(pending) > 0 && !s.retryEscalation(ctx, p.App, e, wait) {
+		for i := range pending {
+			pending[i].Outcome = store.VendorFailed
+		}
+		if err := s.store.Escalated(ctx, p.App, e.ID, pending); err != nil {
+			s.log.Warn("escalation: retries given up, but not counted failed", "app", p.App, "id", e.ID, "err", err)
 		}
 	}
 	s.unschedule(ctx, p)
+}
+
+// notify sends e to t through sender, and returns what became of it (with
+// the Retry-After of a pending one).
+func (s *Server) notify(ctx context.Context, app string, e *escalation, sender bridge.Sender, t vendorTarget) (store.VendorOutcome, time.Duration) {
+	expires := time.UnixMilli(e.Expires)
+	r, err := sender.Send(ctx, bridge.Notification{Token: t.token, ID: e.ID, Title: e.Title, Body: e.Body, Data: e.Data,
+		Collapse: e.Collapse, High: e.High, TTL: time.Until(expires)})
+	name, outcome := r.Outcome.String(), store.VendorFailed
+	switch {
+	case err != nil:
+		name, outcome, r.RetryAfter = "error", store.VendorPending, bridge.DefaultRetry
+		s.log.Warn("escalation: the vendor could not be reached", "app", app, "vendor", t.vendor, "err", err)
+	case r.Outcome == bridge.Retry || r.Outcome == bridge.QuotaExceeded:
+		outcome = store.VendorPending
+	case r.Outcome == bridge.Accepted:
+		outcome = store.VendorAccepted
+	case r.Outcome == bridge.DeadToken:
+		if err := s.store.DropVendorToken(ctx, app, t.device, t.vendor, t.token); err != nil {
+			s.log.Warn("escalation: a dead token not dropped", "app", app, "vendor", t.vendor, "err", err)
+		}
+	case r.Outcome == bridge.Refused:
+		s.log.Warn("escalation refused by the vendor", "app", app, "vendor", t.vendor, "id", e.ID, "reason", r.Reason)
+	}
+	s.metrics.Escalations.WithLabelValues(app, t.vendor, name).Inc()
+	return outcome, r.RetryAfter
+}
+
+// retryEscalation keeps the next attempt of e, due after wait, unless
+// there have been too many or it would be past the message's expiry.
+func (s *Server) retryEscalation(ctx context.Context, app string, e escalation, wait time.Duration) bool {
+	e.Attempt, e.Entry = e.Attempt+1, e.Entry+1
+	err := errors.New("too many, or past the message's expiry")
+	if e.Attempt <= maxEscalationAttempts && time.Now().Add(wait).Before(time.UnixMilli(e.Expires)) {
+		err = s.scheduleEscalation(ctx, app, &e, wait)
+	}
+	if err != nil {
+		s.log.Warn("escalation: not sent again", "app", app, "id", e.ID, "err", err)
+	}
+	return err == nil
 }
 
 // quietUntil reports whether e is held by its quiet hours at now (not if
@@ -230,8 +270,8 @@ func (e *escalation) quietUntil(now time.Time) (time.Time, bool) {
 }
 
 // escalationTargets are the device tokens e goes to now: those of its
-// message's copies still waiting, of devices offline if e says so (on a
-// retry, of e's own (device, vendor) pairs only).
+// message's copies still waiting (of devices offline, if e says so) that
+// have no outcome yet, or are pending (on a retry, only those).
 func (s *Server) escalationTargets(ctx context.Context, app string, e *escalation) ([]vendorTarget, error) {
 	w, ok, err := s.store.Waiting(ctx, app, e.ID)
 	if err != nil || !ok {
@@ -245,6 +285,14 @@ func (s *Server) escalationTargets(ctx context.Context, app string, e *escalatio
 		}
 		devices = slices.DeleteFunc(devices, func(d string) bool { return online[d] })
 	}
+	outcomes, err := s.store.Escalations(ctx, app, e.ID)
+	if err != nil {
+		return nil, err
+	}
+	had := make(map[[2]string]store.VendorOutcome, len(outcomes))
+	for _, o := range outcomes {
+		had[[2]string{o.Device, o.Vendor}] = o.Outcome
+	}
 	var targets []vendorTarget
 	for _, d := range devices {
 		tokens, err := s.store.VendorTokens(ctx, app, d)
@@ -252,9 +300,13 @@ func (s *Server) escalationTargets(ctx context.Context, app string, e *escalatio
 			return nil, err
 		}
 		for _, v := range slices.Sorted(maps.Keys(tokens)) {
-			retried := slices.Contains(e.Only, vendorTarget{Device: d, Vendor: v})
-			if len(e.Only) == 0 || retried {
-				targets = append(targets, vendorTarget{Device: d, Vendor: v, token: tokens[v]})
+			switch had[[2]string{d, v}] {
+			case store.VendorPending:
+				targets = append(targets, vendorTarget{device: d, vendor: v, token: tokens[v]})
+			case 0:
+				if e.Attempt == 0 {
+					targets = append(targets, vendorTarget{device: d, vendor: v, token: tokens[v]})
+				}
 			}
 		}
 	}
@@ -298,4 +350,5 @@ type bridgeState struct {
 	bridgeMu     sync.Mutex
 	bridges      map[string]appSenders // by app id
 	vendorClient *http.Client
+	vendorSlots  chan struct{} // escalationSends: one per notification at a vendor
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/longlink/longlink/internal/store"
@@ -47,18 +48,22 @@ func (s *Server) schedule(ctx context.Context, req *pushRequest) (map[string]any
 	return map[string]any{"id": id, "scheduled_at": at.UTC().Format(time.RFC3339Nano)}, nil
 }
 
-// FireDue pushes the scheduled pushes that are due now, and returns how
-// many. A push that cannot be made now (the store or the cluster away) is
-// tried again when its claim ends.
+// FireDue pushes the scheduled pushes that are due now, and makes the due
+// escalations (side by side), and returns how many. A push that cannot be
+// made now (the store or the cluster away) is tried again when its claim
+// ends.
 func (s *Server) FireDue(ctx context.Context) int {
-	due, err := s.store.ClaimDue(ctx, time.Now(), claimLease, claimBatch)
+	claimed := time.Now()
+	due, err := s.store.ClaimDue(ctx, claimed, claimLease, claimBatch)
 	if err != nil {
 		s.log.Warn("scheduled pushes: cannot claim the due ones now", "err", err)
 		return 0
 	}
+	var escalations sync.WaitGroup
+	defer escalations.Wait()
 	for _, p := range due {
 		if isEscalation(p.ID) {
-			s.escalate(ctx, p)
+			escalations.Go(func() { s.escalate(ctx, p, claimed) })
 			continue
 		}
 		if err := s.fire(ctx, p); err != nil {

@@ -98,7 +98,10 @@ func (a *APNs) providerToken(renew bool) (string, error) {
 
 // Send implements Sender.
 func (a *APNs) Send(ctx context.Context, n Notification) (Result, error) {
-	payload := map[string]any{"aps": apnsAps(n)}
+	payload, pushType := map[string]any{"aps": apnsAps(n)}, "alert"
+	if n.Recall { // a background notification: iOS wakes the app to handle it
+		payload, pushType, n.High = map[string]any{"aps": map[string]int{"content-available": 1}}, "background", false
+	}
 	for k, v := range dataOf(n) {
 		if k != "aps" {
 			payload[k] = v
@@ -120,16 +123,16 @@ func (a *APNs) Send(ctx context.Context, n Notification) (Result, error) {
 		h := req.Header
 		h.Set("authorization", "bearer "+token)
 		h.Set("apns-topic", a.topic)
-		h.Set("apns-push-type", "alert")
-		h.Set("apns-priority", "5")
+		h.Set("apns-push-type", pushType)
+		h.Set("apns-priority", "5") // a background one's must be
 		if n.High {
 			h.Set("apns-priority", "10")
 		}
 		if n.TTL > 0 {
 			h.Set("apns-expiration", strconv.FormatInt(time.Now().Add(n.TTL).Unix(), 10))
 		}
-		if n.Collapse != "" {
-			h.Set("apns-collapse-id", n.Collapse)
+		if !n.Recall {
+			h.Set("apns-collapse-id", n.Tag())
 		}
 		status, answerHeader, answer, err := do(a.client, req)
 		if err != nil {

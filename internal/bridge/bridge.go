@@ -12,6 +12,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -30,16 +31,31 @@ type Notification struct {
 	ID          string
 	Title, Body string
 	Data        map[string]string // more data keys, beside longlink_id
-	// Collapse, if set, makes a newer notification with the same one
-	// replace this one where the vendor can (FCM's collapse_key, APNs's
-	// apns-collapse-id, HMS's notification tag).
+	// Collapse, if set, is the push's collapse key: also FCM's
+	// collapse_key, so that a newer one replaces this one while FCM holds
+	// it for an offline device.
 	Collapse string
 	High     bool          // priority high: wakes the device at once
 	TTL      time.Duration // how long the vendor may keep it for an offline device (0: its default)
+	// Recall makes it not a notification but the word that message ID was
+	// recalled: a data message (FCM, HMS) or a background one (APNs) with
+	// the data key "longlink_recall", whose handler in the app removes the
+	// notification tagged with Tag.
+	Recall bool
 }
 
-// IDKey is the data key a notification carries its message id under.
-const IDKey = "longlink_id"
+// Tag is n's id on the device, where a newer notification with the same
+// tag replaces it (FCM's and HMS's notification tag, APNs's
+// apns-collapse-id): its collapse key, else its message id, so that a
+// notification sent twice is shown once, and a recall can find it.
+func (n Notification) Tag() string { return cmp.Or(n.Collapse, n.ID) }
+
+// The data keys a notification carries its message id under, and a recall
+// the recalled one's.
+const (
+	IDKey     = "longlink_id"
+	RecallKey = "longlink_recall"
+)
 
 // Outcome is what became of a notification.
 type Outcome int

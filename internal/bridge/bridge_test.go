@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,27 @@ func outcomes(t *testing.T, s bridge.Sender, want map[string]bridge.Result) {
 	}
 }
 
+// sent sends n through s, and returns what its vendor v got.
+func sent(t *testing.T, s bridge.Sender, v *bridgetest.Vendor, n bridge.Notification) (string, http.Header) {
+	t.Helper()
+	if r, err := s.Send(context.Background(), n); err != nil || r.Outcome != bridge.Accepted {
+		t.Fatalf("%s: %+v %v", s.Vendor(), r, err)
+	}
+	return v.Last()
+}
+
+// untagged is n of a push without a collapse key: its tag is its id.
+func untagged() bridge.Notification {
+	u := n("tok-1")
+	u.Collapse, u.High, u.TTL, u.Data = "", false, 0, nil
+	return u
+}
+
+// recall is the recall of n("tok-1").
+func recall() bridge.Notification {
+	return bridge.Notification{Token: "tok-1", ID: "m1", Recall: true, TTL: 30 * time.Second}
+}
+
 // FCM: the service account's JWT-bearer exchange (the assertion's
 // signature, issuer, scope and audience checked), the v1 message byte for
 // byte, and the answers FCM's error codes page documents.
@@ -46,9 +68,20 @@ func TestFCM(t *testing.T) {
 	}
 	outcomes(t, s, map[string]bridge.Result{"tok-1": {Outcome: bridge.Accepted}})
 	body, h := v.Last()
-	want := `{"message":{"token":"tok-1","notification":{"title":"Hi","body":"You have a message"},"data":{"k":"v","longlink_id":"m1"},"android":{"collapse_key":"chat-1","priority":"HIGH","ttl":"30s"}}}`
+	want := `{"message":{"token":"tok-1","notification":{"title":"Hi","body":"You have a message"},"data":{"k":"v","longlink_id":"m1"},"android":{"collapse_key":"chat-1","priority":"HIGH","ttl":"30s","notification":{"tag":"chat-1"}}}}`
 	if body != want || h.Get("Content-Type") != "application/json; charset=UTF-8" {
 		t.Fatalf("FCM got %s (%s)\nwant %s", body, h.Get("Content-Type"), want)
+	}
+	for _, c := range []struct {
+		n    bridge.Notification
+		want string
+	}{
+		{untagged(), `{"message":{"token":"tok-1","notification":{"title":"Hi","body":"You have a message"},"data":{"longlink_id":"m1"},"android":{"priority":"NORMAL","notification":{"tag":"m1"}}}}`},
+		{recall(), `{"message":{"token":"tok-1","data":{"longlink_recall":"m1"},"android":{"priority":"HIGH","ttl":"30s"}}}`},
+	} {
+		if body, _ := sent(t, s, v, c.n); body != c.want {
+			t.Fatalf("FCM got %s\nwant %s", body, c.want)
+		}
 	}
 	outcomes(t, s, map[string]bridge.Result{
 		"dead":      {Outcome: bridge.DeadToken, Reason: "UNREGISTERED"},
@@ -94,6 +127,17 @@ func TestAPNs(t *testing.T) {
 	if v.Auths() != 1 {
 		t.Fatalf("%d provider tokens for two sends, want one", v.Auths())
 	}
+	if body, h := sent(t, s, v, untagged()); body != `{"aps":{"alert":{"body":"You have a message","title":"Hi"}},"longlink_id":"m1"}` ||
+		h.Get("apns-collapse-id") != "m1" || h.Get("apns-priority") != "5" || h.Get("apns-expiration") != "" {
+		t.Fatalf("APNs got %s %v", body, h)
+	}
+	if body, h := sent(t, s, v, recall()); body != `{"aps":{"content-available":1},"longlink_recall":"m1"}` ||
+		h.Get("apns-push-type") != "background" || h.Get("apns-priority") != "5" || h.Get("apns-collapse-id") != "" {
+		t.Fatalf("APNs recall got %s %v", body, h)
+	}
+	if v.Auths() != 1 {
+		t.Fatalf("%d provider tokens for two sends, want one", v.Auths())
+	}
 	outcomes(t, s, map[string]bridge.Result{
 		"expired": {Outcome: bridge.Accepted}, // with a new provider token
 		"dead":    {Outcome: bridge.DeadToken, Reason: "Unregistered"},
@@ -124,6 +168,17 @@ func TestHMS(t *testing.T) {
 	want := `{"validate_only":false,"message":{"data":"{\"k\":\"v\",\"longlink_id\":\"m1\"}","android":{"urgency":"HIGH","ttl":"30s","notification":{"title":"Hi","body":"You have a message","tag":"chat-1","click_action":{"type":3}}},"token":["tok-1"]}}`
 	if body != want {
 		t.Fatalf("HMS got %s\nwant %s", body, want)
+	}
+	for _, c := range []struct {
+		n    bridge.Notification
+		want string
+	}{
+		{untagged(), `{"validate_only":false,"message":{"data":"{\"longlink_id\":\"m1\"}","android":{"urgency":"NORMAL","notification":{"title":"Hi","body":"You have a message","tag":"m1","click_action":{"type":3}}},"token":["tok-1"]}}`},
+		{recall(), `{"validate_only":false,"message":{"data":"{\"longlink_recall\":\"m1\"}","android":{"urgency":"HIGH","ttl":"30s"},"token":["tok-1"]}}`},
+	} {
+		if body, _ := sent(t, s, v, c.n); body != c.want {
+			t.Fatalf("HMS got %s\nwant %s", body, c.want)
+		}
 	}
 	outcomes(t, s, map[string]bridge.Result{
 		"dead":    {Outcome: bridge.DeadToken, Reason: "80300007"},

@@ -92,9 +92,14 @@ type fcmNotification struct {
 }
 
 type fcmAndroid struct {
-	CollapseKey string `json:"collapse_key,omitempty"`
-	Priority    string `json:"priority"`      // HIGH or NORMAL
-	TTL         string `json:"ttl,omitempty"` // seconds, as "30s"
+	CollapseKey  string                  `json:"collapse_key,omitempty"`
+	Priority     string                  `json:"priority"`      // HIGH or NORMAL
+	TTL          string                  `json:"ttl,omitempty"` // seconds, as "30s"
+	Notification *fcmAndroidNotification `json:"notification,omitempty"`
+}
+
+type fcmAndroidNotification struct {
+	Tag string `json:"tag"` // a newer one with the same tag replaces it in the tray
 }
 
 // fcmError is the body of an error answer: a google.rpc.Status, whose
@@ -112,9 +117,16 @@ type fcmError struct {
 
 // Send implements Sender.
 func (f *FCM) Send(ctx context.Context, n Notification) (Result, error) {
-	m := fcmMessage{Token: n.Token, Data: dataOf(n), Android: fcmAndroid{CollapseKey: n.Collapse, Priority: "NORMAL"}}
-	if n.Title != "" || n.Body != "" {
+	m := fcmMessage{Token: n.Token, Data: dataOf(n), Android: fcmAndroid{Priority: "NORMAL"}}
+	switch {
+	case n.Recall: // data only, and not collapsed with the next push of its key
+		n.High = true
+	case n.Title != "" || n.Body != "":
 		m.Notification = &fcmNotification{Title: n.Title, Body: n.Body}
+		m.Android.Notification = &fcmAndroidNotification{Tag: n.Tag()}
+		fallthrough
+	default:
+		m.Android.CollapseKey = n.Collapse
 	}
 	if n.High {
 		m.Android.Priority = "HIGH"
@@ -217,8 +229,11 @@ func do(client *http.Client, req *http.Request) (int, http.Header, []byte, error
 	return resp.StatusCode, resp.Header, answer, nil
 }
 
-// dataOf is n's data with its id.
+// dataOf is n's data with its id; a recall's, the recalled id alone.
 func dataOf(n Notification) map[string]string {
+	if n.Recall {
+		return map[string]string{RecallKey: n.ID}
+	}
 	data := make(map[string]string, len(n.Data)+1)
 	maps.Copy(data, n.Data)
 	data[IDKey] = n.ID

@@ -64,9 +64,9 @@ type hmsMessage struct {
 }
 
 type hmsAndroid struct {
-	Urgency      string          `json:"urgency"`       // HIGH or NORMAL
-	TTL          string          `json:"ttl,omitempty"` // "86400s"
-	Notification hmsNotification `json:"notification"`
+	Urgency      string           `json:"urgency"`                // HIGH or NORMAL
+	TTL          string           `json:"ttl,omitempty"`          // "86400s"
+	Notification *hmsNotification `json:"notification,omitempty"` // none: a data message`
 }
 
 type hmsNotification struct {
@@ -96,9 +96,11 @@ func (h *HMS) Send(ctx context.Context, n Notification) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	m := hmsMessage{Data: string(data), Token: []string{n.Token}, Android: hmsAndroid{Urgency: "NORMAL",
-		Notification: hmsNotification{Title: n.Title, Body: n.Body, Tag: n.Collapse, ClickAction: hmsClickAction{Type: 3}}}}
-	if n.High {
+	m := hmsMessage{Data: string(data), Token: []string{n.Token}, Android: hmsAndroid{Urgency: "NORMAL"}}
+	if !n.Recall {
+		m.Android.Notification = &hmsNotification{Title: n.Title, Body: n.Body, Tag: n.Tag(), ClickAction: hmsClickAction{Type: 3}}
+	}
+	if n.High || n.Recall {
 		m.Android.Urgency = "HIGH"
 	}
 	if n.TTL > 0 {

@@ -152,9 +152,15 @@ type Reports interface {
 	// copies it removed (a broadcast's log entry is one); false when there
 	// is no report.
 	Recall(ctx context.Context, app, id string) (Report, int, bool, error)
-	// Escalated adds to the escalation counts of message id's report (if
-	// it has one).
-	Escalated(ctx context.Context, app, id string, escalated, accepted, failed int) error
+	// Escalated records the outcomes of escalated copies of message id
+	// (if it has a report), each replacing what its (device, vendor) had,
+	// durably. The report counts each (device, vendor) once in Escalated,
+	// and by its last outcome in VendorAccepted or VendorFailed.
+	Escalated(ctx context.Context, app, id string, outcomes []Escalation) error
+	// Escalations returns the outcomes recorded for message id, by device
+	// and vendor, including those of every Escalated that returned before
+	// it; they are kept as long as its report.
+	Escalations(ctx context.Context, app, id string) ([]Escalation, error)
 	// Waiting returns what of message id of app still waits for an ack
 	// (unexpired, not recalled): the copies in mailboxes and a broadcast's
 	// log entry, so that a retry of its push (same key) can hand it to the
@@ -175,6 +181,44 @@ type Waiting struct {
 func (w *Waiting) Add(device string, seq uint64, data []byte) {
 	w.Devices, w.Seqs = append(w.Devices, device), append(w.Seqs, seq)
 	w.Data = data
+}
+
+// Escalation is what became of one escalated copy of a message: its
+// notification to one device's token of one vendor.
+type Escalation struct {
+	Device, Vendor string
+	Outcome        VendorOutcome
+}
+
+// VendorOutcome is what a vendor made of an escalated copy.
+type VendorOutcome uint8
+
+// The outcomes of an escalated copy.
+const (
+	// VendorPending: the vendor asked for it again later.
+	VendorPending VendorOutcome = iota + 1
+	// VendorAccepted: the vendor took it.
+	VendorAccepted
+	// VendorFailed: a dead token, a refusal, or retries given up.
+	VendorFailed
+)
+
+// CountEscalation counts in r an escalated copy's outcome now, where it
+// had was (0: none, the copy's first).
+func (r *Report) CountEscalation(was, now VendorOutcome) {
+	if was == 0 {
+		r.Escalated++
+	}
+	count := func(o VendorOutcome, n int) {
+		switch o {
+		case VendorAccepted:
+			r.VendorAccepted += n
+		case VendorFailed:
+			r.VendorFailed += n
+		}
+	}
+	count(was, -1)
+	count(now, 1)
 }
 
 // Target is the kind of audience a push names.

@@ -31,27 +31,27 @@ const (
 	opSent                       // the connections a push was handed to, for its report
 	opRecall                     // remove a message wherever it waits
 	opVendorToken                // set, remove or drop a device's OS push token
-	opEscalated                  // count escalations in a report
+	opEscalated                  // record escalated copies' outcomes
 )
 
 // op is one operation for the committer.
 type op struct {
-	kind    opKind
-	msg     store.Message // msg.App is the app of every kind that has one
-	devices []string
-	device  string
-	user    string
-	users   []string
-	add     []string          // opTag: tags to add
-	remove  []string          // opTag: tags to remove
-	query   store.TagQuery    // opTagDevices
-	sched   []store.Scheduled // opSchedule: the push; opClaim: the claimed
-	lease   time.Duration     // opClaim
-	vendor  vendorToken       // opVendorToken
-	counts  [3]int            // opEscalated: escalated, accepted, failed
-	seq     uint64
-	key     string        // idempotency key
-	done    chan struct{} // closed once committed; nil when nobody waits
+	kind        opKind
+	msg         store.Message // msg.App is the app of every kind that has one
+	devices     []string
+	device      string
+	user        string
+	users       []string
+	add         []string           // opTag: tags to add
+	remove      []string           // opTag: tags to remove
+	query       store.TagQuery     // opTagDevices
+	sched       []store.Scheduled  // opSchedule: the push; opClaim: the claimed
+	lease       time.Duration      // opClaim
+	vendor      vendorToken        // opVendorToken
+	escalations []store.Escalation // opEscalated
+	seq         uint64
+	key         string        // idempotency key
+	done        chan struct{} // closed once committed; nil when nobody waits
 
 	// Results, valid once done is closed.
 	res     store.Appended
@@ -533,8 +533,12 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 				s.meta.setMailbox(b, app, device, mb)
 			}
 		}
-		if bytes.HasPrefix(target, []byte(prefixReport)) { // and its copies, if not inline
+		if bytes.HasPrefix(target, []byte(prefixReport)) { // and its copies, if not inline, and its escalations
 			b.Delete(append([]byte(prefixCopies), target[len(prefixReport):]...), nil)
+			escalated := append(append([]byte(prefixEscalated), target[len(prefixReport):]...), 0)
+			if err := b.DeleteRange(escalated, prefixEnd(escalated), nil); err != nil {
+				return err
+			}
 			s.meta.forget(target)
 		}
 		b.Delete(target, nil)

@@ -29,6 +29,7 @@ import (
 //	o/<app>\0<id>                     where its mailbox copies are, if many: device, seq, ... (uvarint length, bytes, uvarint)
 //	i/<app>\0<key>                    idempotency key: record (id and time; no data)
 //	p/<app>\0<device>\0<vendor>        the device's OS push token of that vendor
+//	e/<app>\0<id>\0<device>\0<vendor>   an escalated copy's outcome (1 byte: store.VendorOutcome); deleted with the report
 //	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms) (empty value)
 //	v                                 the key format's version (uvarint; absent = 1)
 //
@@ -58,6 +59,7 @@ const (
 	prefixCopies    = "o/"
 	prefixIdem      = "i/"
 	prefixVendor    = "p/"
+	prefixEscalated = "e/"
 	prefixExpiry    = "x/"
 	keyVersion      = "v"
 )

@@ -153,9 +153,10 @@ func (s *Store) applySent(b *pebble.Batch, o *op) error {
 	return nil
 }
 
-// Escalated adds to the escalation counts of message id's report.
-func (s *Store) Escalated(ctx context.Context, app, id string, escalated, accepted, failed int) error {
-	return s.do(ctx, &op{kind: opEscalated, msg: store.Message{App: app, ID: id}, counts: [3]int{escalated, accepted, failed}})
+// Escalated records escalated copies' outcomes, and counts them in
+// message id's report.
+func (s *Store) Escalated(ctx context.Context, app, id string, outcomes []store.Escalation) error {
+	return s.do(ctx, &op{kind: opEscalated, msg: store.Message{App: app, ID: id}, escalations: outcomes})
 }
 
 func (s *Store) applyEscalated(b *pebble.Batch, o *op) error {
@@ -164,11 +165,42 @@ func (s *Store) applyEscalated(b *pebble.Batch, o *op) error {
 	if err != nil || !ok {
 		return err
 	}
-	r.Escalated += o.counts[0]
-	r.VendorAccepted += o.counts[1]
-	r.VendorFailed += o.counts[2]
+	o.durable = true
+	for _, e := range o.escalations {
+		ek := key(prefixEscalated, o.msg.App, o.msg.ID, e.Device, e.Vendor)
+		v, _, err := get(b, ek)
+		if err != nil {
+			return err
+		}
+		var was store.VendorOutcome
+		if len(v) == 1 {
+			was = store.VendorOutcome(v[0])
+		}
+		r.CountEscalation(was, e.Outcome)
+		b.Set(ek, []byte{byte(e.Outcome)}, nil)
+	}
 	s.meta.setReport(b, rk, r, false)
 	return nil
+}
+
+// Escalations returns the outcomes of message id's escalated copies.
+func (s *Store) Escalations(_ context.Context, app, id string) ([]store.Escalation, error) {
+	p := append(key(prefixEscalated, app, id), 0)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, fmt.Errorf("store escalations: %w", err)
+	}
+	var out []store.Escalation
+	for it.First(); it.Valid(); it.Next() {
+		device, vendor, _ := bytes.Cut(it.Key()[len(p):], []byte{0})
+		if v := it.Value(); len(v) == 1 {
+			out = append(out, store.Escalation{Device: string(device), Vendor: string(vendor), Outcome: store.VendorOutcome(v[0])})
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("store escalations: %w", err)
+	}
+	return out, nil
 }
 
 // Report returns app's report of message id.

@@ -93,7 +93,7 @@ func TestSweepReclaimsExpired(t *testing.T) {
 }
 
 // Reports go ReportKept after their message, with their copies, inline
-// (a few) or not (many).
+// (a few) or not (many), and their escalations.
 func TestSweepReclaimsReports(t *testing.T) {
 	clk := storetest.NewClock()
 	s := open(t, t.TempDir(), clk)
@@ -106,8 +106,13 @@ func TestSweepReclaimsReports(t *testing.T) {
 		m.Expires, m.Target = clk.In(time.Minute), "devices"
 		s.Append(ctx, devices, m, "")
 	}
-	if r, c := countKeys(t, s, prefixReport), countKeys(t, s, prefixCopies); r != 2 || c != 1 {
-		t.Fatalf("%d reports and %d copies keys, want 2 and 1 (one push's copies inline)", r, c)
+	for _, id := range []string{"m1", fmt.Sprint("m", len(many))} {
+		if err := s.Escalated(ctx, "demo", id, []store.Escalation{{Device: "d0", Vendor: "fcm", Outcome: store.VendorAccepted}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, c, e := countKeys(t, s, prefixReport), countKeys(t, s, prefixCopies), countKeys(t, s, prefixEscalated); r != 2 || c != 1 || e != 2 {
+		t.Fatalf("%d reports, %d copies keys and %d escalations, want 2, 1 (one push's copies inline) and 2", r, c, e)
 	}
 	clk.Add(2 * time.Minute) // the messages go, and their reports are indexed
 	s.queue(&op{kind: opSweep})
@@ -118,7 +123,7 @@ func TestSweepReclaimsReports(t *testing.T) {
 	clk.Add(store.ReportKept)
 	s.queue(&op{kind: opSweep})
 	flush(t, s)
-	for _, p := range []string{prefixReport, prefixCopies, prefixExpiry, prefixMessage} {
+	for _, p := range []string{prefixReport, prefixCopies, prefixExpiry, prefixMessage, prefixEscalated} {
 		if n := countKeys(t, s, p); n != 0 {
 			t.Fatalf("%d %s keys after the sweep, want 0", n, p)
 		}

@@ -69,6 +69,8 @@ type report struct {
 	devices []string
 	seqs    []uint64
 	bseq    uint64
+	// escalations are its escalated copies' outcomes, by device and vendor
+	escalations map[[2]string]store.VendorOutcome
 }
 
 // NewData returns an empty Data.
@@ -539,17 +541,41 @@ func (s *Store) Sent(app, id string, online int) {
 }
 
 // Escalated implements store.Store.
-func (s *Store) Escalated(_ context.Context, app, id string, escalated, accepted, failed int) error {
+func (s *Store) Escalated(_ context.Context, app, id string, outcomes []store.Escalation) error {
 	if err := s.lock(); err != nil {
 		return err
 	}
 	defer s.d.mu.Unlock()
-	if r := s.d.reports[key{app, id}]; r != nil {
-		r.Escalated += escalated
-		r.VendorAccepted += accepted
-		r.VendorFailed += failed
+	r := s.d.reports[key{app, id}]
+	if r == nil {
+		return nil
+	}
+	if r.escalations == nil {
+		r.escalations = map[[2]string]store.VendorOutcome{}
+	}
+	for _, e := range outcomes {
+		k := [2]string{e.Device, e.Vendor}
+		r.CountEscalation(r.escalations[k], e.Outcome)
+		r.escalations[k] = e.Outcome
 	}
 	return nil
+}
+
+// Escalations implements store.Store.
+func (s *Store) Escalations(_ context.Context, app, id string) ([]store.Escalation, error) {
+	if err := s.lock(); err != nil {
+		return nil, err
+	}
+	defer s.d.mu.Unlock()
+	r := s.d.reports[key{app, id}]
+	if r == nil {
+		return nil, nil
+	}
+	out := make([]store.Escalation, 0, len(r.escalations))
+	for k, o := range r.escalations {
+		out = append(out, store.Escalation{Device: k[0], Vendor: k[1], Outcome: o})
+	}
+	return out, nil
 }
 
 // Report implements store.Store.

@@ -131,24 +131,67 @@ func (s *Store) report(ctx context.Context, app, id string) (r store.Report, cop
 	return r, h["copies"], cmp.Or(h["bseq"], "0"), true, nil
 }
 
-// escalatedScript adds ARGV[1..3] to the escalation counts of the report
-// KEYS[1], if it is there.
+// escalatedScript records escalated copies' outcomes in the hash KEYS[2]
+// (field "<vendor>:<device>", value the store.VendorOutcome) and counts
+// them in the report KEYS[1], if it is there; the hash expires with it.
+// ARGV holds field, outcome pairs.
 var escalatedScript = redisclient.NewScript(shebang + `
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'escalated', ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'vendor_accepted', ARGV[2])
-  redis.call('HINCRBY', KEYS[1], 'vendor_failed', ARGV[3])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
 end
+local counts = {['escalated'] = 0, ['vendor_accepted'] = 0, ['vendor_failed'] = 0}
+local names = {['` + outcomeLua(store.VendorAccepted) + `'] = 'vendor_accepted', ['` + outcomeLua(store.VendorFailed) + `'] = 'vendor_failed'}
+for i = 1, #ARGV, 2 do
+  local was = redis.call('HGET', KEYS[2], ARGV[i])
+  if not was then
+    counts.escalated = counts.escalated + 1
+  elseif names[was] then
+    counts[names[was]] = counts[names[was]] - 1
+  end
+  if names[ARGV[i + 1]] then
+    counts[names[ARGV[i + 1]]] = counts[names[ARGV[i + 1]]] + 1
+  end
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+for field, n in pairs(counts) do
+  if n ~= 0 then
+    redis.call('HINCRBY', KEYS[1], field, n)
+  end
+end
+redis.call('PEXPIREAT', KEYS[2], redis.call('PEXPIRETIME', KEYS[1]))
 return 0
 `)
 
+// outcomeLua is how an outcome is kept in Redis.
+func outcomeLua(o store.VendorOutcome) string { return strconv.Itoa(int(o)) }
+
 // Escalated implements store.Store.
-func (s *Store) Escalated(ctx context.Context, app, id string, escalated, accepted, failed int) error {
+func (s *Store) Escalated(ctx context.Context, app, id string, outcomes []store.Escalation) error {
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	err := escalatedScript.Exec(ctx, s.client, []string{s.key(app, "r", id)},
-		[]string{strconv.Itoa(escalated), strconv.Itoa(accepted), strconv.Itoa(failed)}).Error()
+	args := make([]string, 0, 2*len(outcomes))
+	for _, e := range outcomes {
+		args = append(args, e.Vendor+":"+e.Device, outcomeLua(e.Outcome))
+	}
+	err := escalatedScript.Exec(ctx, s.client, []string{s.key(app, "r", id), s.key(app, "e", id)}, args).Error()
 	return wrap("store escalated", err)
+}
+
+// Escalations implements store.Store.
+func (s *Store) Escalations(ctx context.Context, app, id string) ([]store.Escalation, error) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	h, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.key(app, "e", id)).Build()).AsStrMap()
+	if err != nil {
+		return nil, wrap("store escalations", err)
+	}
+	out := make([]store.Escalation, 0, len(h))
+	for field, v := range h {
+		vendor, device, _ := strings.Cut(field, ":")
+		o, _ := strconv.Atoi(v)
+		out = append(out, store.Escalation{Device: device, Vendor: vendor, Outcome: store.VendorOutcome(o)})
+	}
+	return out, nil
 }
 
 // Recall implements store.Store: one script per partition of the copies,

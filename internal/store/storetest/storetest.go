@@ -4,6 +4,7 @@
 package storetest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -854,8 +855,9 @@ func testVendorTokens(e *env) {
 	tokens("other", "d1", map[string]string{"hms": "h1"})
 }
 
-// A report counts its message's escalations, and keeps them across a
-// reopen; a message without a report gets none.
+// A report counts its message's escalated copies, each (device, vendor)
+// once and by its last outcome, and keeps their outcomes across a reopen
+// and a recall; a message without a report gets none.
 func testEscalated(e *env) {
 	s := e.store()
 	m := e.msg("demo", "m1")
@@ -863,27 +865,47 @@ func testEscalated(e *env) {
 	if _, err := s.Append(ctx, []string{"d1", "d2"}, m, ""); err != nil {
 		e.t.Fatal(err)
 	}
-	for _, c := range [][3]int{{2, 1, 0}, {0, 0, 1}} {
-		if err := s.Escalated(ctx, "demo", "m1", c[0], c[1], c[2]); err != nil {
+	steps := [][]store.Escalation{
+		{{Device: "d1", Vendor: "fcm", Outcome: store.VendorPending}, {Device: "d1", Vendor: "apns", Outcome: store.VendorAccepted}},
+		{{Device: "d1", Vendor: "fcm", Outcome: store.VendorAccepted}, {Device: "d2", Vendor: "hms", Outcome: store.VendorFailed}},
+		{{Device: "d2", Vendor: "hms", Outcome: store.VendorFailed}, {Device: "d2", Vendor: "fcm", Outcome: store.VendorPending}},
+	}
+	for _, outcomes := range steps {
+		if err := s.Escalated(ctx, "demo", "m1", outcomes); err != nil {
 			e.t.Fatal(err)
 		}
 	}
-	if err := s.Escalated(ctx, "demo", "nothing", 1, 1, 0); err != nil {
+	if err := s.Escalated(ctx, "demo", "nothing", steps[0]); err != nil {
 		e.t.Fatal(err)
 	}
+	want := []store.Escalation{{Device: "d1", Vendor: "apns", Outcome: store.VendorAccepted}, {Device: "d1", Vendor: "fcm", Outcome: store.VendorAccepted},
+		{Device: "d2", Vendor: "fcm", Outcome: store.VendorPending}, {Device: "d2", Vendor: "hms", Outcome: store.VendorFailed}}
+	check := func(s store.Store, state string) {
+		e.t.Helper()
+		r, ok, err := s.Report(ctx, "demo", "m1")
+		if err != nil || !ok || r.Escalated != 4 || r.VendorAccepted != 2 || r.VendorFailed != 1 || r.Stored != 2 || r.State != state {
+			e.t.Fatalf("report after escalations: %+v %v %v", r, ok, err)
+		}
+		got, err := s.Escalations(ctx, "demo", "m1")
+		slices.SortFunc(got, func(a, b store.Escalation) int {
+			return cmp.Or(strings.Compare(a.Device, b.Device), strings.Compare(a.Vendor, b.Vendor))
+		})
+		if err != nil || !slices.Equal(got, want) {
+			e.t.Fatalf("escalations: %+v %v, want %+v", got, err, want)
+		}
+	}
+	check(s, "sent")
 	s.Close()
 	s = e.store()
-	r, ok, err := s.Report(ctx, "demo", "m1")
-	if err != nil || !ok || r.Escalated != 2 || r.VendorAccepted != 1 || r.VendorFailed != 1 || r.Stored != 2 || r.State != "sent" {
-		e.t.Fatalf("report after escalations: %+v %v %v", r, ok, err)
-	}
+	check(s, "sent")
 	if _, ok, err := s.Report(ctx, "demo", "nothing"); ok || err != nil {
-		e.t.Fatalf("an escalation count made a report: %v %v", ok, err)
+		e.t.Fatalf("an escalation made a report: %v %v", ok, err)
+	}
+	if got, err := s.Escalations(ctx, "demo", "nothing"); len(got) != 0 || err != nil {
+		e.t.Fatalf("escalations of a message without a report: %v %v", got, err)
 	}
 	if _, _, _, err := s.Recall(ctx, "demo", "m1"); err != nil {
 		e.t.Fatal(err)
 	}
-	if r, _, _ := s.Report(ctx, "demo", "m1"); r.State != "recalled" || r.Escalated != 2 || r.VendorFailed != 1 {
-		e.t.Fatalf("recalled: %+v", r)
-	}
+	check(s, "recalled")
 }
