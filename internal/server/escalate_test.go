@@ -18,6 +18,7 @@ import (
 	"github.com/longlink/longlink/internal/bridge/bridgetest"
 	"github.com/longlink/longlink/internal/config"
 	"github.com/longlink/longlink/internal/server"
+	"github.com/longlink/longlink/internal/testengine"
 	"github.com/longlink/longlink/internal/testserver"
 	"github.com/longlink/longlink/internal/testwait"
 )
@@ -27,27 +28,37 @@ func fcmSent(t testing.TB, v *bridgetest.Vendor, token string) []string {
 	t.Helper()
 	var ids []string
 	for _, b := range v.Bodies() {
-		var m struct {
-			Message struct {
-				Token string
-				Data  map[string]string
-			}
-		}
-		if err := json.Unmarshal([]byte(b), &m); err != nil {
-			t.Fatal(err)
-		}
-		if m.Message.Token == token {
-			ids = append(ids, m.Message.Data["longlink_id"])
+		if p := fcmPair(t, b); p[1] == token {
+			ids = append(ids, p[0])
 		}
 	}
 	return ids
 }
 
-// startBridged starts a node in a process of its own whose demo app sends
-// through a fake FCM (its TLS certificate trusted through SSL_CERT_FILE),
-// and returns the fake, the node and a call to its API. defaults, if given,
-// are more keys of the app's push_bridge (YAML, flow style).
-func startBridged(t testing.TB, defaults ...string) (*bridgetest.Vendor, *child, apiCall) {
+// fcmPair is the message id and token of an FCM send's body.
+func fcmPair(t testing.TB, body string) [2]string {
+	var m struct {
+		Message struct {
+			Token string
+			Data  map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatal(err)
+	}
+	return [2]string{m.Message.Data["longlink_id"], m.Message.Token}
+}
+
+// bridged is a fake FCM, and what a node needs to send through it.
+type bridged struct {
+	v   *bridgetest.Vendor
+	env []string // SSL_CERT_FILE, trusting the fake's TLS certificate
+	app string   // the demo app's line of a config, sending through it
+}
+
+// newBridged starts a fake FCM. defaults, if given, are more keys of the
+// app's push_bridge (YAML, flow style).
+func newBridged(t testing.TB, defaults ...string) bridged {
 	v, srv, sa := bridgetest.FCM(t)
 	dir := t.TempDir()
 	saFile, caFile := filepath.Join(dir, "sa.json"), filepath.Join(dir, "ca.pem")
@@ -58,13 +69,28 @@ func startBridged(t testing.TB, defaults ...string) (*bridgetest.Vendor, *child,
 		t.Fatal(err)
 	}
 	d := testserver.Demo
-	yaml := childConfig(filepath.Join(dir, "data"), testserver.Other) +
-		fmt.Sprintf("  - {id: %s, secret: %q, api_key: %q, push_bridge: {fcm: {service_account_file: %q, url: %q}%s}}\n",
-			d.ID, d.Secret, d.APIKey, saFile, srv.URL, strings.Join(append([]string{""}, defaults...), ", "))
-	c := startChildYAML(t, []string{"SSL_CERT_FILE=" + caFile}, yaml)
-	return v, c, func(method, path, key string, body any) (int, map[string]any) {
+	return bridged{v: v, env: []string{"SSL_CERT_FILE=" + caFile},
+		app: fmt.Sprintf("  - {id: %s, secret: %q, api_key: %q, push_bridge: {fcm: {service_account_file: %q, url: %q}%s}}\n",
+			d.ID, d.Secret, d.APIKey, saFile, srv.URL, strings.Join(append([]string{""}, defaults...), ", "))}
+}
+
+// start starts a node in a process of its own, with b's demo app; extra
+// is more of its config (YAML lines).
+func (b bridged) start(t testing.TB, extra ...string) (*child, apiCall) {
+	yaml := childConfig(filepath.Join(t.TempDir(), "data"), testserver.Other) + b.app + strings.Join(extra, "\n") + "\n"
+	c := startChildYAML(t, b.env, yaml)
+	return c, func(method, path, key string, body any) (int, map[string]any) {
 		return testserver.CallAPI(t, "http://"+c.api, method, path, key, body)
 	}
+}
+
+// startBridged starts a node whose demo app sends through a fake FCM, and
+// returns the fake, the node and a call to its API. defaults are as
+// newBridged's.
+func startBridged(t testing.TB, defaults ...string) (*bridgetest.Vendor, *child, apiCall) {
+	b := newBridged(t, defaults...)
+	c, call := b.start(t)
+	return b.v, c, call
 }
 
 // waitOffline waits until presence says the demo app's devices are all
@@ -397,4 +423,85 @@ func BenchmarkEscalation(b *testing.B) {
 	b.ReportMetric(float64(v.Total())*1000/float64(devices*b.N), "calls/1000-deliveries")
 	b.ReportMetric(float64(lags[len(lags)/2].Milliseconds()), "lag-p50-ms")
 	b.ReportMetric(float64(lags[len(lags)*99/100].Milliseconds()), "lag-p99-ms")
+}
+
+// A node killed with 1,000 escalations due loses none and makes none
+// twice but those it could not know were made: the node claimed all ten
+// pushes' escalations, made 400 (their outcomes kept), and had 16 sent
+// whose answers the vendor held when it was killed. Once the claims' lease
+// ends, another node and the node restarted make the other 600, each
+// once; the 16 held are sent again (the node never learnt the vendor took
+// them), under the same tag, so each phone still shows one notification.
+func TestEscalationNodeKilled(t *testing.T) {
+	b := newBridged(t)
+	r, nats := testengine.Redis(t), testengine.NATS(t)
+	cluster := fmt.Sprintf("cluster: {redis: %q, nats: %q, lease: 2s}", r.URL(), nats.NATSURL())
+	n1, call := b.start(t, "node: n1", cluster)
+	d := testserver.Demo
+	const pushes, each, made = 10, 100, 400
+	for i := range pushes * each {
+		body := map[string]any{"app": "demo", "device": fmt.Sprint("d", i), "vendor": "fcm", "token": fmt.Sprint("tok-", i)}
+		if status, out := call(http.MethodPost, "/v1/devices/vendor", d.APIKey, body); status != http.StatusOK {
+			t.Fatalf("vendor token: %d %v", status, out)
+		}
+	}
+	release := b.v.HoldAfter(made)
+	var ids []string
+	for p := range pushes {
+		var devices []string
+		for i := range each {
+			devices = append(devices, fmt.Sprint("d", p*each+i))
+		}
+		out := pushTo(t, call, map[string]any{"devices": devices, "data": "x", "ttl": 600, "escalate": map[string]any{"after": "1s", "title": "New"}})
+		ids = append(ids, out["id"].(string))
+	}
+	// counts sums a report count over the pushes, through call.
+	counts := func(call apiCall) (escalated, accepted, failed float64) {
+		for _, id := range ids {
+			_, out := call(http.MethodGet, "/v1/messages/"+id+"?app=demo", d.APIKey, nil)
+			e, _ := out["escalated"].(float64)
+			a, _ := out["vendor_accepted"].(float64)
+			f, _ := out["vendor_failed"].(float64)
+			escalated, accepted, failed = escalated+e, accepted+a, failed+f
+		}
+		return
+	}
+	testwait.Eventually(t, "400 escalations made and kept, and more held at the vendor", func() bool {
+		_, accepted, _ := counts(call)
+		return accepted == made && len(b.v.Held()) > 0
+	})
+	n1.kill9(t)
+	release()
+	held := map[[2]string]bool{}
+	for _, body := range b.v.Held() {
+		held[fcmPair(t, body)] = true
+	}
+	if len(held) > 16 {
+		t.Fatalf("%d sends held at the vendor, more than a node's 16 at once", len(held))
+	}
+	_, call = b.start(t, "node: n2", cluster)
+	b.start(t, "node: n1", cluster)
+
+	testwait.EventuallyNilWithin(t, 45*time.Second, func() error { // the claims' lease is 30 s
+		if e, a, f := counts(call); e != pushes*each || a != pushes*each || f != 0 {
+			return fmt.Errorf("reports count %v escalated, %v accepted, %v failed; want %d, %d, 0", e, a, f, pushes*each, pushes*each)
+		}
+		return nil
+	})
+	sends := map[[2]string]int{}
+	for _, body := range b.v.Bodies() {
+		sends[fcmPair(t, body)]++
+	}
+	for p, id := range ids {
+		for i := range each {
+			pair := [2]string{id, fmt.Sprint("tok-", p*each+i)}
+			if want := map[bool]int{false: 1, true: 2}[held[pair]]; sends[pair] != want {
+				t.Errorf("%v sent %d times, want %d (held at the kill: %v)", pair, sends[pair], want, held[pair])
+			}
+		}
+	}
+	if len(sends) != pushes*each {
+		t.Errorf("%d (message, token) pairs sent, want %d", len(sends), pushes*each)
+	}
+	t.Logf("%d escalations: %d made before the kill, %d held at the vendor then (sent again), the rest after the lease", pushes*each, made, len(held))
 }

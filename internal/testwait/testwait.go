@@ -28,7 +28,15 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 // Within with the last error it returned (which says what was seen).
 func EventuallyNil(t testing.TB, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(Within)
+	EventuallyNilWithin(t, Within, cond)
+}
+
+// EventuallyNilWithin is EventuallyNil for a condition that may take
+// longer than Within by design (it waits out a lease, say): it fails after
+// within.
+func EventuallyNilWithin(t testing.TB, within time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		err := cond()
 		if err == nil {

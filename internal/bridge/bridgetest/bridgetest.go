@@ -23,6 +23,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -41,6 +42,12 @@ type Vendor struct {
 	auths    map[string]bool // the distinct credentials sends carried
 	tokens   int             // access tokens handed out
 	answered map[string]int  // sends per device token
+	accepted int             // sends accepted
+	// holdAfter, when above 0, holds the accepted sends after that many
+	// until gate is closed; held are their bodies.
+	holdAfter int
+	gate      chan struct{}
+	held      []string
 }
 
 func newVendor(t testing.TB) *Vendor {
@@ -92,6 +99,42 @@ func (v *Vendor) oauthSend(r *http.Request, prefix string, tokenOf func(body []b
 	current = auth == fmt.Sprint("Bearer ", prefix, v.tokens)
 	v.mu.Unlock()
 	return token, current, v.keep(r, body, token, auth)
+}
+
+// HoldAfter makes v hold every accepted send after the first n, with no
+// answer, until release is called (or the test ends), as a vendor's
+// answer held up on the way would: its sender cannot know whether it was
+// taken. Held are the bodies of the sends held.
+func (v *Vendor) HoldAfter(n int) (release func()) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.holdAfter, v.gate = n, make(chan struct{})
+	release = sync.OnceFunc(func() { close(v.gate) })
+	v.t.Cleanup(release) // before the server's Close, which waits for the handlers
+	return release
+}
+
+// Held are the bodies of the sends held (HoldAfter).
+func (v *Vendor) Held() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Clone(v.held)
+}
+
+// accept answers the accepted send sent with answerBody, after holding
+// it if v holds sends.
+func (v *Vendor) accept(w http.ResponseWriter, sent []byte, answerBody string) {
+	v.mu.Lock()
+	v.accepted++
+	var gate chan struct{}
+	if v.holdAfter > 0 && v.accepted > v.holdAfter {
+		gate, v.held = v.gate, append(v.held, string(sent))
+	}
+	v.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	answer(w, http.StatusOK, nil, answerBody)
 }
 
 // Last is the last send's body and headers.
@@ -192,7 +235,9 @@ func FCM(t testing.TB) (*Vendor, *httptest.Server, []byte) {
 			v.mu.Unlock()
 			answer(w, http.StatusOK, nil, fmt.Sprintf(`{"access_token":%q,"token_type":"Bearer","expires_in":3599}`, at))
 		case "/v1/projects/p1/messages:send":
+			var sent []byte
 			tok, current, before := v.oauthSend(r, "ya29.access-", func(body []byte) string {
+				sent = body
 				var m struct {
 					Message struct{ Token string } `json:"message"`
 				}
@@ -215,7 +260,7 @@ func FCM(t testing.TB) (*Vendor, *httptest.Server, []byte) {
 			case tok == "down":
 				answer(w, http.StatusServiceUnavailable, nil, fcmError(503, "UNAVAILABLE", false))
 			default:
-				answer(w, http.StatusOK, nil, `{"name":"projects/p1/messages/0:1500415314455276%31bd1c9631bd1c96"}`)
+				v.accept(w, sent, `{"name":"projects/p1/messages/0:1500415314455276%31bd1c9631bd1c96"}`)
 			}
 		default:
 			http.NotFound(w, r)
