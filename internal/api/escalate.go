@@ -29,7 +29,10 @@ import (
 // sent again only if its node died before it kept the vendor's answer.
 // What a vendor asks to send again later (rate limits, unavailable) is
 // kept pending, and a new entry at its Retry-After, numbered on, sends the
-// pending ones; a dead token is dropped.
+// pending ones; a dead token is dropped. A recall of a message some
+// vendors took keeps an entry <message id>/escalate/recall, due at once,
+// that sends each of those tokens the recall (once: a recall answered
+// "later" is not sent again).
 
 // escalateRequest is a push's "escalate".
 type escalateRequest struct {
@@ -51,9 +54,11 @@ type escalation struct {
 	// Offline: after 0, only the devices with no live session now.
 	Offline bool `json:"offline,omitempty"`
 	// Quiet, if set, holds it until the window ends (not with High).
-	Quiet   *config.Quiet `json:"quiet,omitempty"`
-	Attempt int           `json:"attempt,omitempty"` // the vendor's retries so far: 0 sends every waiting copy, more the pending ones
-	Entry   int           `json:"entry,omitempty"`   // its key's number: one more at each retry or hold
+	Quiet *config.Quiet `json:"quiet,omitempty"`
+	// Recall: not the message but its recall, to the tokens that took it.
+	Recall  bool `json:"recall,omitempty"`
+	Attempt int  `json:"attempt,omitempty"` // the vendor's retries so far: 0 sends every waiting copy, more the pending ones
+	Entry   int  `json:"entry,omitempty"`   // its key's number: one more at each retry or hold
 }
 
 // vendorTarget is a device's token of a vendor.
@@ -73,7 +78,13 @@ const (
 	maxEscalationData = 16
 )
 
-func escalationKey(id string, entry int) string { return id + escalationMark + strconv.Itoa(entry) }
+// key is e's key in the store's schedules.
+func (e *escalation) key() string {
+	if e.Recall {
+		return e.ID + escalationMark + "recall"
+	}
+	return e.ID + escalationMark + strconv.Itoa(e.Entry)
+}
 
 func isEscalation(id string) bool { return strings.Contains(id, escalationMark) }
 
@@ -140,7 +151,7 @@ func (s *Server) escalationOf(req *pushRequest, target store.Target, id string, 
 // scheduleEscalation keeps e, due after d.
 func (s *Server) scheduleEscalation(ctx context.Context, app string, e *escalation, d time.Duration) error {
 	body, _ := json.Marshal(e) // strings, numbers, maps of strings: it cannot fail
-	return s.store.Schedule(ctx, store.Scheduled{App: app, ID: escalationKey(e.ID, e.Entry), At: time.Now().Add(d), Request: body})
+	return s.store.Schedule(ctx, store.Scheduled{App: app, ID: e.key(), At: time.Now().Add(d), Request: body})
 }
 
 // escalate makes a due escalation entry p, claimed at claimed: every copy
@@ -191,6 +202,9 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled, claimed time.T
 		sent.Go(func() {
 			defer func() { <-s.vendorSlots }()
 			outcome, retryAfter := s.notify(ctx, p.App, &e, sender, t)
+			if e.Recall {
+				return // sent once
+			}
 			o := store.Escalation{Device: t.device, Vendor: t.vendor, Outcome: outcome}
 			err := s.store.Escalated(ctx, p.App, e.ID, []store.Escalation{o})
 			mu.Lock()
@@ -224,7 +238,7 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled, claimed time.T
 func (s *Server) notify(ctx context.Context, app string, e *escalation, sender bridge.Sender, t vendorTarget) (store.VendorOutcome, time.Duration) {
 	expires := time.UnixMilli(e.Expires)
 	r, err := sender.Send(ctx, bridge.Notification{Token: t.token, ID: e.ID, Title: e.Title, Body: e.Body, Data: e.Data,
-		Collapse: e.Collapse, High: e.High, TTL: time.Until(expires)})
+		Collapse: e.Collapse, High: e.High, TTL: time.Until(expires), Recall: e.Recall})
 	name, outcome := r.Outcome.String(), store.VendorFailed
 	switch {
 	case err != nil:
@@ -241,7 +255,11 @@ func (s *Server) notify(ctx context.Context, app string, e *escalation, sender b
 	case r.Outcome == bridge.Refused:
 		s.log.Warn("escalation refused by the vendor", "app", app, "vendor", t.vendor, "id", e.ID, "reason", r.Reason)
 	}
-	s.metrics.Escalations.WithLabelValues(app, t.vendor, name).Inc()
+	counter := s.metrics.Escalations
+	if e.Recall {
+		counter = s.metrics.VendorRecalls
+	}
+	counter.WithLabelValues(app, t.vendor, name).Inc()
 	return outcome, r.RetryAfter
 }
 
@@ -271,20 +289,9 @@ func (e *escalation) quietUntil(now time.Time) (time.Time, bool) {
 
 // escalationTargets are the device tokens e goes to now: those of its
 // message's copies still waiting (of devices offline, if e says so) that
-// have no outcome yet, or are pending (on a retry, only those).
+// have no outcome yet, or are pending (on a retry, only those); for a
+// recall, those that took it.
 func (s *Server) escalationTargets(ctx context.Context, app string, e *escalation) ([]vendorTarget, error) {
-	w, ok, err := s.store.Waiting(ctx, app, e.ID)
-	if err != nil || !ok {
-		return nil, err
-	}
-	devices := slices.Sorted(slices.Values(w.Devices)) // sent in device order
-	if e.Offline {
-		online, err := s.fanout.Online(ctx, app, devices)
-		if err != nil {
-			return nil, err
-		}
-		devices = slices.DeleteFunc(devices, func(d string) bool { return online[d] })
-	}
 	outcomes, err := s.store.Escalations(ctx, app, e.ID)
 	if err != nil {
 		return nil, err
@@ -293,24 +300,52 @@ func (s *Server) escalationTargets(ctx context.Context, app string, e *escalatio
 	for _, o := range outcomes {
 		had[[2]string{o.Device, o.Vendor}] = o.Outcome
 	}
+	var devices []string
+	if e.Recall {
+		for _, o := range outcomes {
+			devices = append(devices, o.Device)
+		}
+	} else if devices, err = s.waitingDevices(ctx, app, e); err != nil {
+		return nil, err
+	}
 	var targets []vendorTarget
-	for _, d := range devices {
+	for _, d := range slices.Compact(slices.Sorted(slices.Values(devices))) { // sent in device order
 		tokens, err := s.store.VendorTokens(ctx, app, d)
 		if err != nil {
 			return nil, err
 		}
 		for _, v := range slices.Sorted(maps.Keys(tokens)) {
-			switch had[[2]string{d, v}] {
-			case store.VendorPending:
+			if o := had[[2]string{d, v}]; e.Recall && o == store.VendorAccepted ||
+				!e.Recall && (o == store.VendorPending || o == 0 && e.Attempt == 0) {
 				targets = append(targets, vendorTarget{device: d, vendor: v, token: tokens[v]})
-			case 0:
-				if e.Attempt == 0 {
-					targets = append(targets, vendorTarget{device: d, vendor: v, token: tokens[v]})
-				}
 			}
 		}
 	}
 	return targets, nil
+}
+
+// waitingDevices are the devices whose copy of e's message waits for an
+// ack (those offline now, if e says so).
+func (s *Server) waitingDevices(ctx context.Context, app string, e *escalation) ([]string, error) {
+	w, ok, err := s.store.Waiting(ctx, app, e.ID)
+	if err != nil || !ok || !e.Offline {
+		return w.Devices, err
+	}
+	online, err := s.fanout.Online(ctx, app, w.Devices)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(w.Devices, func(d string) bool { return online[d] }), nil
+}
+
+// recallEscalated keeps the recall of the message of report r of app at
+// the vendors that took it, due now, and returns to how many tokens it
+// goes.
+func (s *Server) recallEscalated(ctx context.Context, app string, r store.Report) (int, error) {
+	if r.VendorAccepted == 0 {
+		return 0, nil
+	}
+	return r.VendorAccepted, s.scheduleEscalation(ctx, app, &escalation{ID: r.ID, Recall: true, Expires: r.Expires.UnixMilli()}, 0)
 }
 
 func (s *Server) unschedule(ctx context.Context, p store.Scheduled) {

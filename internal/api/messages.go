@@ -107,7 +107,12 @@ func (s *Server) handleDeleteMessage(w http.ResponseWriter, r *http.Request) err
 		return &httpError{status: http.StatusServiceUnavailable, cause: err,
 			msg: "the message is recalled where it waited, but the cluster could not be reached to tell online devices; repeat the call"}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"recalled": n, "notified": told})
+	recalls, err := s.recallEscalated(r.Context(), app, rep)
+	if err != nil {
+		return &httpError{status: http.StatusServiceUnavailable, cause: err,
+			msg: "the message is recalled where it waited, but its recall at the OS push vendors that took it could not be kept; repeat the call"}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"recalled": n, "notified": told, "vendor_recalls": recalls})
 	return nil
 }
 

@@ -17,15 +17,16 @@ import (
 type Metrics struct {
 	registry *prometheus.Registry
 
-	Connections *prometheus.GaugeVec   // app, transport: live logged-in connections
-	Connects    *prometheus.CounterVec // transport: logins accepted
-	Disconnects *prometheus.CounterVec // reason: connections closed after login
-	Rejected    *prometheus.CounterVec // reason: connections closed before login
-	Pushed      *prometheus.CounterVec // app, target: messages accepted by the push API
-	Delivered   *prometheus.CounterVec // app: frames handed to connections' send queues
-	Stored      *prometheus.CounterVec // app: stored messages written (a copy per mailbox; one per broadcast log entry)
-	Acks        *prometheus.CounterVec // app: acks received from devices
-	Escalations *prometheus.CounterVec // app, vendor, outcome: notifications sent through the OS push channels
+	Connections   *prometheus.GaugeVec   // app, transport: live logged-in connections
+	Connects      *prometheus.CounterVec // transport: logins accepted
+	Disconnects   *prometheus.CounterVec // reason: connections closed after login
+	Rejected      *prometheus.CounterVec // reason: connections closed before login
+	Pushed        *prometheus.CounterVec // app, target: messages accepted by the push API
+	Delivered     *prometheus.CounterVec // app: frames handed to connections' send queues
+	Stored        *prometheus.CounterVec // app: stored messages written (a copy per mailbox; one per broadcast log entry)
+	Acks          *prometheus.CounterVec // app: acks received from devices
+	Escalations   *prometheus.CounterVec // app, vendor, outcome: notifications sent through the OS push channels
+	VendorRecalls *prometheus.CounterVec // app, vendor, outcome: recalls of escalated notifications
 
 	MailboxDropped *prometheus.CounterVec // app: stored messages dropped from full mailboxes
 	Limited        *prometheus.CounterVec // limit: connections, logins and calls refused by a limit
@@ -72,6 +73,9 @@ func New() *Metrics {
 		}, []string{"app"}),
 		Escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_escalations_total", Help: "Stored messages not acked in time sent through a device's OS push channel, per app, vendor and outcome (accepted, dead token, retry, quota exceeded, refused, error).",
+		}, []string{"app", "vendor", "outcome"}),
+		VendorRecalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longlink_vendor_recalls_total", Help: "Recalls of escalated notifications sent through the OS push channels, per app, vendor and outcome (as longlink_escalations_total's).",
 		}, []string{"app", "vendor", "outcome"}),
 		Acks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longlink_acks_total", Help: "Acks of stored messages received from devices, per app.",
@@ -135,7 +139,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/pauses/`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered, m.Stored, m.Acks, m.Escalations,
+		m.Connections, m.Connects, m.Disconnects, m.Rejected, m.Pushed, m.Delivered, m.Stored, m.Acks, m.Escalations, m.VendorRecalls,
 		m.MailboxDropped, m.Limited, m.SeqClamped, m.StoreCommits, m.StoreBatchOps, m.Upstream, m.UpstreamSeconds, m.StatusEvents,
 		m.ClientRTT, m.ClientConnect, m.ClientFailures, m.ClientDropped,
 	)

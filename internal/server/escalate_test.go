@@ -23,20 +23,22 @@ import (
 	"github.com/longlink/longlink/internal/testwait"
 )
 
-// fcmSent are the message ids the fake FCM was sent for token, in order.
-func fcmSent(t testing.TB, v *bridgetest.Vendor, token string) []string {
+// fcmSent are the values of data key k (longlink_id if not given) in
+// what the fake FCM was sent for token, in order.
+func fcmSent(t testing.TB, v *bridgetest.Vendor, token string, k ...string) []string {
 	t.Helper()
+	key := append(k, "longlink_id")[0]
 	var ids []string
 	for _, b := range v.Bodies() {
-		if p := fcmPair(t, b); p[1] == token {
-			ids = append(ids, p[0])
+		if to, data := fcmData(t, b); to == token && data[key] != "" {
+			ids = append(ids, data[key])
 		}
 	}
 	return ids
 }
 
-// fcmPair is the message id and token of an FCM send's body.
-func fcmPair(t testing.TB, body string) [2]string {
+// fcmData is the token and data of an FCM send's body.
+func fcmData(t testing.TB, body string) (string, map[string]string) {
 	var m struct {
 		Message struct {
 			Token string
@@ -46,7 +48,13 @@ func fcmPair(t testing.TB, body string) [2]string {
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
 		t.Fatal(err)
 	}
-	return [2]string{m.Message.Data["longlink_id"], m.Message.Token}
+	return m.Message.Token, m.Message.Data
+}
+
+// fcmPair is the message id and token of an FCM send's body.
+func fcmPair(t testing.TB, body string) [2]string {
+	token, data := fcmData(t, body)
+	return [2]string{data["longlink_id"], token}
 }
 
 // bridged is a fake FCM, and what a node needs to send through it.
@@ -229,12 +237,26 @@ func TestEscalation(t *testing.T) {
 	if got := fcmSent(t, v, "tok-asleep"); !slices.Equal(got, []string{id}) {
 		t.Fatalf("asleep's escalations: %v, want the first push's only (not the recalled one)", got)
 	}
-	page := c.metrics(t)
-	for outcome, want := range map[string]float64{"accepted": 4, "dead token": 1, "quota exceeded": 1} {
-		if got := sampleValue(page, `longlink_escalations_total\{app="demo",outcome="`+outcome+`",vendor="fcm"\}`); got != want {
-			t.Errorf("escalations %s: %v, want %v", outcome, got, want)
+	testwait.EventuallyNil(t, func() error { // counted once the vendor answered
+		page := c.metrics(t)
+		for outcome, want := range map[string]float64{"accepted": 4, "dead token": 1, "quota exceeded": 1} {
+			if got := sampleValue(page, `longlink_escalations_total\{app="demo",outcome="`+outcome+`",vendor="fcm"\}`); got != want {
+				return fmt.Errorf("escalations %s: %v, want %v", outcome, got, want)
+			}
 		}
+		return nil
+	})
+
+	// A recall reaches the tokens that took the message (not the dead
+	// one), through the vendor.
+	if status, out := call(http.MethodDelete, "/v1/messages/"+id+"?app=demo", d.APIKey, nil); status != http.StatusOK || out["vendor_recalls"] != 2.0 {
+		t.Fatalf("recall of an escalated message: %d %v", status, out)
 	}
+	testwait.Eventually(t, "the recall at the vendor, and counted", func() bool {
+		return slices.Equal(fcmSent(t, v, "tok-asleep", "longlink_recall"), []string{id}) &&
+			slices.Equal(fcmSent(t, v, "busy", "longlink_recall"), []string{id}) &&
+			sampleValue(c.metrics(t), `longlink_vendor_recalls_total\{app="demo",outcome="accepted",vendor="fcm"\}`) == 2
+	})
 
 	// Refused at the API: escalate with no stored message, or to a group.
 	for _, body := range []map[string]any{
