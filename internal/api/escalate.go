@@ -150,8 +150,13 @@ func (s *Server) escalationOf(req *pushRequest, target store.Target, id string, 
 
 // scheduleEscalation keeps e, due after d.
 func (s *Server) scheduleEscalation(ctx context.Context, app string, e *escalation, d time.Duration) error {
+	return s.store.Schedule(ctx, escalationEntry(app, e, d))
+}
+
+// escalationEntry is e's entry in the store's schedules, due after d.
+func escalationEntry(app string, e *escalation, d time.Duration) store.Scheduled {
 	body, _ := json.Marshal(e) // strings, numbers, maps of strings: it cannot fail
-	return s.store.Schedule(ctx, store.Scheduled{App: app, ID: e.key(), At: time.Now().Add(d), Request: body})
+	return store.Scheduled{App: app, ID: e.key(), At: time.Now().Add(d), Request: body}
 }
 
 // escalate makes a due escalation entry p, claimed at claimed: every copy
@@ -292,6 +297,13 @@ func (e *escalation) quietUntil(now time.Time) (time.Time, bool) {
 // have no outcome yet, or are pending (on a retry, only those); for a
 // recall, those that took it.
 func (s *Server) escalationTargets(ctx context.Context, app string, e *escalation) ([]vendorTarget, error) {
+	var devices []string
+	if !e.Recall {
+		var err error
+		if devices, err = s.waitingDevices(ctx, app, e); err != nil || len(devices) == 0 {
+			return nil, err // most often, every copy acked in time
+		}
+	}
 	outcomes, err := s.store.Escalations(ctx, app, e.ID)
 	if err != nil {
 		return nil, err
@@ -299,14 +311,9 @@ func (s *Server) escalationTargets(ctx context.Context, app string, e *escalatio
 	had := make(map[[2]string]store.VendorOutcome, len(outcomes))
 	for _, o := range outcomes {
 		had[[2]string{o.Device, o.Vendor}] = o.Outcome
-	}
-	var devices []string
-	if e.Recall {
-		for _, o := range outcomes {
+		if e.Recall {
 			devices = append(devices, o.Device)
 		}
-	} else if devices, err = s.waitingDevices(ctx, app, e); err != nil {
-		return nil, err
 	}
 	var targets []vendorTarget
 	for _, d := range slices.Compact(slices.Sorted(slices.Values(devices))) { // sent in device order

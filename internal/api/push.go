@@ -164,12 +164,12 @@ func (s *Server) pushStored(ctx context.Context, req *pushRequest, target store.
 		return pushResponse{}, err
 	}
 	defer release()
-	// The escalation is kept first: one whose message was not stored (or
-	// is a repeat's) finds no copy waiting, and sends nothing.
+	// The escalation is kept with the message (or, in Redis, just before
+	// it: one whose message was not stored finds no copy waiting, and sends
+	// nothing).
 	if e, after := s.escalationOf(req, target, m.ID, m.Expires); e != nil {
-		if err := s.scheduleEscalation(ctx, req.App, e, after); err != nil {
-			return pushResponse{}, unavailable(err)
-		}
+		entry := escalationEntry(req.App, e, after)
+		m.Then = &entry
 	}
 	res, err := s.store.Append(ctx, devices, m, req.ID)
 	if err != nil {

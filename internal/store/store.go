@@ -262,6 +262,13 @@ type Report struct {
 	Audience []string
 }
 
+// Settled reports whether every stored copy of r's message is accounted
+// for, acked or recalled, so that none can wait (a broadcast's log entry
+// waits until it expires: never settled).
+func (r Report) Settled() bool {
+	return r.Target != TargetBroadcast && r.Stored <= r.Acked+r.Recalled
+}
+
 // Kept reports whether r is still kept at now (a backend may delete it
 // later than that).
 func (r Report) Kept(now time.Time) bool { return now.Before(r.Expires.Add(ReportKept)) }
@@ -341,6 +348,10 @@ type Message struct {
 	// message's delivery report, and for a mailbox append where each copy
 	// is (so that Recall finds them). Not kept with the message.
 	Target Target
+	// Then, if set, is kept among the schedules (as Schedule would) with
+	// the message: in the same durable write where the backend can, else
+	// just before it. A repeat of a used key may keep it or not.
+	Then *Scheduled
 }
 
 // Stored is a message in a device's mailbox.

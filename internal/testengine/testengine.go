@@ -205,6 +205,9 @@ func (e *Engine) Signal(sig os.Signal) {
 	}
 }
 
+// Pid is the engine's process id.
+func (e *Engine) Pid() int { return e.cmd.Process.Pid }
+
 // Stop kills the engine (SIGKILL: a crash) and waits for it.
 func (e *Engine) Stop() {
 	if e.cmd != nil {

@@ -216,6 +216,9 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 		b.Set(expiryKey(exp, ik), nil, nil)
 	}
 	o.res.ID = m.ID
+	if m.Then != nil {
+		keepScheduled(b, *m.Then)
+	}
 	if o.kind == opBroadcast {
 		hk := key(prefixHead, m.App)
 		bseq, err := getUint(b, hk)

@@ -314,8 +314,11 @@ func (s *Store) Waiting(_ context.Context, app, id string) (w store.Waiting, ok 
 	if err != nil || !ok {
 		return store.Waiting{}, false, err
 	}
-	now := s.opts.Now()
 	w = store.Waiting{Report: r.Report}
+	if r.Settled() { // the common case of an escalation: no copy to look for
+		return w, true, nil
+	}
+	now := s.opts.Now()
 	// waiting reads the record at k, if it is there and unexpired.
 	waiting := func(k []byte) (record, bool, error) {
 		v, ok, err := get(snap, k)

@@ -96,10 +96,14 @@ func dueEnd(now time.Time) []byte {
 
 func (s *Store) applySchedule(b *pebble.Batch, o *op) error {
 	o.durable = true
-	p := o.sched[0]
+	keepScheduled(b, o.sched[0])
+	return nil
+}
+
+// keepScheduled writes p and its due index entry.
+func keepScheduled(b *pebble.Batch, p store.Scheduled) {
 	b.Set(key(prefixSchedule, p.App, p.ID), encodeSchedule(p.At, p.Request), nil)
 	b.Set(dueKey(p.At, p.App, p.ID), nil, nil)
-	return nil
 }
 
 func (s *Store) applyUnschedule(b *pebble.Batch, o *op) error {

@@ -138,6 +138,7 @@ func (s *Store) appendOnce(m store.Message, k string, add func(now time.Time) st
 	if first, dup := s.seen(m.App, k, m.ID, now); dup {
 		return store.Appended{ID: first, Dup: true}, nil
 	}
+	s.schedule(m.Then)
 	return add(now), nil
 }
 
@@ -456,9 +457,17 @@ func (s *Store) Schedule(_ context.Context, p store.Scheduled) error {
 		return err
 	}
 	defer s.d.mu.Unlock()
-	p.Request = slices.Clone(p.Request)
-	s.d.schedules[key{p.App, p.ID}] = &scheduled{Scheduled: p}
+	s.schedule(&p)
 	return nil
+}
+
+// schedule keeps p, if not nil. The caller holds the lock.
+func (s *Store) schedule(p *store.Scheduled) {
+	if p != nil {
+		kept := *p
+		kept.Request = slices.Clone(p.Request)
+		s.d.schedules[key{p.App, p.ID}] = &scheduled{Scheduled: kept}
+	}
 }
 
 // byTime orders scheduled pushes by time, then app and id.

@@ -276,6 +276,9 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	m, dup, err := s.claimIfSharded(ctx, m, key)
+	if err == nil && !dup {
+		err = s.scheduleThen(ctx, m)
+	}
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store append: %w", err)
 	}
@@ -414,6 +417,9 @@ func (s *Store) AppendBroadcast(ctx context.Context, m store.Message, key string
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	m, dup, err := s.claimIfSharded(ctx, m, key)
+	if err == nil && !dup {
+		err = s.scheduleThen(ctx, m)
+	}
 	if err != nil {
 		return store.Appended{}, fmt.Errorf("store broadcast: %w", err)
 	}

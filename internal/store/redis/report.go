@@ -284,6 +284,9 @@ func (s *Store) Waiting(ctx context.Context, app, id string) (store.Waiting, boo
 		return store.Waiting{}, false, wrap("store waiting", err)
 	}
 	w := store.Waiting{Report: r}
+	if r.Settled() { // the common case of an escalation: no copy to look for
+		return w, true, nil
+	}
 	now := s.opts.Now()
 	// waiting calls add with each of members (i its index) that is message
 	// id, unexpired; "" is none.

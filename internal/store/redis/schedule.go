@@ -88,6 +88,15 @@ func (s *Store) Schedule(ctx context.Context, p store.Scheduled) error {
 	return nil
 }
 
+// scheduleThen keeps m.Then, if any, before m is stored (a schedule's keys
+// are not in a message's partition).
+func (s *Store) scheduleThen(ctx context.Context, m store.Message) error {
+	if m.Then == nil {
+		return nil
+	}
+	return s.Schedule(ctx, *m.Then)
+}
+
 // Unschedule implements store.Store.
 func (s *Store) Unschedule(ctx context.Context, app, id string) (bool, error) {
 	ctx, cancel := s.call(ctx)

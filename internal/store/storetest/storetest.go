@@ -123,7 +123,7 @@ var concerns = []struct {
 	}},
 	{"Bindings", []testCase{{"UserBinding", testUserBinding}}},
 	{"Tags", []testCase{{"Tags", testTags}}},
-	{"Schedules", []testCase{{"Schedule", testSchedule}}},
+	{"Schedules", []testCase{{"Schedule", testSchedule}, {"WithAMessage", testScheduleThen}}},
 	{"Reports", []testCase{{"ReportsAndRecall", testReportsAndRecall}, {"Waiting", testWaiting}, {"Escalated", testEscalated}}},
 	{"VendorTokens", []testCase{{"VendorTokens", testVendorTokens}}},
 }
@@ -541,6 +541,37 @@ func testSchedule(e *env) {
 	}
 }
 
+// A message's Then is kept among the schedules with it, whether it goes
+// to mailboxes or to the broadcast log, and claimed when due.
+func testScheduleThen(e *env) {
+	s := e.store()
+	due := e.clock.Now().Add(time.Hour).Truncate(time.Millisecond)
+	m := e.msg("demo", "m1")
+	m.Target, m.Then = store.TargetDevices, &store.Scheduled{App: "demo", ID: "m1/then", At: due, Request: []byte(`{"after":"m1"}`)}
+	if _, err := s.Append(ctx, []string{"d1", "d2"}, m, "k1"); err != nil {
+		e.t.Fatal(err)
+	}
+	b := e.msg("demo", "b1")
+	b.Then = &store.Scheduled{App: "demo", ID: "b1/then", At: due, Request: []byte(`{"after":"b1"}`)}
+	if _, err := s.AppendBroadcast(ctx, b, ""); err != nil {
+		e.t.Fatal(err)
+	}
+	s.Close()
+	s = e.store()
+	for _, id := range []string{"m1/then", "b1/then"} {
+		if p, ok, err := s.FindScheduled(ctx, "demo", id); err != nil || !ok || !p.At.Equal(due) {
+			e.t.Fatalf("%s: %+v %v %v", id, p, ok, err)
+		}
+	}
+	e.since(s, "demo", "d2", "m1")
+	e.clock.Add(time.Hour)
+	got, err := s.ClaimDue(ctx, e.clock.Now(), time.Minute, 10)
+	slices.SortFunc(got, func(a, b store.Scheduled) int { return strings.Compare(a.ID, b.ID) })
+	if err != nil || len(got) != 2 || got[0].ID != "b1/then" || string(got[1].Request) != `{"after":"m1"}` {
+		e.t.Fatalf("claimed: %+v %v", got, err)
+	}
+}
+
 // Another app's token for the same device id acks 2^64-1: before seqs
 // were per app and acks clamped, the shared counter moved there and the
 // next append wrapped to 0, a message never replayed.
@@ -779,6 +810,12 @@ func testWaiting(e *env) {
 	}
 	s.Ack("demo", "d1", 1)
 	waiting("demo", "m1", true, "d0", "d2")
+	s.Ack("demo", "d0", 2)
+	s.Ack("demo", "d2", 1)
+	e.report(s, "demo", "m1", func(r store.Report) bool { return r.Acked == 3 }) // counted (in Redis, within a second)
+	if w := waiting("demo", "m1", true); w.Data != nil || w.Acked != 3 {         // every copy acked: settled
+		e.t.Fatalf("waiting once all acked: %+v", w)
+	}
 	waiting("other", "m1", false)
 	waiting("demo", "nope", false)
 	s.Append(ctx, []string{"d1"}, e.msg("demo", "plain"), "") // no report
