@@ -1,11 +1,12 @@
 // Package bridge sends notifications through the OS push channels: FCM
-// (Android with Google services), APNs (Apple) and Huawei's HMS Push Kit,
-// one Sender per vendor and app, each speaking its vendor's documented HTTP
-// API with its authentication (FCM: an OAuth2 JWT-bearer exchange for a
-// service account; APNs: an ES256 provider token; HMS: OAuth2 client
-// credentials). A Sender sends one notification and says what became of it
-// as its vendor's docs define: accepted, the token dead, try again later
-// (with the vendor's Retry-After), or refused.
+// (Android with Google services), APNs (Apple), Huawei's HMS Push Kit and
+// Xiaomi's Mi Push, one Sender per vendor and app, each speaking its
+// vendor's documented HTTP API with its authentication (FCM: an OAuth2
+// JWT-bearer exchange for a service account; APNs: an ES256 provider
+// token; HMS: OAuth2 client credentials; Xiaomi: the app's secret). A
+// Sender sends one notification and says what became of it as its
+// vendor's docs define: accepted, the token dead, try again later (with
+// the vendor's Retry-After), or refused.
 //
 // The escalation of unacked stored messages (docs/push-bridge.md) is built
 // on it.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/longlink/longlink/internal/bridge"
 	"github.com/longlink/longlink/internal/bridge/bridgetest"
+	"github.com/longlink/longlink/internal/config"
 )
 
 // Each test sends through its vendor's fake (bridgetest), which checks the
@@ -188,5 +189,51 @@ func TestHMS(t *testing.T) {
 	})
 	if v.Tokens() != 2 || v.Sends("expired") != 2 {
 		t.Fatalf("%d access tokens, %d sends to the expired one; want 2 and 2", v.Tokens(), v.Sends("expired"))
+	}
+}
+
+// Xiaomi: the app secret in Authorization, the form byte for byte (a
+// notification, one without a collapse key, a recall as a pass-through
+// message; notify_id is the tag's 32-bit FNV-1a, its top bit cleared),
+// and Mi Push's result codes: bad_regids and 20301 (a dead
+// token), 200001 (the daily quota), 10002 (busy), 503.
+func TestXiaomi(t *testing.T) {
+	v, srv := bridgetest.Xiaomi(t)
+	s, err := bridge.NewXiaomi(bridge.XiaomiConfig{AppSecret: "xm-s3cret", Package: "com.example.app", ChannelID: "msgs", URL: srv.URL}, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		n    bridge.Notification
+		want string
+	}{
+		{n("tok-1"), "description=You+have+a+message&extra.channel_id=msgs&extra.notify_foreground=1&notify_id=1847519737&notify_type=-1&pass_through=0" +
+			"&payload=%7B%22k%22%3A%22v%22%2C%22longlink_id%22%3A%22m1%22%7D&registration_id=tok-1&restricted_package_name=com.example.app&time_to_live=30000&title=Hi"},
+		{untagged(), "description=You+have+a+message&extra.channel_id=msgs&extra.notify_foreground=1&notify_id=338587627&notify_type=-1&pass_through=0" +
+			"&payload=%7B%22longlink_id%22%3A%22m1%22%7D&registration_id=tok-1&restricted_package_name=com.example.app&title=Hi"},
+		{recall(), "pass_through=1&payload=%7B%22longlink_recall%22%3A%22m1%22%7D&registration_id=tok-1&restricted_package_name=com.example.app&time_to_live=30000"},
+	} {
+		if body, h := sent(t, s, v, c.n); body != c.want || h.Get("Authorization") != "key=xm-s3cret" {
+			t.Fatalf("Xiaomi got %s (%s)\nwant %s", body, h.Get("Authorization"), c.want)
+		}
+	}
+	outcomes(t, s, map[string]bridge.Result{
+		"dead":    {Outcome: bridge.DeadToken, Reason: "bad_regids"},
+		"invalid": {Outcome: bridge.DeadToken, Reason: "20301"},
+		"quota":   {Outcome: bridge.QuotaExceeded, RetryAfter: bridge.DefaultRetry, Reason: "200001"},
+		"busy":    {Outcome: bridge.Retry, RetryAfter: bridge.DefaultRetry, Reason: "10002"},
+		"down":    {Outcome: bridge.Retry, RetryAfter: 4 * time.Second},
+		"refused": {Outcome: bridge.Refused, Reason: "10017"},
+	})
+	outcomes(t, s, map[string]bridge.Result{"busy": {Outcome: bridge.Accepted}}) // the second time
+	// From an app's push_bridge config.
+	senders, err := bridge.Senders(config.PushBridge{Xiaomi: config.XiaomiVendor{AppSecret: "xm-s3cret", Package: "com.example.app", URL: srv.URL}}, srv.Client())
+	if err != nil || len(senders) != 1 || senders["xiaomi"] == nil {
+		t.Fatalf("senders: %v %v", senders, err)
+	}
+	outcomes(t, senders["xiaomi"], map[string]bridge.Result{"from-config": {Outcome: bridge.Accepted}})
+	bad, _ := bridge.NewXiaomi(bridge.XiaomiConfig{AppSecret: "wrong", Package: "com.example.app", URL: srv.URL}, srv.Client())
+	if r, err := bad.Send(context.Background(), n("tok-1")); err != nil || r.Outcome != bridge.Refused || !strings.HasPrefix(r.Reason, "21301") {
+		t.Fatalf("a wrong secret: %+v %v", r, err)
 	}
 }

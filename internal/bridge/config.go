@@ -39,6 +39,13 @@ func Senders(p config.PushBridge, client *http.Client) (map[string]Sender, error
 		}
 		senders["hms"] = s
 	}
+	if x := p.Xiaomi; x.AppSecret != "" {
+		s, err := NewXiaomi(XiaomiConfig{AppSecret: x.AppSecret, Package: x.Package, ChannelID: x.ChannelID, URL: x.URL}, client)
+		if err != nil {
+			return nil, fmt.Errorf("push_bridge.xiaomi: %w", err)
+		}
+		senders["xiaomi"] = s
+	}
 	return senders, nil
 }
 

@@ -12,7 +12,7 @@ func (p PushBridge) Vendors() []string {
 	for _, v := range []struct {
 		name string
 		set  bool
-	}{{"fcm", p.FCM.ServiceAccountFile != ""}, {"apns", p.APNs.KeyFile != ""}, {"hms", p.HMS.AppID != ""}} {
+	}{{"fcm", p.FCM.ServiceAccountFile != ""}, {"apns", p.APNs.KeyFile != ""}, {"hms", p.HMS.AppID != ""}, {"xiaomi", p.Xiaomi.AppSecret != ""}} {
 		if v.set {
 			out = append(out, v.name)
 		}
@@ -29,15 +29,17 @@ func (p PushBridge) validate(key string) error {
 		return bad(key+".apns", "key_file needs key_id, team_id and topic")
 	case h.AppID != "" && h.AppSecret == "":
 		return bad(key+".hms.app_secret", "is required with app_id")
+	case p.Xiaomi.AppSecret != "" && p.Xiaomi.Package == "":
+		return bad(key+".xiaomi.package", "is required with app_secret: the app's Android package name")
 	case p.Escalate.After < 0:
 		return bad(key+".escalate.after", "must not be negative")
 	case p.Escalate.After > 0 && len(p.Vendors()) == 0:
-		return bad(key+".escalate.after", "escalates to no vendor: give fcm, apns or hms")
+		return bad(key+".escalate.after", "escalates to no vendor: give fcm, apns, hms or xiaomi")
 	}
 	if _, _, err := p.Quiet.Until(time.Now()); err != nil {
 		return bad(key+".quiet", "%v", err)
 	}
-	for _, u := range []struct{ key, url string }{{"fcm.url", p.FCM.URL}, {"apns.url", a.URL}, {"hms.url", h.URL}, {"hms.token_url", h.TokenURL}} {
+	for _, u := range []struct{ key, url string }{{"fcm.url", p.FCM.URL}, {"apns.url", a.URL}, {"hms.url", h.URL}, {"hms.token_url", h.TokenURL}, {"xiaomi.url", p.Xiaomi.URL}} {
 		if u.url != "" {
 			if err := checkURL(u.url); err != nil {
 				return bad(fmt.Sprintf("%s.%s", key, u.key), "%v", err)

@@ -315,6 +315,8 @@ type PushBridge struct {
 	APNs APNsVendor `yaml:"apns"`
 	// HMS: Huawei Push Kit.
 	HMS HMSVendor `yaml:"hms"`
+	// Xiaomi: Mi Push.
+	Xiaomi XiaomiVendor `yaml:"xiaomi"`
 	// Escalate is the escalation of the app's stored pushes to devices,
 	// users or tags that give none themselves (after 0: none).
 	Escalate Escalation `yaml:"escalate"`
@@ -363,6 +365,21 @@ type HMSVendor struct {
 	// https://oauth-login.cloud.huawei.com/oauth2/v3/token).
 	URL      string `yaml:"url"`
 	TokenURL string `yaml:"token_url"`
+}
+
+// XiaomiVendor is an app's Mi Push credentials.
+type XiaomiVendor struct {
+	// AppSecret is the app's AppSecret at Xiaomi's developer site,
+	// Package its Android package name.
+	AppSecret string `yaml:"app_secret" secret:"key"`
+	Package   string `yaml:"package"`
+	// ChannelID is the notification channel the app registered with
+	// Xiaomi ("": none).
+	ChannelID string `yaml:"channel_id"`
+	// URL is Mi Push's base URL ("": https://api.xmpush.xiaomi.com, for
+	// mainland China; elsewhere a regional host such as
+	// https://sgp-api.xmpush.global.xiaomi.com).
+	URL string `yaml:"url"`
 }
 
 // Escalation is when and how an unacked stored message goes to a device's

@@ -110,6 +110,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		app("  - id: demo\n    secret: \"0123456789abcdef\"\n    api_key: \"key-fedcba9876543210\"\n"):                    "apps[1].id:",
 		app("  - id: two\n    secret: \"0123456789abcdef\"\n    api_key: \"key-0123456789abcdef\"\n"):                     "apps[1].api_key:",
 		app("    push_bridge: {apns: {key_file: k.p8}}\n"):                                                                "apps[0].push_bridge.apns: key_file needs key_id",
+		app("    push_bridge: {xiaomi: {app_secret: s}}\n"):                                                               "apps[0].push_bridge.xiaomi.package:",
 		app("    push_bridge: {hms: {app_id: \"10086\"}}\n"):                                                              "apps[0].push_bridge.hms.app_secret:",
 		app("    push_bridge: {escalate: {after: 30s}}\n"):                                                                "apps[0].push_bridge.escalate.after: escalates to no vendor",
 		app("    push_bridge: {quiet: {from: \"22:00\", to: \"8am\"}}\n"):                                                 "apps[0].push_bridge.quiet: from and to",

@@ -8,7 +8,7 @@
 // What a fake answers depends on the device token: "dead" (the vendor's
 // unregistered answer), "quota" or "flow" (rate limited, with a
 // Retry-After), "down" (unavailable), and more per vendor (below); any
-// other token is accepted.
+// other token is accepted (and held, with HoldAfter, by FCM and Xiaomi).
 package bridgetest
 
 import (
@@ -23,6 +23,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -357,6 +358,50 @@ func HMS(t testing.TB) (*Vendor, *httptest.Server) {
 			}
 		default:
 			http.NotFound(w, r)
+		}
+	})
+	return v, srv
+}
+
+// Xiaomi starts a fake Mi Push (app secret xm-s3cret, for the package
+// com.example.app) and returns it and its server. Tokens: "dead" is
+// answered with itself in bad_regids, "invalid" 20301 (every registration
+// id invalid), "quota" 200001 (the daily quota), "busy" 10002 once,
+// "down" 503 (Retry-After: 4), "refused" an unknown code.
+func Xiaomi(t testing.TB) (*Vendor, *httptest.Server) {
+	v := newVendor(t)
+	srv := v.serve(false, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		form, err := url.ParseQuery(string(body))
+		if r.URL.Path != "/v3/message/regid" || r.Method != http.MethodPost || err != nil ||
+			r.Header.Get("Content-Type") != "application/x-www-form-urlencoded;charset=UTF-8" {
+			http.NotFound(w, r)
+			return
+		}
+		if r.Header.Get("Authorization") != "key=xm-s3cret" || form.Get("restricted_package_name") != "com.example.app" {
+			answer(w, http.StatusOK, nil, `{"result":"error","code":21301,"reason":"认证失败","description":"认证失败"}`)
+			return
+		}
+		token := form.Get("registration_id")
+		before := v.keep(r, body, token, r.Header.Get("Authorization"))
+		ok := func(bad string) string {
+			return fmt.Sprintf(`{"result":"ok","trace_id":"Xcm5","code":0,"data":{"id":"scm01b7","bad_regids":%q},"description":"成功","info":"Received push messages for 1 REGID"}`, bad)
+		}
+		switch {
+		case token == "dead":
+			answer(w, http.StatusOK, nil, ok(token))
+		case token == "invalid":
+			answer(w, http.StatusOK, nil, `{"result":"error","code":20301,"reason":"No valid targets!","description":"发送消息失败"}`)
+		case token == "quota":
+			answer(w, http.StatusOK, nil, `{"result":"error","code":200001,"reason":"daily quota exceeded","description":"发送消息失败"}`)
+		case token == "busy" && before == 0:
+			answer(w, http.StatusOK, nil, `{"result":"error","code":10002,"reason":"service busy","description":"发送消息失败"}`)
+		case token == "down":
+			answer(w, http.StatusServiceUnavailable, map[string]string{"Retry-After": "4"}, `{}`)
+		case token == "refused":
+			answer(w, http.StatusOK, nil, `{"result":"error","code":10017,"reason":"invalid parameter","description":"参数错误"}`)
+		default:
+			v.accept(w, body, ok(""))
 		}
 	})
 	return v, srv
