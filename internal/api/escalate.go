@@ -184,46 +184,7 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled, claimed time.T
 		s.log.Warn("escalation not made now; it is tried again after its claim", "app", p.App, "id", e.ID, "err", err)
 		return
 	}
-	var (
-		senders  = s.senders(p.App)
-		deadline = claimed.Add(claimLease / 2) // no send starts after it: another node may claim it at claimLease
-		sent     sync.WaitGroup
-		mu       sync.Mutex
-		pending  []store.Escalation // asked for again later
-		wait     time.Duration      // the longest of their Retry-Afters
-		finished = true             // every outcome kept
-	)
-	for _, t := range targets {
-		sender := senders[t.vendor]
-		if sender == nil {
-			continue // a token of a vendor the app has no credentials for
-		}
-		s.vendorSlots <- struct{}{}
-		if time.Now().After(deadline) {
-			<-s.vendorSlots
-			finished = false
-			break
-		}
-		sent.Go(func() {
-			defer func() { <-s.vendorSlots }()
-			outcome, retryAfter := s.notify(ctx, p.App, &e, sender, t)
-			if e.Recall {
-				return // sent once
-			}
-			o := store.Escalation{Device: t.device, Vendor: t.vendor, Outcome: outcome}
-			err := s.store.Escalated(ctx, p.App, e.ID, []store.Escalation{o})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				finished = false
-				s.log.Warn("escalation: an outcome not kept; the copy is sent again after the claim", "app", p.App, "id", e.ID, "err", err)
-			}
-			if outcome == store.VendorPending {
-				pending, wait = append(pending, o), max(wait, retryAfter)
-			}
-		})
-	}
-	sent.Wait()
+	pending, wait, finished := s.sendEscalation(ctx, p.App, &e, targets, claimed.Add(claimLease/2))
 	if !finished {
 		return // the rest when the lease ends
 	}
@@ -236,6 +197,53 @@ func (s *Server) escalate(ctx context.Context, p store.Scheduled, claimed time.T
 		}
 	}
 	s.unschedule(ctx, p)
+}
+
+// sendEscalation sends e to targets, escalationSends at a time across the
+// node, starting none after deadline (another node may claim e's entry
+// later), and keeps each outcome. It returns those pending (the vendor
+// asked for them again later) and the longest Retry-After they got, and
+// whether every target was sent to and its outcome kept.
+func (s *Server) sendEscalation(ctx context.Context, app string, e *escalation, targets []vendorTarget, deadline time.Time) (
+	pending []store.Escalation, wait time.Duration, finished bool) {
+	senders := s.senders(app)
+	var (
+		sent   sync.WaitGroup
+		mu     sync.Mutex // guards pending, wait and kept
+		kept   = true
+		cutOff bool
+	)
+	for _, t := range targets {
+		sender := senders[t.vendor]
+		if sender == nil {
+			continue // a token of a vendor the app has no credentials for
+		}
+		s.vendorSlots <- struct{}{}
+		if cutOff = time.Now().After(deadline); cutOff {
+			<-s.vendorSlots
+			break
+		}
+		sent.Go(func() {
+			defer func() { <-s.vendorSlots }()
+			outcome, retryAfter := s.notify(ctx, app, e, sender, t)
+			if e.Recall {
+				return // sent once
+			}
+			o := store.Escalation{Device: t.device, Vendor: t.vendor, Outcome: outcome}
+			err := s.store.Escalated(ctx, app, e.ID, []store.Escalation{o})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				kept = false
+				s.log.Warn("escalation: an outcome not kept; the copy is sent again after the claim", "app", app, "id", e.ID, "err", err)
+			}
+			if outcome == store.VendorPending {
+				pending, wait = append(pending, o), max(wait, retryAfter)
+			}
+		})
+	}
+	sent.Wait()
+	return pending, wait, kept && !cutOff
 }
 
 // notify sends e to t through sender, and returns what became of it (with
