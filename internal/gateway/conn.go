@@ -224,8 +224,8 @@ func (c *conn) idle() {
 	}
 }
 
-// serveReady serves the frame the poller saw coming, in a goroutine of its
-// own, then arms the poller again.
+// serveReady serves the frame the poller saw coming, on one of its readers
+// (or a goroutine of its own), then arms the poller again.
 func (c *conn) serveReady() {
 	if err := c.readOne(); err != nil {
 		c.end(err)
