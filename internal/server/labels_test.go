@@ -17,7 +17,7 @@ import (
 func TestGoroutinesLabelled(t *testing.T) {
 	ts := testserver.Start(t)
 	ts.Listen(t, "d1")
-	parts := []string{"gateway.accept", "gateway.poller", "gateway.writer", "api.http", "hooks.upstream",
+	parts := []string{"gateway.accept", "gateway.poller", "gateway.conn", "gateway.writer", "api.http", "hooks.upstream",
 		"store.commit", "scheduler"}
 	testwait.EventuallyNil(t, func() error {
 		var profile bytes.Buffer
