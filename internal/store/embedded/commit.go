@@ -269,8 +269,10 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 	seq++
 	s.meta.setLastSeq(b, m.App, device, seq)
 	mk := messageKey(m.App, device, seq)
-	b.Set(mk, record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode(), nil)
+	v := record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode()
+	b.Set(mk, v, nil)
 	b.Set(expiryKey(m.Expires, mk), nil, nil)
+	s.meta.appended(mk, v[:len(v)-len(m.Data):len(v)-len(m.Data)])
 
 	if m.Collapse != "" {
 		old, err := collapse(b, key(prefixCollapse, m.App, device, m.Collapse), seq, m.Expires)
@@ -297,7 +299,9 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 			return 0, err
 		}
 		if oldest > 0 {
-			b.Delete(messageKey(m.App, device, oldest), nil)
+			dk := messageKey(m.App, device, oldest)
+			b.Delete(dk, nil)
+			s.meta.deleted(dk)
 			mb.count--
 			mb.first = oldest + 1
 			if s.opts.Metrics != nil {
@@ -441,14 +445,14 @@ func (s *Store) applyAck(b *pebble.Batch, o *op) error {
 	// batch of many acks quadratic (pprof: fragmentRangeDels).
 	n := uint64(0)
 	drop := func(k, v []byte) error {
-		dropMessage(b, k, v)
+		s.dropMessage(b, k, v)
 		n++
 		return s.countAck(app, v)
 	}
 	if o.seq-mb.first < pointAcks {
 		for seq := mb.first; seq <= o.seq; seq++ {
 			k := messageKey(app, o.device, seq)
-			if v, ok, err := get(b, k); err != nil {
+			if v, ok, err := s.meta.message(b, k); err != nil {
 				return err
 			} else if ok {
 				if err := drop(k, v); err != nil {
@@ -527,6 +531,7 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 				return err
 			}
 			if ok {
+				s.meta.deleted(target)
 				app, device := mailboxOf(target)
 				mb, err := s.meta.mailbox(b, app, device)
 				if err != nil {
@@ -553,13 +558,14 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 	return nil
 }
 
-// dropMessage deletes the mailbox message at mk, whose record is v, and its
-// expiry index entry. Both keys are written once (a seq is never given
+// dropMessage deletes the mailbox message at mk, whose record (or header)
+// is v, and its expiry index entry. Both keys are written once (a seq is never given
 // again), so their deletes are single deletes: a message acked before its
 // memtable is flushed leaves neither its keys nor tombstones in the
 // tables, where a delete's tombstone would go down every level and an
 // expiry entry would wait there for the sweep.
-func dropMessage(b *pebble.Batch, mk, v []byte) {
+func (s *Store) dropMessage(b *pebble.Batch, mk, v []byte) {
+	s.meta.deleted(mk)
 	b.SingleDelete(mk, nil)
 	b.SingleDelete(expiryKey(time.UnixMilli(int64(uvarint(v))), mk), nil)
 }

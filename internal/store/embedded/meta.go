@@ -10,7 +10,8 @@ import (
 
 // metaCache holds the committer's bookkeeping (each (app, device)'s last seq,
 // each mailbox's count and lowest seq, recent delivery reports, and which
-// messages have none) in memory, written through to the batch.
+// messages have none, and the headers of recent mailbox messages) in
+// memory, written through to the batch.
 // The committer is the only writer, so the cache is right as long as it is
 // dropped whenever a batch is discarded. It is cleared when it grows past
 // metaCacheLimit entries (the reports past reportCacheLimit) and refills
@@ -20,18 +21,48 @@ type metaCache struct {
 	last      map[string]uint64  // key: the d/ key
 	mailboxes map[string]mailbox // key: the n/ key
 	reports   map[string]*report // key: the r/ key; nil: the message has none
+	// headers are recent mailbox messages' records without their data
+	// (expiry and id: what an ack needs), by m/ key, from their append
+	// until their delete: an ack, soon after, reads no key.
+	headers map[string][]byte
 }
 
 const (
 	metaCacheLimit   = 100000
 	reportCacheLimit = 50000
+	headerCacheLimit = 100000
 )
 
 func (c *metaCache) reset() {
 	c.last = make(map[string]uint64)
 	c.mailboxes = make(map[string]mailbox)
 	c.reports = nil
+	c.headers = nil
 }
+
+// appended remembers the header of the mailbox message just written at mk
+// (first clearing the headers if there are headerCacheLimit: those of
+// messages that wait long, for devices away, are read again when acked).
+func (c *metaCache) appended(mk []byte, header []byte) {
+	if c.headers == nil || len(c.headers) >= headerCacheLimit {
+		c.headers = make(map[string][]byte)
+	}
+	c.headers[string(mk)] = header
+}
+
+// message reads the mailbox message at mk: its header alone if the cache
+// has it, else its record.
+func (c *metaCache) message(b *pebble.Batch, mk []byte) ([]byte, bool, error) {
+	if h, ok := c.headers[string(mk)]; ok {
+		return h, true, nil
+	}
+	return get(b, mk)
+}
+
+// deleted forgets the mailbox message at mk, deleted. Every delete of a
+// mailbox message must call it: a header left behind would make a later
+// ack delete and count a message that is gone.
+func (c *metaCache) deleted(mk []byte) { delete(c.headers, string(mk)) }
 
 func (c *metaCache) lastSeq(b *pebble.Batch, app, device string) (uint64, error) {
 	k := key(prefixDevice, app, device)
