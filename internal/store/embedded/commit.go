@@ -272,7 +272,7 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 	v := record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode()
 	b.Set(mk, v, nil)
 	b.Set(expiryKey(m.Expires, mk), nil, nil)
-	s.meta.appended(mk, v[:len(v)-len(m.Data):len(v)-len(m.Data)])
+	s.meta.appended(mk, bytes.Clone(v[:len(v)-len(m.Data)])) // not v's memory: the data would stay with it
 
 	if m.Collapse != "" {
 		old, err := collapse(b, key(prefixCollapse, m.App, device, m.Collapse), seq, m.Expires)
