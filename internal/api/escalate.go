@@ -18,8 +18,9 @@ import (
 )
 
 // The OS push bridge (docs/push-bridge.md): a stored push with "escalate"
-// (or to an app with a default) is kept, beside its message, as an entry of
-// the store's schedules due "after" from now, keyed <message id>/escalate/0.
+// (or to an app with a default) keeps, with its message (Message.Then), an
+// entry of the store's schedules due "after" from now, keyed
+// <message id>/escalate/0.
 // When it falls due, FireDue claims it like a scheduled push (each by one
 // node, for claimLease) and sends the copies still waiting for an ack
 // through their devices' OS push tokens, escalationSends at a time per
