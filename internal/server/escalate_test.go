@@ -51,6 +51,33 @@ func fcmData(t testing.TB, body string) (string, map[string]string) {
 	return m.Message.Token, m.Message.Data
 }
 
+// madeOnce checks that the fake FCM v was sent each (message id, token)
+// of pairs once, and no other, but those held at a node's kill: twice.
+func madeOnce(t *testing.T, v *bridgetest.Vendor, pairs [][2]string, held map[[2]string]bool) {
+	t.Helper()
+	sends := map[[2]string]int{}
+	for _, body := range v.Bodies() {
+		sends[fcmPair(t, body)]++
+	}
+	for _, pair := range pairs {
+		if want := map[bool]int{false: 1, true: 2}[held[pair]]; sends[pair] != want {
+			t.Errorf("%v sent %d times, want %d (held at the kill: %v)", pair, sends[pair], want, held[pair])
+		}
+	}
+	if len(sends) != len(pairs) {
+		t.Errorf("%d (message, token) pairs sent, want %d", len(sends), len(pairs))
+	}
+}
+
+// heldPairs are the (message id, token) of the sends v held.
+func heldPairs(t *testing.T, v *bridgetest.Vendor) map[[2]string]bool {
+	held := map[[2]string]bool{}
+	for _, body := range v.Held() {
+		held[fcmPair(t, body)] = true
+	}
+	return held
+}
+
 // fcmPair is the message id and token of an FCM send's body.
 func fcmPair(t testing.TB, body string) [2]string {
 	token, data := fcmData(t, body)
@@ -447,6 +474,9 @@ func BenchmarkEscalation(b *testing.B) {
 	b.ReportMetric(float64(lags[len(lags)*99/100].Milliseconds()), "lag-p99-ms")
 }
 
+// nodeSends is how many notifications a node has at its vendors at once.
+const nodeSends = 16
+
 // A node killed with 1,000 escalations due loses none and makes none
 // twice but those it could not know were made: the node claimed all ten
 // pushes' escalations, made 400 (their outcomes kept), and had 16 sent
@@ -488,19 +518,13 @@ func TestEscalationNodeKilled(t *testing.T) {
 		}
 		return
 	}
-	testwait.Eventually(t, "400 escalations made and kept, and more held at the vendor", func() bool {
+	testwait.Eventually(t, "400 escalations made and kept, and 16 more held at the vendor", func() bool {
 		_, accepted, _ := counts(call)
-		return accepted == made && len(b.v.Held()) > 0
+		return accepted == made && len(b.v.Held()) == nodeSends // so none is on its way when n1 dies
 	})
 	n1.kill9(t)
 	release()
-	held := map[[2]string]bool{}
-	for _, body := range b.v.Held() {
-		held[fcmPair(t, body)] = true
-	}
-	if len(held) > 16 {
-		t.Fatalf("%d sends held at the vendor, more than a node's 16 at once", len(held))
-	}
+	held := heldPairs(t, b.v)
 	_, call = b.start(t, "node: n2", cluster)
 	b.start(t, "node: n1", cluster)
 
@@ -510,20 +534,58 @@ func TestEscalationNodeKilled(t *testing.T) {
 		}
 		return nil
 	})
-	sends := map[[2]string]int{}
-	for _, body := range b.v.Bodies() {
-		sends[fcmPair(t, body)]++
-	}
+	var pairs [][2]string
 	for p, id := range ids {
 		for i := range each {
-			pair := [2]string{id, fmt.Sprint("tok-", p*each+i)}
-			if want := map[bool]int{false: 1, true: 2}[held[pair]]; sends[pair] != want {
-				t.Errorf("%v sent %d times, want %d (held at the kill: %v)", pair, sends[pair], want, held[pair])
-			}
+			pairs = append(pairs, [2]string{id, fmt.Sprint("tok-", p*each+i)})
 		}
 	}
-	if len(sends) != pushes*each {
-		t.Errorf("%d (message, token) pairs sent, want %d", len(sends), pushes*each)
-	}
+	madeOnce(t, b.v, pairs, held)
 	t.Logf("%d escalations: %d made before the kill, %d held at the vendor then (sent again), the rest after the lease", pushes*each, made, len(held))
+}
+
+// A single node killed with escalations due makes them as soon as it is
+// back, not when its claims' lease would have ended (its store gives back
+// the claims of the process that had it), each once but those whose
+// answers the vendor held when it was killed.
+func TestEscalationSingleNodeRestarted(t *testing.T) {
+	b := newBridged(t)
+	c, call := b.start(t)
+	const devices, made = 200, 50
+	var names []string
+	for i := range devices {
+		names = append(names, fmt.Sprint("d", i))
+		body := map[string]any{"app": "demo", "device": names[i], "vendor": "fcm", "token": fmt.Sprint("tok-", i)}
+		if status, out := call(http.MethodPost, "/v1/devices/vendor", testserver.Demo.APIKey, body); status != http.StatusOK {
+			t.Fatalf("vendor token: %d %v", status, out)
+		}
+	}
+	release := b.v.HoldAfter(made)
+	id := pushTo(t, call, map[string]any{"devices": names, "data": "x", "ttl": 600, "escalate": map[string]any{"after": "0s", "title": "New"}})["id"].(string)
+	report := func(call apiCall) map[string]any {
+		_, out := call(http.MethodGet, "/v1/messages/"+id+"?app=demo", testserver.Demo.APIKey, nil)
+		return out
+	}
+	testwait.Eventually(t, "50 escalations made and kept, and 16 more held", func() bool {
+		return report(call)["vendor_accepted"] == float64(made) && len(b.v.Held()) == nodeSends // so none is on its way when it dies
+	})
+	c.kill9(t)
+	release()
+	held := heldPairs(t, b.v)
+	raw, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := startChildYAML(t, b.env, string(raw))
+	call = func(method, path, key string, body any) (int, map[string]any) {
+		return testserver.CallAPI(t, "http://"+back.api, method, path, key, body)
+	}
+	testwait.Eventually(t, "every escalation made, well within the 30 s lease", func() bool { // testwait.Within is 10 s
+		return report(call)["vendor_accepted"] == float64(devices)
+	})
+	var pairs [][2]string
+	for i := range devices {
+		pairs = append(pairs, [2]string{id, fmt.Sprint("tok-", i)})
+	}
+	madeOnce(t, b.v, pairs, held)
 }

@@ -30,6 +30,7 @@ import (
 //	i/<app>\0<key>                    idempotency key: record (id and time; no data)
 //	p/<app>\0<device>\0<vendor>        the device's OS push token of that vendor
 //	e/<app>\0<id>\0<device>\0<vendor>   an escalated copy's outcome (1 byte: store.VendorOutcome); deleted with the report
+//	y/<app>\0<id>                     a schedule claimed by this process: its due time before the claim (uvarint ms)
 //	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms) (empty value)
 //	v                                 the key format's version (uvarint; absent = 1)
 //
@@ -60,6 +61,7 @@ const (
 	prefixIdem      = "i/"
 	prefixVendor    = "p/"
 	prefixEscalated = "e/"
+	prefixClaimed   = "y/"
 	prefixExpiry    = "x/"
 	keyVersion      = "v"
 )

@@ -116,8 +116,43 @@ func (s *Store) applyUnschedule(b *pebble.Batch, o *op) error {
 	at, _ := decodeSchedule(v)
 	b.Delete(sk, nil)
 	b.Delete(dueKey(at, o.msg.App, o.msg.ID), nil)
+	b.Delete(key(prefixClaimed, o.msg.App, o.msg.ID), nil)
 	o.n = 1
 	return nil
+}
+
+// releaseClaims gives back, at open, the claims of the process that had
+// the store before: it is gone (one process holds a data dir), so the
+// pushes and escalations it claimed are due again at once, at their time
+// before the claim, not when the claim's lease would have ended.
+func releaseClaims(db *pebble.DB) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixClaimed), UpperBound: prefixEnd([]byte(prefixClaimed))})
+	if err != nil {
+		return err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	for it.First(); it.Valid(); it.Next() {
+		b.Delete(it.Key(), nil)
+		app, id, _ := bytes.Cut(it.Key()[len(prefixClaimed):], []byte{0})
+		sk := key(prefixSchedule, string(app), string(id))
+		v, ok, err := get(db, sk)
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if !ok {
+			continue
+		}
+		until, req := decodeSchedule(v)
+		at := time.UnixMilli(int64(uvarint(it.Value())))
+		b.Delete(dueKey(until, string(app), string(id)), nil)
+		keepScheduled(b, store.Scheduled{App: string(app), ID: string(id), At: at, Request: req})
+	}
+	if err := it.Close(); err != nil || b.Empty() {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // applyClaim moves each due push's time to the end of its claim, so that
@@ -150,6 +185,7 @@ func (s *Store) applyClaim(b *pebble.Batch, o *op, now time.Time) error {
 		at, req := decodeSchedule(v)
 		b.Set(sk, encodeSchedule(until, req), nil)
 		b.Set(dueKey(until, string(app), string(id)), nil, nil)
+		b.Set(key(prefixClaimed, string(app), string(id)), binary.AppendUvarint(nil, uint64(at.UnixMilli())), nil)
 		o.sched = append(o.sched, store.Scheduled{App: string(app), ID: string(id), At: at, Request: req})
 	}
 	return nil

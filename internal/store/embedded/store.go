@@ -60,7 +60,11 @@ func Open(dir string, o store.Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	if err := migrate(db, o.Logger); err != nil {
+	err = migrate(db, o.Logger)
+	if err == nil {
+		err = releaseClaims(db)
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}

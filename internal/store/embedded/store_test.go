@@ -227,3 +227,39 @@ func TestAckOfADeletedMessage(t *testing.T) {
 		}
 	}
 }
+
+// The claims of a process that had the store are given back when it is
+// opened again (one process holds a data dir: the claimer is gone): what
+// it claimed is due at once, at its time before the claim, and not when
+// the lease would have ended. A push made and unscheduled leaves no claim.
+func TestClaimsReleasedAtOpen(t *testing.T) {
+	clk := storetest.NewClock()
+	dir := t.TempDir()
+	s := open(t, dir, clk)
+	at := clk.Now().Truncate(time.Millisecond)
+	for _, id := range []string{"made", "claimed"} {
+		if err := s.Schedule(ctx, store.Scheduled{App: "demo", ID: id, At: at, Request: []byte(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := s.ClaimDue(ctx, clk.Now(), time.Minute, 10); err != nil || len(got) != 2 {
+		t.Fatalf("claim: %+v %v", got, err)
+	}
+	if ok, err := s.Unschedule(ctx, "demo", "made"); !ok || err != nil {
+		t.Fatalf("unschedule: %v %v", ok, err)
+	}
+	if again, _ := s.ClaimDue(ctx, clk.Now(), time.Minute, 10); len(again) != 0 {
+		t.Fatalf("claimed twice within the lease: %+v", again)
+	}
+	s.Close() // as a crash would: the claims are left
+
+	s = open(t, dir, clk)
+	got, err := s.ClaimDue(ctx, clk.Now(), time.Minute, 10)
+	if err != nil || len(got) != 1 || got[0].ID != "claimed" || !got[0].At.Equal(at) {
+		t.Fatalf("claimed at once after the reopen: %+v %v", got, err)
+	}
+	s.Unschedule(ctx, "demo", "claimed")
+	if n := countKeys(t, s, prefixClaimed); n != 0 {
+		t.Fatalf("%d claims left", n)
+	}
+}
