@@ -543,8 +543,10 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 		}
 		if bytes.HasPrefix(target, []byte(prefixReport)) { // and its copies, if not inline, and its escalations
 			b.Delete(append([]byte(prefixCopies), target[len(prefixReport):]...), nil)
+			// Point deletes, not a range delete, for the reason applyAck gives.
 			escalated := append(append([]byte(prefixEscalated), target[len(prefixReport):]...), 0)
-			if err := b.DeleteRange(escalated, prefixEnd(escalated), nil); err != nil {
+			err := eachRecord(b, escalated, prefixEnd(escalated), func(k, _ []byte) error { return b.Delete(k, nil) })
+			if err != nil {
 				return err
 			}
 			s.meta.forget(target)
