@@ -158,7 +158,10 @@ for field, n in pairs(counts) do
     redis.call('HINCRBY', KEYS[1], field, n)
   end
 end
-redis.call('PEXPIREAT', KEYS[2], redis.call('PEXPIRETIME', KEYS[1]))
+local at = redis.call('PEXPIRETIME', KEYS[1])
+if at > 0 then
+  redis.call('PEXPIREAT', KEYS[2], at)
+end
 return 0
 `)
 
