@@ -631,3 +631,19 @@ func TestBusyKeysKeepTheirExpiry(t *testing.T) {
 		t.Errorf("the cursor lives %v", got)
 	}
 }
+
+// A message's escalation outcomes expire with its report.
+func TestEscalationsExpireWithTheirReport(t *testing.T) {
+	s := open(t, testengine.Redis(t).URL())
+	m := store.Message{App: "demo", ID: "m1", Data: []byte("x"), Expires: time.Now().Add(time.Hour), Target: store.TargetDevices}
+	if _, err := s.Append(context.Background(), []string{"d1"}, m, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Escalated(context.Background(), "demo", "m1", []store.Escalation{{Device: "d1", Vendor: "fcm", Outcome: store.VendorAccepted}}); err != nil {
+		t.Fatal(err)
+	}
+	report, outcomes := pttl(t, s, s.key("demo", "r", "m1")), pttl(t, s, s.key("demo", "e", "m1"))
+	if report < time.Hour || outcomes < report-time.Second || outcomes > report {
+		t.Fatalf("the report lives %v, its outcomes %v", report, outcomes)
+	}
+}
