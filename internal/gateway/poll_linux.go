@@ -12,8 +12,8 @@ import (
 )
 
 // poller waits for input on idle logged-in connections with one epoll
-// instance, so that an idle connection holds no goroutine: its reader
-// exists only while a frame is being served. Each connection is armed
+// instance, so that an idle connection holds no goroutine: a reader is
+// with it only while a frame is being served. Each connection is armed
 // one-shot; input hands it to a reader, which serves the frame and re-arms
 // it: one of the poller's long-lived readers if one is free (its stack,
 // grown by earlier turns, serves this one without growing again: a fresh
