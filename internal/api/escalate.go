@@ -324,12 +324,14 @@ func (s *Server) escalationTargets(ctx context.Context, app string, e *escalatio
 			devices = append(devices, o.Device)
 		}
 	}
+	devices = slices.Compact(slices.Sorted(slices.Values(devices))) // sent in device order
+	all, err := s.store.VendorTokens(ctx, app, devices)
+	if err != nil {
+		return nil, err
+	}
 	var targets []vendorTarget
-	for _, d := range slices.Compact(slices.Sorted(slices.Values(devices))) { // sent in device order
-		tokens, err := s.store.VendorTokens(ctx, app, d)
-		if err != nil {
-			return nil, err
-		}
+	for i, d := range devices {
+		tokens := all[i]
 		for _, v := range slices.Sorted(maps.Keys(tokens)) {
 			if o := had[[2]string{d, v}]; e.Recall && o == store.VendorAccepted ||
 				!e.Recall && (o == store.VendorPending || o == 0 && e.Attempt == 0) {

@@ -47,10 +47,11 @@ func (s *Server) handleVendorTokens(w http.ResponseWriter, r *http.Request) erro
 	if err := checkDevice(device); err != nil {
 		return err
 	}
-	tokens, err := s.store.VendorTokens(r.Context(), app, device)
+	all, err := s.store.VendorTokens(r.Context(), app, []string{device})
 	if err != nil {
 		return unavailable(err)
 	}
+	tokens := all[0]
 	if tokens == nil {
 		tokens = map[string]string{}
 	}

@@ -130,9 +130,11 @@ type VendorTokens interface {
 	// still token (its vendor said it is dead; a device that registered a
 	// newer one meanwhile keeps it), once durable.
 	DropVendorToken(ctx context.Context, app, device, vendor, token string) error
-	// VendorTokens returns device's tokens in app, by vendor (empty: none),
-	// including those of every SetVendorToken that returned before it.
-	VendorTokens(ctx context.Context, app, device string) (map[string]string, error)
+	// VendorTokens returns the tokens in app of each of devices, in their
+	// order, by vendor (empty: none), including those of every
+	// SetVendorToken that returned before it; in one round trip where the
+	// backend has them.
+	VendorTokens(ctx context.Context, app string, devices []string) ([]map[string]string, error)
 }
 
 // Reports are the delivery reports of stored messages, and recall.

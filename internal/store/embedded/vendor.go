@@ -22,17 +22,23 @@ func (s *Store) DropVendorToken(ctx context.Context, app, device, vendor, token 
 
 // VendorTokens returns device's tokens in app, by vendor. A SetVendorToken
 // returns once its batch is visible, so a read of the database sees it.
-func (s *Store) VendorTokens(_ context.Context, app, device string) (map[string]string, error) {
-	p := append(key(prefixVendor, app, device), 0)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-	if err != nil {
-		return nil, err
+func (s *Store) VendorTokens(_ context.Context, app string, devices []string) ([]map[string]string, error) {
+	out := make([]map[string]string, len(devices))
+	for i, d := range devices {
+		p := append(key(prefixVendor, app, d), 0)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return nil, err
+		}
+		out[i] = make(map[string]string)
+		for it.First(); it.Valid(); it.Next() {
+			out[i][string(it.Key()[len(p):])] = string(it.Value())
+		}
+		if err := it.Close(); err != nil {
+			return nil, err
+		}
 	}
-	tokens := make(map[string]string)
-	for it.First(); it.Valid(); it.Next() {
-		tokens[string(it.Key()[len(p):])] = string(it.Value())
-	}
-	return tokens, it.Close()
+	return out, nil
 }
 
 // vendorToken is what an opVendorToken writes: vendor's token of a device

@@ -701,10 +701,14 @@ func (s *Store) vendorToken(app, device, vendor, token string, drop bool) error 
 }
 
 // VendorTokens implements store.Store.
-func (s *Store) VendorTokens(_ context.Context, app, device string) (map[string]string, error) {
+func (s *Store) VendorTokens(_ context.Context, app string, devices []string) ([]map[string]string, error) {
 	if err := s.lock(); err != nil {
 		return nil, err
 	}
 	defer s.d.mu.Unlock()
-	return maps.Clone(s.d.vendors[key{app, device}]), nil
+	out := make([]map[string]string, len(devices))
+	for i, d := range devices {
+		out[i] = maps.Clone(s.d.vendors[key{app, d}])
+	}
+	return out, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/redis/rueidis"
+
 	"github.com/longlink/longlink/internal/redisclient"
 )
 
@@ -53,12 +55,23 @@ func (s *Store) vendorToken(ctx context.Context, app, device, vendor, token, mod
 }
 
 // VendorTokens implements store.Store.
-func (s *Store) VendorTokens(ctx context.Context, app, device string) (map[string]string, error) {
+func (s *Store) VendorTokens(ctx context.Context, app string, devices []string) ([]map[string]string, error) {
+	if len(devices) == 0 {
+		return nil, nil
+	}
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	tokens, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.key(app, "vt", device)).Build()).AsStrMap()
-	if err != nil {
-		return nil, fmt.Errorf("store vendor tokens: %w", err)
+	cmds := make(rueidis.Commands, len(devices))
+	for i, d := range devices {
+		cmds[i] = s.client.B().Hgetall().Key(s.key(app, "vt", d)).Build()
 	}
-	return tokens, nil
+	out := make([]map[string]string, len(devices))
+	for i, res := range s.client.DoMulti(ctx, cmds...) { // pipelined
+		tokens, err := res.AsStrMap()
+		if err != nil {
+			return nil, fmt.Errorf("store vendor tokens: %w", err)
+		}
+		out[i] = tokens
+	}
+	return out, nil
 }

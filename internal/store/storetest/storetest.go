@@ -854,8 +854,8 @@ func testVendorTokens(e *env) {
 	s := e.store()
 	tokens := func(app, device string, want map[string]string) {
 		e.t.Helper()
-		got, err := s.VendorTokens(ctx, app, device)
-		if err != nil || !maps.Equal(got, want) {
+		got, err := s.VendorTokens(ctx, app, []string{device})
+		if err != nil || len(got) != 1 || !maps.Equal(got[0], want) {
 			e.t.Fatalf("tokens of %s in %s: %v %v, want %v", device, app, got, err, want)
 		}
 	}
@@ -873,6 +873,12 @@ func testVendorTokens(e *env) {
 	tokens("demo", "d1", map[string]string{"fcm": "f2", "apns": "a1"})
 	tokens("other", "d1", map[string]string{"hms": "h1"})
 	tokens("demo", "d3", nil)
+	// Many devices at once (each in its partition, in Redis), in order.
+	got, err := s.VendorTokens(ctx, "demo", []string{"d2", "d3", "d1"})
+	if err != nil || len(got) != 3 || !maps.Equal(got[0], map[string]string{"fcm": "f3"}) || len(got[1]) != 0 ||
+		!maps.Equal(got[2], map[string]string{"fcm": "f2", "apns": "a1"}) {
+		e.t.Fatalf("tokens of d2, d3, d1: %v %v", got, err)
+	}
 	// A vendor called f1 dead: the device has f2 since, which stays.
 	if err := s.DropVendorToken(ctx, "demo", "d1", "fcm", "f1"); err != nil {
 		e.t.Fatal(err)
