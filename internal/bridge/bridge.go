@@ -105,6 +105,9 @@ type Sender interface {
 	Send(ctx context.Context, n Notification) (Result, error)
 }
 
+// seconds is d in whole seconds, as FCM's and HMS's ttl: "30s".
+func seconds(d time.Duration) string { return strconv.FormatInt(int64(d.Seconds()), 10) + "s" }
+
 // retryAfter reads a Retry-After header (seconds, or an HTTP date), or
 // gives DefaultRetry.
 func retryAfter(h http.Header, now time.Time) time.Duration {

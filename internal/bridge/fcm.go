@@ -13,7 +13,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -132,7 +131,7 @@ func (f *FCM) Send(ctx context.Context, n Notification) (Result, error) {
 		m.Android.Priority = "HIGH"
 	}
 	if n.TTL > 0 {
-		m.Android.TTL = strconv.FormatInt(int64(n.TTL.Seconds()), 10) + "s"
+		m.Android.TTL = seconds(n.TTL)
 	}
 	body, err := json.Marshal(fcmRequest{m})
 	if err != nil {

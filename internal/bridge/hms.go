@@ -66,7 +66,7 @@ type hmsMessage struct {
 type hmsAndroid struct {
 	Urgency      string           `json:"urgency"`                // HIGH or NORMAL
 	TTL          string           `json:"ttl,omitempty"`          // "86400s"
-	Notification *hmsNotification `json:"notification,omitempty"` // none: a data message`
+	Notification *hmsNotification `json:"notification,omitempty"` // none: a data message
 }
 
 type hmsNotification struct {
@@ -104,7 +104,7 @@ func (h *HMS) Send(ctx context.Context, n Notification) (Result, error) {
 		m.Android.Urgency = "HIGH"
 	}
 	if n.TTL > 0 {
-		m.Android.TTL = strconv.FormatInt(int64(n.TTL.Seconds()), 10) + "s"
+		m.Android.TTL = seconds(n.TTL)
 	}
 	body, err := json.Marshal(hmsRequest{Message: m})
 	if err != nil {
