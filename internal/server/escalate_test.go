@@ -426,54 +426,6 @@ func TestBadVendorKeyStopsStart(t *testing.T) {
 	}
 }
 
-// BenchmarkEscalation measures the bridge where most devices are awake: 100
-// devices with FCM tokens, 90 online (acking) and 10 not; each op is one
-// stored push to all 100, escalated after 1s. It reports the vendor calls
-// per 1,000 stored deliveries (only the unacked copies cost one: target
-// 100) and how long past its due time each escalation reached the vendor
-// (p50, p99; the scheduler looks every 500 ms).
-func BenchmarkEscalation(b *testing.B) {
-	v, c, call := startBridged(b)
-	const devices, offline = 100, 10
-	names := make([]string, devices)
-	ctx := context.Background()
-	for i := range names {
-		names[i] = fmt.Sprint("d", i)
-		dev := dialDevice(b, client.Config{Addr: c.gateway, Token: testserver.MintToken(b, testserver.Demo, names[i], ""),
-			OnPush: func(client.Push) {}})
-		if err := dev.SetVendorToken(ctx, "demo", "fcm", "tok-"+names[i]); err != nil {
-			b.Fatal(err)
-		}
-		if i < offline {
-			dev.Close()
-		}
-	}
-	waitOffline(b, call, names[:offline]...)
-	due := map[string]time.Time{}
-	b.ResetTimer()
-	for range b.N {
-		out := pushTo(b, call, map[string]any{"devices": names, "data": "hello", "ttl": 600, "escalate": map[string]any{"after": "1s"}})
-		due[out["id"].(string)] = time.Now().Add(time.Second)
-	}
-	testwait.Eventually(b, "the escalations", func() bool { return v.Total() >= offline*b.N })
-	b.StopTimer()
-	var lags []time.Duration
-	times := v.Times()
-	for i, body := range v.Bodies() {
-		var m struct {
-			Message struct{ Data map[string]string }
-		}
-		if err := json.Unmarshal([]byte(body), &m); err != nil {
-			b.Fatal(err)
-		}
-		lags = append(lags, times[i].Sub(due[m.Message.Data["longlink_id"]]))
-	}
-	slices.Sort(lags)
-	b.ReportMetric(float64(v.Total())*1000/float64(devices*b.N), "calls/1000-deliveries")
-	b.ReportMetric(float64(lags[len(lags)/2].Milliseconds()), "lag-p50-ms")
-	b.ReportMetric(float64(lags[len(lags)*99/100].Milliseconds()), "lag-p99-ms")
-}
-
 // nodeSends is how many notifications a node has at its vendors at once.
 const nodeSends = 16
 
