@@ -60,7 +60,13 @@ type session struct {
 	// Guarded by conn.mu.
 	sentSeq  uint64 // highest stored seq queued (or acked by the client at login)
 	sentBSeq uint64 // highest bseq queued (or acked by the client at login)
-	catchUp  bool   // the app's broadcast log grew: the sync loop must read or copy it
+	// A client that takes broadcasts by bseq moves no cursor in the store
+	// as it acks them: each ack is counted in its entry's report, and the
+	// cursor is saved once, when the session ends.
+	loginBSeq uint64          // the cursor the login's ack left (its last_bseq)
+	ackedBSeq uint64          // highest bseq acked by the client
+	unacked   []sentBroadcast // entries queued, not acked yet, in bseq order
+	catchUp   bool            // the app's broadcast log grew: the sync loop must read or copy it
 	// first is what the claim of the session's route read (in a cluster),
 	// for the sync loop's first round to use instead of reading the store;
 	// nil once used, or when a stored message may have come after it.
@@ -700,6 +706,7 @@ func verifyLogin(f *protocol.Frame, tokens [][]byte, secrets auth.SecretFunc, ch
 		s.app, s.user, s.groups, s.catchUp = claims.App, claims.User, claims.Groups, true
 		if len(f.LastBSeqs) > 0 { // the store clamps it (at the ack, and when reading after it)
 			s.byBSeq, s.sentBSeq = true, f.LastBSeqs[i]
+			s.loginBSeq, s.ackedBSeq = s.sentBSeq, s.sentBSeq
 		}
 		l.acks[i].tags, l.acks[i].bseq = claims.Tags, s.sentBSeq
 		l.expires[i] = claims.Expires
@@ -828,19 +835,23 @@ func (c *conn) dropSession(s *session, why *protocol.Error) {
 // ok reports that s was live; last, that no live session is left.
 func (c *conn) endSession(s *session, reason string) (last, ok bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if s.over.Load() {
+		c.mu.Unlock()
 		return false, false
 	}
 	s.over.Store(true)
 	c.gw.events.Offline(s.app, c.device, s.user, reason, s.number)
 	c.gw.metrics.Connections.WithLabelValues(s.app, c.transport()).Dec()
+	last = true
 	for i := range c.sessions {
-		if !c.sessions[i].over.Load() {
-			return false, true
-		}
+		last = last && c.sessions[i].over.Load()
 	}
-	return true, true
+	cursor, moved := s.ackedBSeq, s.ackedBSeq > s.loginBSeq
+	c.mu.Unlock()
+	if moved {
+		c.gw.mailboxes.SaveCursor(s.app, c.device, cursor)
+	}
+	return last, true
 }
 
 // reply queues a frame for this connection.
