@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -299,7 +300,11 @@ func TestTLSOpenSSLClient(t *testing.T) {
 			if f := s.readUntil(t, protocol.OpPush); string(f.Data) != big {
 				t.Fatalf("push of %d bytes, want %d", len(f.Data), len(big))
 			}
-			s.write(t, []byte("K\n")) // s_client's command: a key update, answer requested
+			// s_client's command: a key update, answer requested. It reads
+			// its stdin a buffer at a time and drops the rest of one that
+			// starts with K: nothing more is written until it did it.
+			s.write(t, []byte("K\n"))
+			s.waitFor(t, "KEYUPDATE")
 			ts.Push(map[string]any{"devices": []string{device}, "data": "after the key update"})
 			if f := s.readUntil(t, protocol.OpPush); string(f.Data) != "after the key update" {
 				t.Fatalf("push %q", f.Data)
@@ -314,41 +319,75 @@ func TestTLSOpenSSLClient(t *testing.T) {
 
 // sClient is `openssl s_client` connected to a gateway: what is written to
 // its stdin goes to the server in TLS records, and what the server sends
-// comes out of its stdout.
+// comes out of its stdout. Its stderr comes line by line to lines.
 type sClient struct {
 	in, out *os.File
+	lines   chan string
 }
 
 func startSClient(t *testing.T, addr string, args ...string) *sClient {
 	t.Helper()
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
+	pipe := func() (r, w *os.File) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, w
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	inR, inW := pipe()
+	outR, outW := pipe()
+	errR, errW := pipe()
 	// -quiet turns on -ign_eof, which turns off s_client's commands (K);
 	// -no_ign_eof after it turns them on again.
 	cmd := exec.Command(testengine.Need(t, "openssl"), append([]string{"s_client", "-connect", addr, "-quiet", "-no_ign_eof"}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, &stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	inR.Close()
 	outW.Close()
+	errW.Close()
+	s := &sClient{in: inW, out: outR, lines: make(chan string, 256)}
+	var stderr strings.Builder
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for sc := bufio.NewScanner(errR); sc.Scan(); {
+			stderr.WriteString(sc.Text() + "\n")
+			select {
+			case s.lines <- sc.Text():
+			default: // nobody waits for so many
+			}
+		}
+	}()
 	t.Cleanup(func() {
 		inW.Close()
 		cmd.Process.Kill()
 		cmd.Wait()
 		outR.Close()
+		<-done
+		errR.Close()
 		if t.Failed() {
 			t.Logf("s_client: %s", stderr.String())
 		}
 	})
-	return &sClient{in: inW, out: outR}
+	return s
+}
+
+// waitFor waits until s_client writes the line want to its stderr.
+func (s *sClient) waitFor(t *testing.T, want string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case line := <-s.lines:
+			if line == want {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("s_client did not say %q", want)
+		}
+	}
 }
 
 func (s *sClient) write(t *testing.T, b []byte) {
