@@ -102,10 +102,13 @@ type conn struct {
 	since     int64 // unix ns of the login
 
 	// Owned by the reader.
-	sniffed  uint8 // hdr[:sniffed] holds the first bytes of the first message, read by the sniffer
-	hdr      [ws.MaxHeaderSize]byte
-	upTokens float64 // token bucket for up frames (allowUp)
-	upAt     int64
+	sniffed    uint8   // hdr[:sniffed] holds the first bytes of the first message, read by the sniffer
+	readsAhead bool    // plaintext, served by the poller: reads go through aheadReader
+	ahead      []byte  // read from the socket past the last message: the next to read
+	aheadBuf   *[]byte // ahead's buffer, from bufpool; nil when ahead is empty
+	hdr        [ws.MaxHeaderSize]byte
+	upTokens   float64 // token bucket for up frames (allowUp)
+	upAt       int64
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -218,7 +221,7 @@ func (c *conn) serve(refusal error) {
 // idle arms the poller for the connection's next frame, after serving any
 // that wait inside its TLS session, where the poller cannot see them.
 func (c *conn) idle() {
-	for c.tls != nil && c.tls.Readable() {
+	for len(c.ahead) > 0 || c.tls != nil && c.tls.Readable() {
 		if err := c.readOne(); err != nil {
 			c.end(err)
 			return
@@ -233,6 +236,7 @@ func (c *conn) idle() {
 // serveReady serves the frame the poller saw coming, on one of its readers
 // (or a goroutine of its own), then arms the poller again.
 func (c *conn) serveReady() {
+	c.readsAhead = c.tls == nil
 	if err := c.readOne(); err != nil {
 		c.end(err)
 		return
@@ -503,8 +507,11 @@ func (c *conn) refusePlaintext() error {
 
 // input is where frames are read: the socket, or its TLS session.
 func (c *conn) input() io.Reader {
-	if c.tls != nil {
+	switch {
+	case c.tls != nil:
 		return c.tls
+	case c.readsAhead:
+		return (*aheadReader)(c)
 	}
 	return c.nc
 }

@@ -25,6 +25,43 @@ func (c *conn) maxMessage() int {
 	return c.gw.cfg.MaxFrameBytes
 }
 
+// readAhead is the most one read of a connection served by the poller
+// asks the socket for.
+const readAhead = 2048
+
+// aheadReader reads a plaintext connection's socket ahead of its messages,
+// once the poller serves it: one read takes a small message whole (its
+// header and body came together), where reading it piece by piece took
+// two reads (three for a WebSocket frame). What it read past the message
+// stays in ahead, to be read before the socket, and the poller's turn goes
+// on until it is used up (idle): epoll knows only of what waits in the
+// socket. A connection between messages holds no buffer.
+type aheadReader conn
+
+func (r *aheadReader) Read(p []byte) (int, error) {
+	c := (*conn)(r)
+	if len(c.ahead) == 0 {
+		if len(p) >= readAhead { // a large body: straight into it
+			return c.nc.Read(p)
+		}
+		c.aheadBuf = bufpool.Get(readAhead)
+		n, err := c.nc.Read(*c.aheadBuf)
+		if n == 0 {
+			bufpool.Put(c.aheadBuf)
+			c.aheadBuf = nil
+			return 0, err
+		}
+		c.ahead = (*c.aheadBuf)[:n] // an error with data comes again at the next read
+	}
+	n := copy(p, c.ahead)
+	c.ahead = c.ahead[n:]
+	if len(c.ahead) == 0 {
+		bufpool.Put(c.aheadBuf)
+		c.ahead, c.aheadBuf = nil, nil
+	}
+	return n, nil
+}
+
 // readWS reads the next WebSocket data message.
 func (c *conn) readWS() (*[]byte, error) { return c.readWSMessage(nil) }
 

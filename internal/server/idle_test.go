@@ -83,7 +83,7 @@ func idleClients(addr string, n int) error {
 	return nil
 }
 
-func readOp(nc net.Conn, f *protocol.Frame, want protocol.Op) error {
+func readOp(nc io.Reader, f *protocol.Frame, want protocol.Op) error {
 	var prefix [protocol.LengthSize]byte
 	if _, err := io.ReadFull(nc, prefix[:]); err != nil {
 		return err
