@@ -270,12 +270,11 @@ func (s *Store) applyAppend(b *pebble.Batch, o *op, now time.Time) error {
 // appendMessage puts m in device's mailbox for m.App with the next seq of
 // (m.App, device), dropping the mailbox's oldest message when it is full.
 func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (uint64, error) {
-	seq, err := s.meta.lastSeq(b, m.App, device)
+	mb, err := s.meta.mailbox(b, m.App, device)
 	if err != nil {
 		return 0, err
 	}
-	seq++
-	s.meta.setLastSeq(b, m.App, device, seq)
+	seq := mb.last + 1
 	mk := messageKey(m.App, device, seq)
 	v := record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode()
 	b.Set(mk, v, nil)
@@ -288,15 +287,18 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 			return 0, err
 		}
 		if old > 0 { // replaced, if not acked, dropped or expired yet
-			if _, err := s.removeMessage(b, m.App, device, old); err != nil {
+			removed, err := s.removeMessage(b, m.App, device, old)
+			if err != nil {
 				return 0, err
+			}
+			if removed { // the mailbox has one less
+				if mb, err = s.meta.mailbox(b, m.App, device); err != nil {
+					return 0, err
+				}
 			}
 		}
 	}
-	mb, err := s.meta.mailbox(b, m.App, device)
-	if err != nil {
-		return 0, err
-	}
+	mb.last = seq
 	mb.count++
 	if mb.first == 0 {
 		mb.first = seq
@@ -438,19 +440,18 @@ func eachRecord(b *pebble.Batch, lower, upper []byte, f func(k, v []byte) error)
 // make the next append wrap).
 func (s *Store) applyAck(b *pebble.Batch, o *op) error {
 	app := o.msg.App
-	last, err := s.meta.lastSeq(b, app, o.device)
+	mb, err := s.meta.mailbox(b, app, o.device)
 	if err != nil {
 		return err
 	}
-	if o.seq > last {
-		o.seq = last
+	if o.seq > mb.last {
+		o.seq = mb.last
 		if s.opts.Metrics != nil {
 			s.opts.Metrics.SeqClamped.WithLabelValues(app, "ack").Inc()
 		}
 	}
-	mb, err := s.meta.mailbox(b, app, o.device)
-	if err != nil || mb.count == 0 || o.seq < mb.first {
-		return err
+	if mb.count == 0 || o.seq < mb.first {
+		return nil
 	}
 	// Point deletes, not a range delete: every later read through the
 	// batch would fragment all of its range deletes again, which made a

@@ -6,14 +6,13 @@ import (
 	"time"
 )
 
-// The key space (format 3). Everything of a device is keyed by (app, device):
+// The key space (format 4). Everything of a device is keyed by (app, device):
 // apps never share a device's seqs, mailboxes or bindings. Device ids are
 // printable ASCII and app ids [a-z0-9_-], so 0x00 separates parts
 // unambiguously; numbers are big-endian so that keys sort by them.
 //
-//	d/<app>\0<device>                 last seq given to the device in app (uvarint)
 //	m/<app>\0<device>\0<seq:8>        a stored message: record
-//	n/<app>\0<device>                 that mailbox's count and lowest seq (uvarints)
+//	n/<app>\0<device>                 that mailbox's count and lowest seq, and the last seq given (uvarints)
 //	b/<app>\0<bseq:8>                 the app's broadcast log: record
 //	h/<app>                           last bseq of the app's log (uvarint)
 //	c/<app>\0<device>                 highest bseq copied into the device's mailbox (uvarint)
@@ -40,9 +39,11 @@ import (
 //
 // Format 1 keyed d/, m/, n/ and c/ by device first, with one seq per device
 // shared by its apps; format 2 indexed a report by its first copy's x/
-// entry (the entry's value). Open migrates both (migrate.go).
+// entry (the entry's value); formats 1 to 3 kept the last seq in a key of
+// its own, d/<app>\0<device> (an append wrote it and n/). Open migrates
+// them all (migrate.go).
 const (
-	prefixDevice    = "d/"
+	prefixDevice    = "d/" // formats 1 to 3 only
 	prefixMessage   = "m/"
 	prefixCount     = "n/"
 	prefixBroadcast = "b/"
@@ -66,8 +67,15 @@ const (
 	keyVersion      = "v"
 )
 
+// key joins prefix and parts with 0x00 between parts, with room for a
+// 0x00 and an 8-byte number after them (a mailbox's message key), so that
+// building a key allocates once.
 func key(prefix string, parts ...string) []byte {
-	k := []byte(prefix)
+	n := len(prefix) + len(parts) + 9
+	for _, p := range parts {
+		n += len(p)
+	}
+	k := append(make([]byte, 0, n), prefix...)
 	for i, p := range parts {
 		if i > 0 {
 			k = append(k, 0)
@@ -91,8 +99,8 @@ func logKey(app string, bseq uint64) []byte {
 }
 
 func expiryKey(when time.Time, target []byte) []byte {
-	k := binary.BigEndian.AppendUint64([]byte(prefixExpiry), uint64(when.UnixMilli()))
-	return append(k, target...)
+	k := append(make([]byte, 0, len(prefixExpiry)+8+len(target)), prefixExpiry...)
+	return append(binary.BigEndian.AppendUint64(k, uint64(when.UnixMilli())), target...)
 }
 
 // seqOf reads the trailing 8-byte number of a message or log key.

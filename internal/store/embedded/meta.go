@@ -8,8 +8,8 @@ import (
 	"github.com/longlink/longlink/internal/store"
 )
 
-// metaCache holds the committer's bookkeeping (each (app, device)'s last seq,
-// each mailbox's count and lowest seq, recent delivery reports, and which
+// metaCache holds the committer's bookkeeping (each (app, device)'s last seq
+// and its mailbox's count and lowest seq, recent delivery reports, and which
 // messages have none, and the headers of recent mailbox messages) in
 // memory, written through to the batch.
 // The committer is the only writer, so the cache is right as long as it is
@@ -18,9 +18,8 @@ import (
 // from the database.
 // Owned by the committer goroutine.
 type metaCache struct {
-	last      map[string]uint64  // key: the d/ key
-	mailboxes map[string]mailbox // key: the n/ key
-	reports   map[string]*report // key: the r/ key; nil: the message has none
+	mailboxes map[string]*mailbox // key: the n/ key
+	reports   map[string]*report  // key: the r/ key; nil: the message has none
 	// headers are recent mailbox messages' records without their data
 	// (expiry and id: what an ack needs), by m/ key, from their append
 	// until their delete: an ack, soon after, reads no key.
@@ -34,8 +33,7 @@ const (
 )
 
 func (c *metaCache) reset() {
-	c.last = make(map[string]uint64)
-	c.mailboxes = make(map[string]mailbox)
+	c.mailboxes = make(map[string]*mailbox)
 	c.reports = nil
 	c.headers = nil
 }
@@ -64,47 +62,33 @@ func (c *metaCache) message(b *pebble.Batch, mk []byte) ([]byte, bool, error) {
 // ack delete and count a message that is gone.
 func (c *metaCache) deleted(mk []byte) { delete(c.headers, string(mk)) }
 
-func (c *metaCache) lastSeq(b *pebble.Batch, app, device string) (uint64, error) {
-	k := key(prefixDevice, app, device)
-	if seq, ok := c.last[string(k)]; ok {
-		return seq, nil
-	}
-	seq, err := getUint(b, k)
-	if err == nil {
-		c.remember(func() { c.last[string(k)] = seq })
-	}
-	return seq, err
-}
-
-func (c *metaCache) setLastSeq(b *pebble.Batch, app, device string, seq uint64) {
-	k := key(prefixDevice, app, device)
-	b.Set(k, binary.AppendUvarint(nil, seq), nil)
-	c.remember(func() { c.last[string(k)] = seq })
-}
-
 func (c *metaCache) mailbox(b *pebble.Batch, app, device string) (mailbox, error) {
 	k := key(prefixCount, app, device)
-	if mb, ok := c.mailboxes[string(k)]; ok {
-		return mb, nil
+	if mb := c.mailboxes[string(k)]; mb != nil {
+		return *mb, nil
 	}
 	v, _, err := get(b, k)
 	if err != nil {
 		return mailbox{}, err
 	}
-	var mb mailbox
-	if count, n := binary.Uvarint(v); n > 0 {
-		first, _ := binary.Uvarint(v[n:])
-		mb = mailbox{count: count, first: first}
-	}
-	c.remember(func() { c.mailboxes[string(k)] = mb })
+	mb := decodeMailbox(v)
+	c.keep(k, mb)
 	return mb, nil
 }
 
 func (c *metaCache) setMailbox(b *pebble.Batch, app, device string, mb mailbox) {
 	k := key(prefixCount, app, device)
-	v := binary.AppendUvarint(nil, mb.count)
-	b.Set(k, binary.AppendUvarint(v, mb.first), nil)
-	c.remember(func() { c.mailboxes[string(k)] = mb })
+	b.Set(k, mb.encode(), nil)
+	c.keep(k, mb)
+}
+
+// keep caches mb as the mailbox of n/ key k (in place if it has it).
+func (c *metaCache) keep(k []byte, mb mailbox) {
+	if p := c.mailboxes[string(k)]; p != nil {
+		*p = mb
+		return
+	}
+	c.remember(func() { c.mailboxes[string(k)] = &mb })
 }
 
 // report reads the report at rk (of message id), if there is one: acks
@@ -178,18 +162,36 @@ func (c *metaCache) forget(k []byte) { delete(c.reports, string(k)) }
 
 // remember runs set, first clearing the cache if it is full.
 func (c *metaCache) remember(set func()) {
-	if c.last == nil || len(c.last)+len(c.mailboxes) >= metaCacheLimit {
+	if c.mailboxes == nil || len(c.mailboxes) >= metaCacheLimit {
 		c.reset()
 	}
 	set()
 }
 
 // mailbox is the bookkeeping of one (app, device) mailbox: how many
-// messages it holds, and a seq at or below its oldest. Iterators start at
-// first, so the tombstones of dropped and acked messages are never walked.
+// messages it holds, a seq at or below its oldest, and the last seq given.
+// Iterators start at first, so the tombstones of dropped and acked messages
+// are never walked.
 type mailbox struct {
 	count uint64
 	first uint64
+	last  uint64
+}
+
+// encode is mb as its n/ key holds it: count, first and last (uvarints).
+func (mb mailbox) encode() []byte {
+	return binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(nil, mb.count), mb.first), mb.last)
+}
+
+// decodeMailbox reads an n/ value (none: an empty mailbox, no seq given).
+func decodeMailbox(v []byte) mailbox {
+	var mb mailbox
+	var n int
+	mb.count, n = binary.Uvarint(v)
+	v = v[max(n, 0):]
+	mb.first, n = binary.Uvarint(v)
+	mb.last, _ = binary.Uvarint(v[max(n, 0):])
+	return mb
 }
 
 // oldest returns the seq of the mailbox's oldest message, 0 if it is empty.

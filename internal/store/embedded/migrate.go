@@ -14,7 +14,7 @@ import (
 )
 
 // formatVersion is the version of the key space that keys.go describes.
-const formatVersion = 3
+const formatVersion = 4
 
 // migrate brings a store written by an older longlink to formatVersion, a
 // synced batch per version: each step is either all done or not at all.
@@ -30,7 +30,7 @@ func migrate(db *pebble.DB, log *slog.Logger) error {
 	if version > formatVersion {
 		return fmt.Errorf("the data was written by a newer longlink (store format %d; this one reads %d)", version, formatVersion)
 	}
-	for _, step := range []func(*pebble.DB, *pebble.Batch, *slog.Logger) error{migrate2, migrate3}[version-1:] {
+	for _, step := range []func(*pebble.DB, *pebble.Batch, *slog.Logger) error{migrate2, migrate3, migrate4}[version-1:] {
 		b := db.NewBatch()
 		err := step(db, b, log)
 		if err == nil {
@@ -145,6 +145,30 @@ func migrate3(db *pebble.DB, b *pebble.Batch, log *slog.Logger) error {
 	})
 	if err == nil && n > 0 {
 		log.Info("store migrated to reports indexed by their own expiry", "format", 3, "reports", n)
+	}
+	return err
+}
+
+// migrate4 moves a store of format 3 to format 4: each device's last seq
+// (d/) goes into its mailbox's bookkeeping (n/), so that an append writes
+// one key of bookkeeping, not two.
+func migrate4(db *pebble.DB, b *pebble.Batch, log *slog.Logger) error {
+	n := 0
+	err := eachKey(db, prefixDevice, func(k, v []byte) error {
+		nk := append([]byte(prefixCount), k[len(prefixDevice):]...)
+		old, _, err := get(db, nk)
+		if err != nil {
+			return err
+		}
+		mb := decodeMailbox(old)
+		mb.last = uvarint(v)
+		b.Set(nk, mb.encode(), nil)
+		b.Delete(k, nil)
+		n++
+		return nil
+	})
+	if err == nil && n > 0 {
+		log.Info("store migrated to one key of bookkeeping per mailbox", "format", 4, "devices", n)
 	}
 	return err
 }

@@ -134,3 +134,74 @@ func TestMigrateFormat2(t *testing.T) {
 		}
 	}
 }
+
+// A data dir written by format 3, where a device's last seq had a key of
+// its own (d/), opens with it in the mailbox's bookkeeping (n/): the seqs
+// go on from it, the count still bounds the mailbox, and no d/ key is left.
+func TestMigrateFormat3(t *testing.T) {
+	clk := storetest.NewClock()
+	dir := t.TempDir()
+	s := open(t, dir, clk, func(o *store.Options) { o.MailboxLimit = 2 })
+	for _, id := range []string{"m1", "m2"} {
+		if _, err := s.Append(ctx, []string{"d1"}, msg(clk, "demo", id), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	// Rewrite it as format 3 had it: d1 was given seqs up to 7, of which
+	// 6 and 7 wait (its mailbox: 2 messages, the lowest 6).
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uv := func(v uint64) []byte { return binary.AppendUvarint(nil, v) }
+	for i := range 2 {
+		old, seq := messageKey("demo", "d1", uint64(i+1)), uint64(i+6)
+		v, closer, err := db.Get(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v = slices.Clone(v)
+		closer.Close()
+		r, _ := decodeRecord(v)
+		exp := time.UnixMilli(r.expires)
+		for k, v := range map[string][]byte{string(messageKey("demo", "d1", seq)): v, string(expiryKey(exp, messageKey("demo", "d1", seq))): nil} {
+			if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, k := range [][]byte{old, expiryKey(exp, old)} {
+			if err := db.Delete(k, pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for k, v := range map[string][]byte{
+		string(key(prefixDevice, "demo", "d1")): uv(7),
+		string(key(prefixCount, "demo", "d1")):  append(uv(2), uv(6)...),
+		keyVersion:                              uv(3),
+	} {
+		if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, dir, clk, func(o *store.Options) { o.MailboxLimit = 2 })
+	if last, err := s.LastSeq(ctx, "demo", "d1"); last != 7 || err != nil {
+		t.Fatalf("last seq after migration: %d %v, want 7", last, err)
+	}
+	res, err := s.Append(ctx, []string{"d1"}, msg(clk, "demo", "m8"), "")
+	if err != nil || res.Seqs[0] != 8 {
+		t.Fatalf("next seq: %+v %v, want 8", res, err)
+	}
+	// The mailbox held 2 of 2: m1 (seq 6) was dropped for m8.
+	if got, _ := s.Since(ctx, "demo", "d1", 0, 10); !slices.Equal(ids(got), []string{"m2", "m8"}) || got[0].Seq != 7 {
+		t.Fatalf("mailbox after migration and one more: %+v", got)
+	}
+	if n := countKeys(t, s, prefixDevice); n != 0 {
+		t.Fatalf("%d d/ keys left", n)
+	}
+}

@@ -190,11 +190,11 @@ func (s *Store) Ack(app, device string, seq uint64) {
 // LastSeq returns the last seq given to device in app that is durable (0
 // if none). Any seq a client was handed is at or below it.
 func (s *Store) LastSeq(_ context.Context, app, device string) (uint64, error) {
-	v, err := getUint(s.db, key(prefixDevice, app, device))
+	v, _, err := get(s.db, key(prefixCount, app, device))
 	if err != nil {
 		return 0, fmt.Errorf("store last seq: %w", err)
 	}
-	return v, nil
+	return decodeMailbox(v).last, nil
 }
 
 // Bind records that device belongs to user in app (user "" unbinds it).
