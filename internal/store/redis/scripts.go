@@ -78,11 +78,16 @@ for i = 4, #KEYS, 4 do
   keep(KEYS[i], tonumber(ARGV[15]), ttl, seq == 1)
   collapse(KEYS[i + 2], KEYS[i + 1], ARGV[8], seq, ttl)
   redis.call('ZADD', KEYS[i + 1], seq, seq .. ':' .. ARGV[5])
-  if redis.call('ZCARD', KEYS[i + 1]) > limit then
+  local waiting = redis.call('ZCARD', KEYS[i + 1])
+  if waiting > limit then
     redis.call('ZPOPMIN', KEYS[i + 1])
     dropped = dropped + 1
   end
-  longer(KEYS[i + 1], ttl, true)
+  if waiting == 1 then -- made by this ZADD (the acks emptied it): no expiry to read
+    lengthen(KEYS[i + 1], ttl)
+  else
+    longer(KEYS[i + 1], ttl, true)
+  end
   out[#out + 1] = seq
   out[#out + 1] = redis.call('GET', KEYS[i + 3]) or ''
 end
@@ -117,17 +122,20 @@ end
 `
 
 // longerLua defines longer(key, ms, always): key lives at least ms more.
-// When it has less left, it is given 9/8 of ms, so that a key written
-// often (a mailbox, a seq counter) has its expiry written about once per
-// ms/8, not at every write: PTTL is a read, where PEXPIRE is a write that
-// goes to the AOF and to every replica. A key with no expiry is given one
-// only if always (else it lives for ever, as it was written); a key that
-// does not exist is left alone.
+// When it has less left, it is given 9/8 of ms (lengthen), so that a key
+// written often (a mailbox, a seq counter) has its expiry written about
+// once per ms/8, not at every write: PTTL is a read, where PEXPIRE is a
+// write that goes to the AOF and to every replica. A key with no expiry is
+// given one only if always (else it lives for ever, as it was written); a
+// key that does not exist is left alone.
 const longerLua = `
+local function lengthen(key, ms)
+  redis.call('PEXPIRE', key, ms + math.floor(ms / 8))
+end
 local function longer(key, ms, always)
   local left = redis.call('PTTL', key)
   if left < ms and left ~= -2 and (left ~= -1 or always) then
-    redis.call('PEXPIRE', key, ms + math.floor(ms / 8))
+    lengthen(key, ms)
   end
 end
 `
@@ -260,16 +268,16 @@ return {copied, dropped}
 
 // ackScript deletes mailboxes' messages up to a seq each, clamped to the
 // last seq given. It returns, per item, {clamped (1 or 0), the id of each
-// message deleted...}.
+// message deleted...}. It leaves the seq counter's expiry alone: the push
+// of what is acked kept it.
 //
 //	item keys: the device's seq counter, its mailbox
-//	item args: the seq, how long the counter lives unused in ms (0: for ever)
-var ackScript = newBatchScript(2, 2, entryLua+KeepLua+`
+//	item args: the seq
+var ackScript = newBatchScript(2, 1, entryLua+`
 local out = {}
 for i = 0, #KEYS / 2 - 1 do
   local counter, mailbox = KEYS[2 * i + 1], KEYS[2 * i + 2]
-  local seq, item = tonumber(ARGV[2 * i + 1]), {0}
-  keep(counter, tonumber(ARGV[2 * i + 2]), 0, false)
+  local seq, item = tonumber(ARGV[i + 1]), {0}
   local last = tonumber(redis.call('GET', counter) or '0')
   if seq == nil or seq > last then
     seq, item[1] = last, 1

@@ -174,7 +174,7 @@ func (s *Store) writeBatch(batch []write) {
 // Ack implements store.Store: the writer sends it.
 func (s *Store) Ack(app, device string, seq uint64) {
 	s.queue(write{kind: acks, app: app, id: device,
-		keys: []string{s.key(app, redisclient.KindSeq, device), s.key(app, redisclient.KindMailbox, device)}, itemArgs: []string{strconv.FormatUint(seq, 10), s.unused}})
+		keys: []string{s.key(app, redisclient.KindSeq, device), s.key(app, redisclient.KindMailbox, device)}, itemArgs: []string{strconv.FormatUint(seq, 10)}})
 }
 
 // writeAcks deletes the acked messages, and counts them in their reports.
