@@ -632,6 +632,37 @@ func TestBusyKeysKeepTheirExpiry(t *testing.T) {
 	}
 }
 
+// A stored delivery to a device that acked everything before reads one
+// expiry: its seq counter's, by the append. The mailbox the append makes
+// gets its expiry unread, and the ack reads none (the push kept the
+// counter).
+func TestStoredDeliveryReadsOneExpiry(t *testing.T) {
+	s := open(t, testengine.Redis(t).URL(), func(o *Options) { o.DeviceExpiry = time.Hour })
+	ctx := context.Background()
+	written := func() { // once the writes queued are written
+		done := make(chan struct{})
+		s.queue(write{done: done})
+		<-done
+	}
+	if _, err := s.Append(ctx, []string{"d1"}, msg("m1"), ""); err != nil {
+		t.Fatal(err)
+	}
+	s.Ack("demo", "d1", 1)
+	written()
+	before := calls(t, s, "pttl")
+	if _, err := s.Append(ctx, []string{"d1"}, msg("m2"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := pttl(t, s, s.key("demo", redisclient.KindMailbox, "d1")); got < 59*time.Minute || got > 9*time.Hour/8 {
+		t.Errorf("the mailbox made by the append lives %v", got)
+	}
+	s.Ack("demo", "d1", 2)
+	written()
+	if n := calls(t, s, "pttl") - before - 1; n != 1 { // less the test's own
+		t.Errorf("a stored delivery read %d expiries; want 1", n)
+	}
+}
+
 // A message's escalation outcomes expire with its report.
 func TestEscalationsExpireWithTheirReport(t *testing.T) {
 	s := open(t, testengine.Redis(t).URL())
