@@ -102,10 +102,15 @@ type conn struct {
 	since     int64 // unix ns of the login
 
 	// Owned by the reader.
-	sniffed    uint8   // hdr[:sniffed] holds the first bytes of the first message, read by the sniffer
-	readsAhead bool    // plaintext, served by the poller: reads go through aheadReader
-	ahead      []byte  // read from the socket past the last message: the next to read
-	aheadBuf   *[]byte // ahead's buffer, from bufpool; nil when ahead is empty
+	sniffed uint8 // hdr[:sniffed] holds the first bytes of the first message, read by the sniffer
+	// edge: plaintext and served by the poller, the connection is in the
+	// epoll set edge-triggered, and its reads go through aheadReader.
+	edge       bool
+	registered bool        // edge: in the epoll set (for good: no re-arming)
+	drained    bool        // edge: the last read of the socket found it empty after it
+	hangup     atomic.Bool // edge: the poller saw the peer close (or an error): read to the end
+	ahead      []byte      // read from the socket past the last message: the next to read
+	aheadBuf   *[]byte     // ahead's buffer, from bufpool; nil when ahead is empty
 	hdr        [ws.MaxHeaderSize]byte
 	upTokens   float64 // token bucket for up frames (allowUp)
 	upAt       int64
@@ -163,11 +168,14 @@ func (c *conn) session(app string) (*session, bool) {
 }
 
 // Reader states, for the poller path: a frame is being read (busy), the
-// connection waits in the epoll set (idle), or its reading is over (done).
+// connection waits in the epoll set (idle), or its reading is over (done);
+// again is busy, and the poller saw input meanwhile (edge-triggered: the
+// turn reads the socket again before it goes idle).
 const (
 	readerBusy int32 = iota
 	readerIdle
 	readerDone
+	readerAgain
 )
 
 // serve runs a new connection up to its login. The logged-in connection then
@@ -215,28 +223,73 @@ func (c *conn) serve(refusal error) {
 	// so no second runtime timer per connection and none to move per frame.
 	c.nc.SetReadDeadline(time.Time{})
 	c.hbTimer = time.AfterFunc(3*c.heartbeat, c.heartbeatTimeout)
+	c.edge = c.tls == nil
 	c.idle()
 }
 
-// idle arms the poller for the connection's next frame, after serving any
-// that wait inside its TLS session, where the poller cannot see them.
+// idle serves the frames that wait where the poller cannot see them (read
+// ahead, or inside the TLS session), then leaves the connection to the
+// poller. A TLS connection is armed one-shot for its next frame. A
+// plaintext one is edge-triggered: it is registered once, and goes idle
+// only once a read found its socket empty and no input came since (an
+// event during the turn makes it read again), so it needs no re-arming.
 func (c *conn) idle() {
-	for len(c.ahead) > 0 || c.tls != nil && c.tls.Readable() {
-		if err := c.readOne(); err != nil {
-			c.end(err)
+	served := false
+	for {
+		for len(c.ahead) > 0 || c.tls != nil && c.tls.Readable() {
+			if err := c.readOne(); err != nil {
+				c.end(err)
+				return
+			}
+			served = true
+		}
+		if !c.edge {
+			c.reader.Store(readerIdle)
+			if !c.gw.poller.arm(c) && c.reader.CompareAndSwap(readerIdle, readerDone) {
+				c.end(errPeerClosed) // the socket is closing
+			}
 			return
 		}
-	}
-	c.reader.Store(readerIdle)
-	if !c.gw.poller.arm(c) && c.reader.CompareAndSwap(readerIdle, readerDone) {
-		c.end(errPeerClosed) // the socket is closing
+		if !c.drained || c.hangup.Load() { // a short read says no data is left, not that the peer closed
+			more, err := c.probe()
+			if err != nil {
+				c.end(err)
+				return
+			}
+			if more {
+				continue
+			}
+		}
+		if served {
+			c.hbTimer.Reset(3 * c.heartbeat)
+			served = false
+		}
+		if !c.registered {
+			c.registered = true
+			c.reader.Store(readerIdle)
+			if !c.gw.poller.arm(c) && c.reader.CompareAndSwap(readerIdle, readerDone) {
+				c.end(errPeerClosed) // the socket is closing
+			}
+			return
+		}
+		if c.reader.CompareAndSwap(readerBusy, readerIdle) {
+			return
+		}
+		c.reader.Store(readerBusy) // readerAgain: input came during the turn
+		c.drained = false
 	}
 }
 
-// serveReady serves the frame the poller saw coming, on one of its readers
-// (or a goroutine of its own), then arms the poller again.
+// serveReady serves the input the poller saw coming, on one of its readers
+// (or a goroutine of its own), then leaves the connection to the poller
+// again. An edge-triggered connection's turn starts with a read that does
+// not wait: the input may have been read by the turn before.
 func (c *conn) serveReady() {
-	c.readsAhead = c.tls == nil
+	if c.edge {
+		c.drained = false
+		c.idle()
+		return
+	}
 	if err := c.readOne(); err != nil {
 		c.end(err)
 		return
@@ -510,7 +563,7 @@ func (c *conn) input() io.Reader {
 	switch {
 	case c.tls != nil:
 		return c.tls
-	case c.readsAhead:
+	case c.edge:
 		return (*aheadReader)(c)
 	}
 	return c.nc

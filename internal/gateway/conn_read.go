@@ -35,14 +35,17 @@ const readAhead = 2048
 // two reads (three for a WebSocket frame). What it read past the message
 // stays in ahead, to be read before the socket, and the poller's turn goes
 // on until it is used up (idle): epoll knows only of what waits in the
-// socket. A connection between messages holds no buffer.
+// socket. A connection between messages holds no buffer. A read that got
+// less than it asked for found the socket empty after it (drained).
 type aheadReader conn
 
 func (r *aheadReader) Read(p []byte) (int, error) {
 	c := (*conn)(r)
 	if len(c.ahead) == 0 {
 		if len(p) >= readAhead { // a large body: straight into it
-			return c.nc.Read(p)
+			n, err := c.nc.Read(p)
+			c.drained = n < len(p)
+			return n, err
 		}
 		c.aheadBuf = bufpool.Get(readAhead)
 		n, err := c.nc.Read(*c.aheadBuf)
@@ -51,7 +54,7 @@ func (r *aheadReader) Read(p []byte) (int, error) {
 			c.aheadBuf = nil
 			return 0, err
 		}
-		c.ahead = (*c.aheadBuf)[:n] // an error with data comes again at the next read
+		c.ahead, c.drained = (*c.aheadBuf)[:n], n < readAhead // an error with data comes again at the next read
 	}
 	n := copy(p, c.ahead)
 	c.ahead = c.ahead[n:]

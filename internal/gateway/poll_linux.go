@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -8,14 +9,16 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/longlink/longlink/internal/bufpool"
 	"github.com/longlink/longlink/internal/golabel"
 )
 
 // poller waits for input on idle logged-in connections with one epoll
 // instance, so that an idle connection holds no goroutine: a reader is
-// with it only while a frame is being served. Each connection is armed
-// one-shot; input hands it to a reader, which serves the frame and re-arms
-// it: one of the poller's long-lived readers if one is free (its stack,
+// with it only while a frame is being served. A plaintext connection is
+// registered once, edge-triggered; a TLS one is armed one-shot (its
+// session may hold input the poller cannot see) and re-armed after each
+// frame. Input hands the connection to a reader, which serves it: one of the poller's long-lived readers if one is free (its stack,
 // grown by earlier turns, serves this one without growing again: a fresh
 // goroutine's grew at every turn, 4 µs of a stored message's CPU), else a
 // fresh goroutine (so a turn held up by a slow frame holds no other).
@@ -120,10 +123,14 @@ func consume(bufs *net.Buffers, n int) {
 	}
 }
 
-// arm waits for c's next input. It reports false when c was forgotten (its
-// socket is closing), and the caller then ends c.
+// arm waits for c's next input: edge-triggered for good if c.edge, else
+// one-shot. It reports false when c was forgotten (its socket is closing),
+// and the caller then ends c.
 func (p *poller) arm(c *conn) bool {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: c.fd}
+	if c.edge {
+		ev.Events = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c.forgotten {
@@ -175,7 +182,10 @@ func (p *poller) run(g *Gateway) {
 			p.mu.Lock()
 			c := p.conns[ev.Fd]
 			p.mu.Unlock()
-			if c != nil && c.reader.CompareAndSwap(readerIdle, readerBusy) {
+			if c != nil && ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				c.hangup.Store(true)
+			}
+			if c != nil && c.wake() {
 				select {
 				case p.turns <- c:
 				default: // every reader busy
@@ -186,8 +196,53 @@ func (p *poller) run(g *Gateway) {
 	}
 }
 
+// wake takes the poller's news of input for c, and reports whether a turn
+// is to serve it: c was idle. A turn running (edge-triggered: input came
+// after it read) is told to read again.
+func (c *conn) wake() bool {
+	for {
+		switch s := c.reader.Load(); {
+		case s == readerIdle && c.reader.CompareAndSwap(readerIdle, readerBusy):
+			return true
+		case s == readerBusy && c.reader.CompareAndSwap(readerBusy, readerAgain):
+			return false
+		case s == readerDone || s == readerAgain:
+			return false
+		}
+	}
+}
+
 func (p *poller) close() {
 	close(p.stop)
 	<-p.done
 	close(p.turns)
+}
+
+// probe reads into ahead what waits in the socket, without waiting, and
+// reports whether there was any; an error (io.EOF: the peer closed) ends
+// the connection.
+func (c *conn) probe() (bool, error) {
+	buf := bufpool.Get(readAhead)
+	n, err := 0, error(nil)
+	if rerr := c.raw.Read(func(fd uintptr) bool {
+		for n, err = unix.Read(int(fd), *buf); err == unix.EINTR; n, err = unix.Read(int(fd), *buf) {
+		}
+		return true // never wait
+	}); rerr != nil {
+		err = rerr
+	}
+	switch {
+	case err == unix.EAGAIN:
+		bufpool.Put(buf)
+		c.drained = true
+		return false, nil
+	case err == nil && n == 0:
+		err = io.EOF
+	}
+	if err != nil {
+		bufpool.Put(buf)
+		return false, err
+	}
+	c.aheadBuf, c.ahead, c.drained = buf, (*buf)[:n], n < readAhead
+	return true, nil
 }

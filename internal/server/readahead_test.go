@@ -2,15 +2,18 @@ package server_test
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/longlink/longlink/internal/auth"
 	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -89,4 +92,103 @@ func readCalls(t *testing.T) int {
 	}
 	t.Fatal("no syscr in /proc/self/io")
 	return 0
+}
+
+// Edge-triggered, a connection goes idle only once its socket is empty
+// and no input came during its turn: 50 devices each write 300 pings,
+// one write each, without waiting for the pongs (so input keeps landing
+// while turns run), and every ping is answered.
+func TestNoInputLeftBehind(t *testing.T) {
+	ts := testserver.Start(t)
+	const devices, pings = 50, 300
+	ping := protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpPing})
+	errs := make(chan error, devices)
+	for d := range devices {
+		go func() {
+			errs <- func() error {
+				nc, err := net.Dial("tcp", ts.GatewayAddr())
+				if err != nil {
+					return err
+				}
+				defer nc.Close()
+				nc.SetDeadline(time.Now().Add(20 * time.Second))
+				tok, err := auth.Mint(testserver.Demo.ID, testserver.Demo.Secret, "d"+strconv.Itoa(d), "", time.Hour)
+				if err != nil {
+					return err
+				}
+				if _, err := nc.Write(protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpLogin, Token: []byte(tok), Heartbeat: 300})); err != nil {
+					return err
+				}
+				in := bufio.NewReader(nc)
+				var f protocol.Frame
+				if err := readOp(in, &f, protocol.OpWelcome); err != nil {
+					return err
+				}
+				wrote := make(chan error, 1)
+				go func() {
+					for range pings {
+						if _, err := nc.Write(ping); err != nil {
+							wrote <- err
+							return
+						}
+					}
+					wrote <- nil
+				}()
+				for i := range pings {
+					if err := readOp(in, &f, protocol.OpPong); err != nil {
+						return fmt.Errorf("device %d, pong %d: %w", d, i, err)
+					}
+				}
+				return <-wrote
+			}()
+		}()
+	}
+	for range devices {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A device that sends a frame and closes at once (its data and its FIN in
+// one segment, taken in one turn) is seen offline: a read that leaves no data says
+// nothing of the peer having closed.
+func TestCloseRightAfterAFrame(t *testing.T) {
+	ts := testserver.Start(t)
+	ack := protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpAck, Seq: 1}) // answered by nothing
+	for i := range 20 {
+		device := "d" + strconv.Itoa(i)
+		nc, err := net.Dial("tcp", ts.GatewayAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		tok, err := auth.Mint(testserver.Demo.ID, testserver.Demo.Secret, device, "", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nc.Write(protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpLogin, Token: []byte(tok), Heartbeat: 300})); err != nil {
+			t.Fatal(err)
+		}
+		var f protocol.Frame
+		if err := readOp(nc, &f, protocol.OpWelcome); err != nil {
+			t.Fatal(err)
+		}
+		testwait.Eventually(t, device+" online", func() bool { return online(t, ts, device) })
+		// Corked, the ack waits in the client's kernel and goes out with
+		// the FIN, in one segment.
+		rc, err := nc.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, 1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nc.Write(ack); err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+		testwait.Eventually(t, device+" offline", func() bool { return !online(t, ts, device) })
+	}
 }
