@@ -23,24 +23,12 @@ import (
 // all served, though the socket holds nothing more to wake the poller.
 func TestFramesReadAhead(t *testing.T) {
 	ts := testserver.Start(t)
-	nc, err := net.Dial("tcp", ts.GatewayAddr())
+	nc, in, err := rawDevice(ts, "d1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(30 * time.Second))
-	tok, err := auth.Mint(testserver.Demo.ID, testserver.Demo.Secret, "d1", "", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var f protocol.Frame
-	if _, err := nc.Write(protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpLogin, Token: []byte(tok), Heartbeat: 300})); err != nil {
-		t.Fatal(err)
-	}
-	in := bufio.NewReader(nc) // so that the client reads a frame in one read too
-	if err := readOp(in, &f, protocol.OpWelcome); err != nil {
-		t.Fatal(err)
-	}
 	ping := protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpPing})
 
 	// Three pings in one write: three pongs.
@@ -106,24 +94,12 @@ func TestNoInputLeftBehind(t *testing.T) {
 	for d := range devices {
 		go func() {
 			errs <- func() error {
-				nc, err := net.Dial("tcp", ts.GatewayAddr())
+				nc, in, err := rawDevice(ts, "d"+strconv.Itoa(d))
 				if err != nil {
 					return err
 				}
 				defer nc.Close()
-				nc.SetDeadline(time.Now().Add(20 * time.Second))
-				tok, err := auth.Mint(testserver.Demo.ID, testserver.Demo.Secret, "d"+strconv.Itoa(d), "", time.Hour)
-				if err != nil {
-					return err
-				}
-				if _, err := nc.Write(protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpLogin, Token: []byte(tok), Heartbeat: 300})); err != nil {
-					return err
-				}
-				in := bufio.NewReader(nc)
 				var f protocol.Frame
-				if err := readOp(in, &f, protocol.OpWelcome); err != nil {
-					return err
-				}
 				wrote := make(chan error, 1)
 				go func() {
 					for range pings {
@@ -158,20 +134,8 @@ func TestCloseRightAfterAFrame(t *testing.T) {
 	ack := protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpAck, Seq: 1}) // answered by nothing
 	for i := range 20 {
 		device := "d" + strconv.Itoa(i)
-		nc, err := net.Dial("tcp", ts.GatewayAddr())
+		nc, _, err := rawDevice(ts, device)
 		if err != nil {
-			t.Fatal(err)
-		}
-		nc.SetDeadline(time.Now().Add(10 * time.Second))
-		tok, err := auth.Mint(testserver.Demo.ID, testserver.Demo.Secret, device, "", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := nc.Write(protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpLogin, Token: []byte(tok), Heartbeat: 300})); err != nil {
-			t.Fatal(err)
-		}
-		var f protocol.Frame
-		if err := readOp(nc, &f, protocol.OpWelcome); err != nil {
 			t.Fatal(err)
 		}
 		testwait.Eventually(t, device+" online", func() bool { return online(t, ts, device) })
@@ -191,4 +155,28 @@ func TestCloseRightAfterAFrame(t *testing.T) {
 		nc.Close()
 		testwait.Eventually(t, device+" offline", func() bool { return !online(t, ts, device) })
 	}
+}
+
+// rawDevice logs device into ts's demo app over a plain TCP socket, and
+// returns the socket and a buffered reader of it (a frame read in one
+// read). Safe to call from any goroutine.
+func rawDevice(ts *testserver.TS, device string) (net.Conn, *bufio.Reader, error) {
+	nc, err := net.Dial("tcp", ts.GatewayAddr())
+	if err != nil {
+		return nil, nil, err
+	}
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	in := bufio.NewReader(nc)
+	tok, err := auth.Mint(testserver.Demo.ID, testserver.Demo.Secret, device, "", time.Hour)
+	if err == nil {
+		_, err = nc.Write(protocol.AppendBinary(nil, &protocol.Frame{Op: protocol.OpLogin, Token: []byte(tok), Heartbeat: 300}))
+	}
+	if err == nil {
+		err = readOp(in, new(protocol.Frame), protocol.OpWelcome)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, in, nil
 }
