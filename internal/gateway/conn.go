@@ -106,7 +106,7 @@ type conn struct {
 	// edge: plaintext and served by the poller, the connection is in the
 	// epoll set edge-triggered, and its reads go through aheadReader.
 	edge       bool
-	registered bool        // edge: in the epoll set (for good: no re-arming)
+	registered bool        // in the epoll set for good (edge: no re-arming)
 	drained    bool        // edge: the last read of the socket found it empty after it
 	hangup     atomic.Bool // edge: the poller saw the peer close (or an error): read to the end
 	ahead      []byte      // read from the socket past the last message: the next to read
@@ -243,14 +243,7 @@ func (c *conn) idle() {
 			}
 			served = true
 		}
-		if !c.edge {
-			c.reader.Store(readerIdle)
-			if !c.gw.poller.arm(c) && c.reader.CompareAndSwap(readerIdle, readerDone) {
-				c.end(errPeerClosed) // the socket is closing
-			}
-			return
-		}
-		if !c.drained || c.hangup.Load() { // a short read says no data is left, not that the peer closed
+		if c.edge && (!c.drained || c.hangup.Load()) { // a short read says no data is left, not that the peer closed
 			more, err := c.probe()
 			if err != nil {
 				c.end(err)
@@ -264,8 +257,8 @@ func (c *conn) idle() {
 			c.hbTimer.Reset(3 * c.heartbeat)
 			served = false
 		}
-		if !c.registered {
-			c.registered = true
+		if !c.registered { // one-shot: at every turn; edge-triggered: once
+			c.registered = c.edge
 			c.reader.Store(readerIdle)
 			if !c.gw.poller.arm(c) && c.reader.CompareAndSwap(readerIdle, readerDone) {
 				c.end(errPeerClosed) // the socket is closing
