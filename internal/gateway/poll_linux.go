@@ -18,8 +18,9 @@ import (
 // with it only while a frame is being served. A plaintext connection is
 // registered once, edge-triggered; a TLS one is armed one-shot (its
 // session may hold input the poller cannot see) and re-armed after each
-// frame. Input hands the connection to a reader, which serves it: one of the poller's long-lived readers if one is free (its stack,
-// grown by earlier turns, serves this one without growing again: a fresh
+// frame. Input hands the connection to a reader, which serves it: one of
+// the poller's long-lived readers if one is free (its stack, grown by
+// earlier turns, serves this one without growing again: a fresh
 // goroutine's grew at every turn, 4 µs of a stored message's CPU), else a
 // fresh goroutine (so a turn held up by a slow frame holds no other).
 // Safe for concurrent use.
@@ -225,9 +226,11 @@ func (c *conn) probe() (bool, error) {
 	buf := bufpool.Get(readAhead)
 	n, err := 0, error(nil)
 	if rerr := c.raw.Read(func(fd uintptr) bool {
-		for n, err = unix.Read(int(fd), *buf); err == unix.EINTR; n, err = unix.Read(int(fd), *buf) {
+		for {
+			if n, err = unix.Read(int(fd), *buf); err != unix.EINTR {
+				return true // never wait
+			}
 		}
-		return true // never wait
 	}); rerr != nil {
 		err = rerr
 	}
