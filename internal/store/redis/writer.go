@@ -22,15 +22,16 @@ import (
 // writeQueue bounds the acks and bindings waiting for the writer.
 const writeQueue = 65536
 
-// write is an ack, a binding or a sent report for the writer, or a barrier
-// (done set) closed once everything queued before it is written.
+// write is an ack, a cursor, a binding, a sent report or acks to count
+// for the writer, or a barrier (done set) closed once everything queued
+// before it is written.
 type write struct {
 	kind     *writeKind
 	app, id  string // id: the device, or the message (sent)
 	arg      string // the seq, bseq, user or count of connections
 	done     chan struct{}
 	keys     []string // the script item's keys
-	itemArgs []string // and its arguments
+	itemArgs []string // and its arguments (counted: the messages acked)
 }
 
 // writeKind writes a run of writes of its kind.
