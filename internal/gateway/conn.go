@@ -60,11 +60,9 @@ type session struct {
 	// Guarded by conn.mu.
 	sentSeq  uint64 // highest stored seq queued (or acked by the client at login)
 	sentBSeq uint64 // highest bseq queued (or acked by the client at login)
-	// A client that takes broadcasts by bseq moves no cursor in the store
-	// as it acks them: each ack is counted in its entry's report, and the
-	// cursor is saved once, when the session ends.
-	loginBSeq uint64          // the cursor the login's ack left (its last_bseq)
-	ackedBSeq uint64          // highest bseq acked by the client
+	// A client that takes broadcasts by bseq has its acks counted in their
+	// entries' reports by this node, from what the session was sent.
+	ackedBSeq uint64          // highest bseq acked by the client (or at login)
 	unacked   []sentBroadcast // entries queued, not acked yet, in bseq order
 	catchUp   bool            // the app's broadcast log grew: the sync loop must read or copy it
 	// first is what the claim of the session's route read (in a cluster),
@@ -759,7 +757,7 @@ func verifyLogin(f *protocol.Frame, tokens [][]byte, secrets auth.SecretFunc, ch
 		s.app, s.user, s.groups, s.catchUp = claims.App, claims.User, claims.Groups, true
 		if len(f.LastBSeqs) > 0 { // the store clamps it (at the ack, and when reading after it)
 			s.byBSeq, s.sentBSeq = true, f.LastBSeqs[i]
-			s.loginBSeq, s.ackedBSeq = s.sentBSeq, s.sentBSeq
+			s.ackedBSeq = s.sentBSeq
 		}
 		l.acks[i].tags, l.acks[i].bseq = claims.Tags, s.sentBSeq
 		l.expires[i] = claims.Expires
@@ -888,23 +886,19 @@ func (c *conn) dropSession(s *session, why *protocol.Error) {
 // ok reports that s was live; last, that no live session is left.
 func (c *conn) endSession(s *session, reason string) (last, ok bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if s.over.Load() {
-		c.mu.Unlock()
 		return false, false
 	}
 	s.over.Store(true)
 	c.gw.events.Offline(s.app, c.device, s.user, reason, s.number)
 	c.gw.metrics.Connections.WithLabelValues(s.app, c.transport()).Dec()
-	last = true
 	for i := range c.sessions {
-		last = last && c.sessions[i].over.Load()
+		if !c.sessions[i].over.Load() {
+			return false, true
+		}
 	}
-	cursor, moved := s.ackedBSeq, s.ackedBSeq > s.loginBSeq
-	c.mu.Unlock()
-	if moved {
-		c.gw.mailboxes.SaveCursor(s.app, c.device, cursor)
-	}
-	return last, true
+	return true, true
 }
 
 // reply queues a frame for this connection.

@@ -80,15 +80,16 @@ func (s *session) sentBroadcastLocked(bseq uint64, id string) {
 
 // ackBroadcasts takes the client's ack of s's broadcast log up to bseq
 // (clamped to what was sent, and counted): each entry it acks is counted
-// in its report, and the cursor moves in memory, to be saved when the
-// session ends. A node that dies first saves none: its devices' next
-// sessions start from the cursor before, or from their last_bseqs.
+// in its report from what the session sent (no read of the log), and the
+// cursor is saved (queued, counting nothing), so that a new process of
+// the device that logs in next does not get them again.
 func (c *conn) ackBroadcasts(s *session, bseq uint64) {
 	c.mu.Lock()
 	if bseq > s.sentBSeq {
 		bseq = s.sentBSeq
 		c.gw.metrics.SeqClamped.WithLabelValues(s.app, "ack_bseq").Inc()
 	}
+	moved := bseq > s.ackedBSeq
 	s.ackedBSeq = max(s.ackedBSeq, bseq)
 	n := 0
 	for n < len(s.unacked) && s.unacked[n].bseq <= bseq {
@@ -103,6 +104,9 @@ func (c *conn) ackBroadcasts(s *session, bseq uint64) {
 		s.unacked = s.unacked[n:]
 	}
 	c.mu.Unlock()
+	if moved {
+		c.gw.mailboxes.SaveCursor(s.app, c.device, bseq)
+	}
 	if len(ids) > 0 {
 		c.gw.mailboxes.BroadcastAcked(s.app, ids)
 	}
@@ -258,7 +262,7 @@ func (c *conn) readBroadcasts(s *session, afterB, last uint64, n int) (more bool
 	switch {
 	case afterB > last: // a login's last_bseq beyond the log: never trusted
 		s.sentBSeq = last
-		s.loginBSeq, s.ackedBSeq = min(s.loginBSeq, last), min(s.ackedBSeq, last)
+		s.ackedBSeq = min(s.ackedBSeq, last)
 		c.gw.metrics.SeqClamped.WithLabelValues(s.app, "login_bseq").Inc()
 	case n == replayChunk: // more: read on in the next round
 		s.catchUp = true

@@ -600,7 +600,7 @@ type DeviceInfo struct {
 	User      string    `json:"user,omitempty"`
 	Groups    []string  `json:"groups"` // of this app, sorted
 	// AckedBSeq is the last entry of the app's broadcast log the session
-	// acked: its cursor, saved in the store when the session ends.
+	// acked: its cursor (the store's may lag it by the writes queued).
 	AckedBSeq uint64 `json:"acked_bseq"`
 }
 
