@@ -169,8 +169,7 @@ func TestMQTTStoredReplayAndAck(t *testing.T) {
 
 // One stored broadcast reaches an MQTT device, a native TCP device and a
 // WebSocket device of one app; the MQTT device's PUBACK moves its cursor
-// in the broadcast log (saved when it leaves), so a reconnect does not
-// bring it again.
+// in the broadcast log, so a reconnect does not bring it again.
 func TestMQTTBroadcastWithOtherTransports(t *testing.T) {
 	ts := testserver.Start(t, withOpsToken)
 	m := dialMQTT(t, mqttOptions(mqttBroker(ts, "tcp"), "m1", ts.Token("m1", "")))
@@ -192,7 +191,7 @@ func TestMQTTBroadcastWithOtherTransports(t *testing.T) {
 		return d["broadcasts_waiting"] == 0.0
 	})
 	m.Disconnect(0)
-	testwait.Eventually(t, "the cursor saved as the session ended", func() bool {
+	testwait.Eventually(t, "the device offline, its cursor moved in the store", func() bool {
 		_, d := admin(t, ts, "/v1/admin/devices/demo/m1")
 		return d["online"] == false && d["broadcasts_waiting"] == 0.0
 	})

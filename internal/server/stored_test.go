@@ -53,10 +53,9 @@ func TestUnicastOfflineCompensation(t *testing.T) {
 
 // A stored broadcast is written once, to the app's broadcast log: a live
 // device gets it by bseq (no seq, nothing in its mailbox), and its ack
-// moves its cursor in the log (in the node's memory, saved when the
-// session ends); a device that was offline gets it at login; the one that
-// acked it does not get it again, even from a new process that knows
-// nothing of it.
+// moves its cursor in the log; a device that was offline gets it at
+// login; the one that acked it does not get it again, even from a new
+// process that knows nothing of it.
 func TestBroadcastOfflineCompensation(t *testing.T) {
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		onlineDev := connect(t, ts, tr, ts.Token("online", ""))
@@ -75,7 +74,7 @@ func TestBroadcastOfflineCompensation(t *testing.T) {
 			t.Fatalf("a device that was away: %v", d)
 		}
 		onlineDev.Close()
-		testwait.Eventually(t, "the cursor saved as the session ended", func() bool {
+		testwait.Eventually(t, "the device offline, its cursor moved in the store", func() bool {
 			_, d := admin(t, ts, "/v1/admin/devices/demo/online")
 			return d["online"] == false && d["broadcasts_waiting"] == 0.0
 		})

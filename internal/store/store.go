@@ -72,9 +72,9 @@ type BroadcastLog interface {
 	// counted). It does not wait: a lost ack only means a redelivery.
 	AckBroadcast(app, device string, bseq uint64)
 	// SaveCursor moves device's cursor in app's broadcast log to bseq as
-	// AckBroadcast does, but counts no ack in any report: a session
-	// counts its acks as they come (BroadcastAcked), writing no cursor,
-	// and saves where it got to when it ends. It does not wait.
+	// AckBroadcast does, but counts no ack in any report: the node that
+	// sent the entries counts their acks itself (BroadcastAcked). It does
+	// not wait.
 	SaveCursor(app, device string, bseq uint64)
 	// BroadcastAcked counts one ack in the report of each of app's
 	// broadcasts ids (one without a report has none to count in). It
