@@ -121,11 +121,7 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) error {
 	waiting, err := s.store.Since(r.Context(), app, device, 0, s.cfg.Store.MailboxLimit)
 	var broadcasts []store.Stored
 	if err == nil {
-		var acked uint64 // a live session's cursor, not saved until it ends
-		if info != nil {
-			acked = info.AckedBSeq
-		}
-		broadcasts, _, err = s.store.Broadcasts(r.Context(), app, device, acked, s.cfg.Store.MailboxLimit)
+		broadcasts, _, err = s.store.Broadcasts(r.Context(), app, device, 0, s.cfg.Store.MailboxLimit)
 	}
 	if err != nil {
 		return &httpError{status: http.StatusServiceUnavailable, msg: "cannot read the store now; retry later", cause: err}

@@ -60,11 +60,7 @@ type session struct {
 	// Guarded by conn.mu.
 	sentSeq  uint64 // highest stored seq queued (or acked by the client at login)
 	sentBSeq uint64 // highest bseq queued (or acked by the client at login)
-	// A client that takes broadcasts by bseq has its acks counted in their
-	// entries' reports by this node, from what the session was sent.
-	ackedBSeq uint64          // highest bseq acked by the client (or at login)
-	unacked   []sentBroadcast // entries queued, not acked yet, in bseq order
-	catchUp   bool            // the app's broadcast log grew: the sync loop must read or copy it
+	catchUp  bool   // the app's broadcast log grew: the sync loop must read or copy it
 	// first is what the claim of the session's route read (in a cluster),
 	// for the sync loop's first round to use instead of reading the store;
 	// nil once used, or when a stored message may have come after it.
@@ -757,7 +753,6 @@ func verifyLogin(f *protocol.Frame, tokens [][]byte, secrets auth.SecretFunc, ch
 		s.app, s.user, s.groups, s.catchUp = claims.App, claims.User, claims.Groups, true
 		if len(f.LastBSeqs) > 0 { // the store clamps it (at the ack, and when reading after it)
 			s.byBSeq, s.sentBSeq = true, f.LastBSeqs[i]
-			s.ackedBSeq = s.sentBSeq
 		}
 		l.acks[i].tags, l.acks[i].bseq = claims.Tags, s.sentBSeq
 		l.expires[i] = claims.Expires

@@ -278,7 +278,7 @@ func (c *conn) handlePuback(s *session, id uint16) {
 	case n == 0:
 		return
 	case broadcast:
-		c.ackBroadcasts(s, n)
+		c.gw.mailboxes.AckBroadcast(s.app, c.device, n)
 	default:
 		c.gw.mailboxes.Ack(s.app, c.device, n)
 	}

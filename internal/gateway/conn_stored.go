@@ -18,14 +18,13 @@ func (c *conn) liveInLocked(app string) bool {
 }
 
 // sendNext hands a connection stored message n of app, encoded in b: n is
-// a seq of the device's mailbox, or with broadcast (the message's id, for a
-// stored broadcast) a bseq of the app's broadcast log. It goes straight to
-// the queue when it is the very next of that stream for this connection
-// and no sync runs; otherwise the sync loop delivers it, in order (for a
-// client that takes broadcasts by seq, copied into its mailbox first).
-// took reports that the connection is live in app to take it; now, that it
-// was queued here.
-func (c *conn) sendNext(app string, n uint64, broadcast string, b []byte) (took, now bool) {
+// a seq of the device's mailbox, or with broadcast a bseq of the app's
+// broadcast log. It goes straight to the queue when it is the very next
+// of that stream for this connection and no sync runs; otherwise the sync
+// loop delivers it, in order (for a client that takes broadcasts by seq,
+// copied into its mailbox first). took reports that the connection is live
+// in app to take it; now, that it was queued here.
+func (c *conn) sendNext(app string, n uint64, broadcast bool, b []byte) (took, now bool) {
 	c.mu.Lock()
 	s, ok := c.session(app)
 	if !ok || c.state != stateLive {
@@ -33,12 +32,12 @@ func (c *conn) sendNext(app string, n uint64, broadcast string, b []byte) (took,
 		return false, false
 	}
 	sent := &s.sentSeq
-	if broadcast != "" {
+	if broadcast {
 		sent = &s.sentBSeq
 	}
-	if c.syncing || n != *sent+1 || broadcast != "" && !s.byBSeq {
+	if c.syncing || n != *sent+1 || broadcast && !s.byBSeq {
 		switch {
-		case broadcast != "":
+		case broadcast:
 			c.catchUpLocked(s)
 		case n > *sent:
 			c.dirty = true
@@ -50,66 +49,10 @@ func (c *conn) sendNext(app string, n uint64, broadcast string, b []byte) (took,
 	now, full := c.enqueueLocked(b)
 	if now {
 		*sent = n
-		if broadcast != "" {
-			s.sentBroadcastLocked(n, broadcast)
-		}
 	}
 	c.mu.Unlock()
 	c.enqueued(now, full)
 	return now, now
-}
-
-// sentBroadcast is a stored broadcast queued to a session, until acked.
-type sentBroadcast struct {
-	bseq uint64
-	id   string
-}
-
-// maxUnacked bounds a session's broadcasts sent and not acked: past it,
-// the oldest is forgotten (its ack, if it comes, is not counted).
-const maxUnacked = 1024
-
-// sentBroadcastLocked records that entry bseq of the app's broadcast log,
-// message id, was queued to s. c.mu must be held.
-func (s *session) sentBroadcastLocked(bseq uint64, id string) {
-	if len(s.unacked) == maxUnacked {
-		s.unacked = s.unacked[1:]
-	}
-	s.unacked = append(s.unacked, sentBroadcast{bseq, id})
-}
-
-// ackBroadcasts takes the client's ack of s's broadcast log up to bseq
-// (clamped to what was sent, and counted): each entry it acks is counted
-// in its report from what the session sent (no read of the log), and the
-// cursor is saved (queued, counting nothing), so that a new process of
-// the device that logs in next does not get them again.
-func (c *conn) ackBroadcasts(s *session, bseq uint64) {
-	c.mu.Lock()
-	if bseq > s.sentBSeq {
-		bseq = s.sentBSeq
-		c.gw.metrics.SeqClamped.WithLabelValues(s.app, "ack_bseq").Inc()
-	}
-	moved := bseq > s.ackedBSeq
-	s.ackedBSeq = max(s.ackedBSeq, bseq)
-	n := 0
-	for n < len(s.unacked) && s.unacked[n].bseq <= bseq {
-		n++
-	}
-	var ids []string
-	if n > 0 {
-		ids = make([]string, n)
-		for i, e := range s.unacked[:n] {
-			ids[i] = e.id
-		}
-		s.unacked = s.unacked[n:]
-	}
-	c.mu.Unlock()
-	if moved {
-		c.gw.mailboxes.SaveCursor(s.app, c.device, bseq)
-	}
-	if len(ids) > 0 {
-		c.gw.mailboxes.BroadcastAcked(s.app, ids)
-	}
 }
 
 // loginAck is what a login's last_seq and last_bseq ack in one app, and
@@ -262,7 +205,6 @@ func (c *conn) readBroadcasts(s *session, afterB, last uint64, n int) (more bool
 	switch {
 	case afterB > last: // a login's last_bseq beyond the log: never trusted
 		s.sentBSeq = last
-		s.ackedBSeq = min(s.ackedBSeq, last)
 		c.gw.metrics.SeqClamped.WithLabelValues(s.app, "login_bseq").Inc()
 	case n == replayChunk: // more: read on in the next round
 		s.catchUp = true
@@ -296,9 +238,6 @@ func (c *conn) deliver(s *session, msgs []store.Stored, bseq bool) bool {
 		if m.Seq > *sent && !s.over.Load() { // else a fast-path push got there first
 			if queued, full = c.enqueueLocked(b); queued {
 				*sent = m.Seq
-				if bseq {
-					s.sentBroadcastLocked(m.Seq, m.ID)
-				}
 			}
 		}
 		live := c.state == stateLive

@@ -434,7 +434,7 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 			continue
 		}
 		f.Seq = seqs[i]
-		r.add(c.sendNext(app, f.Seq, "", c.kind.encode(nil, &f)))
+		r.add(c.sendNext(app, f.Seq, false, c.kind.encode(nil, &f)))
 	}
 	return r.done(g, app)
 }
@@ -446,8 +446,8 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 // takes broadcasts by seq, copied into its mailbox) by its sync loop.
 func (g *Gateway) BroadcastStored(app string, m *Message) int {
 	var r storedReach
-	bseq, id := m.frame.BSeq, string(m.frame.ID)
-	g.hub.eachAppConn(app, func(c *conn) { r.add(c.sendNext(app, bseq, id, m.bytes(c.kind))) })
+	bseq := m.frame.BSeq
+	g.hub.eachAppConn(app, func(c *conn) { r.add(c.sendNext(app, bseq, true, m.bytes(c.kind))) })
 	g.loggingIn.missedApp(app)
 	return r.done(g, app)
 }
@@ -599,9 +599,6 @@ type DeviceInfo struct {
 	Remote    string    `json:"remote"`    // its address
 	User      string    `json:"user,omitempty"`
 	Groups    []string  `json:"groups"` // of this app, sorted
-	// AckedBSeq is the last entry of the app's broadcast log the session
-	// acked: its cursor (the store's may lag it by the writes queued).
-	AckedBSeq uint64 `json:"acked_bseq"`
 }
 
 // Device describes device's connection in app, or returns nil when it has
@@ -623,7 +620,6 @@ func (g *Gateway) Device(app, device string) *DeviceInfo {
 			info.Groups = append(info.Groups, k.name)
 		}
 	}
-	info.AckedBSeq = s.ackedBSeq
 	c.mu.Unlock()
 	slices.Sort(info.Groups)
 	return info

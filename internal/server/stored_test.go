@@ -53,9 +53,9 @@ func TestUnicastOfflineCompensation(t *testing.T) {
 
 // A stored broadcast is written once, to the app's broadcast log: a live
 // device gets it by bseq (no seq, nothing in its mailbox), and its ack
-// moves its cursor in the log; a device that was offline gets it at
-// login; the one that acked it does not get it again, even from a new
-// process that knows nothing of it.
+// moves its cursor in the log; a device that was offline gets it at login;
+// the one that acked it does not get it again, even from a new process
+// that knows nothing of it.
 func TestBroadcastOfflineCompensation(t *testing.T) {
 	eachTransport(t, func(t *testing.T, ts *testserver.TS, tr client.Transport) {
 		onlineDev := connect(t, ts, tr, ts.Token("online", ""))
@@ -74,10 +74,6 @@ func TestBroadcastOfflineCompensation(t *testing.T) {
 			t.Fatalf("a device that was away: %v", d)
 		}
 		onlineDev.Close()
-		testwait.Eventually(t, "the device offline, its cursor moved in the store", func() bool {
-			_, d := admin(t, ts, "/v1/admin/devices/demo/online")
-			return d["online"] == false && d["broadcasts_waiting"] == 0.0
-		})
 
 		late := connect(t, ts, tr, ts.Token("late", ""))
 		if p := late.expect(t, "to everyone"); p.BSeq != 1 {

@@ -71,16 +71,6 @@ type BroadcastLog interface {
 	// (never back; a bseq beyond the log's last is clamped to it and
 	// counted). It does not wait: a lost ack only means a redelivery.
 	AckBroadcast(app, device string, bseq uint64)
-	// SaveCursor moves device's cursor in app's broadcast log to bseq as
-	// AckBroadcast does, but counts no ack in any report: the node that
-	// sent the entries counts their acks itself (BroadcastAcked). It does
-	// not wait.
-	SaveCursor(app, device string, bseq uint64)
-	// BroadcastAcked counts one ack in the report of each of app's
-	// broadcasts ids (one without a report has none to count in). It
-	// writes no cursor and does not wait: the counts reach the reports
-	// in batches.
-	BroadcastAcked(app string, ids []string)
 	// CatchUp copies into device's mailbox every unexpired entry of app's
 	// broadcast log after its cursor, moves the cursor to the log's end,
 	// and returns how many (for clients that take broadcasts by seq).

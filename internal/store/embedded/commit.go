@@ -15,25 +15,23 @@ import (
 type opKind uint8
 
 const (
-	opAppend         opKind = iota // a message into mailboxes, and/or an idempotency key
-	opBroadcast                    // a message into an app's broadcast log
-	opCatchUp                      // copy an app's log into a device's mailbox
-	opAckBroadcast                 // move a device's cursor in an app's log, counting acks
-	opSaveCursor                   // move it, counting none
-	opBroadcastAcked               // count acks of broadcasts (o.ids)
-	opAck                          // trim a mailbox
-	opBind                         // user <-> device
-	opSweep                        // delete what expired
-	opUsers                        // read: the devices of users (o.apps holds the users)
-	opTag                          // add and remove tags of devices
-	opTagDevices                   // read: the devices a tag query selects
-	opSchedule                     // keep a scheduled push
-	opUnschedule                   // remove one (cancelled, or done)
-	opClaim                        // claim the due ones for a lease
-	opSent                         // the connections a push was handed to, for its report
-	opRecall                       // remove a message wherever it waits
-	opVendorToken                  // set, remove or drop a device's OS push token
-	opEscalated                    // record escalated copies' outcomes
+	opAppend       opKind = iota // a message into mailboxes, and/or an idempotency key
+	opBroadcast                  // a message into an app's broadcast log
+	opCatchUp                    // copy an app's log into a device's mailbox
+	opAckBroadcast               // move a device's cursor in an app's log
+	opAck                        // trim a mailbox
+	opBind                       // user <-> device
+	opSweep                      // delete what expired
+	opUsers                      // read: the devices of users (o.apps holds the users)
+	opTag                        // add and remove tags of devices
+	opTagDevices                 // read: the devices a tag query selects
+	opSchedule                   // keep a scheduled push
+	opUnschedule                 // remove one (cancelled, or done)
+	opClaim                      // claim the due ones for a lease
+	opSent                       // the connections a push was handed to, for its report
+	opRecall                     // remove a message wherever it waits
+	opVendorToken                // set, remove or drop a device's OS push token
+	opEscalated                  // record escalated copies' outcomes
 )
 
 // op is one operation for the committer.
@@ -51,7 +49,6 @@ type op struct {
 	lease       time.Duration      // opClaim
 	vendor      vendorToken        // opVendorToken
 	escalations []store.Escalation // opEscalated
-	ids         []string           // opBroadcastAcked
 	seq         uint64
 	key         string        // idempotency key
 	done        chan struct{} // closed once committed; nil when nobody waits
@@ -163,13 +160,8 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 		return s.applyAppend(b, o, now)
 	case opCatchUp:
 		return s.applyCatchUp(b, o, now)
-	case opAckBroadcast, opSaveCursor:
+	case opAckBroadcast:
 		return s.applyAckBroadcast(b, o)
-	case opBroadcastAcked:
-		for _, id := range o.ids {
-			s.countID(o.msg.App, []byte(id))
-		}
-		return nil
 	case opAck:
 		return s.applyAck(b, o)
 	case opBind:
@@ -387,8 +379,7 @@ func (s *Store) applyCatchUp(b *pebble.Batch, o *op, now time.Time) error {
 }
 
 // applyAckBroadcast moves a device's cursor in its app's broadcast log to
-// o.seq, clamped to the log's last bseq (counted), and never back; an
-// opAckBroadcast counts an ack in the report of each entry it passes.
+// o.seq, clamped to the log's last bseq (counted), and never back.
 func (s *Store) applyAckBroadcast(b *pebble.Batch, o *op) error {
 	app := o.msg.App
 	head, err := getUint(b, key(prefixHead, app))
@@ -407,9 +398,6 @@ func (s *Store) applyAckBroadcast(b *pebble.Batch, o *op) error {
 		return err
 	}
 	b.Set(ck, binary.AppendUvarint(nil, o.seq), nil)
-	if o.kind == opSaveCursor {
-		return nil
-	}
 	return eachRecord(b, logKey(app, cursor+1), logKey(app, o.seq+1), func(_, v []byte) error { return s.countAck(app, v) })
 }
 

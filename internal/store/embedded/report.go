@@ -369,17 +369,13 @@ func (s *Store) removeMessage(b *pebble.Batch, app, device string, seq uint64) (
 // of app, for its report.
 func (s *Store) countAck(app string, v []byte) error {
 	id, err := recordID(v)
-	if err == nil {
-		s.countID(app, id)
+	if err != nil {
+		return err
 	}
-	return err
-}
-
-// countID counts an ack of app's message id, for addAcks.
-func (s *Store) countID(app string, id []byte) {
 	k := append(append(append(append(s.ackKey[:0], prefixReport...), app...), 0), id...)
 	s.acks[string(k)]++
 	s.ackKey = k
+	return nil
 }
 
 // addAcks adds the acks counted in this batch to their reports (a message

@@ -167,18 +167,6 @@ func (s *Store) AckBroadcast(app, device string, bseq uint64) {
 	s.queue(&op{kind: opAckBroadcast, msg: store.Message{App: app}, device: device, seq: bseq})
 }
 
-// SaveCursor moves device's cursor in app's broadcast log to bseq, never
-// back, counting no ack. It does not wait.
-func (s *Store) SaveCursor(app, device string, bseq uint64) {
-	s.queue(&op{kind: opSaveCursor, msg: store.Message{App: app}, device: device, seq: bseq})
-}
-
-// BroadcastAcked counts an ack in the report of each of app's broadcasts
-// ids, in the next commit. It does not wait.
-func (s *Store) BroadcastAcked(app string, ids []string) {
-	s.queue(&op{kind: opBroadcastAcked, msg: store.Message{App: app}, ids: ids})
-}
-
 // Ack marks every stored message of device in app with seq <= seq done, and
 // deletes them. It does not wait: a lost ack only means a redelivery. A seq
 // beyond the last one given to (app, device) is clamped to it and counted

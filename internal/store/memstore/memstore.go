@@ -248,26 +248,7 @@ func (s *Store) Broadcasts(_ context.Context, app, device string, after uint64, 
 }
 
 // AckBroadcast implements store.Store.
-func (s *Store) AckBroadcast(app, device string, bseq uint64) { s.moveCursor(app, device, bseq, true) }
-
-// SaveCursor implements store.Store.
-func (s *Store) SaveCursor(app, device string, bseq uint64) { s.moveCursor(app, device, bseq, false) }
-
-// BroadcastAcked implements store.Store.
-func (s *Store) BroadcastAcked(app string, ids []string) {
-	if s.lock() != nil {
-		return
-	}
-	defer s.d.mu.Unlock()
-	for _, id := range ids {
-		s.acked(app, id)
-	}
-}
-
-// moveCursor moves device's cursor in app's log forward to bseq (clamped
-// to the log's last, and counted), with count an ack for each reported
-// entry it passes.
-func (s *Store) moveCursor(app, device string, bseq uint64, count bool) {
+func (s *Store) AckBroadcast(app, device string, bseq uint64) {
 	if s.lock() != nil {
 		return
 	}
@@ -280,13 +261,19 @@ func (s *Store) moveCursor(app, device string, bseq uint64, count bool) {
 		bseq = last
 		s.opts.Metrics.SeqClamped.WithLabelValues(app, "ack_bseq").Inc()
 	}
+	s.moveCursor(app, device, bseq)
+}
+
+// moveCursor moves device's cursor in app's log forward to bseq, counting
+// an ack for each reported entry it passes.
+func (s *Store) moveCursor(app, device string, bseq uint64) {
 	k := key{app, device}
 	from := s.d.cursors[k]
 	if bseq <= from {
 		return
 	}
 	s.d.cursors[k] = bseq
-	if l := s.d.logs[app]; l != nil && count {
+	if l := s.d.logs[app]; l != nil {
 		for _, e := range l.entries {
 			if e.reported && e.Seq > from && e.Seq <= bseq {
 				s.acked(app, e.ID)

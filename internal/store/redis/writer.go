@@ -43,8 +43,6 @@ type writeKind struct {
 var (
 	acks          = &writeKind{writeAcks}
 	broadcastAcks = &writeKind{writeBroadcastAcks}
-	cursors       = &writeKind{writeCursors}
-	counted       = &writeKind{writeCounted}
 	bindings      = &writeKind{writeBindings}
 	sent          = &writeKind{writeSent}
 )
@@ -240,75 +238,33 @@ func (s *Store) AckBroadcast(app, device string, bseq uint64) {
 		keys: []string{s.key(app, redisclient.KindCursor, device)}})
 }
 
-// SaveCursor implements store.Store: the writer sends it.
-func (s *Store) SaveCursor(app, device string, bseq uint64) {
-	s.queue(write{kind: cursors, app: app, id: device, arg: strconv.FormatUint(bseq, 10),
-		keys: []string{s.key(app, redisclient.KindCursor, device)}})
-}
-
-// BroadcastAcked implements store.Store: the writer counts the acks, and
-// adds them to the reports with the others it counted, once a second.
-func (s *Store) BroadcastAcked(app string, ids []string) {
-	s.queue(write{kind: counted, app: app, itemArgs: ids})
-}
-
-// writeCounted counts the acks of broadcasts for their reports.
-func writeCounted(s *Store, _ context.Context, run []write) error {
-	acked := make(map[reportOf]int)
-	for _, w := range run {
-		for _, id := range w.itemArgs {
-			acked[reportOf{w.app, id}]++
-		}
-	}
-	s.countAcks(acked)
-	return nil
-}
-
-// cursorMove is how far a cursor moved.
-type cursorMove struct{ from, to uint64 }
-
-// writeCursors moves the cursors (clamped to their logs' heads).
-func writeCursors(s *Store, ctx context.Context, run []write) error {
-	_, err := s.moveCursors(ctx, run)
-	return err
-}
-
-// moveCursors moves the cursors of run (clamped to their logs' heads, and
-// counted), and returns, by app, how far those that moved did.
-func (s *Store) moveCursors(ctx context.Context, run []write) (map[string][]cursorMove, error) {
+// writeBroadcastAcks moves the cursors (clamped to their logs' heads), and
+// counts an ack in the report of each log entry a cursor passed, from what
+// the writer knows of each log (logView).
+func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
 	if err := s.readHeads(ctx, run); err != nil {
-		return nil, err
+		return err
 	}
 	for i := range run {
 		run[i].itemArgs = []string{run[i].arg, strconv.FormatUint(s.logs[run[i].app].head, 10), s.unused}
 	}
 	out, err := cursorScript.run(s, ctx, run)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	passed := make(map[string][]cursorMove)
+	type moved struct{ from, to uint64 }
+	passed := make(map[string][]moved) // by app
 	for i, item := range out {
 		vals, err := item.AsIntSlice()
 		if err != nil || len(vals) != 3 {
-			return nil, errCorrupt
+			return errCorrupt
 		}
 		if vals[0] == 1 {
 			s.opts.Metrics.SeqClamped.WithLabelValues(run[i].app, "ack_bseq").Inc()
 		}
 		if vals[2] > vals[1] {
-			passed[run[i].app] = append(passed[run[i].app], cursorMove{uint64(vals[1]), uint64(vals[2])})
+			passed[run[i].app] = append(passed[run[i].app], moved{uint64(vals[1]), uint64(vals[2])})
 		}
-	}
-	return passed, nil
-}
-
-// writeBroadcastAcks moves the cursors, and counts an ack in the report of
-// each log entry a cursor passed, from what the writer knows of each log
-// (logView).
-func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
-	passed, err := s.moveCursors(ctx, run)
-	if err != nil {
-		return err
 	}
 	acked := make(map[reportOf]int)
 	for app, ms := range passed {
