@@ -270,7 +270,6 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 	mk := messageKey(m.App, device, seq)
 	v := record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode()
 	b.Set(mk, v, nil)
-	b.Set(expiryKey(m.Expires, mk), nil, nil)
 	s.meta.appended(mk, bytes.Clone(v[:len(v)-len(m.Data)])) // not v's memory: the data would stay with it
 
 	if m.Collapse != "" {
@@ -289,6 +288,9 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 				}
 			}
 		}
+	}
+	if mb.count == 0 { // the message is the oldest: the mailbox needs an expiry entry at or before its expiry
+		mb.due = s.expireMailbox(b, m.App, device, mb.due, m.Expires.UnixMilli())
 	}
 	mb.last = seq
 	mb.count++
@@ -446,7 +448,7 @@ func (s *Store) applyAck(b *pebble.Batch, o *op) error {
 	// batch of many acks quadratic (pprof: fragmentRangeDels).
 	n := uint64(0)
 	drop := func(k, v []byte) error {
-		s.dropMessage(b, k, v)
+		s.dropMessage(b, k)
 		n++
 		return s.countAck(app, v)
 	}
@@ -523,24 +525,13 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 		return err
 	}
 	for _, xk := range expired {
+		b.Delete(xk, nil)
 		target := xk[len(prefixExpiry)+8:]
-		if bytes.HasPrefix(target, []byte(prefixMessage)) {
-			// A mailbox message may be gone already (acked, dropped):
-			// count it out only if it is still there.
-			_, ok, err := get(b, target)
-			if err != nil {
+		if bytes.HasPrefix(target, []byte(prefixCount)) {
+			if err := s.sweepMailbox(b, target, int64(binary.BigEndian.Uint64(xk[len(prefixExpiry):])), now); err != nil {
 				return err
 			}
-			if ok {
-				s.meta.deleted(target)
-				app, device := mailboxOf(target)
-				mb, err := s.meta.mailbox(b, app, device)
-				if err != nil {
-					return err
-				}
-				mb.count -= min(1, mb.count)
-				s.meta.setMailbox(b, app, device, mb)
-			}
+			continue
 		}
 		if bytes.HasPrefix(target, []byte(prefixReport)) { // and its copies, if not inline, and its escalations
 			b.Delete(append([]byte(prefixCopies), target[len(prefixReport):]...), nil)
@@ -553,7 +544,6 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 			s.meta.forget(target)
 		}
 		b.Delete(target, nil)
-		b.Delete(xk, nil)
 	}
 	if len(expired) == sweepChunk {
 		go s.queue(&op{kind: opSweep}) // more to do: continue after what waits
@@ -561,23 +551,71 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 	return nil
 }
 
-// dropMessage deletes the mailbox message at mk, whose record (or header)
-// is v, and its expiry index entry. Both keys are written once (a seq is never given
-// again), so their deletes are single deletes: a message acked before its
-// memtable is flushed leaves neither its keys nor tombstones in the
-// tables, where a delete's tombstone would go down every level and an
-// expiry entry would wait there for the sweep.
-func (s *Store) dropMessage(b *pebble.Batch, mk, v []byte) {
-	s.meta.deleted(mk)
-	b.SingleDelete(mk, nil)
-	b.SingleDelete(expiryKey(time.UnixMilli(int64(uvarint(v))), mk), nil)
+// sweepMailbox serves the mailbox's expiry entry of time due, whose n/ key
+// is nk: it deletes the messages that expired by now, oldest first, up to
+// the first that has not, and makes sure the mailbox has an entry at or
+// before that one's expiry.
+func (s *Store) sweepMailbox(b *pebble.Batch, nk []byte, due int64, now time.Time) error {
+	app, device, ok := splitPair(nk[len(prefixCount):])
+	if !ok {
+		return fmt.Errorf("store: expiry entry of %q", nk)
+	}
+	mb, err := s.meta.mailbox(b, app, device)
+	if err != nil {
+		return err
+	}
+	if mb.due == due { // the entry is gone
+		mb.due = 0
+	}
+	var expired [][]byte
+	next := int64(0) // the expiry of the oldest message left
+	err = eachRecord(b, messageKey(app, device, mb.first), prefixEnd(mailboxPrefix(app, device)), func(k, v []byte) error {
+		if when := int64(uvarint(v)); when > now.UnixMilli() {
+			next = when
+			return errStop
+		}
+		expired = append(expired, bytes.Clone(k))
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return err
+	}
+	for _, k := range expired {
+		s.dropMessage(b, k)
+	}
+	mb.count -= min(uint64(len(expired)), mb.count)
+	if len(expired) > 0 {
+		mb.first = seqOf(expired[len(expired)-1]) + 1
+	}
+	if next > 0 {
+		mb.due = s.expireMailbox(b, app, device, mb.due, next)
+	}
+	s.meta.setMailbox(b, app, device, mb)
+	return nil
 }
 
-// mailboxOf splits m/<app>\0<device>\0<seq:8> into app and device.
-func mailboxOf(k []byte) (app, device string) {
-	rest := k[len(prefixMessage) : len(k)-9]
-	i := bytes.IndexByte(rest, 0)
-	return string(rest[:i]), string(rest[i+1:])
+// errStop ends an eachRecord early.
+var errStop = errors.New("stop")
+
+// dropMessage deletes the mailbox message at mk. Its key is written once (a
+// seq is never given again), so its delete is a single delete: a message
+// acked before its memtable is flushed leaves neither its key nor a
+// tombstone in the tables, where a delete's tombstone would go down every
+// level.
+func (s *Store) dropMessage(b *pebble.Batch, mk []byte) {
+	s.meta.deleted(mk)
+	b.SingleDelete(mk, nil)
+}
+
+// expireMailbox makes sure (app, device)'s mailbox has an expiry entry at
+// or before when (unix ms), given due, the time of the one known (0: none),
+// and returns the time of the one known now.
+func (s *Store) expireMailbox(b *pebble.Batch, app, device string, due, when int64) int64 {
+	if due != 0 && due <= when {
+		return due
+	}
+	b.Set(expiryKey(time.UnixMilli(when), key(prefixCount, app, device)), nil, nil)
+	return when
 }
 
 // get reads k, a copy of its value, through r: the database, or a batch

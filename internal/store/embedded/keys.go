@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// The key space (format 4). Everything of a device is keyed by (app, device):
+// The key space (format 5). Everything of a device is keyed by (app, device):
 // apps never share a device's seqs, mailboxes or bindings. Device ids are
 // printable ASCII and app ids [a-z0-9_-], so 0x00 separates parts
 // unambiguously; numbers are big-endian so that keys sort by them.
@@ -30,18 +30,27 @@ import (
 //	p/<app>\0<device>\0<vendor>        the device's OS push token of that vendor
 //	e/<app>\0<id>\0<device>\0<vendor>   an escalated copy's outcome (1 byte: store.VendorOutcome); deleted with the report
 //	y/<app>\0<id>                     a schedule claimed by this process: its due time before the claim (uvarint ms)
-//	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms) (empty value)
+//	x/<when:8><key>                   expiry index: delete <key> at <when> (unix ms) (empty value); for
+//	                                  an n/ key, sweep that mailbox (below)
 //	v                                 the key format's version (uvarint; absent = 1)
 //
-// A message's m/ key and its x/ entry are each written once (a seq is never
-// given again), so an ack or a recall deletes them with single deletes
-// (dropMessage).
+// A message's m/ key is written once (a seq is never given again), so an
+// ack or a recall deletes it with a single delete (dropMessage). A mailbox,
+// not each message, has an x/ entry: one at or before the expiry of its
+// oldest message, written when an append finds it empty (and no such entry
+// known). The sweep, when it comes, deletes the mailbox's messages that
+// expired, oldest first, up to the first that has not, and gives the
+// mailbox an entry at that one's expiry. So a message and its ack write
+// one key each, and a message that expires behind an older one that has
+// not is deleted with it (no read returns it after its expiry: reads skip
+// what expired).
 //
 // Format 1 keyed d/, m/, n/ and c/ by device first, with one seq per device
 // shared by its apps; format 2 indexed a report by its first copy's x/
 // entry (the entry's value); formats 1 to 3 kept the last seq in a key of
-// its own, d/<app>\0<device> (an append wrote it and n/). Open migrates
-// them all (migrate.go).
+// its own, d/<app>\0<device> (an append wrote it and n/); formats 1 to 4
+// gave each mailbox message an x/ entry of its own. Open migrates them all
+// (migrate.go).
 const (
 	prefixDevice    = "d/" // formats 1 to 3 only
 	prefixMessage   = "m/"

@@ -171,11 +171,13 @@ func (c *metaCache) remember(set func()) {
 // mailbox is the bookkeeping of one (app, device) mailbox: how many
 // messages it holds, a seq at or below its oldest, and the last seq given.
 // Iterators start at first, so the tombstones of dropped and acked messages
-// are never walked.
+// are never walked. due, kept in memory only, is the time of an expiry
+// entry of the mailbox known to be in the index (unix ms; 0: none known).
 type mailbox struct {
 	count uint64
 	first uint64
 	last  uint64
+	due   int64
 }
 
 // encode is mb as its n/ key holds it: count, first and last (uvarints).

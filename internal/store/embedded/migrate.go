@@ -14,7 +14,7 @@ import (
 )
 
 // formatVersion is the version of the key space that keys.go describes.
-const formatVersion = 4
+const formatVersion = 5
 
 // migrate brings a store written by an older longlink to formatVersion, a
 // synced batch per version: each step is either all done or not at all.
@@ -30,7 +30,7 @@ func migrate(db *pebble.DB, log *slog.Logger) error {
 	if version > formatVersion {
 		return fmt.Errorf("the data was written by a newer longlink (store format %d; this one reads %d)", version, formatVersion)
 	}
-	for _, step := range []func(*pebble.DB, *pebble.Batch, *slog.Logger) error{migrate2, migrate3, migrate4}[version-1:] {
+	for _, step := range []func(*pebble.DB, *pebble.Batch, *slog.Logger) error{migrate2, migrate3, migrate4, migrate5}[version-1:] {
 		b := db.NewBatch()
 		err := step(db, b, log)
 		if err == nil {
@@ -169,6 +169,30 @@ func migrate4(db *pebble.DB, b *pebble.Batch, log *slog.Logger) error {
 	})
 	if err == nil && n > 0 {
 		log.Info("store migrated to one key of bookkeeping per mailbox", "format", 4, "devices", n)
+	}
+	return err
+}
+
+// migrate5 moves a store of format 4 to format 5: the expiry entries of
+// mailbox messages, one per message, become one per mailbox, at the
+// earliest of them (the index is in time order).
+func migrate5(db *pebble.DB, b *pebble.Batch, log *slog.Logger) error {
+	mailboxes := make(map[string]bool)
+	err := eachKey(db, prefixExpiry, func(k, _ []byte) error {
+		target := k[len(prefixExpiry)+8:]
+		if !bytes.HasPrefix(target, []byte(prefixMessage)) {
+			return nil
+		}
+		b.Delete(k, nil)
+		nk := append([]byte(prefixCount), target[len(prefixMessage):len(target)-9]...)
+		if !mailboxes[string(nk)] {
+			mailboxes[string(nk)] = true
+			b.Set(append(k[:len(prefixExpiry)+8:len(prefixExpiry)+8], nk...), nil, nil)
+		}
+		return nil
+	})
+	if err == nil && len(mailboxes) > 0 {
+		log.Info("store migrated to an expiry entry per mailbox", "format", 5, "mailboxes", len(mailboxes))
 	}
 	return err
 }

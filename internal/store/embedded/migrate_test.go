@@ -205,3 +205,65 @@ func TestMigrateFormat3(t *testing.T) {
 		t.Fatalf("%d d/ keys left", n)
 	}
 }
+
+// A data dir written by format 4, where each mailbox message had an expiry
+// entry of its own, opens with one entry per mailbox, at the earliest of
+// its messages' (the index is in time order), through which the sweep then
+// deletes what expires.
+func TestMigrateFormat4(t *testing.T) {
+	clk := storetest.NewClock()
+	dir := t.TempDir()
+	s := open(t, dir, clk)
+	soon, late := clk.In(time.Minute), clk.In(time.Hour)
+	for _, d := range []string{"d1", "d2"} {
+		for _, exp := range []time.Time{late, soon} {
+			m := msg(clk, "demo", d+exp.String())
+			m.Expires = exp
+			if _, err := s.Append(ctx, []string{d}, m, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.Close()
+	// Rewrite it as format 4 had it: an entry per message, none per mailbox.
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := db.NewBatch()
+	for _, d := range []string{"d1", "d2"} {
+		nk := key(prefixCount, "demo", d)
+		b.Delete(expiryKey(late, nk), nil)
+		b.Set(expiryKey(late, messageKey("demo", d, 1)), nil, nil)
+		b.Set(expiryKey(soon, messageKey("demo", d, 2)), nil, nil)
+	}
+	b.Set([]byte(keyVersion), binary.AppendUvarint(nil, 4), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, dir, clk)
+	var got []string
+	eachTestKey(t, s, prefixExpiry, func(k []byte) { got = append(got, string(k)) })
+	want := []string{string(expiryKey(soon, key(prefixCount, "demo", "d1"))), string(expiryKey(soon, key(prefixCount, "demo", "d2")))}
+	if !slices.Equal(got, want) {
+		t.Fatalf("expiry entries after migration: %q, want %q", got, want)
+	}
+	clk.Add(2 * time.Minute)
+	s.queue(&op{kind: opSweep})
+	flush(t, s)
+	// The soon messages are behind the late ones: they wait with them,
+	// and no read returns them.
+	if got, _ := s.Since(ctx, "demo", "d1", 0, 10); len(got) != 1 || got[0].Seq != 1 {
+		t.Fatalf("d1's mailbox after the sweep: %+v", got)
+	}
+	clk.Add(time.Hour)
+	s.queue(&op{kind: opSweep})
+	flush(t, s)
+	if m, x := countKeys(t, s, prefixMessage), countKeys(t, s, prefixExpiry); m != 0 || x != 0 {
+		t.Fatalf("%d messages and %d expiry entries after they expired, want none", m, x)
+	}
+}

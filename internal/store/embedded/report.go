@@ -351,7 +351,7 @@ func (s *Store) Waiting(_ context.Context, app, id string) (w store.Waiting, ok 
 // it is still there, and reports whether it was.
 func (s *Store) removeMessage(b *pebble.Batch, app, device string, seq uint64) (bool, error) {
 	mk := messageKey(app, device, seq)
-	v, waiting, err := s.meta.message(b, mk)
+	_, waiting, err := s.meta.message(b, mk)
 	if err != nil || !waiting {
 		return false, err
 	}
@@ -359,7 +359,7 @@ func (s *Store) removeMessage(b *pebble.Batch, app, device string, seq uint64) (
 	if err != nil {
 		return false, err
 	}
-	s.dropMessage(b, mk, v)
+	s.dropMessage(b, mk)
 	mb.count -= min(1, mb.count)
 	s.meta.setMailbox(b, app, device, mb)
 	return true, nil

@@ -131,8 +131,8 @@ func TestSweepReclaimsReports(t *testing.T) {
 }
 
 // A message acked before its memtable is flushed reaches the tables with
-// neither its key, its expiry entry nor a tombstone: a stored message that
-// is delivered costs no flush or compaction work of its own.
+// neither its key nor a tombstone: a stored message that is delivered
+// costs no flush or compaction work of its own.
 func TestAckedMessagesLeaveNoTombstones(t *testing.T) {
 	clk := storetest.NewClock()
 	s := open(t, t.TempDir(), clk)
@@ -157,25 +157,103 @@ func TestAckedMessagesLeaveNoTombstones(t *testing.T) {
 	if n := countKeys(t, s, prefixMessage); n != 0 {
 		t.Fatalf("%d messages left after their acks", n)
 	}
-	if n := countKeys(t, s, prefixExpiry); n != 500 { // the reports'
-		t.Fatalf("%d expiry entries after the acks, want the 500 reports'", n)
+	if n := countKeys(t, s, prefixExpiry); n != 500+len(devices) { // the reports', and the mailboxes'
+		t.Fatalf("%d expiry entries after the acks, want the 500 reports' and the %d mailboxes'", n, len(devices))
 	}
 	if n := s.db.Metrics().Keys.TombstoneCount; n != 0 {
 		t.Fatalf("%d tombstones in the tables after the acks, want 0", n)
 	}
 }
 
+// A mailbox, not each message, has an expiry entry: messages appended
+// to it and acked write none while the entry it has comes before their
+// expiry, and the sweep, when the entry is due, deletes what expired,
+// oldest first, and gives the mailbox the entry of its oldest message
+// left. A message that expires behind an older one that has not is never
+// read after its expiry, and is deleted with that one.
+func TestOneExpiryEntryPerMailbox(t *testing.T) {
+	clk := storetest.NewClock()
+	s := open(t, t.TempDir(), clk)
+	put := func(device, id string, life time.Duration) {
+		t.Helper()
+		m := msg(clk, "demo", id)
+		m.Expires = clk.In(life)
+		if _, err := s.Append(ctx, []string{device}, m, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries := func(want ...[]byte) {
+		t.Helper()
+		var got []string
+		eachTestKey(t, s, prefixExpiry, func(k []byte) { got = append(got, string(k)) })
+		var keys []string
+		for _, k := range want {
+			keys = append(keys, string(k))
+		}
+		slices.Sort(keys)
+		if !slices.Equal(got, keys) {
+			t.Fatalf("expiry entries %q, want %q", got, keys)
+		}
+	}
+	d1, d2 := key(prefixCount, "demo", "d1"), key(prefixCount, "demo", "d2")
+	first := clk.In(time.Hour)
+	for i := range 10 {
+		put("d1", fmt.Sprint("a", i), time.Hour)
+	}
+	entries(expiryKey(first, d1))
+	s.Ack("demo", "d1", 10)
+	clk.Add(time.Minute)
+	for i := range 5 {
+		put("d1", fmt.Sprint("b", i), time.Hour)
+	}
+	entries(expiryKey(first, d1))
+
+	put("d2", "long", 2*time.Hour)
+	put("d2", "short", time.Minute)
+	long := clk.In(2 * time.Hour)
+	entries(expiryKey(first, d1), expiryKey(long, d2))
+	clk.Add(2 * time.Minute)
+	if got, _ := s.Since(ctx, "demo", "d2", 0, 10); !slices.Equal(ids(got), []string{"long"}) {
+		t.Fatalf("d2's mailbox after short expired: %v", ids(got))
+	}
+
+	clk.Add(first.Add(30 * time.Second).Sub(clk.Now())) // d1's entry is due, b0..b4 not
+	s.queue(&op{kind: opSweep})
+	flush(t, s)
+	entries(expiryKey(first.Add(time.Minute), d1), expiryKey(long, d2)) // b0's expiry
+	if got, _ := s.Since(ctx, "demo", "d1", 0, 10); len(got) != 5 || got[0].ID != "b0" {
+		t.Fatalf("d1's mailbox after the sweep: %v", ids(got))
+	}
+	if n := countKeys(t, s, prefixMessage); n != 7 {
+		t.Fatalf("%d messages after the sweep, want d1's 5 and d2's 2", n)
+	}
+	clk.Add(3 * time.Hour)
+	s.queue(&op{kind: opSweep})
+	flush(t, s)
+	entries()
+	if n := countKeys(t, s, prefixMessage); n != 0 {
+		t.Fatalf("%d messages after the last sweep, want 0", n)
+	}
+	put("d1", "c", time.Hour) // the mailbox is empty: it gets an entry again
+	entries(expiryKey(clk.In(time.Hour), d1))
+}
+
 func countKeys(t *testing.T, s *Store, prefix string) int {
+	n := 0
+	eachTestKey(t, s, prefix, func([]byte) { n++ })
+	return n
+}
+
+// eachTestKey calls fn with each key of s with prefix, in order.
+func eachTestKey(t *testing.T, s *Store, prefix string, fn func(k []byte)) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer it.Close()
-	n := 0
 	for it.First(); it.Valid(); it.Next() {
-		n++
+		fn(it.Key())
 	}
-	return n
 }
 
 func BenchmarkStore(b *testing.B) { storetest.Bench(b, backend) }
