@@ -267,8 +267,9 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 		return 0, err
 	}
 	seq := mb.last + 1
-	mk := messageKey(m.App, device, seq)
-	v := record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.encode()
+	mk := appendMessageKey(s.msgKey[:0], m.App, device, seq)
+	v := record{expires: m.Expires.UnixMilli(), id: m.ID, data: m.Data}.appendTo(s.msgValue[:0])
+	s.msgKey, s.msgValue = mk, v
 	b.Set(mk, v, nil)
 	s.meta.appended(mk, bytes.Clone(v[:len(v)-len(m.Data)])) // not v's memory: the data would stay with it
 
@@ -454,7 +455,8 @@ func (s *Store) applyAck(b *pebble.Batch, o *op) error {
 	}
 	if o.seq-mb.first < pointAcks {
 		for seq := mb.first; seq <= o.seq; seq++ {
-			k := messageKey(app, o.device, seq)
+			k := appendMessageKey(s.msgKey[:0], app, o.device, seq)
+			s.msgKey = k
 			if v, ok, err := s.meta.message(b, k); err != nil {
 				return err
 			} else if ok {

@@ -101,6 +101,12 @@ func messageKey(app, device string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(mailboxPrefix(app, device), seq)
 }
 
+// appendMessageKey appends messageKey(app, device, seq) to k.
+func appendMessageKey(k []byte, app, device string, seq uint64) []byte {
+	k = append(append(append(append(append(k, prefixMessage...), app...), 0), device...), 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
 func logPrefix(app string) []byte { return append(key(prefixBroadcast, app), 0) }
 
 func logKey(app string, bseq uint64) []byte {
@@ -135,8 +141,11 @@ type record struct {
 	data    []byte
 }
 
-func (r record) encode() []byte {
-	b := binary.AppendUvarint(nil, uint64(r.expires))
+func (r record) encode() []byte { return r.appendTo(nil) }
+
+// appendTo appends the encoded r to b.
+func (r record) appendTo(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(r.expires))
 	b = binary.AppendUvarint(b, uint64(len(r.id)))
 	b = append(b, r.id...)
 	return append(b, r.data...)

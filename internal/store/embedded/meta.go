@@ -24,6 +24,8 @@ type metaCache struct {
 	// (expiry and id: what an ack needs), by m/ key, from their append
 	// until their delete: an ack, soon after, reads no key.
 	headers map[string][]byte
+
+	key, value []byte // scratch: an n/ key and value being read or written
 }
 
 const (
@@ -63,7 +65,7 @@ func (c *metaCache) message(b *pebble.Batch, mk []byte) ([]byte, bool, error) {
 func (c *metaCache) deleted(mk []byte) { delete(c.headers, string(mk)) }
 
 func (c *metaCache) mailbox(b *pebble.Batch, app, device string) (mailbox, error) {
-	k := key(prefixCount, app, device)
+	k := c.countKey(app, device)
 	if mb := c.mailboxes[string(k)]; mb != nil {
 		return *mb, nil
 	}
@@ -77,9 +79,16 @@ func (c *metaCache) mailbox(b *pebble.Batch, app, device string) (mailbox, error
 }
 
 func (c *metaCache) setMailbox(b *pebble.Batch, app, device string, mb mailbox) {
-	k := key(prefixCount, app, device)
-	b.Set(k, mb.encode(), nil)
+	k := c.countKey(app, device)
+	c.value = mb.appendTo(c.value[:0])
+	b.Set(k, c.value, nil) // the batch copies both
 	c.keep(k, mb)
+}
+
+// countKey returns the n/ key of (app, device), valid until the next call.
+func (c *metaCache) countKey(app, device string) []byte {
+	c.key = append(append(append(append(c.key[:0], prefixCount...), app...), 0), device...)
+	return c.key
 }
 
 // keep caches mb as the mailbox of n/ key k (in place if it has it).
@@ -88,7 +97,10 @@ func (c *metaCache) keep(k []byte, mb mailbox) {
 		*p = mb
 		return
 	}
-	c.remember(func() { c.mailboxes[string(k)] = &mb })
+	c.makeRoom()
+	p := new(mailbox)
+	*p = mb
+	c.mailboxes[string(k)] = p
 }
 
 // report reads the report at rk (of message id), if there is one: acks
@@ -160,12 +172,11 @@ func (c *metaCache) rememberReport(rk string, r *report) {
 // forget drops what the cache holds for the key k, deleted by the sweep.
 func (c *metaCache) forget(k []byte) { delete(c.reports, string(k)) }
 
-// remember runs set, first clearing the cache if it is full.
-func (c *metaCache) remember(set func()) {
+// makeRoom clears the cache if it is full.
+func (c *metaCache) makeRoom() {
 	if c.mailboxes == nil || len(c.mailboxes) >= metaCacheLimit {
 		c.reset()
 	}
-	set()
 }
 
 // mailbox is the bookkeeping of one (app, device) mailbox: how many
@@ -180,9 +191,10 @@ type mailbox struct {
 	due   int64
 }
 
-// encode is mb as its n/ key holds it: count, first and last (uvarints).
-func (mb mailbox) encode() []byte {
-	return binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(nil, mb.count), mb.first), mb.last)
+// appendTo appends mb as its n/ key holds it to v: count, first and last
+// (uvarints).
+func (mb mailbox) appendTo(v []byte) []byte {
+	return binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(v, mb.count), mb.first), mb.last)
 }
 
 // decodeMailbox reads an n/ value (none: an empty mailbox, no seq given).

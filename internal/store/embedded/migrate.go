@@ -162,7 +162,7 @@ func migrate4(db *pebble.DB, b *pebble.Batch, log *slog.Logger) error {
 		}
 		mb := decodeMailbox(old)
 		mb.last = uvarint(v)
-		b.Set(nk, mb.encode(), nil)
+		b.Set(nk, mb.appendTo(nil), nil)
 		b.Delete(k, nil)
 		n++
 		return nil

@@ -40,6 +40,9 @@ type Store struct {
 	meta   metaCache      // owned by the committer
 	acks   map[string]int // owned by the committer: acks by report key, this batch
 	ackKey []byte         // owned by the committer: countAck's key buffer
+	// Owned by the committer: a mailbox message's key and record being
+	// written or read (the batch copies what it is given).
+	msgKey, msgValue []byte
 }
 
 // maxBatchOps bounds how many operations share one commit.
