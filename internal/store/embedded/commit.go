@@ -298,6 +298,11 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 	if mb.first == 0 {
 		mb.first = seq
 	}
+	if mb.count > uint64(s.opts.MailboxLimit) && !mb.exact {
+		if mb, err = mb.recount(b, m.App, device); err != nil {
+			return 0, err
+		}
+	}
 	if mb.count > uint64(s.opts.MailboxLimit) {
 		oldest, err := mb.oldest(b, m.App, device)
 		if err != nil {
@@ -470,7 +475,7 @@ func (s *Store) applyAck(b *pebble.Batch, o *op) error {
 	}
 	mb.count -= min(n, mb.count)
 	mb.first = o.seq + 1
-	s.meta.setMailbox(b, app, o.device, mb)
+	s.meta.acked(app, o.device, mb)
 	return nil
 }
 

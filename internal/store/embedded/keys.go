@@ -12,7 +12,9 @@ import (
 // unambiguously; numbers are big-endian so that keys sort by them.
 //
 //	m/<app>\0<device>\0<seq:8>        a stored message: record
-//	n/<app>\0<device>                 that mailbox's count and lowest seq, and the last seq given (uvarints)
+//	n/<app>\0<device>                 that mailbox's count and lowest seq, and the last seq given (uvarints;
+//	                                  an ack does not write it: the count is at least the mailbox's, the
+//	                                  lowest seq at most its oldest's; see mailbox)
 //	b/<app>\0<bseq:8>                 the app's broadcast log: record
 //	h/<app>                           last bseq of the app's log (uvarint)
 //	c/<app>\0<device>                 highest bseq copied into the device's mailbox (uvarint)

@@ -85,6 +85,10 @@ func (c *metaCache) setMailbox(b *pebble.Batch, app, device string, mb mailbox) 
 	c.keep(k, mb)
 }
 
+// acked caches mb, the mailbox of (app, device) after an ack, without
+// writing it (see mailbox).
+func (c *metaCache) acked(app, device string, mb mailbox) { c.keep(c.countKey(app, device), mb) }
+
 // countKey returns the n/ key of (app, device), valid until the next call.
 func (c *metaCache) countKey(app, device string) []byte {
 	c.key = append(append(append(append(c.key[:0], prefixCount...), app...), 0), device...)
@@ -182,13 +186,22 @@ func (c *metaCache) makeRoom() {
 // mailbox is the bookkeeping of one (app, device) mailbox: how many
 // messages it holds, a seq at or below its oldest, and the last seq given.
 // Iterators start at first, so the tombstones of dropped and acked messages
-// are never walked. due, kept in memory only, is the time of an expiry
-// entry of the mailbox known to be in the index (unix ms; 0: none known).
+// are never walked.
+//
+// An ack changes the cache's count and first, not the n/ key's: acks only
+// delete a mailbox's oldest messages, so a count read from the key is at
+// least the mailbox's (exact: it is known to be the mailbox's) and a first
+// at or below its oldest; a count that would make the mailbox drop a
+// message is counted again first (recount).
+//
+// due, kept in memory only, is the time of an expiry entry of the mailbox
+// known to be in the index (unix ms; 0: none known).
 type mailbox struct {
 	count uint64
 	first uint64
 	last  uint64
 	due   int64
+	exact bool
 }
 
 // appendTo appends mb as its n/ key holds it to v: count, first and last
@@ -205,7 +218,22 @@ func decodeMailbox(v []byte) mailbox {
 	v = v[max(n, 0):]
 	mb.first, n = binary.Uvarint(v)
 	mb.last, _ = binary.Uvarint(v[max(n, 0):])
+	mb.exact = mb.count == 0 // acks can only have made it lower
 	return mb
+}
+
+// recount counts the mailbox's messages, from first on, and moves first to
+// the oldest.
+func (mb mailbox) recount(b *pebble.Batch, app, device string) (mailbox, error) {
+	mb.count, mb.exact = 0, true
+	err := eachRecord(b, messageKey(app, device, mb.first), prefixEnd(mailboxPrefix(app, device)), func(k, _ []byte) error {
+		if mb.count == 0 {
+			mb.first = seqOf(k)
+		}
+		mb.count++
+		return nil
+	})
+	return mb, err
 }
 
 // oldest returns the seq of the mailbox's oldest message, 0 if it is empty.
