@@ -427,6 +427,9 @@ func (r *storedReach) done(g *Gateway, app string) int {
 // devices are online to receive it now.
 func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) int {
 	var r storedReach
+	// Room for the frame in any codec (base64 at worst): it is encoded once
+	// per device, with the device's seq.
+	size := 96 + len(f.App) + len(f.ID) + len(f.Data)*4/3
 	for i, d := range devices {
 		c := g.hub.lookup(app, d)
 		if c == nil {
@@ -434,7 +437,7 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 			continue
 		}
 		f.Seq = seqs[i]
-		r.add(c.sendNext(app, f.Seq, false, c.kind.encode(nil, &f)))
+		r.add(c.sendNext(app, f.Seq, false, c.kind.encode(make([]byte, 0, size), &f)))
 	}
 	return r.done(g, app)
 }

@@ -290,7 +290,11 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 			}
 		}
 	}
-	if mb.count == 0 { // the message is the oldest: the mailbox needs an expiry entry at or before its expiry
+	// The message is the oldest: the mailbox needs an expiry entry at or
+	// before its expiry. (A count left high by acks still has in the index
+	// the entry made for the oldest message it counts, or a later one: the
+	// sweep of that entry writes the count.)
+	if mb.count == 0 {
 		mb.due = s.expireMailbox(b, m.App, device, mb.due, m.Expires.UnixMilli())
 	}
 	mb.last = seq
