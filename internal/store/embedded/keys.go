@@ -42,10 +42,10 @@ import (
 // oldest message, written when an append finds it empty (and no such entry
 // known). The sweep, when it comes, deletes the mailbox's messages that
 // expired, oldest first, up to the first that has not, and gives the
-// mailbox an entry at that one's expiry. So a message and its ack write
-// one key each, and a message that expires behind an older one that has
-// not is deleted with it (no read returns it after its expiry: reads skip
-// what expired).
+// mailbox an entry at that one's expiry. So an append writes the message
+// and n/, an ack one single delete (see mailbox), and a message that
+// expires behind an older one that has not is deleted with it (no read
+// returns it after its expiry: reads skip what expired).
 //
 // Format 1 keyed d/, m/, n/ and c/ by device first, with one seq per device
 // shared by its apps; format 2 indexed a report by its first copy's x/
@@ -100,10 +100,10 @@ func key(prefix string, parts ...string) []byte {
 func mailboxPrefix(app, device string) []byte { return append(key(prefixMessage, app, device), 0) }
 
 func messageKey(app, device string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(mailboxPrefix(app, device), seq)
+	return appendMessageKey(make([]byte, 0, len(prefixMessage)+len(app)+len(device)+10), app, device, seq)
 }
 
-// appendMessageKey appends messageKey(app, device, seq) to k.
+// appendMessageKey appends the m/ key of (app, device, seq) to k.
 func appendMessageKey(k []byte, app, device string, seq uint64) []byte {
 	k = append(append(append(append(append(k, prefixMessage...), app...), 0), device...), 0)
 	return binary.BigEndian.AppendUint64(k, seq)
