@@ -246,8 +246,7 @@ func TestMigrateFormat4(t *testing.T) {
 	}
 
 	s = open(t, dir, clk)
-	var got []string
-	eachTestKey(t, s, prefixExpiry, func(k []byte) { got = append(got, string(k)) })
+	got := keysOf(t, s, prefixExpiry)
 	want := []string{string(expiryKey(soon, key(prefixCount, "demo", "d1"))), string(expiryKey(soon, key(prefixCount, "demo", "d2")))}
 	if !slices.Equal(got, want) {
 		t.Fatalf("expiry entries after migration: %q, want %q", got, want)

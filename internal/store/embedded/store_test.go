@@ -184,8 +184,7 @@ func TestOneExpiryEntryPerMailbox(t *testing.T) {
 	}
 	entries := func(want ...[]byte) {
 		t.Helper()
-		var got []string
-		eachTestKey(t, s, prefixExpiry, func(k []byte) { got = append(got, string(k)) })
+		got := keysOf(t, s, prefixExpiry)
 		var keys []string
 		for _, k := range want {
 			keys = append(keys, string(k))
@@ -272,22 +271,20 @@ func TestMailboxLimitAfterAcksAndRestart(t *testing.T) {
 	mailbox("b2", "b3") // full: the oldest goes
 }
 
-func countKeys(t *testing.T, s *Store, prefix string) int {
-	n := 0
-	eachTestKey(t, s, prefix, func([]byte) { n++ })
-	return n
-}
+func countKeys(t *testing.T, s *Store, prefix string) int { return len(keysOf(t, s, prefix)) }
 
-// eachTestKey calls fn with each key of s with prefix, in order.
-func eachTestKey(t *testing.T, s *Store, prefix string, fn func(k []byte)) {
+// keysOf returns the keys of s with prefix, in order.
+func keysOf(t *testing.T, s *Store, prefix string) []string {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd([]byte(prefix))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer it.Close()
+	var keys []string
 	for it.First(); it.Valid(); it.Next() {
-		fn(it.Key())
+		keys = append(keys, string(it.Key()))
 	}
+	return keys
 }
 
 func BenchmarkStore(b *testing.B) { storetest.Bench(b, backend) }
