@@ -62,8 +62,9 @@ type op struct {
 	durable bool // the op must be synced before it is visible
 }
 
-// sweepChunk bounds the expired keys one sweep deletes.
-const sweepChunk = 10000
+// sweepChunk bounds the expired keys one sweep deletes (a mailbox's
+// messages each count). A variable for the tests.
+var sweepChunk = 10000
 
 func (s *Store) run() {
 	defer close(s.done)
@@ -535,13 +536,20 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 	if err := it.Close(); err != nil {
 		return err
 	}
+	left := sweepChunk
 	for _, xk := range expired {
+		if left <= 0 {
+			break
+		}
 		b.Delete(xk, nil)
+		left--
 		target := xk[len(prefixExpiry)+8:]
 		if bytes.HasPrefix(target, []byte(prefixCount)) {
-			if err := s.sweepMailbox(b, target, int64(binary.BigEndian.Uint64(xk[len(prefixExpiry):])), now); err != nil {
+			n, err := s.sweepMailbox(b, target, int64(binary.BigEndian.Uint64(xk[len(prefixExpiry):])), now, left)
+			if err != nil {
 				return err
 			}
+			left -= n
 			continue
 		}
 		if bytes.HasPrefix(target, []byte(prefixReport)) { // and its copies, if not inline, and its escalations
@@ -556,7 +564,7 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 		}
 		b.Delete(target, nil)
 	}
-	if len(expired) == sweepChunk {
+	if len(expired) == sweepChunk || left <= 0 {
 		go s.queue(&op{kind: opSweep}) // more to do: continue after what waits
 	}
 	return nil
@@ -564,16 +572,17 @@ func (s *Store) applySweep(b *pebble.Batch, now time.Time) error {
 
 // sweepMailbox serves the mailbox's expiry entry of time due, whose n/ key
 // is nk: it deletes the messages that expired by now, oldest first, up to
-// the first that has not, and makes sure the mailbox has an entry at or
-// before that one's expiry.
-func (s *Store) sweepMailbox(b *pebble.Batch, nk []byte, due int64, now time.Time) error {
+// the first that has not (or up to limit of them), makes sure the mailbox
+// has an entry at or before that one's expiry (or at due, for the next
+// sweep to go on), and returns how many it deleted.
+func (s *Store) sweepMailbox(b *pebble.Batch, nk []byte, due int64, now time.Time, limit int) (int, error) {
 	app, device, ok := splitPair(nk[len(prefixCount):])
 	if !ok {
-		return fmt.Errorf("store: expiry entry of %q", nk)
+		return 0, fmt.Errorf("store: expiry entry of %q", nk)
 	}
 	mb, err := s.meta.mailbox(b, app, device)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if mb.due == due { // the entry is gone
 		mb.due = 0
@@ -585,11 +594,15 @@ func (s *Store) sweepMailbox(b *pebble.Batch, nk []byte, due int64, now time.Tim
 			next = when
 			return errStop
 		}
+		if len(expired) == limit { // the next sweep goes on
+			next = due
+			return errStop
+		}
 		expired = append(expired, bytes.Clone(k))
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
-		return err
+		return 0, err
 	}
 	for _, k := range expired {
 		s.dropMessage(b, k)
@@ -602,7 +615,7 @@ func (s *Store) sweepMailbox(b *pebble.Batch, nk []byte, due int64, now time.Tim
 		mb.due = s.expireMailbox(b, app, device, mb.due, next)
 	}
 	s.meta.setMailbox(b, app, device, mb)
-	return nil
+	return len(expired), nil
 }
 
 // errStop ends an eachRecord early.

@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longlink/longlink/internal/metrics"
 	"github.com/longlink/longlink/internal/store"
 	"github.com/longlink/longlink/internal/store/storetest"
+	"github.com/longlink/longlink/internal/testwait"
 )
 
 // backend is a fresh directory per test; opening it again reopens it.
@@ -269,6 +272,51 @@ func TestMailboxLimitAfterAcksAndRestart(t *testing.T) {
 	mailbox("b1", "b2") // nothing dropped below the limit
 	put("b3")
 	mailbox("b2", "b3") // full: the oldest goes
+}
+
+// A sweep deletes at most sweepChunk keys, a mailbox's messages each
+// counted: a mailbox with more expired messages than that is swept in
+// several commits, each going on where the one before stopped.
+func TestSweepInChunks(t *testing.T) {
+	was := sweepChunk
+	t.Cleanup(func() { sweepChunk = was }) // after the store's Close (cleanups run last first)
+	sweepChunk = 100
+	clk := storetest.NewClock()
+	s := open(t, t.TempDir(), clk, func(o *store.Options) { o.MailboxLimit = 1000 })
+	var wg sync.WaitGroup
+	for i := range 250 {
+		wg.Go(func() {
+			m := msg(clk, "demo", fmt.Sprint("m", i))
+			m.Expires = clk.In(time.Minute)
+			if _, err := s.Append(ctx, []string{"d1"}, m, ""); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	put := func(device string) {
+		t.Helper()
+		if _, err := s.Append(ctx, []string{device}, msg(clk, "demo", "later"), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("d1") // an hour's life: it stays
+	put("d2")
+	clk.Add(2 * time.Minute)
+	commits := testutil.ToFloat64(s.opts.Metrics.StoreCommits)
+	s.queue(&op{kind: opSweep})
+	testwait.Eventually(t, "the expired messages deleted", func() bool { return countKeys(t, s, prefixMessage) == 2 })
+	if n := testutil.ToFloat64(s.opts.Metrics.StoreCommits) - commits; n < 3 {
+		t.Errorf("250 expired messages deleted in %v commits, want at least 3 of at most 100 keys", n)
+	}
+	for _, d := range []string{"d1", "d2"} {
+		if got, _ := s.Since(ctx, "demo", d, 0, 10); !slices.Equal(ids(got), []string{"later"}) {
+			t.Errorf("%s's mailbox after the sweeps: %v", d, ids(got))
+		}
+	}
+	if got := keysOf(t, s, prefixExpiry); len(got) != 2 { // d1's and d2's
+		t.Errorf("expiry entries after the sweeps: %q", got)
+	}
 }
 
 func countKeys(t *testing.T, s *Store, prefix string) int { return len(keysOf(t, s, prefix)) }
