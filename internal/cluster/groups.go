@@ -18,10 +18,12 @@ import (
 // hash and sends one request to each live node in it, none to the others.
 // A node records its interest at a group's first join there, before the
 // join is answered (gateway.Router's Joined); a leave writes nothing.
-// Instead a push that finds a node with no member left, or a node no
-// longer live in that run, deletes its field if it is still the one the
-// push read (a join since wrote a newer generation). The hash expires
-// interestKept after the last first join in it.
+// Instead a push that finds a node with no member left, or a node live in
+// a later run (restarted), deletes its field if it is still the one the
+// push read (a join since wrote a newer generation). A node whose lease
+// does not run gets no request but keeps its field (its lease may only
+// have lapsed); the hash expires interestKept after the last first join in
+// it.
 
 // interestKept is how long a group's interest outlives its last first join.
 const interestKept = 30 * 24 * time.Hour
@@ -78,11 +80,16 @@ func (n *Node) PushGroup(ctx context.Context, app, group string, f protocol.Fram
 	var gone []string // node, value: fields to delete if unchanged
 	for node, v := range nodes {
 		inc, _, _ := strings.Cut(v, " ")
-		if sameRun(route{node: node, incarnation: inc}, runs) {
+		live, ok := runs[node]
+		switch {
+		case ok && sameIncarnation(inc, live):
 			reqs[node] = req
-		} else {
+		case ok: // restarted since: its members went with that run
 			gone = append(gone, node, v)
 		}
+		// A node whose lease does not run is left out, its entry kept: the
+		// lease may only have lapsed (Redis stalled past it) while the node
+		// still holds its members, which no join would announce again.
 	}
 	total := 0
 	for node, out := range n.replies(ctx, reqs) {
