@@ -134,7 +134,8 @@ func (c *conn) flush() {
 			return
 		case blocked: // what sealing added waits now too: counted until written
 			c.gw.block(c, extra)
-			c.gw.track(func() { c.writeSlow(bufs, size+extra, closing) })
+			left := bufs // captured: bufs, written through at each flush, stays on the stack
+			c.gw.track(func() { c.writeSlow(left, size+extra, closing) })
 			return
 		}
 	}
@@ -150,7 +151,10 @@ func (c *conn) writeNow(bufs *net.Buffers) (blocked bool, err error) {
 		return writeNonBlocking(c.raw, bufs)
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(poolWriteTimeout))
-	if _, err := bufs.WriteTo(c.nc); err != nil && len(*bufs) > 0 {
+	left := *bufs // a copy escapes here (WriteTo hands it to the net.Conn), not the caller's bufs
+	_, err = left.WriteTo(c.nc)
+	*bufs = left
+	if err != nil && len(*bufs) > 0 {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return true, nil
 		}

@@ -86,26 +86,69 @@ func rawOf(nc net.Conn) (syscall.RawConn, int32) {
 // maxIOV is the most buffers one writev takes (Linux's IOV_MAX).
 const maxIOV = 1024
 
+// rawCall is one read or write through a RawConn: its arguments, its
+// results, and the callbacks that make it, each made once per rawCall (a
+// closure made at each call, capturing its results, cost three
+// allocations a frame). Pooled.
+type rawCall struct {
+	bufs    net.Buffers // writev: what is left to write
+	buf     []byte      // read: where
+	n       int         // read: how much
+	blocked bool        // writev: the socket took no more
+	err     error
+
+	writev, read func(fd uintptr) bool
+}
+
+var rawCalls = sync.Pool{New: func() any {
+	r := new(rawCall)
+	r.writev, r.read = r.doWritev, r.doRead
+	return r
+}}
+
+func getRawCall() *rawCall { return rawCalls.Get().(*rawCall) }
+
+// put clears r (it holds no buffer in the pool) and pools it.
+func (r *rawCall) put() {
+	*r = rawCall{writev: r.writev, read: r.read}
+	rawCalls.Put(r)
+}
+
+func (r *rawCall) doWritev(fd uintptr) bool {
+	for len(r.bufs) > 0 {
+		n, e := unix.Writev(int(fd), r.bufs[:min(len(r.bufs), maxIOV)])
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e == unix.EAGAIN:
+			r.blocked = true
+			return true
+		case e != nil:
+			r.err = e
+			return true
+		}
+		consume(&r.bufs, n)
+	}
+	return true
+}
+
+// doRead reads once, never waiting (EAGAIN instead).
+func (r *rawCall) doRead(fd uintptr) bool {
+	for {
+		if r.n, r.err = unix.Read(int(fd), r.buf); r.err != unix.EINTR {
+			return true
+		}
+	}
+}
+
 // writeNonBlocking writes bufs with writev until all is written or the
 // socket takes no more (blocked), never waiting for it.
 func writeNonBlocking(rc syscall.RawConn, bufs *net.Buffers) (blocked bool, err error) {
-	werr := rc.Write(func(fd uintptr) bool {
-		for len(*bufs) > 0 {
-			n, e := unix.Writev(int(fd), (*bufs)[:min(len(*bufs), maxIOV)])
-			switch {
-			case e == unix.EINTR:
-				continue
-			case e == unix.EAGAIN:
-				blocked = true
-				return true
-			case e != nil:
-				err = e
-				return true
-			}
-			consume(bufs, n)
-		}
-		return true
-	})
+	r := getRawCall()
+	defer r.put()
+	r.bufs = *bufs
+	werr := rc.Write(r.writev)
+	*bufs, blocked, err = r.bufs, r.blocked, r.err
 	if err == nil {
 		err = werr
 	}
@@ -224,14 +267,12 @@ func (p *poller) close() {
 // the connection.
 func (c *conn) probe() (bool, error) {
 	buf := bufpool.Get(readAhead)
-	n, err := 0, error(nil)
-	if rerr := c.raw.Read(func(fd uintptr) bool {
-		for {
-			if n, err = unix.Read(int(fd), *buf); err != unix.EINTR {
-				return true // never wait
-			}
-		}
-	}); rerr != nil {
+	r := getRawCall()
+	r.buf = *buf
+	rerr := c.raw.Read(r.read)
+	n, err := r.n, r.err
+	r.put()
+	if rerr != nil {
 		err = rerr
 	}
 	switch {
