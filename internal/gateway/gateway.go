@@ -427,7 +427,8 @@ func (r *storedReach) done(g *Gateway, app string) int {
 // devices are online to receive it now.
 func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f protocol.Frame) int {
 	var r storedReach
-	// Room for the frame in any codec (base64 at worst): it is encoded once
+	// Room for the frame as most codecs write it (data a third larger in
+	// base64); a frame that needs more grows its buffer. It is encoded once
 	// per device, with the device's seq.
 	size := 96 + len(f.App) + len(f.ID) + len(f.Data)*4/3
 	for i, d := range devices {
