@@ -247,7 +247,8 @@ func (s *Store) Broadcasts(_ context.Context, app, device string, after uint64, 
 	return out, last, nil
 }
 
-// AckBroadcast implements store.Store.
+// AckBroadcast implements store.Store: device's cursor in app's log
+// moves to bseq (clamped to the log's last, and counted).
 func (s *Store) AckBroadcast(app, device string, bseq uint64) {
 	if s.lock() != nil {
 		return
@@ -261,12 +262,8 @@ func (s *Store) AckBroadcast(app, device string, bseq uint64) {
 		bseq = last
 		s.opts.Metrics.SeqClamped.WithLabelValues(app, "ack_bseq").Inc()
 	}
-	s.moveCursor(app, device, bseq)
-}
-
-// moveCursor moves device's cursor in app's log forward to bseq, counting
-// an ack for each reported entry it passes.
-func (s *Store) moveCursor(app, device string, bseq uint64) {
+	// The cursor moves forward only, and each reported entry it passes
+	// counts an ack.
 	k := key{app, device}
 	from := s.d.cursors[k]
 	if bseq <= from {

@@ -31,7 +31,7 @@ type write struct {
 	arg      string // the seq, bseq, user or count of connections
 	done     chan struct{}
 	keys     []string // the script item's keys
-	itemArgs []string // and its arguments (counted: the messages acked)
+	itemArgs []string // and its arguments
 }
 
 // writeKind writes a run of writes of its kind.
