@@ -121,7 +121,11 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) error {
 	waiting, err := s.store.Since(r.Context(), app, device, 0, s.cfg.Store.MailboxLimit)
 	var broadcasts []store.Stored
 	if err == nil {
-		broadcasts, _, err = s.store.Broadcasts(r.Context(), app, device, 0, s.cfg.Store.MailboxLimit)
+		var after uint64 // a live session's cursor, in a cluster, is in its node's memory
+		if info != nil {
+			after = info.AckedBSeq
+		}
+		broadcasts, _, err = s.store.Broadcasts(r.Context(), app, device, after, s.cfg.Store.MailboxLimit)
 	}
 	if err != nil {
 		return &httpError{status: http.StatusServiceUnavailable, msg: "cannot read the store now; retry later", cause: err}

@@ -137,7 +137,8 @@ func (n *Node) audit() error {
 	ended := 0
 	for app, rs := range stale {
 		req := replaceRequest(app, rs)
-		ended += n.gw.Replace(app, req.Devices, req.Sessions)
+		k, _ := n.gw.Replace(app, req.Devices, req.Sessions) // their cursors are saved as they end
+		ended += k
 	}
 	if ended > 0 {
 		n.log.Info("cluster: sessions replaced on other nodes while this node could not be told were ended", "sessions", ended)

@@ -68,7 +68,10 @@ type reply struct {
 	Stats  *nodeinfo.Stats     `json:"stats,omitempty"`  // opStats
 	Node   *nodeinfo.Info      `json:"node,omitempty"`   // opDrain
 	Gone   bool                `json:"gone,omitempty"`   // opGroup: the group has no member on this node
-	Error  string              `json:"error,omitempty"`
+	// Cursors are, for opReplace, the broadcast cursors of the sessions
+	// ended (or ending) here, by device: one left out was not known here.
+	Cursors map[string]uint64 `json:"cursors,omitempty"`
+	Error   string            `json:"error,omitempty"`
 }
 
 // frameOf encodes f for a request.
@@ -166,7 +169,7 @@ func (n *Node) local(req *request) (reply, error) {
 	case opKick:
 		out.N = g.Kick(req.App, req.Devices)
 	case opReplace:
-		out.N = g.Replace(req.App, req.Devices, req.Sessions)
+		out.N, out.Cursors = g.Replace(req.App, req.Devices, req.Sessions)
 	default:
 		return reply{}, fmt.Errorf("unknown op %q", req.Op)
 	}

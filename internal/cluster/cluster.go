@@ -59,6 +59,9 @@ type Options struct {
 	// Bindings (the cluster's store) find the devices of a push to users,
 	// and move a device logging in to its token's user.
 	Bindings Bindings
+	// Reports (the cluster's store too) count the acks of stored
+	// broadcasts, which the sessions take in their nodes' memory.
+	Reports Reports
 	// Timeout bounds one call to Redis or one request over the bus. Zero
 	// means config.ClusterTimeout.
 	Timeout time.Duration
@@ -78,6 +81,12 @@ type Options struct {
 type Bindings interface {
 	UserDevices(ctx context.Context, app string, users []string) ([]string, error)
 	Rebind(ctx context.Context, b redisstore.Binding) error
+}
+
+// Reports count acks of stored broadcasts in their delivery reports
+// (*redisstore.Store does).
+type Reports interface {
+	BroadcastAcked(app string, from, to uint64)
 }
 
 // Node is this node's membership of the cluster. Safe for concurrent use.

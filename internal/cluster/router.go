@@ -64,12 +64,21 @@ return {prev, session, seq, redis.call('GET', KEYS[3]) or '0', redis.call('GET',
   redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. after, '+inf', 'LIMIT', 0, ARGV[4])}
 `)
 
-// releaseScript forgets a device's route if it is still ARGV[1].
-var releaseScript = redisclient.NewScript(`#!lua
+// releaseScript forgets a device's route (KEYS[1]) if it is still
+// ARGV[1], and moves its cursor in the app's broadcast log (KEYS[2]) to
+// ARGV[2] if that is further (a cursor made lives ARGV[3] ms unused, if
+// not 0): a claim that finds no route reads the cursor its session saved.
+var releaseScript = redisclient.NewScript("#!lua\n" + redisstore.KeepLua + `
+local released = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  released = redis.call('DEL', KEYS[1])
 end
-return 0
+local was = redis.call('GET', KEYS[2])
+if tonumber(ARGV[2]) > tonumber(was or '0') then
+  redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
+  keep(KEYS[2], tonumber(ARGV[3]), 0, not was)
+end
+return released
 `)
 
 func (n *Node) routeKey(app, device string) string {
@@ -84,7 +93,8 @@ func (n *Node) self() string { return n.opts.Node + " " + n.incarnation }
 // One script, in the device's partition, also reads the device's last
 // seq, broadcast cursor, user and first mailbox messages; only when the
 // user changed (a device's first login, or another uid) is the device
-// moved to its new user's set before the claim returns.
+// moved to its new user's set before the claim returns. The cursor is the
+// one the device's last session ended with (see gateway's cursors.go).
 func (n *Node) Claim(ctx context.Context, app, device, user string, after uint64, limit int) (gateway.Claimed, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
@@ -95,16 +105,44 @@ func (n *Node) Claim(ctx context.Context, app, device, user string, after uint64
 	claimed, prev, bound, err := parseClaim(app, limit, claimScript.Exec(ctx, n.redis, keys, args))
 	if err == nil && bound != user {
 		if err = n.opts.Bindings.Rebind(ctx, redisstore.Binding{App: app, Device: device, Old: bound, User: user}); err != nil {
-			n.Release(ctx, app, device, claimed.Number)
+			n.Release(ctx, app, device, claimed.Number, 0)
 		}
 	}
 	if err != nil {
 		return gateway.Claimed{}, fmt.Errorf("cluster: route not recorded: %w", err)
 	}
-	if prev.node != "" && prev.node != n.opts.Node {
-		n.tellReplaced(ctx, prev, replaced{app: app, device: device, session: claimed.Number})
+	if prev.node != "" {
+		claimed.Cursor = n.lastCursor(ctx, app, device, prev, claimed)
 	}
 	return claimed, nil
+}
+
+// lastCursor returns device's cursor in app's broadcast log as its session
+// of route prev ended, or ends now: the older session is ended first if it
+// is live on another node. c is the claim, which read prev and the cursor
+// saved.
+func (n *Node) lastCursor(ctx context.Context, app, device string, prev route, c gateway.Claimed) uint64 {
+	var cursor uint64
+	var known bool
+	switch {
+	case prev.node == n.opts.Node && sameIncarnation(prev.incarnation, n.incarnation):
+		cursor, known = n.gw.SessionCursor(app, device, prev.session)
+	case prev.node == n.opts.Node: // of this node's earlier run: it ended with it
+		return c.Cursor
+	default:
+		var asked bool
+		if cursor, known, asked = n.tellReplaced(ctx, prev, replaced{app: app, device: device, session: c.Number}); !asked {
+			return c.Cursor // its node is gone, or did not answer
+		}
+	}
+	if !known { // its release ran after the claim read the route: it saved the cursor
+		saved, err := n.redis.Do(ctx, n.redis.B().Get().Key(redisclient.Key(n.opts.Prefix, app, redisclient.KindCursor, device)).Build()).AsUint64()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			n.warn.Warn("cluster: the cursor of a released session not read", "app", app, "device", device, "err", err)
+		}
+		cursor = saved
+	}
+	return max(c.Cursor, cursor)
 }
 
 // parseClaim reads claimScript's answer (of at most limit mailbox
@@ -153,21 +191,27 @@ type replaced struct {
 }
 
 // tellReplaced tells the node of an older route to end that session
-// (4003), waiting at most peerWait. A node whose lease has lapsed, or that
-// has restarted since (the session ended with its process), is not asked:
-// if it comes back, it checks its sessions itself (audit). One that does
-// not answer is asked again until it does (untold).
-func (n *Node) tellReplaced(ctx context.Context, older route, r replaced) {
+// (4003), waiting at most peerWait, and returns the session's cursor if
+// that node knew it; asked is false when the node did not answer. A node
+// whose lease has lapsed, or that has restarted since (the session ended
+// with its process), is not asked: if it comes back, it checks its
+// sessions itself (audit). One that does not answer is asked again until
+// it does (untold).
+func (n *Node) tellReplaced(ctx context.Context, older route, r replaced) (cursor uint64, known, asked bool) {
 	if !n.holds(ctx, older) {
-		return
+		return 0, false, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, peerWait)
 	defer cancel()
-	if _, err := n.request(ctx, older.node, replaceRequest(r.app, []replaced{r})); err != nil {
+	out, err := n.request(ctx, older.node, replaceRequest(r.app, []replaced{r}))
+	if err != nil {
 		queued := n.untold.add(older, r) // else it waits for that node's audit
 		n.warn.Warn("cluster: the older session was not told it was replaced", "node", older.node, "app", r.app, "device", r.device,
 			"asked_again", queued, "err", err)
+		return 0, false, false
 	}
+	cursor, known = out.Cursors[r.device]
+	return cursor, known, true
 }
 
 // holds reports whether route's node may still hold the session: its
@@ -221,14 +265,23 @@ func replaceRequest(app string, rs []replaced) *request {
 	return req
 }
 
-// Release implements gateway.Router.
-func (n *Node) Release(ctx context.Context, app, device string, session uint64) {
+// Release implements gateway.Router: one script in the device's
+// partition.
+func (n *Node) Release(ctx context.Context, app, device string, session, cursor uint64) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
-	v := n.self() + " " + strconv.FormatUint(session, 10)
-	if err := releaseScript.Exec(ctx, n.redis, []string{n.routeKey(app, device)}, []string{v}).Error(); err != nil {
+	keys := []string{n.routeKey(app, device), redisclient.Key(n.opts.Prefix, app, redisclient.KindCursor, device)}
+	args := []string{n.self() + " " + strconv.FormatUint(session, 10), strconv.FormatUint(cursor, 10),
+		strconv.FormatInt(n.opts.DeviceExpiry.Milliseconds(), 10)}
+	if err := releaseScript.Exec(ctx, n.redis, keys, args).Error(); err != nil {
 		n.warn.Warn("cluster: route not released", "app", app, "device", device, "err", err)
 	}
+}
+
+// BroadcastAcked implements gateway.Router: the cluster's store counts the
+// acks, and adds them to the reports once a second.
+func (n *Node) BroadcastAcked(app string, from, to uint64) {
+	n.opts.Reports.BroadcastAcked(app, from, to)
 }
 
 // locate groups devices by the live node that holds them in app; devices

@@ -61,6 +61,11 @@ type session struct {
 	sentSeq  uint64 // highest stored seq queued (or acked by the client at login)
 	sentBSeq uint64 // highest bseq queued (or acked by the client at login)
 	catchUp  bool   // the app's broadcast log grew: the sync loop must read or copy it
+	// cursor is, in a cluster, the device's cursor in the app's broadcast
+	// log, kept here while the session lives (cursors.go); final, once the
+	// session's end read it.
+	cursor uint64
+	final  bool
 	// first is what the claim of the session's route read (in a cluster),
 	// for the sync loop's first round to use instead of reading the store;
 	// nil once used, or when a stored message may have come after it.
@@ -664,7 +669,7 @@ func (c *conn) claimRoutes(l *login, seqs []uint64) error {
 			c.releaseRoutes(l.device, l.sessions[:i])
 			return errRouteNotRecorded
 		}
-		l.sessions[i].number, l.sessions[i].first = claimed.Number, &claimed
+		l.sessions[i].number, l.sessions[i].first, l.sessions[i].cursor = claimed.Number, &claimed, claimed.Cursor
 	}
 	return nil
 }
@@ -678,7 +683,7 @@ func (c *conn) releaseRoutes(device string, sessions []session) {
 	ctx, cancel := cleanupCall()
 	defer cancel()
 	for i := range sessions {
-		c.gw.router.Release(ctx, sessions[i].app, device, sessions[i].number)
+		c.gw.router.Release(ctx, sessions[i].app, device, sessions[i].number, sessions[i].cursor)
 	}
 }
 
@@ -804,6 +809,7 @@ func (c *conn) register(l *login) {
 	// race to a newer login of the device is replaced at once.
 	g.hub.register(c, func(s *session, old *conn, olds *session) {
 		if olds != nil {
+			c.inherit(s, old, olds)
 			old.dropSession(olds, errReplaced)
 		}
 		g.events.Online(s.app, l.device, s.user, s.number)

@@ -278,7 +278,7 @@ func (c *conn) handlePuback(s *session, id uint16) {
 	case n == 0:
 		return
 	case broadcast:
-		c.gw.mailboxes.AckBroadcast(s.app, c.device, n)
+		c.ackBroadcast(s, n)
 	default:
 		c.gw.mailboxes.Ack(s.app, c.device, n)
 	}

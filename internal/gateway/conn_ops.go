@@ -34,7 +34,7 @@ func (c *conn) handleAck(f *protocol.Frame) {
 		c.gw.mailboxes.Ack(s.app, c.device, f.Seq)
 	}
 	if f.BSeq > 0 {
-		c.gw.mailboxes.AckBroadcast(s.app, c.device, f.BSeq)
+		c.ackBroadcast(s, f.BSeq)
 	}
 	c.gw.metrics.Acks.WithLabelValues(s.app).Inc()
 }

@@ -83,7 +83,7 @@ func (c *conn) syncMailbox(acks []loginAck) {
 			c.gw.mailboxes.Ack(c.sessions[i].app, c.device, a.seq)
 		}
 		if a.bseq > 0 {
-			c.gw.mailboxes.AckBroadcast(c.sessions[i].app, c.device, a.bseq)
+			c.ackLoginBSeq(&c.sessions[i], a.bseq)
 		}
 		if len(a.tags) > 0 {
 			if err := c.tag(c.sessions[i].app, a.tags); err != nil {
@@ -140,7 +140,7 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 		c.mu.Unlock()
 		return false, true
 	}
-	catchUp, after, afterB, first := s.catchUp, s.sentSeq, s.sentBSeq, s.first
+	catchUp, after, afterB, cursor, first := s.catchUp, s.sentSeq, s.sentBSeq, s.cursor, s.first
 	s.catchUp, s.first = false, nil
 	c.mu.Unlock()
 	ctx := c.gw.storeCall() // one round: at most two reads
@@ -152,7 +152,7 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 			return false, false
 		}
 		switch {
-		case s.byBSeq && max(first.Cursor, afterB) >= head:
+		case s.byBSeq && max(cursor, afterB) >= head:
 			c.readBroadcasts(s, afterB, head, 0)
 			catchUp = false
 		case !s.byBSeq && first.Cursor >= head:
@@ -163,7 +163,7 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 	}
 	switch {
 	case catchUp && s.byBSeq:
-		entries, last, err := mb.Broadcasts(ctx, s.app, c.device, afterB, replayChunk)
+		entries, last, err := mb.Broadcasts(ctx, s.app, c.device, max(afterB, cursor), replayChunk)
 		if err != nil {
 			c.storeFailed(s.app, err)
 			return false, false

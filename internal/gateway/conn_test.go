@@ -56,10 +56,12 @@ func TestReplaceAndKick(t *testing.T) {
 }
 
 // quietRouter is the part of a test's router that records nothing: no
-// release, no broadcast head, no group interest.
+// release, no broadcast head or ack, no group interest.
 type quietRouter struct{}
 
-func (quietRouter) Release(context.Context, string, string, uint64) {}
+func (quietRouter) Release(context.Context, string, string, uint64, uint64) {}
+
+func (quietRouter) BroadcastAcked(string, uint64, uint64) {}
 
 func (quietRouter) BroadcastHead(context.Context, string) (uint64, error) { return 0, nil }
 

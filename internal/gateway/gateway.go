@@ -53,8 +53,13 @@ type Router interface {
 	// refused).
 	Claim(ctx context.Context, app, device, user string, after uint64, limit int) (Claimed, error)
 	// Release forgets the route of the session numbered session, unless a
-	// newer one claimed it since.
-	Release(ctx context.Context, app, device string, session uint64)
+	// newer one claimed it since, and saves cursor, the session's cursor in
+	// app's broadcast log as it ended (never moving the saved one back).
+	Release(ctx context.Context, app, device string, session, cursor uint64)
+	// BroadcastAcked counts, in their delivery reports, an ack of each
+	// entry of app's broadcast log in (from, to]: a session's cursor moved
+	// so (in this node's memory; Release saves it). It does not wait.
+	BroadcastAcked(app string, from, to uint64)
 	// BroadcastHead returns the last bseq of app's broadcast log as this
 	// node knows it (kept in memory: a login whose cursor is there reads
 	// nothing of the log).
@@ -170,6 +175,8 @@ type Gateway struct {
 	// loggingIn are the logins between their first read of the store and
 	// their registration.
 	loggingIn loginsInFlight
+	// releasing are the ended sessions whose release runs (cursors.go).
+	releasing releasing
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -521,20 +528,37 @@ func (g *Gateway) Kick(app string, devices []string) int {
 // Replace ends the sessions of devices in app with 4003: they logged into
 // app on another node of the cluster, as sessions numbered newer[i]. A
 // session here as new or newer (this node's login won the race) is kept;
-// newer nil (or a 0) ends it whatever its number.
-func (g *Gateway) Replace(app string, devices []string, newer []uint64) int {
-	n := 0
+// newer nil (or a 0) ends it whatever its number. It returns how many it
+// ended, and the cursors in app's broadcast log of the older sessions it
+// ended or that are ending here, by device (cursors.go).
+func (g *Gateway) Replace(app string, devices []string, newer []uint64) (n int, cursors map[string]uint64) {
 	for i, d := range devices {
-		c := g.hub.lookup(app, d)
-		if c == nil {
-			continue
+		number := uint64(0)
+		if i < len(newer) {
+			number = newer[i]
 		}
-		if s, ok := c.session(app); ok && (i >= len(newer) || newer[i] == 0 || s.number < newer[i]) {
-			g.end(c, s, errReplaced)
-			n++
+		c := g.hub.lookup(app, d)
+		if c != nil {
+			if s, ok := c.session(app); ok && (number == 0 || s.number < number) {
+				cursor := g.end(c, s, errReplaced)
+				cursors = setCursor(cursors, d, cursor)
+				n++
+				continue
+			}
+		}
+		if e, ok := g.releasing.older(loginKey{app, d}, number); ok {
+			cursors = setCursor(cursors, d, e.cursor)
 		}
 	}
-	return n
+	return n, cursors
+}
+
+func setCursor(cursors map[string]uint64, device string, cursor uint64) map[string]uint64 {
+	if cursors == nil {
+		cursors = make(map[string]uint64)
+	}
+	cursors[device] = cursor
+	return cursors
 }
 
 func (g *Gateway) drop(app string, devices []string, why *protocol.Error) int {
@@ -547,20 +571,32 @@ func (g *Gateway) drop(app string, devices []string, why *protocol.Error) int {
 	})
 }
 
-// end ends c's session s with why.
-func (g *Gateway) end(c *conn, s *session, why *protocol.Error) {
-	g.unregister(c, s)
+// end ends c's session s with why, and returns its final cursor (in a
+// cluster).
+func (g *Gateway) end(c *conn, s *session, why *protocol.Error) uint64 {
+	cursor := g.unregister(c, s)
 	c.dropSession(s, why)
+	return cursor
 }
 
 // unregister forgets c's session s here and, if this node held the
-// device's route, in the cluster's router.
-func (g *Gateway) unregister(c *conn, s *session) {
-	if g.hub.unregister(c, s) && g.router != nil {
+// device's route, in the cluster's router, saving the session's cursor
+// there; it returns that cursor (0 on a single node). Until the router's
+// release returns, the session is listed as releasing.
+func (g *Gateway) unregister(c *conn, s *session) uint64 {
+	if g.router == nil {
+		g.hub.unregister(c, s)
+		return 0
+	}
+	k, e := loginKey{s.app, c.device}, ended{number: s.number, cursor: c.finalCursor(s)}
+	g.releasing.add(k, e)
+	defer g.releasing.remove(k, e)
+	if g.hub.unregister(c, s) {
 		ctx, cancel := cleanupCall()
 		defer cancel()
-		g.router.Release(ctx, s.app, c.device, s.number)
+		g.router.Release(ctx, s.app, c.device, s.number, e.cursor)
 	}
+	return e.cursor
 }
 
 // Session is a session registered here: its (app, device) and number.
@@ -603,6 +639,9 @@ type DeviceInfo struct {
 	Remote    string    `json:"remote"`    // its address
 	User      string    `json:"user,omitempty"`
 	Groups    []string  `json:"groups"` // of this app, sorted
+	// AckedBSeq is, in a cluster, the session's cursor in the app's
+	// broadcast log, kept in its node's memory until the session ends.
+	AckedBSeq uint64 `json:"acked_bseq,omitempty"`
 }
 
 // Device describes device's connection in app, or returns nil when it has
@@ -624,6 +663,7 @@ func (g *Gateway) Device(app, device string) *DeviceInfo {
 			info.Groups = append(info.Groups, k.name)
 		}
 	}
+	info.AckedBSeq = s.cursor
 	c.mu.Unlock()
 	slices.Sort(info.Groups)
 	return info

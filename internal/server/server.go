@@ -276,7 +276,7 @@ func openStore(cfg *config.Config, self func() nodeinfo.Info, stats func() nodei
 	}
 	node, err := cluster.Open(cluster.Options{Node: cfg.Node, Self: self, Stats: stats, Redis: cfg.Cluster.Redis,
 		NATS: cfg.Cluster.NATS, NATSCredentials: cfg.Cluster.NATSCredentials, NATSCA: cfg.Cluster.NATSCA,
-		Lease: cfg.Cluster.Lease, DeviceExpiry: cfg.Cluster.DeviceExpiry, Bindings: st, Logger: log,
+		Lease: cfg.Cluster.Lease, DeviceExpiry: cfg.Cluster.DeviceExpiry, Bindings: st, Reports: st, Logger: log,
 		Fence:   func(others []nodeinfo.Info) { gw().Fence(redirectTargets(others)) },
 		Unfence: func() { gw().Unfence() }})
 	if err != nil {

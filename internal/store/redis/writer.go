@@ -29,10 +29,15 @@ type write struct {
 	kind     *writeKind
 	app, id  string // id: the device, or the message (sent)
 	arg      string // the seq, bseq, user or count of connections
+	passed   moved  // the entries of a broadcast log acked (counted)
 	done     chan struct{}
 	keys     []string // the script item's keys
 	itemArgs []string // and its arguments
 }
+
+// moved is a cursor's move in a broadcast log: it passed the entries in
+// (from, to].
+type moved struct{ from, to uint64 }
 
 // writeKind writes a run of writes of its kind.
 type writeKind struct {
@@ -43,6 +48,7 @@ type writeKind struct {
 var (
 	acks          = &writeKind{writeAcks}
 	broadcastAcks = &writeKind{writeBroadcastAcks}
+	counted       = &writeKind{writeCounted}
 	bindings      = &writeKind{writeBindings}
 	sent          = &writeKind{writeSent}
 )
@@ -252,7 +258,6 @@ func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
 	if err != nil {
 		return err
 	}
-	type moved struct{ from, to uint64 }
 	passed := make(map[string][]moved) // by app
 	for i, item := range out {
 		vals, err := item.AsIntSlice()
@@ -266,6 +271,33 @@ func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
 			passed[run[i].app] = append(passed[run[i].app], moved{uint64(vals[1]), uint64(vals[2])})
 		}
 	}
+	return s.countPassed(ctx, passed)
+}
+
+// BroadcastAcked counts an ack of each entry of app's broadcast log in
+// (from, to] in its report: a cursor moved so in the memory of a node of
+// the cluster (which saves it when the session ends). The writer counts
+// them from what it knows of the log.
+func (s *Store) BroadcastAcked(app string, from, to uint64) {
+	s.queue(write{kind: counted, app: app, passed: moved{from, to}})
+}
+
+// writeCounted counts the acks of cursors moved in the nodes' memory.
+func writeCounted(s *Store, ctx context.Context, run []write) error {
+	passed := make(map[string][]moved) // by app
+	for _, w := range run {
+		passed[w.app] = append(passed[w.app], w.passed)
+	}
+	return s.countPassed(ctx, passed)
+}
+
+// countPassed counts an ack in the report of each log entry the cursors'
+// moves passed (by app), from what the writer knows of each log
+// (logView), reading what it does not.
+func (s *Store) countPassed(ctx context.Context, passed map[string][]moved) error {
+	if s.logs == nil {
+		s.logs = make(map[string]*logView)
+	}
 	acked := make(map[reportOf]int)
 	for app, ms := range passed {
 		from, to := ms[0].from, ms[0].to
@@ -273,6 +305,10 @@ func writeBroadcastAcks(s *Store, ctx context.Context, run []write) error {
 			from, to = min(from, m.from), max(to, m.to)
 		}
 		v := s.logs[app]
+		if v == nil {
+			v = &logView{ids: make(map[uint64]string)}
+			s.logs[app] = v
+		}
 		if err := s.readEntries(ctx, app, v, from, to); err != nil {
 			return err
 		}

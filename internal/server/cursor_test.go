@@ -1,0 +1,131 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/redisclient"
+	"github.com/longlink/longlink/internal/testengine"
+	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
+	"github.com/longlink/longlink/protocol"
+)
+
+// savedCursor reads device's broadcast cursor in demo as Redis holds it (0
+// if none).
+func savedCursor(t *testing.T, rc rueidis.Client, device string) uint64 {
+	t.Helper()
+	key := redisclient.Key(config.ClusterPrefix, "demo", redisclient.KindCursor, device)
+	v, err := rc.Do(context.Background(), rc.B().Get().Key(key).Build()).AsUint64()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// ackedBSeq is device's cursor in demo's broadcast log as the node holding
+// its session knows it (the admin API, through node).
+func ackedBSeq(t *testing.T, node *testserver.TS, device string) uint64 {
+	t.Helper()
+	_, out := admin(t, node, "/v1/admin/devices/demo/"+device)
+	v, _ := out["acked_bseq"].(float64)
+	return uint64(v)
+}
+
+// broadcastAll pushes n stored broadcasts through node, and returns their
+// data in order.
+func broadcastAll(t *testing.T, node *testserver.TS, n int, tag string) []string {
+	t.Helper()
+	data := make([]string, n)
+	for i := range data {
+		data[i] = fmt.Sprintf("%s %d", tag, i)
+		node.Push(map[string]any{"broadcast": true, "data": data[i], "ttl": 600})
+	}
+	return data
+}
+
+// In a cluster a device's acks of stored broadcasts move its cursor in
+// its node's memory, not in Redis; the session saves it when it ends, and
+// a new process of the device logging in elsewhere gets nothing again.
+func TestClusterBroadcastCursorSavedAtSessionEnd(t *testing.T) {
+	r := testengine.Redis(t)
+	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2, withOpsToken)
+	rc, err := redisclient.New(r.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+
+	d := connect(t, nodes[0], client.TCP, nodes[0].Token("d1", ""))
+	for _, data := range broadcastAll(t, nodes[1], 3, "before") {
+		d.expect(t, data)
+	}
+	testwait.Eventually(t, "the three acks taken", func() bool { return ackedBSeq(t, nodes[1], "d1") == 3 })
+	if got := savedCursor(t, rc, "d1"); got != 0 {
+		t.Fatalf("the acks wrote the cursor in Redis (%d) while the session lives", got)
+	}
+	_, out := admin(t, nodes[1], "/v1/admin/devices/demo/d1")
+	if out["broadcasts_waiting"] != 0.0 {
+		t.Fatalf("a live device with every broadcast acked: %v", out)
+	}
+
+	d.Close()
+	testwait.Eventually(t, "the session's cursor saved as it ends", func() bool { return savedCursor(t, rc, "d1") == 3 })
+	again := connect(t, nodes[1], client.TCP, nodes[1].Token("d1", "")) // a new process: no last_bseqs of its own
+	nodes[0].Push(map[string]any{"broadcast": true, "data": "after", "ttl": 600})
+	again.expect(t, "after") // and none of the three before it
+}
+
+// A login that replaces a live session whose cursor is only in its node's
+// memory starts from that cursor: on another node (the replace request's
+// answer carries it) and on the same node (the session is here).
+func TestClusterReplacedSessionHandsOverItsCursor(t *testing.T) {
+	r := testengine.Redis(t)
+	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2, withOpsToken)
+	rc, err := redisclient.New(r.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var log []string // the app's broadcast log: a new device gets it all
+	for i, to := range []*testserver.TS{nodes[1], nodes[0]} {
+		device := fmt.Sprint("d", i)
+		old := connect(t, nodes[0], client.TCP, nodes[0].Token(device, ""))
+		log = append(log, broadcastAll(t, nodes[0], 2, device)...)
+		for _, data := range log {
+			old.expect(t, data)
+		}
+		testwait.Eventually(t, "the acks taken", func() bool { return ackedBSeq(t, nodes[0], device) == uint64(len(log)) })
+		if got := savedCursor(t, rc, device); got != 0 {
+			t.Fatalf("the acks wrote the cursor in Redis (%d)", got)
+		}
+		// A new process of the device, while the old connection lives.
+		replacing := connect(t, to, client.TCP, to.Token(device, ""))
+		old.expectEnded(t, protocol.CodeReplaced)
+		log = append(log, broadcastAll(t, nodes[1], 1, device+" after")...)
+		replacing.expect(t, log[len(log)-1]) // and none the old session acked
+	}
+}
+
+// A device that closes and logs in again at once, on either node, never
+// gets a broadcast its last session acked: the save of the cursor is
+// ordered before the next login's read wherever it logs in.
+func TestClusterQuickReloginsGetNoBroadcastAgain(t *testing.T) {
+	nodes := testserver.StartCluster(t, 2, withOpsToken)
+	const rounds = 30
+	for i := range rounds {
+		node := nodes[i%3%2] // on the other node, then the same one, in turn
+		d := connect(t, node, client.TCP, node.Token("d1", ""))
+		data := fmt.Sprint("round ", i)
+		nodes[0].Push(map[string]any{"broadcast": true, "data": data, "ttl": 600})
+		d.expect(t, data)
+		testwait.Eventually(t, "the ack taken", func() bool { return ackedBSeq(t, node, "d1") == uint64(i+1) })
+		d.Close()
+	}
+}
