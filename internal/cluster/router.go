@@ -66,17 +66,23 @@ return {prev, session, seq, redis.call('GET', KEYS[3]) or '0', redis.call('GET',
 
 // releaseScript forgets a device's route (KEYS[1]) if it is still
 // ARGV[1], and moves its cursor in the app's broadcast log (KEYS[2]) to
-// ARGV[2] if that is further (a cursor made lives ARGV[3] ms unused, if
-// not 0): a claim that finds no route reads the cursor its session saved.
+// ARGV[2] if that is further (0: the session did not move it): a claim
+// that finds no route reads the cursor its session saved. A cursor made
+// here lives ARGV[3] ms unused (if not 0); one there keeps its expiry,
+// which the session's claim lengthened.
 var releaseScript = redisclient.NewScript("#!lua\n" + redisstore.KeepLua + `
 local released = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   released = redis.call('DEL', KEYS[1])
 end
-local was = redis.call('GET', KEYS[2])
-if tonumber(ARGV[2]) > tonumber(was or '0') then
-  redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
-  keep(KEYS[2], tonumber(ARGV[3]), 0, not was)
+if ARGV[2] ~= '0' then
+  local was = redis.call('GET', KEYS[2])
+  if tonumber(ARGV[2]) > tonumber(was or '0') then
+    redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
+    if not was then
+      keep(KEYS[2], tonumber(ARGV[3]), 0, true)
+    end
+  end
 end
 return released
 `)

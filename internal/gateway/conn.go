@@ -62,9 +62,11 @@ type session struct {
 	sentBSeq uint64 // highest bseq queued (or acked by the client at login)
 	catchUp  bool   // the app's broadcast log grew: the sync loop must read or copy it
 	// cursor is, in a cluster, the device's cursor in the app's broadcast
-	// log, kept here while the session lives (cursors.go); final, once the
-	// session's end read it.
+	// log, kept here while the session lives (cursors.go); moved, once
+	// an ack (or a replaced session's cursor) moved it past the claim's;
+	// final, once the session's end read it.
 	cursor uint64
+	moved  bool
 	final  bool
 	// first is what the claim of the session's route read (in a cluster),
 	// for the sync loop's first round to use instead of reading the store;
@@ -683,7 +685,7 @@ func (c *conn) releaseRoutes(device string, sessions []session) {
 	ctx, cancel := cleanupCall()
 	defer cancel()
 	for i := range sessions {
-		c.gw.router.Release(ctx, sessions[i].app, device, sessions[i].number, sessions[i].cursor)
+		c.gw.router.Release(ctx, sessions[i].app, device, sessions[i].number, 0)
 	}
 }
 

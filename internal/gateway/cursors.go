@@ -122,7 +122,7 @@ func (c *conn) moveCursor(s *session, bseq uint64) {
 	from := s.cursor
 	moved := !s.over.Load() && !s.final && bseq > from
 	if moved {
-		s.cursor = bseq
+		s.cursor, s.moved = bseq, true
 	}
 	c.mu.Unlock()
 	if moved {
@@ -130,21 +130,22 @@ func (c *conn) moveCursor(s *session, bseq uint64) {
 	}
 }
 
-// finalCursor returns s's cursor as the session ends: acks that come
-// after it are not taken.
-func (c *conn) finalCursor(s *session) uint64 {
+// finalCursor returns s's cursor as the session ends, and whether the
+// session moved it (to be saved): acks that come after it are not taken.
+func (c *conn) finalCursor(s *session) (cursor uint64, moved bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s.final = true
-	return s.cursor
+	return s.cursor, s.moved
 }
 
 // inherit gives s, which replaced old's session olds on this node, olds's
-// cursor if it went further (acks old took after s's claim read it). The
-// hub's lock for their (app, device) is held.
+// cursor (acks old took after s's claim read it), and the save of it if
+// olds moved it: olds saves nothing as it ends. The hub's lock for their
+// (app, device) is held.
 func (c *conn) inherit(s *session, old *conn, olds *session) {
-	cursor := old.finalCursor(olds)
+	cursor, moved := old.finalCursor(olds)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s.cursor = max(s.cursor, cursor)
+	s.cursor, s.moved = max(s.cursor, cursor), s.moved || moved
 }

@@ -581,22 +581,27 @@ func (g *Gateway) end(c *conn, s *session, why *protocol.Error) uint64 {
 
 // unregister forgets c's session s here and, if this node held the
 // device's route, in the cluster's router, saving the session's cursor
-// there; it returns that cursor (0 on a single node). Until the router's
-// release returns, the session is listed as releasing.
+// there if it moved it; it returns that cursor (0 on a single node). Until
+// the router's release returns, the session is listed as releasing.
 func (g *Gateway) unregister(c *conn, s *session) uint64 {
 	if g.router == nil {
 		g.hub.unregister(c, s)
 		return 0
 	}
-	k, e := loginKey{s.app, c.device}, ended{number: s.number, cursor: c.finalCursor(s)}
+	cursor, moved := c.finalCursor(s)
+	k, e := loginKey{s.app, c.device}, ended{number: s.number, cursor: cursor}
 	g.releasing.add(k, e)
 	defer g.releasing.remove(k, e)
 	if g.hub.unregister(c, s) {
+		save := uint64(0)
+		if moved {
+			save = cursor
+		}
 		ctx, cancel := cleanupCall()
 		defer cancel()
-		g.router.Release(ctx, s.app, c.device, s.number, e.cursor)
+		g.router.Release(ctx, s.app, c.device, s.number, save)
 	}
-	return e.cursor
+	return cursor
 }
 
 // Session is a session registered here: its (app, device) and number.

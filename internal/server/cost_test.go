@@ -338,6 +338,43 @@ func TestCostLogin(t *testing.T) {
 	}
 }
 
+// A logout in a cluster is one script: the route's removal (a GET and a
+// DEL) and, for a session that acked a stored broadcast, the save of its
+// cursor (a GET and a SET), which its acks did not write.
+func TestCostLogout(t *testing.T) {
+	r := testengine.Redis(t)
+	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 1)
+	acks := func() float64 { return metricValue(nodes[0], `longlink_acks_total\{app="demo"\}`) }
+	before := commandCalls(t, r.Addr) // a first logout loads the script
+	connect(t, nodes[0], client.TCP, nodes[0].Token("warm", "")).Close()
+	testwait.Eventually(t, "the route released", func() bool { return diff(before, commandCalls(t, r.Addr))["del"] == 1 })
+	for _, acked := range []bool{false, true} {
+		device := fmt.Sprint("acked-", acked)
+		d := connect(t, nodes[0], client.TCP, nodes[0].Token(device, ""))
+		if acked {
+			before := acks()
+			nodes[0].Push(map[string]any{"broadcast": true, "data": "to all", "ttl": 600})
+			d.expect(t, "to all")
+			testwait.Eventually(t, "the ack taken", func() bool { return acks() > before })
+		}
+		before := commandCalls(t, r.Addr)
+		d.Close()
+		testwait.Eventually(t, "the route released", func() bool { return diff(before, commandCalls(t, r.Addr))["del"] == 1 })
+		cost := diff(before, commandCalls(t, r.Addr))
+		t.Logf("a logout (acked a broadcast: %v): Redis %v", acked, cost)
+		want := map[string]int64{"evalsha": 1, "get": 1, "del": 1, "set": 0}
+		if acked {
+			want["get"], want["set"] = 2, 1
+		}
+		for cmd, n := range want {
+			if cost[cmd] != n {
+				t.Errorf("a logout (acked a broadcast: %v) cost %v", acked, cost)
+				break
+			}
+		}
+	}
+}
+
 // A login of a device whose previous node died (kill -9, its lease lapsed)
 // sends no bus message: there is no node to tell.
 func TestCostLoginAfterItsNodeDied(t *testing.T) {

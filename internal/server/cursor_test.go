@@ -84,7 +84,9 @@ func TestClusterBroadcastCursorSavedAtSessionEnd(t *testing.T) {
 
 // A login that replaces a live session whose cursor is only in its node's
 // memory starts from that cursor: on another node (the replace request's
-// answer carries it) and on the same node (the session is here).
+// answer carries it) and on the same node (the session is here). On the
+// same node the older session saves nothing as it ends: the newer one,
+// closed before it acked anything, saves the cursor it took over.
 func TestClusterReplacedSessionHandsOverItsCursor(t *testing.T) {
 	r := testengine.Redis(t)
 	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2, withOpsToken)
@@ -94,7 +96,10 @@ func TestClusterReplacedSessionHandsOverItsCursor(t *testing.T) {
 	}
 	defer rc.Close()
 	var log []string // the app's broadcast log: a new device gets it all
-	for i, to := range []*testserver.TS{nodes[1], nodes[0]} {
+	for i, c := range []struct {
+		to      *testserver.TS
+		closeIt bool // the newer session ends at once
+	}{{nodes[1], false}, {nodes[0], false}, {nodes[0], true}} {
 		device := fmt.Sprint("d", i)
 		old := connect(t, nodes[0], client.TCP, nodes[0].Token(device, ""))
 		log = append(log, broadcastAll(t, nodes[0], 2, device)...)
@@ -106,8 +111,13 @@ func TestClusterReplacedSessionHandsOverItsCursor(t *testing.T) {
 			t.Fatalf("the acks wrote the cursor in Redis (%d)", got)
 		}
 		// A new process of the device, while the old connection lives.
-		replacing := connect(t, to, client.TCP, to.Token(device, ""))
+		replacing := connect(t, c.to, client.TCP, c.to.Token(device, ""))
 		old.expectEnded(t, protocol.CodeReplaced)
+		if c.closeIt {
+			replacing.Close()
+			testwait.Eventually(t, "the cursor saved", func() bool { return savedCursor(t, rc, device) == uint64(len(log)) })
+			replacing = connect(t, c.to, client.TCP, c.to.Token(device, ""))
+		}
 		log = append(log, broadcastAll(t, nodes[1], 1, device+" after")...)
 		replacing.expect(t, log[len(log)-1]) // and none the old session acked
 	}
