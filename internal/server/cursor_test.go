@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -137,5 +138,73 @@ func TestClusterQuickReloginsGetNoBroadcastAgain(t *testing.T) {
 		d.expect(t, data)
 		testwait.Eventually(t, "the ack taken", func() bool { return ackedBSeq(t, node, "d1") == uint64(i+1) })
 		d.Close()
+	}
+}
+
+// A node killed (kill -9) loses the broadcast cursors its sessions moved
+// since their logins, and nothing else: a new process of each of its
+// devices gets again the broadcasts its lost session acked (not the one
+// acked before it, saved as that earlier session ended), then every later
+// one.
+func TestClusterNodeKilledLosesOnlyItsSessionsCursors(t *testing.T) {
+	r, nats := testengine.Redis(t), testengine.NATS(t)
+	clusterYAML := fmt.Sprintf("cluster: {redis: %q, nats: %q, lease: 2s}", r.URL(), nats.NATSURL())
+	n1 := startChild(t, t.TempDir(), "node: n1", clusterYAML)
+	n2 := startChild(t, t.TempDir(), "node: n2", clusterYAML)
+	rc, err := redisclient.New(r.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	dial := func(node *child, device string) *device {
+		return dialDevice(t, client.Config{Addr: testserver.AddrFor(client.TCP, node.gateway), Transport: client.TCP,
+			Token: testserver.MintToken(t, testserver.Demo, device, "")})
+	}
+	push := func(data string) {
+		status, out := testserver.CallAPI(t, "http://"+n1.api, http.MethodPost, "/v1/push", testserver.Demo.APIKey,
+			map[string]any{"app": "demo", "broadcast": true, "data": data, "ttl": 600})
+		if status != http.StatusOK {
+			t.Fatalf("push: %d %v", status, out)
+		}
+	}
+	acks := func(node *child) float64 { return sampleValue(node.metrics(t), `longlink_acks_total\{app="demo"\}`) }
+	devices := []string{"d0", "d1", "d2", "d3", "d4"}
+
+	push("early") // acked by a session on n1, which saves its cursor as it ends
+	earlies := make([]*device, len(devices))
+	for i, d := range devices {
+		earlies[i] = dial(n1, d)
+		earlies[i].expect(t, "early")
+	}
+	testwait.Eventually(t, "the acks on n1", func() bool { return acks(n1) >= float64(len(devices)) })
+	for _, early := range earlies {
+		early.Close()
+	}
+	for _, d := range devices {
+		testwait.Eventually(t, d+"'s cursor saved", func() bool { return savedCursor(t, rc, d) == 1 })
+	}
+
+	olds := make([]*device, len(devices)) // sessions on n2 ack two more, then n2 dies
+	for i, d := range devices {
+		olds[i] = dial(n2, d)
+	}
+	push("a")
+	push("b")
+	for _, old := range olds {
+		old.expect(t, "a")
+		old.expect(t, "b")
+	}
+	testwait.Eventually(t, "the acks on n2", func() bool { return acks(n2) >= float64(2*len(devices)) })
+	n2.kill9(t)
+
+	news := make([]*device, len(devices)) // new processes: no last_bseqs of their own
+	for i, d := range devices {
+		news[i] = dial(n1, d)
+		news[i].expect(t, "a")
+		news[i].expect(t, "b")
+	}
+	push("after")
+	for _, d := range news {
+		d.expect(t, "after")
 	}
 }
