@@ -18,6 +18,17 @@ import (
 	"github.com/longlink/longlink/protocol"
 )
 
+// redisClient is a client of the Redis at url until the test ends.
+func redisClient(t *testing.T, url string) rueidis.Client {
+	t.Helper()
+	rc, err := redisclient.New(url, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Close)
+	return rc
+}
+
 // savedCursor reads device's broadcast cursor in demo as Redis holds it (0
 // if none).
 func savedCursor(t *testing.T, rc rueidis.Client, device string) uint64 {
@@ -57,11 +68,7 @@ func broadcastAll(t *testing.T, node *testserver.TS, n int, tag string) []string
 func TestClusterBroadcastCursorSavedAtSessionEnd(t *testing.T) {
 	r := testengine.Redis(t)
 	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2, withOpsToken)
-	rc, err := redisclient.New(r.URL(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	rc := redisClient(t, r.URL())
 
 	d := connect(t, nodes[0], client.TCP, nodes[0].Token("d1", ""))
 	for _, data := range broadcastAll(t, nodes[1], 3, "before") {
@@ -91,11 +98,7 @@ func TestClusterBroadcastCursorSavedAtSessionEnd(t *testing.T) {
 func TestClusterReplacedSessionHandsOverItsCursor(t *testing.T) {
 	r := testengine.Redis(t)
 	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2, withOpsToken)
-	rc, err := redisclient.New(r.URL(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	rc := redisClient(t, r.URL())
 	var log []string // the app's broadcast log: a new device gets it all
 	for i, c := range []struct {
 		to      *testserver.TS
@@ -151,11 +154,7 @@ func TestClusterNodeKilledLosesOnlyItsSessionsCursors(t *testing.T) {
 	clusterYAML := fmt.Sprintf("cluster: {redis: %q, nats: %q, lease: 2s}", r.URL(), nats.NATSURL())
 	n1 := startChild(t, t.TempDir(), "node: n1", clusterYAML)
 	n2 := startChild(t, t.TempDir(), "node: n2", clusterYAML)
-	rc, err := redisclient.New(r.URL(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	rc := redisClient(t, r.URL())
 	dial := func(node *child, device string) *device {
 		return dialDevice(t, client.Config{Addr: testserver.AddrFor(client.TCP, node.gateway), Transport: client.TCP,
 			Token: testserver.MintToken(t, testserver.Demo, device, "")})
