@@ -60,14 +60,14 @@ type session struct {
 	// Guarded by conn.mu.
 	sentSeq  uint64 // highest stored seq queued (or acked by the client at login)
 	sentBSeq uint64 // highest bseq queued (or acked by the client at login)
-	catchUp  bool   // the app's broadcast log grew: the sync loop must read or copy it
 	// cursor is, in a cluster, the device's cursor in the app's broadcast
 	// log, kept here while the session lives (cursors.go); moved, once
 	// an ack (or a replaced session's cursor) moved it past the claim's;
 	// final, once the session's end read it.
-	cursor uint64
-	moved  bool
-	final  bool
+	cursor  uint64
+	catchUp bool // the app's broadcast log grew: the sync loop must read or copy it
+	moved   bool
+	final   bool
 	// first is what the claim of the session's route read (in a cluster),
 	// for the sync loop's first round to use instead of reading the store;
 	// nil once used, or when a stored message may have come after it.

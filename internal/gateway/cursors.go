@@ -17,9 +17,10 @@ import "sync"
 //   - one that learns of neither (the release ran after the claim read
 //     the route) reads the cursor again, which the release has saved.
 //
-// What a node that dies loses is its sessions' cursors since their
-// logins: those devices get again, from the log, the broadcasts their
-// sessions there acked (a client that sends its last_bseqs does not).
+// What a node that dies (or is cut off from Redis as its sessions end)
+// loses is its sessions' cursors since their logins: those devices get
+// again, from the log, the broadcasts their sessions there acked (a client
+// that sends its last_bseqs does not).
 
 // ended is a session of this node whose release has not returned: its
 // number and its cursor.
