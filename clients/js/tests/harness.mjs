@@ -145,11 +145,14 @@ function accepts(port) {
   });
 }
 
-/** An HS256 device token, as an app backend mints it. */
+/**
+ * An HS256 device token, as an app backend mints it, valid at least ttl seconds from now (exp is in
+ * whole seconds: rounded up, not down, which would leave a 1 s token anything from 0 to 1 s).
+ */
 export function mintToken(secret, { app = 'demo', device, ttl = 3600, groups, uid } = {}) {
   const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const claims = { app, sub: device, exp: now + ttl, iat: now };
+  const ms = Date.now();
+  const claims = { app, sub: device, exp: Math.ceil((ms + ttl * 1000) / 1000), iat: Math.floor(ms / 1000) };
   if (groups) claims.groups = groups;
   if (uid) claims.uid = uid;
   const head = enc({ alg: 'HS256', typ: 'JWT' }) + '.' + enc(claims);

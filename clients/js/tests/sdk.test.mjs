@@ -283,8 +283,9 @@ test('an expired token without a refresh: 4011, then a reconnect with a token fr
   let fresh = false;
   const c = new Client({
     url: server.wsUrl,
-    token: token(device, { ttl: 1 }),
-    // It fails while the first token is young (no refresh happens), then gives a good one.
+    token: token(device, { ttl: 3 }),
+    // It fails while the first token is young (no refresh happens), then gives a good one. The
+    // first lives 3 s: the connect must be done before it expires, on a loaded box too.
     tokenSource: async () => {
       if (!fresh) throw new Error('not yet');
       return token(device, { ttl: 3600 });

@@ -295,8 +295,9 @@ class ClientTest {
         String device = deviceId();
         Recorder r = new Recorder();
         AtomicBoolean fresh = new AtomicBoolean();
-        // It fails while the first token is young (no refresh happens), then gives a good one.
-        Options o = options(device, r).token(Harness.token(Harness.SECRET, "demo", device, 1, null)).tokenSource(app -> {
+        // It fails while the first token is young (no refresh happens), then gives a good one. The
+        // first lives 3 s: the connect must be done before it expires, on a loaded box too.
+        Options o = options(device, r).token(Harness.token(Harness.SECRET, "demo", device, 3, null)).tokenSource(app -> {
             if (!fresh.get()) throw new IllegalStateException("not yet");
             return token(device);
         });

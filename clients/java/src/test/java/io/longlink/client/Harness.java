@@ -208,10 +208,13 @@ final class Harness {
         return "java-" + UUID.randomUUID().toString().substring(0, 8);
     }
 
-    /** An HS256 device token, as an app's backend mints it. */
+    /**
+     * An HS256 device token, as an app's backend mints it, valid at least ttlSeconds from now (exp is
+     * in whole seconds: rounded up, not down, which would leave a 1 s token anything from 0 to 1 s).
+     */
     static String token(String secret, String app, String device, long ttlSeconds, String groupsJson) {
-        long now = System.currentTimeMillis() / 1000;
-        String claims = "{\"app\":\"" + app + "\",\"sub\":\"" + device + "\",\"exp\":" + (now + ttlSeconds) + ",\"iat\":" + now
+        long nowMs = System.currentTimeMillis(), now = nowMs / 1000, exp = (nowMs + ttlSeconds * 1000 + 999) / 1000;
+        String claims = "{\"app\":\"" + app + "\",\"sub\":\"" + device + "\",\"exp\":" + exp + ",\"iat\":" + now
                 + (groupsJson == null ? "" : ",\"groups\":" + groupsJson) + "}";
         Base64.Encoder b64 = Base64.getUrlEncoder().withoutPadding();
         String head = b64.encodeToString("{\"alg\":\"HS256\",\"typ\":\"JWT\"}".getBytes(StandardCharsets.UTF_8)) + "."
