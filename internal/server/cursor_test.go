@@ -64,30 +64,40 @@ func broadcastAll(t *testing.T, node *testserver.TS, n int, tag string) []string
 
 // In a cluster a device's acks of stored broadcasts move its cursor in
 // its node's memory, not in Redis; the session saves it when it ends, and
-// a new process of the device logging in elsewhere gets nothing again.
+// a new process of the device logging in elsewhere gets nothing again. On
+// one Redis and on a Redis Cluster (the save's script touches the route
+// and the cursor: one partition).
 func TestClusterBroadcastCursorSavedAtSessionEnd(t *testing.T) {
-	r := testengine.Redis(t)
-	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2, withOpsToken)
-	rc := redisClient(t, r.URL())
+	for name, r := range map[string]func(t *testing.T) testserver.Redis{
+		"redis":         func(t *testing.T) testserver.Redis { return testengine.Redis(t) },
+		"redis-cluster": func(t *testing.T) testserver.Redis { return testengine.NewRedisCluster(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := r(t)
+			nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2, withOpsToken)
+			rc := redisClient(t, r.URL())
 
-	d := connect(t, nodes[0], client.TCP, nodes[0].Token("d1", ""))
-	for _, data := range broadcastAll(t, nodes[1], 3, "before") {
-		d.expect(t, data)
-	}
-	testwait.Eventually(t, "the three acks taken", func() bool { return ackedBSeq(t, nodes[1], "d1") == 3 })
-	if got := savedCursor(t, rc, "d1"); got != 0 {
-		t.Fatalf("the acks wrote the cursor in Redis (%d) while the session lives", got)
-	}
-	_, out := admin(t, nodes[1], "/v1/admin/devices/demo/d1")
-	if out["broadcasts_waiting"] != 0.0 {
-		t.Fatalf("a live device with every broadcast acked: %v", out)
-	}
+			d := connect(t, nodes[0], client.TCP, nodes[0].Token("d1", ""))
+			for _, data := range broadcastAll(t, nodes[1], 3, "before") {
+				d.expect(t, data)
+			}
+			testwait.Eventually(t, "the three acks taken", func() bool { return ackedBSeq(t, nodes[1], "d1") == 3 })
+			if got := savedCursor(t, rc, "d1"); got != 0 {
+				t.Fatalf("the acks wrote the cursor in Redis (%d) while the session lives", got)
+			}
+			_, out := admin(t, nodes[1], "/v1/admin/devices/demo/d1")
+			if out["broadcasts_waiting"] != 0.0 {
+				t.Fatalf("a live device with every broadcast acked: %v", out)
+			}
 
-	d.Close()
-	testwait.Eventually(t, "the session's cursor saved as it ends", func() bool { return savedCursor(t, rc, "d1") == 3 })
-	again := connect(t, nodes[1], client.TCP, nodes[1].Token("d1", "")) // a new process: no last_bseqs of its own
-	nodes[0].Push(map[string]any{"broadcast": true, "data": "after", "ttl": 600})
-	again.expect(t, "after") // and none of the three before it
+			d.Close()
+			testwait.Eventually(t, "the session's cursor saved as it ends", func() bool { return savedCursor(t, rc, "d1") == 3 })
+			again := connect(t, nodes[1], client.TCP, nodes[1].Token("d1", "")) // a new process: no last_bseqs of its own
+			nodes[0].Push(map[string]any{"broadcast": true, "data": "after", "ttl": 600})
+			again.expect(t, "after") // and none of the three before it
+		})
+	}
 }
 
 // A login that replaces a live session whose cursor is only in its node's
