@@ -3,6 +3,7 @@ package gateway
 import (
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -236,6 +237,13 @@ func (p *poller) run(g *Gateway) {
 					g.track(c.serveReady)
 				}
 			}
+		}
+		if n > 0 {
+			// Let the readers just handed turns run before the next wait
+			// (on a busy node it returns at once): with few Ps they would
+			// still hold them, and the next events would find no reader
+			// free and start goroutines, whose stacks grow as they serve.
+			runtime.Gosched()
 		}
 	}
 }
