@@ -532,33 +532,24 @@ func (g *Gateway) Kick(app string, devices []string) int {
 // ended, and the cursors in app's broadcast log of the older sessions it
 // ended or that are ending here, by device (cursors.go).
 func (g *Gateway) Replace(app string, devices []string, newer []uint64) (n int, cursors map[string]uint64) {
+	cursors = make(map[string]uint64)
 	for i, d := range devices {
 		number := uint64(0)
 		if i < len(newer) {
 			number = newer[i]
 		}
-		c := g.hub.lookup(app, d)
-		if c != nil {
+		if c := g.hub.lookup(app, d); c != nil {
 			if s, ok := c.session(app); ok && (number == 0 || s.number < number) {
-				cursor := g.end(c, s, errReplaced)
-				cursors = setCursor(cursors, d, cursor)
+				cursors[d] = g.end(c, s, errReplaced)
 				n++
 				continue
 			}
 		}
 		if e, ok := g.releasing.older(loginKey{app, d}, number); ok {
-			cursors = setCursor(cursors, d, e.cursor)
+			cursors[d] = e.cursor
 		}
 	}
 	return n, cursors
-}
-
-func setCursor(cursors map[string]uint64, device string, cursor uint64) map[string]uint64 {
-	if cursors == nil {
-		cursors = make(map[string]uint64)
-	}
-	cursors[device] = cursor
-	return cursors
 }
 
 func (g *Gateway) drop(app string, devices []string, why *protocol.Error) int {
@@ -573,8 +564,8 @@ func (g *Gateway) drop(app string, devices []string, why *protocol.Error) int {
 
 // end ends c's session s with why, and returns its final cursor (in a
 // cluster).
-func (g *Gateway) end(c *conn, s *session, why *protocol.Error) uint64 {
-	cursor := g.unregister(c, s)
+func (g *Gateway) end(c *conn, s *session, why *protocol.Error) (cursor uint64) {
+	cursor = g.unregister(c, s)
 	c.dropSession(s, why)
 	return cursor
 }
