@@ -295,20 +295,13 @@ func writeCounted(s *Store, ctx context.Context, run []write) error {
 // moves passed (by app), from what the writer knows of each log
 // (logView), reading what it does not.
 func (s *Store) countPassed(ctx context.Context, passed map[string][]moved) error {
-	if s.logs == nil {
-		s.logs = make(map[string]*logView)
-	}
 	acked := make(map[reportOf]int)
 	for app, ms := range passed {
 		from, to := ms[0].from, ms[0].to
 		for _, m := range ms[1:] {
 			from, to = min(from, m.from), max(to, m.to)
 		}
-		v := s.logs[app]
-		if v == nil {
-			v = &logView{ids: make(map[uint64]string)}
-			s.logs[app] = v
-		}
+		v := s.view(app)
 		if err := s.readEntries(ctx, app, v, from, to); err != nil {
 			return err
 		}
@@ -347,9 +340,6 @@ const maxViewEntries = 4096
 // readHeads reads, in one pipeline, the head of each app of run that has
 // no view yet or that an ack of run goes beyond.
 func (s *Store) readHeads(ctx context.Context, run []write) error {
-	if s.logs == nil {
-		s.logs = make(map[string]*logView)
-	}
 	var cmds rueidis.Commands
 	var apps []string
 	asked := make(map[string]bool)
@@ -366,13 +356,24 @@ func (s *Store) readHeads(ctx context.Context, run []write) error {
 		if err != nil && !rueidis.IsRedisNil(err) {
 			return err
 		}
-		if v := s.logs[apps[i]]; v != nil {
-			v.head = max(v.head, head)
-		} else {
-			s.logs[apps[i]] = &logView{head: head, ids: make(map[uint64]string)}
-		}
+		v := s.view(apps[i])
+		v.head = max(v.head, head)
 	}
 	return nil
+}
+
+// view returns the writer's view of app's log, an empty one (head 0) if it
+// had none.
+func (s *Store) view(app string) *logView {
+	v := s.logs[app]
+	if v == nil {
+		if s.logs == nil {
+			s.logs = make(map[string]*logView)
+		}
+		v = &logView{ids: make(map[uint64]string)}
+		s.logs[app] = v
+	}
+	return v
 }
 
 // readEntries makes sure view v of app's log holds the entries in (from,
