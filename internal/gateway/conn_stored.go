@@ -155,7 +155,7 @@ func (c *conn) syncSession(s *session) (full, ok bool) {
 		case s.byBSeq && max(cursor, afterB) >= head:
 			c.readBroadcasts(s, afterB, head, 0)
 			catchUp = false
-		case !s.byBSeq && first.Cursor >= head:
+		case !s.byBSeq && cursor >= head:
 			catchUp = false
 		case !s.byBSeq: // the log is copied into the mailbox: read it after
 			first = nil

@@ -80,27 +80,19 @@ func (g *Gateway) SessionCursor(app, device string, number uint64) (cursor uint6
 	return e.cursor, ok && e.number == number
 }
 
-// ackBroadcast moves s's cursor to bseq, which the device acked: in a
-// cluster here, clamped to the last bseq the session was sent (and
-// counted).
+// ackBroadcast moves s's cursor to bseq, which the device acked (in a
+// cluster here: moveCursor).
 func (c *conn) ackBroadcast(s *session, bseq uint64) {
 	if c.gw.router == nil {
 		c.gw.mailboxes.AckBroadcast(s.app, c.device, bseq)
 		return
 	}
-	c.mu.Lock()
-	sent := s.sentBSeq
-	c.mu.Unlock()
-	if bseq > sent {
-		bseq = sent
-		c.gw.metrics.SeqClamped.WithLabelValues(s.app, "ack_bseq").Inc()
-	}
 	c.moveCursor(s, bseq)
 }
 
 // ackLoginBSeq acks s's login's last_bseq: in a cluster clamped to the
-// app's broadcast head as this node knows it (a client cannot skip
-// entries it was never sent; the replay counts it).
+// app's broadcast head as this node knows it (the replay counts that
+// clamp; the session's sentBSeq is the last_bseq itself until then).
 func (c *conn) ackLoginBSeq(s *session, bseq uint64) {
 	r := c.gw.router
 	if r == nil {
@@ -116,10 +108,15 @@ func (c *conn) ackLoginBSeq(s *session, bseq uint64) {
 }
 
 // moveCursor moves s's cursor in this node's memory to bseq (never back;
-// not once the session ended), and has the acks of the entries it passed
-// counted in their reports.
+// not once the session ended), clamped to the last bseq the session was
+// sent (and counted: a client cannot skip entries it was never sent), and
+// has the acks of the entries it passed counted in their reports.
 func (c *conn) moveCursor(s *session, bseq uint64) {
 	c.mu.Lock()
+	if bseq > s.sentBSeq {
+		bseq = s.sentBSeq
+		c.gw.metrics.SeqClamped.WithLabelValues(s.app, "ack_bseq").Inc()
+	}
 	from := s.cursor
 	moved := !s.over.Load() && !s.final && bseq > from
 	if moved {
