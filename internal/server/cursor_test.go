@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,7 +145,7 @@ func TestClusterQuickReloginsGetNoBroadcastAgain(t *testing.T) {
 	nodes := testserver.StartCluster(t, 2, withOpsToken)
 	const rounds = 30
 	for i := range rounds {
-		node := nodes[i%3%2] // on the other node, then the same one, in turn
+		node := nodes[i%3%2] // n1, n2, n1, n1, n2, n1…: to the other node twice, then the same one
 		d := connect(t, node, client.TCP, node.Token("d1", ""))
 		data := fmt.Sprint("round ", i)
 		nodes[0].Push(map[string]any{"broadcast": true, "data": data, "ttl": 600})
@@ -215,5 +216,50 @@ func TestClusterNodeKilledLosesOnlyItsSessionsCursors(t *testing.T) {
 	push("after")
 	for _, d := range news {
 		d.expect(t, "after")
+	}
+}
+
+// In a cluster, where the cursor moves in the node's memory, a client still
+// cannot skip broadcasts: an ack beyond what its session was sent, and a
+// login's last_bseq beyond the log, are clamped (and counted), so the
+// cursor saved as the session ends is the log's, and the next broadcast
+// reaches the device.
+func TestClusterBroadcastCursorClamped(t *testing.T) {
+	r := testengine.Redis(t)
+	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2, withOpsToken)
+	rc := redisClient(t, r.URL())
+	login := func(device string, lastBSeq uint64) *rawConn {
+		c := rawDial(t, nodes[0], client.TCP)
+		c.WriteFrame(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(nodes[0].Token(device, "")), LastBSeqs: []uint64{lastBSeq}}, time.Second)
+		readUntil(t, c, protocol.OpWelcome)
+		return c
+	}
+	nodes[1].Push(map[string]any{"broadcast": true, "data": "b1", "ttl": 600})
+
+	acker := login("acker", 0)
+	if p := readUntil(t, acker, protocol.OpPush); p.BSeq != 1 {
+		t.Fatalf("the replay: %+v", p)
+	}
+	acker.WriteFrame(&protocol.Frame{Op: protocol.OpAck, BSeq: 1000}, time.Second)
+	testwait.Eventually(t, "the ack clamped", func() bool {
+		return strings.Contains(nodes[0].Metrics(), `longlink_seq_clamped_total{app="demo",op="ack_bseq"} 1`)
+	})
+	ahead := login("ahead", 1000)
+	testwait.Eventually(t, "the login's last_bseq clamped", func() bool {
+		return strings.Contains(nodes[0].Metrics(), `longlink_seq_clamped_total{app="demo",op="login_bseq"} 1`)
+	})
+	for _, device := range []string{"acker", "ahead"} {
+		if got := ackedBSeq(t, nodes[1], device); got != 1 {
+			t.Fatalf("%s's cursor is at %d, past the log's 1", device, got)
+		}
+	}
+	acker.Close()
+	ahead.Close()
+	for _, device := range []string{"acker", "ahead"} {
+		testwait.Eventually(t, device+"'s cursor saved", func() bool { return savedCursor(t, rc, device) == 1 })
+	}
+	nodes[1].Push(map[string]any{"broadcast": true, "data": "b2", "ttl": 600})
+	for _, device := range []string{"acker", "ahead"} {
+		connect(t, nodes[1], client.TCP, nodes[1].Token(device, "")).expect(t, "b2")
 	}
 }
