@@ -306,12 +306,16 @@ func TestAPIBodyBudget(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
-	testwait.Eventually(t, "a 503 while a body holds the budget", func() bool {
+	testwait.EventuallyNil(t, func() error { // the error says what the last push got
 		resp := push()
 		if resp.StatusCode == 200 {
 			<-pushes
 		}
-		return resp.StatusCode == 503 && resp.Header.Get("Retry-After") != ""
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			return fmt.Errorf("while a body holds the budget, a push got %d (Retry-After %q), want 503 with Retry-After",
+				resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		return nil
 	})
 	slow.Close()
 	testwait.Eventually(t, "a push once the body is gone", func() bool { return push().StatusCode == 200 })
