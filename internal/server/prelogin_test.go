@@ -293,9 +293,22 @@ func TestAPIBodyMemory(t *testing.T) {
 func TestAPIBodyBudget(t *testing.T) {
 	ts := testserver.Start(t, func(c *config.Config) { c.Limits.APIBodyBytes = config.MaxAPIBodyBytes })
 	_, pushes := ts.Listen(t, "d1")
-	slow := dialTCP(t, strings.TrimPrefix(ts.APIURL(), "http://"))
-	fmt.Fprintf(slow, "POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n{\"app\":",
-		testserver.Demo.APIKey, config.MaxAPIBodyBytes)
+	// The slow request declares a body of the budget's size and sends a few
+	// bytes of it. Its handler may run while a push below holds a few bytes
+	// of the budget: the slow request is then the one refused (503), and is
+	// sent again.
+	hold := func() net.Conn {
+		nc := dialTCP(t, strings.TrimPrefix(ts.APIURL(), "http://"))
+		fmt.Fprintf(nc, "POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n{\"app\":",
+			testserver.Demo.APIKey, config.MaxAPIBodyBytes)
+		return nc
+	}
+	answered := func(nc net.Conn) bool {
+		nc.SetReadDeadline(time.Now().Add(time.Millisecond))
+		n, _ := nc.Read(make([]byte, 1))
+		return n > 0
+	}
+	slow := hold()
 	push := func() *http.Response {
 		req, _ := http.NewRequest(http.MethodPost, ts.APIURL()+"/v1/push", strings.NewReader(`{"app":"demo","devices":["d1"],"data":"x"}`))
 		req.Header.Set("Authorization", "Bearer "+testserver.Demo.APIKey)
@@ -310,6 +323,10 @@ func TestAPIBodyBudget(t *testing.T) {
 		resp := push()
 		if resp.StatusCode == 200 {
 			<-pushes
+			if answered(slow) {
+				slow.Close()
+				slow = hold()
+			}
 		}
 		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 			return fmt.Errorf("while a body holds the budget, a push got %d (Retry-After %q), want 503 with Retry-After",
