@@ -40,6 +40,7 @@ import (
 	"github.com/longlink/longlink/internal/logbound"
 	"github.com/longlink/longlink/internal/nodeinfo"
 	"github.com/longlink/longlink/internal/redisclient"
+	"github.com/longlink/longlink/internal/store"
 	redisstore "github.com/longlink/longlink/internal/store/redis"
 )
 
@@ -83,10 +84,12 @@ type Bindings interface {
 	Rebind(ctx context.Context, b redisstore.Binding) error
 }
 
-// Reports count acks of stored broadcasts in their delivery reports
+// Reports take the acks the sessions of this node vouch for: they count
+// them in their delivery reports, and delete the mailbox messages acked
 // (*redisstore.Store does).
 type Reports interface {
 	BroadcastAcked(app string, from, to uint64)
+	Acked(app, device string, seq uint64, sent []store.Sent)
 }
 
 // Node is this node's membership of the cluster. Safe for concurrent use.

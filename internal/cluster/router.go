@@ -12,6 +12,7 @@ import (
 
 	"github.com/longlink/longlink/internal/gateway"
 	"github.com/longlink/longlink/internal/redisclient"
+	"github.com/longlink/longlink/internal/store"
 	redisstore "github.com/longlink/longlink/internal/store/redis"
 )
 
@@ -288,6 +289,12 @@ func (n *Node) Release(ctx context.Context, app, device string, session, cursor 
 // acks, and adds them to the reports once a second.
 func (n *Node) BroadcastAcked(app string, from, to uint64) {
 	n.opts.Reports.BroadcastAcked(app, from, to)
+}
+
+// Acked implements gateway.Router: the cluster's store deletes the
+// messages without reading the mailbox, and counts their acks.
+func (n *Node) Acked(app, device string, seq uint64, sent []store.Sent) {
+	n.opts.Reports.Acked(app, device, seq, sent)
 }
 
 // locate groups devices by the live node that holds them in app; devices

@@ -68,6 +68,9 @@ type session struct {
 	catchUp bool // the app's broadcast log grew: the sync loop must read or copy it
 	moved   bool
 	final   bool
+	// unacked lists, in a cluster, the mailbox messages the session was
+	// sent and the device has not acked (unacked.go).
+	unacked *unacked
 	// first is what the claim of the session's route read (in a cluster),
 	// for the sync loop's first round to use instead of reading the store;
 	// nil once used, or when a stored message may have come after it.

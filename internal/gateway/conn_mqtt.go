@@ -280,7 +280,7 @@ func (c *conn) handlePuback(s *session, id uint16) {
 	case broadcast:
 		c.ackBroadcast(s, n)
 	default:
-		c.gw.mailboxes.Ack(s.app, c.device, n)
+		c.ackSeq(s, n)
 	}
 	c.gw.metrics.Acks.WithLabelValues(s.app).Inc()
 }

@@ -31,7 +31,7 @@ func (c *conn) handleAck(f *protocol.Frame) {
 		return
 	}
 	if f.Seq > 0 {
-		c.gw.mailboxes.Ack(s.app, c.device, f.Seq)
+		c.ackSeq(s, f.Seq)
 	}
 	if f.BSeq > 0 {
 		c.ackBroadcast(s, f.BSeq)

@@ -17,14 +17,14 @@ func (c *conn) liveInLocked(app string) bool {
 	return ok && c.state == stateLive
 }
 
-// sendNext hands a connection stored message n of app, encoded in b: n is
-// a seq of the device's mailbox, or with broadcast a bseq of the app's
-// broadcast log. It goes straight to the queue when it is the very next
-// of that stream for this connection and no sync runs; otherwise the sync
-// loop delivers it, in order (for a client that takes broadcasts by seq,
-// copied into its mailbox first). took reports that the connection is live
-// in app to take it; now, that it was queued here.
-func (c *conn) sendNext(app string, n uint64, broadcast bool, b []byte) (took, now bool) {
+// sendNext hands a connection stored message n of app (id), encoded in b:
+// n is a seq of the device's mailbox, or with broadcast a bseq of the
+// app's broadcast log. It goes straight to the queue when it is the very
+// next of that stream for this connection and no sync runs; otherwise the
+// sync loop delivers it, in order (for a client that takes broadcasts by
+// seq, copied into its mailbox first). took reports that the connection is
+// live in app to take it; now, that it was queued here.
+func (c *conn) sendNext(app, id string, n uint64, broadcast bool, b []byte) (took, now bool) {
 	c.mu.Lock()
 	s, ok := c.session(app)
 	if !ok || c.state != stateLive {
@@ -48,6 +48,9 @@ func (c *conn) sendNext(app string, n uint64, broadcast bool, b []byte) (took, n
 	}
 	now, full := c.enqueueLocked(b)
 	if now {
+		if !broadcast {
+			c.sentLocked(s, *sent, store.Sent{Seq: n, ID: id})
+		}
 		*sent = n
 	}
 	c.mu.Unlock()
@@ -237,6 +240,9 @@ func (c *conn) deliver(s *session, msgs []store.Stored, bseq bool) bool {
 		queued, full := false, false
 		if m.Seq > *sent && !s.over.Load() { // else a fast-path push got there first
 			if queued, full = c.enqueueLocked(b); queued {
+				if !bseq {
+					c.sentLocked(s, *sent, store.Sent{Seq: m.Seq, ID: m.ID})
+				}
 				*sent = m.Seq
 			}
 		}

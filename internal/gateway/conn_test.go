@@ -63,6 +63,8 @@ func (quietRouter) Release(context.Context, string, string, uint64, uint64) {}
 
 func (quietRouter) BroadcastAcked(string, uint64, uint64) {}
 
+func (quietRouter) Acked(string, string, uint64, []store.Sent) {}
+
 func (quietRouter) BroadcastHead(context.Context, string) (uint64, error) { return 0, nil }
 
 func (quietRouter) Joined(context.Context, string, string) error { return nil }

@@ -60,6 +60,12 @@ type Router interface {
 	// entry of app's broadcast log in (from, to]: a session's cursor moved
 	// so (in this node's memory; Release saves it). It does not wait.
 	BroadcastAcked(app string, from, to uint64)
+	// Acked deletes device's messages in app's mailbox up to seq, which
+	// its session here acked, without reading the mailbox: sent are the
+	// messages the session was sent after its last ack up to seq, every
+	// one the mailbox holds there; an ack is counted in the delivery
+	// report of each that was still there. It does not wait.
+	Acked(app, device string, seq uint64, sent []store.Sent)
 	// BroadcastHead returns the last bseq of app's broadcast log as this
 	// node knows it (kept in memory: a login whose cursor is there reads
 	// nothing of the log).
@@ -438,6 +444,7 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 	// base64); a frame that needs more grows its buffer. It is encoded once
 	// per device, with the device's seq.
 	size := 96 + len(f.App) + len(f.ID) + len(f.Data)*4/3
+	id := string(f.ID)
 	for i, d := range devices {
 		c := g.hub.lookup(app, d)
 		if c == nil {
@@ -445,7 +452,7 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 			continue
 		}
 		f.Seq = seqs[i]
-		r.add(c.sendNext(app, f.Seq, false, c.kind.encode(make([]byte, 0, size), &f)))
+		r.add(c.sendNext(app, id, f.Seq, false, c.kind.encode(make([]byte, 0, size), &f)))
 	}
 	return r.done(g, app)
 }
@@ -458,7 +465,7 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 func (g *Gateway) BroadcastStored(app string, m *Message) int {
 	var r storedReach
 	bseq := m.frame.BSeq
-	g.hub.eachAppConn(app, func(c *conn) { r.add(c.sendNext(app, bseq, true, m.bytes(c.kind))) })
+	g.hub.eachAppConn(app, func(c *conn) { r.add(c.sendNext(app, "", bseq, true, m.bytes(c.kind))) })
 	g.loggingIn.missedApp(app)
 	return r.done(g, app)
 }

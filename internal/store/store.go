@@ -54,6 +54,13 @@ type Mailboxes interface {
 	Ack(app, device string, seq uint64)
 }
 
+// Sent is a mailbox message as a session of its device was sent it: its
+// seq, and its id.
+type Sent struct {
+	Seq uint64
+	ID  string
+}
+
 // BroadcastLog is each app's log of stored broadcasts, and each device's
 // cursor in it.
 type BroadcastLog interface {

@@ -291,6 +291,26 @@ end
 return out
 `)
 
+// sentAckScript deletes mailbox messages a session acked, each by its seq,
+// and with the last of an ack every other message up to the ack's seq (one
+// that expired unsent, say). It returns, per item, how many messages of
+// that seq it deleted (0 or 1).
+//
+//	item keys: the device's mailbox
+//	item args: the message's seq, and the ack's seq (or "" but for the
+//	last item of an ack)
+var sentAckScript = newBatchScript(1, 2, `
+local out = {}
+for i = 1, #KEYS do
+  local seq, upTo = ARGV[2 * i - 1], ARGV[2 * i]
+  out[i] = redis.call('ZREMRANGEBYSCORE', KEYS[i], seq, seq)
+  if upTo ~= '' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', upTo)
+  end
+end
+return out
+`)
+
 // cursorScript moves devices' cursors in their app's broadcast log to a
 // bseq each, clamped to the log's head, never back. It returns, per item,
 // {clamped (1 or 0), the cursor before, the cursor after}.

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/longlink/longlink/internal/redisclient"
+	"github.com/longlink/longlink/internal/store"
 )
 
 // Acks, bindings and sent reports do not make their callers wait: one
@@ -22,12 +23,12 @@ import (
 // writeQueue bounds the acks and bindings waiting for the writer.
 const writeQueue = 65536
 
-// write is an ack, a cursor, a binding, a sent report or acks to count
-// for the writer, or a barrier (done set) closed once everything queued
-// before it is written.
+// write is an ack (or a message acked), a cursor, a binding, a sent report
+// or acks to count for the writer, or a barrier (done set) closed once
+// everything queued before it is written.
 type write struct {
 	kind     *writeKind
-	app, id  string // id: the device, or the message (sent)
+	app, id  string // id: the device, or the message (sent, sentAcks)
 	arg      string // the seq, bseq, user or count of connections
 	passed   moved  // the entries of a broadcast log acked (counted)
 	done     chan struct{}
@@ -47,6 +48,7 @@ type writeKind struct {
 // The kinds of write.
 var (
 	acks          = &writeKind{writeAcks}
+	sentAcks      = &writeKind{writeSentAcks}
 	broadcastAcks = &writeKind{writeBroadcastAcks}
 	counted       = &writeKind{writeCounted}
 	bindings      = &writeKind{writeBindings}
@@ -200,6 +202,45 @@ func writeAcks(s *Store, ctx context.Context, run []write) error {
 		for _, v := range vals[1:] {
 			id, _ := v.ToString()
 			acked[reportOf{run[i].app, id}]++
+		}
+	}
+	s.countAcks(acked)
+	return nil
+}
+
+// Acked deletes from device's mailbox in app the messages sent, which a
+// session of the device was sent and acked up to seq, and every other
+// message up to seq, and counts an ack in the report of each of sent that
+// was still there. The caller vouches for seq: every message of the
+// mailbox after the session's last ack up to seq is in sent (in a cluster,
+// the session's node knows it: gateway's unacked), so it is not clamped,
+// and the mailbox is not read. It does not wait.
+func (s *Store) Acked(app, device string, seq uint64, sent []store.Sent) {
+	mailbox := s.key(app, redisclient.KindMailbox, device)
+	for i, m := range sent {
+		upTo := ""
+		if i == len(sent)-1 {
+			upTo = strconv.FormatUint(seq, 10)
+		}
+		s.queue(write{kind: sentAcks, app: app, id: m.ID, keys: []string{mailbox}, itemArgs: []string{strconv.FormatUint(m.Seq, 10), upTo}})
+	}
+}
+
+// writeSentAcks deletes the messages acked by the sessions that were sent
+// them, and counts those that were still there in their reports.
+func writeSentAcks(s *Store, ctx context.Context, run []write) error {
+	out, err := sentAckScript.run(s, ctx, run)
+	if err != nil {
+		return err
+	}
+	acked := make(map[reportOf]int)
+	for i, item := range out {
+		n, err := item.AsInt64()
+		if err != nil {
+			return errCorrupt
+		}
+		if n == 1 {
+			acked[reportOf{run[i].app, run[i].id}]++
 		}
 	}
 	s.countAcks(acked)

@@ -1,0 +1,90 @@
+package gateway
+
+import (
+	"slices"
+
+	"github.com/longlink/longlink/internal/store"
+)
+
+// In a cluster a session keeps the seq and id of each mailbox message it
+// was sent and that its device has not acked. An ack of them needs no
+// read of the mailbox in Redis: the Router deletes each by its seq and
+// counts it in its report (Router.Acked), where the store's ack would read
+// the device's seq counter (to clamp the ack) and every message up to it
+// (for their ids). That holds because a session is sent its mailbox in seq
+// order with no gap: every message the mailbox holds after the last ack up
+// to the last one sent was sent to the session, so is listed here (one
+// that expired unsent is deleted with the last of the ack). An ack the
+// list cannot vouch for (of a seq beyond the last listed, or before the
+// first; or once the list stopped, at maxUnacked) is the store's, as on a
+// single node.
+
+// maxUnacked bounds the messages a session lists: past it, it lists no
+// more until an ack of every message it was sent.
+const maxUnacked = 256
+
+// unacked lists, in seq order, the mailbox messages a session was sent and
+// whose ack it has not passed on, since every message before them was
+// acked (a nil list: every message sent was). Once stopped, it lists no
+// more: the messages sent after its last are not listed.
+type unacked struct {
+	msgs    []store.Sent
+	stopped bool
+}
+
+// sentLocked lists m, just queued for s after the message prev (the
+// session's sentSeq before it), in a cluster. c.mu must be held.
+func (c *conn) sentLocked(s *session, prev uint64, m store.Sent) {
+	switch u := s.unacked; {
+	case c.gw.router == nil:
+	case u == nil:
+		s.unacked = &unacked{msgs: []store.Sent{m}}
+	case !u.stopped && len(u.msgs) < maxUnacked && u.msgs[len(u.msgs)-1].Seq == prev:
+		u.msgs = append(u.msgs, m)
+	default:
+		u.stopped = true
+	}
+}
+
+// ackSeq deletes s's mailbox messages up to seq, which the device acked:
+// in a cluster, those the session lists, through the Router; else (or when
+// the list cannot vouch for seq) through the store, which reads the
+// mailbox and clamps seq to the last seq it gave the device.
+func (c *conn) ackSeq(s *session, seq uint64) {
+	if c.gw.router == nil {
+		c.gw.mailboxes.Ack(s.app, c.device, seq)
+		return
+	}
+	c.mu.Lock()
+	var acked []store.Sent
+	vouched := false
+	if u := s.unacked; u != nil {
+		acked, vouched = u.take(seq)
+		if len(u.msgs) == 0 && (!u.stopped || seq >= s.sentSeq) {
+			s.unacked = nil // every message sent is acked
+		}
+	}
+	c.mu.Unlock()
+	switch {
+	case !vouched:
+		c.gw.mailboxes.Ack(s.app, c.device, seq)
+	case len(acked) > 0:
+		c.gw.router.Acked(s.app, c.device, seq, acked)
+	}
+}
+
+// take removes the messages up to seq from the list, and returns them. It
+// vouches for them when seq lies between the first listed and the last:
+// they are then every message the mailbox may hold up to seq after the
+// last ack (the session was sent its mailbox in seq order, with no gap).
+func (u *unacked) take(seq uint64) (acked []store.Sent, vouched bool) {
+	n := len(u.msgs)
+	vouched = n > 0 && seq >= u.msgs[0].Seq && seq <= u.msgs[n-1].Seq
+	i := 0
+	for i < n && u.msgs[i].Seq <= seq {
+		i++
+	}
+	acked = slices.Clone(u.msgs[:i])
+	u.msgs = append(u.msgs[:0], u.msgs[i:]...)
+	return acked, vouched
+}

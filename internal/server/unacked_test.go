@@ -1,0 +1,145 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/longlink/longlink/client"
+	"github.com/longlink/longlink/internal/config"
+	"github.com/longlink/longlink/internal/redisclient"
+	"github.com/longlink/longlink/internal/testengine"
+	"github.com/longlink/longlink/internal/testserver"
+	"github.com/longlink/longlink/internal/testwait"
+	"github.com/longlink/longlink/protocol"
+)
+
+// mailboxGone waits until device's mailbox in demo is gone from Redis:
+// every message in it deleted.
+func mailboxGone(t *testing.T, rc rueidis.Client, device string) {
+	t.Helper()
+	key := redisclient.Key(config.ClusterPrefix, "demo", redisclient.KindMailbox, device)
+	testwait.Eventually(t, device+"'s mailbox emptied", func() bool {
+		n, err := rc.Do(context.Background(), rc.B().Exists().Key(key).Build()).AsInt64()
+		return err == nil && n == 0
+	})
+}
+
+// pushAll pushes a stored message to device through ts for each of data,
+// and returns their ids.
+func pushAll(ts *testserver.TS, device string, data ...string) []string {
+	ids := make([]string, len(data))
+	for i, d := range data {
+		ids[i] = ts.Push(stored([]string{device}, d))["id"].(string)
+	}
+	return ids
+}
+
+// readPushes reads n pushes from c, and checks their seqs: from first on.
+func readPushes(t *testing.T, c *rawConn, n int, first uint64) {
+	t.Helper()
+	for i := range n {
+		if p := readUntil(t, c, protocol.OpPush); p.Seq != first+uint64(i) {
+			t.Fatalf("push %d of %d: seq %d, want %d", i+1, n, p.Seq, first+uint64(i))
+		}
+	}
+}
+
+// In a cluster an ack of mailbox messages the session was sent deletes
+// them by their seqs, from what the session's node knows: no read of the
+// device's seq counter or of its mailbox. Their reports count exactly the
+// messages that were still there: one replaced by a collapse key after it
+// was sent is not counted. An ack beyond what the session was sent is the
+// store's, as before: clamped to the last seq given, and counted.
+func TestClusterAckOfWhatWasSent(t *testing.T) {
+	r := testengine.Redis(t)
+	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2, withOpsToken)
+	rc := redisClient(t, r.URL())
+	ids := pushAll(nodes[0], "d1", "r1") // replayed at the login
+	c := rawLogin(t, nodes[1], client.TCP, nodes[1].Token("d1", ""), 0, 0)
+	readPushes(t, c, 1, 1)
+	ids = append(ids, pushAll(nodes[0], "d1", "m2", "m3")...)
+	readPushes(t, c, 2, 2)
+	replaced := nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "c4", "ttl": 3600, "collapse": "k"})["id"].(string)
+	readPushes(t, c, 1, 4)
+	latest := nodes[0].Push(map[string]any{"devices": []string{"d1"}, "data": "c5", "ttl": 3600, "collapse": "k"})["id"].(string)
+	readPushes(t, c, 1, 5)
+
+	zranges := zrangesBut(t, r.Addr)
+	before := commandCalls(t, r.Addr)
+	c.WriteFrame(&protocol.Frame{Op: protocol.OpAck, Seq: 2}, time.Second)
+	c.WriteFrame(&protocol.Frame{Op: protocol.OpAck, Seq: 5}, time.Second)
+	mailboxGone(t, rc, "d1")
+	cost := diff(before, commandCalls(t, r.Addr))
+	cost["zrangebyscore"] = zranges()
+	t.Logf("two acks of 5 messages the session was sent: Redis %v", cost)
+	// One ZREMRANGEBYSCORE per message acked, and one up to each ack's
+	// seq (which finds nothing); the scripts may run in one batch.
+	if cost["get"] != 0 || cost["zrangebyscore"] != 0 || cost["zremrangebyscore"] != 7 || cost["evalsha"] < 1 || cost["evalsha"] > 2 {
+		t.Errorf("two acks of 5 messages the session was sent cost %v", cost)
+	}
+	for _, id := range append(ids, latest) {
+		report(t, nodes[0], id, map[string]any{"acked": 1.0})
+	}
+	if out := report(t, nodes[0], replaced, nil); out["acked"] != 0.0 {
+		t.Errorf("the message a collapse key replaced after it was sent: %v, want acked 0", out)
+	}
+
+	ids = pushAll(nodes[0], "d1", "m6", "m7")
+	readPushes(t, c, 2, 6)
+	c.WriteFrame(&protocol.Frame{Op: protocol.OpAck, Seq: 1000}, time.Second)
+	testwait.Eventually(t, "the ack clamped", func() bool {
+		return strings.Contains(nodes[1].Metrics(), `longlink_seq_clamped_total{app="demo",op="ack"} 1`)
+	})
+	mailboxGone(t, rc, "d1")
+	for _, id := range ids {
+		report(t, nodes[0], id, map[string]any{"acked": 1.0})
+	}
+}
+
+// A session lists at most 256 messages it was sent and the device has not
+// acked. An ack within the list is the node's; one past it is the store's,
+// which reads the mailbox; once every message sent is acked, the list
+// starts again. Each message is counted once in its report, whichever
+// deleted it.
+func TestClusterAckPastTheList(t *testing.T) {
+	r := testengine.Redis(t)
+	nodes := testserver.StartClusterOn(t, r, testengine.NATS(t), 2, withOpsToken)
+	rc := redisClient(t, r.URL())
+	c := rawLogin(t, nodes[1], client.TCP, nodes[1].Token("d1", ""), 0, 0)
+	data := make([]string, 300)
+	for i := range data {
+		data[i] = fmt.Sprint("m", i+1)
+	}
+	ids := pushAll(nodes[0], "d1", data...)
+	readPushes(t, c, len(data), 1)
+
+	zranges := zrangesBut(t, r.Addr)
+	c.WriteFrame(&protocol.Frame{Op: protocol.OpAck, Seq: 100}, time.Second) // listed
+	report(t, nodes[0], ids[99], map[string]any{"acked": 1.0})
+	if n := zranges(); n != 0 {
+		t.Errorf("an ack of listed messages read the mailbox (%d ZRANGEBYSCOREs)", n)
+	}
+	c.WriteFrame(&protocol.Frame{Op: protocol.OpAck, Seq: 300}, time.Second) // past the list: 257 on are not listed
+	mailboxGone(t, rc, "d1")
+	if n := zranges(); n == 0 {
+		t.Error("an ack past the list did not read the mailbox")
+	}
+	for _, i := range []int{0, 99, 100, 255, 256, 299} {
+		report(t, nodes[0], ids[i], map[string]any{"acked": 1.0})
+	}
+
+	last := pushAll(nodes[0], "d1", "m301")[0]
+	readPushes(t, c, 1, 301)
+	zranges = zrangesBut(t, r.Addr)
+	c.WriteFrame(&protocol.Frame{Op: protocol.OpAck, Seq: 301}, time.Second)
+	mailboxGone(t, rc, "d1")
+	report(t, nodes[0], last, map[string]any{"acked": 1.0})
+	if n := zranges(); n != 0 {
+		t.Errorf("once every message sent was acked, the list did not start again (%d ZRANGEBYSCOREs)", n)
+	}
+}
