@@ -15,9 +15,9 @@ import (
 // order with no gap: every message the mailbox holds after the last ack up
 // to the last one sent was sent to the session, so is listed here (one
 // that expired unsent is deleted with the last of the ack). An ack the
-// list cannot vouch for (of a seq beyond the last listed, or before the
-// first; or once the list stopped, at maxUnacked) is the store's, as on a
-// single node.
+// list cannot vouch for (of a seq before the first listed, or past the
+// last, which is not the last sent once the list stopped at maxUnacked)
+// is the store's, as on a single node.
 
 // maxUnacked bounds the messages a session lists: past it, it lists no
 // more until an ack of every message it was sent.
@@ -65,11 +65,10 @@ func (c *conn) ackSeq(s *session, seq uint64) {
 		}
 	}
 	c.mu.Unlock()
-	switch {
-	case !vouched:
-		c.gw.mailboxes.Ack(s.app, c.device, seq)
-	case len(acked) > 0:
+	if vouched {
 		c.gw.router.Acked(s.app, c.device, seq, acked)
+	} else {
+		c.gw.mailboxes.Ack(s.app, c.device, seq)
 	}
 }
 
