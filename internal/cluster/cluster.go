@@ -89,7 +89,7 @@ type Bindings interface {
 // (*redisstore.Store does).
 type Reports interface {
 	BroadcastAcked(app string, from, to uint64)
-	Acked(app, device string, seq uint64, sent []store.Sent)
+	Acked(app, device string, sent []store.Sent, sweep uint64)
 }
 
 // Node is this node's membership of the cluster. Safe for concurrent use.

@@ -293,8 +293,8 @@ func (n *Node) BroadcastAcked(app string, from, to uint64) {
 
 // Acked implements gateway.Router: the cluster's store deletes the
 // messages without reading the mailbox, and counts their acks.
-func (n *Node) Acked(app, device string, seq uint64, sent []store.Sent) {
-	n.opts.Reports.Acked(app, device, seq, sent)
+func (n *Node) Acked(app, device string, sent []store.Sent, sweep uint64) {
+	n.opts.Reports.Acked(app, device, sent, sweep)
 }
 
 // locate groups devices by the live node that holds them in app; devices

@@ -63,7 +63,7 @@ func (quietRouter) Release(context.Context, string, string, uint64, uint64) {}
 
 func (quietRouter) BroadcastAcked(string, uint64, uint64) {}
 
-func (quietRouter) Acked(string, string, uint64, []store.Sent) {}
+func (quietRouter) Acked(string, string, []store.Sent, uint64) {}
 
 func (quietRouter) BroadcastHead(context.Context, string) (uint64, error) { return 0, nil }
 

@@ -60,12 +60,12 @@ type Router interface {
 	// entry of app's broadcast log in (from, to]: a session's cursor moved
 	// so (in this node's memory; Release saves it). It does not wait.
 	BroadcastAcked(app string, from, to uint64)
-	// Acked deletes device's messages in app's mailbox up to seq, which
-	// its session here acked, without reading the mailbox: sent are the
-	// messages the session was sent after its last ack up to seq, every
-	// one the mailbox holds there; an ack is counted in the delivery
-	// report of each that was still there. It does not wait.
-	Acked(app, device string, seq uint64, sent []store.Sent)
+	// Acked deletes the messages sent from device's mailbox in app, which
+	// its session here was sent and acked, by their seqs, without reading
+	// the mailbox, and with sweep > 0 every other message up to sweep (one
+	// that expired unsent); an ack is counted in the delivery report of
+	// each of sent that was still there. It does not wait.
+	Acked(app, device string, sent []store.Sent, sweep uint64)
 	// BroadcastHead returns the last bseq of app's broadcast log as this
 	// node knows it (kept in memory: a login whose cursor is there reads
 	// nothing of the log).

@@ -1,10 +1,6 @@
 package gateway
 
-import (
-	"slices"
-
-	"github.com/longlink/longlink/internal/store"
-)
+import "github.com/longlink/longlink/internal/store"
 
 // In a cluster a session keeps the seq and id of each mailbox message it
 // was sent and that its device has not acked. An ack of them needs no
@@ -12,9 +8,11 @@ import (
 // counts it in its report (Router.Acked), where the store's ack would read
 // the device's seq counter (to clamp the ack) and every message up to it
 // (for their ids). That holds because a session is sent its mailbox in seq
-// order with no gap: every message the mailbox holds after the last ack up
-// to the last one sent was sent to the session, so is listed here (one
-// that expired unsent is deleted with the last of the ack). An ack the
+// order, skipping nothing but what expired: every message the mailbox
+// holds after the last ack up to the last one sent was sent to the
+// session, so is listed here, but for one that expired unsent. That one
+// can only sit in a gap of seqs between two messages sent, so an ack
+// across such a gap also deletes every message up to its seq. An ack the
 // list cannot vouch for (of a seq before the first listed, or past the
 // last, which is not the last sent once the list stopped at maxUnacked)
 // is the store's, as on a single node.
@@ -28,19 +26,28 @@ const maxUnacked = 256
 // acked (a nil list: every message sent was). Once stopped, it lists no
 // more: the messages sent after its last are not listed.
 type unacked struct {
-	msgs    []store.Sent
+	msgs    []listed
 	stopped bool
+}
+
+// listed is a message of an unacked list; gap says that its seq is not the
+// one after that of the message sent before it (the mailbox may hold one
+// in between that expired unsent).
+type listed struct {
+	store.Sent
+	gap bool
 }
 
 // sentLocked lists m, just queued for s after the message prev (the
 // session's sentSeq before it), in a cluster. c.mu must be held.
 func (c *conn) sentLocked(s *session, prev uint64, m store.Sent) {
+	l := listed{m, m.Seq != prev+1}
 	switch u := s.unacked; {
 	case c.gw.router == nil:
 	case u == nil:
-		s.unacked = &unacked{msgs: []store.Sent{m}}
+		s.unacked = &unacked{msgs: []listed{l}}
 	case !u.stopped && len(u.msgs) < maxUnacked && u.msgs[len(u.msgs)-1].Seq == prev:
-		u.msgs = append(u.msgs, m)
+		u.msgs = append(u.msgs, l)
 	default:
 		u.stopped = true
 	}
@@ -57,33 +64,37 @@ func (c *conn) ackSeq(s *session, seq uint64) {
 	}
 	c.mu.Lock()
 	var acked []store.Sent
-	vouched := false
+	vouched, gap := false, false
 	if u := s.unacked; u != nil {
-		acked, vouched = u.take(seq)
+		acked, gap, vouched = u.take(seq)
 		if len(u.msgs) == 0 && (!u.stopped || seq >= s.sentSeq) {
 			s.unacked = nil // every message sent is acked
 		}
 	}
 	c.mu.Unlock()
-	if vouched {
-		c.gw.router.Acked(s.app, c.device, seq, acked)
-	} else {
+	switch {
+	case !vouched:
 		c.gw.mailboxes.Ack(s.app, c.device, seq)
+	case gap:
+		c.gw.router.Acked(s.app, c.device, acked, seq)
+	default:
+		c.gw.router.Acked(s.app, c.device, acked, 0)
 	}
 }
 
-// take removes the messages up to seq from the list, and returns them. It
-// vouches for them when seq lies between the first listed and the last:
-// they are then every message the mailbox may hold up to seq after the
-// last ack (the session was sent its mailbox in seq order, with no gap).
-func (u *unacked) take(seq uint64) (acked []store.Sent, vouched bool) {
+// take removes the messages up to seq from the list, and returns them, and
+// whether one of them follows a gap. It vouches for them when seq lies
+// between the first listed and the last: they are then every message the
+// mailbox may hold up to seq after the last ack, but for those in the gaps
+// (the session was sent its mailbox in seq order).
+func (u *unacked) take(seq uint64) (acked []store.Sent, gap, vouched bool) {
 	n := len(u.msgs)
 	vouched = n > 0 && seq >= u.msgs[0].Seq && seq <= u.msgs[n-1].Seq
 	i := 0
-	for i < n && u.msgs[i].Seq <= seq {
-		i++
+	for ; i < n && u.msgs[i].Seq <= seq; i++ {
+		acked = append(acked, u.msgs[i].Sent)
+		gap = gap || u.msgs[i].gap
 	}
-	acked = slices.Clone(u.msgs[:i])
 	u.msgs = append(u.msgs[:0], u.msgs[i:]...)
-	return acked, vouched
+	return acked, gap, vouched
 }

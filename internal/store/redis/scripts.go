@@ -292,13 +292,12 @@ return out
 `)
 
 // sentAckScript deletes mailbox messages a session acked, each by its seq,
-// and with the last of an ack every other message up to the ack's seq (one
-// that expired unsent, say). It returns, per item, how many messages of
-// that seq it deleted (0 or 1).
+// and, for the last of an ack across a gap of seqs, every other message up
+// to the ack's seq (one that expired unsent). It returns, per item, how
+// many messages of that seq it deleted (0 or 1).
 //
 //	item keys: the device's mailbox
-//	item args: the message's seq, and the ack's seq (or "" but for the
-//	last item of an ack)
+//	item args: the message's seq, and the ack's seq to sweep up to (or "")
 var sentAckScript = newBatchScript(1, 2, `
 local out = {}
 for i = 1, #KEYS do

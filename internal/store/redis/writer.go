@@ -209,18 +209,19 @@ func writeAcks(s *Store, ctx context.Context, run []write) error {
 }
 
 // Acked deletes from device's mailbox in app the messages sent, which a
-// session of the device was sent and acked up to seq, and every other
-// message up to seq, and counts an ack in the report of each of sent that
-// was still there. The caller vouches for seq: every message of the
-// mailbox after the session's last ack up to seq is in sent (in a cluster,
-// the session's node knows it: gateway's unacked), so it is not clamped,
-// and the mailbox is not read. It does not wait.
-func (s *Store) Acked(app, device string, seq uint64, sent []store.Sent) {
+// session of the device was sent and acked, by their seqs, and with sweep
+// > 0 every other message up to sweep, and counts an ack in the report of
+// each of sent that was still there. The caller vouches that the mailbox
+// holds no other message after the session's last ack up to the last of
+// sent, unless it sweeps (in a cluster the session's node knows it:
+// gateway's unacked), so nothing is clamped, and the mailbox is not read.
+// It does not wait.
+func (s *Store) Acked(app, device string, sent []store.Sent, sweep uint64) {
 	mailbox := s.key(app, redisclient.KindMailbox, device)
 	for i, m := range sent {
 		upTo := ""
-		if i == len(sent)-1 {
-			upTo = strconv.FormatUint(seq, 10)
+		if i == len(sent)-1 && sweep > 0 {
+			upTo = strconv.FormatUint(sweep, 10)
 		}
 		s.queue(write{kind: sentAcks, app: app, id: m.ID, keys: []string{mailbox}, itemArgs: []string{strconv.FormatUint(m.Seq, 10), upTo}})
 	}
