@@ -17,9 +17,10 @@ import "github.com/longlink/longlink/internal/store"
 // last, which is not the last sent once the list stopped at maxUnacked)
 // is the store's, as on a single node.
 
-// maxUnacked bounds the messages a session lists: past it, it lists no
-// more until an ack of every message it was sent.
-const maxUnacked = 256
+// maxUnacked bounds the messages a session lists, and so what a device
+// that does not ack costs its node (2–3 KB, with the ids): past it, the
+// session lists no more until an ack of every message it was sent.
+const maxUnacked = 64
 
 // unacked lists, in seq order, the mailbox messages a session was sent and
 // whose ack it has not passed on, since every message before them was
