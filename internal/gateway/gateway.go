@@ -444,7 +444,10 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 	// base64); a frame that needs more grows its buffer. It is encoded once
 	// per device, with the device's seq.
 	size := 96 + len(f.App) + len(f.ID) + len(f.Data)*4/3
-	id := string(f.ID)
+	id := "" // for the sessions' lists of what they were sent, in a cluster (unacked.go)
+	if g.router != nil {
+		id = string(f.ID)
+	}
 	for i, d := range devices {
 		c := g.hub.lookup(app, d)
 		if c == nil {
