@@ -83,9 +83,9 @@ func (c *conn) ackSeq(s *session, seq uint64) {
 	}
 }
 
-// take removes the messages up to seq from the list, and returns them, and
-// whether one of them follows a gap. It vouches for them when seq lies
-// between the first listed and the last: they are then every message the
+// take removes the messages up to seq from the list; it vouches for them
+// when seq lies between the first listed and the last, and then returns
+// them, and whether one of them follows a gap: they are every message the
 // mailbox may hold up to seq after the last ack, but for those in the gaps
 // (the session was sent its mailbox in seq order).
 func (u *unacked) take(seq uint64) (acked []store.Sent, gap, vouched bool) {
@@ -93,8 +93,10 @@ func (u *unacked) take(seq uint64) (acked []store.Sent, gap, vouched bool) {
 	vouched = n > 0 && seq >= u.msgs[0].Seq && seq <= u.msgs[n-1].Seq
 	i := 0
 	for ; i < n && u.msgs[i].Seq <= seq; i++ {
-		acked = append(acked, u.msgs[i].Sent)
-		gap = gap || u.msgs[i].gap
+		if vouched {
+			acked = append(acked, u.msgs[i].Sent)
+			gap = gap || u.msgs[i].gap
+		}
 	}
 	u.msgs = append(u.msgs[:0], u.msgs[i:]...)
 	return acked, gap, vouched
