@@ -52,6 +52,21 @@ func Partition(app, id string) int {
 	return int(h.Sum32() % Partitions)
 }
 
+// PartitionsOf is how many partitions the keys of app named after ids
+// fall in.
+func PartitionsOf(app string, ids []string) int {
+	var seen [Partitions / 64]uint64
+	n := 0
+	for _, id := range ids {
+		p := Partition(app, id)
+		if bit := uint64(1) << (p % 64); seen[p/64]&bit == 0 {
+			seen[p/64] |= bit
+			n++
+		}
+	}
+	return n
+}
+
 // Key is the key of kind named after id in app: in id's partition.
 func Key(prefix, app, kind, id string) string {
 	return KeyIn(Partition(app, id), prefix, app, kind, id)

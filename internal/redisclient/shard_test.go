@@ -65,3 +65,19 @@ func TestPartitionsSpread(t *testing.T) {
 		}
 	}
 }
+
+func TestPartitionsOf(t *testing.T) {
+	ids := []string{"d1", "d1"} // one partition, named twice
+	seen := map[int]bool{Partition("demo", "d1"): true}
+	for i := range 1000 {
+		id := fmt.Sprint("d", i)
+		ids = append(ids, id)
+		seen[Partition("demo", id)] = true
+	}
+	if got := PartitionsOf("demo", ids); got != len(seen) {
+		t.Errorf("PartitionsOf: %d, want %d", got, len(seen))
+	}
+	if got := PartitionsOf("demo", nil); got != 0 {
+		t.Errorf("PartitionsOf(nil): %d", got)
+	}
+}

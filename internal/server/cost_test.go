@@ -138,11 +138,41 @@ func monitoredNATS(t *testing.T) (*testengine.Engine, string) {
 	return testengine.NATS(t, "-m", strconv.Itoa(port)), fmt.Sprint("127.0.0.1:", port)
 }
 
-// Presence of 1,000 devices, 40 of them online on 1 of 4 nodes: one MGET of
-// their routes (on one Redis server) and one bus request (and its answer),
-// to that node; not one round trip per device.
+// Presence of 1,000 devices, 40 of them online on 1 of 4 nodes. On one
+// Redis server: one MGET of their routes and one bus request (and its
+// answer), to that node; not one round trip per device. On a Redis
+// Cluster, where their routes would take an MGET per slot (860), no route
+// is read: each of the 3 other live nodes is asked. Presence of one device
+// there reads its route, and asks its node.
 func TestCostPresence(t *testing.T) {
-	r := testengine.Redis(t)
+	t.Run("one Redis", func(t *testing.T) {
+		r := testengine.Redis(t)
+		mgets, messages := presenceCost(t, r, r.Addr)
+		if mgets != 1 || messages != 2 {
+			t.Errorf("presence of 1,000 devices cost %d MGETs and %d bus messages; want 1 and 2 (a request and its answer)", mgets, messages)
+		}
+	})
+	t.Run("Redis Cluster", func(t *testing.T) {
+		testengine.Long(t, "starts a Redis Cluster")
+		rc := testengine.NewRedisCluster(t)
+		primaries, _ := rc.Roles(t)
+		addrs := make([]string, len(primaries))
+		for i, p := range primaries {
+			addrs[i] = p.Addr
+		}
+		mgets, messages := presenceCost(t, rc, addrs...)
+		if mgets != 0 || messages != 6 {
+			t.Errorf("presence of 1,000 devices cost %d MGETs and %d bus messages; want 0 and 6 (a request to each other node and its answer)", mgets, messages)
+		}
+	})
+}
+
+// presenceCost asks a 4-node cluster on r for the presence of 1,000
+// devices, 40 online on one node, checks the answer, and returns the MGETs
+// the Redis servers at addrs ran and the messages NATS carried for it.
+// Presence of one device, asked then, must read one route and ask its
+// node alone.
+func presenceCost(t *testing.T, r testserver.Redis, addrs ...string) (mgets, messages int64) {
 	nats, monitor := monitoredNATS(t)
 	nodes := testserver.StartClusterOn(t, r, nats, 4)
 	q := url.Values{"app": {"demo"}}
@@ -155,9 +185,9 @@ func TestCostPresence(t *testing.T) {
 	}
 	testwait.Eventually(t, "the devices routed", func() bool { return presentIn(t, nodes[0], "d975") })
 	presentIn(t, nodes[0], "d0") // the leases read, and cached
-	redisBefore, natsBefore := commandCalls(t, r.Addr), natsMessages(t, monitor)
+	redisBefore, natsBefore := commandCalls(t, addrs...), natsMessages(t, monitor)
 	status, out := nodes[0].Call(http.MethodGet, "/v1/presence?"+q.Encode(), testserver.Demo.APIKey, nil)
-	redisCost, natsCost := diff(redisBefore, commandCalls(t, r.Addr)), natsMessages(t, monitor)-natsBefore
+	redisCost, natsCost := diff(redisBefore, commandCalls(t, addrs...)), natsMessages(t, monitor)-natsBefore
 	if status != http.StatusOK {
 		t.Fatalf("presence: %d %v", status, out)
 	}
@@ -174,10 +204,15 @@ func TestCostPresence(t *testing.T) {
 		t.Errorf("%d online, want 40", online)
 	}
 	t.Logf("presence of 1,000 devices: Redis %v, NATS %d messages", redisCost, natsCost)
-	if redisCost["mget"] != 1 || natsCost != 2 {
-		t.Errorf("presence of 1,000 devices cost %d MGETs and %d bus messages; want 1 and 2 (a request and its answer)",
-			redisCost["mget"], natsCost)
+
+	redisBefore, natsBefore = commandCalls(t, addrs...), natsMessages(t, monitor)
+	if !presentIn(t, nodes[0], "d25") {
+		t.Error("d25 is said offline")
 	}
+	if one, bus := diff(redisBefore, commandCalls(t, addrs...)), natsMessages(t, monitor)-natsBefore; one["mget"] != 1 || bus != 2 {
+		t.Errorf("presence of one device cost %d MGETs and %d bus messages; want 1 and 2", one["mget"], bus)
+	}
+	return redisCost["mget"], natsCost
 }
 
 // A push to a user whose devices are on 1 of 4 nodes is one bus request
@@ -458,13 +493,6 @@ func TestCommandsOnARedisCluster(t *testing.T) {
 	for i := range 1000 {
 		presence.Add("device", fmt.Sprint("d", i))
 	}
-	spread := func(devices []string) (partitions int) {
-		seen := make(map[int]bool)
-		for _, d := range devices {
-			seen[redisclient.Partition("demo", d)] = true
-		}
-		return len(seen)
-	}
 	ops := []struct {
 		name  string
 		n     int     // operations
@@ -487,14 +515,14 @@ func TestCommandsOnARedisCluster(t *testing.T) {
 				nodes[0].Push(map[string]any{"group": "room", "data": "to the room"})
 			}
 		}},
-		{"stored push to 100 devices", 10, float64(spread(offline)), func(t *testing.T, nodes []*testserver.TS) {
+		{"stored push to 100 devices", 10, float64(redisclient.PartitionsOf("demo", offline)), func(t *testing.T, nodes []*testserver.TS) {
 			for range 10 {
 				if out := nodes[0].Push(stored(offline, "kept")); out["offline"] != 100.0 {
 					t.Fatalf("push: %v", out)
 				}
 			}
 		}},
-		{"presence of 1,000 devices", 10, float64(spread(presence["device"])), func(t *testing.T, nodes []*testserver.TS) {
+		{"presence of 1,000 devices", 10, 0, func(t *testing.T, nodes []*testserver.TS) {
 			for range 10 {
 				if status, out := nodes[0].Call(http.MethodGet, "/v1/presence?"+presence.Encode(), testserver.Demo.APIKey, nil); status != http.StatusOK {
 					t.Fatalf("presence: %d %v", status, out)
