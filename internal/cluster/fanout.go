@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/longlink/longlink/internal/gateway"
-	"github.com/longlink/longlink/internal/redisclient"
 	"github.com/longlink/longlink/protocol"
 )
 
@@ -15,10 +14,9 @@ import (
 
 var _ gateway.Router = (*Node)(nil)
 
-// toDevices sends one request per node that holds some of devices in app
-// (their routes read, or given: see locate): build makes it from the
-// indexes of that node's devices. It fails only when the routes cannot be
-// read.
+// toDevices sends one request per node that may hold some of devices in
+// app (see locate): build makes it from the indexes of that node's
+// devices. It fails only when the routes or the live nodes cannot be read.
 func (n *Node) toDevices(ctx context.Context, app string, devices, routes []string, build func(idx []int) *request) (int, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
@@ -26,11 +24,26 @@ func (n *Node) toDevices(ctx context.Context, app string, devices, routes []stri
 	if err != nil {
 		return 0, err
 	}
+	return n.each(ctx, requests(byNode, len(devices), build)), nil
+}
+
+// requests makes a request per node of byNode (as locate gives it, for n
+// devices) with build. The nodes given every device share one request, so
+// that it is encoded once.
+func requests(byNode map[string][]int, n int, build func(idx []int) *request) map[string]*request {
 	reqs := make(map[string]*request, len(byNode))
+	var all *request
 	for node, idx := range byNode {
-		reqs[node] = build(idx)
+		if len(idx) < n {
+			reqs[node] = build(idx)
+			continue
+		}
+		if all == nil {
+			all = build(idx)
+		}
+		reqs[node] = all
 	}
-	return n.each(ctx, reqs), nil
+	return reqs
 }
 
 // toAll sends req to every live node.
@@ -137,19 +150,18 @@ func (n *Node) Device(ctx context.Context, app, device string) (*gateway.DeviceI
 }
 
 // Online implements api.Fanout: a device is online when a live node has
-// it connected. Each node that holds some of the devices' routes is asked
-// once, after one read of the routes. On a Redis Cluster that read is one
-// MGET per slot the routes fall in (a command with several keys stays in
-// one slot), 860 for 1,000 devices: when those would be more than the live
-// nodes, every live node is asked about all the devices instead, and no
-// route is read.
+// it connected. Each node that may hold some of the devices (see locate)
+// is asked once.
 func (n *Node) Online(ctx context.Context, app string, devices []string) (map[string]bool, error) {
 	ctx, cancel := n.call(ctx)
 	defer cancel()
-	reqs, err := n.askOnline(ctx, app, devices)
+	byNode, err := n.locate(ctx, app, devices, nil)
 	if err != nil {
 		return nil, err
 	}
+	reqs := requests(byNode, len(devices), func(idx []int) *request {
+		return &request{Op: opOnline, App: app, Devices: pick(devices, idx)}
+	})
 	online := make(map[string]bool)
 	for _, out := range n.replies(ctx, reqs) {
 		for _, d := range out.Online {
@@ -157,33 +169,4 @@ func (n *Node) Online(ctx context.Context, app string, devices []string) (map[st
 		}
 	}
 	return online, nil
-}
-
-// askOnline makes Online's requests, by node: to the nodes the devices'
-// routes name, or to every live node when there are fewer of those than
-// MGETs the routes would take.
-func (n *Node) askOnline(ctx context.Context, app string, devices []string) (map[string]*request, error) {
-	if redisclient.Sharded(n.redis) && len(devices) > 1 {
-		nodes, err := n.live(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if len(nodes) < redisclient.PartitionsOf(app, devices) { // a partition is a slot
-			all := &request{Op: opOnline, App: app, Devices: devices}
-			reqs := make(map[string]*request, len(nodes))
-			for _, node := range nodes {
-				reqs[node] = all
-			}
-			return reqs, nil
-		}
-	}
-	byNode, err := n.locate(ctx, app, devices, nil)
-	if err != nil {
-		return nil, err
-	}
-	reqs := make(map[string]*request, len(byNode))
-	for node, idx := range byNode {
-		reqs[node] = &request{Op: opOnline, App: app, Devices: pick(devices, idx)}
-	}
-	return reqs, nil
 }

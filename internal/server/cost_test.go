@@ -138,19 +138,17 @@ func monitoredNATS(t *testing.T) (*testengine.Engine, string) {
 	return testengine.NATS(t, "-m", strconv.Itoa(port)), fmt.Sprint("127.0.0.1:", port)
 }
 
-// Presence of 1,000 devices, 40 of them online on 1 of 4 nodes. On one
-// Redis server: one MGET of their routes and one bus request (and its
-// answer), to that node; not one round trip per device. On a Redis
-// Cluster, where their routes would take an MGET per slot (860), no route
-// is read: each of the 3 other live nodes is asked. Presence of one device
-// there reads its route, and asks its node.
-func TestCostPresence(t *testing.T) {
+// Presence of, and an online-only push to, 1,000 devices, 40 of them
+// online on 1 of 4 nodes. On one Redis server each is one MGET of their
+// routes and one bus request (and its answer), to that node; not one
+// round trip per device. On a Redis Cluster, where their routes would take
+// an MGET per slot (860), no route is read: each of the 3 other live nodes
+// is asked. Presence of one device there reads its route, and asks its
+// node.
+func TestCostManyDevices(t *testing.T) {
 	t.Run("one Redis", func(t *testing.T) {
 		r := testengine.Redis(t)
-		mgets, messages := presenceCost(t, r, r.Addr)
-		if mgets != 1 || messages != 2 {
-			t.Errorf("presence of 1,000 devices cost %d MGETs and %d bus messages; want 1 and 2 (a request and its answer)", mgets, messages)
-		}
+		manyDevicesCost(t, r, 1, 2, r.Addr)
 	})
 	t.Run("Redis Cluster", func(t *testing.T) {
 		testengine.Long(t, "starts a Redis Cluster")
@@ -160,59 +158,74 @@ func TestCostPresence(t *testing.T) {
 		for i, p := range primaries {
 			addrs[i] = p.Addr
 		}
-		mgets, messages := presenceCost(t, rc, addrs...)
-		if mgets != 0 || messages != 6 {
-			t.Errorf("presence of 1,000 devices cost %d MGETs and %d bus messages; want 0 and 6 (a request to each other node and its answer)", mgets, messages)
-		}
+		manyDevicesCost(t, rc, 0, 6, addrs...)
 	})
 }
 
-// presenceCost asks a 4-node cluster on r for the presence of 1,000
-// devices, 40 online on one node, checks the answer, and returns the MGETs
-// the Redis servers at addrs ran and the messages NATS carried for it.
-// Presence of one device, asked then, must read one route and ask its
-// node alone.
-func presenceCost(t *testing.T, r testserver.Redis, addrs ...string) (mgets, messages int64) {
+// manyDevicesCost starts a 4-node cluster on r, with 40 of 1,000 devices
+// online on one node, and checks that presence of the 1,000, and an
+// online-only push to them, each answer right and cost mgets MGETs on the
+// Redis servers at addrs and messages NATS messages; and that presence
+// of one device reads one route and asks its node alone.
+func manyDevicesCost(t *testing.T, r testserver.Redis, mgets, messages int64, addrs ...string) {
 	nats, monitor := monitoredNATS(t)
 	nodes := testserver.StartClusterOn(t, r, nats, 4)
 	q := url.Values{"app": {"demo"}}
+	var first *device
 	for i := range 1000 {
 		d := fmt.Sprint("d", i)
 		q.Add("device", d)
 		if i%25 == 0 {
-			connect(t, nodes[1], client.TCP, nodes[1].Token(d, ""))
+			c := connect(t, nodes[1], client.TCP, nodes[1].Token(d, ""))
+			if first == nil {
+				first = c
+			}
 		}
 	}
 	testwait.Eventually(t, "the devices routed", func() bool { return presentIn(t, nodes[0], "d975") })
 	presentIn(t, nodes[0], "d0") // the leases read, and cached
-	redisBefore, natsBefore := commandCalls(t, addrs...), natsMessages(t, monitor)
-	status, out := nodes[0].Call(http.MethodGet, "/v1/presence?"+q.Encode(), testserver.Demo.APIKey, nil)
-	redisCost, natsCost := diff(redisBefore, commandCalls(t, addrs...)), natsMessages(t, monitor)-natsBefore
-	if status != http.StatusOK {
-		t.Fatalf("presence: %d %v", status, out)
-	}
-	online := 0
-	for d, p := range out["devices"].(map[string]any) {
-		if p.(map[string]any)["online"] == true {
-			online++
-			if n, _ := strconv.Atoi(d[1:]); n%25 != 0 {
-				t.Errorf("%s is said online", d)
-			}
+	cost := func(what string, op func()) {
+		t.Helper()
+		redisBefore, natsBefore := commandCalls(t, addrs...), natsMessages(t, monitor)
+		op()
+		redisCost, natsCost := diff(redisBefore, commandCalls(t, addrs...)), natsMessages(t, monitor)-natsBefore
+		t.Logf("%s: Redis %v, NATS %d messages", what, redisCost, natsCost)
+		if redisCost["mget"] != mgets || natsCost != messages {
+			t.Errorf("%s cost %d MGETs and %d bus messages; want %d and %d", what, redisCost["mget"], natsCost, mgets, messages)
 		}
 	}
-	if online != 40 {
-		t.Errorf("%d online, want 40", online)
-	}
-	t.Logf("presence of 1,000 devices: Redis %v, NATS %d messages", redisCost, natsCost)
+	cost("presence of 1,000 devices", func() {
+		status, out := nodes[0].Call(http.MethodGet, "/v1/presence?"+q.Encode(), testserver.Demo.APIKey, nil)
+		if status != http.StatusOK {
+			t.Fatalf("presence: %d %v", status, out)
+		}
+		online := 0
+		for d, p := range out["devices"].(map[string]any) {
+			if p.(map[string]any)["online"] == true {
+				online++
+				if n, _ := strconv.Atoi(d[1:]); n%25 != 0 {
+					t.Errorf("%s is said online", d)
+				}
+			}
+		}
+		if online != 40 {
+			t.Errorf("%d online, want 40", online)
+		}
+	})
+	cost("a push to 1,000 devices", func() {
+		if out := nodes[0].Push(map[string]any{"devices": q["device"], "data": "to many"}); out["online"] != 40.0 {
+			t.Errorf("push to 1,000 devices, 40 online: %v", out)
+		}
+	})
+	first.expect(t, "to many")
 
-	redisBefore, natsBefore = commandCalls(t, addrs...), natsMessages(t, monitor)
+	redisBefore, natsBefore := commandCalls(t, addrs...), natsMessages(t, monitor)
 	if !presentIn(t, nodes[0], "d25") {
 		t.Error("d25 is said offline")
 	}
 	if one, bus := diff(redisBefore, commandCalls(t, addrs...)), natsMessages(t, monitor)-natsBefore; one["mget"] != 1 || bus != 2 {
 		t.Errorf("presence of one device cost %d MGETs and %d bus messages; want 1 and 2", one["mget"], bus)
 	}
-	return redisCost["mget"], natsCost
 }
 
 // A push to a user whose devices are on 1 of 4 nodes is one bus request
@@ -520,6 +533,11 @@ func TestCommandsOnARedisCluster(t *testing.T) {
 				if out := nodes[0].Push(stored(offline, "kept")); out["offline"] != 100.0 {
 					t.Fatalf("push: %v", out)
 				}
+			}
+		}},
+		{"push to 1,000 devices (online only)", 10, 0, func(t *testing.T, nodes []*testserver.TS) {
+			for range 10 {
+				nodes[0].Push(map[string]any{"devices": presence["device"], "data": "to many"})
 			}
 		}},
 		{"presence of 1,000 devices", 10, 0, func(t *testing.T, nodes []*testserver.TS) {
