@@ -183,15 +183,20 @@ func TestClusterDrain(t *testing.T) {
 			}
 			return false
 		})
-		testwait.Eventually(t, fmt.Sprint("m", i, "'s stored messages"), func() bool {
+		testwait.EventuallyNil(t, func() error {
 			m.mu.Lock()
 			defer m.mu.Unlock()
+			var missing []string
 			for data := range want[i] {
 				if !m.got[data] {
-					return false
+					missing = append(missing, data)
 				}
 			}
-			return true
+			if len(missing) > 0 {
+				slices.Sort(missing)
+				return fmt.Errorf("m%d lacks %q of %d stored messages (disconnects %v, at %v)", i, missing, len(want[i]), m.cutCodes, m.cutAt)
+			}
+			return nil
 		})
 	}
 	if on["n2"] < n/3 || on["n3"] < n/3 { // the redirects alternate between them
