@@ -107,11 +107,14 @@ func TestNewerSessionWinsARace(t *testing.T) {
 }
 
 // heldRouter reads a device's place in the store with its claim, as a
-// cluster's router does, then holds the claim until released; it knows of
-// no broadcast (its head stays 0).
+// cluster's router does, then holds the claim until released (all but the
+// first free claims, which it numbers 1, 2, …); it knows of no broadcast
+// (its head stays 0).
 type heldRouter struct {
 	quietRouter
 	st      store.Store
+	free    uint64
+	claims  atomic.Uint64
 	claimed chan struct{}
 	release chan struct{}
 }
@@ -125,20 +128,31 @@ func (r *heldRouter) Claim(ctx context.Context, app, device, _ string, after uin
 	if err != nil {
 		return gateway.Claimed{}, err
 	}
-	close(r.claimed)
-	<-r.release
-	return gateway.Claimed{Number: 1, LastSeq: last, Waiting: waiting}, nil
+	n := r.claims.Add(1)
+	if n > r.free {
+		close(r.claimed)
+		<-r.release
+	}
+	return gateway.Claimed{Number: n, LastSeq: last, Waiting: waiting}, nil
 }
 
 // A stored message or broadcast handed to the node after a login's claim
 // read the store, and before its connection can be found, reaches the
-// device all the same: the login reads the store again.
+// device all the same: the login reads the store again. So does one that
+// the device's older connection on this node took meanwhile (the login
+// replaces it: what it took may never reach the device).
 func TestStoredDuringALoginDelivered(t *testing.T) {
-	for _, broadcast := range []bool{false, true} {
-		t.Run(fmt.Sprint("broadcast=", broadcast), func(t *testing.T) {
+	for _, c := range []struct{ broadcast, older bool }{{false, false}, {true, false}, {false, true}} {
+		t.Run(fmt.Sprintf("broadcast=%v,older=%v", c.broadcast, c.older), func(t *testing.T) {
+			broadcast := c.broadcast
 			r := &heldRouter{claimed: make(chan struct{}), release: make(chan struct{})}
 			h := newHarness(t, func(o *gateway.Options) { o.Router = r })
 			r.st = h.st
+			if c.older {
+				r.free = 1
+				h.connect(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(h.token("d1", time.Hour)), LastBSeqs: []uint64{0}}).
+					expect(protocol.OpWelcome)
+			}
 			d := h.connect(&protocol.Frame{Op: protocol.OpLogin, Token: []byte(h.token("d1", time.Hour)), LastBSeqs: []uint64{0}})
 			<-r.claimed
 			ctx := context.Background()
@@ -159,8 +173,8 @@ func TestStoredDuringALoginDelivered(t *testing.T) {
 				}
 				took = h.g.PushStored(app, []string{"d1"}, res.Seqs, f)
 			}
-			if took != 0 {
-				t.Fatalf("a connection not yet registered took it (%d)", took)
+			if want := map[bool]int{false: 0, true: 1}[c.older]; took != want {
+				t.Fatalf("%d connections took it, want %d (the older one)", took, want)
 			}
 			close(r.release)
 			d.expect(protocol.OpWelcome)

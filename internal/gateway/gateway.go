@@ -449,9 +449,12 @@ func (g *Gateway) PushStored(app string, devices []string, seqs []uint64, f prot
 		id = string(f.ID)
 	}
 	for i, d := range devices {
+		// A login of d in flight may have read the store before this
+		// message; the connection found (if any) is the one it replaces,
+		// which may never write what it takes.
+		g.loggingIn.missedDevice(app, d)
 		c := g.hub.lookup(app, d)
 		if c == nil {
-			g.loggingIn.missedDevice(app, d)
 			continue
 		}
 		f.Seq = seqs[i]

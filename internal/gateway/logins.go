@@ -9,10 +9,12 @@ import (
 // in a cluster the claim of its route reads its device's cursor and first
 // mailbox messages, and elsewhere its sync loop may read before the
 // connection is registered. A stored message appended meanwhile is handed
-// to this node while no connection takes it, and the read may have missed
-// it. So each login is listed here from before its first read until it is
-// registered, and a stored push or broadcast that finds no connection for
-// a listed (app, device) tells the login, whose sync loop then reads again.
+// to this node while no connection takes it (or while the device's older
+// connection, which the login replaces, takes it and may never write it),
+// and the read may have missed it. So each login is listed here from
+// before its first read until it is registered, and every stored push or
+// broadcast for a listed (app, device) tells the login, whose sync loop
+// then reads again.
 
 // loginKey is a login's session: the (app, device).
 type loginKey struct{ app, device string }
@@ -55,7 +57,7 @@ func (in *loginsInFlight) remove(c *conn, l *login) {
 }
 
 // missedDevice tells the logins of device into app that a stored message
-// of theirs found no connection.
+// of theirs was handed to this node.
 func (in *loginsInFlight) missedDevice(app, device string) {
 	if in.n.Load() == 0 {
 		return
