@@ -144,7 +144,6 @@ func (r *heldRouter) Claim(ctx context.Context, app, device, _ string, after uin
 func TestStoredDuringALoginDelivered(t *testing.T) {
 	for _, c := range []struct{ broadcast, older bool }{{false, false}, {true, false}, {false, true}} {
 		t.Run(fmt.Sprintf("broadcast=%v,older=%v", c.broadcast, c.older), func(t *testing.T) {
-			broadcast := c.broadcast
 			r := &heldRouter{claimed: make(chan struct{}), release: make(chan struct{})}
 			h := newHarness(t, func(o *gateway.Options) { o.Router = r })
 			r.st = h.st
@@ -159,7 +158,7 @@ func TestStoredDuringALoginDelivered(t *testing.T) {
 			m := store.Message{App: app, ID: "m1", Data: []byte("m1"), Expires: time.Now().Add(time.Hour)}
 			f := protocol.Frame{Op: protocol.OpPush, App: []byte(app), ID: []byte(m.ID), Data: m.Data}
 			var took int
-			if broadcast {
+			if c.broadcast {
 				res, err := h.st.AppendBroadcast(ctx, m, "")
 				if err != nil {
 					t.Fatal(err)
