@@ -48,14 +48,24 @@ func (c *conn) sendNext(app, id string, n uint64, broadcast bool, b []byte) (too
 	}
 	now, full := c.enqueueLocked(b)
 	if now {
-		if !broadcast {
-			c.sentLocked(s, *sent, store.Sent{Seq: n, ID: id})
-		}
-		*sent = n
+		c.queuedLocked(s, broadcast, store.Sent{Seq: n, ID: id})
 	}
 	c.mu.Unlock()
 	c.enqueued(now, full)
 	return now, now
+}
+
+// queuedLocked records that stored message m was queued for s: a bseq
+// of the app's broadcast log with broadcast, else a mailbox message, which
+// the session also lists for its ack (unacked.go). The next of its stream
+// follows it. c.mu must be held.
+func (c *conn) queuedLocked(s *session, broadcast bool, m store.Sent) {
+	if broadcast {
+		s.sentBSeq = m.Seq
+		return
+	}
+	c.listLocked(s, m)
+	s.sentSeq = m.Seq
 }
 
 // loginAck is what a login's last_seq and last_bseq ack in one app, and
@@ -240,10 +250,7 @@ func (c *conn) deliver(s *session, msgs []store.Stored, bseq bool) bool {
 		queued, full := false, false
 		if m.Seq > *sent && !s.over.Load() { // else a fast-path push got there first
 			if queued, full = c.enqueueLocked(b); queued {
-				if !bseq {
-					c.sentLocked(s, *sent, store.Sent{Seq: m.Seq, ID: m.ID})
-				}
-				*sent = m.Seq
+				c.queuedLocked(s, bseq, store.Sent{Seq: m.Seq, ID: m.ID})
 			}
 		}
 		live := c.state == stateLive

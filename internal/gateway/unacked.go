@@ -39,9 +39,10 @@ type listed struct {
 	gap bool
 }
 
-// sentLocked lists m, just queued for s after the message prev (the
-// session's sentSeq before it), in a cluster. c.mu must be held.
-func (c *conn) sentLocked(s *session, prev uint64, m store.Sent) {
+// listLocked lists m, just queued for s after the message s.sentSeq, in a
+// cluster. c.mu must be held.
+func (c *conn) listLocked(s *session, m store.Sent) {
+	prev := s.sentSeq
 	l := listed{m, m.Seq != prev+1}
 	switch u := s.unacked; {
 	case c.gw.router == nil:
@@ -73,14 +74,15 @@ func (c *conn) ackSeq(s *session, seq uint64) {
 		}
 	}
 	c.mu.Unlock()
-	switch {
-	case !vouched:
+	if !vouched {
 		c.gw.mailboxes.Ack(s.app, c.device, seq)
-	case gap:
-		c.gw.router.Acked(s.app, c.device, acked, seq)
-	default:
-		c.gw.router.Acked(s.app, c.device, acked, 0)
+		return
 	}
+	sweep := uint64(0) // up to seq too, across a gap
+	if gap {
+		sweep = seq
+	}
+	c.gw.router.Acked(s.app, c.device, acked, sweep)
 }
 
 // take removes the messages up to seq from the list; it vouches for them
