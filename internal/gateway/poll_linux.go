@@ -3,6 +3,7 @@ package gateway
 import (
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -24,32 +25,56 @@ import (
 // earlier turns, serves this one without growing again: a fresh
 // goroutine's grew at every turn, 4 µs of a stored message's CPU), else a
 // fresh goroutine (so a turn held up by a slow frame holds no other).
-// Safe for concurrent use.
+// The poller waits in Go's own netpoller, which sees the epoll instance
+// readable when it holds events: a wait is a parked goroutine, not a
+// thread blocked in epoll_wait that the scheduler must hand its P away
+// from and back to at every wake. Safe for concurrent use.
 type poller struct {
 	epfd  int
-	stop  chan struct{}
+	ep    *os.File // epfd, non-blocking, for the netpoller
 	done  chan struct{}
 	turns chan *conn // to a free reader; unbuffered
 
-	// mu guards conns and every epoll_ctl: a connection is removed before
-	// its socket closes, so its fd number, once reused, is never mistaken.
-	mu    sync.Mutex
-	conns map[int32]*conn // by fd
+	// mu guards conns, closed and every epoll_ctl: a connection is removed
+	// before its socket closes, so its fd number, once reused, is never
+	// mistaken, and none is touched once epfd is closed.
+	mu     sync.Mutex
+	conns  map[int32]*conn // by fd
+	closed bool
 }
 
 // newPoller returns a running poller, or nil where epoll is not available.
 func newPoller(g *Gateway) *poller {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, ep, err := newEpoll()
 	if err != nil {
 		g.log.Warn("epoll unavailable: idle connections keep a goroutine", "err", err)
 		return nil
 	}
-	p := &poller{epfd: epfd, stop: make(chan struct{}), done: make(chan struct{}), turns: make(chan *conn), conns: make(map[int32]*conn)}
+	p := &poller{epfd: epfd, ep: ep, done: make(chan struct{}), turns: make(chan *conn), conns: make(map[int32]*conn)}
 	golabel.Go("gateway.poller", func() { p.run(g) })
 	for range readers {
 		go p.read(g)
 	}
 	return p
+}
+
+// newEpoll returns a new epoll instance, and the same as a file that the
+// netpoller waits on (it is non-blocking, so os.NewFile registers it).
+func newEpoll() (int, *os.File, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return -1, nil, err
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return -1, nil, err
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	if err := ep.SetReadDeadline(time.Time{}); err != nil { // not in the netpoller
+		ep.Close()
+		return -1, nil, err
+	}
+	return epfd, ep, nil
 }
 
 // readers is how many long-lived readers a poller keeps: as many as one
@@ -178,7 +203,7 @@ func (p *poller) arm(c *conn) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c.forgotten {
+	if c.forgotten || p.closed {
 		return false
 	}
 	op := unix.EPOLL_CTL_MOD
@@ -198,27 +223,35 @@ func (p *poller) forget(c *conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c.forgotten = true
-	if p.conns[c.fd] == c {
+	if p.conns[c.fd] == c && !p.closed {
 		delete(p.conns, c.fd)
 		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
 	}
 }
 
+// run hands out the epoll set's events until the poller closes. It takes
+// them without waiting (epoll_wait with no timeout), and waits in the
+// netpoller only when there were none: epfd is
+// readable while events wait, and anything that comes after an empty
+// epoll_wait wakes the netpoller.
 func (p *poller) run(g *Gateway) {
 	defer close(p.done)
+	wait, _ := p.ep.SyscallConn() // fails only for a nil *os.File
 	events := make([]unix.EpollEvent, 256)
-	for {
-		select {
-		case <-p.stop:
-			unix.Close(p.epfd)
-			return
-		default:
-		}
-		n, err := unix.EpollWait(p.epfd, events, 200)
-		if err != nil {
-			if err == unix.EINTR {
-				continue
+	var n int
+	var err error
+	take := func(fd uintptr) bool {
+		for {
+			if n, err = unix.EpollWait(int(fd), events, 0); err != unix.EINTR {
+				return n > 0 || err != nil
 			}
+		}
+	}
+	for {
+		if wait.Read(take) != nil {
+			return // closed
+		}
+		if err != nil {
 			g.log.Error("epoll", "err", err)
 			time.Sleep(10 * time.Millisecond)
 			continue
@@ -238,13 +271,11 @@ func (p *poller) run(g *Gateway) {
 				}
 			}
 		}
-		if n > 0 {
-			// Let the readers just handed turns run before the next wait
-			// (on a busy node it returns at once): with few Ps they would
-			// still hold them, and the next events would find no reader
-			// free and start goroutines, whose stacks grow as they serve.
-			runtime.Gosched()
-		}
+		// Let the readers just handed turns run before the next
+		// epoll_wait (on a busy node it finds more at once): with few Ps
+		// they would still hold them, and the next events would find no
+		// reader free and start goroutines, whose stacks grow as they serve.
+		runtime.Gosched()
 	}
 }
 
@@ -265,7 +296,10 @@ func (c *conn) wake() bool {
 }
 
 func (p *poller) close() {
-	close(p.stop)
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.ep.Close() // ends run's wait; epfd is closed once it has returned
 	<-p.done
 	close(p.turns)
 }

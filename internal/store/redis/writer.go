@@ -23,6 +23,14 @@ import (
 // writeQueue bounds the acks and bindings waiting for the writer.
 const writeQueue = 65536
 
+// writeLinger is how long the writer lets a batch gather after its first
+// write (not a barrier, which a caller waits on): a node that answers its
+// devices at once would otherwise send their acks as they come, a few to a
+// batch, and Redis would spend 15% more CPU per stored delivery on the
+// more, smaller turns (benchmarks.md, "The poller waits in the
+// netpoller"). An ack written later costs nothing: it was answered.
+const writeLinger = time.Millisecond
+
 // write is an ack (or a message acked), a cursor, a binding, a sent report
 // or acks to count for the writer, or a barrier (done set) closed once
 // everything queued before it is written.
@@ -115,10 +123,10 @@ func (s *Store) queue(w write) bool {
 const reportFlush = time.Second
 
 // writer sends the queued writes in batches, in order: every write waiting
-// when a batch starts goes in it. The acks it counts for reports are added
-// to them once every reportFlush, and at Close (not at a barrier: a read
-// that waits for the writes before it, such as a push to users, must not
-// make a busy report a hot key again).
+// writeLinger after the batch's first goes in it. The acks it counts for
+// reports are added to them once every reportFlush, and at Close (not at a
+// barrier: a read that waits for the writes before it, such as a push to
+// users, must not make a busy report a hot key again).
 func (s *Store) writer() {
 	defer close(s.done)
 	tick := time.NewTicker(reportFlush)
@@ -129,6 +137,9 @@ func (s *Store) writer() {
 			if !ok {
 				s.flushAcks()
 				return
+			}
+			if w.done == nil {
+				time.Sleep(writeLinger)
 			}
 			s.writeBatch(s.gather(w))
 		case <-tick.C:
