@@ -79,7 +79,7 @@ func newEpoll() (int, *os.File, error) {
 
 // readers is how many long-lived readers a poller keeps: as many as one
 // epoll_wait hands out at a busy moment (a reader is free again only once
-// the poller waits), so that most turns find one.
+// the poller yields), so that most turns find one.
 const readers = 256
 
 // read serves the turns handed to this reader, until the poller closes.
@@ -231,9 +231,9 @@ func (p *poller) forget(c *conn) {
 
 // run hands out the epoll set's events until the poller closes. It takes
 // them without waiting (epoll_wait with no timeout), and waits in the
-// netpoller only when there were none: epfd is
-// readable while events wait, and anything that comes after an empty
-// epoll_wait wakes the netpoller.
+// netpoller only when there were none: epfd is readable while events
+// wait, and anything that comes after an empty epoll_wait wakes the
+// netpoller.
 func (p *poller) run(g *Gateway) {
 	defer close(p.done)
 	wait, _ := p.ep.SyscallConn() // fails only for a nil *os.File
