@@ -268,10 +268,7 @@ func (c *conn) refuseConnect(code byte) {
 func (c *conn) handlePuback(s *session, id uint16) {
 	broadcast := id%2 == 0
 	c.mu.Lock()
-	sent := s.sentSeq
-	if broadcast {
-		sent = s.sentBSeq
-	}
+	sent := s.lastSent(broadcast)
 	c.mu.Unlock()
 	n := seqOfID(id, sent)
 	switch {

@@ -31,15 +31,12 @@ func (c *conn) sendNext(app, id string, n uint64, broadcast bool, b []byte) (too
 		c.mu.Unlock()
 		return false, false
 	}
-	sent := &s.sentSeq
-	if broadcast {
-		sent = &s.sentBSeq
-	}
-	if c.syncing || n != *sent+1 || broadcast && !s.byBSeq {
+	sent := s.lastSent(broadcast)
+	if c.syncing || n != sent+1 || broadcast && !s.byBSeq {
 		switch {
 		case broadcast:
 			c.catchUpLocked(s)
-		case n > *sent:
+		case n > sent:
 			c.dirty = true
 			c.startSyncLocked(nil)
 		}
@@ -53,6 +50,15 @@ func (c *conn) sendNext(app, id string, n uint64, broadcast bool, b []byte) (too
 	c.mu.Unlock()
 	c.enqueued(now, full)
 	return now, now
+}
+
+// lastSent is the last bseq of the app's broadcast log queued for s with
+// broadcast, else the last seq of its mailbox. c.mu must be held.
+func (s *session) lastSent(broadcast bool) uint64 {
+	if broadcast {
+		return s.sentBSeq
+	}
+	return s.sentSeq
 }
 
 // queuedLocked records that stored message m was queued for s: a bseq
@@ -239,16 +245,15 @@ func (c *conn) deliver(s *session, msgs []store.Stored, bseq bool) bool {
 			return false
 		}
 		f := protocol.Frame{Op: protocol.OpPush, App: []byte(m.App), ID: []byte(m.ID), Data: m.Data}
-		sent := &s.sentSeq
 		if bseq {
-			f.BSeq, sent = m.Seq, &s.sentBSeq
+			f.BSeq = m.Seq
 		} else {
 			f.Seq = m.Seq
 		}
 		b := c.kind.encodeReplay(nil, &f)
 		c.mu.Lock()
 		queued, full := false, false
-		if m.Seq > *sent && !s.over.Load() { // else a fast-path push got there first
+		if m.Seq > s.lastSent(bseq) && !s.over.Load() { // else a fast-path push got there first
 			if queued, full = c.enqueueLocked(b); queued {
 				c.queuedLocked(s, bseq, store.Sent{Seq: m.Seq, ID: m.ID})
 			}
