@@ -25,10 +25,10 @@ const writeQueue = 65536
 
 // writeLinger is how long the writer lets a batch gather after its first
 // write (not a barrier, which a caller waits on): a node that answers its
-// devices at once would otherwise send their acks as they come, a few to a
-// batch, and Redis would spend 15% more CPU per stored delivery on the
-// more, smaller turns (benchmarks.md, "The poller waits in the
-// netpoller"). An ack written later costs nothing: it was answered.
+// devices at once would otherwise send their acks in more, smaller
+// batches, and Redis would spend 15% more CPU per stored delivery
+// (benchmarks.md, "The poller waits in the netpoller"). An ack written
+// later costs nothing: it was answered.
 const writeLinger = time.Millisecond
 
 // write is an ack (or a message acked), a cursor, a binding, a sent report
