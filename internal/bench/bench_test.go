@@ -151,20 +151,33 @@ func TestBenchSaysWhy(t *testing.T) {
 	}
 }
 
-// The GC pause a run reports is its own: the bound of the highest pause
-// bucket that grew during it, not the process's longest since it started.
+// The GC pause a run reports is its own, and bounded by the lowest bucket
+// that counts all of its pauses: the buckets are cumulative (each counts
+// every pause up to its bound), so every bucket above a pause grows with it.
 func TestMaxPauseGrown(t *testing.T) {
 	bucket := func(le string) string { return pauseBucket + le + `"}` }
-	before := metrics{bucket("0.0001"): 10, bucket("0.001"): 12, bucket("0.1"): 13, bucket("+Inf"): 13}
-	after := metrics{bucket("0.0001"): 20, bucket("0.001"): 25, bucket("0.1"): 13, bucket("+Inf"): 25}
-	if got := maxPauseGrown(before, after); got != 0.001 {
-		t.Fatalf("max pause %v, want 0.001 (the 0.1 bucket did not grow in this run)", got)
+	scrape := func(counts [4]float64, sum float64) metrics {
+		return metrics{bucket("0.0001"): counts[0], bucket("0.001"): counts[1], bucket("0.1"): counts[2], bucket("+Inf"): counts[3],
+			pauseHistogram + "_count": counts[3], pauseHistogram + "_sum": sum}
 	}
-	if got := maxPauseGrown(after, after); got != 0 {
-		t.Fatalf("no GC in the run: %v", got)
+	before := scrape([4]float64{10, 12, 13, 13}, 0.05)
+	for _, c := range []struct {
+		name  string
+		after metrics
+		want  float64
+	}{
+		{"13 pauses, the longest in the 0.001 bucket", scrape([4]float64{20, 25, 26, 26}, 0.06), 0.001},
+		{"their total below that bound", scrape([4]float64{20, 25, 26, 26}, 0.0506), 0.0006},
+		{"one pause past the last finite bucket: their total", scrape([4]float64{20, 25, 26, 27}, 0.55), 0.5},
+		{"no GC in the run", before, 0},
+	} {
+		if got := maxPauseGrown(before, c.after); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%s: max pause %v, want %v", c.name, got, c.want)
+		}
 	}
 	// The run's collections and their mean pause come from the summary's
 	// count and sum.
+	after := scrape([4]float64{20, 25, 26, 26}, 0.06)
 	before["go_gc_duration_seconds_count"], before["go_gc_duration_seconds_sum"] = 10, 0.010
 	after["go_gc_duration_seconds_count"], after["go_gc_duration_seconds_sum"] = 14, 0.014
 	one := func(m metrics) scrapes { return scrapes{m: []metrics{m}, errs: []error{nil}} }

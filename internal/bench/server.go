@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,9 +30,9 @@ type Figures struct {
 	BytesPerConn float64 `json:"rss_bytes_per_connection,omitempty"`
 	CPUSeconds   float64 `json:"cpu_seconds"` // spent during the run
 	Pushes       float64 `json:"pushes"`      // messages its push API accepted during the run
-	// GCMaxPauseMs bounds the longest stop-the-world GC pause of the run:
-	// the upper bound of the highest bucket of the pause histogram that
-	// grew during it (0: no GC ran).
+	// GCMaxPauseMs bounds the longest stop-the-world GC pause of the run
+	// (0: no GC ran): the bound of the lowest bucket of the pause histogram
+	// that counts all of the run's pauses, or their total if less.
 	GCMaxPauseMs float64 `json:"gc_max_pause_ms"`
 	// GCs is how many collections ran during the run, and GCMeanPauseMs
 	// their mean stop-the-world pause (go_gc_duration_seconds' sum and
@@ -47,8 +46,12 @@ type Figures struct {
 // for the GC pause histogram's buckets, kept apart by their bound.
 type metrics map[string]float64
 
-// pauseBucket is the prefix of the GC pause histogram's buckets.
-const pauseBucket = `go_sched_pauses_total_gc_seconds_bucket{le="`
+// pauseHistogram is the GC pause histogram (stopping the threads
+// included), and pauseBucket the prefix of its buckets.
+const (
+	pauseHistogram = "go_sched_pauses_total_gc_seconds"
+	pauseBucket    = pauseHistogram + `_bucket{le="`
+)
 
 // scrapes are one scrape of each server, or why it failed.
 type scrapes struct {
@@ -134,19 +137,24 @@ func serverStats(apis []string, before, connected, after scrapes) []Server {
 	return out
 }
 
-// maxPauseGrown returns the upper bound (seconds) of the highest bucket of
-// the GC pause histogram that grew from before to after: the run's longest
-// pause is at most that. 0: no pause during the run.
+// maxPauseGrown returns a bound (seconds) on the longest GC pause from
+// before to after, 0 if none came: no pause is longer than all of them
+// together, nor than the bound of a bucket that grew by all of them (a
+// bucket counts every pause up to its bound: the buckets are cumulative).
 func maxPauseGrown(before, after metrics) float64 {
-	top := 0.0
+	pauses := after[pauseHistogram+"_count"] - before[pauseHistogram+"_count"]
+	if pauses <= 0 {
+		return 0
+	}
+	bound := after[pauseHistogram+"_sum"] - before[pauseHistogram+"_sum"]
 	for name, v := range after {
 		le, ok := strings.CutPrefix(name, pauseBucket)
-		if !ok || v <= before[name] {
+		if !ok || v-before[name] < pauses {
 			continue
 		}
-		if bound, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64); err == nil && !math.IsInf(bound, 1) {
-			top = max(top, bound)
+		if le, err := strconv.ParseFloat(strings.TrimSuffix(le, `"}`), 64); err == nil {
+			bound = min(bound, le)
 		}
 	}
-	return top
+	return bound
 }

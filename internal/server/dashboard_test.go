@@ -179,7 +179,7 @@ func TestDashboardSession(t *testing.T) {
 	if session.Name != "longlink_ops" || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || strings.Contains(session.Value, opsToken) {
 		t.Errorf("session cookie: %+v", session)
 	}
-	for _, path := range []string{"/dashboard", "/dashboard/dashboard.js", "/v1/admin/stats", "/debug/pprof/"} {
+	for _, path := range []string{"/dashboard", "/dashboard/dashboard.js", "/dashboard/pause.js", "/v1/admin/stats", "/debug/pprof/"} {
 		if resp := get(path, session); resp.StatusCode != http.StatusOK {
 			t.Errorf("%s with the session: %d", path, resp.StatusCode)
 		}

@@ -37,7 +37,7 @@ func Dashboard(a *api.Server) {
 		serveFile(w, "login.html", http.StatusUnauthorized)
 	}
 	a.HandleOps("GET /dashboard", a.OpsOnly(file("dashboard.html"), login))
-	for _, name := range []string{"dashboard.js", "style.css"} {
+	for _, name := range []string{"dashboard.js", "pause.js", "style.css"} {
 		a.HandleOps("GET /dashboard/"+name, a.OpsOnly(file(name), login))
 	}
 	// The browser asks every page's host for it: the dashboard's, the

@@ -46,6 +46,37 @@ test('the dashboard asks for the ops token, then shows live figures, kicks and p
   await page.locator('#status', { hasText: '1 node' }).waitFor();
   await page.goto(`${server.apiUrl}/dashboard?interval=300`); // the session cookie holds
 
+  // The GC pause column bounds a node's longest pause between two reads by
+  // the lowest bucket that counts them all (the buckets are cumulative:
+  // every bucket above a pause grows with it), or by their total.
+  const bounds = await page.evaluate(async () => {
+    const { pauseBound } = await import('/dashboard/pause.js');
+    const h = 'go_sched_pauses_total_gc_seconds';
+    const read = (counts, sum) => [
+      { name: `${h}_count`, value: counts[3] }, { name: `${h}_sum`, value: sum },
+      ...['0.0001', '0.001', '0.1'].map((le, i) => ({ name: `${h}_bucket`, labels: { le }, value: counts[i] })),
+    ];
+    const before = read([10, 12, 13, 13], 0.05);
+    const stats = async () => (await (await fetch('/v1/admin/stats')).json()).nodes[0].samples;
+    const first = await stats();
+    await fetch('/debug/pprof/heap?gc=1'); // a collection: its pauses come between the reads
+    const second = await stats();
+    const sum = (samples) => samples.find((s) => s.name === `${h}_sum`).value;
+    return {
+      bucket: pauseBound(before, read([20, 25, 26, 26], 0.06)),
+      total: pauseBound(before, read([20, 25, 26, 26], 0.0506)),
+      past: pauseBound(before, read([20, 25, 26, 27], 0.55)),
+      none: pauseBound(before, before),
+      real: pauseBound(first, second),
+      realTotal: sum(second) - sum(first),
+    };
+  });
+  assert.equal(bounds.bucket, 0.001);
+  assert.ok(Math.abs(bounds.total - 0.0006) < 1e-9, `bounded by the total: ${bounds.total}`);
+  assert.ok(Math.abs(bounds.past - 0.5) < 1e-9, `a pause past the last bucket: ${bounds.past}`);
+  assert.equal(bounds.none, 0);
+  assert.ok(bounds.real > 0 && bounds.real <= bounds.realTotal, `a node's own pauses: ${JSON.stringify(bounds)}`);
+
   const online = page.locator('[data-figure="connections"]');
   await online.filter({ hasText: /^0$/ }).waitFor();
   // Before any device sent its stats, the client-quality table says so.

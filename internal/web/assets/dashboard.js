@@ -3,6 +3,8 @@
 // are kept here, in the page, for the charts. The actions call the admin
 // API with the session cookie the login form set.
 
+import { pauseBound } from './pause.js';
+
 const params = new URLSearchParams(location.search);
 const INTERVAL = Number(params.get('interval')) || 2000;
 const KEEP = 15 * 60 * 1000;
@@ -61,18 +63,10 @@ function bytes(v) {
   return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-// gcPauseMax is the largest stop-the-world GC pause since the last read:
-// the upper bound of the highest histogram bucket that grew.
+// gcPauseMax bounds the longest stop-the-world GC pause since the last read.
 function gcPauseMax(n) {
   const p = prev.get(n.node);
-  if (!p) return NaN;
-  const buckets = (samples) => new Map(samples.filter((s) => s.name === 'go_sched_pauses_total_gc_seconds_bucket').map((s) => [s.labels.le, s.value]));
-  const before = buckets(p.samples);
-  let max = 0;
-  for (const [le, v] of buckets(n.samples)) {
-    if (v > (before.get(le) ?? 0) && Number(le) > max && le !== '+Inf') max = Number(le);
-  }
-  return max;
+  return p && p.started_at === n.started_at ? pauseBound(p.samples, n.samples) : NaN;
 }
 
 function el(tag, attrs = {}, ...children) {
