@@ -38,7 +38,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", 0, "devices per API call (default: unicast 1, batch 100)")
 	perWorker := fs.Int("per-worker", 15000, "devices per worker process (one process may hold 20,000 files here)")
 	heartbeat := fs.Duration("heartbeat", 60*time.Second, "heartbeat the devices propose")
-	yield := fs.Bool("yield", true, "run the devices' worker processes at idle CPU priority (Linux SCHED_IDLE), so that on a box shared with the server they take only the CPU it leaves")
+	yield := fs.Bool("yield", true, "run the devices' worker processes at idle CPU priority (Linux SCHED_IDLE), so that on a box shared with the server they take only the CPU it leaves (they also make its threads move between cores: pin it to one, e.g. taskset -c 0, to measure its CPU per message)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	ttl := fs.Int("ttl", 0, "unicast, batch, broadcast: store each push for this many seconds (0: online only)")
 	opsToken := fs.String("ops-token", "", "drain: the nodes' ops token (default: the config's ops.token)")
