@@ -24,7 +24,8 @@ import (
 const writeQueue = 65536
 
 // writeLinger is how long the writer lets a batch gather after its first
-// write (not a barrier, which a caller waits on): a node that answers its
+// write (not after a barrier, which a caller waits on; a barrier queued
+// during the wait waits with it, at most this long): a node that answers its
 // devices at once would otherwise send their acks in more, smaller
 // batches, and Redis would spend 15% more CPU per stored delivery
 // (benchmarks.md, "The poller waits in the netpoller"). An ack written
