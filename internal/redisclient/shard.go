@@ -77,6 +77,37 @@ func KeyIn(p int, prefix, app, kind, id string) string {
 	return prefix + "{" + Tag(p) + "}" + app + ":" + kind + ":" + id
 }
 
+// AppendKeys appends to keys the key of each of kinds named after id in
+// app (Key), hashing id once and making one string for them all, of which
+// each key is a part: a stored delivery names three keys of its device.
+func AppendKeys(keys []string, prefix, app, id string, kinds ...string) []string {
+	tag := Tag(Partition(app, id))
+	head := len(prefix) + len("{") + len(tag) + len("}") + len(app) + len(":")
+	n := 0
+	for _, kind := range kinds {
+		n += head + len(kind) + len(":") + len(id)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, kind := range kinds {
+		b.WriteString(prefix)
+		b.WriteByte('{')
+		b.WriteString(tag)
+		b.WriteByte('}')
+		b.WriteString(app)
+		b.WriteByte(':')
+		b.WriteString(kind)
+		b.WriteByte(':')
+		b.WriteString(id)
+	}
+	all := b.String()
+	for _, kind := range kinds {
+		k := head + len(kind) + len(":") + len(id)
+		keys, all = append(keys, all[:k]), all[k:]
+	}
+	return keys
+}
+
 // Tag is partition p's hash tag: the shortest string (digits and letters)
 // that hashes to slot p*(slots/Partitions).
 func Tag(p int) string {

@@ -81,3 +81,43 @@ func TestPartitionsOf(t *testing.T) {
 		t.Errorf("PartitionsOf(nil): %d", got)
 	}
 }
+
+// AppendKeys names the same keys as Key, in the kinds' order, after what
+// the slice held.
+func TestAppendKeys(t *testing.T) {
+	kinds := []string{KindSeq, KindMailbox, KindMailbox, "k", KindRoute}
+	for _, id := range []string{"d1", "device-with-a-longer-id", ""} {
+		got := AppendKeys([]string{"first"}, "ll:", "demo", id, kinds...)
+		want := []string{"first"}
+		for _, kind := range kinds {
+			want = append(want, Key("ll:", "demo", kind, id))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != len(want) {
+			t.Errorf("AppendKeys of %q: %q, want %q", id, got, want)
+		}
+	}
+}
+
+// A stored delivery's keys of its device (seq, mailbox, route): each
+// built by Key, and all three by AppendKeys.
+func BenchmarkDeviceKeys(b *testing.B) {
+	ids := make([]string, 1024)
+	for i := range ids {
+		ids[i] = fmt.Sprint("device-", i)
+	}
+	b.Run("Key", func(b *testing.B) {
+		b.ReportAllocs()
+		keys := make([]string, 0, 3)
+		for i := range b.N {
+			id := ids[i%len(ids)]
+			keys = append(keys[:0], Key("ll:", "demo", KindSeq, id), Key("ll:", "demo", KindMailbox, id), Key("ll:", "demo", KindRoute, id))
+		}
+	})
+	b.Run("AppendKeys", func(b *testing.B) {
+		b.ReportAllocs()
+		keys := make([]string, 0, 3)
+		for i := range b.N {
+			keys = AppendKeys(keys[:0], "ll:", "demo", ids[i%len(ids)], KindSeq, KindMailbox, KindRoute)
+		}
+	})
+}

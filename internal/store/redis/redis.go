@@ -301,13 +301,12 @@ func (s *Store) Append(ctx context.Context, devices []string, m store.Message, k
 			keys, args = append(keys, anchor, anchor), append(args, noReport...)
 		}
 		args = append(args, s.unused)
+		collapse := redisclient.KindMailbox // any key: not touched without a collapse key
+		if m.Collapse != "" {
+			collapse = "k"
+		}
 		for _, i := range g {
-			mailbox := s.key(m.App, redisclient.KindMailbox, devices[i])
-			collapse := mailbox // not touched without a collapse key: no key to build
-			if m.Collapse != "" {
-				collapse = s.key(m.App, "k", devices[i])
-			}
-			keys = append(keys, s.key(m.App, redisclient.KindSeq, devices[i]), mailbox, collapse, s.key(m.App, redisclient.KindRoute, devices[i]))
+			keys = redisclient.AppendKeys(keys, s.opts.Prefix, m.App, devices[i], redisclient.KindSeq, redisclient.KindMailbox, collapse, redisclient.KindRoute)
 		}
 		calls = append(calls, rueidis.LuaExec{Keys: keys, Args: args})
 	}
