@@ -32,6 +32,7 @@ const (
 	opRecall                     // remove a message wherever it waits
 	opVendorToken                // set, remove or drop a device's OS push token
 	opEscalated                  // record escalated copies' outcomes
+	opLastSeq                    // read: the last seq given to a device
 )
 
 // op is one operation for the committer.
@@ -124,7 +125,7 @@ func (s *Store) commit(ops []*op) {
 			continue
 		}
 		err := s.addAcks(batch)
-		if err == nil {
+		if err == nil && (sync || !batch.Empty()) { // reads alone (a login's LastSeq) commit nothing
 			opts := pebble.NoSync
 			if sync {
 				opts = pebble.Sync
@@ -189,6 +190,10 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 		return s.applyVendorToken(b, o)
 	case opEscalated:
 		return s.applyEscalated(b, o)
+	case opLastSeq:
+		mb, err := s.meta.mailbox(b, o.msg.App, o.device)
+		o.seq = mb.last
+		return err
 	}
 	return fmt.Errorf("store: unknown op %d", o.kind)
 }
@@ -294,8 +299,9 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 	// The message is the oldest: the mailbox needs an expiry entry at or
 	// before its expiry. (A count left high by acks still has in the index
 	// the entry made for the oldest message it counts, or a later one: the
-	// sweep of that entry writes the count.)
-	if mb.count == 0 {
+	// sweep of that entry writes the count. A count read from n/, which
+	// the seqs reserved raise, is not known to have one: due is 0.)
+	if mb.count == 0 || mb.due == 0 {
 		mb.due = s.expireMailbox(b, m.App, device, mb.due, m.Expires.UnixMilli())
 	}
 	mb.last = seq
@@ -324,7 +330,12 @@ func (s *Store) appendMessage(b *pebble.Batch, device string, m store.Message) (
 			}
 		}
 	}
-	s.meta.setMailbox(b, m.App, device, mb)
+	if seq > mb.reserved { // n/ is written once per seqBlock appends
+		mb.reserved = seq + seqBlock - 1
+		s.meta.setMailbox(b, m.App, device, mb)
+	} else {
+		s.meta.keepMailbox(m.App, device, mb)
+	}
 	return seq, nil
 }
 
@@ -480,7 +491,7 @@ func (s *Store) applyAck(b *pebble.Batch, o *op) error {
 	}
 	mb.count -= min(n, mb.count)
 	mb.first = o.seq + 1
-	s.meta.acked(app, o.device, mb)
+	s.meta.keepMailbox(app, o.device, mb)
 	return nil
 }
 

@@ -12,9 +12,10 @@ import (
 // unambiguously; numbers are big-endian so that keys sort by them.
 //
 //	m/<app>\0<device>\0<seq:8>        a stored message: record
-//	n/<app>\0<device>                 that mailbox's count and lowest seq, and the last seq given (uvarints;
-//	                                  an ack does not write it: the count is at least the mailbox's, the
-//	                                  lowest seq at most its oldest's; see mailbox)
+//	n/<app>\0<device>                 that mailbox's count and lowest seq, and a reserve of seqs at or above
+//	                                  the last given (uvarints; an ack does not write it, nor an append
+//	                                  within the reserve: the count is at least the mailbox's, the lowest
+//	                                  seq at most its oldest's; see mailbox)
 //	b/<app>\0<bseq:8>                 the app's broadcast log: record
 //	h/<app>                           last bseq of the app's log (uvarint)
 //	c/<app>\0<device>                 highest bseq copied into the device's mailbox (uvarint)
@@ -43,7 +44,7 @@ import (
 // known). The sweep, when it comes, deletes the mailbox's messages that
 // expired, oldest first, up to the first that has not, and gives the
 // mailbox an entry at that one's expiry. So an append writes the message
-// and n/, an ack one single delete (see mailbox), and a message that
+// (and n/ once per 64 seqs), an ack one single delete (see mailbox), and a message that
 // expires behind an older one that has not is deleted with it (no read
 // returns it after its expiry: reads skip what expired).
 //

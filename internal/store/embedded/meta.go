@@ -85,9 +85,11 @@ func (c *metaCache) setMailbox(b *pebble.Batch, app, device string, mb mailbox) 
 	c.keep(k, mb)
 }
 
-// acked caches mb, the mailbox of (app, device) after an ack, without
-// writing it (see mailbox).
-func (c *metaCache) acked(app, device string, mb mailbox) { c.keep(c.countKey(app, device), mb) }
+// keepMailbox caches mb, the mailbox of (app, device) after an ack or an
+// append within its seqs reserved, without writing it (see mailbox).
+func (c *metaCache) keepMailbox(app, device string, mb mailbox) {
+	c.keep(c.countKey(app, device), mb)
+}
 
 // countKey returns the n/ key of (app, device), valid until the next call.
 func (c *metaCache) countKey(app, device string) []byte {
@@ -194,20 +196,33 @@ func (c *metaCache) makeRoom() {
 // at or below its oldest; a count that would make the mailbox drop a
 // message is counted again first (recount).
 //
+// Nor does every append write n/: its last seq is a reserve (reserved),
+// written once per seqBlock seqs, and its count is raised by the seqs of
+// the reserve not given yet, so that it stays at least the mailbox's
+// until the next write. A mailbox read from n/ (after a restart, or once
+// the cache let it go) goes on after the reserve: the seqs of it that were
+// not given never are, and its last seq is the reserve's.
+//
 // due, kept in memory only, is the time of an expiry entry of the mailbox
 // known to be in the index (unix ms; 0: none known).
 type mailbox struct {
-	count uint64
-	first uint64
-	last  uint64
-	due   int64
-	exact bool
+	count    uint64
+	first    uint64
+	last     uint64
+	reserved uint64 // the last seq n/ holds: seqs up to it may be given without writing it
+	due      int64
+	exact    bool
 }
 
-// appendTo appends mb as its n/ key holds it to v: count, first and last
+// seqBlock is how many seqs an append that writes n/ reserves.
+const seqBlock = 64
+
+// appendTo appends mb as its n/ key holds it to v: count (raised by the
+// seqs reserved and not given), first and the last seq reserved
 // (uvarints).
 func (mb mailbox) appendTo(v []byte) []byte {
-	return binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(v, mb.count), mb.first), mb.last)
+	reserve := mb.reserved - min(mb.reserved, mb.last)
+	return binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(v, mb.count+reserve), mb.first), max(mb.reserved, mb.last))
 }
 
 // decodeMailbox reads an n/ value (none: an empty mailbox, no seq given).
@@ -218,6 +233,7 @@ func decodeMailbox(v []byte) mailbox {
 	v = v[max(n, 0):]
 	mb.first, n = binary.Uvarint(v)
 	mb.last, _ = binary.Uvarint(v[max(n, 0):])
+	mb.reserved = mb.last
 	mb.exact = mb.count == 0 // acks can only have made it lower
 	return mb
 }

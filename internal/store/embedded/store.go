@@ -179,13 +179,15 @@ func (s *Store) Ack(app, device string, seq uint64) {
 }
 
 // LastSeq returns the last seq given to device in app that is durable (0
-// if none). Any seq a client was handed is at or below it.
-func (s *Store) LastSeq(_ context.Context, app, device string) (uint64, error) {
-	v, _, err := get(s.db, key(prefixCount, app, device))
-	if err != nil {
+// if none). Any seq a client was handed is at or below it, and every seq
+// given later above it. The committer answers it: n/ holds a reserve of
+// seqs, not the last given (see mailbox).
+func (s *Store) LastSeq(ctx context.Context, app, device string) (uint64, error) {
+	o := &op{kind: opLastSeq, msg: store.Message{App: app}, device: device}
+	if err := s.do(ctx, o); err != nil {
 		return 0, fmt.Errorf("store last seq: %w", err)
 	}
-	return decodeMailbox(v).last, nil
+	return o.seq, nil
 }
 
 // Bind records that device belongs to user in app (user "" unbinds it).

@@ -274,6 +274,99 @@ func TestMailboxLimitAfterAcksAndRestart(t *testing.T) {
 	mailbox("b2", "b3") // full: the oldest goes
 }
 
+// An append writes its mailbox's n/ once per seqBlock seqs: the last seq
+// it holds is a reserve. LastSeq is the last seq given all the same, and
+// after a restart a device's seqs go on after the reserve, with its
+// mailbox whole and its limit kept.
+func TestSeqsReservedAcrossRestart(t *testing.T) {
+	clk := storetest.NewClock()
+	dir := t.TempDir()
+	limit := func(o *store.Options) { o.MailboxLimit = 4 }
+	s := open(t, dir, clk, limit)
+	put := func(id string) uint64 {
+		t.Helper()
+		res, err := s.Append(ctx, []string{"d1"}, msg(clk, "demo", id), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Seqs[0]
+	}
+	lastSeq := func(want uint64) {
+		t.Helper()
+		if last, err := s.LastSeq(ctx, "demo", "d1"); err != nil || last != want {
+			t.Fatalf("LastSeq %d (%v), want %d", last, err, want)
+		}
+	}
+	onDisk := func() mailbox {
+		t.Helper()
+		v, _, err := get(s.db, key(prefixCount, "demo", "d1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return decodeMailbox(v)
+	}
+	for i, id := range []string{"a1", "a2", "a3"} {
+		if seq := put(id); seq != uint64(i+1) {
+			t.Fatalf("seq %d for %s", seq, id)
+		}
+	}
+	lastSeq(3)
+	if mb := onDisk(); mb.last != seqBlock || mb.count != 1+seqBlock-1 {
+		t.Fatalf("n/ after 3 appends: %+v, want the first append's reserve (last %d, count %d)", mb, seqBlock, seqBlock)
+	}
+	s.Close()
+
+	s = open(t, dir, clk, limit)
+	lastSeq(seqBlock)
+	if seq := put("b1"); seq != seqBlock+1 {
+		t.Fatalf("first seq after the restart: %d, want %d", seq, seqBlock+1)
+	}
+	put("b2")
+	got, err := s.Since(ctx, "demo", "d1", 0, 10)
+	if err != nil || !slices.Equal(ids(got), []string{"a2", "a3", "b1", "b2"}) {
+		t.Fatalf("mailbox %v (%v): the limit of 4 after a restart", ids(got), err)
+	}
+	if got[3].Seq != seqBlock+2 {
+		t.Fatalf("b2's seq %d", got[3].Seq)
+	}
+}
+
+// A mailbox read back from n/ (its count raised by the reserve) is not
+// known to have an expiry entry: an append after a restart makes one, so
+// that what it stores is swept when it expires, even when the last sweep
+// found the mailbox empty.
+func TestExpiryEntryAfterRestart(t *testing.T) {
+	clk := storetest.NewClock()
+	dir := t.TempDir()
+	s := open(t, dir, clk)
+	if _, err := s.Append(ctx, []string{"d1"}, msg(clk, "demo", "a1"), ""); err != nil {
+		t.Fatal(err)
+	}
+	s.Ack("demo", "d1", 1)
+	clk.Add(2 * time.Hour)
+	s.queue(&op{kind: opSweep}) // finds the mailbox empty: no entry left
+	flush(t, s)
+	if n := countKeys(t, s, prefixExpiry); n != 0 {
+		t.Fatalf("%d expiry entries after the sweep", n)
+	}
+	s.Close()
+
+	s = open(t, dir, clk)
+	m := msg(clk, "demo", "b1")
+	if _, err := s.Append(ctx, []string{"d1"}, m, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := keysOf(t, s, prefixExpiry), []string{string(expiryKey(m.Expires, key(prefixCount, "demo", "d1")))}; !slices.Equal(got, want) {
+		t.Fatalf("expiry entries %q, want %q", got, want)
+	}
+	clk.Add(2 * time.Hour)
+	s.queue(&op{kind: opSweep})
+	flush(t, s)
+	if n := countKeys(t, s, prefixMessage); n != 0 {
+		t.Fatalf("%d messages after b1 expired and the sweep ran", n)
+	}
+}
+
 // A sweep deletes at most sweepChunk keys, a mailbox's messages each
 // counted: a mailbox with more expired messages than that is swept in
 // several commits, each going on where the one before stopped.
