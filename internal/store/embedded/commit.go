@@ -125,7 +125,8 @@ func (s *Store) commit(ops []*op) {
 			continue
 		}
 		err := s.addAcks(batch)
-		if err == nil && (sync || !batch.Empty()) { // reads alone (a login's LastSeq) commit nothing
+		written := sync || !batch.Empty() // reads alone (a login's LastSeq) commit nothing
+		if err == nil && written {
 			opts := pebble.NoSync
 			if sync {
 				opts = pebble.Sync
@@ -142,7 +143,7 @@ func (s *Store) commit(ops []*op) {
 			}
 			finish(o)
 		}
-		if s.opts.Metrics != nil {
+		if s.opts.Metrics != nil && written {
 			s.opts.Metrics.StoreCommits.Inc()
 			s.opts.Metrics.StoreBatchOps.Observe(float64(len(ops)))
 		}

@@ -310,7 +310,11 @@ func TestSeqsReservedAcrossRestart(t *testing.T) {
 			t.Fatalf("seq %d for %s", seq, id)
 		}
 	}
+	commits := testutil.ToFloat64(s.opts.Metrics.StoreCommits)
 	lastSeq(3)
+	if n := testutil.ToFloat64(s.opts.Metrics.StoreCommits) - commits; n != 0 {
+		t.Fatalf("LastSeq, a read, committed %v batches", n)
+	}
 	if mb := onDisk(); mb.last != seqBlock || mb.count != 1+seqBlock-1 {
 		t.Fatalf("n/ after 3 appends: %+v, want the first append's reserve (last %d, count %d)", mb, seqBlock, seqBlock)
 	}
