@@ -57,6 +57,15 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	override(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT)
 	defer stop()
+	// SIGHUP and SIGTERM are caught before the banner: one sent as soon as
+	// it is read (a supervisor, a test) must not kill the process, which is
+	// what SIGHUP does by default. One that comes during the start is
+	// served once it is up.
+	hup, term := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(term, syscall.SIGTERM)
+	defer signal.Stop(hup)
+	defer signal.Stop(term)
 	s, err := server.Start(cfg, log)
 	if err != nil {
 		if firstStart { // so that the next start, which can show them, is the first
@@ -78,11 +87,6 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if _, err := stdout.Write(banner.Bytes()); err != nil {
 		return err
 	}
-	hup, term := make(chan os.Signal, 1), make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	signal.Notify(term, syscall.SIGTERM)
-	defer signal.Stop(hup)
-	defer signal.Stop(term)
 	for running := true; running; {
 		select {
 		case <-ctx.Done(): // SIGINT: at once
