@@ -44,9 +44,9 @@ import (
 // known). The sweep, when it comes, deletes the mailbox's messages that
 // expired, oldest first, up to the first that has not, and gives the
 // mailbox an entry at that one's expiry. So an append writes the message
-// (and n/ once per 64 seqs), an ack one single delete (see mailbox), and a message that
-// expires behind an older one that has not is deleted with it (no read
-// returns it after its expiry: reads skip what expired).
+// (and n/ once per 64 seqs), an ack one single delete (see mailbox), and
+// a message that expires behind an older one that has not is deleted with
+// it (no read returns it after its expiry: reads skip what expired).
 //
 // Format 1 keyed d/, m/, n/ and c/ by device first, with one seq per device
 // shared by its apps; format 2 indexed a report by its first copy's x/
