@@ -74,7 +74,11 @@ func Key(prefix, app, kind, id string) string {
 
 // KeyIn is the key of kind named after id in app, in partition p.
 func KeyIn(p int, prefix, app, kind, id string) string {
-	return prefix + "{" + Tag(p) + "}" + app + ":" + kind + ":" + id
+	tag := Tag(p)
+	var b strings.Builder
+	b.Grow(keyLen(prefix, tag, app, kind, id))
+	writeKey(&b, prefix, tag, app, kind, id)
+	return b.String()
 }
 
 // AppendKeys appends to keys the key of each of kinds named after id in
@@ -82,30 +86,40 @@ func KeyIn(p int, prefix, app, kind, id string) string {
 // each key is a part: a stored delivery names three keys of its device.
 func AppendKeys(keys []string, prefix, app, id string, kinds ...string) []string {
 	tag := Tag(Partition(app, id))
-	head := len(prefix) + len("{") + len(tag) + len("}") + len(app) + len(":")
 	n := 0
 	for _, kind := range kinds {
-		n += head + len(kind) + len(":") + len(id)
+		n += keyLen(prefix, tag, app, kind, id)
 	}
 	var b strings.Builder
 	b.Grow(n)
 	for _, kind := range kinds {
-		b.WriteString(prefix)
-		b.WriteByte('{')
-		b.WriteString(tag)
-		b.WriteByte('}')
-		b.WriteString(app)
-		b.WriteByte(':')
-		b.WriteString(kind)
-		b.WriteByte(':')
-		b.WriteString(id)
+		writeKey(&b, prefix, tag, app, kind, id)
 	}
 	all := b.String()
 	for _, kind := range kinds {
-		k := head + len(kind) + len(":") + len(id)
+		k := keyLen(prefix, tag, app, kind, id)
 		keys, all = append(keys, all[:k]), all[k:]
 	}
 	return keys
+}
+
+// writeKey writes the key of kind named after id in app, in the partition
+// of tag: <prefix>{<tag>}<app>:<kind>:<id>.
+func writeKey(b *strings.Builder, prefix, tag, app, kind, id string) {
+	b.WriteString(prefix)
+	b.WriteByte('{')
+	b.WriteString(tag)
+	b.WriteByte('}')
+	b.WriteString(app)
+	b.WriteByte(':')
+	b.WriteString(kind)
+	b.WriteByte(':')
+	b.WriteString(id)
+}
+
+// keyLen is the length of the key writeKey writes.
+func keyLen(prefix, tag, app, kind, id string) int {
+	return len(prefix) + len(tag) + len(app) + len(kind) + len(id) + len("{}::")
 }
 
 // Tag is partition p's hash tag: the shortest string (digits and letters)
