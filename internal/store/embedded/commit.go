@@ -192,7 +192,7 @@ func (s *Store) apply(b *pebble.Batch, o *op, now time.Time) error {
 	case opEscalated:
 		return s.applyEscalated(b, o)
 	case opLastSeq:
-		mb, err := s.meta.mailbox(b, o.msg.App, o.device)
+		mb, _, err := s.meta.read(b, s.meta.countKey(o.msg.App, o.device))
 		o.seq = mb.last
 		return err
 	}

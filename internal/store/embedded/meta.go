@@ -66,16 +66,24 @@ func (c *metaCache) deleted(mk []byte) { delete(c.headers, string(mk)) }
 
 func (c *metaCache) mailbox(b *pebble.Batch, app, device string) (mailbox, error) {
 	k := c.countKey(app, device)
+	mb, cached, err := c.read(b, k)
+	if err == nil && !cached {
+		c.keep(k, mb)
+	}
+	return mb, err
+}
+
+// read returns the mailbox of n/ key k, and whether the cache had it; one
+// it had not, read from n/, is not cached (mailbox caches it). A read from
+// n/ gives its reserve as the last seq, which the next append, reading n/
+// too, goes on after: so a login's LastSeq, which only reads, needs not
+// crowd the mailboxes being written out of the cache.
+func (c *metaCache) read(b *pebble.Batch, k []byte) (mailbox, bool, error) {
 	if mb := c.mailboxes[string(k)]; mb != nil {
-		return *mb, nil
+		return *mb, true, nil
 	}
 	v, _, err := get(b, k)
-	if err != nil {
-		return mailbox{}, err
-	}
-	mb := decodeMailbox(v)
-	c.keep(k, mb)
-	return mb, nil
+	return decodeMailbox(v), false, err
 }
 
 func (c *metaCache) setMailbox(b *pebble.Batch, app, device string, mb mailbox) {
