@@ -227,7 +227,8 @@ const seqBlock = 64
 
 // appendTo appends mb as its n/ key holds it to v: count (raised by the
 // seqs reserved and not given), first and the last seq reserved
-// (uvarints).
+// (uvarints). A last seq past the reserve (migrate4 sets it) is written as
+// it is.
 func (mb mailbox) appendTo(v []byte) []byte {
 	reserve := mb.reserved - min(mb.reserved, mb.last)
 	return binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(v, mb.count+reserve), mb.first), max(mb.reserved, mb.last))
